@@ -1,0 +1,412 @@
+//! The `NamespaceIsolation` resource: one per namespace, it declares the tiers of an application,
+//! the flows allowed between them and the services shared across namespaces.
+//!
+//! ```text
+//! [ NamespaceIsolation ] --validation--> [ ValidatedIsolation ] --render--> [ NetworkPolicy x N ]
+//! ```
+//!
+//! The `///` docs on every field become the CRD's descriptions, which `kubectl explain nsi.spec`
+//! shows. The `x_kube(validation = ...)` rules are CEL rules the API server enforces at admission;
+//! [`crate::validation`] enforces the same rules again (and what CEL cannot express) in Rust, so
+//! `netfence render` and the controller never act on a spec that admission would have refused.
+
+use k8s_openapi::apimachinery::pkg::{
+    apis::meta::v1::{Condition, LabelSelector},
+    util::intstr::IntOrString,
+};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The label key whose value Kubernetes sets to every namespace's own name (immutable).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Desired isolation of one namespace.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "netfence.io",
+    version = "v1alpha1",
+    kind = "NamespaceIsolation",
+    plural = "namespaceisolations",
+    singular = "namespaceisolation",
+    shortname = "nsi",
+    namespaced,
+    status = "NamespaceIsolationStatus",
+    derive = "PartialEq",
+    doc = "Declares the tiers of one namespace, the flows allowed between them and the services shared across namespaces; netfence turns it into the namespace's NetworkPolicies.",
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(name = "Policies", type_ = "integer", json_path = ".status.policyCount"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(
+    validation = Rule::new("!has(self.flows) || self.flows.all(f, has(self.tiers) && self.tiers.exists(t, t.name == f.from) && self.tiers.exists(t, t.name == f.to))")
+        .message("every flow's from and to must name a tier declared in spec.tiers")
+        .field_path(".flows"),
+    validation = Rule::new("!has(self.sharedServices) || self.sharedServices.all(s, !has(s.tiers) || s.tiers.all(n, has(self.tiers) && self.tiers.exists(t, t.name == n)))")
+        .message("every shared service's tiers must name tiers declared in spec.tiers")
+        .field_path(".sharedServices"),
+    validation = Rule::new("!has(self.sharedServices) || !has(self.isolate) || self.sharedServices.all(s, s.direction in self.isolate)")
+        .message("a shared service's direction must be listed in spec.isolate: a direction that is not isolated already allows all traffic")
+        .field_path(".sharedServices")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceIsolationSpec {
+    /// `Enforce` (default) applies the generated NetworkPolicies. `DryRun` computes and validates
+    /// them and reports in status what Enforce would change, without writing any policy.
+    #[serde(default)]
+    pub mode: Mode,
+
+    /// The directions the namespace's default deny covers: `Ingress`, `Egress`, or both (default).
+    /// Traffic in a direction that is not listed is not restricted at all.
+    #[serde(default = "default_isolate")]
+    #[schemars(length(min = 1, max = 2))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub isolate: Vec<Direction>,
+
+    /// The DNS egress every pod needs once Egress is isolated. On by default whenever Egress is
+    /// isolated; targets the `k8s-app: kube-dns` pods of `kube-system` on UDP and TCP 53.
+    #[serde(default)]
+    pub dns: Dns,
+
+    /// `Deny` (default): pods of this namespace reach each other only through declared flows.
+    /// `Allow`: any pod may reach any pod of this namespace, in every isolated direction.
+    #[serde(default)]
+    pub same_namespace: SameNamespace,
+
+    /// What happens to the generated policies when this resource is deleted: `Delete` (default)
+    /// removes them all; `Orphan` keeps every policy; `KeepDefaultDeny` keeps the default deny and
+    /// DNS policies and removes the rest, so the namespace fails closed.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// The tiers of the application: named groups of pods chosen by label. Each tier gets one
+    /// NetworkPolicy, `<resource>-tier-<name>`.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub tiers: Vec<Tier>,
+
+    /// Traffic allowed from one tier to another inside this namespace.
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub flows: Vec<Flow>,
+
+    /// Traffic that crosses the namespace boundary: peers (namespaces, their pods, or CIDRs) that
+    /// may reach our tiers (`Ingress`) or that our tiers may reach (`Egress`).
+    #[serde(default)]
+    #[schemars(length(max = 128))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub shared_services: Vec<SharedService>,
+}
+
+fn default_isolate() -> Vec<Direction> {
+    vec![Direction::Ingress, Direction::Egress]
+}
+
+/// Whether netfence writes the policies or only reports what it would write.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Apply the generated NetworkPolicies.
+    #[default]
+    Enforce,
+    /// Compute, validate and report; write no policy.
+    DryRun,
+}
+
+/// A direction of traffic, as seen from the pods of this namespace.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+pub enum Direction {
+    /// Traffic into the pods of this namespace.
+    Ingress,
+    /// Traffic out of the pods of this namespace.
+    Egress,
+}
+
+impl Direction {
+    /// The name Kubernetes uses in a NetworkPolicy's `policyTypes`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Ingress => "Ingress",
+            Direction::Egress => "Egress",
+        }
+    }
+}
+
+/// Traffic between pods of the same namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SameNamespace {
+    /// Only declared flows.
+    #[default]
+    Deny,
+    /// Any pod to any pod of this namespace.
+    Allow,
+}
+
+/// What deleting the resource does to the policies it generated.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DeletionPolicy {
+    /// Remove every generated policy (owner-reference garbage collection).
+    #[default]
+    Delete,
+    /// Keep every generated policy, without an owner.
+    Orphan,
+    /// Keep the default deny and DNS policies, remove the rest: the namespace fails closed.
+    KeepDefaultDeny,
+}
+
+/// The DNS egress rule.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Dns {
+    /// Allow DNS egress (default true). Has effect only when Egress is isolated.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// The namespace of the DNS pods (default `kube-system`), matched by its immutable
+    /// `kubernetes.io/metadata.name` label.
+    #[serde(default = "default_dns_namespace")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+
+    /// The DNS pods in that namespace (default `k8s-app: kube-dns`), ANDed with the namespace.
+    #[serde(default = "default_dns_pod_selector")]
+    pub pod_selector: LabelSelector,
+
+    /// The DNS ports (default UDP 53 and TCP 53).
+    #[serde(default = "default_dns_ports")]
+    #[schemars(length(min = 1, max = 16))]
+    pub ports: Vec<Port>,
+
+    /// Extra DNS destinations by address, for example `169.254.20.10/32` for NodeLocal DNSCache.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    pub ip_blocks: Vec<IpBlock>,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns {
+            enabled: true,
+            namespace: default_dns_namespace(),
+            pod_selector: default_dns_pod_selector(),
+            ports: default_dns_ports(),
+            ip_blocks: Vec::new(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_dns_namespace() -> String {
+    "kube-system".to_owned()
+}
+
+fn default_dns_pod_selector() -> LabelSelector {
+    LabelSelector {
+        match_labels: Some([("k8s-app".to_owned(), "kube-dns".to_owned())].into()),
+        match_expressions: None,
+    }
+}
+
+fn default_dns_ports() -> Vec<Port> {
+    [Protocol::UDP, Protocol::TCP]
+        .into_iter()
+        .map(|protocol| Port {
+            port: IntOrString::Int(53),
+            protocol,
+            end_port: None,
+        })
+        .collect()
+}
+
+/// A named group of pods of this namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Tier {
+    /// The tier's name: a DNS-1123 label, unique in this resource. The tier's policy is named
+    /// `<resource>-tier-<name>`.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+
+    /// The pods of the tier. `{}` selects every pod of the namespace.
+    pub pod_selector: LabelSelector,
+}
+
+/// Traffic allowed from the pods of one tier to the pods of another (or the same) tier.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Flow {
+    /// The tier that opens the connections.
+    #[schemars(length(min = 1, max = 63))]
+    pub from: String,
+
+    /// The tier that accepts them.
+    #[schemars(length(min = 1, max = 63))]
+    pub to: String,
+
+    /// The destination ports. Omitted: every port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub ports: Option<Vec<Port>>,
+}
+
+/// Traffic that crosses the namespace boundary, in one direction.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("(has(self.namespace) ? 1 : 0) + (has(self.namespaceSelector) ? 1 : 0) + (has(self.ipBlock) ? 1 : 0) == 1")
+        .message("a shared service names exactly one peer: namespace, namespaceSelector or ipBlock"),
+    validation = Rule::new("!has(self.podSelector) || !has(self.ipBlock)")
+        .message("podSelector goes only beside namespace or namespaceSelector, never beside ipBlock")
+        .field_path(".podSelector")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedService {
+    /// The shared service's name: a DNS-1123 label, unique in this resource. A shared service
+    /// without `tiers` gets its own policy, `<resource>-shared-<name>`.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+
+    /// `Ingress`: the peers may reach our tiers. `Egress`: our tiers may reach the peers.
+    pub direction: Direction,
+
+    /// The peer namespace, by name (shorthand for a `namespaceSelector` on
+    /// `kubernetes.io/metadata.name`). Exactly one of `namespace`, `namespaceSelector`, `ipBlock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+
+    /// The peer namespaces, by label. `{}` means every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+
+    /// The peer pods inside the peer namespaces (ANDed with `namespace` or `namespaceSelector`).
+    /// Omitted: every pod of those namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+
+    /// The peer addresses, for traffic to or from outside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_block: Option<IpBlock>,
+
+    /// The tiers of this namespace the traffic concerns. Omitted: every pod of the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub tiers: Option<Vec<String>>,
+
+    /// The destination ports (ours for Ingress, the peer's for Egress). Omitted: every port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub ports: Option<Vec<Port>>,
+}
+
+/// A range of IP addresses.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct IpBlock {
+    /// The range, in CIDR notation with no host bits set: `203.0.113.0/24`, `2001:db8::/32`.
+    #[schemars(length(min = 1, max = 64))]
+    pub cidr: String,
+
+    /// Sub-ranges of `cidr` to leave out, each strictly inside `cidr`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub except: Vec<String>,
+}
+
+/// A destination port, or a range of them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("type(self.port) == string || (self.port >= 1 && self.port <= 65535)")
+        .message("port must be between 1 and 65535")
+        .field_path(".port"),
+    validation = Rule::new("!has(self.endPort) || (type(self.port) == int && self.endPort >= self.port)")
+        .message("endPort needs a numeric port, and must be at least port")
+        .field_path(".endPort")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct Port {
+    /// The port: a number (1-65535) or the name of a container port (an IANA service name such
+    /// as `http` or `metrics`).
+    pub port: IntOrString,
+
+    /// `TCP` (default), `UDP` or `SCTP`.
+    #[serde(default)]
+    pub protocol: Protocol,
+
+    /// The last port of a range that starts at `port` (numeric ports only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub end_port: Option<i32>,
+}
+
+/// A transport protocol.
+#[derive(
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+)]
+#[allow(clippy::upper_case_acronyms)] // the names are the Kubernetes wire values
+pub enum Protocol {
+    /// TCP (the default).
+    #[default]
+    TCP,
+    /// UDP.
+    UDP,
+    /// SCTP.
+    SCTP,
+}
+
+impl Protocol {
+    /// The Kubernetes wire value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::TCP => "TCP",
+            Protocol::UDP => "UDP",
+            Protocol::SCTP => "SCTP",
+        }
+    }
+}
+
+/// What netfence observed and did, following the Kubernetes API conventions (and kstatus).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceIsolationStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`: `True` with reason `Reconciled` or `DryRun`; `False` with reason `InvalidSpec`
+    /// or `ApplyFailed` and a message that says what is wrong.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// The names of the NetworkPolicies this resource owns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+
+    /// How many NetworkPolicies this resource owns (the `Policies` printer column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_count: Option<i32>,
+}

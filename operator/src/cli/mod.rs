@@ -1,0 +1,42 @@
+//! The `netfence` command line: thin wrappers that read input, call the pure modules, and print.
+//!
+//! ```text
+//! netfence render PATH...   NamespaceIsolation manifests -> NetworkPolicy manifests
+//! netfence crd              the CustomResourceDefinitions to install
+//! ```
+//!
+//! Exit codes: 0 success, 1 a check failed (verify), 2 bad input or usage.
+
+mod crd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// netfence: zero-trust NetworkPolicies from one NamespaceIsolation per namespace.
+#[derive(Debug, Parser)]
+#[command(name = "netfence", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions netfence needs (`netfence crd | kubectl apply -f -`).
+    Crd(crd::Args),
+}
+
+/// Exit code for bad input: nothing was changed or printed on stdout.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// Parse the arguments and run the command.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd(args) => crd::run(&args),
+    }
+}

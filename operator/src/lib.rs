@@ -1,0 +1,9 @@
+//! netfence: turns `NamespaceIsolation` resources into the NetworkPolicies of a zero-trust namespace.
+//!
+//! ```text
+//! manifests   files, directories, stdin -> Kubernetes objects as JSON, typed with field paths
+//! render      ValidatedIsolation -> NetworkPolicies (pure)
+//! ```
+
+pub mod manifests;
+pub mod cli;

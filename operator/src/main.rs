@@ -1,0 +1,5 @@
+//! The `netfence` binary: see [`netfence::cli`].
+
+fn main() -> std::process::ExitCode {
+    netfence::cli::main()
+}

@@ -1,0 +1,368 @@
+//! Reading Kubernetes manifests from files, directories and stdin (pure parsing, plus the file reads).
+//!
+//! ```text
+//! PATH... --load--> [ Document { source, value } x N ] --typed::<T>--> T, or one error with its field path
+//! ```
+//!
+//! A path is a file, a directory (its `.yaml`, `.yml` and `.json` files, recursively, in name
+//! order) or `-` for stdin. A file holds one or more YAML documents (JSON is YAML); documents of
+//! `kind: List` (what `kubectl get -o yaml` prints) are expanded into their items. Empty documents
+//! are skipped, but a file with no document at all is an error: it is almost always a mistake.
+
+use std::{
+    fmt,
+    io::Read,
+    path::{Path, PathBuf},
+};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// The largest manifest file read, in bytes. Larger inputs are refused before parsing.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// One Kubernetes object read from a manifest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    /// Where it came from: the file path as given, or `-` for stdin.
+    pub source: String,
+    /// The object, as JSON.
+    pub value: Value,
+}
+
+impl Document {
+    /// `metadata.name`, or `<unnamed>` when it is missing.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("<unnamed>")
+    }
+
+    /// `kind`, or the empty string when it is missing.
+    #[must_use]
+    pub fn kind(&self) -> &str {
+        self.value.get("kind").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// `apiVersion`, or the empty string when it is missing.
+    #[must_use]
+    pub fn api_version(&self) -> &str {
+        self.value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    /// Deserialize into `T`, refusing unknown fields: a misspelt field in a manifest is an error,
+    /// never silently ignored. The error names the field path (`spec.flows[1].ports[0].port`).
+    pub fn typed<T: DeserializeOwned>(&self) -> Result<T, FieldError> {
+        typed(&self.value)
+    }
+}
+
+/// An error in one field of a document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field path, `spec.flows[1].to`; empty for the document as a whole.
+    pub path: String,
+    /// What is wrong, and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Deserialize a JSON value into `T`, refusing unknown fields, with the field path of any error.
+pub fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
+    let mut unknown = Vec::new();
+    let mut record_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let result: Result<T, _> = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+        value,
+        &mut record_unknown,
+    ));
+    match result {
+        Err(error) => Err(FieldError {
+            path: path_text(&error.path().to_string()),
+            message: error.inner().to_string(),
+        }),
+        Ok(_) if !unknown.is_empty() => Err(FieldError {
+            path: path_text(&unknown[0]),
+            message: "unknown field; check its spelling and indentation against `kubectl explain`"
+                .to_owned(),
+        }),
+        Ok(object) => Ok(object),
+    }
+}
+
+/// serde_path_to_error writes `.` for the root and `spec.flows[1].to` otherwise; serde_ignored
+/// writes `?` for the root. Both become the Kubernetes field-path style.
+fn path_text(path: &str) -> String {
+    match path {
+        "." | "?" => String::new(),
+        other => other.to_owned(),
+    }
+}
+
+/// An error reading manifests: the file, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A path could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is larger than [`MAX_FILE_BYTES`].
+    #[error("{path}: file is larger than {limit} MiB; split it into smaller files", limit = MAX_FILE_BYTES / 1024 / 1024)]
+    TooLarge {
+        /// The path.
+        path: String,
+    },
+    /// A file is not UTF-8 text.
+    #[error("{path}: not UTF-8 text; manifests are YAML or JSON")]
+    NotText {
+        /// The path.
+        path: String,
+    },
+    /// A file is not valid YAML or JSON.
+    #[error("{path}: not valid YAML or JSON: {message}")]
+    Syntax {
+        /// The path.
+        path: String,
+        /// The parser's message, with the line.
+        message: String,
+    },
+    /// A file holds no document.
+    #[error("{path}: holds no Kubernetes object; remove the file or add a manifest")]
+    Empty {
+        /// The path.
+        path: String,
+    },
+    /// A document is not a Kubernetes object.
+    #[error("{path}: document {index} is not a Kubernetes object (a mapping with apiVersion and kind)")]
+    NotAnObject {
+        /// The path.
+        path: String,
+        /// The document's position in the file, from 1.
+        index: usize,
+    },
+    /// A directory holds no manifest file.
+    #[error("{path}: directory holds no .yaml, .yml or .json file")]
+    EmptyDirectory {
+        /// The path.
+        path: String,
+    },
+}
+
+/// Read every document under `paths`, in order. `-` reads stdin (once).
+pub fn load(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
+    let mut documents = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .take(MAX_FILE_BYTES + 1)
+                .read_to_string(&mut text)
+                .map_err(|source| read_error(path, source))?;
+            if text.len() as u64 > MAX_FILE_BYTES {
+                return Err(LoadError::TooLarge { path: "-".into() });
+            }
+            documents.extend(parse("-", &text)?);
+        } else if path.is_dir() {
+            let files = manifest_files(path)?;
+            if files.is_empty() {
+                return Err(LoadError::EmptyDirectory {
+                    path: path.display().to_string(),
+                });
+            }
+            for file in files {
+                documents.extend(load_file(&file)?);
+            }
+        } else {
+            documents.extend(load_file(path)?);
+        }
+    }
+    Ok(documents)
+}
+
+fn read_error(path: &Path, source: std::io::Error) -> LoadError {
+    LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn load_file(path: &Path) -> Result<Vec<Document>, LoadError> {
+    let source = path.display().to_string();
+    let size = std::fs::metadata(path)
+        .map_err(|error| read_error(path, error))?
+        .len();
+    if size > MAX_FILE_BYTES {
+        return Err(LoadError::TooLarge { path: source });
+    }
+    let bytes = std::fs::read(path).map_err(|error| read_error(path, error))?;
+    let text = String::from_utf8(bytes).map_err(|_| LoadError::NotText {
+        path: source.clone(),
+    })?;
+    parse(&source, &text)
+}
+
+/// The manifest files below a directory, recursively, sorted by path. Hidden entries (`.git`)
+/// are skipped.
+fn manifest_files(directory: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let mut files = Vec::new();
+    let mut pending = vec![directory.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let entries =
+            std::fs::read_dir(&current).map_err(|error| read_error(&current, error))?;
+        for entry in entries {
+            let path = entry.map_err(|error| read_error(&current, error))?.path();
+            let hidden = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+            } else if path
+                .extension()
+                .and_then(|extension| extension.to_str())
+                .is_some_and(|extension| matches!(extension, "yaml" | "yml" | "json"))
+            {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Parse the text of one file (or stdin) into its documents.
+pub fn parse(source: &str, text: &str) -> Result<Vec<Document>, LoadError> {
+    let values: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|error| LoadError::Syntax {
+            path: source.to_owned(),
+            message: error.to_string(),
+        })?;
+    let mut documents = Vec::new();
+    for (position, value) in values.into_iter().enumerate() {
+        if value.is_null() {
+            continue;
+        }
+        let is_object = value
+            .as_object()
+            .is_some_and(|map| map.contains_key("kind") && map.contains_key("apiVersion"));
+        if !is_object {
+            return Err(LoadError::NotAnObject {
+                path: source.to_owned(),
+                index: position + 1,
+            });
+        }
+        if value.get("kind").and_then(Value::as_str) == Some("List") {
+            let items = value
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            documents.extend(items.into_iter().map(|item| Document {
+                source: source.to_owned(),
+                value: item,
+            }));
+        } else {
+            documents.push(Document {
+                source: source.to_owned(),
+                value,
+            });
+        }
+    }
+    if documents.is_empty() {
+        return Err(LoadError::Empty {
+            path: source.to_owned(),
+        });
+    }
+    Ok(documents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_document_yaml_and_lists_are_expanded() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod, metadata: {name: p}}\n- {apiVersion: v1, kind: Pod, metadata: {name: q}}\n";
+        let documents = parse("f.yaml", text).expect("parses");
+        let names: Vec<_> = documents.iter().map(Document::name).collect();
+        assert_eq!(names, ["a", "p", "q"]);
+    }
+
+    #[test]
+    fn empty_input_is_an_error_naming_the_file() {
+        let error = parse("empty.yaml", "").expect_err("empty");
+        assert_eq!(
+            error.to_string(),
+            "empty.yaml: holds no Kubernetes object; remove the file or add a manifest"
+        );
+        assert!(matches!(
+            parse("c.yaml", "# only a comment\n---\n"),
+            Err(LoadError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn scalars_and_mappings_without_kind_are_not_objects() {
+        let error = parse("x.yaml", "just some words").expect_err("scalar");
+        assert_eq!(
+            error.to_string(),
+            "x.yaml: document 1 is not a Kubernetes object (a mapping with apiVersion and kind)"
+        );
+        assert!(matches!(
+            parse("x.yaml", "apiVersion: v1\nkind: Pod\n---\nfoo: bar\n"),
+            Err(LoadError::NotAnObject { index: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_yaml_is_a_syntax_error_naming_the_file() {
+        let error = parse("bad.yaml", "kind: [unclosed\n").expect_err("bad");
+        assert!(matches!(error, LoadError::Syntax { .. }), "{error:?}");
+        assert!(error.to_string().starts_with("bad.yaml: not valid YAML or JSON"));
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(rename_all = "camelCase")]
+    struct Sample {
+        #[allow(dead_code)]
+        spec: SampleSpec,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(rename_all = "camelCase")]
+    struct SampleSpec {
+        #[allow(dead_code)]
+        ports: Vec<u16>,
+    }
+
+    #[test]
+    fn typed_errors_name_the_field_path() {
+        let error = typed::<Sample>(&serde_json::json!({"spec": {"ports": [80, "x"]}}))
+            .expect_err("bad port");
+        assert_eq!(error.path, "spec.ports[1]");
+        let error = typed::<Sample>(&serde_json::json!({"spec": {"ports": [80], "prots": []}}))
+            .expect_err("unknown field");
+        assert_eq!(error.path, "spec.prots");
+        assert!(error.message.contains("unknown field"));
+    }
+}
