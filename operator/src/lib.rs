@@ -7,3 +7,4 @@
 
 pub mod manifests;
 pub mod cli;
+pub mod verify;
