@@ -10,6 +10,10 @@
 //! [`crate::validation`] enforces the same rules again (and what CEL cannot express) in Rust, so
 //! `netfence render` and the controller never act on a spec that admission would have refused.
 
+// `#[kube(printcolumn(...))]` repeats `name = ..., type_ = ...` once per column, which clippy
+// mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::{
     apis::meta::v1::{Condition, LabelSelector},
     util::intstr::IntOrString,
@@ -40,8 +44,16 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
         type_ = "string",
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
     ),
-    printcolumn(name = "Policies", type_ = "integer", json_path = ".status.policyCount"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Policies",
+        type_ = "integer",
+        json_path = ".status.policyCount"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = Rule::new("!has(self.flows) || self.flows.all(f, has(self.tiers) && self.tiers.exists(t, t.name == f.from) && self.tiers.exists(t, t.name == f.to))")

@@ -5,5 +5,6 @@
 //! render      ValidatedIsolation -> NetworkPolicies (pure)
 //! ```
 
-pub mod manifests;
 pub mod cli;
+pub mod manifests;
+pub mod render;
