@@ -14,8 +14,8 @@ use std::{collections::BTreeSet, fmt, net::IpAddr};
 use k8s_openapi::apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString};
 
 use crate::isolation::{
-    DeletionPolicy, Direction, IpBlock, Mode, NamespaceIsolation, NamespaceIsolationSpec, Port,
-    Protocol, SameNamespace,
+    self as limits, DeletionPolicy, Direction, IpBlock, Mode, NamespaceIsolation,
+    NamespaceIsolationSpec, Port, Protocol, SameNamespace,
 };
 
 /// The longest resource name: it is the value of the `netfence.io/isolation` label on every
@@ -283,6 +283,20 @@ fn check_resource_name(name: &str, errors: &mut Errors) {
 /// Validate the spec. Returns the validated parts (name, namespace and uid left empty); the spec
 /// is valid only when `errors` stayed empty.
 fn validate_spec(spec: &NamespaceIsolationSpec, errors: &mut Errors) -> ValidatedIsolation {
+    check_count(spec.tiers.len(), limits::MAX_TIERS, "spec.tiers", errors);
+    check_count(spec.flows.len(), limits::MAX_FLOWS, "spec.flows", errors);
+    check_count(
+        spec.shared_services.len(),
+        limits::MAX_SHARED_SERVICES,
+        "spec.sharedServices",
+        errors,
+    );
+    check_count(
+        spec.dns.ip_blocks.len(),
+        limits::MAX_DNS_IP_BLOCKS,
+        "spec.dns.ipBlocks",
+        errors,
+    );
     let (ingress_isolated, egress_isolated) = validate_isolate(&spec.isolate, errors);
     let tiers = validate_tiers(spec, errors);
     let tier_names: Vec<&str> = tiers.iter().map(|tier| tier.name.as_str()).collect();
@@ -306,6 +320,16 @@ fn validate_spec(spec: &NamespaceIsolationSpec, errors: &mut Errors) -> Validate
         tiers,
         flows,
         shared_services,
+    }
+}
+
+/// The CRD bounds every list (the API server refuses longer ones); render enforces the same.
+fn check_count(count: usize, max: usize, path: &str, errors: &mut Errors) {
+    if count > max {
+        errors.push(
+            path,
+            format!("has {count} items; at most {max} are allowed"),
+        );
     }
 }
 
@@ -426,6 +450,12 @@ fn validate_shared_services(
                     "is empty; omit tiers to mean every pod of the namespace, or list at least one tier",
                 );
             }
+            check_count(
+                tiers.len(),
+                limits::MAX_SHARED_SERVICE_TIERS,
+                &format!("{path}.tiers"),
+                errors,
+            );
             let mut indices = Vec::new();
             for (position, tier) in tiers.iter().enumerate() {
                 let tier_path = format!("{path}.tiers[{position}]");
@@ -555,6 +585,7 @@ fn validate_ports(ports: Option<&[Port]>, path: &str, errors: &mut Errors) -> Po
         );
         return Ports::All;
     }
+    check_count(ports.len(), limits::MAX_PORTS, path, errors);
     let mut valid = Vec::new();
     for (index, port) in ports.iter().enumerate() {
         if let Some(port) = validate_port(port, &format!("{path}[{index}]"), errors)
@@ -676,6 +707,12 @@ fn check_selector(selector: &LabelSelector, path: &str, errors: &mut Errors) {
 }
 
 fn check_ip_block(block: &IpBlock, path: &str, errors: &mut Errors) {
+    check_count(
+        block.except.len(),
+        limits::MAX_EXCEPT,
+        &format!("{path}.except"),
+        errors,
+    );
     let cidr = match parse_cidr(&block.cidr) {
         Ok(cidr) => Some(cidr),
         Err(problem) => {
