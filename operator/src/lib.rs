@@ -3,8 +3,10 @@
 //! ```text
 //! manifests   files, directories, stdin -> Kubernetes objects as JSON, typed with field paths
 //! render      ValidatedIsolation -> NetworkPolicies (pure)
+//! verify      Namespaces, Pods, NetworkPolicies -> who can reach whom, and why (pure)
 //! ```
 
-pub mod manifests;
 pub mod cli;
+pub mod manifests;
+pub mod render;
 pub mod verify;

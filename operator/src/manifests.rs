@@ -84,7 +84,14 @@ impl fmt::Display for FieldError {
 /// Deserialize a JSON value into `T`, refusing unknown fields, with the field path of any error.
 pub fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
     let mut unknown = Vec::new();
-    let mut record_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    // Some types (kube's derived resources) read `apiVersion` and `kind` outside serde: they are
+    // not unknown fields.
+    let mut record_unknown = |path: serde_ignored::Path<'_>| {
+        let path = path.to_string();
+        if !matches!(path.as_str(), "apiVersion" | "kind") {
+            unknown.push(path);
+        }
+    };
     let result: Result<T, _> = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
         value,
         &mut record_unknown,
@@ -151,7 +158,9 @@ pub enum LoadError {
         path: String,
     },
     /// A document is not a Kubernetes object.
-    #[error("{path}: document {index} is not a Kubernetes object (a mapping with apiVersion and kind)")]
+    #[error(
+        "{path}: document {index} is not a Kubernetes object (a mapping with apiVersion and kind)"
+    )]
     NotAnObject {
         /// The path.
         path: String,
@@ -225,8 +234,7 @@ fn manifest_files(directory: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let mut files = Vec::new();
     let mut pending = vec![directory.to_path_buf()];
     while let Some(current) = pending.pop() {
-        let entries =
-            std::fs::read_dir(&current).map_err(|error| read_error(&current, error))?;
+        let entries = std::fs::read_dir(&current).map_err(|error| read_error(&current, error))?;
         for entry in entries {
             let path = entry.map_err(|error| read_error(&current, error))?.path();
             let hidden = path
@@ -339,7 +347,11 @@ mod tests {
     fn malformed_yaml_is_a_syntax_error_naming_the_file() {
         let error = parse("bad.yaml", "kind: [unclosed\n").expect_err("bad");
         assert!(matches!(error, LoadError::Syntax { .. }), "{error:?}");
-        assert!(error.to_string().starts_with("bad.yaml: not valid YAML or JSON"));
+        assert!(
+            error
+                .to_string()
+                .starts_with("bad.yaml: not valid YAML or JSON")
+        );
     }
 
     #[derive(serde::Deserialize, Debug)]

@@ -8,6 +8,7 @@
 //! Exit codes: 0 success, 1 a check failed (verify), 2 bad input or usage.
 
 mod crd;
+pub mod render;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print the NetworkPolicies netfence would apply for NamespaceIsolation manifests.
+    Render(render::Args),
     /// Print the CustomResourceDefinitions netfence needs (`netfence crd | kubectl apply -f -`).
     Crd(crd::Args),
 }
@@ -38,5 +41,6 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd(args) => crd::run(&args),
+        Command::Render(args) => render::run(&args),
     }
 }
