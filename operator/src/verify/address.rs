@@ -89,7 +89,10 @@ impl Cidr {
     #[must_use]
     pub fn last(&self) -> IpAddr {
         let bits = if self.v6 { 128 } else { 32 };
-        address_of(self.v6, self.network | (!mask(bits, self.prefix) & width_mask(bits)))
+        address_of(
+            self.v6,
+            self.network | (!mask(bits, self.prefix) & width_mask(bits)),
+        )
     }
 }
 
@@ -148,11 +151,18 @@ mod tests {
         assert!(range.contains(&ip("10.1.2.0")));
         assert!(range.contains(&ip("10.1.2.255")));
         assert!(!range.contains(&ip("10.1.3.0")));
-        assert!(!range.contains(&ip("::ffff:10.1.2.3")), "families never mix");
+        assert!(
+            !range.contains(&ip("::ffff:10.1.2.3")),
+            "families never mix"
+        );
         let host = Cidr::parse("192.168.0.7/32").expect("valid");
         assert!(host.contains(&ip("192.168.0.7")));
         assert!(!host.contains(&ip("192.168.0.8")));
-        assert!(Cidr::parse("0.0.0.0/0").expect("valid").contains(&ip("8.8.8.8")));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .expect("valid")
+                .contains(&ip("8.8.8.8"))
+        );
         let v6 = Cidr::parse("2001:db8::/32").expect("valid");
         assert!(v6.contains(&ip("2001:db8:ffff::1")));
         assert!(!v6.contains(&ip("2001:db9::1")));
@@ -172,7 +182,14 @@ mod tests {
     /// If this fails, a malformed CIDR in a policy is accepted and matches nothing, silently.
     #[test]
     fn malformed_ranges_are_refused_with_a_reason() {
-        for bad in ["10.0.0.0", "10.0.0.0/33", "10.0.0.300/8", "::/129", "x/8", "10.0.0.0/-1"] {
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/33",
+            "10.0.0.300/8",
+            "::/129",
+            "x/8",
+            "10.0.0.0/-1",
+        ] {
             assert!(Cidr::parse(bad).is_err(), "{bad} must be refused");
         }
         let message = Cidr::parse("10.0.0.0/33").expect_err("bad");

@@ -13,7 +13,9 @@
 
 use netfence_crd::isolation::Direction;
 
-use super::model::{Cluster, NamespaceScope, Peer, PodInfo, Policy, PortMatch, PortSpec, Probe, Rule};
+use super::model::{
+    Cluster, NamespaceScope, Peer, PodInfo, Policy, PortMatch, PortSpec, Probe, Rule,
+};
 
 /// The outcome of one connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,7 +47,11 @@ impl RuleRef {
             Direction::Ingress => "ingress",
             Direction::Egress => "egress",
         };
-        format!("{} {field}[{}]", cluster.policies()[self.policy].key(), self.rule)
+        format!(
+            "{} {field}[{}]",
+            cluster.policies()[self.policy].key(),
+            self.rule
+        )
     }
 }
 
@@ -139,9 +145,11 @@ pub fn rule_peer_matches(cluster: &Cluster, rule: &Rule, peer: &PodInfo) -> bool
 /// Whether a rule's ports admit `probe` to `destination` (absent ports: all).
 #[must_use]
 pub fn rule_port_matches(rule: &Rule, probe: Probe, destination: &PodInfo) -> bool {
-    rule.ports
-        .as_ref()
-        .is_none_or(|ports| ports.iter().any(|port| port_matches(port, probe, destination)))
+    rule.ports.as_ref().is_none_or(|ports| {
+        ports
+            .iter()
+            .any(|port| port_matches(port, probe, destination))
+    })
 }
 
 /// The indices of the policies that isolate `pod` in `direction`.
@@ -202,8 +210,22 @@ fn side(
 pub fn decide(cluster: &Cluster, from: usize, to: usize, probe: Probe) -> Decision {
     let source = &cluster.pods()[from];
     let destination = &cluster.pods()[to];
-    let egress = side(cluster, Direction::Egress, source, destination, destination, probe);
-    let ingress = side(cluster, Direction::Ingress, destination, source, destination, probe);
+    let egress = side(
+        cluster,
+        Direction::Egress,
+        source,
+        destination,
+        destination,
+        probe,
+    );
+    let ingress = side(
+        cluster,
+        Direction::Ingress,
+        destination,
+        source,
+        destination,
+        probe,
+    );
     let verdict = if source.host_network || destination.host_network {
         Verdict::NotGoverned
     } else if egress.passes() && ingress.passes() {

@@ -10,7 +10,9 @@ use std::fmt;
 use netfence_crd::isolation::Direction;
 
 use super::{
-    evaluate::{Decision, Verdict, decide, isolating_policies, peer_matches, port_matches, selects},
+    evaluate::{
+        Decision, Verdict, decide, isolating_policies, peer_matches, port_matches, selects,
+    },
     model::{Cluster, PodInfo, Probe},
 };
 
@@ -85,7 +87,12 @@ fn side_report(
     let mut rules = Vec::new();
     for &index in &isolated {
         let policy = &cluster.policies()[index];
-        for (rule_index, rule) in policy.rules(direction).unwrap_or_default().iter().enumerate() {
+        for (rule_index, rule) in policy
+            .rules(direction)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             let peers: Vec<(String, bool)> = rule
                 .peers
                 .iter()
@@ -149,8 +156,22 @@ pub fn explain(cluster: &Cluster, from: usize, to: usize, probe: Probe) -> Expla
             .map(|pod| pod.key())
             .collect(),
         sides: [
-            side_report(cluster, Direction::Egress, source, destination, destination, probe),
-            side_report(cluster, Direction::Ingress, destination, source, destination, probe),
+            side_report(
+                cluster,
+                Direction::Egress,
+                source,
+                destination,
+                destination,
+                probe,
+            ),
+            side_report(
+                cluster,
+                Direction::Ingress,
+                destination,
+                source,
+                destination,
+                probe,
+            ),
         ],
         decision,
         reason,
@@ -211,7 +232,11 @@ impl fmt::Display for Explanation {
                 writeln!(f, "  no {direction} rule at all: everything is blocked")?;
             }
             for rule in &side.rules {
-                let outcome = if rule.allows { "allows it" } else { "does not apply" };
+                let outcome = if rule.allows {
+                    "allows it"
+                } else {
+                    "does not apply"
+                };
                 writeln!(f, "  {}: {outcome}", rule.rule)?;
                 if rule.peers.is_empty() {
                     writeln!(f, "    peers: none listed, every peer matches")?;

@@ -80,7 +80,10 @@ impl Bitset {
     /// The number of members.
     #[must_use]
     pub fn count(&self) -> usize {
-        self.words.iter().map(|word| word.count_ones() as usize).sum()
+        self.words
+            .iter()
+            .map(|word| word.count_ones() as usize)
+            .sum()
     }
 
     /// The members, in increasing order.
@@ -204,7 +207,12 @@ fn rule_table(cluster: &Cluster) -> RuleTable<'_> {
     };
     for (policy_index, policy) in cluster.policies().iter().enumerate() {
         for direction in [Direction::Ingress, Direction::Egress] {
-            for (index, rule) in policy.rules(direction).unwrap_or_default().iter().enumerate() {
+            for (index, rule) in policy
+                .rules(direction)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
                 let ids = rule.peers.as_ref().map(|peers| {
                     peers
                         .iter()
@@ -268,14 +276,16 @@ fn memberships(index: &Index<'_>, peers: &[&Peer]) -> Vec<Vec<u32>> {
                 namespaces: NamespaceScope::Matching(namespace_selector),
                 pods: selector,
             } => {
-                let names = namespace_cache.entry(namespace_selector).or_insert_with(|| {
-                    cluster
-                        .namespaces()
-                        .iter()
-                        .filter(|namespace| namespace_selector.matches(&namespace.labels))
-                        .map(|namespace| namespace.name.clone())
-                        .collect()
-                });
+                let names = namespace_cache
+                    .entry(namespace_selector)
+                    .or_insert_with(|| {
+                        cluster
+                            .namespaces()
+                            .iter()
+                            .filter(|namespace| namespace_selector.matches(&namespace.labels))
+                            .map(|namespace| namespace.name.clone())
+                            .collect()
+                    });
                 for name in names.iter() {
                     for pod in index.pods_in(name) {
                         if selector.matches(&pods[pod].labels) {
@@ -385,7 +395,10 @@ pub fn group(cluster: &Cluster) -> Groups {
     Groups {
         class_of,
         members,
-        host_network: signatures.iter().map(|signature| signature.host_network).collect(),
+        host_network: signatures
+            .iter()
+            .map(|signature| signature.host_network)
+            .collect(),
         isolated_by,
         named_ports: signatures
             .into_iter()
@@ -414,9 +427,13 @@ impl Groups {
                         PortSpec::Number(number) => *number == probe.port,
                         PortSpec::Range(start, end) => (*start..=*end).contains(&probe.port),
                         PortSpec::Named(name) => {
-                            self.named_ports[class].iter().any(|(declared, protocol, number)| {
-                                declared == name && *protocol == port.protocol && *number == probe.port
-                            })
+                            self.named_ports[class]
+                                .iter()
+                                .any(|(declared, protocol, number)| {
+                                    declared == name
+                                        && *protocol == port.protocol
+                                        && *number == probe.port
+                                })
                         }
                     }
             })

@@ -310,9 +310,8 @@ impl ModelError {
     #[must_use]
     pub fn object(&self) -> (&'static str, &str) {
         match self {
-            ModelError::InvalidField { kind, object, .. } | ModelError::Duplicate { kind, object } => {
-                (kind, object)
-            }
+            ModelError::InvalidField { kind, object, .. }
+            | ModelError::Duplicate { kind, object } => (kind, object),
         }
     }
 }
@@ -503,7 +502,9 @@ impl Cluster {
     pub fn pod_index(&self, key: &str) -> Option<usize> {
         let (namespace, name) = key.split_once('/')?;
         self.pods
-            .binary_search_by(|pod| (pod.namespace.as_str(), pod.name.as_str()).cmp(&(namespace, name)))
+            .binary_search_by(|pod| {
+                (pod.namespace.as_str(), pod.name.as_str()).cmp(&(namespace, name))
+            })
             .ok()
     }
 
@@ -529,7 +530,12 @@ impl Cluster {
     }
 }
 
-fn invalid(kind: &'static str, object: &str, field: &str, message: impl Into<String>) -> ModelError {
+fn invalid(
+    kind: &'static str,
+    object: &str,
+    field: &str,
+    message: impl Into<String>,
+) -> ModelError {
     ModelError::InvalidField {
         kind,
         object: object.to_owned(),
@@ -539,7 +545,11 @@ fn invalid(kind: &'static str, object: &str, field: &str, message: impl Into<Str
 }
 
 fn pod_info(pod: &Pod, errors: &mut Vec<ModelError>, notes: &mut Vec<String>) -> Option<PodInfo> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let Some(name) = pod.metadata.name.clone() else {
         errors.push(invalid(
             "Pod",
@@ -900,7 +910,11 @@ impl PolicyChecker<'_> {
         Some(checked)
     }
 
-    fn ports(&mut self, ports: Option<&[NetworkPolicyPort]>, field: &str) -> Option<Vec<PortMatch>> {
+    fn ports(
+        &mut self,
+        ports: Option<&[NetworkPolicyPort]>,
+        field: &str,
+    ) -> Option<Vec<PortMatch>> {
         let ports = ports.filter(|ports| !ports.is_empty())?;
         let checked: Vec<PortMatch> = ports
             .iter()
@@ -933,14 +947,21 @@ mod tests {
         .expect("valid");
         let policy = &cluster.policies()[0];
         assert!(policy.ingress.is_some());
-        assert!(policy.egress.is_none(), "no egress rules: egress not isolated");
+        assert!(
+            policy.egress.is_none(),
+            "no egress rules: egress not isolated"
+        );
 
         let cluster = build_policy(
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  podSelector: {}\n  egress: [{ports: [{port: 53, protocol: UDP}]}]\n",
         )
         .expect("valid");
         let policy = &cluster.policies()[0];
-        assert_eq!(policy.ingress.as_deref(), Some(&[][..]), "ingress always isolated");
+        assert_eq!(
+            policy.ingress.as_deref(),
+            Some(&[][..]),
+            "ingress always isolated"
+        );
         assert_eq!(policy.egress.as_ref().map(Vec::len), Some(1));
     }
 
@@ -956,7 +977,12 @@ mod tests {
             .0
             .iter()
             .map(|error| match error {
-                ModelError::InvalidField { field, object, kind, .. } => {
+                ModelError::InvalidField {
+                    field,
+                    object,
+                    kind,
+                    ..
+                } => {
                     assert_eq!((*kind, object.as_str()), ("NetworkPolicy", "x/bad"));
                     field.clone()
                 }
@@ -993,8 +1019,12 @@ mod tests {
         .expect("valid");
         let rules = cluster.policies()[0].ingress.clone().expect("ingress");
         let peers = rules[0].peers.clone().expect("peers");
-        assert!(matches!(&peers[0], Peer::Pods { namespaces: NamespaceScope::Own(ns), .. } if ns == "x"));
-        assert!(matches!(&peers[1], Peer::Pods { namespaces: NamespaceScope::Matching(s), pods } if s.is_everything() && pods.is_everything()));
+        assert!(
+            matches!(&peers[0], Peer::Pods { namespaces: NamespaceScope::Own(ns), .. } if ns == "x")
+        );
+        assert!(
+            matches!(&peers[1], Peer::Pods { namespaces: NamespaceScope::Matching(s), pods } if s.is_everything() && pods.is_everything())
+        );
     }
 
     /// If this fails, pods in namespaces missing from a partial dump cannot be matched by
@@ -1007,7 +1037,10 @@ mod tests {
         .expect("pod");
         let cluster = Cluster::build(&[], &[pod], &[]).expect("valid");
         let labels = cluster.namespace_labels(&cluster.pods()[0]);
-        assert_eq!(labels.get(NAMESPACE_NAME_LABEL).map(String::as_str), Some("y"));
+        assert_eq!(
+            labels.get(NAMESPACE_NAME_LABEL).map(String::as_str),
+            Some("y")
+        );
         assert_eq!(cluster.notes().len(), 1);
         assert!(cluster.notes()[0].contains("namespace y is not in the input"));
     }

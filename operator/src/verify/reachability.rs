@@ -125,14 +125,16 @@ fn class_matrix(groups: &Groups, probe: Probe) -> Bitset {
             .copied()
             .filter(|&rule| groups.ports_admit(&groups.rules[rule], probe, class))
             .collect();
-        let row = *ingress_cache.entry(admitting).or_insert_with_key(|admitting| {
-            let mut row = Bitset::empty(classes);
-            for &rule in admitting {
-                row.union_with(groups.rules[rule].peers.as_ref().unwrap_or(&full));
-            }
-            ingress_rows.push(row);
-            ingress_rows.len() - 1
-        });
+        let row = *ingress_cache
+            .entry(admitting)
+            .or_insert_with_key(|admitting| {
+                let mut row = Bitset::empty(classes);
+                for &rule in admitting {
+                    row.union_with(groups.rules[rule].peers.as_ref().unwrap_or(&full));
+                }
+                ingress_rows.push(row);
+                ingress_rows.len() - 1
+            });
         ingress_row_of.push(Some(row));
     }
 
@@ -143,8 +145,8 @@ fn class_matrix(groups: &Groups, probe: Probe) -> Bitset {
         }
         let destinations = egress_row.map_or(&full, |row| &egress_rows[row]);
         for destination in destinations.iter() {
-            let ingress_ok = ingress_row_of[destination]
-                .is_none_or(|row| ingress_rows[row].contains(source));
+            let ingress_ok =
+                ingress_row_of[destination].is_none_or(|row| ingress_rows[row].contains(source));
             if ingress_ok && !groups.host_network[destination] {
                 matrix.insert(source * classes + destination);
             }
@@ -223,7 +225,8 @@ impl<'a> Reachability<'a> {
     fn class_decision(&self, probe: usize, source: usize, destination: usize) -> Decision {
         let probe_value = self.probes[probe];
         let side = |direction: Direction, pod_class: usize, peer_class: usize| {
-            let isolated_by = self.groups.isolated_by[pod_class][direction_index(direction)].clone();
+            let isolated_by =
+                self.groups.isolated_by[pod_class][direction_index(direction)].clone();
             if isolated_by.is_empty() {
                 return Side::NotIsolated;
             }
@@ -232,7 +235,9 @@ impl<'a> Reachability<'a> {
                 .flat_map(|&policy| &self.groups.policy_rules[policy][direction_index(direction)])
                 .map(|&rule| &self.groups.rules[rule])
                 .filter(|rule| {
-                    rule.peers.as_ref().is_none_or(|peers| peers.contains(peer_class))
+                    rule.peers
+                        .as_ref()
+                        .is_none_or(|peers| peers.contains(peer_class))
                         && self.groups.ports_admit(rule, probe_value, destination)
                 })
                 .map(|rule| RuleRef {
@@ -262,36 +267,38 @@ impl<'a> Reachability<'a> {
     pub fn connections(&self) -> impl Iterator<Item = Connection> + '_ {
         let pods = self.cluster.pods();
         let mut reasons: HashMap<(usize, usize, usize), String> = HashMap::new();
-        (0..self.probes.len()).flat_map(move |probe| {
-            (0..pods.len()).flat_map(move |from| (0..pods.len()).map(move |to| (probe, from, to)))
-        })
-        .filter(|(_, from, to)| from != to)
-        .map(move |(probe, from, to)| {
-            let source = self.groups.class_of[from];
-            let destination = self.groups.class_of[to];
-            let reason = reasons
-                .entry((probe, source, destination))
-                .or_insert_with(|| {
-                    self.class_decision(probe, source, destination).reason(
-                        self.cluster,
-                        &pods[from],
-                        &pods[to],
-                    )
-                })
-                .clone();
-            let allowed = match self.class_verdict(probe, source, destination) {
-                Verdict::Allowed => Some(true),
-                Verdict::Blocked => Some(false),
-                Verdict::NotGoverned => None,
-            };
-            Connection {
-                from: pods[from].key(),
-                to: pods[to].key(),
-                port: self.probes[probe].port,
-                protocol: self.probes[probe].protocol.as_str(),
-                allowed,
-                reason,
-            }
-        })
+        (0..self.probes.len())
+            .flat_map(move |probe| {
+                (0..pods.len())
+                    .flat_map(move |from| (0..pods.len()).map(move |to| (probe, from, to)))
+            })
+            .filter(|(_, from, to)| from != to)
+            .map(move |(probe, from, to)| {
+                let source = self.groups.class_of[from];
+                let destination = self.groups.class_of[to];
+                let reason = reasons
+                    .entry((probe, source, destination))
+                    .or_insert_with(|| {
+                        self.class_decision(probe, source, destination).reason(
+                            self.cluster,
+                            &pods[from],
+                            &pods[to],
+                        )
+                    })
+                    .clone();
+                let allowed = match self.class_verdict(probe, source, destination) {
+                    Verdict::Allowed => Some(true),
+                    Verdict::Blocked => Some(false),
+                    Verdict::NotGoverned => None,
+                };
+                Connection {
+                    from: pods[from].key(),
+                    to: pods[to].key(),
+                    port: self.probes[probe].port,
+                    protocol: self.probes[probe].protocol.as_str(),
+                    allowed,
+                    reason,
+                }
+            })
     }
 }

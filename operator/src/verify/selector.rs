@@ -135,7 +135,11 @@ impl Selector {
             check_key(&expression.key, &format!("{field}.key"), &mut problems);
             let values: BTreeSet<String> = expression.values.iter().flatten().cloned().collect();
             for (value_index, value) in expression.values.iter().flatten().enumerate() {
-                check_value(value, &format!("{field}.values[{value_index}]"), &mut problems);
+                check_value(
+                    value,
+                    &format!("{field}.values[{value_index}]"),
+                    &mut problems,
+                );
             }
             let key = expression.key.clone();
             let requirement = match expression.operator.as_str() {
