@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! netfence render PATH...   NamespaceIsolation manifests -> NetworkPolicy manifests
+//! netfence verify PATH...   manifests -> who can reach whom, and why; intent proofs
 //! netfence crd              the CustomResourceDefinitions to install
 //! ```
 //!
@@ -9,6 +10,7 @@
 
 mod crd;
 pub mod render;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the NetworkPolicies netfence would apply for NamespaceIsolation manifests.
     Render(render::Args),
+    /// Compute who can reach whom from manifests, explain one connection, or prove that a
+    /// NamespaceIsolation's policies allow exactly what it declares.
+    Verify(verify::Args),
     /// Print the CustomResourceDefinitions netfence needs (`netfence crd | kubectl apply -f -`).
     Crd(crd::Args),
 }
@@ -42,5 +47,6 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Crd(args) => crd::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Verify(args) => verify::run(&args),
     }
 }

@@ -96,13 +96,14 @@ pub struct Decision {
 /// Whether a policy selects `pod` (same namespace, labels match).
 #[must_use]
 pub fn selects(policy: &Policy, pod: &PodInfo) -> bool {
-    policy.namespace == pod.namespace && policy.pod_selector.matches(&pod.labels)
+    !pod.external && policy.namespace == pod.namespace && policy.pod_selector.matches(&pod.labels)
 }
 
-/// Whether `peer`, written in a policy of namespace `policy_namespace`, matches `pod`.
+/// Whether `peer` matches `pod` (an external address matches only `ipBlock` peers).
 #[must_use]
 pub fn peer_matches(cluster: &Cluster, peer: &Peer, pod: &PodInfo) -> bool {
     match peer {
+        Peer::Pods { .. } if pod.external => false,
         Peer::Pods { namespaces, pods } => {
             let namespace_ok = match namespaces {
                 NamespaceScope::Own(namespace) => *namespace == pod.namespace,

@@ -244,7 +244,7 @@ fn selections(index: &Index<'_>) -> Vec<Vec<u32>> {
     let mut selected_by: Vec<Vec<u32>> = vec![Vec::new(); pods.len()];
     for (policy_index, policy) in index.cluster.policies().iter().enumerate() {
         for pod in index.pods_in(&policy.namespace) {
-            if policy.pod_selector.matches(&pods[pod].labels) {
+            if !pods[pod].external && policy.pod_selector.matches(&pods[pod].labels) {
                 selected_by[pod].push(policy_index as u32);
             }
         }
@@ -267,7 +267,7 @@ fn memberships(index: &Index<'_>, peers: &[&Peer]) -> Vec<Vec<u32>> {
                 pods: selector,
             } => {
                 for pod in index.pods_in(name) {
-                    if selector.matches(&pods[pod].labels) {
+                    if !pods[pod].external && selector.matches(&pods[pod].labels) {
                         add(pod);
                     }
                 }
@@ -288,7 +288,7 @@ fn memberships(index: &Index<'_>, peers: &[&Peer]) -> Vec<Vec<u32>> {
                     });
                 for name in names.iter() {
                     for pod in index.pods_in(name) {
-                        if selector.matches(&pods[pod].labels) {
+                        if !pods[pod].external && selector.matches(&pods[pod].labels) {
                             add(pod);
                         }
                     }

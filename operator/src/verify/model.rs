@@ -31,7 +31,7 @@ use netfence_crd::isolation::{Direction, NAMESPACE_NAME_LABEL, Protocol};
 
 use super::{
     address::Cidr,
-    selector::{Labels, Selector},
+    selector::{Labels, Requirement, Selector},
 };
 
 /// A connection attempt to test: a destination port and a protocol.
@@ -119,6 +119,9 @@ pub struct PodInfo {
     pub ports: Vec<ContainerPort>,
     /// `spec.hostNetwork`: the pod shares its node's network and NetworkPolicy does not govern it.
     pub host_network: bool,
+    /// An address outside the cluster rather than a pod (the intent proof's model world uses
+    /// them for `ipBlock`s): only `ipBlock` peers match it, and no policy selects it.
+    pub external: bool,
     /// Index of its namespace in [`Cluster::namespaces`].
     pub namespace_index: usize,
 }
@@ -193,10 +196,17 @@ impl fmt::Display for Peer {
                 namespaces: NamespaceScope::Matching(selector),
                 pods,
             } => {
-                let namespaces = if selector.is_everything() {
-                    "every namespace".to_owned()
-                } else {
-                    format!("namespaces {selector}")
+                let namespaces = match selector.requirements() {
+                    [] => "every namespace".to_owned(),
+                    [Requirement::In { key, values }]
+                        if key == NAMESPACE_NAME_LABEL && values.len() == 1 =>
+                    {
+                        format!(
+                            "namespace {}",
+                            values.iter().next().map_or("", String::as_str)
+                        )
+                    }
+                    _ => format!("namespaces {selector}"),
                 };
                 write!(f, "pods {pods} in {namespaces}")
             }
@@ -641,6 +651,7 @@ fn pod_info(pod: &Pod, errors: &mut Vec<ModelError>, notes: &mut Vec<String>) ->
         ips: ips.into_iter().collect(),
         ports: ports.into_iter().collect(),
         host_network,
+        external: false,
         namespace_index: 0,
     })
 }

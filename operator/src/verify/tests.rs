@@ -183,8 +183,9 @@ fn cluster() -> impl Strategy<Value = Cluster> {
         ),
         (1usize..9).prop_flat_map(|count| (0..count).map(pod).collect::<Vec<_>>()),
         (0usize..5).prop_flat_map(|count| (0..count).map(policy).collect::<Vec<_>>()),
+        prop::collection::vec(prop::bool::weighted(0.15), 8),
     )
-        .prop_map(|(environments, pods, policies)| {
+        .prop_map(|(environments, pods, policies, external)| {
             let namespaces: Vec<Namespace> = ["x", "y", "z"]
                 .iter()
                 .zip(environments)
@@ -193,7 +194,20 @@ fn cluster() -> impl Strategy<Value = Cluster> {
                     typed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}))
                 })
                 .collect();
-            Cluster::build(&namespaces, &pods, &policies).expect("generated objects are valid")
+            let cluster =
+                Cluster::build(&namespaces, &pods, &policies).expect("generated objects are valid");
+            // Some endpoints become addresses outside the cluster, as in the intent proof.
+            let pods = cluster
+                .pods()
+                .iter()
+                .zip(external)
+                .map(|(pod, external)| model::PodInfo { external, ..pod.clone() })
+                .collect();
+            Cluster::from_parts(
+                cluster.namespaces().to_vec(),
+                pods,
+                cluster.policies().to_vec(),
+            )
         })
 }
 
