@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Expected {
+struct Expectation {
     #[allow(dead_code)]
     api_version: String,
     #[allow(dead_code)]
@@ -54,7 +54,7 @@ struct ProbeTable {
 struct Case {
     file: PathBuf,
     cluster: Cluster,
-    expected: Expected,
+    expected: Expectation,
 }
 
 fn case_files() -> Vec<PathBuf> {
@@ -106,7 +106,7 @@ fn load_case(file: &Path) -> Result<Case, String> {
             (_, Some(pod), _) => pods.push(pod.map_err(error)?),
             (_, _, Some(policy)) => policies.push(policy.map_err(error)?),
             _ if document.kind() == "ExpectedReachability" => {
-                expected = Some(document.typed::<Expected>().map_err(error)?);
+                expected = Some(document.typed::<Expectation>().map_err(error)?);
             }
             _ => return Err(format!("unexpected kind {}", document.kind())),
         }
@@ -121,8 +121,11 @@ fn load_case(file: &Path) -> Result<Case, String> {
     })
 }
 
-/// Parse a truth table into (from, to) -> allowed, with the pods it lists.
-fn parse_table(table: &str) -> Result<(Vec<String>, BTreeMap<(String, String), bool>), String> {
+/// The pods a table lists, and (from, to) -> allowed.
+type Table = (Vec<String>, BTreeMap<(String, String), bool>);
+
+/// Parse a truth table.
+fn parse_table(table: &str) -> Result<Table, String> {
     let mut lines = table.lines().filter(|line| !line.trim().is_empty());
     let header: Vec<String> = lines
         .next()

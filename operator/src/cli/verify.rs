@@ -228,10 +228,7 @@ fn execute_inner(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::R
             None
         }
     };
-    for note in notes
-        .iter()
-        .chain(cluster.iter().flat_map(|cluster| cluster.notes()))
-    {
+    for note in notes.iter().chain(cluster.iter().flat_map(Cluster::notes)) {
         writeln!(err, "note: {note}")?;
     }
     let Some(cluster) = cluster.filter(|_| errors.is_empty()) else {

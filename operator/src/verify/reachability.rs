@@ -263,10 +263,18 @@ impl<'a> Reachability<'a> {
     }
 
     /// Every connection: per probe, every ordered pair of distinct pods, sorted by probe, then
-    /// source, then destination. Lazy, so a large matrix can be streamed.
+    /// source, then destination. Lazy, so a large matrix can be streamed; each reason is computed
+    /// once per class pair and probe, and the cache of them is bounded.
     pub fn connections(&self) -> impl Iterator<Item = Connection> + '_ {
         let pods = self.cluster.pods();
-        let mut reasons: HashMap<(usize, usize, usize), String> = HashMap::new();
+        let keys: Vec<String> = pods.iter().map(super::model::PodInfo::key).collect();
+        let classes = self.groups.class_count();
+        let mut cache = ReasonCache {
+            probe: usize::MAX,
+            slots: Vec::new(),
+            texts: Vec::new(),
+            interned: HashMap::new(),
+        };
         (0..self.probes.len())
             .flat_map(move |probe| {
                 (0..pods.len())
@@ -276,24 +284,34 @@ impl<'a> Reachability<'a> {
             .map(move |(probe, from, to)| {
                 let source = self.groups.class_of[from];
                 let destination = self.groups.class_of[to];
-                let reason = reasons
-                    .entry((probe, source, destination))
-                    .or_insert_with(|| {
-                        self.class_decision(probe, source, destination).reason(
-                            self.cluster,
-                            &pods[from],
-                            &pods[to],
-                        )
-                    })
-                    .clone();
+                if cache.probe != probe || cache.texts.len() >= MAX_CACHED_REASONS {
+                    cache.probe = probe;
+                    cache.slots.clear();
+                    cache.slots.resize(classes * classes, u32::MAX);
+                    cache.texts.clear();
+                    cache.interned.clear();
+                }
+                let slot = &mut cache.slots[source * classes + destination];
+                if *slot == u32::MAX {
+                    let text = self.class_decision(probe, source, destination).reason(
+                        self.cluster,
+                        &pods[from],
+                        &pods[to],
+                    );
+                    *slot = *cache.interned.entry(text.clone()).or_insert_with(|| {
+                        cache.texts.push(text);
+                        (cache.texts.len() - 1) as u32
+                    });
+                }
+                let reason = cache.texts[*slot as usize].clone();
                 let allowed = match self.class_verdict(probe, source, destination) {
                     Verdict::Allowed => Some(true),
                     Verdict::Blocked => Some(false),
                     Verdict::NotGoverned => None,
                 };
                 Connection {
-                    from: pods[from].key(),
-                    to: pods[to].key(),
+                    from: keys[from].clone(),
+                    to: keys[to].clone(),
                     port: self.probes[probe].port,
                     protocol: self.probes[probe].protocol.as_str(),
                     allowed,
@@ -301,4 +319,17 @@ impl<'a> Reachability<'a> {
                 }
             })
     }
+}
+
+/// The most distinct reasons kept while listing connections; beyond it the cache starts over, so
+/// memory stays bounded when nearly every class pair has its own reason.
+const MAX_CACHED_REASONS: usize = 100_000;
+
+/// The reasons of one probe's class pairs while its connections are listed: per class pair an
+/// index into the distinct reason texts (`u32::MAX` until computed).
+struct ReasonCache {
+    probe: usize,
+    slots: Vec<u32>,
+    texts: Vec<String>,
+    interned: HashMap<String, u32>,
 }
