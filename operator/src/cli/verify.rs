@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use super::EXIT_BAD_INPUT;
 use crate::{
     manifests::{self, Document},
-    verify::{self, Cluster, Probe, report},
+    verify::{self, Cluster, Probe, intent, report},
 };
 
 /// Exit code when a check failed: an intent proof found a difference.
@@ -256,8 +256,10 @@ fn execute_inner(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::R
         }
     }
     for isolation in &isolations {
-        if prove(isolation, args.output, out)? {
-            code = EXIT_CHECK_FAILED;
+        match prove(isolation, &input.policies, args.output, out, err)? {
+            Ok(true) => code = EXIT_CHECK_FAILED,
+            Ok(false) => {}
+            Err(()) => return Ok(EXIT_BAD_INPUT),
         }
     }
     Ok(code)
@@ -332,16 +334,56 @@ fn explain_one(
     Ok(0)
 }
 
-/// Prove one isolation; returns whether it failed.
+/// Prove one isolation against the NetworkPolicies of its namespace found in the input (what
+/// the cluster or the repository holds), or, when the input has none, against the policies
+/// netfence renders for it. Returns whether the proof failed.
 fn prove(
     isolation: &netfence_crd::ValidatedIsolation,
-    _format: Format,
+    input_policies: &[NetworkPolicy],
+    format: Format,
     out: &mut dyn Write,
-) -> io::Result<bool> {
-    writeln!(
-        out,
-        "NamespaceIsolation {}: the intent proof is not built yet",
-        isolation.name()
-    )?;
-    Ok(false)
+    err: &mut dyn Write,
+) -> io::Result<Result<bool, ()>> {
+    let namespace = isolation.namespace().unwrap_or("default");
+    let found: Vec<NetworkPolicy> = input_policies
+        .iter()
+        .filter(|policy| policy.metadata.namespace.as_deref().unwrap_or("default") == namespace)
+        .cloned()
+        .collect();
+    let (policies, against) = if found.is_empty() {
+        (
+            crate::render::network_policies(isolation),
+            "the policies netfence renders for it".to_owned(),
+        )
+    } else {
+        let count = found.len();
+        (
+            found,
+            format!("the {count} NetworkPolicies of namespace {namespace} in the input"),
+        )
+    };
+    match intent::prove(isolation, &policies) {
+        Ok(proof) => {
+            match format {
+                Format::Table => {
+                    writeln!(out, "proving against {against}")?;
+                    writeln!(out, "{}\n", intent::report(&proof))?;
+                }
+                Format::Json => {
+                    let mut json = intent::json(&proof);
+                    json["against"] = serde_json::Value::String(against);
+                    writeln!(out, "{json}")?;
+                }
+            }
+            Ok(Ok(!proof.holds()))
+        }
+        Err(error) => {
+            writeln!(
+                err,
+                "error: NamespaceIsolation {}: cannot prove its intent: {error}",
+                isolation.name()
+            )?;
+            Ok(Err(()))
+        }
+    }
 }

@@ -16,12 +16,14 @@
 //! - [`evaluate`]: the semantics of one connection (the reference);
 //! - [`grouping`]: equivalence classes of pods and the bitsets behind them;
 //! - [`reachability`]: the matrix per probe, expanded to connections;
-//! - [`explain`]: the explanation of one connection; [`report`]: the matrix as tables.
+//! - [`explain`]: the explanation of one connection; [`report`]: the matrix as tables;
+//! - [`intent`]: the proof that a NamespaceIsolation's policies allow exactly what it declares.
 
 pub mod address;
 pub mod evaluate;
 pub mod explain;
 pub mod grouping;
+pub mod intent;
 pub mod model;
 pub mod reachability;
 pub mod report;
