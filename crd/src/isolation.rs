@@ -31,7 +31,7 @@ pub const MAX_TIERS: usize = 32;
 /// The most flows a resource declares.
 pub const MAX_FLOWS: usize = 256;
 /// The most shared services a resource declares.
-pub const MAX_SHARED_SERVICES: usize = 64;
+pub const MAX_SHARED_SERVICES: usize = 32;
 /// The most tiers one shared service names.
 pub const MAX_SHARED_SERVICE_TIERS: usize = 16;
 /// The most ports of one flow, shared service or DNS rule.

@@ -7,7 +7,7 @@
 //!
 //! Exit codes: 0 success, 1 a check failed (verify), 2 bad input or usage.
 
-mod crd;
+pub mod crd;
 pub mod render;
 
 use std::process::ExitCode;
