@@ -36,6 +36,14 @@ fn load(path: &Path) -> Vec<ValidatedIsolation> {
     isolations(&documents, &mut Vec::new()).expect("example is valid")
 }
 
+fn rendered_yaml(file: &Path) -> String {
+    let policies: Vec<NetworkPolicy> = load(file)
+        .iter()
+        .flat_map(render::network_policies)
+        .collect();
+    format_policies(&policies, Format::Yaml).expect("serializes")
+}
+
 fn example(name: &str) -> Vec<NetworkPolicy> {
     load(&repo().join("examples").join(name))
         .iter()
@@ -78,23 +86,12 @@ fn examples_render_as_reviewed() {
 #[test]
 fn output_is_deterministic() {
     for file in example_files() {
-        let first = format_policies(
-            &load(&file)
-                .iter()
-                .flat_map(render::network_policies)
-                .collect::<Vec<_>>(),
-            Format::Yaml,
-        )
-        .expect("serializes");
-        let second = format_policies(
-            &load(&file)
-                .iter()
-                .flat_map(render::network_policies)
-                .collect::<Vec<_>>(),
-            Format::Yaml,
-        )
-        .expect("serializes");
-        assert_eq!(first, second, "{}", file.display());
+        assert_eq!(
+            rendered_yaml(&file),
+            rendered_yaml(&file),
+            "{}",
+            file.display()
+        );
     }
 }
 
