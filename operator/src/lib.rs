@@ -3,8 +3,10 @@
 //! ```text
 //! manifests   files, directories, stdin -> Kubernetes objects as JSON, typed with field paths
 //! render      ValidatedIsolation -> NetworkPolicies (pure)
+//! plan        rendered + observed policies -> the writes that make them equal (pure)
 //! ```
 
 pub mod cli;
 pub mod manifests;
+pub mod plan;
 pub mod render;
