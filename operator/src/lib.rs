@@ -3,10 +3,12 @@
 //! ```text
 //! manifests   files, directories, stdin -> Kubernetes objects as JSON, typed with field paths
 //! render      ValidatedIsolation -> NetworkPolicies (pure)
+//! controller  reconcile loops: apply, prune, status (I/O)
 //! plan        rendered + observed policies -> the writes that make them equal (pure)
 //! ```
 
 pub mod cli;
+pub mod controller;
 pub mod manifests;
 pub mod plan;
 pub mod render;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! netfence render PATH...   NamespaceIsolation manifests -> NetworkPolicy manifests
+//! netfence run             the operator: reconcile NamespaceIsolations into NetworkPolicies
 //! netfence crd              the CustomResourceDefinitions to install
 //! ```
 //!
@@ -9,6 +10,7 @@
 
 pub mod crd;
 pub mod render;
+pub mod run;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the NetworkPolicies netfence would apply for NamespaceIsolation manifests.
     Render(render::Args),
+    /// Run the operator against a cluster.
+    Run(run::Args),
     /// Print the CustomResourceDefinitions netfence needs (`netfence crd | kubectl apply -f -`).
     Crd(crd::Args),
 }
@@ -42,5 +46,6 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Crd(args) => crd::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Run(args) => run::run(&args),
     }
 }

@@ -1,0 +1,192 @@
+//! `netfence run`: the operator. Connects with the usual kube config resolution (`--kubeconfig`,
+//! `KUBECONFIG`, `~/.kube/config`, in-cluster), checks that it can work, then reconciles until
+//! SIGTERM or Ctrl-C.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::{
+    Api, Client, Config,
+    api::ListParams,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use netfence_crd::NamespaceIsolation;
+
+use crate::controller;
+
+/// Log formats.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Arguments of `netfence run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The kubeconfig file (default: `KUBECONFIG`, `~/.kube/config`, then in-cluster).
+    #[arg(long, env = "NETFENCE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Watch one namespace only (default: all).
+    #[arg(long, env = "NETFENCE_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// How many resources are reconciled at once.
+    #[arg(long, env = "NETFENCE_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+
+    /// Log format.
+    #[arg(long, env = "NETFENCE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Why `netfence run` could not start, as the one sentence the user reads.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No usable kube config.
+    #[error(
+        "cannot load a kube config ({0}); pass --kubeconfig, set KUBECONFIG, or run in a cluster"
+    )]
+    Config(String),
+    /// The CRD is not installed.
+    #[error(
+        "the NamespaceIsolation CRD is not installed; install it with `netfence crd | kubectl apply -f -`"
+    )]
+    MissingCrd,
+    /// A list the operator needs is refused.
+    #[error(
+        "cannot list {what} ({source}); grant the RBAC in config/rbac/ to netfence's service account"
+    )]
+    Forbidden {
+        /// What could not be listed.
+        what: &'static str,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The API server is not reachable.
+    #[error("cannot reach the Kubernetes API server ({0}); check the kube config and the network")]
+    Unreachable(kube::Error),
+}
+
+/// Build a client from `--kubeconfig` or the default resolution.
+pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, StartError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|error| StartError::Config(error.to_string()))?;
+            Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .map_err(|error| StartError::Config(error.to_string()))?
+        }
+        None => Config::infer()
+            .await
+            .map_err(|error| StartError::Config(error.to_string()))?,
+    };
+    Client::try_from(config).map_err(|error| StartError::Config(error.to_string()))
+}
+
+/// Check that the CRD is installed and that the operator can list what it watches.
+pub async fn preflight(client: &Client, namespace: Option<&str>) -> Result<(), StartError> {
+    let one = ListParams::default().limit(1);
+    let isolations: Api<NamespaceIsolation> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    match isolations.list_metadata(&one).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => return Err(StartError::MissingCrd),
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            return Err(StartError::Forbidden {
+                what: "namespaceisolations.netfence.io",
+                source: kube::Error::Api(status),
+            });
+        }
+        Err(error) => return Err(StartError::Unreachable(error)),
+    }
+    let policies: Api<NetworkPolicy> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    policies
+        .list_metadata(&one)
+        .await
+        .map_err(|source| StartError::Forbidden {
+            what: "networkpolicies.networking.k8s.io",
+            source,
+        })?;
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = async {
+                match terminate.as_mut() {
+                    Some(signal) => { signal.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub(super) fn run(args: &Args) -> ExitCode {
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let client = match client(args.kubeconfig.as_ref()).await {
+            Ok(client) => client,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(error) = preflight(&client, args.namespace.as_deref()).await {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+        tracing::info!(
+            namespace = args.namespace.as_deref().unwrap_or("<all>"),
+            "netfence started"
+        );
+        controller::run(
+            client,
+            args.namespace.as_deref(),
+            args.concurrency.max(1),
+            shutdown_signal(),
+        )
+        .await;
+        tracing::info!("netfence stopped");
+        ExitCode::SUCCESS
+    })
+}
