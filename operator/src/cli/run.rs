@@ -12,7 +12,12 @@ use kube::{
 };
 use netfence_crd::NamespaceIsolation;
 
-use crate::controller;
+use std::sync::{Arc, atomic::AtomicBool};
+
+use crate::{
+    controller,
+    metrics::{self, Health, Metrics},
+};
 
 /// Log formats.
 #[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
@@ -42,6 +47,10 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "NETFENCE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    #[arg(long, env = "NETFENCE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 /// Why `netfence run` could not start, as the one sentence the user reads.
@@ -175,17 +184,43 @@ pub(super) fn run(args: &Args) -> ExitCode {
             eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
+        let metrics = Arc::new(Metrics::default());
+        let settings = controller::Settings {
+            namespace: args.namespace.clone(),
+            concurrency: args.concurrency,
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let prepared = controller::prepare(client, &settings, metrics.clone());
+        let ready = Arc::new(AtomicBool::new(false));
+        let health = Health {
+            metrics,
+            store: Some(prepared.store()),
+            ready: ready.clone(),
+        };
+        let listener = match tokio::net::TcpListener::bind(args.metrics_addr).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!(
+                    "error: cannot listen on {} for metrics ({error}); pass another --metrics-addr",
+                    args.metrics_addr
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, metrics::router(health))
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+            {
+                tracing::error!(%error, "the metrics server stopped");
+            }
+        });
         tracing::info!(
             namespace = args.namespace.as_deref().unwrap_or("<all>"),
+            metrics = %args.metrics_addr,
             "netfence started"
         );
-        controller::run(
-            client,
-            args.namespace.as_deref(),
-            args.concurrency.max(1),
-            shutdown_signal(),
-        )
-        .await;
+        prepared.run(ready, shutdown_signal()).await;
         tracing::info!("netfence stopped");
         ExitCode::SUCCESS
     })

@@ -13,7 +13,14 @@
 mod reconcile;
 mod status;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::StreamExt;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -22,6 +29,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
+        events::{Recorder, Reporter},
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -31,7 +39,10 @@ use tokio::sync::Mutex;
 
 pub use reconcile::{Error, reconcile};
 
-use crate::render::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::{
+    metrics::Metrics,
+    render::{MANAGED_BY, MANAGED_BY_LABEL},
+};
 
 /// The field manager of every write netfence makes.
 pub const FIELD_MANAGER: &str = "netfence";
@@ -52,6 +63,10 @@ pub struct Context {
     pub policies: Store<NetworkPolicy>,
     /// Consecutive failures per resource, for exponential backoff.
     pub failures: Mutex<HashMap<ObjectRef<NamespaceIsolation>, u32>>,
+    /// The counters.
+    pub metrics: Arc<Metrics>,
+    /// Publishes Events about the resources.
+    pub recorder: Recorder,
 }
 
 /// The label selector of the policies netfence watches: only its own.
@@ -67,21 +82,69 @@ pub fn backoff(failures: u32) -> Duration {
     MIN_BACKOFF.saturating_mul(1 << exponent).min(MAX_BACKOFF)
 }
 
-/// Run the NamespaceIsolation controller until `shutdown` resolves. `namespace` limits it to one
-/// namespace; `None` watches all.
-pub async fn run(
-    client: Client,
-    namespace: Option<&str>,
-    concurrency: u16,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let (isolations, policies): (Api<NamespaceIsolation>, Api<NetworkPolicy>) = match namespace {
-        Some(namespace) => (
-            Api::namespaced(client.clone(), namespace),
-            Api::namespaced(client.clone(), namespace),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+/// What `netfence run` and `netfence sandbox` tell the controller.
+pub struct Settings {
+    /// Watch one namespace; `None` watches all.
+    pub namespace: Option<String>,
+    /// How many resources are reconciled at once.
+    pub concurrency: u16,
+    /// This instance's name in Events (the pod name in a cluster).
+    pub instance: Option<String>,
+}
+
+/// A controller ready to run: read its store (for metrics) before running it.
+pub struct Prepared {
+    controller: Controller<NamespaceIsolation>,
+    policies: Store<NetworkPolicy>,
+    context: Arc<Context>,
+}
+
+impl Prepared {
+    /// The controller's view of NamespaceIsolations.
+    #[must_use]
+    pub fn store(&self) -> Store<NamespaceIsolation> {
+        self.controller.store()
+    }
+
+    /// Run until `shutdown` resolves. `ready` is set once both caches have synced.
+    pub async fn run(
+        self,
+        ready: Arc<AtomicBool>,
+        shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    ) {
+        let isolations = self.controller.store();
+        let policies = self.policies.clone();
+        tokio::spawn(async move {
+            if isolations.wait_until_ready().await.is_ok()
+                && policies.wait_until_ready().await.is_ok()
+            {
+                ready.store(true, Ordering::Relaxed);
+            }
+        });
+        self.controller
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile, error_policy, self.context)
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "reconcile did not complete");
+                }
+            })
+            .await;
+    }
+}
+
+/// Build the NamespaceIsolation controller: it watches the resources and reflects the
+/// NetworkPolicies that carry the managed-by label.
+#[must_use]
+pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Prepared {
+    let (isolations, policies): (Api<NamespaceIsolation>, Api<NetworkPolicy>) =
+        match settings.namespace.as_deref() {
+            Some(namespace) => (
+                Api::namespaced(client.clone(), namespace),
+                Api::namespaced(client.clone(), namespace),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
     let (reader, writer) = reflector::store();
     let policy_events = watcher(
         policies,
@@ -90,22 +153,30 @@ pub async fn run(
     .default_backoff()
     .reflect(writer)
     .touched_objects();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: settings.instance.clone(),
+        },
+    );
     let context = Arc::new(Context {
         client,
         policies: reader.clone(),
         failures: Mutex::new(HashMap::new()),
+        metrics,
+        recorder,
     });
-    Controller::new(isolations, watcher::Config::default())
+    let controller = Controller::new(isolations, watcher::Config::default())
         .owns_stream(policy_events)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "reconcile did not complete");
-            }
-        })
-        .await;
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(settings.concurrency.max(1)),
+        );
+    Prepared {
+        controller,
+        policies: reader,
+        context,
+    }
 }
 
 /// After a failure: retry with this resource's own exponential backoff. (`error_policy` is

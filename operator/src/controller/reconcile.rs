@@ -15,9 +15,13 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::Time,
 };
 use kube::{
-    Api, ResourceExt,
+    Api, Resource, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
-    runtime::{controller::Action, reflector::ObjectRef},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+        reflector::ObjectRef,
+    },
 };
 use netfence_crd::{
     NamespaceIsolation, ValidatedIsolation,
@@ -85,14 +89,23 @@ pub async fn reconcile(
     resource: Arc<NamespaceIsolation>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
+    context.metrics.reconciles.inc();
+    let started = std::time::Instant::now();
     let result = reconcile_steps(&resource, &context).await;
+    context
+        .metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
     let key = ObjectRef::from(resource.as_ref());
     let mut failures = context.failures.lock().await;
     match &result {
         Ok(_) => {
             failures.remove(&key);
         }
-        Err(_) => *failures.entry(key).or_insert(0) += 1,
+        Err(error) => {
+            context.metrics.failed(error.metric_label());
+            *failures.entry(key).or_insert(0) += 1;
+        }
     }
     result
 }
@@ -119,11 +132,14 @@ async fn reconcile_steps(
     let isolation = match ValidatedIsolation::try_from(resource) {
         Ok(isolation) => isolation,
         Err(errors) => {
+            let note = format!("{errors}; the previous NetworkPolicies are kept");
             let outcome = Outcome::InvalidSpec {
                 errors,
                 policies: owned_names(&observed, &uid),
             };
-            write_status(resource, context, &namespace, &outcome).await?;
+            if write_status(resource, context, &namespace, &outcome).await? {
+                event(context, resource, EventType::Warning, "InvalidSpec", note).await;
+            }
             return Ok(Action::await_change());
         }
     };
@@ -148,14 +164,23 @@ async fn reconcile_steps(
 
     // apply and prune (client)
     let mut conflicts = plan.conflicts.clone();
-    match apply_plan(context, &namespace, &uid, &plan).await {
+    match apply_plan(context, resource, &namespace, &uid, &plan).await {
         Ok(found) => conflicts.extend(found),
         Err(error) => {
+            let message = error_chain(&error);
             let outcome = Outcome::ApplyFailed {
-                message: error_chain(&error),
+                message: message.clone(),
                 policies: owned_names(&observe(context, &namespace), &uid),
             };
             write_status(resource, context, &namespace, &outcome).await?;
+            event(
+                context,
+                resource,
+                EventType::Warning,
+                "ApplyFailed",
+                message,
+            )
+            .await;
             return Err(error);
         }
     }
@@ -218,6 +243,7 @@ fn changed(plan: &plan::Plan, reason: ApplyReason) -> Vec<String> {
 /// hand-written policy).
 async fn apply_plan(
     context: &Context,
+    resource: &NamespaceIsolation,
     namespace: &str,
     uid: &str,
     plan: &plan::Plan,
@@ -246,13 +272,30 @@ async fn apply_plan(
         api.patch(&name, &params, &Patch::Apply(policy))
             .await
             .map_err(|source| write_error("apply", source))?;
-        if *reason == ApplyReason::Drifted {
+        context.metrics.policies_applied.inc();
+        if is_drift(resource, *reason, &name) {
+            context.metrics.drift_corrections.inc();
             tracing::info!(policy = %name, "drift corrected");
+            let note = format!("NetworkPolicy {name} differed from the spec and was restored");
+            event(context, resource, EventType::Normal, "DriftCorrected", note).await;
+        } else {
+            let verb = if *reason == ApplyReason::Missing {
+                "created"
+            } else {
+                "updated"
+            };
+            tracing::info!(policy = %name, "{verb}");
+            let note = format!("NetworkPolicy {name} {verb}");
+            event(context, resource, EventType::Normal, "PolicyApplied", note).await;
         }
     }
     for name in &plan.delete {
         match api.delete(name, &DeleteParams::background()).await {
-            Ok(_) => {}
+            Ok(_) => {
+                context.metrics.policies_deleted.inc();
+                let note = format!("NetworkPolicy {name} is no longer rendered and was deleted");
+                event(context, resource, EventType::Normal, "PolicyDeleted", note).await;
+            }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(source) => {
                 return Err(Error::Write {
@@ -267,13 +310,57 @@ async fn apply_plan(
     Ok(conflicts)
 }
 
-/// Patch the status only when it changed: a steady-state reconcile writes nothing.
+/// Whether writing `name` corrects drift rather than carrying out a spec change: the status says
+/// this generation was already reconciled, and the policy was then in place.
+fn is_drift(resource: &NamespaceIsolation, reason: ApplyReason, name: &str) -> bool {
+    let Some(status) = resource.status.as_ref() else {
+        return false;
+    };
+    let reconciled = status.observed_generation == resource.metadata.generation
+        && status
+            .conditions
+            .iter()
+            .any(|condition| condition.type_ == status::READY && condition.reason == "Reconciled");
+    reconciled
+        && match reason {
+            ApplyReason::Drifted => true,
+            ApplyReason::Missing => status.policies.iter().any(|policy| policy == name),
+        }
+}
+
+/// Publish an Event about the resource. A failure to publish is logged, never fatal: Events are
+/// for people, the status is the contract.
+async fn event(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = context
+        .recorder
+        .publish(&event, &resource.object_ref(&()))
+        .await
+    {
+        tracing::warn!(%error, reason, "failed to publish an Event");
+    }
+}
+
+/// Patch the status only when it changed: a steady-state reconcile writes nothing. Returns
+/// whether it wrote.
 async fn write_status(
     resource: &NamespaceIsolation,
     context: &Context,
     namespace: &str,
     outcome: &Outcome,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let new = status::status(
         outcome,
@@ -282,7 +369,7 @@ async fn write_status(
         now,
     );
     if resource.status.as_ref() == Some(&new) {
-        return Ok(());
+        return Ok(false);
     }
     let api: Api<NamespaceIsolation> = Api::namespaced(context.client.clone(), namespace);
     let patch = serde_json::json!({ "status": new });
@@ -293,7 +380,7 @@ async fn write_status(
     )
     .await
     .map_err(|source| update_error(resource, namespace, source))?;
-    Ok(())
+    Ok(true)
 }
 
 fn update_error(resource: &NamespaceIsolation, namespace: &str, source: kube::Error) -> Error {
