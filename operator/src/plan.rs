@@ -131,10 +131,16 @@ fn matches(desired: &NetworkPolicy, observed: &NetworkPolicy) -> bool {
     labels_present && owners_present && normalized_spec(desired) == normalized_spec(observed)
 }
 
-/// The spec as the API server stores it: the server defaults a missing port protocol to TCP, so a
-/// policy edited by hand to `protocol: null` compares by what it means.
+/// The spec by what it means: the server defaults a missing port protocol to TCP, and an empty
+/// rule list is the same as none (the API server drops empty lists).
 fn normalized_spec(policy: &NetworkPolicy) -> serde_json::Value {
     let mut spec = policy.spec.clone().unwrap_or_default();
+    if spec.ingress.as_ref().is_some_and(Vec::is_empty) {
+        spec.ingress = None;
+    }
+    if spec.egress.as_ref().is_some_and(Vec::is_empty) {
+        spec.egress = None;
+    }
     let rules_ports = spec
         .ingress
         .iter_mut()
@@ -150,6 +156,19 @@ fn normalized_spec(policy: &NetworkPolicy) -> serde_json::Value {
         port.protocol.get_or_insert_with(|| "TCP".to_owned());
     }
     serde_json::to_value(spec).unwrap_or_default()
+}
+
+/// The body netfence server-side applies for a rendered policy: rule lists it leaves empty are
+/// sent as `[]`, so that netfence owns them. Without that, a rule someone adds by hand to a list
+/// netfence never sent would belong to them, and no apply could remove it.
+#[must_use]
+pub fn apply_body(policy: &NetworkPolicy) -> NetworkPolicy {
+    let mut body = policy.clone();
+    if let Some(spec) = body.spec.as_mut() {
+        spec.ingress.get_or_insert_with(Vec::new);
+        spec.egress.get_or_insert_with(Vec::new);
+    }
+    body
 }
 
 #[cfg(test)]
@@ -232,6 +251,17 @@ mod tests {
             ]
         );
         assert!(plan.delete.is_empty());
+    }
+
+    /// The body applied claims both rule lists, and an empty list is not drift.
+    #[test]
+    fn apply_body_claims_rule_lists() {
+        let desired = desired();
+        let body = apply_body(&desired[0]);
+        let spec = body.spec.as_ref().expect("spec");
+        assert_eq!(spec.ingress.as_deref(), Some(&[][..]));
+        assert_eq!(spec.egress.as_deref(), Some(&[][..]));
+        assert!(plan(&desired[..1], &[body], UID).apply.is_empty());
     }
 
     /// Labels and annotations added by others (Argo CD, a policy engine) are not drift.

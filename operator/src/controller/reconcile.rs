@@ -11,7 +11,10 @@
 use std::sync::Arc;
 
 use k8s_openapi::{
-    api::{core::v1::Namespace, networking::v1::NetworkPolicy},
+    api::{
+        core::v1::{Namespace, ObjectReference},
+        networking::v1::NetworkPolicy,
+    },
     apimachinery::pkg::apis::meta::v1::Time,
 };
 use kube::{
@@ -269,7 +272,7 @@ async fn apply_plan(
                 continue;
             }
         }
-        api.patch(&name, &params, &Patch::Apply(policy))
+        api.patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
             .await
             .map_err(|source| write_error("apply", source))?;
         context.metrics.policies_applied.inc();
@@ -277,7 +280,7 @@ async fn apply_plan(
             context.metrics.drift_corrections.inc();
             tracing::info!(policy = %name, "drift corrected");
             let note = format!("NetworkPolicy {name} differed from the spec and was restored");
-            event(context, resource, EventType::Normal, "DriftCorrected", note).await;
+            policy_event(context, resource, "DriftCorrected", &name, note).await;
         } else {
             let verb = if *reason == ApplyReason::Missing {
                 "created"
@@ -286,7 +289,7 @@ async fn apply_plan(
             };
             tracing::info!(policy = %name, "{verb}");
             let note = format!("NetworkPolicy {name} {verb}");
-            event(context, resource, EventType::Normal, "PolicyApplied", note).await;
+            policy_event(context, resource, "PolicyApplied", &name, note).await;
         }
     }
     for name in &plan.delete {
@@ -294,7 +297,7 @@ async fn apply_plan(
             Ok(_) => {
                 context.metrics.policies_deleted.inc();
                 let note = format!("NetworkPolicy {name} is no longer rendered and was deleted");
-                event(context, resource, EventType::Normal, "PolicyDeleted", note).await;
+                policy_event(context, resource, "PolicyDeleted", name, note).await;
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(source) => {
@@ -337,12 +340,50 @@ async fn event(
     reason: &str,
     note: String,
 ) {
+    event_about(context, resource, type_, reason, note, None).await;
+}
+
+/// An Event about one NetworkPolicy of the resource: the policy is its `related` object, so that
+/// Events about different policies are not folded into one series.
+async fn policy_event(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    reason: &str,
+    policy: &str,
+    note: String,
+) {
+    let related = ObjectReference {
+        api_version: Some("networking.k8s.io/v1".to_owned()),
+        kind: Some("NetworkPolicy".to_owned()),
+        name: Some(policy.to_owned()),
+        namespace: resource.metadata.namespace.clone(),
+        ..ObjectReference::default()
+    };
+    event_about(
+        context,
+        resource,
+        EventType::Normal,
+        reason,
+        note,
+        Some(related),
+    )
+    .await;
+}
+
+async fn event_about(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    related: Option<ObjectReference>,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
         note: Some(note),
         action: "Reconcile".to_owned(),
-        secondary: None,
+        secondary: related,
     };
     if let Err(error) = context
         .recorder
@@ -461,22 +502,15 @@ async fn finalize(
             let kept = keep_all
                 || role_of(&resource.name_any(), &name).is_some_and(|role| role.fails_closed());
             let result = if kept {
-                // Re-apply without the owner reference: server-side apply removes the field this
-                // manager no longer sends, so garbage collection leaves the policy alone.
-                let mut orphan = policy.clone();
-                orphan.metadata = kube::api::ObjectMeta {
-                    name: policy.metadata.name.clone(),
-                    namespace: policy.metadata.namespace.clone(),
-                    labels: policy.metadata.labels.clone(),
-                    ..kube::api::ObjectMeta::default()
-                };
-                api.patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&orphan),
-                )
-                .await
-                .map(|_| ())
+                // Remove this resource's owner reference, and only it (the JSON patch tests the
+                // uid first), so garbage collection leaves the policy alone.
+                match orphan_patch(policy, &uid) {
+                    Some(patch) => api
+                        .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+                        .await
+                        .map(|_| ()),
+                    None => Ok(()),
+                }
             } else {
                 api.delete(&name, &DeleteParams::background())
                     .await
@@ -499,6 +533,22 @@ async fn finalize(
         .cloned()
         .collect();
     patch_finalizers(resource, context, namespace, finalizers).await
+}
+
+/// A JSON patch that removes the owner reference to `uid`, after testing that it is still at
+/// that position.
+fn orphan_patch(policy: &NetworkPolicy, uid: &str) -> Option<json_patch::Patch> {
+    let index = policy
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .position(|owner| owner.uid == uid)?;
+    serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": format!("/metadata/ownerReferences/{index}/uid"), "value": uid},
+        {"op": "remove", "path": format!("/metadata/ownerReferences/{index}")},
+    ]))
+    .ok()
 }
 
 /// The role of a policy from its name, for a resource named `resource`.
