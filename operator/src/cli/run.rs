@@ -48,6 +48,22 @@ pub struct Args {
     #[arg(long, env = "NETFENCE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Reconcile only while holding a Lease, so that several replicas can run (one leads).
+    #[arg(long, env = "NETFENCE_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// The namespace of the Lease.
+    #[arg(
+        long,
+        env = "NETFENCE_LEASE_NAMESPACE",
+        default_value = "netfence-system"
+    )]
+    pub lease_namespace: String,
+
+    /// The name of the Lease.
+    #[arg(long, env = "NETFENCE_LEASE_NAME", default_value = "netfence")]
+    pub lease_name: String,
+
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, env = "NETFENCE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
@@ -190,11 +206,14 @@ pub(super) fn run(args: &Args) -> ExitCode {
             concurrency: args.concurrency,
             instance: std::env::var("POD_NAME").ok(),
         };
-        let prepared = controller::prepare(client, &settings, metrics.clone());
+        let prepared = controller::prepare(client.clone(), &settings, metrics.clone());
+        let health_metrics = metrics.clone();
         let ready = Arc::new(AtomicBool::new(false));
         let health = Health {
             metrics,
-            store: Some(prepared.store()),
+            // With leader election the controller is rebuilt at each lease change; the resources
+            // gauge is left out rather than read from a store that is not the running one.
+            store: (!args.leader_election).then(|| prepared.store()),
             ready: ready.clone(),
         };
         let listener = match tokio::net::TcpListener::bind(args.metrics_addr).await {
@@ -220,7 +239,29 @@ pub(super) fn run(args: &Args) -> ExitCode {
             metrics = %args.metrics_addr,
             "netfence started"
         );
-        prepared.run(ready, shutdown_signal()).await;
+        if args.leader_election {
+            let lease = controller::LeaseSettings {
+                namespace: args.lease_namespace.clone(),
+                name: args.lease_name.clone(),
+                identity: settings
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| format!("netfence-{}", std::process::id())),
+            };
+            drop(prepared);
+            if let Err(error) =
+                controller::run_as_leader(client, &settings, &lease, health_metrics, ready, shutdown_signal())
+                    .await
+            {
+                eprintln!(
+                    "error: leader election failed ({error}); check that netfence may get, create and patch Leases in namespace {}",
+                    args.lease_namespace
+                );
+                return ExitCode::FAILURE;
+            }
+        } else {
+            prepared.run(ready, shutdown_signal()).await;
+        }
         tracing::info!("netfence stopped");
         ExitCode::SUCCESS
     })

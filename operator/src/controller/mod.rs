@@ -10,6 +10,7 @@
 //! Each step is a named function; `validate`, `render` and `plan` are pure and live in their own
 //! modules. A reconcile in steady state makes no write: the plan is empty and the status unchanged.
 
+mod leader;
 mod reconcile;
 mod status;
 
@@ -37,6 +38,7 @@ use kube::{
 use netfence_crd::NamespaceIsolation;
 use tokio::sync::Mutex;
 
+pub use leader::{LeaseSettings, run_as_leader};
 pub use reconcile::{Error, reconcile};
 
 use crate::{
