@@ -6,6 +6,7 @@
 //! controller  reconcile loops: apply, prune, status (I/O)
 //! metrics     Prometheus counters, /metrics /healthz /readyz
 //! plan        rendered + observed policies -> the writes that make them equal (pure)
+//! verify      Namespaces, Pods, NetworkPolicies -> who can reach whom, and why (pure)
 //! ```
 
 pub mod cli;
@@ -14,3 +15,4 @@ pub mod manifests;
 pub mod metrics;
 pub mod plan;
 pub mod render;
+pub mod verify;

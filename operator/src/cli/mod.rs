@@ -3,6 +3,7 @@
 //! ```text
 //! netfence render PATH...   NamespaceIsolation manifests -> NetworkPolicy manifests
 //! netfence run             the operator: reconcile NamespaceIsolations into NetworkPolicies
+//! netfence verify PATH...   manifests -> who can reach whom, and why; intent proofs
 //! netfence crd              the CustomResourceDefinitions to install
 //! ```
 //!
@@ -11,6 +12,7 @@
 pub mod crd;
 pub mod render;
 pub mod run;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,9 @@ pub enum Command {
     Render(render::Args),
     /// Run the operator against a cluster.
     Run(run::Args),
+    /// Compute who can reach whom from manifests, explain one connection, or prove that a
+    /// NamespaceIsolation's policies allow exactly what it declares.
+    Verify(verify::Args),
     /// Print the CustomResourceDefinitions netfence needs (`netfence crd | kubectl apply -f -`).
     Crd(crd::Args),
 }
@@ -47,5 +52,6 @@ pub fn main() -> ExitCode {
         Command::Crd(args) => crd::run(&args),
         Command::Render(args) => render::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Verify(args) => verify::run(&args),
     }
 }
