@@ -31,7 +31,7 @@ pub const MAX_TIERS: usize = 32;
 /// The most flows a resource declares.
 pub const MAX_FLOWS: usize = 256;
 /// The most shared services a resource declares.
-pub const MAX_SHARED_SERVICES: usize = 64;
+pub const MAX_SHARED_SERVICES: usize = 32;
 /// The most tiers one shared service names.
 pub const MAX_SHARED_SERVICE_TIERS: usize = 16;
 /// The most ports of one flow, shared service or DNS rule.
@@ -438,4 +438,23 @@ pub struct NamespaceIsolationStatus {
     /// How many NetworkPolicies this resource owns (the `Policies` printer column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_count: Option<i32>,
+
+    /// In `DryRun` mode: what `Enforce` would write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_changes: Option<PlannedChanges>,
+}
+
+/// The NetworkPolicies that `Enforce` would create, change and delete.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedChanges {
+    /// Policies that do not exist yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub create: Vec<String>,
+    /// Policies that exist and differ from the rendered ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub update: Vec<String>,
+    /// Policies this resource owns that are no longer rendered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete: Vec<String>,
 }

@@ -25,7 +25,7 @@ pub const MAX_RESOURCE_NAME: usize = 63;
 /// One invalid field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
-    /// The field path, `spec.flows[1].to`.
+    /// The field path, `spec.flows[1].to`; empty for the object as a whole.
     pub path: String,
     /// What is wrong, and what to do.
     pub message: String,
@@ -33,7 +33,11 @@ pub struct FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
     }
 }
 

@@ -10,11 +10,11 @@
 //! are skipped, but a file with no document at all is an error: it is almost always a mistake.
 
 use std::{
-    fmt,
     io::Read,
     path::{Path, PathBuf},
 };
 
+pub use netfence_crd::validation::FieldError;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -59,25 +59,6 @@ impl Document {
     /// never silently ignored. The error names the field path (`spec.flows[1].ports[0].port`).
     pub fn typed<T: DeserializeOwned>(&self) -> Result<T, FieldError> {
         typed(&self.value)
-    }
-}
-
-/// An error in one field of a document.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    /// The field path, `spec.flows[1].to`; empty for the document as a whole.
-    pub path: String,
-    /// What is wrong, and what to do.
-    pub message: String,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
     }
 }
 

@@ -2,14 +2,16 @@
 //!
 //! ```text
 //! netfence render PATH...   NamespaceIsolation manifests -> NetworkPolicy manifests
+//! netfence run             the operator: reconcile NamespaceIsolations into NetworkPolicies
 //! netfence verify PATH...   manifests -> who can reach whom, and why; intent proofs
 //! netfence crd              the CustomResourceDefinitions to install
 //! ```
 //!
 //! Exit codes: 0 success, 1 a check failed (verify), 2 bad input or usage.
 
-mod crd;
+pub mod crd;
 pub mod render;
+pub mod run;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -30,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the NetworkPolicies netfence would apply for NamespaceIsolation manifests.
     Render(render::Args),
+    /// Run the operator against a cluster.
+    Run(run::Args),
     /// Compute who can reach whom from manifests, explain one connection, or prove that a
     /// NamespaceIsolation's policies allow exactly what it declares.
     Verify(verify::Args),
@@ -47,6 +51,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Crd(args) => crd::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Run(args) => run::run(&args),
         Command::Verify(args) => verify::run(&args),
     }
 }
