@@ -288,7 +288,14 @@ fn a_peer_split_from_and_into_or_fails_the_proof() {
         .iter_mut()
         .find(|policy| policy.metadata.name.as_deref() == Some("shop-tier-backend"))
         .expect("backend policy");
-    for rule in backend.spec.as_mut().expect("spec").ingress.iter_mut().flatten() {
+    for rule in backend
+        .spec
+        .as_mut()
+        .expect("spec")
+        .ingress
+        .iter_mut()
+        .flatten()
+    {
         let mut split = Vec::new();
         for peer in rule.from.take().unwrap_or_default() {
             if peer.namespace_selector.is_some() && peer.pod_selector.is_some() {
