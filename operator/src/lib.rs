@@ -3,7 +3,9 @@
 //! ```text
 //! manifests   files, directories, stdin -> Kubernetes objects as JSON, typed with field paths
 //! render      ValidatedIsolation -> NetworkPolicies (pure)
+//! sandbox     an in-memory Kubernetes API server for trying netfence and for tests
 //! ```
 
-pub mod manifests;
 pub mod cli;
+pub mod manifests;
+pub mod sandbox;
