@@ -3,11 +3,13 @@
 //! ```text
 //! netfence render PATH...   NamespaceIsolation manifests -> NetworkPolicy manifests
 //! netfence crd              the CustomResourceDefinitions to install
+//! netfence sandbox          an in-memory API server with the CRDs, a kubeconfig, and the manifests applied
 //! ```
 //!
 //! Exit codes: 0 success, 1 a check failed (verify), 2 bad input or usage.
 
 mod crd;
+pub mod sandbox;
 
 use std::process::ExitCode;
 
@@ -27,6 +29,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions netfence needs (`netfence crd | kubectl apply -f -`).
     Crd(crd::Args),
+    /// Start an in-memory Kubernetes API server, install the CRDs, write a kubeconfig and apply
+    /// manifests: try netfence without a cluster (`netfence sandbox --apply examples/`).
+    Sandbox(sandbox::Args),
 }
 
 /// Exit code for bad input: nothing was changed or printed on stdout.
@@ -38,5 +43,6 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd(args) => crd::run(&args),
+        Command::Sandbox(args) => sandbox::run(&args),
     }
 }

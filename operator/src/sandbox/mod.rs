@@ -43,6 +43,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod cel;
 pub mod discovery;
 pub mod fields;
 mod http;

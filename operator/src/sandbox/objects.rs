@@ -17,7 +17,7 @@ use std::{
     hash::{BuildHasher, Hasher},
 };
 
-use kube::core::cel::Validator;
+use kube::core::cel::cel::Context;
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -158,7 +158,7 @@ pub struct State {
     pub catalog: Catalog,
     /// The objects.
     pub store: Store,
-    validator: Validator,
+    cel: Context<'static>,
     random: std::collections::hash_map::RandomState,
     counter: u64,
     /// Uids of removed objects whose dependents the garbage collector has not visited yet.
@@ -364,7 +364,7 @@ impl State {
         State {
             catalog: Catalog::builtin(),
             store,
-            validator: Validator::new(),
+            cel: super::cel::context(),
             random: std::collections::hash_map::RandomState::new(),
             counter: 0,
             pending_uids: Vec::new(),
@@ -887,7 +887,7 @@ impl State {
         }
         let mut causes = validate_metadata(info, &new);
         let old_view = old.as_ref().map(|old| present(info, old));
-        let admitted = match admit(info, new.clone(), old_view.as_ref(), &self.validator) {
+        let admitted = match admit(info, new.clone(), old_view.as_ref(), &self.cel) {
             Ok(admitted) => Some(admitted),
             Err(found) => {
                 causes.extend(found);

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::status::FieldCause;
 
 /// The CEL rules of a custom resource version, compiled once when its CRD is registered.
-pub type CompiledRules = kube::core::cel::CompiledSchema;
+pub type CompiledRules = super::cel::Rules;
 
 /// One served resource at one group/version.
 #[derive(Clone, Debug)]
@@ -377,16 +377,22 @@ fn resources_of_crd(crd: &Value) -> Result<Vec<ResourceInfo>, Vec<FieldCause>> {
             });
             continue;
         };
-        let rules = kube::core::cel::compile_schema(schema);
-        let mut compile_errors = Vec::new();
-        collect_compile_errors(&rules, &mut compile_errors);
-        for error in compile_errors {
-            causes.push(FieldCause {
-                reason: "FieldValueInvalid",
-                field: format!("spec.versions[{index}].schema.openAPIV3Schema"),
-                message: format!("Invalid value: \"object\": compilation failed: {error}"),
-            });
-        }
+        let rules = match super::cel::compile(
+            schema,
+            &format!("spec.versions[{index}].schema.openAPIV3Schema"),
+        ) {
+            Ok(rules) => rules,
+            Err(errors) => {
+                for error in errors {
+                    causes.push(FieldCause {
+                        reason: "FieldValueInvalid",
+                        field: error.path,
+                        message: format!("Invalid value: {:?}: {}", error.rule, error.message),
+                    });
+                }
+                continue;
+            }
+        };
         if version.get("served").and_then(Value::as_bool) == Some(false) {
             continue;
         }
@@ -423,24 +429,6 @@ fn resources_of_crd(crd: &Value) -> Result<Vec<ResourceInfo>, Vec<FieldCause>> {
         Ok(defined)
     } else {
         Err(causes)
-    }
-}
-
-fn collect_compile_errors(compiled: &CompiledRules, errors: &mut Vec<String>) {
-    errors.extend(
-        compiled
-            .compilation_errors()
-            .into_iter()
-            .map(ToString::to_string),
-    );
-    for child in compiled.properties.values() {
-        collect_compile_errors(child, errors);
-    }
-    if let Some(items) = &compiled.items {
-        collect_compile_errors(items, errors);
-    }
-    if let Some(additional) = &compiled.additional_properties {
-        collect_compile_errors(additional, errors);
     }
 }
 

@@ -7,14 +7,15 @@
 //! ```
 //!
 //! The OpenAPI checks (types, `nullable`, `enum`, `required`, lengths, item counts, bounds,
-//! `pattern`, `x-kubernetes-int-or-string`, set and map list uniqueness) are done here: the CEL
-//! evaluator (`kube::core::cel`, the kube-cel crate) evaluates only `x-kubernetes-validations`
-//! and assumes the object already fits the schema, so CEL rules run only on objects that pass.
+//! `pattern`, `x-kubernetes-int-or-string`, set and map list uniqueness) are done here: CEL
+//! evaluators (kube's `cel` feature, and [`super::cel`]) evaluate only `x-kubernetes-validations`
+//! and assume the object already fits the schema, so CEL rules run only on objects that pass.
+//! Defaults are applied with kube-cel's `apply_defaults`.
 //! Not checked: `format` (other than as a CEL hint), `maxProperties`, `oneOf`/`anyOf`/`allOf`/`not`.
 
 use std::collections::BTreeSet;
 
-use kube::core::cel::Validator;
+use kube::core::cel::cel::Context;
 use serde_json::{Map, Value};
 
 use super::{resources::ResourceInfo, status::FieldCause};
@@ -35,7 +36,7 @@ pub fn admit(
     info: &ResourceInfo,
     object: Value,
     old: Option<&Value>,
-    validator: &Validator,
+    context: &Context<'_>,
 ) -> Result<Admitted, Vec<FieldCause>> {
     if !info.custom {
         return Ok(Admitted {
@@ -94,16 +95,8 @@ pub fn admit(
     }
     if causes.is_empty()
         && let Some(rules) = &info.rules
-        && let Err(errors) = validator.validate_compiled(rules, &object, old)
     {
-        for error in errors {
-            let value_type = type_name(value_at_path(&object, &error.field_path));
-            causes.push(FieldCause {
-                reason: "FieldValueInvalid",
-                field: error.field_path.clone(),
-                message: format!("Invalid value: \"{value_type}\": {}", error.message),
-            });
-        }
+        causes.extend(rules.evaluate(context, schema, &object, old));
     }
     if causes.is_empty() {
         Ok(Admitted {
@@ -435,44 +428,5 @@ fn check_list_uniqueness(schema: &Value, items: &[Value], path: &str, causes: &m
             }
         }
         _ => {}
-    }
-}
-
-/// The value at a field path such as `spec.flows[1].to`.
-fn value_at_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut current = object;
-    for segment in path.split('.').filter(|segment| !segment.is_empty()) {
-        let (field, indexes) = match segment.find('[') {
-            Some(at) => (&segment[..at], &segment[at..]),
-            None => (segment, ""),
-        };
-        if !field.is_empty() {
-            current = current.get(field)?;
-        }
-        for index in indexes
-            .split(['[', ']'])
-            .filter(|index| !index.is_empty())
-        {
-            current = match index.parse::<usize>() {
-                Ok(position) => current.get(position)?,
-                Err(_) => current.get(index)?,
-            };
-        }
-    }
-    Some(current)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn field_paths_with_indexes_resolve() {
-        let object = serde_json::json!({"spec": {"flows": [{"to": "a"}, {"to": "b"}]}});
-        assert_eq!(
-            value_at_path(&object, "spec.flows[1].to"),
-            Some(&serde_json::json!("b"))
-        );
-        assert_eq!(type_name(value_at_path(&object, "spec.flows")), "array");
     }
 }
