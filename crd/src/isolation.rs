@@ -263,7 +263,7 @@ pub struct Flow {
 /// Traffic that crosses the namespace boundary, in one direction.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
-    validation = Rule::new("(has(self.namespace) ? 1 : 0) + (has(self.namespaceSelector) ? 1 : 0) + (has(self.ipBlock) ? 1 : 0) == 1")
+    validation = Rule::new("(has(self.__namespace__) ? 1 : 0) + (has(self.namespaceSelector) ? 1 : 0) + (has(self.ipBlock) ? 1 : 0) == 1")
         .message("a shared service names exactly one peer: namespace, namespaceSelector or ipBlock"),
     validation = Rule::new("!has(self.podSelector) || !has(self.ipBlock)")
         .message("podSelector goes only beside namespace or namespaceSelector, never beside ipBlock")
