@@ -501,6 +501,7 @@ async fn serve_object(
                 bookmarks: truthy(query, "allowWatchBookmarks"),
                 initial_events: truthy(query, "sendInitialEvents"),
                 timeout,
+                table: table.then(|| include_object.to_owned()),
             };
             let body = watch::start(shared, request)?;
             Ok((

@@ -887,43 +887,12 @@ impl State {
         }
         let mut causes = validate_metadata(info, &new);
         let old_view = old.as_ref().map(|old| present(info, old));
-        let admitted = match admit(info, new.clone(), old_view.as_ref(), &self.cel) {
-            Ok(admitted) => Some(admitted),
-            Err(found) => {
-                causes.extend(found);
-                None
-            }
-        };
-        if let Ownership::Apply { manager, config_set, force } = &ownership {
-            let probe = admitted.as_ref().map_or(&new, |admitted| &admitted.object);
-            let entries = read_managed(&new);
-            if let Err(conflicts) = settle_ownership(old_view.as_ref(), probe, config_set, &entries, scope, manager, *force, &info.api_version(), &now()) {
-                let causes: Vec<FieldCause> = conflicts
-                    .iter()
-                    .map(|conflict| FieldCause {
-                        reason: "FieldManagerConflict",
-                        field: super::fields::FieldSet::display(&conflict.path),
-                        message: format!("conflict with {}", conflict.owner()),
-                    })
-                    .collect();
-                return Err(ApiError::apply_conflict(info, &name, conflict_message(&conflicts), &causes));
-            }
-        }
-        if !causes.is_empty() {
-            return Err(ApiError::invalid(info, &name, &causes));
-        }
-        let Some(admitted) = admitted else {
-            return Err(ApiError::internal("admission failed without a cause"));
-        };
+        let admitted = admit(info, new.clone(), old_view.as_ref(), &self.cel);
+        causes.extend(admitted.causes.iter().cloned());
         let mut warnings = Vec::new();
         if !admitted.unknown_fields.is_empty() {
             match options.field_validation {
                 FieldValidation::Strict => {
-                    let listed: Vec<String> = admitted
-                        .unknown_fields
-                        .iter()
-                        .map(|field| format!("unknown field \"{}\"", field.trim_start_matches('.')))
-                        .collect();
                     let message = if matches!(ownership, Ownership::Apply { .. }) {
                         admitted
                             .unknown_fields
@@ -932,6 +901,11 @@ impl State {
                             .collect::<Vec<_>>()
                             .join(", ")
                     } else {
+                        let listed: Vec<String> = admitted
+                            .unknown_fields
+                            .iter()
+                            .map(|field| format!("unknown field \"{}\"", field.trim_start_matches('.')))
+                            .collect();
                         format!(
                             "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
                             listed.join(", "),
@@ -951,6 +925,23 @@ impl State {
                 }
                 FieldValidation::Ignore => {}
             }
+        }
+        if let Ownership::Apply { manager, config_set, force } = &ownership {
+            let entries = read_managed(&new);
+            if let Err(conflicts) = settle_ownership(old_view.as_ref(), &admitted.object, config_set, &entries, scope, manager, *force, &info.api_version(), &now()) {
+                let causes: Vec<FieldCause> = conflicts
+                    .iter()
+                    .map(|conflict| FieldCause {
+                        reason: "FieldManagerConflict",
+                        field: super::fields::FieldSet::display(&conflict.path),
+                        message: format!("conflict with {}", conflict.owner()),
+                    })
+                    .collect();
+                return Err(ApiError::apply_conflict(info, &name, conflict_message(&conflicts), &causes));
+            }
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(info, &name, &causes));
         }
         let mut new = admitted.object;
         let stamp = now();

@@ -20,29 +20,28 @@ use serde_json::{Map, Value};
 
 use super::{resources::ResourceInfo, status::FieldCause};
 
-/// An object after admission: pruned and defaulted, with the unknown fields that were dropped
-/// (for `fieldValidation=Strict|Warn`).
+/// An object after admission: pruned and defaulted, the unknown fields that were dropped
+/// (for `fieldValidation=Strict|Warn`), and every invalid field.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Admitted {
-    /// The object to store.
+    /// The object to store, when `causes` is empty.
     pub object: Value,
     /// The paths of dropped unknown fields, `.spec.foo`.
     pub unknown_fields: Vec<String>,
+    /// The invalid fields (the answer is then 422).
+    pub causes: Vec<FieldCause>,
 }
 
 /// Prune, default and validate a custom resource against its schema and CEL rules. Built-in
-/// kinds pass through unchanged.
-pub fn admit(
-    info: &ResourceInfo,
-    object: Value,
-    old: Option<&Value>,
-    context: &Context<'_>,
-) -> Result<Admitted, Vec<FieldCause>> {
+/// kinds pass through unchanged. As upstream, CEL rules run unless a field has the wrong type.
+#[must_use]
+pub fn admit(info: &ResourceInfo, object: Value, old: Option<&Value>, context: &Context<'_>) -> Admitted {
     if !info.custom {
-        return Ok(Admitted {
+        return Admitted {
             object,
             unknown_fields: Vec::new(),
-        });
+            causes: Vec::new(),
+        };
     }
     let schema = info.schema.as_ref();
     let mut unknown_fields = Vec::new();
@@ -93,18 +92,14 @@ pub fn admit(
             }
         }
     }
-    if causes.is_empty()
-        && let Some(rules) = &info.rules
-    {
+    let blocking = causes.iter().any(|cause| cause.reason == "FieldValueTypeInvalid");
+    if !blocking && let Some(rules) = &info.rules {
         causes.extend(rules.evaluate(context, schema, &object, old));
     }
-    if causes.is_empty() {
-        Ok(Admitted {
-            object,
-            unknown_fields,
-        })
-    } else {
-        Err(causes)
+    Admitted {
+        object,
+        unknown_fields,
+        causes,
     }
 }
 

@@ -28,6 +28,7 @@ use super::{
     selector::{FieldSelector, LabelSelector},
     status::ApiError,
     store::{Change, ChangeType},
+    table::to_table,
 };
 
 /// What a watch asks for.
@@ -49,6 +50,8 @@ pub struct WatchRequest {
     pub initial_events: bool,
     /// `timeoutSeconds`, bounded by the server.
     pub timeout: Duration,
+    /// Objects as Tables (`kubectl get -w`), with this `includeObject`.
+    pub table: Option<String>,
 }
 
 impl WatchRequest {
@@ -79,7 +82,16 @@ impl WatchRequest {
             ChangeType::Deleted if before => "DELETED",
             _ => return None,
         };
-        Some(json!({"type": kind, "object": present(&self.info, &change.object)}))
+        Some(self.wrap(kind, &change.object))
+    }
+
+    fn wrap(&self, kind: &str, object: &Value) -> Value {
+        let object = present(&self.info, object);
+        let object = match &self.table {
+            Some(include) => to_table(&self.info, &object, include),
+            None => object,
+        };
+        json!({"type": kind, "object": object})
     }
 
     fn bookmark(&self, revision: u64, initial_end: bool) -> Value {
@@ -115,7 +127,7 @@ pub(crate) fn start(shared: &Arc<Shared>, request: WatchRequest) -> Result<Body,
             None => {
                 for (key, object) in state.store.iter(&request.info.store_key()) {
                     if request.selects(&key.namespace, object) {
-                        first.push(json!({"type": "ADDED", "object": present(&request.info, object)}));
+                        first.push(request.wrap("ADDED", object));
                     }
                 }
                 if request.initial_events && request.bookmarks {
