@@ -28,7 +28,7 @@
 //! - one monotonic `resourceVersion`; `uid`, `creationTimestamp`, `generation` (spec changes
 //!   only); `kubernetes.io/metadata.name` on namespaces; status isolation;
 //! - owner-reference garbage collection (background, foreground, orphan), finalizers,
-//!   namespace deletion; deleting a CRD deletes its objects;
+//!   namespace deletion (asynchronous, as upstream); deleting a CRD deletes its objects;
 //! - a CRD's OpenAPI schema (pruning, defaults, types, enums, bounds) and CEL rules enforced on
 //!   custom resources, with 422 and the field path;
 //! - Table output for `kubectl get`; an audit log; fault injection.
@@ -85,6 +85,9 @@ pub struct SandboxOptions {
     pub max_body_bytes: usize,
     /// The longest a watch stays open (the real server: 30 to 60 minutes).
     pub max_watch_timeout: Duration,
+    /// How long a deleted namespace keeps its content before the namespace controller deletes
+    /// it (upstream's controller is asynchronous too).
+    pub namespace_cleanup_delay: Duration,
 }
 
 impl Default for SandboxOptions {
@@ -94,6 +97,7 @@ impl Default for SandboxOptions {
             bookmark_interval: Duration::from_secs(5),
             max_body_bytes: 3 * 1024 * 1024,
             max_watch_timeout: Duration::from_secs(1800),
+            namespace_cleanup_delay: Duration::from_millis(500),
         }
     }
 }
@@ -202,6 +206,7 @@ pub struct Sandbox {
     address: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    controllers: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -262,11 +267,21 @@ impl Sandbox {
                 tracing::error!(%error, "the sandbox API server stopped");
             }
         });
+        let controlled = Arc::clone(&shared);
+        let controllers = tokio::spawn(async move {
+            let delay = controlled.options.namespace_cleanup_delay;
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                tick.tick().await;
+                controlled.lock_state().run_namespace_controller(delay);
+            }
+        });
         Ok(Sandbox {
             shared,
             address,
             stop: Some(stop),
             task: Some(task),
+            controllers,
         })
     }
 
@@ -403,6 +418,7 @@ impl Sandbox {
 
     /// Stop serving: open watches end, then the server stops.
     pub async fn shutdown(mut self) {
+        self.controllers.abort();
         self.shared.close_watches();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -418,6 +434,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        self.controllers.abort();
         self.shared.close_watches();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -163,6 +163,8 @@ pub struct State {
     counter: u64,
     /// Uids of removed objects whose dependents the garbage collector has not visited yet.
     pending_uids: Vec<String>,
+    /// Namespaces being deleted whose content the namespace controller has not deleted yet.
+    terminating: Vec<(String, std::time::Instant)>,
 }
 
 impl std::fmt::Debug for State {
@@ -368,6 +370,7 @@ impl State {
             random: std::collections::hash_map::RandomState::new(),
             counter: 0,
             pending_uids: Vec::new(),
+            terminating: Vec::new(),
         }
     }
 
@@ -1186,13 +1189,30 @@ impl State {
             metadata.insert("deletionGracePeriodSeconds".to_owned(), json!(0));
             namespace["status"] = json!({"phase": "Terminating"});
             namespace = self.store.put(&resource, key.clone(), namespace);
-            self.empty_namespace(&key.name);
+            self.terminating.push((key.name.clone(), std::time::Instant::now()));
             self.collect_garbage();
         }
         match self.store.get(&resource, key) {
             Some(current) => Answer::ok(present(info, current)),
             None => Answer::ok(present(info, &namespace)),
         }
+    }
+
+    /// The namespace controller, run periodically: once a namespace has been terminating for
+    /// `delay`, delete what it holds (the namespace goes when that is gone). Asynchronous like
+    /// upstream's, so `kubectl delete -f` of a namespace and the objects in it succeeds.
+    pub fn run_namespace_controller(&mut self, delay: std::time::Duration) {
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.terminating)
+            .into_iter()
+            .partition(|(_, since)| since.elapsed() >= delay);
+        self.terminating = waiting;
+        if due.is_empty() {
+            return;
+        }
+        for (namespace, _) in due {
+            self.empty_namespace(&namespace);
+        }
+        self.collect_garbage();
     }
 
     /// Delete what a terminating namespace holds (finalizers hold objects back).
