@@ -63,9 +63,10 @@ impl Cluster {
                 let path = PathBuf::from(path);
                 let kubeconfig = Kubeconfig::read_from(&path)
                     .with_context(|| format!("failed to read {}", path.display()))?;
-                let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                    .await
-                    .context("failed to load the kubeconfig of NETFENCE_E2E_KUBECONFIG")?;
+                let config =
+                    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                        .await
+                        .context("failed to load the kubeconfig of NETFENCE_E2E_KUBECONFIG")?;
                 let client = Client::try_from(config)?;
                 install_crds(&client).await?;
                 Ok(Cluster {
@@ -133,7 +134,9 @@ pub struct TestNamespace {
 
 impl std::fmt::Debug for TestNamespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestNamespace").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("TestNamespace")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -160,9 +163,13 @@ pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in netfence_crd::crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd))
-            .await
-            .with_context(|| format!("failed to apply CRD {name}"))?;
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("failed to apply CRD {name}"))?;
         let established = eventually(Duration::from_secs(30), || {
             let api = api.clone();
             let name = name.clone();

@@ -151,7 +151,9 @@ pub enum LoadError {
         path: String,
     },
     /// A document is not a Kubernetes object.
-    #[error("{path}: document {index} is not a Kubernetes object (a mapping with apiVersion and kind)")]
+    #[error(
+        "{path}: document {index} is not a Kubernetes object (a mapping with apiVersion and kind)"
+    )]
     NotAnObject {
         /// The path.
         path: String,
@@ -225,8 +227,7 @@ fn manifest_files(directory: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let mut files = Vec::new();
     let mut pending = vec![directory.to_path_buf()];
     while let Some(current) = pending.pop() {
-        let entries =
-            std::fs::read_dir(&current).map_err(|error| read_error(&current, error))?;
+        let entries = std::fs::read_dir(&current).map_err(|error| read_error(&current, error))?;
         for entry in entries {
             let path = entry.map_err(|error| read_error(&current, error))?.path();
             let hidden = path
@@ -339,7 +340,11 @@ mod tests {
     fn malformed_yaml_is_a_syntax_error_naming_the_file() {
         let error = parse("bad.yaml", "kind: [unclosed\n").expect_err("bad");
         assert!(matches!(error, LoadError::Syntax { .. }), "{error:?}");
-        assert!(error.to_string().starts_with("bad.yaml: not valid YAML or JSON"));
+        assert!(
+            error
+                .to_string()
+                .starts_with("bad.yaml: not valid YAML or JSON")
+        );
     }
 
     #[derive(serde::Deserialize, Debug)]

@@ -59,7 +59,12 @@ impl Server {
             cache: directory.join("kubectl-cache"),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !(server.kubeconfig.exists() && server.kubectl(&["get", "--raw", "/readyz"]).status.success()) {
+        while !(server.kubeconfig.exists()
+            && server
+                .kubectl(&["get", "--raw", "/readyz"])
+                .status
+                .success())
+        {
             assert!(Instant::now() < deadline, "netfence sandbox came up");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -82,7 +87,10 @@ impl Server {
         let output = self.kubectl(args);
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "kubectl {args:?} failed:\n{stdout}\n{stderr}");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed:\n{stdout}\n{stderr}"
+        );
         stdout
     }
 }
@@ -95,7 +103,8 @@ impl Drop for Server {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let directory = std::env::temp_dir().join(format!("netfence-kubectl-{name}-{}", std::process::id()));
+    let directory =
+        std::env::temp_dir().join(format!("netfence-kubectl-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&directory);
     std::fs::create_dir_all(&directory).expect("scratch directory");
     directory
@@ -107,7 +116,9 @@ fn scratch(name: &str) -> PathBuf {
 #[test]
 fn kubectl_applies_gets_and_deletes_against_netfence_sandbox() {
     if !kubectl_available() {
-        eprintln!("skipped kubectl_applies_gets_and_deletes_against_netfence_sandbox: kubectl is not installed");
+        eprintln!(
+            "skipped kubectl_applies_gets_and_deletes_against_netfence_sandbox: kubectl is not installed"
+        );
         return;
     }
     let directory = scratch("apply");
@@ -117,26 +128,55 @@ fn kubectl_applies_gets_and_deletes_against_netfence_sandbox() {
     eprintln!("applying {examples}");
 
     let applied = server.ok(&["apply", "--server-side", "-f", examples]);
-    assert!(applied.contains("namespaceisolation.netfence.io/shop serverside-applied"), "{applied}");
+    assert!(
+        applied.contains("namespaceisolation.netfence.io/shop serverside-applied"),
+        "{applied}"
+    );
 
     let listed = server.ok(&["get", "nsi", "-A"]);
-    let header: Vec<&str> = listed.lines().next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["NAMESPACE", "NAME", "MODE", "READY", "POLICIES", "AGE"], "the printer columns");
-    assert!(listed.lines().any(|line| line.split_whitespace().take(3).eq(["shop", "shop", "Enforce"])), "{listed}");
+    let header: Vec<&str> = listed
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAMESPACE", "NAME", "MODE", "READY", "POLICIES", "AGE"],
+        "the printer columns"
+    );
+    assert!(
+        listed.lines().any(|line| line
+            .split_whitespace()
+            .take(3)
+            .eq(["shop", "shop", "Enforce"])),
+        "{listed}"
+    );
 
     let policies = server.ok(&["get", "netpol", "-A", "-o", "yaml"]);
     assert!(policies.contains("kind: List"), "{policies}");
 
     let again = server.ok(&["apply", "-f", examples]);
-    assert!(again.contains("namespaceisolation.netfence.io/shop configured") || again.contains("unchanged"), "{again}");
+    assert!(
+        again.contains("namespaceisolation.netfence.io/shop configured")
+            || again.contains("unchanged"),
+        "{again}"
+    );
 
     let explained = server.ok(&["explain", "nsi.spec.tiers"]);
     assert!(explained.contains("podSelector"), "{explained}");
 
     let deleted = server.ok(&["delete", "-f", examples]);
-    assert!(deleted.contains("namespaceisolation.netfence.io \"shop\" deleted"), "{deleted}");
+    assert!(
+        deleted.contains("namespaceisolation.netfence.io \"shop\" deleted"),
+        "{deleted}"
+    );
     let after = server.kubectl(&["get", "nsi", "-A"]);
-    let text = format!("{}{}", String::from_utf8_lossy(&after.stdout), String::from_utf8_lossy(&after.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&after.stdout),
+        String::from_utf8_lossy(&after.stderr)
+    );
     assert!(text.contains("No resources found"), "{text}");
     let _ = std::fs::remove_dir_all(&directory);
 }
@@ -146,7 +186,9 @@ fn kubectl_applies_gets_and_deletes_against_netfence_sandbox() {
 #[test]
 fn kubectl_sees_the_field_path_of_an_invalid_isolation() {
     if !kubectl_available() {
-        eprintln!("skipped kubectl_sees_the_field_path_of_an_invalid_isolation: kubectl is not installed");
+        eprintln!(
+            "skipped kubectl_sees_the_field_path_of_an_invalid_isolation: kubectl is not installed"
+        );
         return;
     }
     let directory = scratch("invalid");
@@ -157,7 +199,12 @@ fn kubectl_sees_the_field_path_of_an_invalid_isolation() {
         "apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: bad, namespace: default}\nspec:\n  tiers: [{name: web, podSelector: {}}]\n  flows: [{from: web, to: db}]\n",
     )
     .expect("manifest");
-    let output = server.kubectl(&["apply", "--server-side", "-f", manifest.to_str().expect("UTF-8")]);
+    let output = server.kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        manifest.to_str().expect("UTF-8"),
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
@@ -174,7 +221,13 @@ fn kubectl_sees_the_field_path_of_an_invalid_isolation() {
 fn once_without_the_controller_says_so_and_fails() {
     let directory = scratch("once");
     let output = Command::new(env!("CARGO_BIN_EXE_netfence"))
-        .args(["sandbox", "--listen", &format!("127.0.0.1:{}", free_port()), "--once", "--apply"])
+        .args([
+            "sandbox",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--once",
+            "--apply",
+        ])
         .arg(examples())
         .arg("--kubeconfig")
         .arg(directory.join("sandbox.kubeconfig"))
@@ -183,7 +236,13 @@ fn once_without_the_controller_says_so_and_fails() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("applied NamespaceIsolation shop/shop"), "{stdout}");
-    assert!(stderr.contains("controller is not part of this build"), "{stderr}");
+    assert!(
+        stdout.contains("applied NamespaceIsolation shop/shop"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("controller is not part of this build"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&directory);
 }

@@ -52,20 +52,39 @@ async fn apply_creates_updates_and_is_a_no_op_when_nothing_changes() {
     let namespace = cluster.namespace("apply").await.expect("namespace");
     let api = isolations(&cluster.client(), &namespace.name);
     let config = isolation("shop");
-    let created = api.patch("shop", &apply("netfence"), &Patch::Apply(&config)).await.expect("create");
-    assert_eq!(managers(&created), [("netfence".to_owned(), "Apply".to_owned())]);
+    let created = api
+        .patch("shop", &apply("netfence"), &Patch::Apply(&config))
+        .await
+        .expect("create");
+    assert_eq!(
+        managers(&created),
+        [("netfence".to_owned(), "Apply".to_owned())]
+    );
     assert_eq!(created.metadata.generation, Some(1));
 
-    let again = api.patch("shop", &apply("netfence"), &Patch::Apply(&config)).await.expect("no-op");
-    assert_eq!(again.resource_version(), created.resource_version(), "a no-op apply keeps the resourceVersion");
+    let again = api
+        .patch("shop", &apply("netfence"), &Patch::Apply(&config))
+        .await
+        .expect("no-op");
+    assert_eq!(
+        again.resource_version(),
+        created.resource_version(),
+        "a no-op apply keeps the resourceVersion"
+    );
 
     let mut changed = config.clone();
     changed["spec"]["mode"] = json!("DryRun");
-    let updated = api.patch("shop", &apply("netfence"), &Patch::Apply(&changed)).await.expect("update");
+    let updated = api
+        .patch("shop", &apply("netfence"), &Patch::Apply(&changed))
+        .await
+        .expect("update");
     assert_ne!(updated.resource_version(), created.resource_version());
     assert_eq!(updated.metadata.generation, Some(2));
     assert_eq!(updated.data["spec"]["mode"], json!("DryRun"));
-    let same = api.patch("shop", &apply("netfence"), &Patch::Apply(&changed)).await.expect("no-op");
+    let same = api
+        .patch("shop", &apply("netfence"), &Patch::Apply(&changed))
+        .await
+        .expect("no-op");
     assert_eq!(same.resource_version(), updated.resource_version());
     namespace.cleanup().await;
     cluster.stop().await;
@@ -79,31 +98,57 @@ async fn apply_conflicts_without_force_and_takes_over_with_force() {
     let cluster = Cluster::start().await.expect("cluster");
     let namespace = cluster.namespace("conflict").await.expect("namespace");
     let api = isolations(&cluster.client(), &namespace.name);
-    api.patch("shop", &apply("netfence"), &Patch::Apply(isolation("shop"))).await.expect("create");
+    api.patch("shop", &apply("netfence"), &Patch::Apply(isolation("shop")))
+        .await
+        .expect("create");
 
     let mut edit = json!({"apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation", "metadata": {"name": "shop"}, "spec": {"mode": "DryRun"}});
-    api.patch("shop", &apply("operator"), &Patch::Apply(&edit)).await.expect("a new field is not a conflict");
+    api.patch("shop", &apply("operator"), &Patch::Apply(&edit))
+        .await
+        .expect("a new field is not a conflict");
 
     let mut back = isolation("shop");
     back["spec"]["mode"] = json!("Enforce");
-    let error = api.patch("shop", &apply("netfence"), &Patch::Apply(&back)).await.expect_err("conflict");
+    let error = api
+        .patch("shop", &apply("netfence"), &Patch::Apply(&back))
+        .await
+        .expect_err("conflict");
     let status = status(error);
     assert_eq!(status.code, 409);
-    assert!(status.message.contains("conflict with \"operator\""), "{}", status.message);
+    assert!(
+        status.message.contains("conflict with \"operator\""),
+        "{}",
+        status.message
+    );
     assert!(status.message.contains(".spec.mode"), "{}", status.message);
-    let causes = status.details.map(|details| details.causes).unwrap_or_default();
-    assert_eq!(causes.first().map(|cause| cause.field.as_str()), Some(".spec.mode"));
+    let causes = status
+        .details
+        .map(|details| details.causes)
+        .unwrap_or_default();
+    assert_eq!(
+        causes.first().map(|cause| cause.field.as_str()),
+        Some(".spec.mode")
+    );
 
     let forced = api
         .patch("shop", &apply("netfence").force(), &Patch::Apply(&back))
         .await
         .expect("force");
     assert_eq!(forced.data["spec"]["mode"], json!("Enforce"));
-    assert_eq!(owned_fields(&forced, "netfence")["f:spec"]["f:mode"], json!({}));
-    assert_eq!(owned_fields(&forced, "operator"), Value::Null, "the operator lost its only field");
+    assert_eq!(
+        owned_fields(&forced, "netfence")["f:spec"]["f:mode"],
+        json!({})
+    );
+    assert_eq!(
+        owned_fields(&forced, "operator"),
+        Value::Null,
+        "the operator lost its only field"
+    );
 
     edit["spec"]["mode"] = json!("Enforce");
-    api.patch("shop", &apply("operator"), &Patch::Apply(&edit)).await.expect("the same value is shared");
+    api.patch("shop", &apply("operator"), &Patch::Apply(&edit))
+        .await
+        .expect("the same value is shared");
     namespace.cleanup().await;
     cluster.stop().await;
 }
@@ -124,19 +169,39 @@ async fn fields_a_manager_stops_sending_are_removed() {
         {"name": "db", "podSelector": {"matchLabels": {"tier": "db"}}}
     ]);
     first["spec"]["sameNamespace"] = json!("Allow");
-    api.patch("shop", &apply("gitops"), &Patch::Apply(&first)).await.expect("first");
+    api.patch("shop", &apply("gitops"), &Patch::Apply(&first))
+        .await
+        .expect("first");
     let shared = json!({"apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation", "metadata": {"name": "shop", "labels": {"env": "dev"}}});
-    api.patch("shop", &apply("labeller"), &Patch::Apply(&shared)).await.expect("shared label");
+    api.patch("shop", &apply("labeller"), &Patch::Apply(&shared))
+        .await
+        .expect("shared label");
 
     let mut second = isolation("shop");
     second["metadata"]["labels"] = json!({"team": "a"});
-    let result = api.patch("shop", &apply("gitops"), &Patch::Apply(&second)).await.expect("second");
+    let result = api
+        .patch("shop", &apply("gitops"), &Patch::Apply(&second))
+        .await
+        .expect("second");
     let tiers: Vec<&str> = result.data["spec"]["tiers"]
         .as_array()
-        .map(|tiers| tiers.iter().filter_map(|tier| tier["name"].as_str()).collect())
+        .map(|tiers| {
+            tiers
+                .iter()
+                .filter_map(|tier| tier["name"].as_str())
+                .collect()
+        })
         .unwrap_or_default();
-    assert_eq!(tiers, ["web", "api"], "the dropped tier is removed, the others stay");
-    assert_eq!(result.data["spec"]["sameNamespace"], json!("Deny"), "a dropped field goes back to its default");
+    assert_eq!(
+        tiers,
+        ["web", "api"],
+        "the dropped tier is removed, the others stay"
+    );
+    assert_eq!(
+        result.data["spec"]["sameNamespace"],
+        json!("Deny"),
+        "a dropped field goes back to its default"
+    );
     assert_eq!(
         labels(&serde_json::to_value(&result).expect("json")),
         json!({"team": "a", "env": "dev"}),
@@ -161,24 +226,43 @@ async fn network_policy_lists_are_atomic() {
             "spec": {"podSelector": {"matchLabels": {"tier": "api"}}, "policyTypes": ["Ingress"], "ingress": [{"ports": ports}]}
         })
     };
-    api.patch("p", &apply("netfence"), &Patch::Apply(config(json!([{"port": 80}, {"port": 443}]))))
-        .await
-        .expect("create");
+    api.patch(
+        "p",
+        &apply("netfence"),
+        &Patch::Apply(config(json!([{"port": 80}, {"port": 443}]))),
+    )
+    .await
+    .expect("create");
     let replaced = api
-        .patch("p", &apply("netfence"), &Patch::Apply(config(json!([{"port": 8080}]))))
+        .patch(
+            "p",
+            &apply("netfence"),
+            &Patch::Apply(config(json!([{"port": 8080}]))),
+        )
         .await
         .expect("update");
     let rules = serde_json::to_value(replaced.spec.expect("spec").ingress).expect("json");
-    assert_eq!(rules, json!([{"ports": [{"port": 8080}]}]), "the list is replaced, not merged");
+    assert_eq!(
+        rules,
+        json!([{"ports": [{"port": 8080}]}]),
+        "the list is replaced, not merged"
+    );
 
     let intruder = json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p"},
         "spec": {"policyTypes": ["Ingress", "Egress"]}
     });
-    let error = api.patch("p", &apply("intruder"), &Patch::Apply(&intruder)).await.expect_err("conflict");
+    let error = api
+        .patch("p", &apply("intruder"), &Patch::Apply(&intruder))
+        .await
+        .expect_err("conflict");
     let status = status(error);
     assert_eq!(status.code, 409);
-    assert!(status.message.contains(".spec.policyTypes"), "{}", status.message);
+    assert!(
+        status.message.contains(".spec.policyTypes"),
+        "{}",
+        status.message
+    );
     namespace.cleanup().await;
     cluster.stop().await;
 }

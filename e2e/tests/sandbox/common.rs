@@ -62,5 +62,8 @@ pub fn isolation(name: &str) -> Value {
 
 /// The labels of an object.
 pub fn labels(object: &Value) -> Value {
-    object.pointer("/metadata/labels").cloned().unwrap_or(Value::Null)
+    object
+        .pointer("/metadata/labels")
+        .cloned()
+        .unwrap_or(Value::Null)
 }

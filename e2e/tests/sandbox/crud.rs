@@ -32,10 +32,16 @@ where
         .unwrap_or_else(|error| panic!("create {name}: {error}"));
     let uid = created.meta().uid.clone();
     assert!(uid.is_some(), "{name}: the server sets a uid");
-    assert!(created.meta().creation_timestamp.is_some(), "{name}: and a creationTimestamp");
+    assert!(
+        created.meta().creation_timestamp.is_some(),
+        "{name}: and a creationTimestamp"
+    );
     let first_version = created.resource_version();
 
-    let mut fetched = api.get(&name).await.unwrap_or_else(|error| panic!("get {name}: {error}"));
+    let mut fetched = api
+        .get(&name)
+        .await
+        .unwrap_or_else(|error| panic!("get {name}: {error}"));
     assert_eq!(fetched.meta().uid, uid);
     fetched
         .labels_mut()
@@ -44,14 +50,28 @@ where
         .replace(&name, &PostParams::default(), &fetched)
         .await
         .unwrap_or_else(|error| panic!("replace {name}: {error}"));
-    assert_ne!(replaced.resource_version(), first_version, "{name}: an update moves resourceVersion");
+    assert_ne!(
+        replaced.resource_version(),
+        first_version,
+        "{name}: an update moves resourceVersion"
+    );
 
     let patched = api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"patched": "yes"}}})))
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"patched": "yes"}}})),
+        )
         .await
         .unwrap_or_else(|error| panic!("patch {name}: {error}"));
-    assert_eq!(patched.labels().get("e2e").map(String::as_str), Some("replaced"));
-    assert_eq!(patched.labels().get("patched").map(String::as_str), Some("yes"));
+    assert_eq!(
+        patched.labels().get("e2e").map(String::as_str),
+        Some("replaced")
+    );
+    assert_eq!(
+        patched.labels().get("patched").map(String::as_str),
+        Some("yes")
+    );
 
     api.delete(&name, &DeleteParams::default())
         .await
@@ -96,7 +116,11 @@ async fn every_served_kind_round_trips() {
     let namespace = cluster.namespace("crud").await.expect("namespace");
     let ns = namespace.name.as_str();
 
-    round_trip(&Api::<Namespace>::all(client.clone()), object(json!({"metadata": {"name": format!("{ns}-extra")}}))).await;
+    round_trip(
+        &Api::<Namespace>::all(client.clone()),
+        object(json!({"metadata": {"name": format!("{ns}-extra")}})),
+    )
+    .await;
     round_trip(
         &Api::<Pod>::namespaced(client.clone(), ns),
         object(json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}})),
@@ -126,7 +150,10 @@ async fn every_served_kind_round_trips() {
 
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     round_trip(&crds, widget_crd("Namespaced", "probes", "Probe")).await;
-    for (scope, plural, kind) in [("Namespaced", "widgets", "Widget"), ("Cluster", "gadgets", "Gadget")] {
+    for (scope, plural, kind) in [
+        ("Namespaced", "widgets", "Widget"),
+        ("Cluster", "gadgets", "Gadget"),
+    ] {
         crds.create(&PostParams::default(), &widget_crd(scope, plural, kind))
             .await
             .expect("crd");
@@ -142,11 +169,15 @@ async fn every_served_kind_round_trips() {
         } else {
             Api::namespaced_with(client.clone(), ns, &resource)
         };
-        let instance = DynamicObject::new(&format!("{ns}-one"), &resource).data(json!({"spec": {"size": 2}}));
+        let instance =
+            DynamicObject::new(&format!("{ns}-one"), &resource).data(json!({"spec": {"size": 2}}));
         round_trip(&api, instance).await;
-        crds.delete(&format!("{plural}.e2e.netfence.io"), &DeleteParams::default())
-            .await
-            .expect("crd deleted");
+        crds.delete(
+            &format!("{plural}.e2e.netfence.io"),
+            &DeleteParams::default(),
+        )
+        .await
+        .expect("crd deleted");
     }
     namespace.cleanup().await;
     cluster.stop().await;
@@ -159,17 +190,29 @@ async fn an_update_with_a_stale_resource_version_conflicts() {
     let cluster = Cluster::start().await.expect("cluster");
     let namespace = cluster.namespace("stale").await.expect("namespace");
     let api = isolations(&cluster.client(), &namespace.name);
-    let created = api.create(&PostParams::default(), &object(isolation("shop"))).await.expect("create");
+    let created = api
+        .create(&PostParams::default(), &object(isolation("shop")))
+        .await
+        .expect("create");
     let mut fresher = created.clone();
     fresher.labels_mut().insert("a".into(), "1".into());
-    api.replace("shop", &PostParams::default(), &fresher).await.expect("first update");
+    api.replace("shop", &PostParams::default(), &fresher)
+        .await
+        .expect("first update");
     let mut stale = created;
     stale.labels_mut().insert("b".into(), "2".into());
-    let error = api.replace("shop", &PostParams::default(), &stale).await.expect_err("stale");
+    let error = api
+        .replace("shop", &PostParams::default(), &stale)
+        .await
+        .expect_err("stale");
     let status = status(error);
     assert_eq!(status.code, 409);
     assert_eq!(status.reason, "Conflict");
-    assert!(status.message.contains("the object has been modified"), "{}", status.message);
+    assert!(
+        status.message.contains("the object has been modified"),
+        "{}",
+        status.message
+    );
     namespace.cleanup().await;
     cluster.stop().await;
 }
@@ -181,13 +224,26 @@ async fn create_conflicts_with_an_existing_name_and_generates_names() {
     let cluster = Cluster::start().await.expect("cluster");
     let namespace = cluster.namespace("names").await.expect("namespace");
     let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
-    let policy: NetworkPolicy = object(json!({"metadata": {"name": "p"}, "spec": {"podSelector": {}}}));
-    api.create(&PostParams::default(), &policy).await.expect("create");
-    let error = api.create(&PostParams::default(), &policy).await.expect_err("exists");
+    let policy: NetworkPolicy =
+        object(json!({"metadata": {"name": "p"}, "spec": {"podSelector": {}}}));
+    api.create(&PostParams::default(), &policy)
+        .await
+        .expect("create");
+    let error = api
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect_err("exists");
     assert_eq!(status(error).reason, "AlreadyExists");
-    let generated: NetworkPolicy = object(json!({"metadata": {"generateName": "gen-"}, "spec": {"podSelector": {}}}));
-    let first = api.create(&PostParams::default(), &generated).await.expect("generated");
-    let second = api.create(&PostParams::default(), &generated).await.expect("generated");
+    let generated: NetworkPolicy =
+        object(json!({"metadata": {"generateName": "gen-"}, "spec": {"podSelector": {}}}));
+    let first = api
+        .create(&PostParams::default(), &generated)
+        .await
+        .expect("generated");
+    let second = api
+        .create(&PostParams::default(), &generated)
+        .await
+        .expect("generated");
     assert!(first.name_any().starts_with("gen-"));
     assert_ne!(first.name_any(), second.name_any());
     namespace.cleanup().await;
@@ -208,16 +264,30 @@ async fn lists_select_by_label_and_paginate_consistently() {
             "metadata": {"name": format!("p{index}"), "labels": {"tier": tier, "index": index.to_string()}},
             "spec": {"podSelector": {}}
         }));
-        api.create(&PostParams::default(), &policy).await.expect("create");
+        api.create(&PostParams::default(), &policy)
+            .await
+            .expect("create");
     }
-    let web = api.list(&ListParams::default().labels("tier=web")).await.expect("list");
-    assert_eq!(web.items.iter().map(ResourceExt::name_any).collect::<Vec<_>>(), ["p0", "p2", "p4", "p6"]);
+    let web = api
+        .list(&ListParams::default().labels("tier=web"))
+        .await
+        .expect("list");
+    assert_eq!(
+        web.items
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect::<Vec<_>>(),
+        ["p0", "p2", "p4", "p6"]
+    );
     let set = api
         .list(&ListParams::default().labels("tier in (web,api),index notin (0,1)"))
         .await
         .expect("list");
     assert_eq!(set.items.len(), 5);
-    let none = api.list(&ListParams::default().labels("!tier")).await.expect("list");
+    let none = api
+        .list(&ListParams::default().labels("!tier"))
+        .await
+        .expect("list");
     assert!(none.items.is_empty());
 
     let mut names = Vec::new();
@@ -229,18 +299,34 @@ async fn lists_select_by_label_and_paginate_consistently() {
         names.extend(list.items.iter().map(ResourceExt::name_any));
         let version = list.metadata.resource_version.clone();
         snapshot.get_or_insert(version.clone());
-        assert_eq!(Some(&version), snapshot.as_ref(), "every page is read at the first page's version");
+        assert_eq!(
+            Some(&version),
+            snapshot.as_ref(),
+            "every page is read at the first page's version"
+        );
         if page == 0 {
-            let late: NetworkPolicy = object(json!({"metadata": {"name": "p99"}, "spec": {"podSelector": {}}}));
-            api.create(&PostParams::default(), &late).await.expect("late create");
+            let late: NetworkPolicy =
+                object(json!({"metadata": {"name": "p99"}, "spec": {"podSelector": {}}}));
+            api.create(&PostParams::default(), &late)
+                .await
+                .expect("late create");
         }
         match list.metadata.continue_ {
-            Some(token) if !token.is_empty() => params = ListParams::default().limit(3).continue_token(&token),
+            Some(token) if !token.is_empty() => {
+                params = ListParams::default().limit(3).continue_token(&token)
+            }
             _ => break,
         }
     }
-    assert_eq!(names, ["p0", "p1", "p2", "p3", "p4", "p5", "p6"], "pages hold the snapshot, without the late object");
-    let bad = api.list(&ListParams::default().labels("tier in web")).await.expect_err("bad selector");
+    assert_eq!(
+        names,
+        ["p0", "p1", "p2", "p3", "p4", "p5", "p6"],
+        "pages hold the snapshot, without the late object"
+    );
+    let bad = api
+        .list(&ListParams::default().labels("tier in web"))
+        .await
+        .expect_err("bad selector");
     assert_eq!(code(&bad), Some(400));
     namespace.cleanup().await;
     cluster.stop().await;

@@ -5,11 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::{
-    Api, ResourceExt,
-    api::PostParams,
-    runtime::watcher,
-};
+use kube::{Api, ResourceExt, api::PostParams, runtime::watcher};
 use netfence_e2e::{Cluster, skip};
 use serde_json::json;
 
@@ -22,14 +18,21 @@ use super::common::{code, isolation, isolations, object};
 async fn a_client_retries_through_injected_server_errors() {
     let cluster = Cluster::start().await.expect("cluster");
     let Some(sandbox) = cluster.sandbox() else {
-        skip("a_client_retries_through_injected_server_errors", "fault injection is a sandbox feature");
+        skip(
+            "a_client_retries_through_injected_server_errors",
+            "fault injection is a sandbox feature",
+        );
         return;
     };
     let namespace = cluster.namespace("faults").await.expect("namespace");
     let api = isolations(&cluster.client(), &namespace.name);
-    api.create(&PostParams::default(), &object(isolation("shop"))).await.expect("create");
+    api.create(&PostParams::default(), &object(isolation("shop")))
+        .await
+        .expect("create");
     sandbox.audit_clear();
-    sandbox.faults().fail_next("get", "namespaceisolations", 3, 500);
+    sandbox
+        .faults()
+        .fail_next("get", "namespaceisolations", 3, 500);
     let mut attempts = 0;
     let fetched = loop {
         attempts += 1;
@@ -59,10 +62,21 @@ async fn a_client_retries_through_injected_server_errors() {
     let policies: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
     let mut outcomes = Vec::new();
     for index in 0..4 {
-        let policy: NetworkPolicy = object(json!({"metadata": {"name": format!("p{index}")}, "spec": {"podSelector": {}}}));
-        outcomes.push(policies.create(&PostParams::default(), &policy).await.map_err(|error| code(&error)).err());
+        let policy: NetworkPolicy =
+            object(json!({"metadata": {"name": format!("p{index}")}, "spec": {"podSelector": {}}}));
+        outcomes.push(
+            policies
+                .create(&PostParams::default(), &policy)
+                .await
+                .map_err(|error| code(&error))
+                .err(),
+        );
     }
-    assert_eq!(outcomes, [None, Some(Some(409)), None, Some(Some(409))], "half of the creates fail, evenly");
+    assert_eq!(
+        outcomes,
+        [None, Some(Some(409)), None, Some(Some(409))],
+        "half of the creates fail, evenly"
+    );
     sandbox.faults().clear();
     namespace.cleanup().await;
     cluster.stop().await;
@@ -74,16 +88,28 @@ async fn a_client_retries_through_injected_server_errors() {
 async fn the_kube_client_retries_too_many_requests() {
     let cluster = Cluster::start().await.expect("cluster");
     let Some(sandbox) = cluster.sandbox() else {
-        skip("the_kube_client_retries_too_many_requests", "fault injection is a sandbox feature");
+        skip(
+            "the_kube_client_retries_too_many_requests",
+            "fault injection is a sandbox feature",
+        );
         return;
     };
     let namespace = cluster.namespace("throttle").await.expect("namespace");
     let api = isolations(&cluster.client(), &namespace.name);
-    api.create(&PostParams::default(), &object(isolation("shop"))).await.expect("create");
+    api.create(&PostParams::default(), &object(isolation("shop")))
+        .await
+        .expect("create");
     sandbox.audit_clear();
-    sandbox.faults().fail_next("get", "namespaceisolations", 2, 429);
+    sandbox
+        .faults()
+        .fail_next("get", "namespaceisolations", 2, 429);
     api.get("shop").await.expect("the client retried");
-    let codes: Vec<u16> = sandbox.audit().iter().filter(|entry| entry.verb == "get").map(|entry| entry.code).collect();
+    let codes: Vec<u16> = sandbox
+        .audit()
+        .iter()
+        .filter(|entry| entry.verb == "get")
+        .map(|entry| entry.code)
+        .collect();
     assert_eq!(codes, [429, 429, 200]);
     namespace.cleanup().await;
     cluster.stop().await;
@@ -96,7 +122,10 @@ async fn the_kube_client_retries_too_many_requests() {
 async fn a_watcher_survives_closed_and_failed_watches() {
     let cluster = Cluster::start().await.expect("cluster");
     let Some(sandbox) = cluster.sandbox() else {
-        skip("a_watcher_survives_closed_and_failed_watches", "fault injection is a sandbox feature");
+        skip(
+            "a_watcher_survives_closed_and_failed_watches",
+            "fault injection is a sandbox feature",
+        );
         return;
     };
     let namespace = cluster.namespace("rewatch").await.expect("namespace");
@@ -119,14 +148,20 @@ async fn a_watcher_survives_closed_and_failed_watches() {
     for index in 0..5 {
         sandbox.faults().close_watches();
         if index == 2 {
-            sandbox.faults().fail_next("watch", "networkpolicies", 1, 500);
+            sandbox
+                .faults()
+                .fail_next("watch", "networkpolicies", 1, 500);
         }
         let name = format!("p{index}");
-        let policy: NetworkPolicy = object(json!({"metadata": {"name": name}, "spec": {"podSelector": {}}}));
-        api.create(&PostParams::default(), &policy).await.expect("create");
+        let policy: NetworkPolicy =
+            object(json!({"metadata": {"name": name}, "spec": {"podSelector": {}}}));
+        api.create(&PostParams::default(), &policy)
+            .await
+            .expect("create");
         let mut arrived = false;
         for _ in 0..100 {
-            if let Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) = next().await
+            if let Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) =
+                next().await
                 && object.name_any() == name
             {
                 arrived = true;
@@ -140,9 +175,15 @@ async fn a_watcher_survives_closed_and_failed_watches() {
         .iter()
         .filter(|entry| entry.verb == "watch" && entry.resource == "networkpolicies")
         .count();
-    assert!(watches >= 5, "the watcher re-watched after each close ({watches} watches)");
     assert!(
-        sandbox.audit().iter().any(|entry| entry.verb == "watch" && entry.code == 500),
+        watches >= 5,
+        "the watcher re-watched after each close ({watches} watches)"
+    );
+    assert!(
+        sandbox
+            .audit()
+            .iter()
+            .any(|entry| entry.verb == "watch" && entry.code == 500),
         "and through an injected failure"
     );
     namespace.cleanup().await;

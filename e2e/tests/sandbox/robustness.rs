@@ -10,7 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Send one raw HTTP/1.1 request; return the status code and the body as JSON (Null when the
 /// body is not JSON). Write errors are ignored: a server may answer 413 before reading it all.
 async fn send(address: SocketAddr, head: &str, body: &[u8]) -> (u16, Value) {
-    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
     let request = format!("{head}\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     let _ = stream.write_all(request.as_bytes()).await;
     let _ = stream.write_all(body).await;
@@ -43,7 +45,9 @@ fn post(path: &str, content_type: &str, length: usize) -> String {
 }
 
 fn patch(path: &str, content_type: &str, length: usize) -> String {
-    format!("PATCH {path}?fieldManager=e2e HTTP/1.1\r\nContent-Type: {content_type}\r\nContent-Length: {length}")
+    format!(
+        "PATCH {path}?fieldManager=e2e HTTP/1.1\r\nContent-Type: {content_type}\r\nContent-Length: {length}"
+    )
 }
 
 /// Malformed JSON and YAML, bodies of the wrong shape or media type, get 400 or 415 with a
@@ -52,32 +56,99 @@ fn patch(path: &str, content_type: &str, length: usize) -> String {
 async fn malformed_bodies_get_a_status() {
     let cluster = Cluster::start().await.expect("cluster");
     let Some(sandbox) = cluster.sandbox() else {
-        skip("malformed_bodies_get_a_status", "raw HTTP needs the sandbox's plain loopback port");
+        skip(
+            "malformed_bodies_get_a_status",
+            "raw HTTP needs the sandbox's plain loopback port",
+        );
         return;
     };
     let address = sandbox.address();
     let pods = "/api/v1/namespaces/default/pods";
     let netpol = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/p";
     let cases: Vec<(String, Vec<u8>, u16, &str, &str)> = vec![
-        (post(pods, "application/json", 9), b"{not json".to_vec(), 400, "BadRequest", "malformed JSON"),
-        (post(pods, "application/json", 3), b"[1]".to_vec(), 400, "BadRequest", "JSON that is not an object"),
-        (post(pods, "application/json", 0), Vec::new(), 400, "BadRequest", "empty body"),
-        (post(pods, "application/json", 2), vec![0xff, 0xfe], 400, "BadRequest", "not UTF-8"),
-        (post(pods, "application/yaml", 15), b"kind: [unclosed".to_vec(), 400, "BadRequest", "malformed YAML"),
-        (post(pods, "application/vnd.kubernetes.protobuf", 4), b"\x00\x01\x02\x03".to_vec(), 415, "UnsupportedMediaType", "protobuf"),
-        (patch(netpol, "application/apply-patch+yaml", 15), b"kind: [unclosed".to_vec(), 400, "BadRequest", "malformed apply YAML"),
-        (patch(netpol, "text/plain", 2), b"{}".to_vec(), 415, "UnsupportedMediaType", "unknown patch type"),
-        (patch(netpol, "application/merge-patch+json", 5), b"[1,2]".to_vec(), 404, "NotFound", "patch of a missing object"),
+        (
+            post(pods, "application/json", 9),
+            b"{not json".to_vec(),
+            400,
+            "BadRequest",
+            "malformed JSON",
+        ),
+        (
+            post(pods, "application/json", 3),
+            b"[1]".to_vec(),
+            400,
+            "BadRequest",
+            "JSON that is not an object",
+        ),
+        (
+            post(pods, "application/json", 0),
+            Vec::new(),
+            400,
+            "BadRequest",
+            "empty body",
+        ),
+        (
+            post(pods, "application/json", 2),
+            vec![0xff, 0xfe],
+            400,
+            "BadRequest",
+            "not UTF-8",
+        ),
+        (
+            post(pods, "application/yaml", 15),
+            b"kind: [unclosed".to_vec(),
+            400,
+            "BadRequest",
+            "malformed YAML",
+        ),
+        (
+            post(pods, "application/vnd.kubernetes.protobuf", 4),
+            b"\x00\x01\x02\x03".to_vec(),
+            415,
+            "UnsupportedMediaType",
+            "protobuf",
+        ),
+        (
+            patch(netpol, "application/apply-patch+yaml", 15),
+            b"kind: [unclosed".to_vec(),
+            400,
+            "BadRequest",
+            "malformed apply YAML",
+        ),
+        (
+            patch(netpol, "text/plain", 2),
+            b"{}".to_vec(),
+            415,
+            "UnsupportedMediaType",
+            "unknown patch type",
+        ),
+        (
+            patch(netpol, "application/merge-patch+json", 5),
+            b"[1,2]".to_vec(),
+            404,
+            "NotFound",
+            "patch of a missing object",
+        ),
     ];
     for (head, body, code, reason, what) in cases {
         let answer = send(address, &head, &body).await;
         assert_status(&answer, code, reason, what);
     }
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let answer = send(address, &post(pods, "application/json", deep.len()), deep.as_bytes()).await;
+    let answer = send(
+        address,
+        &post(pods, "application/json", deep.len()),
+        deep.as_bytes(),
+    )
+    .await;
     assert_status(&answer, 400, "BadRequest", "JSON nested too deep");
     let deep_yaml = format!("a: {}{}", "[".repeat(50_000), "]".repeat(50_000));
-    let answer = send(address, &patch(netpol, "application/apply-patch+yaml", deep_yaml.len()), deep_yaml.as_bytes()).await;
+    let answer = send(
+        address,
+        &patch(netpol, "application/apply-patch+yaml", deep_yaml.len()),
+        deep_yaml.as_bytes(),
+    )
+    .await;
     assert_status(&answer, 400, "BadRequest", "YAML nested too deep");
     let answer = send(address, "GET /version HTTP/1.1", b"").await;
     assert_eq!(answer.0, 200, "the server is still up");
@@ -90,7 +161,10 @@ async fn malformed_bodies_get_a_status() {
 async fn unknown_resources_are_not_found() {
     let cluster = Cluster::start().await.expect("cluster");
     let Some(sandbox) = cluster.sandbox() else {
-        skip("unknown_resources_are_not_found", "raw HTTP needs the sandbox's plain loopback port");
+        skip(
+            "unknown_resources_are_not_found",
+            "raw HTTP needs the sandbox's plain loopback port",
+        );
         return;
     };
     let address = sandbox.address();
@@ -109,7 +183,12 @@ async fn unknown_resources_are_not_found() {
         let answer = send(address, &format!("GET {path} HTTP/1.1"), b"").await;
         assert_status(&answer, 404, "NotFound", path);
     }
-    let answer = send(address, "GET /api/v1/namespaces/default/pods/missing HTTP/1.1", b"").await;
+    let answer = send(
+        address,
+        "GET /api/v1/namespaces/default/pods/missing HTTP/1.1",
+        b"",
+    )
+    .await;
     assert_status(&answer, 404, "NotFound", "a missing object");
     assert_eq!(answer.1["details"]["name"], "missing");
     cluster.stop().await;
@@ -121,12 +200,24 @@ async fn unknown_resources_are_not_found() {
 async fn oversized_bodies_are_refused() {
     let cluster = Cluster::start().await.expect("cluster");
     let Some(sandbox) = cluster.sandbox() else {
-        skip("oversized_bodies_are_refused", "raw HTTP needs the sandbox's plain loopback port");
+        skip(
+            "oversized_bodies_are_refused",
+            "raw HTTP needs the sandbox's plain loopback port",
+        );
         return;
     };
     let address = sandbox.address();
     let big = vec![b' '; 4 * 1024 * 1024];
-    let answer = send(address, &post("/api/v1/namespaces/default/pods", "application/json", big.len()), &big).await;
+    let answer = send(
+        address,
+        &post(
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+            big.len(),
+        ),
+        &big,
+    )
+    .await;
     assert_status(&answer, 413, "RequestEntityTooLarge", "declared length");
     let mut chunked = Vec::new();
     for _ in 0..4 {
@@ -147,7 +238,10 @@ async fn oversized_bodies_are_refused() {
 async fn path_traversal_in_names_is_refused() {
     let cluster = Cluster::start().await.expect("cluster");
     let Some(sandbox) = cluster.sandbox() else {
-        skip("path_traversal_in_names_is_refused", "raw HTTP needs the sandbox's plain loopback port");
+        skip(
+            "path_traversal_in_names_is_refused",
+            "raw HTTP needs the sandbox's plain loopback port",
+        );
         return;
     };
     let address = sandbox.address();
@@ -167,7 +261,16 @@ async fn path_traversal_in_names_is_refused() {
     let answer = send(address, "GET /api/v1/namespaces/kube-system HTTP/1.1", b"").await;
     assert_eq!(answer.0, 200, "kube-system is untouched");
     let body = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"../escape"},"spec":{"containers":[]}}"#;
-    let answer = send(address, &post("/api/v1/namespaces/default/pods", "application/json", body.len()), body).await;
+    let answer = send(
+        address,
+        &post(
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+            body.len(),
+        ),
+        body,
+    )
+    .await;
     assert_status(&answer, 422, "Invalid", "a name with a slash in the body");
     cluster.stop().await;
 }

@@ -40,7 +40,10 @@ fn describe(event: &WatchEvent<NetworkPolicy>) -> (String, String) {
         WatchEvent::Added(object) => ("ADDED".into(), object.name_any()),
         WatchEvent::Modified(object) => ("MODIFIED".into(), object.name_any()),
         WatchEvent::Deleted(object) => ("DELETED".into(), object.name_any()),
-        WatchEvent::Bookmark(bookmark) => ("BOOKMARK".into(), bookmark.metadata.resource_version.clone()),
+        WatchEvent::Bookmark(bookmark) => (
+            "BOOKMARK".into(),
+            bookmark.metadata.resource_version.clone(),
+        ),
         WatchEvent::Error(status) => ("ERROR".into(), status.code.to_string()),
     }
 }
@@ -77,31 +80,74 @@ async fn a_watch_resumed_from_a_resource_version_sees_every_change_exactly_once(
     let cluster = Cluster::start().await.expect("cluster");
     let namespace = cluster.namespace("watch").await.expect("namespace");
     let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
-    let start = api.list(&ListParams::default()).await.expect("list").metadata.resource_version.unwrap_or_default();
-
-    api.create(&PostParams::default(), &policy("a", &json!({}))).await.expect("create a");
-    api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "1"}}})))
+    let start = api
+        .list(&ListParams::default())
         .await
-        .expect("patch a");
-    api.create(&PostParams::default(), &policy("b", &json!({}))).await.expect("create b");
-    api.delete("a", &DeleteParams::default()).await.expect("delete a");
+        .expect("list")
+        .metadata
+        .resource_version
+        .unwrap_or_default();
 
-    let mut stream = api.watch(&WatchParams::default(), &start).await.expect("watch").boxed();
+    api.create(&PostParams::default(), &policy("a", &json!({})))
+        .await
+        .expect("create a");
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "1"}}})),
+    )
+    .await
+    .expect("patch a");
+    api.create(&PostParams::default(), &policy("b", &json!({})))
+        .await
+        .expect("create b");
+    api.delete("a", &DeleteParams::default())
+        .await
+        .expect("delete a");
+
+    let mut stream = api
+        .watch(&WatchParams::default(), &start)
+        .await
+        .expect("watch")
+        .boxed();
     let mut events = Vec::new();
     for _ in 0..4 {
         events.push(next_change(&mut stream).await);
     }
     let seen: Vec<(String, String)> = events.iter().map(describe).collect();
-    let expected = [("ADDED", "a"), ("MODIFIED", "a"), ("ADDED", "b"), ("DELETED", "a")]
-        .map(|(kind, name)| (kind.to_owned(), name.to_owned()));
+    let expected = [
+        ("ADDED", "a"),
+        ("MODIFIED", "a"),
+        ("ADDED", "b"),
+        ("DELETED", "a"),
+    ]
+    .map(|(kind, name)| (kind.to_owned(), name.to_owned()));
     assert_eq!(seen, expected);
-    let versions: Vec<u64> = events.iter().map(|event| version(event).parse().expect("numeric")).collect();
-    assert!(versions.windows(2).all(|pair| pair[0] < pair[1]), "resourceVersions grow: {versions:?}");
+    let versions: Vec<u64> = events
+        .iter()
+        .map(|event| version(event).parse().expect("numeric"))
+        .collect();
+    assert!(
+        versions.windows(2).all(|pair| pair[0] < pair[1]),
+        "resourceVersions grow: {versions:?}"
+    );
 
-    let mut resumed = api.watch(&WatchParams::default(), &version(&events[1])).await.expect("watch").boxed();
-    assert_eq!(describe(&next_change(&mut resumed).await), ("ADDED".to_owned(), "b".to_owned()));
-    assert_eq!(describe(&next_change(&mut resumed).await), ("DELETED".to_owned(), "a".to_owned()));
-    api.create(&PostParams::default(), &policy("sentinel", &json!({}))).await.expect("sentinel");
+    let mut resumed = api
+        .watch(&WatchParams::default(), &version(&events[1]))
+        .await
+        .expect("watch")
+        .boxed();
+    assert_eq!(
+        describe(&next_change(&mut resumed).await),
+        ("ADDED".to_owned(), "b".to_owned())
+    );
+    assert_eq!(
+        describe(&next_change(&mut resumed).await),
+        ("DELETED".to_owned(), "a".to_owned())
+    );
+    api.create(&PostParams::default(), &policy("sentinel", &json!({})))
+        .await
+        .expect("sentinel");
     assert_eq!(
         describe(&next_change(&mut resumed).await),
         ("ADDED".to_owned(), "sentinel".to_owned()),
@@ -123,15 +169,30 @@ async fn a_watch_resumed_from_a_resource_version_sees_every_change_exactly_once(
 async fn a_compacted_history_answers_410_and_the_watcher_relists() {
     let cluster = Cluster::start().await.expect("cluster");
     let Some(sandbox) = cluster.sandbox() else {
-        skip("a_compacted_history_answers_410_and_the_watcher_relists", "compaction is a sandbox fault");
+        skip(
+            "a_compacted_history_answers_410_and_the_watcher_relists",
+            "compaction is a sandbox fault",
+        );
         return;
     };
     let namespace = cluster.namespace("gone").await.expect("namespace");
     let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
-    let start = api.list(&ListParams::default()).await.expect("list").metadata.resource_version.unwrap_or_default();
-    api.create(&PostParams::default(), &policy("before", &json!({}))).await.expect("create");
+    let start = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    api.create(&PostParams::default(), &policy("before", &json!({})))
+        .await
+        .expect("create");
     sandbox.faults().compact();
-    let mut stream = api.watch(&WatchParams::default(), &start).await.expect("the watch itself opens").boxed();
+    let mut stream = api
+        .watch(&WatchParams::default(), &start)
+        .await
+        .expect("the watch itself opens")
+        .boxed();
     match next(&mut stream).await.expect("an event") {
         WatchEvent::Error(status) => {
             assert_eq!(status.code, 410);
@@ -152,12 +213,16 @@ async fn a_compacted_history_answers_410_and_the_watcher_relists() {
     sandbox.audit_clear();
     sandbox.faults().compact();
     sandbox.faults().close_watches();
-    api.create(&PostParams::default(), &policy("after", &json!({}))).await.expect("create");
+    api.create(&PostParams::default(), &policy("after", &json!({})))
+        .await
+        .expect("create");
     let (mut relisted, mut saw_after, mut saw_expired) = (false, false, false);
     for _ in 0..1000 {
         match next(&mut events).await {
             Ok(watcher::Event::Init) => relisted = true,
-            Ok(watcher::Event::InitApply(object) | watcher::Event::Apply(object)) if object.name_any() == "after" => {
+            Ok(watcher::Event::InitApply(object) | watcher::Event::Apply(object))
+                if object.name_any() == "after" =>
+            {
                 saw_after = true;
             }
             Err(watcher::Error::WatchError(status)) if status.code == 410 => saw_expired = true,
@@ -192,7 +257,9 @@ async fn streaming_lists_and_bookmarks_work() {
     let cluster = Cluster::start_with(options).await.expect("cluster");
     let namespace = cluster.namespace("bookmark").await.expect("namespace");
     let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
-    api.create(&PostParams::default(), &policy("existing", &json!({}))).await.expect("create");
+    api.create(&PostParams::default(), &policy("existing", &json!({})))
+        .await
+        .expect("create");
 
     let mut streaming = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
     let mut initial = Vec::new();
@@ -205,9 +272,18 @@ async fn streaming_lists_and_bookmarks_work() {
     }
     assert_eq!(initial, ["existing"]);
 
-    let current = api.list(&ListParams::default()).await.expect("list").metadata.resource_version.unwrap_or_default();
+    let current = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .unwrap_or_default();
     if cluster.sandbox().is_none() {
-        skip("streaming_lists_and_bookmarks_work (bookmark part)", "a real server sends bookmarks about once a minute");
+        skip(
+            "streaming_lists_and_bookmarks_work (bookmark part)",
+            "a real server sends bookmarks about once a minute",
+        );
     } else {
         let mut stream = api
             .watch(&WatchParams::default(), &current)
@@ -236,22 +312,40 @@ async fn a_label_selector_watch_sees_objects_enter_and_leave() {
     let cluster = Cluster::start().await.expect("cluster");
     let namespace = cluster.namespace("selector").await.expect("namespace");
     let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
-    let current = api.list(&ListParams::default()).await.expect("list").metadata.resource_version.unwrap_or_default();
+    let current = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .unwrap_or_default();
     let mut stream = api
         .watch(&WatchParams::default().labels("app=x"), &current)
         .await
         .expect("watch")
         .boxed();
-    api.create(&PostParams::default(), &policy("other", &json!({"app": "y"}))).await.expect("create");
-    api.create(&PostParams::default(), &policy("p", &json!({"app": "x"}))).await.expect("create");
+    api.create(
+        &PostParams::default(),
+        &policy("other", &json!({"app": "y"})),
+    )
+    .await
+    .expect("create");
+    api.create(&PostParams::default(), &policy("p", &json!({"app": "x"})))
+        .await
+        .expect("create");
     let relabel = |value: &str| Patch::Merge(json!({"metadata": {"labels": {"app": value}}}));
-    api.patch("p", &PatchParams::default(), &relabel("y")).await.expect("patch");
-    api.patch("p", &PatchParams::default(), &relabel("x")).await.expect("patch");
+    api.patch("p", &PatchParams::default(), &relabel("y"))
+        .await
+        .expect("patch");
+    api.patch("p", &PatchParams::default(), &relabel("x"))
+        .await
+        .expect("patch");
     let mut seen = Vec::new();
     for _ in 0..3 {
         seen.push(describe(&next_change(&mut stream).await));
     }
-    let expected = [("ADDED", "p"), ("DELETED", "p"), ("ADDED", "p")].map(|(kind, name)| (kind.to_owned(), name.to_owned()));
+    let expected = [("ADDED", "p"), ("DELETED", "p"), ("ADDED", "p")]
+        .map(|(kind, name)| (kind.to_owned(), name.to_owned()));
     assert_eq!(seen, expected);
     namespace.cleanup().await;
     cluster.stop().await;
@@ -274,20 +368,31 @@ async fn a_reflector_mirrors_the_list() {
         while stream.next().await.is_some() {}
     });
     for name in ["one", "two", "three"] {
-        api.create(&PostParams::default(), &policy(name, &json!({}))).await.expect("create");
+        api.create(&PostParams::default(), &policy(name, &json!({})))
+            .await
+            .expect("create");
     }
-    api.delete("two", &DeleteParams::default()).await.expect("delete");
+    api.delete("two", &DeleteParams::default())
+        .await
+        .expect("delete");
     let converged = netfence_e2e::eventually(PATIENCE, || {
         let reader = reader.clone();
         async move {
-            let mut names: Vec<String> = reader.state().iter().map(|object| object.name_any()).collect();
+            let mut names: Vec<String> = reader
+                .state()
+                .iter()
+                .map(|object| object.name_any())
+                .collect();
             names.sort();
             (names == ["one", "three"]).then_some(())
         }
     })
     .await;
     driver.abort();
-    assert!(converged.is_some(), "the reflector holds exactly the listed objects");
+    assert!(
+        converged.is_some(),
+        "the reflector holds exactly the listed objects"
+    );
     namespace.cleanup().await;
     cluster.stop().await;
 }

@@ -7,12 +7,7 @@
 //!                            kubectl --kubeconfig sandbox.kubeconfig '
 //! ```
 
-use std::{
-    collections::BTreeSet,
-    net::SocketAddr,
-    path::PathBuf,
-    process::ExitCode,
-};
+use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use kube::{
     Api,
@@ -63,7 +58,10 @@ pub(super) fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: failed to start the async runtime: {error}");
@@ -203,12 +201,20 @@ async fn apply_all(sandbox: &Sandbox, client: &kube::Client, documents: &[Docume
                     plural: "namespaces".to_owned(),
                 },
             );
-            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+            let body =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
             match api
-                .patch(namespace, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(body))
+                .patch(
+                    namespace,
+                    &PatchParams::apply(FIELD_MANAGER),
+                    &Patch::Apply(body),
+                )
                 .await
             {
-                Ok(_) => println!("applied Namespace {namespace} (missing, created for {})", document.source),
+                Ok(_) => println!(
+                    "applied Namespace {namespace} (missing, created for {})",
+                    document.source
+                ),
                 Err(error) => {
                     eprintln!("error: failed to create namespace {namespace}: {error}");
                     failures += 1;
@@ -225,11 +231,16 @@ async fn apply_all(sandbox: &Sandbox, client: &kube::Client, documents: &[Docume
         if let (Some(namespace), Some(metadata)) = (&namespace, body.get_mut("metadata")) {
             metadata["namespace"] = json!(namespace);
         }
-        let where_ = namespace
-            .as_ref()
-            .map_or_else(|| document.name().to_owned(), |namespace| format!("{namespace}/{}", document.name()));
+        let where_ = namespace.as_ref().map_or_else(
+            || document.name().to_owned(),
+            |namespace| format!("{namespace}/{}", document.name()),
+        );
         match api
-            .patch(document.name(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+            .patch(
+                document.name(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(body),
+            )
             .await
         {
             Ok(_) => println!("applied {} {where_} ({})", document.kind(), document.source),
@@ -243,7 +254,11 @@ async fn apply_all(sandbox: &Sandbox, client: &kube::Client, documents: &[Docume
                 failures += 1;
             }
             Err(error) => {
-                eprintln!("error: {}: failed to apply {} {where_}: {error}", document.source, document.kind());
+                eprintln!(
+                    "error: {}: failed to apply {} {where_}: {error}",
+                    document.source,
+                    document.kind()
+                );
                 failures += 1;
             }
         }

@@ -16,9 +16,8 @@
 use serde_json::Value;
 
 use super::fields::{
-    FieldPath, FieldSet, ListType, ManagedEntry, Scope, child_schema, field_set,
-    is_atomic_object, items_schema, list_type, remove_at, root_child_schema, same_keys, tracked,
-    value_at,
+    FieldPath, FieldSet, ListType, ManagedEntry, Scope, child_schema, field_set, is_atomic_object,
+    items_schema, list_type, remove_at, root_child_schema, same_keys, tracked, value_at,
 };
 use super::resources::metadata_schema;
 
@@ -56,7 +55,10 @@ pub fn merge(live: &Value, config: &Value, schema: Option<&Value>) -> Value {
                 let item_schema = items_schema(schema);
                 let mut result = live_items.clone();
                 for item in config_items {
-                    match result.iter().position(|existing| same_keys(existing, item, &keys)) {
+                    match result
+                        .iter()
+                        .position(|existing| same_keys(existing, item, &keys))
+                    {
                         Some(position) => {
                             result[position] = merge(&result[position], item, item_schema);
                         }
@@ -114,7 +116,10 @@ pub fn merge_apply(
         .filter(|entry| entry.in_scope(scope) && !entry.is(manager, "Apply", scope))
         .collect();
     let owned_elsewhere = |path: &[String]| {
-        config_set.owns_at_or_below(path) || others.iter().any(|entry| entry.fields.owns_at_or_below(path))
+        config_set.owns_at_or_below(path)
+            || others
+                .iter()
+                .any(|entry| entry.fields.owns_at_or_below(path))
     };
     for path in previous.difference(&config_set).members() {
         if owned_elsewhere(&path) {
@@ -131,12 +136,14 @@ pub fn merge_apply(
 fn remove_emptied_parents(object: &mut Value, path: &[String], owned: &dyn Fn(&[String]) -> bool) {
     for end in (1..path.len()).rev() {
         let parent = &path[..end];
-        if !parent.last().is_some_and(|element| element.starts_with("f:")) {
+        if !parent
+            .last()
+            .is_some_and(|element| element.starts_with("f:"))
+        {
             return;
         }
-        let emptied = value_at(object, parent).is_some_and(|value| {
-            value.as_object().is_some_and(serde_json::Map::is_empty)
-        });
+        let emptied = value_at(object, parent)
+            .is_some_and(|value| value.as_object().is_some_and(serde_json::Map::is_empty));
         if !emptied || owned(parent) || end == 1 {
             return;
         }
@@ -184,7 +191,10 @@ pub fn conflict_message(conflicts: &[Conflict]) -> String {
     owners.dedup();
     for owner in owners {
         message.push_str(&format!(" conflicts with {owner}:"));
-        for conflict in conflicts.iter().filter(|conflict| conflict.owner() == owner) {
+        for conflict in conflicts
+            .iter()
+            .filter(|conflict| conflict.owner() == owner)
+        {
             message.push_str(&format!("\n- {}", FieldSet::display(&conflict.path)));
         }
     }
@@ -236,9 +246,10 @@ pub fn settle_ownership(
             entry.fields.remove(&conflict.path);
         }
     }
-    let values_changed = config_set.members().iter().any(|path| {
-        live.and_then(|live| value_at(live, path)) != value_at(new, path)
-    });
+    let values_changed = config_set
+        .members()
+        .iter()
+        .any(|path| live.and_then(|live| value_at(live, path)) != value_at(new, path));
     match entries
         .iter_mut()
         .find(|entry| entry.is(manager, "Apply", scope))
@@ -275,7 +286,9 @@ mod tests {
         }}}})
     }
 
-    const SCOPE: Scope = Scope::Main { without_status: true };
+    const SCOPE: Scope = Scope::Main {
+        without_status: true,
+    };
 
     #[test]
     fn keyed_lists_merge_by_key_and_atomic_lists_are_replaced() {
@@ -293,11 +306,24 @@ mod tests {
         let schema = schema();
         let first = json!({"metadata": {}, "spec": {"a": 1, "b": 2, "tiers": [{"name": "x"}, {"name": "y"}]}});
         let merged = merge_apply(&json!({"metadata": {}}), &first, &[], &schema, SCOPE, "m");
-        let entries = settle_ownership(None, &merged.object, &merged.config_set, &[], SCOPE, "m", false, "v1", "t")
-            .expect("no conflict");
+        let entries = settle_ownership(
+            None,
+            &merged.object,
+            &merged.config_set,
+            &[],
+            SCOPE,
+            "m",
+            false,
+            "v1",
+            "t",
+        )
+        .expect("no conflict");
         let second = json!({"metadata": {}, "spec": {"a": 1, "tiers": [{"name": "x"}]}});
         let merged = merge_apply(&merged.object, &second, &entries, &schema, SCOPE, "m");
-        assert_eq!(merged.object, json!({"metadata": {}, "spec": {"a": 1, "tiers": [{"name": "x"}]}}));
+        assert_eq!(
+            merged.object,
+            json!({"metadata": {}, "spec": {"a": 1, "tiers": [{"name": "x"}]}})
+        );
     }
 
     #[test]
@@ -305,14 +331,46 @@ mod tests {
         let schema = schema();
         let live = json!({"metadata": {}, "spec": {"a": 1}});
         let mut entries = Vec::new();
-        super::super::fields::track_update(&mut entries, None, &live, &schema, SCOPE, "editor", "v1", "t");
+        super::super::fields::track_update(
+            &mut entries,
+            None,
+            &live,
+            &schema,
+            SCOPE,
+            "editor",
+            "v1",
+            "t",
+        );
         let config = json!({"metadata": {}, "spec": {"a": 2}});
         let merged = merge_apply(&live, &config, &entries, &schema, SCOPE, "m");
-        let conflicts = settle_ownership(Some(&live), &merged.object, &merged.config_set, &entries, SCOPE, "m", false, "v1", "t")
-            .expect_err("conflict");
-        assert_eq!(conflict_message(&conflicts), "Apply failed with 1 conflict: conflict with \"editor\" using v1: .spec.a");
-        let forced = settle_ownership(Some(&live), &merged.object, &merged.config_set, &entries, SCOPE, "m", true, "v1", "t")
-            .expect("forced");
+        let conflicts = settle_ownership(
+            Some(&live),
+            &merged.object,
+            &merged.config_set,
+            &entries,
+            SCOPE,
+            "m",
+            false,
+            "v1",
+            "t",
+        )
+        .expect_err("conflict");
+        assert_eq!(
+            conflict_message(&conflicts),
+            "Apply failed with 1 conflict: conflict with \"editor\" using v1: .spec.a"
+        );
+        let forced = settle_ownership(
+            Some(&live),
+            &merged.object,
+            &merged.config_set,
+            &entries,
+            SCOPE,
+            "m",
+            true,
+            "v1",
+            "t",
+        )
+        .expect("forced");
         assert_eq!(forced.len(), 1);
         assert_eq!(forced[0].manager, "m");
     }

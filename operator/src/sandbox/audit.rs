@@ -203,11 +203,15 @@ mod tests {
     fn a_share_fails_evenly_and_a_count_runs_out() {
         let mut rules = FaultRules::default();
         rules.fail(any_get(), 0.5, 500);
-        let fates: Vec<Option<u16>> = (0..4).map(|_| rules.decide("get", "pods", None).fail).collect();
+        let fates: Vec<Option<u16>> = (0..4)
+            .map(|_| rules.decide("get", "pods", None).fail)
+            .collect();
         assert_eq!(fates, [None, Some(500), None, Some(500)]);
         rules.clear();
         rules.fail_next(any_get(), 2, 429);
-        let fates: Vec<Option<u16>> = (0..3).map(|_| rules.decide("get", "pods", None).fail).collect();
+        let fates: Vec<Option<u16>> = (0..3)
+            .map(|_| rules.decide("get", "pods", None).fail)
+            .collect();
         assert_eq!(fates, [Some(429), Some(429), None]);
         assert_eq!(rules.decide("list", "pods", None), Decision::default());
     }

@@ -29,12 +29,34 @@ use kube::core::cel::{
 };
 use serde_json::Value;
 
-use super::{fields::{ListType, list_type, same_keys}, status::FieldCause};
+use super::{
+    fields::{ListType, list_type, same_keys},
+    status::FieldCause,
+};
 
 /// CEL's reserved words: a field with one of these names is `__name__` in rules.
 const RESERVED: [&str; 21] = [
-    "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function",
-    "if", "import", "let", "loop", "package", "namespace", "return", "var", "void", "while",
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
 ];
 
 /// A field name as rules see it, or `None` when rules cannot see it at all.
@@ -47,7 +69,11 @@ pub fn escape(name: &str) -> Option<String> {
     let first_ok = characters
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '_' | '.' | '-' | '/'));
-    if !first_ok || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/')) {
+    if !first_ok
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/'))
+    {
         return None;
     }
     let mut escaped = String::with_capacity(name.len());
@@ -132,7 +158,10 @@ fn selected_fields(rule: &str) -> Vec<String> {
     while let Some(found) = text[from..].find("self") {
         let at = from + found;
         from = at + 4;
-        let before_ok = at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_' || bytes[at - 1] == b'.');
+        let before_ok = at == 0
+            || !(bytes[at - 1].is_ascii_alphanumeric()
+                || bytes[at - 1] == b'_'
+                || bytes[at - 1] == b'.');
         let mut cursor = at + 4;
         while cursor < bytes.len() && bytes[cursor] == b' ' {
             cursor += 1;
@@ -145,7 +174,9 @@ fn selected_fields(rule: &str) -> Vec<String> {
             cursor += 1;
         }
         let start = cursor;
-        while cursor < bytes.len() && (bytes[cursor].is_ascii_alphanumeric() || bytes[cursor] == b'_') {
+        while cursor < bytes.len()
+            && (bytes[cursor].is_ascii_alphanumeric() || bytes[cursor] == b'_')
+        {
             cursor += 1;
         }
         if cursor > start {
@@ -157,7 +188,9 @@ fn selected_fields(rule: &str) -> Vec<String> {
 
 fn declared_fields(schema: &Value) -> Option<Vec<String>> {
     let open = schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
-        || schema.get("additionalProperties").is_some_and(|additional| additional != &Value::Bool(false));
+        || schema
+            .get("additionalProperties")
+            .is_some_and(|additional| additional != &Value::Bool(false));
     if open {
         return None;
     }
@@ -169,7 +202,11 @@ fn declared_fields(schema: &Value) -> Option<Vec<String>> {
 pub fn compile(schema: &Value, path: &str) -> Result<Rules, Vec<CompileError>> {
     let mut errors = Vec::new();
     let rules = compile_node(schema, path, &mut errors, 0);
-    if errors.is_empty() { Ok(rules) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(errors)
+    }
 }
 
 fn compile_node(schema: &Value, path: &str, errors: &mut Vec<CompileError>, depth: usize) -> Rules {
@@ -187,18 +224,29 @@ fn compile_node(schema: &Value, path: &str, errors: &mut Vec<CompileError>, dept
     {
         let rule_path = format!("{path}.x-kubernetes-validations[{index}].rule");
         let Some(source) = text(rule, "rule") else {
-            errors.push(CompileError { path: rule_path, rule: String::new(), message: "Required value".to_owned() });
+            errors.push(CompileError {
+                path: rule_path,
+                rule: String::new(),
+                message: "Required value".to_owned(),
+            });
             continue;
         };
         let program = match Program::compile(&source) {
             Ok(program) => program,
             Err(error) => {
-                errors.push(CompileError { path: rule_path, rule: source.clone(), message: format!("compilation failed: {error}") });
+                errors.push(CompileError {
+                    path: rule_path,
+                    rule: source.clone(),
+                    message: format!("compilation failed: {error}"),
+                });
                 continue;
             }
         };
         if let Some(declared) = declared_fields(schema) {
-            if let Some(undefined) = selected_fields(&source).into_iter().find(|field| !declared.contains(field)) {
+            if let Some(undefined) = selected_fields(&source)
+                .into_iter()
+                .find(|field| !declared.contains(field))
+            {
                 errors.push(CompileError {
                     path: rule_path,
                     rule: source.clone(),
@@ -236,13 +284,24 @@ fn compile_node(schema: &Value, path: &str, errors: &mut Vec<CompileError>, dept
     if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
         for (name, child) in properties {
             let child_path = format!("{path}.properties[{name}]");
-            node.properties.insert(name.clone(), compile_node(child, &child_path, errors, depth + 1));
+            node.properties.insert(
+                name.clone(),
+                compile_node(child, &child_path, errors, depth + 1),
+            );
         }
     }
     if let Some(items) = schema.get("items") {
-        node.items = Some(Box::new(compile_node(items, &format!("{path}.items"), errors, depth + 1)));
+        node.items = Some(Box::new(compile_node(
+            items,
+            &format!("{path}.items"),
+            errors,
+            depth + 1,
+        )));
     }
-    if let Some(additional) = schema.get("additionalProperties").filter(|additional| additional.is_object()) {
+    if let Some(additional) = schema
+        .get("additionalProperties")
+        .filter(|additional| additional.is_object())
+    {
         node.additional = Some(Box::new(compile_node(
             additional,
             &format!("{path}.additionalProperties"),
@@ -270,7 +329,9 @@ fn to_cel(value: &Value, schema: Option<&Value>) -> CelValue {
         Value::String(text) => CelValue::String(Arc::new(text.clone())),
         Value::Array(items) => {
             let item_schema = schema.and_then(|schema| schema.get("items"));
-            CelValue::List(Arc::new(items.iter().map(|item| to_cel(item, item_schema)).collect()))
+            CelValue::List(Arc::new(
+                items.iter().map(|item| to_cel(item, item_schema)).collect(),
+            ))
         }
         Value::Object(map) => {
             let properties = schema.and_then(|schema| schema.get("properties"));
@@ -281,12 +342,18 @@ fn to_cel(value: &Value, schema: Option<&Value>) -> CelValue {
                 let child_schema = properties
                     .and_then(|properties| properties.get(key))
                     .or_else(|| additional.filter(|additional| additional.is_object()));
-                let name = if is_map { Some(key.clone()) } else { escape(key) };
+                let name = if is_map {
+                    Some(key.clone())
+                } else {
+                    escape(key)
+                };
                 if let Some(name) = name {
                     converted.insert(Key::String(Arc::new(name)), to_cel(child, child_schema));
                 }
             }
-            CelValue::Map(CelMap { map: Arc::new(converted) })
+            CelValue::Map(CelMap {
+                map: Arc::new(converted),
+            })
         }
     }
 }
@@ -321,7 +388,17 @@ pub fn context() -> Context<'static> {
     let mut context = Context::default();
     context.register_all();
     context.add_function("type", type_of);
-    for name in ["int", "uint", "double", "string", "bytes", "bool", "list", "map", "null_type"] {
+    for name in [
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bytes",
+        "bool",
+        "list",
+        "map",
+        "null_type",
+    ] {
         context.add_variable_from_value(name, CelValue::String(Arc::new(name.to_owned())));
     }
     context
@@ -342,7 +419,13 @@ fn value_type(value: &Value) -> &'static str {
 impl Rules {
     /// Evaluate every rule against an object (and the old object, on update).
     #[must_use]
-    pub fn evaluate(&self, context: &Context<'_>, schema: &Value, object: &Value, old: Option<&Value>) -> Vec<FieldCause> {
+    pub fn evaluate(
+        &self,
+        context: &Context<'_>,
+        schema: &Value,
+        object: &Value,
+        old: Option<&Value>,
+    ) -> Vec<FieldCause> {
         let mut causes = Vec::new();
         self.walk(context, schema, object, old, "", &mut causes);
         causes
@@ -367,37 +450,78 @@ impl Rules {
                 self.check(rule, &scope, value, old.is_some(), path, causes);
             }
         }
-        let join = |name: &str| if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+        let join = |name: &str| {
+            if path.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            }
+        };
         if let Value::Object(map) = value {
             for (name, rules) in &self.properties {
-                if let (Some(child), Some(child_schema)) = (map.get(name), schema.pointer(&format!("/properties/{}", name.replace('~', "~0").replace('/', "~1")))) {
+                if let (Some(child), Some(child_schema)) = (
+                    map.get(name),
+                    schema.pointer(&format!(
+                        "/properties/{}",
+                        name.replace('~', "~0").replace('/', "~1")
+                    )),
+                ) {
                     let old_child = old.and_then(|old| old.get(name));
                     rules.walk(context, child_schema, child, old_child, &join(name), causes);
                 }
             }
-            if let (Some(rules), Some(additional)) = (&self.additional, schema.get("additionalProperties")) {
+            if let (Some(rules), Some(additional)) =
+                (&self.additional, schema.get("additionalProperties"))
+            {
                 for (key, child) in map {
                     let old_child = old.and_then(|old| old.get(key));
-                    rules.walk(context, additional, child, old_child, &format!("{path}[{key}]"), causes);
+                    rules.walk(
+                        context,
+                        additional,
+                        child,
+                        old_child,
+                        &format!("{path}[{key}]"),
+                        causes,
+                    );
                 }
             }
         }
-        if let (Value::Array(items), Some(rules), Some(item_schema)) = (value, &self.items, schema.get("items")) {
+        if let (Value::Array(items), Some(rules), Some(item_schema)) =
+            (value, &self.items, schema.get("items"))
+        {
             let keys = match list_type(Some(schema)) {
                 ListType::Map(keys) => Some(keys),
                 _ => None,
             };
             for (index, item) in items.iter().enumerate() {
                 let old_item = keys.as_ref().and_then(|keys| {
-                    old.and_then(Value::as_array)
-                        .and_then(|old_items| old_items.iter().find(|old_item| same_keys(old_item, item, keys)))
+                    old.and_then(Value::as_array).and_then(|old_items| {
+                        old_items
+                            .iter()
+                            .find(|old_item| same_keys(old_item, item, keys))
+                    })
                 });
-                rules.walk(context, item_schema, item, old_item, &format!("{path}[{index}]"), causes);
+                rules.walk(
+                    context,
+                    item_schema,
+                    item,
+                    old_item,
+                    &format!("{path}[{index}]"),
+                    causes,
+                );
             }
         }
     }
 
-    fn check(&self, rule: &Rule, scope: &Context<'_>, value: &Value, has_old: bool, path: &str, causes: &mut Vec<FieldCause>) {
+    fn check(
+        &self,
+        rule: &Rule,
+        scope: &Context<'_>,
+        value: &Value,
+        has_old: bool,
+        path: &str,
+        causes: &mut Vec<FieldCause>,
+    ) {
         if rule.transition && !has_old && !rule.optional_old_self {
             return;
         }
@@ -427,17 +551,32 @@ impl Rules {
                 })
                 .or_else(|| rule.message.clone())
                 .unwrap_or_else(|| format!("failed rule: {}", rule.text)),
-            Ok(other) => format!("rule did not evaluate to a bool but to {:?}: {}", type_name(&other), rule.text),
+            Ok(other) => format!(
+                "rule did not evaluate to a bool but to {:?}: {}",
+                type_name(&other),
+                rule.text
+            ),
             Err(error) => format!("{error} evaluating rule: {}", rule.text),
         };
         let shown = value_type(value);
         let (reason, message) = match rule.reason.as_deref() {
             Some("FieldValueForbidden") => ("FieldValueForbidden", format!("Forbidden: {detail}")),
-            Some("FieldValueRequired") => ("FieldValueRequired", format!("Required value: {detail}")),
-            Some("FieldValueDuplicate") => ("FieldValueDuplicate", format!("Duplicate value: {detail}")),
-            _ => ("FieldValueInvalid", format!("Invalid value: \"{shown}\": {detail}")),
+            Some("FieldValueRequired") => {
+                ("FieldValueRequired", format!("Required value: {detail}"))
+            }
+            Some("FieldValueDuplicate") => {
+                ("FieldValueDuplicate", format!("Duplicate value: {detail}"))
+            }
+            _ => (
+                "FieldValueInvalid",
+                format!("Invalid value: \"{shown}\": {detail}"),
+            ),
         };
-        causes.push(FieldCause { reason, field, message });
+        causes.push(FieldCause {
+            reason,
+            field,
+            message,
+        });
     }
 }
 
@@ -464,7 +603,10 @@ mod tests {
         });
         assert!(evaluate(&schema, &json!({"port": "metrics"})).is_empty());
         assert!(evaluate(&schema, &json!({"port": 80})).is_empty());
-        assert_eq!(evaluate(&schema, &json!({"port": 0})), ["port: Invalid value: \"object\": bad port"]);
+        assert_eq!(
+            evaluate(&schema, &json!({"port": 0})),
+            ["port: Invalid value: \"object\": bad port"]
+        );
     }
 
     #[test]
@@ -477,7 +619,9 @@ mod tests {
         assert!(evaluate(&schema, &json!({"namespace": "a"})).is_empty());
         assert_eq!(
             evaluate(&schema, &json!({"namespace": "a", "pod-selector": {}})),
-            ["Invalid value: \"object\": failed rule: has(self.__namespace__) && !has(self.pod__dash__selector)"]
+            [
+                "Invalid value: \"object\": failed rule: has(self.__namespace__) && !has(self.pod__dash__selector)"
+            ]
         );
         let wrong = json!({
             "type": "object",
@@ -485,8 +629,14 @@ mod tests {
             "x-kubernetes-validations": [{"rule": "has(self.namespace) || self.x == 'self.y'"}]
         });
         let errors = compile(&wrong, "schema").expect_err("undefined field");
-        assert_eq!(errors[0].message, "compilation failed: ERROR: undefined field 'namespace'");
-        assert_eq!(selected_fields("has(self.namespace) || self.x == 'self.y'"), ["namespace", "x"]);
+        assert_eq!(
+            errors[0].message,
+            "compilation failed: ERROR: undefined field 'namespace'"
+        );
+        assert_eq!(
+            selected_fields("has(self.namespace) || self.x == 'self.y'"),
+            ["namespace", "x"]
+        );
     }
 
     #[test]
@@ -498,9 +648,20 @@ mod tests {
         });
         let rules = compile(&schema, "schema").expect("compiles");
         let context = context();
-        assert!(rules.evaluate(&context, &schema, &json!({"mode": "a"}), None).is_empty());
+        assert!(
+            rules
+                .evaluate(&context, &schema, &json!({"mode": "a"}), None)
+                .is_empty()
+        );
         assert_eq!(
-            rules.evaluate(&context, &schema, &json!({"mode": "b"}), Some(&json!({"mode": "a"}))).len(),
+            rules
+                .evaluate(
+                    &context,
+                    &schema,
+                    &json!({"mode": "b"}),
+                    Some(&json!({"mode": "a"}))
+                )
+                .len(),
             1
         );
     }

@@ -213,7 +213,12 @@ fn schema_name(info: &ResourceInfo) -> String {
         let reversed: Vec<&str> = info.group.split('.').rev().collect();
         format!("{}.{}.{}", reversed.join("."), info.version, info.kind)
     } else {
-        let group = info.group.split('.').next().filter(|part| !part.is_empty()).unwrap_or("core");
+        let group = info
+            .group
+            .split('.')
+            .next()
+            .filter(|part| !part.is_empty())
+            .unwrap_or("core");
         format!("io.k8s.api.{group}.{}.{}", info.version, info.kind)
     }
 }
@@ -242,15 +247,31 @@ fn operation(info: &ResourceInfo, action: &str, parameters: Vec<Value>, body: bo
 
 fn write_parameters() -> Vec<Value> {
     vec![
-        parameter("dryRun", "When present, indicates that modifications should not be persisted.", "string"),
-        parameter("fieldManager", "The name of the actor making the change.", "string"),
-        parameter("fieldValidation", "How the server treats unknown and duplicate fields: Ignore, Warn (default) or Strict.", "string"),
+        parameter(
+            "dryRun",
+            "When present, indicates that modifications should not be persisted.",
+            "string",
+        ),
+        parameter(
+            "fieldManager",
+            "The name of the actor making the change.",
+            "string",
+        ),
+        parameter(
+            "fieldValidation",
+            "How the server treats unknown and duplicate fields: Ignore, Warn (default) or Strict.",
+            "string",
+        ),
     ]
 }
 
 fn patch_parameters() -> Vec<Value> {
     let mut parameters = write_parameters();
-    parameters.push(parameter("force", "Force is going to \"force\" Apply requests.", "boolean"));
+    parameters.push(parameter(
+        "force",
+        "Force is going to \"force\" Apply requests.",
+        "boolean",
+    ));
     parameters
 }
 
@@ -325,9 +346,7 @@ pub fn openapi_document(catalog: &Catalog, group: &str, version: &str) -> Value 
         let mut schema = info.schema.as_ref().clone();
         if let Some(map) = schema.as_object_mut() {
             map.remove("x-kubernetes-preserve-unknown-fields");
-            let properties = map
-                .entry("properties")
-                .or_insert_with(|| json!({}));
+            let properties = map.entry("properties").or_insert_with(|| json!({}));
             properties["apiVersion"] = json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."});
             properties["kind"] = json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."});
             properties["metadata"] = json!({"allOf": [{"$ref": format!("#/components/schemas/{OBJECT_META}")}], "default": {}, "description": "Standard object's metadata."});
@@ -414,8 +433,12 @@ mod tests {
             patch["x-kubernetes-group-version-kind"],
             json!({"group": "networking.k8s.io", "version": "v1", "kind": "NetworkPolicy"})
         );
-        assert!(patch["parameters"]
-            .as_array()
-            .is_some_and(|parameters| parameters.iter().any(|p| p["name"] == "fieldValidation")));
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .is_some_and(|parameters| parameters
+                    .iter()
+                    .any(|p| p["name"] == "fieldValidation"))
+        );
     }
 }

@@ -347,7 +347,11 @@ pub fn tracked(object: &Value, scope: Scope) -> Value {
                 }
             }
             "status" => {
-                if scope != (Scope::Main { without_status: true }) {
+                if scope
+                    != (Scope::Main {
+                        without_status: true,
+                    })
+                {
                     view.insert(key.clone(), value.clone());
                 }
             }
@@ -363,7 +367,11 @@ pub fn tracked(object: &Value, scope: Scope) -> Value {
 
 /// The schema of a root field, with the standard metadata schema in place of the resource's.
 #[must_use]
-pub fn root_child_schema<'a>(schema: &'a Value, metadata: &'a Value, key: &str) -> Option<&'a Value> {
+pub fn root_child_schema<'a>(
+    schema: &'a Value,
+    metadata: &'a Value,
+    key: &str,
+) -> Option<&'a Value> {
     if key == "metadata" {
         Some(metadata)
     } else {
@@ -380,7 +388,12 @@ pub fn field_set(object: &Value, schema: &Value, scope: Scope) -> FieldSet {
         let mut path = Vec::new();
         for (key, value) in &map {
             path.push(format!("f:{key}"));
-            collect(value, root_child_schema(schema, &metadata, key), &mut path, &mut set);
+            collect(
+                value,
+                root_child_schema(schema, &metadata, key),
+                &mut path,
+                &mut set,
+            );
             path.pop();
         }
     }
@@ -625,7 +638,9 @@ pub fn track_update(
     now: &str,
 ) {
     let new_set = field_set(new, schema, scope);
-    let old_set = old.map(|old| field_set(old, schema, scope)).unwrap_or_default();
+    let old_set = old
+        .map(|old| field_set(old, schema, scope))
+        .unwrap_or_default();
     let mut changed = FieldSet::default();
     for path in new_set.members() {
         let differs = if new_set.is_leaf(&path) {
@@ -694,7 +709,13 @@ mod tests {
             "metadata": {"name": "a", "uid": "u", "labels": {"app": "x"}},
             "spec": {"tiers": [{"name": "web", "podSelector": {}}], "isolate": ["Ingress"], "flows": [{"from": "a"}]}
         });
-        let set = field_set(&object, &keyed_schema(), Scope::Main { without_status: true });
+        let set = field_set(
+            &object,
+            &keyed_schema(),
+            Scope::Main {
+                without_status: true,
+            },
+        );
         assert_eq!(
             set.to_fields_v1(),
             json!({
@@ -712,7 +733,12 @@ mod tests {
     #[test]
     fn values_are_found_and_removed_by_path() {
         let mut object = json!({"spec": {"tiers": [{"name": "web", "x": 1}, {"name": "api"}]}});
-        let path: FieldPath = vec!["f:spec".into(), "f:tiers".into(), "k:{\"name\":\"web\"}".into(), "f:x".into()];
+        let path: FieldPath = vec![
+            "f:spec".into(),
+            "f:tiers".into(),
+            "k:{\"name\":\"web\"}".into(),
+            "f:x".into(),
+        ];
         assert_eq!(value_at(&object, &path), Some(&json!(1)));
         assert!(remove_at(&mut object, &path));
         assert!(remove_at(&mut object, &path[..3]));
@@ -722,12 +748,32 @@ mod tests {
     #[test]
     fn an_update_takes_the_fields_it_changes_from_other_managers() {
         let schema = keyed_schema();
-        let scope = Scope::Main { without_status: true };
+        let scope = Scope::Main {
+            without_status: true,
+        };
         let old = json!({"metadata": {}, "spec": {"a": 1, "b": 1}});
         let mut entries = Vec::new();
-        track_update(&mut entries, None, &old, &schema, scope, "first", "v1", "t0");
+        track_update(
+            &mut entries,
+            None,
+            &old,
+            &schema,
+            scope,
+            "first",
+            "v1",
+            "t0",
+        );
         let new = json!({"metadata": {}, "spec": {"a": 2, "b": 1}});
-        track_update(&mut entries, Some(&old), &new, &schema, scope, "second", "v1", "t1");
+        track_update(
+            &mut entries,
+            Some(&old),
+            &new,
+            &schema,
+            scope,
+            "second",
+            "v1",
+            "t1",
+        );
         let owners: Vec<(String, Value)> = entries
             .iter()
             .map(|entry| (entry.manager.clone(), entry.fields.to_fields_v1()))

@@ -74,7 +74,9 @@ fn percent_decode(segment: &str) -> Result<String, ApiError> {
             let hex = segment
                 .get(at + 1..at + 3)
                 .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                .ok_or_else(|| ApiError::bad_request(format!("invalid escape in path segment {segment:?}")))?;
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("invalid escape in path segment {segment:?}"))
+                })?;
             decoded.push(hex);
             at += 3;
         } else {
@@ -102,7 +104,9 @@ fn parse_route(path: &str) -> Result<Route, ApiError> {
         ["apis", group] => Route::Group((*group).to_owned()),
         ["apis", group, version] => Route::Resources((*group).to_owned(), (*version).to_owned()),
         ["openapi", "v3"] => Route::OpenApiRoot,
-        ["openapi", "v3", "api", version] => Route::OpenApiDocument(String::new(), (*version).to_owned()),
+        ["openapi", "v3", "api", version] => {
+            Route::OpenApiDocument(String::new(), (*version).to_owned())
+        }
         ["openapi", "v3", "apis", group, version] => {
             Route::OpenApiDocument((*group).to_owned(), (*version).to_owned())
         }
@@ -160,7 +164,10 @@ fn truthy(query: &HashMap<String, String>, key: &str) -> bool {
 
 fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response {
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     for warning in warnings {
         let text = format!("299 - \"{}\"", warning.replace('"', "\\\""));
         if let Ok(value) = HeaderValue::from_str(&text) {
@@ -210,7 +217,11 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
         ),
         Ok(Route::Object(target)) => {
             let facts = Facts {
-                verb: verb_of(&parts.method, target.name.is_some(), truthy(&query, "watch")),
+                verb: verb_of(
+                    &parts.method,
+                    target.name.is_some(),
+                    truthy(&query, "watch"),
+                ),
                 field_manager: query.get("fieldManager").cloned(),
                 target,
             };
@@ -222,7 +233,16 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
                 },
                 ..facts
             };
-            let result = serve_object(&shared, &facts, &parts.method, &parts.headers, &query, &user_agent, body).await;
+            let result = serve_object(
+                &shared,
+                &facts,
+                &parts.method,
+                &parts.headers,
+                &query,
+                &user_agent,
+                body,
+            )
+            .await;
             (facts, result)
         }
         Ok(route) => (
@@ -254,7 +274,8 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
 }
 
 fn is_apply(headers: &HeaderMap) -> bool {
-    content_type(headers).is_some_and(|media| PatchType::from_content_type(media) == Some(PatchType::Apply))
+    content_type(headers)
+        .is_some_and(|media| PatchType::from_content_type(media) == Some(PatchType::Apply))
 }
 
 fn content_type(headers: &HeaderMap) -> Option<&str> {
@@ -280,7 +301,9 @@ fn verb_of(method: &Method, named: bool, watch: bool) -> String {
 
 fn serve_meta(shared: &Arc<Shared>, route: &Route, method: &Method) -> Result<Response, ApiError> {
     if method != Method::GET {
-        return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
     }
     let state = shared.lock_state();
     let catalog = &state.catalog;
@@ -291,14 +314,18 @@ fn serve_meta(shared: &Arc<Shared>, route: &Route, method: &Method) -> Result<Re
                 paths.push(format!("/apis/{}", info.group));
                 paths.push(format!("/apis/{}/{}", info.group, info.version));
             }
-            paths.extend(["/healthz", "/livez", "/openapi/v3", "/readyz", "/version"].map(str::to_owned));
+            paths.extend(
+                ["/healthz", "/livez", "/openapi/v3", "/readyz", "/version"].map(str::to_owned),
+            );
             paths.sort();
             paths.dedup();
             json!({"paths": paths})
         }
         Route::Version => discovery::version(),
         Route::Health => {
-            return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response());
+            return Ok(
+                (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response(),
+            );
         }
         Route::CoreVersions => discovery::api_versions(&shared.address.to_string()),
         Route::Groups => discovery::group_list(catalog),
@@ -336,15 +363,27 @@ async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<V
 /// Decode a JSON or YAML body into an object value.
 fn decode(bytes: &[u8], media: &str) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("the request body is empty: an object is required"));
+        return Err(ApiError::bad_request(
+            "the request body is empty: an object is required",
+        ));
     }
-    let media = media.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let media = media
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     let value: Value = if media.ends_with("yaml") {
-        let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("error decoding YAML: the body is not UTF-8"))?;
-        serde_saphyr::from_str(text).map_err(|error| ApiError::bad_request(format!("error decoding YAML: {error}")))?
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| ApiError::bad_request("error decoding YAML: the body is not UTF-8"))?;
+        serde_saphyr::from_str(text)
+            .map_err(|error| ApiError::bad_request(format!("error decoding YAML: {error}")))?
     } else {
-        serde_json::from_slice(bytes)
-            .map_err(|error| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {error}")))?
+        serde_json::from_slice(bytes).map_err(|error| {
+            ApiError::bad_request(format!(
+                "couldn't get version/kind; json parse error: {error}"
+            ))
+        })?
     };
     Ok(value)
 }
@@ -353,7 +392,12 @@ const BODY_TYPES: [&str; 2] = ["application/json", "application/yaml"];
 
 fn body_media(headers: &HeaderMap) -> Result<String, ApiError> {
     let media = content_type(headers).unwrap_or("application/json");
-    let base = media.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let base = media
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     if BODY_TYPES.contains(&base.as_str()) {
         Ok(base)
     } else {
@@ -361,7 +405,10 @@ fn body_media(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
-fn write_options(query: &HashMap<String, String>, user_agent: &str) -> Result<WriteOptions, ApiError> {
+fn write_options(
+    query: &HashMap<String, String>,
+    user_agent: &str,
+) -> Result<WriteOptions, ApiError> {
     Ok(WriteOptions {
         field_manager: query.get("fieldManager").cloned(),
         user_agent: user_agent.to_owned(),
@@ -387,24 +434,34 @@ fn list_options(query: &HashMap<String, String>) -> Result<ListOptions, ApiError
         labels,
         fields,
         limit,
-        continue_token: query.get("continue").filter(|token| !token.is_empty()).cloned(),
+        continue_token: query
+            .get("continue")
+            .filter(|token| !token.is_empty())
+            .cloned(),
         resource_version: query.get("resourceVersion").cloned(),
         version_match: query.get("resourceVersionMatch").cloned(),
     })
 }
 
-fn delete_options(query: &HashMap<String, String>, bytes: &[u8]) -> Result<DeleteOptions, ApiError> {
+fn delete_options(
+    query: &HashMap<String, String>,
+    bytes: &[u8],
+) -> Result<DeleteOptions, ApiError> {
     let mut options = DeleteOptions {
         propagation_policy: query.get("propagationPolicy").cloned(),
         dry_run: query.get("dryRun").is_some_and(|value| value == "All"),
         ..DeleteOptions::default()
     };
-    if query.get("orphanDependents").is_some_and(|value| value == "true") {
+    if query
+        .get("orphanDependents")
+        .is_some_and(|value| value == "true")
+    {
         options.propagation_policy = Some("Orphan".to_owned());
     }
     if !bytes.iter().all(u8::is_ascii_whitespace) {
-        let body: Value = serde_json::from_slice(bytes)
-            .map_err(|error| ApiError::bad_request(format!("couldn't decode DeleteOptions: {error}")))?;
+        let body: Value = serde_json::from_slice(bytes).map_err(|error| {
+            ApiError::bad_request(format!("couldn't decode DeleteOptions: {error}"))
+        })?;
         if let Some(policy) = body.get("propagationPolicy").and_then(Value::as_str) {
             options.propagation_policy = Some(policy.to_owned());
         }
@@ -473,19 +530,26 @@ async fn serve_object(
         tokio::time::sleep(decision.delay).await;
     }
     if let Some(code) = decision.fail {
-        return Err(ApiError::injected(code, Some(&info), target.name.as_deref()));
+        return Err(ApiError::injected(
+            code,
+            Some(&info),
+            target.name.as_deref(),
+        ));
     }
     let namespace = target.namespace.as_deref();
     let name = target.name.as_deref();
     let subresource = target.subresource.as_deref();
     let table = wants_table(headers);
-    let include_object = query.get("includeObject").map_or("Metadata", String::as_str);
+    let include_object = query
+        .get("includeObject")
+        .map_or("Metadata", String::as_str);
     match (method, name) {
         (&Method::GET, _) if truthy(query, "watch") => {
             let mut fields = list_options(query)?.fields;
             if let Some(name) = name {
                 let pinned = format!("metadata.name={name}");
-                fields = FieldSelector::parse(&pinned).map_err(|error| ApiError::bad_request(error.to_string()))?;
+                fields = FieldSelector::parse(&pinned)
+                    .map_err(|error| ApiError::bad_request(error.to_string()))?;
             }
             let timeout = query
                 .get("timeoutSeconds")
@@ -506,20 +570,31 @@ async fn serve_object(
             let body = watch::start(shared, request)?;
             Ok((
                 StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache, private")],
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "no-cache, private"),
+                ],
                 body,
             )
                 .into_response())
         }
         (&Method::GET, Some(name)) => {
             let object = shared.lock_state().get(&info, namespace, name)?;
-            let body = if table { to_table(&info, &object, include_object) } else { object };
+            let body = if table {
+                to_table(&info, &object, include_object)
+            } else {
+                object
+            };
             Ok(json_response(200, &body, &[]))
         }
         (&Method::GET, None) => {
             let options = list_options(query)?;
             let list = shared.lock_state().list(&info, namespace, &options)?;
-            let body = if table { to_table(&info, &list, include_object) } else { list };
+            let body = if table {
+                to_table(&info, &list, include_object)
+            } else {
+                list
+            };
             Ok(json_response(200, &body, &[]))
         }
         (&Method::POST, None) => {
@@ -527,7 +602,9 @@ async fn serve_object(
             let bytes = read_body(shared, headers, body).await?;
             let object = decode(&bytes, &media)?;
             let options = write_options(query, user_agent)?;
-            let answer = shared.lock_state().create(&info, namespace, object, &options)?;
+            let answer = shared
+                .lock_state()
+                .create(&info, namespace, object, &options)?;
             Ok(json_response(answer.code, &answer.body, &answer.warnings))
         }
         (&Method::PUT, Some(name)) => {
@@ -535,9 +612,14 @@ async fn serve_object(
             let bytes = read_body(shared, headers, body).await?;
             let object = decode(&bytes, &media)?;
             let options = write_options(query, user_agent)?;
-            let answer = shared
-                .lock_state()
-                .update(&info, namespace, name, subresource, object, &options)?;
+            let answer = shared.lock_state().update(
+                &info,
+                namespace,
+                name,
+                subresource,
+                object,
+                &options,
+            )?;
             Ok(json_response(answer.code, &answer.body, &answer.warnings))
         }
         (&Method::PATCH, Some(name)) => {
@@ -554,23 +636,42 @@ async fn serve_object(
                 ));
             };
             let bytes = read_body(shared, headers, body).await?;
-            let patch = decode(&bytes, if patch_type == PatchType::Apply { "yaml" } else { "json" })?;
+            let patch = decode(
+                &bytes,
+                if patch_type == PatchType::Apply {
+                    "yaml"
+                } else {
+                    "json"
+                },
+            )?;
             let options = write_options(query, user_agent)?;
             if patch_type != PatchType::Apply && options.force {
-                return Err(ApiError::bad_request("force: Forbidden: may not be specified for non-apply patch"));
+                return Err(ApiError::bad_request(
+                    "force: Forbidden: may not be specified for non-apply patch",
+                ));
             }
-            let answer = shared
-                .lock_state()
-                .patch(&info, namespace, name, subresource, patch_type, patch, &options)?;
+            let answer = shared.lock_state().patch(
+                &info,
+                namespace,
+                name,
+                subresource,
+                patch_type,
+                patch,
+                &options,
+            )?;
             Ok(json_response(answer.code, &answer.body, &answer.warnings))
         }
         (&Method::DELETE, Some(name)) => {
             if subresource.is_some() {
-                return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+                return Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ));
             }
             let bytes = read_body(shared, headers, body).await?;
             let options = delete_options(query, &bytes)?;
-            let answer = shared.lock_state().delete(&info, namespace, name, &options)?;
+            let answer = shared
+                .lock_state()
+                .delete(&info, namespace, name, &options)?;
             Ok(json_response(answer.code, &answer.body, &answer.warnings))
         }
         (&Method::DELETE, None) => {
@@ -629,6 +730,9 @@ mod tests {
             let error = parse_route(path).expect_err(path);
             assert_eq!(error.code, 400, "{path}");
         }
-        assert_eq!(parse_route("/api/v1/a/b/c/d/e").map_err(|error| error.code), Err(404));
+        assert_eq!(
+            parse_route("/api/v1/a/b/c/d/e").map_err(|error| error.code),
+            Err(404)
+        );
     }
 }

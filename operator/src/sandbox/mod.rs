@@ -106,7 +106,9 @@ impl Default for SandboxOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     /// Only loopback addresses are served.
-    #[error("refusing to listen on {address}: the sandbox has no authentication, so it listens on loopback addresses only (127.0.0.1 or ::1)")]
+    #[error(
+        "refusing to listen on {address}: the sandbox has no authentication, so it listens on loopback addresses only (127.0.0.1 or ::1)"
+    )]
     NotLoopback {
         /// The address asked for.
         address: SocketAddr,
@@ -224,7 +226,10 @@ impl Sandbox {
     }
 
     /// Start serving on `listen` with `options`.
-    pub async fn start_with(listen: SocketAddr, options: SandboxOptions) -> Result<Sandbox, SandboxError> {
+    pub async fn start_with(
+        listen: SocketAddr,
+        options: SandboxOptions,
+    ) -> Result<Sandbox, SandboxError> {
         if !listen.ip().is_loopback() {
             return Err(SandboxError::NotLoopback { address: listen });
         }
@@ -372,11 +377,23 @@ impl Sandbox {
     pub fn create(&self, object: &Value) -> Result<Value, SandboxError> {
         let what = format!(
             "{} {}",
-            object.get("kind").and_then(Value::as_str).unwrap_or("object"),
-            object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>")
+            object
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("object"),
+            object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("<unnamed>")
         );
-        let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-        let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let mut state = self.shared.lock_state();
         let Some(info) = state.catalog.find_kind(api_version, kind).cloned() else {
             return Err(SandboxError::Refused {
@@ -425,7 +442,10 @@ impl Sandbox {
         }
         if let Some(task) = self.task.take() {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -473,7 +493,8 @@ impl Faults {
     /// names it, or `*`) and `resource` (plural, `plural/status`, or `*`) with `code` (500, 429,
     /// 409, 503...).
     pub fn fail(&self, verb: &str, resource: &str, share: f64, code: u16) -> FaultId {
-        self.rules().fail(Faults::matcher(verb, resource), share, code)
+        self.rules()
+            .fail(Faults::matcher(verb, resource), share, code)
     }
 
     /// Fail the next `count` matching requests with `code`.

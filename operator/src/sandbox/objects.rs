@@ -287,8 +287,14 @@ fn label_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 fn label_value(value: &str) -> bool {
@@ -434,7 +440,12 @@ impl State {
     }
 
     /// One object.
-    pub fn get(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub fn get(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         self.store
             .get(&info.store_key(), &ObjectKey::new(namespace, name))
             .map(|object| present(info, object))
@@ -442,7 +453,11 @@ impl State {
     }
 
     /// The revision a list or watch is served at, from `resourceVersion` and its match rule.
-    pub fn read_revision(&self, resource_version: Option<&str>, version_match: Option<&str>) -> Result<u64, ApiError> {
+    pub fn read_revision(
+        &self,
+        resource_version: Option<&str>,
+        version_match: Option<&str>,
+    ) -> Result<u64, ApiError> {
         let current = self.store.revision();
         match resource_version.unwrap_or_default() {
             "" | "0" => Ok(current),
@@ -452,8 +467,11 @@ impl State {
                 })?;
                 if requested > current {
                     let mut error = ApiError::injected(504, None, None);
-                    error.message = format!("Too large resource version: {requested}, current: {current}");
-                    error.details = Some(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}));
+                    error.message =
+                        format!("Too large resource version: {requested}, current: {current}");
+                    error.details = Some(
+                        json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+                    );
                     return Err(error);
                 }
                 if version_match == Some("Exact") {
@@ -466,11 +484,19 @@ impl State {
     }
 
     /// A list, with selectors and pagination.
-    pub fn list(&self, info: &ResourceInfo, namespace: Option<&str>, options: &ListOptions) -> Result<Value, ApiError> {
+    pub fn list(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<Value, ApiError> {
         let (revision, start) = match &options.continue_token {
             Some(token) => decode_continue(token)?,
             None => (
-                self.read_revision(options.resource_version.as_deref(), options.version_match.as_deref())?,
+                self.read_revision(
+                    options.resource_version.as_deref(),
+                    options.version_match.as_deref(),
+                )?,
                 None,
             ),
         };
@@ -497,7 +523,9 @@ impl State {
             if let Some(limit) = options.limit.filter(|limit| *limit > 0) {
                 if items.len() == limit {
                     if next.is_none() {
-                        next = items.last().map(|(key, _): &(ObjectKey, Value)| key.clone());
+                        next = items
+                            .last()
+                            .map(|(key, _): &(ObjectKey, Value)| key.clone());
                     }
                     remaining += 1;
                     continue;
@@ -529,10 +557,19 @@ impl State {
         let mut object = body;
         check_type(info, &object)?;
         let metadata = metadata_mut(&mut object);
-        if metadata.get("resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty()) {
-            return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+        if metadata
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|rv| !rv.is_empty())
+        {
+            return Err(ApiError::internal(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
-        let body_namespace = metadata.get("namespace").and_then(Value::as_str).map(str::to_owned);
+        let body_namespace = metadata
+            .get("namespace")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         if info.namespaced {
             if let (Some(body_namespace), Some(namespace)) = (&body_namespace, namespace)
                 && body_namespace != namespace
@@ -567,7 +604,14 @@ impl State {
             name = format!("{generate}{}", self.generated_suffix());
         }
         object["metadata"]["name"] = json!(name);
-        self.create_named(info, namespace, &name, object, Ownership::Update(options.manager()), options)
+        self.create_named(
+            info,
+            namespace,
+            &name,
+            object,
+            Ownership::Update(options.manager()),
+            options,
+        )
     }
 
     fn create_named(
@@ -587,7 +631,9 @@ impl State {
                     return Err(ApiError::forbidden(
                         info,
                         name,
-                        &format!("unable to create new content in namespace {namespace} because it is being terminated"),
+                        &format!(
+                            "unable to create new content in namespace {namespace} because it is being terminated"
+                        ),
                     ));
                 }
                 Some(false) => {}
@@ -602,7 +648,11 @@ impl State {
         metadata.insert("uid".to_owned(), json!(uid));
         metadata.insert("creationTimestamp".to_owned(), json!(now()));
         metadata.insert("generation".to_owned(), json!(1));
-        for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        for field in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
             metadata.remove(field);
         }
         if info.status_subresource {
@@ -610,7 +660,15 @@ impl State {
                 map.remove("status");
             }
         }
-        let mut answer = self.commit(info, key, None, object, ownership, Scope::of(info, None), options)?;
+        let mut answer = self.commit(
+            info,
+            key,
+            None,
+            object,
+            ownership,
+            Scope::of(info, None),
+            options,
+        )?;
         answer.code = 201;
         Ok(answer)
     }
@@ -653,7 +711,12 @@ impl State {
                 }],
             ));
         }
-        if !requested.is_empty() && Some(requested) != old.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        if !requested.is_empty()
+            && Some(requested)
+                != old
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+        {
             return Err(ApiError::stale(info, name));
         }
         let scope = Scope::of(info, subresource);
@@ -663,7 +726,15 @@ impl State {
         } else if let Some(managed) = old.pointer("/metadata/managedFields") {
             metadata_mut(&mut candidate).insert("managedFields".to_owned(), managed.clone());
         }
-        self.commit(info, key, Some(old), candidate, Ownership::Update(options.manager()), scope, options)
+        self.commit(
+            info,
+            key,
+            Some(old),
+            candidate,
+            Ownership::Update(options.manager()),
+            scope,
+            options,
+        )
     }
 
     /// Patch an object or its status: merge, JSON, strategic merge, or server-side apply.
@@ -722,13 +793,28 @@ impl State {
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if requested != old.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default() {
+        if requested
+            != old
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        {
             return Err(ApiError::stale(info, name));
         }
         if name_of(&patched) != name {
-            return Err(ApiError::bad_request("metadata.name: the name of a patched object cannot change"));
+            return Err(ApiError::bad_request(
+                "metadata.name: the name of a patched object cannot change",
+            ));
         }
-        self.commit(info, key, Some(old), patched, Ownership::Update(options.manager()), scope, options)
+        self.commit(
+            info,
+            key,
+            Some(old),
+            patched,
+            Ownership::Update(options.manager()),
+            scope,
+            options,
+        )
     }
 
     #[allow(clippy::too_many_arguments)] // the request, unpacked once by `patch`
@@ -743,7 +829,11 @@ impl State {
         scope: Scope,
         options: &WriteOptions,
     ) -> Result<Answer, ApiError> {
-        let Some(manager) = options.field_manager.clone().filter(|manager| !manager.is_empty()) else {
+        let Some(manager) = options
+            .field_manager
+            .clone()
+            .filter(|manager| !manager.is_empty())
+        else {
             return Err(ApiError {
                 code: 422,
                 reason: "Invalid",
@@ -753,7 +843,9 @@ impl State {
             });
         };
         if !config.is_object() {
-            return Err(ApiError::bad_request("error decoding YAML: the apply configuration is not an object"));
+            return Err(ApiError::bad_request(
+                "error decoding YAML: the apply configuration is not an object",
+            ));
         }
         check_type(info, &config)?;
         if config.get("apiVersion").is_none() || config.get("kind").is_none() {
@@ -768,7 +860,9 @@ impl State {
             )));
         }
         if let (Some(body_namespace), Some(namespace)) = (
-            config.pointer("/metadata/namespace").and_then(Value::as_str),
+            config
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str),
             namespace,
         ) && body_namespace != namespace
         {
@@ -780,7 +874,11 @@ impl State {
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .filter(|requested| !requested.is_empty())
-            && old.as_ref().and_then(|old| old.pointer("/metadata/resourceVersion")).and_then(Value::as_str) != Some(requested)
+            && old
+                .as_ref()
+                .and_then(|old| old.pointer("/metadata/resourceVersion"))
+                .and_then(Value::as_str)
+                != Some(requested)
         {
             return Err(ApiError::stale(info, name));
         }
@@ -845,7 +943,15 @@ impl State {
                 let mut next = candidate;
                 let old_metadata = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
                 let metadata = metadata_mut(&mut next);
-                for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "name", "namespace"] {
+                for field in [
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                    "name",
+                    "namespace",
+                ] {
                     match old_metadata.get(field) {
                         Some(value) => metadata.insert(field.to_owned(), value.clone()),
                         None => metadata.remove(field),
@@ -876,7 +982,11 @@ impl State {
         }
         if let Some(old) = &old {
             let old_finalizers: BTreeSet<String> = finalizers_of(old).into_iter().collect();
-            if is_deleting(old) && finalizers_of(&new).iter().any(|finalizer| !old_finalizers.contains(finalizer)) {
+            if is_deleting(old)
+                && finalizers_of(&new)
+                    .iter()
+                    .any(|finalizer| !old_finalizers.contains(finalizer))
+            {
                 return Err(ApiError::invalid(
                     info,
                     &name,
@@ -907,7 +1017,9 @@ impl State {
                         let listed: Vec<String> = admitted
                             .unknown_fields
                             .iter()
-                            .map(|field| format!("unknown field \"{}\"", field.trim_start_matches('.')))
+                            .map(|field| {
+                                format!("unknown field \"{}\"", field.trim_start_matches('.'))
+                            })
                             .collect();
                         format!(
                             "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
@@ -919,19 +1031,31 @@ impl State {
                     return Err(ApiError::bad_request(message));
                 }
                 FieldValidation::Warn => {
-                    warnings.extend(
-                        admitted
-                            .unknown_fields
-                            .iter()
-                            .map(|field| format!("unknown field \"{}\"", field.trim_start_matches('.'))),
-                    );
+                    warnings.extend(admitted.unknown_fields.iter().map(|field| {
+                        format!("unknown field \"{}\"", field.trim_start_matches('.'))
+                    }));
                 }
                 FieldValidation::Ignore => {}
             }
         }
-        if let Ownership::Apply { manager, config_set, force } = &ownership {
+        if let Ownership::Apply {
+            manager,
+            config_set,
+            force,
+        } = &ownership
+        {
             let entries = read_managed(&new);
-            if let Err(conflicts) = settle_ownership(old_view.as_ref(), &admitted.object, config_set, &entries, scope, manager, *force, &info.api_version(), &now()) {
+            if let Err(conflicts) = settle_ownership(
+                old_view.as_ref(),
+                &admitted.object,
+                config_set,
+                &entries,
+                scope,
+                manager,
+                *force,
+                &info.api_version(),
+                &now(),
+            ) {
                 let causes: Vec<FieldCause> = conflicts
                     .iter()
                     .map(|conflict| FieldCause {
@@ -940,7 +1064,12 @@ impl State {
                         message: format!("conflict with {}", conflict.owner()),
                     })
                     .collect();
-                return Err(ApiError::apply_conflict(info, &name, conflict_message(&conflicts), &causes));
+                return Err(ApiError::apply_conflict(
+                    info,
+                    &name,
+                    conflict_message(&conflicts),
+                    &causes,
+                ));
             }
         }
         if !causes.is_empty() {
@@ -957,11 +1086,34 @@ impl State {
                         "fieldManager: Too long: may not be more than {MAX_FIELD_MANAGER} bytes"
                     )));
                 }
-                track_update(&mut entries, old_view.as_ref(), &new, &info.schema, scope, manager, &api_version, &stamp);
+                track_update(
+                    &mut entries,
+                    old_view.as_ref(),
+                    &new,
+                    &info.schema,
+                    scope,
+                    manager,
+                    &api_version,
+                    &stamp,
+                );
             }
-            Ownership::Apply { manager, config_set, force } => {
-                entries = settle_ownership(old_view.as_ref(), &new, config_set, &entries, scope, manager, *force, &api_version, &stamp)
-                    .unwrap_or(entries);
+            Ownership::Apply {
+                manager,
+                config_set,
+                force,
+            } => {
+                entries = settle_ownership(
+                    old_view.as_ref(),
+                    &new,
+                    config_set,
+                    &entries,
+                    scope,
+                    manager,
+                    *force,
+                    &api_version,
+                    &stamp,
+                )
+                .unwrap_or(entries);
             }
         }
         write_managed(&mut new, &entries);
@@ -969,7 +1121,10 @@ impl State {
         let generation = match &old {
             None => 1,
             Some(old) => {
-                let previous = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+                let previous = old
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
                 if generation_view(old, info) == generation_view(&new, info) {
                     previous
                 } else {
@@ -993,7 +1148,11 @@ impl State {
             metadata_mut(&mut new).remove("resourceVersion");
         }
         if options.dry_run {
-            return Ok(Answer { code: 200, body: new, warnings });
+            return Ok(Answer {
+                code: 200,
+                body: new,
+                warnings,
+            });
         }
         if info.plural == "customresourcedefinitions" && info.group == "apiextensions.k8s.io" {
             if let Err(causes) = self.catalog.register_crd(&new) {
@@ -1018,7 +1177,12 @@ impl State {
     }
 
     /// What the server sets on some kinds: namespace labels and phase, CRD status.
-    fn kind_rules(&mut self, info: &ResourceInfo, old: Option<&Value>, new: &mut Value) -> Result<(), ApiError> {
+    fn kind_rules(
+        &mut self,
+        info: &ResourceInfo,
+        old: Option<&Value>,
+        new: &mut Value,
+    ) -> Result<(), ApiError> {
         match (info.group.as_str(), info.plural.as_str()) {
             ("", "namespaces") => {
                 let name = name_of(new).to_owned();
@@ -1028,7 +1192,11 @@ impl State {
                 if new.pointer("/spec/finalizers").is_none() {
                     new["spec"] = json!({"finalizers": ["kubernetes"]});
                 }
-                let phase = if is_deleting(new) { "Terminating" } else { "Active" };
+                let phase = if is_deleting(new) {
+                    "Terminating"
+                } else {
+                    "Active"
+                };
                 new["status"] = json!({"phase": phase});
             }
             ("", "pods") => {
@@ -1041,9 +1209,9 @@ impl State {
                     .pointer("/spec/versions")
                     .and_then(Value::as_array)
                     .and_then(|versions| {
-                        versions
-                            .iter()
-                            .find(|version| version.get("storage").and_then(Value::as_bool) == Some(true))
+                        versions.iter().find(|version| {
+                            version.get("storage").and_then(Value::as_bool) == Some(true)
+                        })
                     })
                     .and_then(|version| version.get("name"))
                     .cloned()
@@ -1052,9 +1220,7 @@ impl State {
                     .and_then(|old| old.pointer("/status/conditions/0/lastTransitionTime"))
                     .cloned()
                     .unwrap_or_else(|| json!(now()));
-                let condition = |kind: &str, reason: &str, message: &str| {
-                    json!({"type": kind, "status": "True", "lastTransitionTime": since, "reason": reason, "message": message})
-                };
+                let condition = |kind: &str, reason: &str, message: &str| json!({"type": kind, "status": "True", "lastTransitionTime": since, "reason": reason, "message": message});
                 new["status"] = json!({
                     "acceptedNames": new.pointer("/spec/names").cloned().unwrap_or_else(|| json!({})),
                     "conditions": [
@@ -1090,22 +1256,34 @@ impl State {
             return Err(ApiError::precondition_failed(
                 info,
                 name,
-                &format!("UID in precondition: {uid}, UID in object meta: {}", uid_of(&object)),
+                &format!(
+                    "UID in precondition: {uid}, UID in object meta: {}",
+                    uid_of(&object)
+                ),
             ));
         }
         if let Some(version) = &options.resource_version
-            && Some(version.as_str()) != object.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+            && Some(version.as_str())
+                != object
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
         {
             return Err(ApiError::precondition_failed(
                 info,
                 name,
                 &format!(
                     "ResourceVersion in precondition: {version}, ResourceVersion in object meta: {}",
-                    object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default()
+                    object
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
                 ),
             ));
         }
-        let policy = options.propagation_policy.as_deref().unwrap_or("Background");
+        let policy = options
+            .propagation_policy
+            .as_deref()
+            .unwrap_or("Background");
         if !matches!(policy, "Background" | "Foreground" | "Orphan") {
             return Err(ApiError::bad_request(format!(
                 "propagationPolicy: Unsupported value: \"{policy}\": supported values: \"Background\", \"Foreground\", \"Orphan\""
@@ -1130,7 +1308,11 @@ impl State {
             return Ok(Answer::ok(deleted(info, name, &uid)));
         };
         let waits_for_dependents = policy == "Foreground" && self.has_dependents(&uid);
-        if waits_for_dependents && !finalizers_of(&object).iter().any(|f| f == "foregroundDeletion") {
+        if waits_for_dependents
+            && !finalizers_of(&object)
+                .iter()
+                .any(|f| f == "foregroundDeletion")
+        {
             let mut finalizers = finalizers_of(&object);
             finalizers.push("foregroundDeletion".to_owned());
             object["metadata"]["finalizers"] = json!(finalizers);
@@ -1144,7 +1326,10 @@ impl State {
             let metadata = metadata_mut(&mut object);
             metadata.insert("deletionTimestamp".to_owned(), json!(now()));
             metadata.insert("deletionGracePeriodSeconds".to_owned(), json!(0));
-            let generation = metadata.get("generation").and_then(Value::as_i64).unwrap_or(1);
+            let generation = metadata
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             metadata.insert("generation".to_owned(), json!(generation + 1));
             object = self.store.put(&resource, key, object);
         }
@@ -1181,7 +1366,12 @@ impl State {
         })))
     }
 
-    fn delete_namespace(&mut self, info: &ResourceInfo, key: &ObjectKey, mut namespace: Value) -> Answer {
+    fn delete_namespace(
+        &mut self,
+        info: &ResourceInfo,
+        key: &ObjectKey,
+        mut namespace: Value,
+    ) -> Answer {
         let resource = info.store_key();
         if !is_deleting(&namespace) {
             let metadata = metadata_mut(&mut namespace);
@@ -1189,7 +1379,8 @@ impl State {
             metadata.insert("deletionGracePeriodSeconds".to_owned(), json!(0));
             namespace["status"] = json!({"phase": "Terminating"});
             namespace = self.store.put(&resource, key.clone(), namespace);
-            self.terminating.push((key.name.clone(), std::time::Instant::now()));
+            self.terminating
+                .push((key.name.clone(), std::time::Instant::now()));
             self.collect_garbage();
         }
         match self.store.get(&resource, key) {
@@ -1232,14 +1423,25 @@ impl State {
             }
         }
         for (info, key) in targets {
-            let _ = self.delete(&info, Some(&key.namespace), &key.name, &DeleteOptions::default());
+            let _ = self.delete(
+                &info,
+                Some(&key.namespace),
+                &key.name,
+                &DeleteOptions::default(),
+            );
         }
     }
 
     /// Deleting a CRD deletes every object of its resources.
     fn delete_crd_instances(&mut self, crd: &Value) {
-        let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
-        let plural = crd.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
+        let group = crd
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let plural = crd
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let resource = StoreKey {
             group: group.to_owned(),
             plural: plural.to_owned(),
@@ -1329,7 +1531,12 @@ impl State {
                 continue;
             };
             let namespace = (!key.namespace.is_empty()).then_some(key.namespace.clone());
-            let _ = self.delete(&info, namespace.as_deref(), &key.name, &DeleteOptions::default());
+            let _ = self.delete(
+                &info,
+                namespace.as_deref(),
+                &key.name,
+                &DeleteOptions::default(),
+            );
         }
     }
 
@@ -1362,8 +1569,14 @@ impl State {
                     if other_owner {
                         self.drop_owner_reference(&resource, key, &uid);
                     } else if let Some(info) = self.catalog.any_version(&resource).cloned() {
-                        let namespace = (!key.namespace.is_empty()).then_some(key.namespace.clone());
-                        let _ = self.delete(&info, namespace.as_deref(), &key.name, &DeleteOptions::default());
+                        let namespace =
+                            (!key.namespace.is_empty()).then_some(key.namespace.clone());
+                        let _ = self.delete(
+                            &info,
+                            namespace.as_deref(),
+                            &key.name,
+                            &DeleteOptions::default(),
+                        );
                     }
                 }
                 continue;
@@ -1388,8 +1601,13 @@ impl State {
             .collect();
         for key in terminating {
             let occupied = self.store.resources().iter().any(|resource| {
-                self.catalog.any_version(resource).is_some_and(|info| info.namespaced)
-                    && self.store.iter(resource).any(|(object_key, _)| object_key.namespace == key.name)
+                self.catalog
+                    .any_version(resource)
+                    .is_some_and(|info| info.namespaced)
+                    && self
+                        .store
+                        .iter(resource)
+                        .any(|(object_key, _)| object_key.namespace == key.name)
             });
             if !occupied {
                 self.remove(&namespaces, &key);
@@ -1399,7 +1617,11 @@ impl State {
         let mut waiting = Vec::new();
         for resource in self.store.resources() {
             for (key, object) in self.store.iter(&resource) {
-                if is_deleting(object) && finalizers_of(object).iter().any(|f| f == "foregroundDeletion") {
+                if is_deleting(object)
+                    && finalizers_of(object)
+                        .iter()
+                        .any(|f| f == "foregroundDeletion")
+                {
                     waiting.push((resource.clone(), key.clone(), uid_of(object).to_owned()));
                 }
             }
@@ -1449,7 +1671,9 @@ pub fn present(info: &ResourceInfo, object: &Value) -> Value {
 /// 400 when the body names another kind or version than the URL.
 fn check_type(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
     if !object.is_object() {
-        return Err(ApiError::bad_request("the object provided is unrecognized (must be of type object)"));
+        return Err(ApiError::bad_request(
+            "the object provided is unrecognized (must be of type object)",
+        ));
     }
     if let Some(kind) = object.get("kind") {
         if kind.as_str() != Some(info.kind.as_str()) {
@@ -1473,7 +1697,9 @@ fn check_type(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
 }
 
 fn encode_continue(revision: u64, last: &ObjectKey) -> String {
-    let token = json!({"v": "meta.k8s.io/v1", "rv": revision, "start": [last.namespace, last.name]}).to_string();
+    let token =
+        json!({"v": "meta.k8s.io/v1", "rv": revision, "start": [last.namespace, last.name]})
+            .to_string();
     token.bytes().map(|byte| format!("{byte:02x}")).collect()
 }
 
@@ -1488,8 +1714,14 @@ fn decode_continue(token: &str) -> Result<(u64, Option<ObjectKey>), ApiError> {
         .collect();
     let bytes = bytes.map_err(|_| invalid())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    let revision = value.get("rv").and_then(Value::as_u64).ok_or_else(invalid)?;
-    let start = value.get("start").and_then(Value::as_array).ok_or_else(invalid)?;
+    let revision = value
+        .get("rv")
+        .and_then(Value::as_u64)
+        .ok_or_else(invalid)?;
+    let start = value
+        .get("start")
+        .and_then(Value::as_array)
+        .ok_or_else(invalid)?;
     let part = |index: usize| start.get(index).and_then(Value::as_str).map(str::to_owned);
     match (part(0), part(1)) {
         (Some(namespace), Some(name)) => Ok((revision, Some(ObjectKey { namespace, name }))),

@@ -107,7 +107,10 @@ mod tests {
     fn merge_patch_follows_rfc_7386() {
         let target = json!({"a": "b", "c": {"d": "e", "f": "g"}});
         let patch = json!({"a": "z", "c": {"f": null}});
-        assert_eq!(merge_patch(&target, &patch), json!({"a": "z", "c": {"d": "e"}}));
+        assert_eq!(
+            merge_patch(&target, &patch),
+            json!({"a": "z", "c": {"d": "e"}})
+        );
     }
 
     #[test]
@@ -123,7 +126,10 @@ mod tests {
     fn json_patch_reports_failed_operations() {
         let target = json!({"a": 1});
         assert_eq!(
-            json_patch(&target, &json!([{"op": "replace", "path": "/a", "value": 2}])),
+            json_patch(
+                &target,
+                &json!([{"op": "replace", "path": "/a", "value": 2}])
+            ),
             Ok(json!({"a": 2}))
         );
         assert!(json_patch(&target, &json!([{"op": "remove", "path": "/b"}])).is_err());

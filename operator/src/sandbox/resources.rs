@@ -174,7 +174,16 @@ impl Catalog {
                     object_schema(&json!({})),
                 ),
                 pods,
-                builtin("", "v1", "events", "Event", true, &["ev"], false, object_schema(&json!({}))),
+                builtin(
+                    "",
+                    "v1",
+                    "events",
+                    "Event",
+                    true,
+                    &["ev"],
+                    false,
+                    object_schema(&json!({})),
+                ),
                 builtin(
                     "networking.k8s.io",
                     "v1",

@@ -35,7 +35,12 @@ pub struct Admitted {
 /// Prune, default and validate a custom resource against its schema and CEL rules. Built-in
 /// kinds pass through unchanged. As upstream, CEL rules run unless a field has the wrong type.
 #[must_use]
-pub fn admit(info: &ResourceInfo, object: Value, old: Option<&Value>, context: &Context<'_>) -> Admitted {
+pub fn admit(
+    info: &ResourceInfo,
+    object: Value,
+    old: Option<&Value>,
+    context: &Context<'_>,
+) -> Admitted {
     if !info.custom {
         return Admitted {
             object,
@@ -92,7 +97,9 @@ pub fn admit(info: &ResourceInfo, object: Value, old: Option<&Value>, context: &
             }
         }
     }
-    let blocking = causes.iter().any(|cause| cause.reason == "FieldValueTypeInvalid");
+    let blocking = causes
+        .iter()
+        .any(|cause| cause.reason == "FieldValueTypeInvalid");
     if !blocking && let Some(rules) = &info.rules {
         causes.extend(rules.evaluate(context, schema, &object, old));
     }
@@ -104,7 +111,9 @@ pub fn admit(info: &ResourceInfo, object: Value, old: Option<&Value>, context: &
 }
 
 fn property<'a>(schema: &'a Value, key: &str) -> Option<&'a Value> {
-    schema.get("properties").and_then(|properties| properties.get(key))
+    schema
+        .get("properties")
+        .and_then(|properties| properties.get(key))
 }
 
 fn preserves_unknown(schema: &Value) -> bool {
@@ -123,7 +132,8 @@ fn prune(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<String
             let has_properties = schema.get("properties").is_some();
             let mut drop = Vec::new();
             for (key, child) in map.iter_mut() {
-                if is_embedded(schema) && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                if is_embedded(schema) && matches!(key.as_str(), "apiVersion" | "kind" | "metadata")
+                {
                     continue;
                 }
                 let child_schema = property(schema, key)
@@ -140,7 +150,9 @@ fn prune(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<String
                     None => {
                         let kept = preserves_unknown(schema)
                             || additional == Some(&Value::Bool(true))
-                            || (!has_properties && additional.is_none() && schema.get("type").is_none());
+                            || (!has_properties
+                                && additional.is_none()
+                                && schema.get("type").is_none());
                         if !kept {
                             unknown.push(format!("{path}.{key}"));
                             drop.push(key.clone());
@@ -230,7 +242,17 @@ fn count(schema: &Value, key: &str) -> Option<usize> {
 fn check(schema: &Value, value: &Value, path: &str, causes: &mut Vec<FieldCause>) {
     if value.is_null() {
         if schema.get("nullable") != Some(&Value::Bool(true)) {
-            causes.push(invalid(path, value, &format!("{path} in body must be of type {}: \"null\"", schema.get("type").and_then(Value::as_str).unwrap_or("object"))));
+            causes.push(invalid(
+                path,
+                value,
+                &format!(
+                    "{path} in body must be of type {}: \"null\"",
+                    schema
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("object")
+                ),
+            ));
         }
         return;
     }
@@ -379,7 +401,12 @@ fn check(schema: &Value, value: &Value, path: &str, causes: &mut Vec<FieldCause>
     }
 }
 
-fn check_list_uniqueness(schema: &Value, items: &[Value], path: &str, causes: &mut Vec<FieldCause>) {
+fn check_list_uniqueness(
+    schema: &Value,
+    items: &[Value],
+    path: &str,
+    causes: &mut Vec<FieldCause>,
+) {
     match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
         Some("set") => {
             let mut seen = BTreeSet::new();
@@ -403,7 +430,10 @@ fn check_list_uniqueness(schema: &Value, items: &[Value], path: &str, causes: &m
             for (index, item) in items.iter().enumerate() {
                 let identity: Map<String, Value> = keys
                     .iter()
-                    .filter_map(|key| item.get(*key).map(|value| ((*key).to_owned(), value.clone())))
+                    .filter_map(|key| {
+                        item.get(*key)
+                            .map(|value| ((*key).to_owned(), value.clone()))
+                    })
                     .collect();
                 let text = Value::Object(identity.clone()).to_string();
                 if !seen.insert(text) {

@@ -49,16 +49,20 @@ impl LabelSelector {
     pub fn matches(&self, object: &Value) -> bool {
         let labels = object.pointer("/metadata/labels");
         let label = |key: &str| labels.and_then(|map| map.get(key)).and_then(Value::as_str);
-        self.requirements.iter().all(|requirement| match requirement {
-            Requirement::Exists(key) => label(key).is_some(),
-            Requirement::NotExists(key) => label(key).is_none(),
-            Requirement::Equals(key, value) => label(key) == Some(value.as_str()),
-            Requirement::NotEquals(key, value) => label(key) != Some(value.as_str()),
-            Requirement::In(key, values) => label(key).is_some_and(|found| values.contains(found)),
-            Requirement::NotIn(key, values) => {
-                label(key).is_none_or(|found| !values.contains(found))
-            }
-        })
+        self.requirements
+            .iter()
+            .all(|requirement| match requirement {
+                Requirement::Exists(key) => label(key).is_some(),
+                Requirement::NotExists(key) => label(key).is_none(),
+                Requirement::Equals(key, value) => label(key) == Some(value.as_str()),
+                Requirement::NotEquals(key, value) => label(key) != Some(value.as_str()),
+                Requirement::In(key, values) => {
+                    label(key).is_some_and(|found| values.contains(found))
+                }
+                Requirement::NotIn(key, values) => {
+                    label(key).is_none_or(|found| !values.contains(found))
+                }
+            })
     }
 }
 
@@ -85,7 +89,9 @@ fn split_top_level(text: &str) -> Vec<&str> {
 fn parse_requirement(part: &str) -> Result<Requirement, SelectorError> {
     let error = || SelectorError(part.to_owned());
     if let Some(key) = part.strip_prefix('!') {
-        return Ok(Requirement::NotExists(valid_key(key.trim()).ok_or_else(error)?));
+        return Ok(Requirement::NotExists(
+            valid_key(key.trim()).ok_or_else(error)?,
+        ));
     }
     if let Some((key, value)) = part.split_once("!=") {
         return Ok(Requirement::NotEquals(
@@ -163,7 +169,8 @@ impl FieldSelector {
             }
             let (key, equal, value) = if let Some((key, value)) = part.split_once("!=") {
                 (key, false, value)
-            } else if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('='))
+            } else if let Some((key, value)) =
+                part.split_once("==").or_else(|| part.split_once('='))
             {
                 (key, true, value)
             } else {
@@ -200,7 +207,9 @@ impl FieldSelector {
     pub fn name(&self) -> Option<&str> {
         self.terms
             .iter()
-            .find(|(path, equal, _)| *equal && path.len() == 2 && path[0] == "metadata" && path[1] == "name")
+            .find(|(path, equal, _)| {
+                *equal && path.len() == 2 && path[0] == "metadata" && path[1] == "name"
+            })
             .map(|(_, _, value)| value.as_str())
     }
 }
@@ -241,7 +250,8 @@ mod tests {
     #[test]
     fn field_selectors_read_dotted_paths() {
         let object = json!({"metadata": {"name": "a", "namespace": "n"}});
-        let selector = FieldSelector::parse("metadata.name=a,metadata.namespace!=m").expect("parses");
+        let selector =
+            FieldSelector::parse("metadata.name=a,metadata.namespace!=m").expect("parses");
         assert!(selector.matches(&object));
         assert_eq!(selector.name(), Some("a"));
     }

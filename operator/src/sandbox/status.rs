@@ -135,7 +135,12 @@ impl ApiError {
 
     /// 409 for a server-side apply that touches fields another manager owns.
     #[must_use]
-    pub fn apply_conflict(info: &ResourceInfo, name: &str, message: String, causes: &[FieldCause]) -> Self {
+    pub fn apply_conflict(
+        info: &ResourceInfo,
+        name: &str,
+        message: String,
+        causes: &[FieldCause],
+    ) -> Self {
         let mut error = ApiError::new(409, "Conflict", message);
         let mut detail = details(info, name);
         detail["causes"] = causes_json(causes);
@@ -175,7 +180,10 @@ impl ApiError {
         let mut error = ApiError::new(
             403,
             "Forbidden",
-            format!("{} \"{name}\" is forbidden: {message}", info.group_resource()),
+            format!(
+                "{} \"{name}\" is forbidden: {message}",
+                info.group_resource()
+            ),
         );
         error.details = Some(details(info, name));
         error

@@ -133,12 +133,17 @@ impl Store {
     /// One object.
     #[must_use]
     pub fn get(&self, resource: &StoreKey, key: &ObjectKey) -> Option<&Value> {
-        self.objects.get(resource).and_then(|objects| objects.get(key))
+        self.objects
+            .get(resource)
+            .and_then(|objects| objects.get(key))
     }
 
     /// Every object of a resource, in key order.
     pub fn iter(&self, resource: &StoreKey) -> impl Iterator<Item = (&ObjectKey, &Value)> {
-        self.objects.get(resource).into_iter().flat_map(BTreeMap::iter)
+        self.objects
+            .get(resource)
+            .into_iter()
+            .flat_map(BTreeMap::iter)
     }
 
     /// The resources that hold at least one object.
@@ -313,13 +318,28 @@ mod tests {
     fn older_revisions_are_rebuilt_from_history() {
         let mut store = store(100);
         let key = ObjectKey::new(Some("n"), "a");
-        store.put(&pods(), key.clone(), json!({"metadata": {"name": "a"}, "v": 1}));
+        store.put(
+            &pods(),
+            key.clone(),
+            json!({"metadata": {"name": "a"}, "v": 1}),
+        );
         let first = store.revision();
-        store.put(&pods(), key.clone(), json!({"metadata": {"name": "a"}, "v": 2}));
-        store.put(&pods(), ObjectKey::new(Some("n"), "b"), json!({"metadata": {"name": "b"}}));
+        store.put(
+            &pods(),
+            key.clone(),
+            json!({"metadata": {"name": "a"}, "v": 2}),
+        );
+        store.put(
+            &pods(),
+            ObjectKey::new(Some("n"), "b"),
+            json!({"metadata": {"name": "b"}}),
+        );
         let view = store.view_at(&pods(), first).expect("retained");
         assert_eq!(view.len(), 1);
-        assert_eq!(view.get(&key).and_then(|object| object.get("v")), Some(&json!(1)));
+        assert_eq!(
+            view.get(&key).and_then(|object| object.get("v")),
+            Some(&json!(1))
+        );
     }
 
     #[test]
@@ -327,12 +347,22 @@ mod tests {
         let mut store = store(2);
         let start = store.revision();
         for name in ["a", "b", "c"] {
-            store.put(&pods(), ObjectKey::new(Some("n"), name), json!({"metadata": {}}));
+            store.put(
+                &pods(),
+                ObjectKey::new(Some("n"), name),
+                json!({"metadata": {}}),
+            );
         }
         assert!(store.changes_since(start).is_err());
-        assert_eq!(store.changes_since(store.revision() - 2).map(|c| c.len()), Ok(2));
+        assert_eq!(
+            store.changes_since(store.revision() - 2).map(|c| c.len()),
+            Ok(2)
+        );
         store.compact();
         assert!(store.changes_since(store.revision() - 1).is_err());
-        assert_eq!(store.changes_since(store.revision()).map(|c| c.len()), Ok(0));
+        assert_eq!(
+            store.changes_since(store.revision()).map(|c| c.len()),
+            Ok(0)
+        );
     }
 }

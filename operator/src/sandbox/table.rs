@@ -175,11 +175,20 @@ struct Column {
     cell: Box<dyn Fn(&Value) -> Value>,
 }
 
-fn column(name: &str, kind: &str, description: &str, cell: impl Fn(&Value) -> Value + 'static) -> Column {
+fn column(
+    name: &str,
+    kind: &str,
+    description: &str,
+    cell: impl Fn(&Value) -> Value + 'static,
+) -> Column {
     Column {
         name: name.to_owned(),
         kind: kind.to_owned(),
-        format: if name == "Name" { "name".to_owned() } else { String::new() },
+        format: if name == "Name" {
+            "name".to_owned()
+        } else {
+            String::new()
+        },
         description: description.to_owned(),
         priority: 0,
         cell: Box::new(cell),
@@ -191,7 +200,12 @@ fn name_column() -> Column {
         "Name",
         "string",
         "Name must be unique within a namespace.",
-        |object| object.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+        |object| {
+            object
+                .pointer("/metadata/name")
+                .cloned()
+                .unwrap_or(Value::Null)
+        },
     )
 }
 
@@ -219,13 +233,20 @@ fn selector_text(selector: Option<&Value>) -> Value {
         .and_then(Value::as_array)
     {
         for expression in expressions {
-            let key = expression.get("key").and_then(Value::as_str).unwrap_or_default();
+            let key = expression
+                .get("key")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let values: Vec<&str> = expression
                 .get("values")
                 .and_then(Value::as_array)
                 .map(|values| values.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            match expression.get("operator").and_then(Value::as_str).unwrap_or_default() {
+            match expression
+                .get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+            {
                 "In" => parts.push(format!("{key} in ({})", values.join(","))),
                 "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
                 "Exists" => parts.push(key.to_owned()),
@@ -253,9 +274,15 @@ fn custom_column(definition: &Value) -> Column {
         .to_owned();
     let cell_kind = kind.clone();
     let mut result = column(
-        definition.get("name").and_then(Value::as_str).unwrap_or_default(),
+        definition
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
         &kind,
-        definition.get("description").and_then(Value::as_str).unwrap_or_default(),
+        definition
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
         move |object| {
             let found = evaluate(object, &path);
             match (cell_kind.as_str(), found.as_slice()) {
@@ -266,7 +293,9 @@ fn custom_column(definition: &Value) -> Column {
                 (_, values) => json!(
                     values
                         .iter()
-                        .map(|value| value.as_str().map_or_else(|| value.to_string(), str::to_owned))
+                        .map(|value| value
+                            .as_str()
+                            .map_or_else(|| value.to_string(), str::to_owned))
                         .collect::<Vec<_>>()
                         .join(",")
                 ),
@@ -278,43 +307,94 @@ fn custom_column(definition: &Value) -> Column {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    result.priority = definition.get("priority").and_then(Value::as_i64).unwrap_or(0);
+    result.priority = definition
+        .get("priority")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     result
 }
 
 fn columns(info: &ResourceInfo) -> Vec<Column> {
     let mut columns = vec![name_column()];
     match (info.group.as_str(), info.plural.as_str()) {
-        ("", "namespaces") => columns.push(column("Status", "string", "The status of the namespace", |object| {
-            object.pointer("/status/phase").cloned().unwrap_or(Value::Null)
-        })),
+        ("", "namespaces") => columns.push(column(
+            "Status",
+            "string",
+            "The status of the namespace",
+            |object| {
+                object
+                    .pointer("/status/phase")
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            },
+        )),
         ("", "pods") => {
-            columns.push(column("Ready", "string", "The aggregate readiness state of this pod for accepting traffic.", |object| {
-                let total = object.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
-                let ready = object
-                    .pointer("/status/containerStatuses")
-                    .and_then(Value::as_array)
-                    .map_or(0, |statuses| statuses.iter().filter(|status| status["ready"] == json!(true)).count());
-                json!(format!("{ready}/{total}"))
-            }));
-            columns.push(column("Status", "string", "The aggregate status of the containers in this pod.", |object| {
-                object.pointer("/status/phase").cloned().unwrap_or(Value::Null)
-            }));
-            columns.push(column("Restarts", "string", "The number of times the containers in this pod have been restarted.", |_| json!("0")));
+            columns.push(column(
+                "Ready",
+                "string",
+                "The aggregate readiness state of this pod for accepting traffic.",
+                |object| {
+                    let total = object
+                        .pointer("/spec/containers")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len);
+                    let ready = object
+                        .pointer("/status/containerStatuses")
+                        .and_then(Value::as_array)
+                        .map_or(0, |statuses| {
+                            statuses
+                                .iter()
+                                .filter(|status| status["ready"] == json!(true))
+                                .count()
+                        });
+                    json!(format!("{ready}/{total}"))
+                },
+            ));
+            columns.push(column(
+                "Status",
+                "string",
+                "The aggregate status of the containers in this pod.",
+                |object| {
+                    object
+                        .pointer("/status/phase")
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                },
+            ));
+            columns.push(column(
+                "Restarts",
+                "string",
+                "The number of times the containers in this pod have been restarted.",
+                |_| json!("0"),
+            ));
         }
         ("networking.k8s.io", "networkpolicies") => {
-            columns.push(column("Pod-Selector", "string", "Pods selected by this policy.", |object| {
-                selector_text(object.pointer("/spec/podSelector"))
-            }));
+            columns.push(column(
+                "Pod-Selector",
+                "string",
+                "Pods selected by this policy.",
+                |object| selector_text(object.pointer("/spec/podSelector")),
+            ));
         }
         ("coordination.k8s.io", "leases") => {
-            columns.push(column("Holder", "string", "The holder of the lease.", |object| {
-                object.pointer("/spec/holderIdentity").cloned().unwrap_or(Value::Null)
-            }));
+            columns.push(column(
+                "Holder",
+                "string",
+                "The holder of the lease.",
+                |object| {
+                    object
+                        .pointer("/spec/holderIdentity")
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                },
+            ));
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             columns.push(column("Created At", "date", "", |object| {
-                object.pointer("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null)
+                object
+                    .pointer("/metadata/creationTimestamp")
+                    .cloned()
+                    .unwrap_or(Value::Null)
             }));
             return columns;
         }

@@ -95,7 +95,8 @@ impl WatchRequest {
     }
 
     fn bookmark(&self, revision: u64, initial_end: bool) -> Value {
-        let mut metadata = json!({"resourceVersion": revision.to_string(), "creationTimestamp": null});
+        let mut metadata =
+            json!({"resourceVersion": revision.to_string(), "creationTimestamp": null});
         if initial_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
@@ -139,7 +140,9 @@ pub(crate) fn start(shared: &Arc<Shared>, request: WatchRequest) -> Result<Body,
                 state.read_revision(Some(version), None)?;
                 let requested: u64 = version.parse().unwrap_or_default();
                 match state.store.changes_since(requested) {
-                    Ok(changes) => first.extend(changes.iter().filter_map(|change| request.event(change))),
+                    Ok(changes) => {
+                        first.extend(changes.iter().filter_map(|change| request.event(change)))
+                    }
                     Err(expired) => {
                         let status = ApiError::gone(format!(
                             "too old resource version: {} ({})",
@@ -147,7 +150,8 @@ pub(crate) fn start(shared: &Arc<Shared>, request: WatchRequest) -> Result<Body,
                         ))
                         .to_status();
                         first.push(json!({"type": "ERROR", "object": status}));
-                        let (mut sender, body) = mpsc::channel::<Result<Bytes, Infallible>>(first.len());
+                        let (mut sender, body) =
+                            mpsc::channel::<Result<Bytes, Infallible>>(first.len());
                         for event in &first {
                             let _ = sender.try_send(Ok(line(event)));
                         }
@@ -161,7 +165,15 @@ pub(crate) fn start(shared: &Arc<Shared>, request: WatchRequest) -> Result<Body,
     let (sender, body) = mpsc::channel::<Result<Bytes, Infallible>>(256);
     let closed = shared.watch_epoch.subscribe();
     let interval = shared.options.bookmark_interval;
-    tokio::spawn(stream(request, first, receiver, start_revision, sender, closed, interval));
+    tokio::spawn(stream(
+        request,
+        first,
+        receiver,
+        start_revision,
+        sender,
+        closed,
+        interval,
+    ));
     Ok(Body::from_stream(body))
 }
 
