@@ -10,6 +10,10 @@
 //! [`crate::validation`] enforces the same rules again (and what CEL cannot express) in Rust, so
 //! `netfence render` and the controller never act on a spec that admission would have refused.
 
+// `#[kube(printcolumn(...))]` repeats `name = ..., type_ = ...` once per column, which clippy
+// mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::{
     apis::meta::v1::{Condition, LabelSelector},
     util::intstr::IntOrString,
@@ -20,6 +24,22 @@ use serde::{Deserialize, Serialize};
 
 /// The label key whose value Kubernetes sets to every namespace's own name (immutable).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// The most tiers a resource declares. The list bounds keep the CEL rules within the API server's
+/// cost budget (a rule that may exceed it makes the whole CRD uninstallable).
+pub const MAX_TIERS: usize = 32;
+/// The most flows a resource declares.
+pub const MAX_FLOWS: usize = 256;
+/// The most shared services a resource declares.
+pub const MAX_SHARED_SERVICES: usize = 32;
+/// The most tiers one shared service names.
+pub const MAX_SHARED_SERVICE_TIERS: usize = 16;
+/// The most ports of one flow, shared service or DNS rule.
+pub const MAX_PORTS: usize = 32;
+/// The most `dns.ipBlocks`.
+pub const MAX_DNS_IP_BLOCKS: usize = 16;
+/// The most `except` ranges of one ipBlock.
+pub const MAX_EXCEPT: usize = 32;
 
 /// Desired isolation of one namespace.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -40,8 +60,16 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
         type_ = "string",
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
     ),
-    printcolumn(name = "Policies", type_ = "integer", json_path = ".status.policyCount"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Policies",
+        type_ = "integer",
+        json_path = ".status.policyCount"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = Rule::new("!has(self.flows) || self.flows.all(f, has(self.tiers) && self.tiers.exists(t, t.name == f.from) && self.tiers.exists(t, t.name == f.to))")
@@ -87,19 +115,19 @@ pub struct NamespaceIsolationSpec {
     /// The tiers of the application: named groups of pods chosen by label. Each tier gets one
     /// NetworkPolicy, `<resource>-tier-<name>`.
     #[serde(default)]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = MAX_TIERS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub tiers: Vec<Tier>,
 
     /// Traffic allowed from one tier to another inside this namespace.
     #[serde(default)]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = MAX_FLOWS))]
     pub flows: Vec<Flow>,
 
     /// Traffic that crosses the namespace boundary: peers (namespaces, their pods, or CIDRs) that
     /// may reach our tiers (`Ingress`) or that our tiers may reach (`Egress`).
     #[serde(default)]
-    #[schemars(length(max = 128))]
+    #[schemars(length(max = MAX_SHARED_SERVICES))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub shared_services: Vec<SharedService>,
 }
@@ -182,12 +210,12 @@ pub struct Dns {
 
     /// The DNS ports (default UDP 53 and TCP 53).
     #[serde(default = "default_dns_ports")]
-    #[schemars(length(min = 1, max = 16))]
+    #[schemars(length(min = 1, max = MAX_PORTS))]
     pub ports: Vec<Port>,
 
     /// Extra DNS destinations by address, for example `169.254.20.10/32` for NodeLocal DNSCache.
     #[serde(default)]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = MAX_DNS_IP_BLOCKS))]
     pub ip_blocks: Vec<IpBlock>,
 }
 
@@ -256,14 +284,15 @@ pub struct Flow {
 
     /// The destination ports. Omitted: every port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = MAX_PORTS))]
     pub ports: Option<Vec<Port>>,
 }
 
 /// Traffic that crosses the namespace boundary, in one direction.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
-    validation = Rule::new("(has(self.__namespace__) ? 1 : 0) + (has(self.namespaceSelector) ? 1 : 0) + (has(self.ipBlock) ? 1 : 0) == 1")
+    // `namespace` is a CEL reserved word: Kubernetes exposes the field as `__namespace__`.
+    validation = Rule::new("has(self.__namespace__) ? !has(self.namespaceSelector) && !has(self.ipBlock) : (has(self.namespaceSelector) ? !has(self.ipBlock) : has(self.ipBlock))")
         .message("a shared service names exactly one peer: namespace, namespaceSelector or ipBlock"),
     validation = Rule::new("!has(self.podSelector) || !has(self.ipBlock)")
         .message("podSelector goes only beside namespace or namespaceSelector, never beside ipBlock")
@@ -300,13 +329,13 @@ pub struct SharedService {
 
     /// The tiers of this namespace the traffic concerns. Omitted: every pod of the namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = MAX_SHARED_SERVICE_TIERS))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub tiers: Option<Vec<String>>,
 
     /// The destination ports (ours for Ingress, the peer's for Egress). Omitted: every port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = MAX_PORTS))]
     pub ports: Option<Vec<Port>>,
 }
 
@@ -320,17 +349,17 @@ pub struct IpBlock {
 
     /// Sub-ranges of `cidr` to leave out, each strictly inside `cidr`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = MAX_EXCEPT))]
     pub except: Vec<String>,
 }
 
 /// A destination port, or a range of them.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
-    validation = Rule::new("type(self.port) == string || (self.port >= 1 && self.port <= 65535)")
+    validation = Rule::new("!string(self.port).matches('^[0-9]+$') || (int(string(self.port)) >= 1 && int(string(self.port)) <= 65535)")
         .message("port must be between 1 and 65535")
         .field_path(".port"),
-    validation = Rule::new("!has(self.endPort) || (type(self.port) == int && self.endPort >= self.port)")
+    validation = Rule::new("!has(self.endPort) || (string(self.port).matches('^[0-9]+$') && self.endPort >= int(string(self.port)))")
         .message("endPort needs a numeric port, and must be at least port")
         .field_path(".endPort")
 )]
@@ -409,4 +438,23 @@ pub struct NamespaceIsolationStatus {
     /// How many NetworkPolicies this resource owns (the `Policies` printer column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_count: Option<i32>,
+
+    /// In `DryRun` mode: what `Enforce` would write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_changes: Option<PlannedChanges>,
+}
+
+/// The NetworkPolicies that `Enforce` would create, change and delete.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedChanges {
+    /// Policies that do not exist yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub create: Vec<String>,
+    /// Policies that exist and differ from the rendered ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub update: Vec<String>,
+    /// Policies this resource owns that are no longer rendered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete: Vec<String>,
 }

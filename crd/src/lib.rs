@@ -6,8 +6,10 @@
 //! ```
 
 pub mod isolation;
+pub mod validation;
 
 pub use isolation::{NamespaceIsolation, NamespaceIsolationSpec, NamespaceIsolationStatus};
+pub use validation::{ValidatedIsolation, ValidationErrors};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -10,11 +10,11 @@
 //! are skipped, but a file with no document at all is an error: it is almost always a mistake.
 
 use std::{
-    fmt,
     io::Read,
     path::{Path, PathBuf},
 };
 
+pub use netfence_crd::validation::FieldError;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -62,29 +62,17 @@ impl Document {
     }
 }
 
-/// An error in one field of a document.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    /// The field path, `spec.flows[1].to`; empty for the document as a whole.
-    pub path: String,
-    /// What is wrong, and what to do.
-    pub message: String,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
 /// Deserialize a JSON value into `T`, refusing unknown fields, with the field path of any error.
 pub fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
     let mut unknown = Vec::new();
-    let mut record_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    // Some types (kube's derived resources) read `apiVersion` and `kind` outside serde: they are
+    // not unknown fields.
+    let mut record_unknown = |path: serde_ignored::Path<'_>| {
+        let path = path.to_string();
+        if !matches!(path.as_str(), "apiVersion" | "kind") {
+            unknown.push(path);
+        }
+    };
     let result: Result<T, _> = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
         value,
         &mut record_unknown,

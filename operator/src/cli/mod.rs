@@ -2,14 +2,19 @@
 //!
 //! ```text
 //! netfence render PATH...   NamespaceIsolation manifests -> NetworkPolicy manifests
+//! netfence run             the operator: reconcile NamespaceIsolations into NetworkPolicies
+//! netfence verify PATH...   manifests -> who can reach whom, and why; intent proofs
 //! netfence crd              the CustomResourceDefinitions to install
 //! netfence sandbox          an in-memory API server with the CRDs, a kubeconfig, and the manifests applied
 //! ```
 //!
 //! Exit codes: 0 success, 1 a check failed (verify), 2 bad input or usage.
 
-mod crd;
+pub mod crd;
+pub mod render;
+pub mod run;
 pub mod sandbox;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -27,6 +32,13 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print the NetworkPolicies netfence would apply for NamespaceIsolation manifests.
+    Render(render::Args),
+    /// Run the operator against a cluster.
+    Run(run::Args),
+    /// Compute who can reach whom from manifests, explain one connection, or prove that a
+    /// NamespaceIsolation's policies allow exactly what it declares.
+    Verify(verify::Args),
     /// Print the CustomResourceDefinitions netfence needs (`netfence crd | kubectl apply -f -`).
     Crd(crd::Args),
     /// Start an in-memory Kubernetes API server, install the CRDs, write a kubeconfig and apply
@@ -43,6 +55,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd(args) => crd::run(&args),
+        Command::Render(args) => render::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Verify(args) => verify::run(&args),
         Command::Sandbox(args) => sandbox::run(&args),
     }
 }

@@ -1,0 +1,207 @@
+//! The CRD's CEL rules, evaluated client-side with kube's `cel` feature (kube-cel), the way the
+//! API server evaluates them at admission.
+//!
+//! If these fail, a real cluster either refuses to install the CRD (a rule that does not compile
+//! or blows the cost budget), or admits a NamespaceIsolation that netfence will then reject.
+
+use kube::{
+    CustomResourceExt,
+    core::cel::{CompiledSchema, Validator, compile_schema},
+};
+use netfence_crd::{NamespaceIsolation, isolation};
+use serde_json::{Value, json};
+
+fn schema() -> Value {
+    let crd = NamespaceIsolation::crd();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|schema| schema.open_api_v3_schema.as_ref())
+        .expect("the CRD has a schema");
+    serde_json::to_value(schema).expect("schema serializes")
+}
+
+fn rules(node: &CompiledSchema, found: &mut Vec<String>, problems: &mut Vec<String>) {
+    for rule in &node.validations {
+        match rule {
+            Ok(compiled) => found.push(compiled.rule.rule.clone()),
+            Err(error) => problems.push(error.to_string()),
+        }
+    }
+    let children = node
+        .properties
+        .values()
+        .chain(node.items.as_deref())
+        .chain(node.additional_properties.as_deref());
+    for child in children {
+        rules(child, found, problems);
+    }
+}
+
+/// Every rule compiles (a rule that does not compile makes the API server refuse the CRD).
+#[test]
+fn rules_compile() {
+    let compiled = compile_schema(&schema());
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    rules(&compiled, &mut found, &mut problems);
+    assert!(problems.is_empty(), "{problems:#?}");
+    found.sort();
+    found.dedup();
+    assert_eq!(found.len(), 7, "rules found: {found:#?}");
+}
+
+/// The API server refuses a CRD whose rules may cost more than its static budget (10^7 per
+/// rule, in units of roughly one comparison of a few characters). The costliest rules nest three
+/// lists; their worst case, from the schema's maxItems and 63-character names (about 7 units per
+/// comparison), must stay well inside it. kube-cel's own estimator is a coarse heuristic (it
+/// picks an arbitrary list of the node for every nesting level), so the bound is computed here.
+#[test]
+fn costliest_rules_fit_the_budget() {
+    const PER_RULE_BUDGET: usize = 10_000_000;
+    const COMPARISON: usize = 7;
+    let shared_service_tiers = isolation::MAX_SHARED_SERVICES
+        * isolation::MAX_SHARED_SERVICE_TIERS
+        * isolation::MAX_TIERS
+        * COMPARISON;
+    let flow_tiers = isolation::MAX_FLOWS * 2 * isolation::MAX_TIERS * COMPARISON;
+    assert!(
+        shared_service_tiers * 10 < PER_RULE_BUDGET,
+        "{shared_service_tiers}"
+    );
+    assert!(flow_tiers * 10 < PER_RULE_BUDGET, "{flow_tiers}");
+}
+
+fn validate(spec: &Value) -> Vec<String> {
+    let object = json!({
+        "apiVersion": "netfence.io/v1alpha1",
+        "kind": "NamespaceIsolation",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": spec,
+    });
+    match Validator::new().validate(&schema(), &object, None) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn tiers() -> Value {
+    json!([
+        {"name": "frontend", "podSelector": {}},
+        {"name": "backend", "podSelector": {}},
+    ])
+}
+
+/// Every example in `examples/` passes admission.
+#[test]
+fn examples_pass() {
+    let directory = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(directory).expect("examples/ exists") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let documents: Vec<Value> = serde_saphyr::from_multiple(&text).expect("valid YAML");
+        for document in documents {
+            if document["kind"] == "NamespaceIsolation" {
+                assert_eq!(
+                    Validator::new().validate(&schema(), &document, None),
+                    Ok(()),
+                    "{}",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5, "only {checked} examples checked");
+}
+
+/// A flow to an unknown tier is refused at admission.
+#[test]
+fn flow_to_unknown_tier() {
+    let errors = validate(&json!({"tiers": tiers(), "flows": [{"from": "frontend", "to": "db"}]}));
+    assert_eq!(
+        errors,
+        ["spec.flows: every flow's from and to must name a tier declared in spec.tiers"]
+    );
+}
+
+/// A shared service for an unknown tier is refused at admission.
+#[test]
+fn shared_service_unknown_tier() {
+    let errors = validate(&json!({"tiers": tiers(), "sharedServices": [
+        {"name": "a", "direction": "Ingress", "namespace": "x", "tiers": ["web"]}
+    ]}));
+    assert_eq!(
+        errors,
+        [
+            "spec.sharedServices: every shared service's tiers must name tiers declared in spec.tiers"
+        ]
+    );
+}
+
+/// A shared service in a direction that is not isolated is refused.
+#[test]
+fn shared_service_direction_isolated() {
+    let errors = validate(&json!({"isolate": ["Ingress"], "sharedServices": [
+        {"name": "a", "direction": "Egress", "namespace": "x"}
+    ]}));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with(
+        "spec.sharedServices: a shared service's direction must be listed in spec.isolate"
+    ));
+}
+
+/// A peer is exactly one of namespace / namespaceSelector / ipBlock; podSelector not with ipBlock.
+#[test]
+fn peers() {
+    let errors = validate(&json!({"sharedServices": [
+        {"name": "a", "direction": "Ingress", "namespace": "x", "namespaceSelector": {}}
+    ]}));
+    assert_eq!(
+        errors,
+        [
+            "spec.sharedServices[0]: a shared service names exactly one peer: namespace, namespaceSelector or ipBlock"
+        ]
+    );
+    let errors = validate(&json!({"sharedServices": [
+        {"name": "a", "direction": "Egress", "ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}
+    ]}));
+    assert_eq!(
+        errors,
+        [
+            "spec.sharedServices[0].podSelector: podSelector goes only beside namespace or namespaceSelector, never beside ipBlock"
+        ]
+    );
+}
+
+/// Ports 1..65535; endPort only with a numeric port and not below it.
+#[test]
+fn ports() {
+    let flow = |ports: Value| json!({"tiers": tiers(), "flows": [{"from": "frontend", "to": "backend", "ports": ports}]});
+    assert_eq!(
+        validate(&flow(json!([{"port": 0}]))),
+        ["spec.flows[0].ports[0].port: port must be between 1 and 65535"]
+    );
+    assert_eq!(
+        validate(&flow(json!([{"port": 65536}]))),
+        ["spec.flows[0].ports[0].port: port must be between 1 and 65535"]
+    );
+    assert_eq!(
+        validate(&flow(json!([{"port": 9000, "endPort": 8000}]))),
+        ["spec.flows[0].ports[0].endPort: endPort needs a numeric port, and must be at least port"]
+    );
+    assert_eq!(
+        validate(&flow(json!([{"port": "http", "endPort": 8000}]))),
+        ["spec.flows[0].ports[0].endPort: endPort needs a numeric port, and must be at least port"]
+    );
+    assert_eq!(
+        validate(&flow(
+            json!([{"port": "http"}, {"port": 8000, "endPort": 8100}])
+        )),
+        Vec::<String>::new()
+    );
+}

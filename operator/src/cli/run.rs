@@ -1,0 +1,268 @@
+//! `netfence run`: the operator. Connects with the usual kube config resolution (`--kubeconfig`,
+//! `KUBECONFIG`, `~/.kube/config`, in-cluster), checks that it can work, then reconciles until
+//! SIGTERM or Ctrl-C.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::{
+    Api, Client, Config,
+    api::ListParams,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use netfence_crd::NamespaceIsolation;
+
+use std::sync::{Arc, atomic::AtomicBool};
+
+use crate::{
+    controller,
+    metrics::{self, Health, Metrics},
+};
+
+/// Log formats.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Arguments of `netfence run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The kubeconfig file (default: `KUBECONFIG`, `~/.kube/config`, then in-cluster).
+    #[arg(long, env = "NETFENCE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Watch one namespace only (default: all).
+    #[arg(long, env = "NETFENCE_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// How many resources are reconciled at once.
+    #[arg(long, env = "NETFENCE_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+
+    /// Log format.
+    #[arg(long, env = "NETFENCE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Reconcile only while holding a Lease, so that several replicas can run (one leads).
+    #[arg(long, env = "NETFENCE_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// The namespace of the Lease.
+    #[arg(
+        long,
+        env = "NETFENCE_LEASE_NAMESPACE",
+        default_value = "netfence-system"
+    )]
+    pub lease_namespace: String,
+
+    /// The name of the Lease.
+    #[arg(long, env = "NETFENCE_LEASE_NAME", default_value = "netfence")]
+    pub lease_name: String,
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    #[arg(long, env = "NETFENCE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+}
+
+/// Why `netfence run` could not start, as the one sentence the user reads.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No usable kube config.
+    #[error(
+        "cannot load a kube config ({0}); pass --kubeconfig, set KUBECONFIG, or run in a cluster"
+    )]
+    Config(String),
+    /// The CRD is not installed.
+    #[error(
+        "the NamespaceIsolation CRD is not installed; install it with `netfence crd | kubectl apply -f -`"
+    )]
+    MissingCrd,
+    /// A list the operator needs is refused.
+    #[error(
+        "cannot list {what} ({source}); grant the RBAC in config/rbac/ to netfence's service account"
+    )]
+    Forbidden {
+        /// What could not be listed.
+        what: &'static str,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The API server is not reachable.
+    #[error("cannot reach the Kubernetes API server ({0}); check the kube config and the network")]
+    Unreachable(kube::Error),
+}
+
+/// Build a client from `--kubeconfig` or the default resolution.
+pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, StartError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|error| StartError::Config(error.to_string()))?;
+            Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .map_err(|error| StartError::Config(error.to_string()))?
+        }
+        None => Config::infer()
+            .await
+            .map_err(|error| StartError::Config(error.to_string()))?,
+    };
+    Client::try_from(config).map_err(|error| StartError::Config(error.to_string()))
+}
+
+/// Check that the CRD is installed and that the operator can list what it watches.
+pub async fn preflight(client: &Client, namespace: Option<&str>) -> Result<(), StartError> {
+    let one = ListParams::default().limit(1);
+    let isolations: Api<NamespaceIsolation> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    match isolations.list_metadata(&one).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => return Err(StartError::MissingCrd),
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            return Err(StartError::Forbidden {
+                what: "namespaceisolations.netfence.io",
+                source: kube::Error::Api(status),
+            });
+        }
+        Err(error) => return Err(StartError::Unreachable(error)),
+    }
+    let policies: Api<NetworkPolicy> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    policies
+        .list_metadata(&one)
+        .await
+        .map_err(|source| StartError::Forbidden {
+            what: "networkpolicies.networking.k8s.io",
+            source,
+        })?;
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = async {
+                match terminate.as_mut() {
+                    Some(signal) => { signal.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub(super) fn run(args: &Args) -> ExitCode {
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let client = match client(args.kubeconfig.as_ref()).await {
+            Ok(client) => client,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(error) = preflight(&client, args.namespace.as_deref()).await {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+        let metrics = Arc::new(Metrics::default());
+        let settings = controller::Settings {
+            namespace: args.namespace.clone(),
+            concurrency: args.concurrency,
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let prepared = controller::prepare(client.clone(), &settings, metrics.clone());
+        let health_metrics = metrics.clone();
+        let ready = Arc::new(AtomicBool::new(false));
+        let health = Health {
+            metrics,
+            // With leader election the controller is rebuilt at each lease change; the resources
+            // gauge is left out rather than read from a store that is not the running one.
+            store: (!args.leader_election).then(|| prepared.store()),
+            ready: ready.clone(),
+        };
+        let listener = match tokio::net::TcpListener::bind(args.metrics_addr).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!(
+                    "error: cannot listen on {} for metrics ({error}); pass another --metrics-addr",
+                    args.metrics_addr
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, metrics::router(health))
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+            {
+                tracing::error!(%error, "the metrics server stopped");
+            }
+        });
+        tracing::info!(
+            namespace = args.namespace.as_deref().unwrap_or("<all>"),
+            metrics = %args.metrics_addr,
+            "netfence started"
+        );
+        if args.leader_election {
+            let lease = controller::LeaseSettings {
+                namespace: args.lease_namespace.clone(),
+                name: args.lease_name.clone(),
+                identity: settings
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| format!("netfence-{}", std::process::id())),
+            };
+            drop(prepared);
+            if let Err(error) =
+                controller::run_as_leader(client, &settings, &lease, health_metrics, ready, shutdown_signal())
+                    .await
+            {
+                eprintln!(
+                    "error: leader election failed ({error}); check that netfence may get, create and patch Leases in namespace {}",
+                    args.lease_namespace
+                );
+                return ExitCode::FAILURE;
+            }
+        } else {
+            prepared.run(ready, shutdown_signal()).await;
+        }
+        tracing::info!("netfence stopped");
+        ExitCode::SUCCESS
+    })
+}

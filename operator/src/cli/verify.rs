@@ -1,0 +1,389 @@
+//! `netfence verify PATH...`: read manifests, compute who can reach whom with the pure
+//! [`crate::verify`] engine, and print it.
+//!
+//! ```text
+//! PATH... --manifests::load--> Namespaces, Pods, NetworkPolicies --Cluster::build--> matrix (table | json)
+//!                              NamespaceIsolations --render--> intent proof ("intent holds" or every difference)
+//! ```
+//!
+//! Other kinds are skipped with a note on stderr. Exit codes: 0 verified, 1 an intent proof
+//! failed, 2 bad input (every problem on stderr as `error: FILE: KIND NAME: FIELD: message`).
+
+use std::{
+    collections::BTreeMap,
+    io::{self, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use k8s_openapi::api::{
+    core::v1::{Namespace, Pod},
+    networking::v1::NetworkPolicy,
+};
+use serde::de::DeserializeOwned;
+
+use super::EXIT_BAD_INPUT;
+use crate::{
+    manifests::{self, Document},
+    verify::{self, Cluster, Probe, intent, report},
+};
+
+/// Exit code when a check failed: an intent proof found a difference.
+pub const EXIT_CHECK_FAILED: u8 = 1;
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One matrix per probe: rows are sources, columns destinations.
+    #[default]
+    Table,
+    /// `{"connections":[{"from","to","port","protocol","allowed","reason"}]}`, one entry per
+    /// ordered pair of distinct pods per probe.
+    Json,
+}
+
+/// Arguments of `netfence verify`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files or directories of manifests (YAML or JSON, multi-document, `kind: List` accepted,
+    /// so `kubectl get ns,pods,netpol -A -o yaml` works as is), or `-` for stdin.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// A port and protocol to test, such as `80/TCP` or `53/UDP` (repeatable). Default: every
+    /// port that some pod declares.
+    #[arg(long = "probe", value_name = "PORT/PROTOCOL")]
+    pub probes: Vec<Probe>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+
+    /// Explain one connection instead of printing the matrix: which policies select each end,
+    /// which rule allowed it, or why none did. Pods are `NAMESPACE/NAME`.
+    #[arg(long, num_args = 3, value_names = ["FROM", "TO", "PORT/PROTOCOL"])]
+    pub explain: Option<Vec<String>>,
+}
+
+pub(super) fn run(args: &Args) -> ExitCode {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut err = io::stderr().lock();
+    let code = execute(args, &mut out, &mut err);
+    match out.flush() {
+        Err(error) if error.kind() != io::ErrorKind::BrokenPipe => {
+            let _ = writeln!(err, "error: cannot write the output: {error}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+        _ => ExitCode::from(code),
+    }
+}
+
+/// The objects `verify` reads, sorted out of the documents.
+#[derive(Default)]
+struct Input {
+    namespaces: Vec<Namespace>,
+    pods: Vec<Pod>,
+    policies: Vec<NetworkPolicy>,
+    isolations: Vec<Document>,
+    /// `(kind, ns/name)` -> the file it came from, to name the file in errors.
+    sources: BTreeMap<(&'static str, String), String>,
+}
+
+/// Deserialize a Pod or Namespace leniently: fields this version does not know (a dump from a
+/// newer cluster) are ignored, since verify reads only labels, ports, addresses and hostNetwork.
+fn lenient<T: DeserializeOwned>(document: &Document) -> Result<T, manifests::FieldError> {
+    serde_path_to_error::deserialize(&document.value).map_err(|error| manifests::FieldError {
+        path: match error.path().to_string().as_str() {
+            "." => String::new(),
+            path => path.to_owned(),
+        },
+        message: error.inner().to_string(),
+    })
+}
+
+fn object_key(document: &Document) -> String {
+    match document
+        .value
+        .pointer("/metadata/namespace")
+        .and_then(serde_json::Value::as_str)
+    {
+        Some(namespace) => format!("{namespace}/{}", document.name()),
+        None if document.kind() == "Namespace" => document.name().to_owned(),
+        None => format!("default/{}", document.name()),
+    }
+}
+
+/// Sort documents by kind; collect every error and a note per skipped kind.
+fn classify(documents: Vec<Document>, errors: &mut Vec<String>, notes: &mut Vec<String>) -> Input {
+    let mut input = Input::default();
+    let mut skipped: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for document in documents {
+        let expected = match document.kind() {
+            "Namespace" | "Pod" => "v1",
+            "NetworkPolicy" => "networking.k8s.io/v1",
+            "NamespaceIsolation" => "netfence.io/v1alpha1",
+            other => {
+                let kind = if other.is_empty() {
+                    "object without kind"
+                } else {
+                    other
+                };
+                let entry = skipped
+                    .entry(kind.to_owned())
+                    .or_insert_with(|| (0, format!("{}: {}", document.source, document.name())));
+                entry.0 += 1;
+                continue;
+            }
+        };
+        let prefix = format!(
+            "{}: {} {}",
+            document.source,
+            document.kind(),
+            object_key(&document)
+        );
+        if document.api_version() != expected {
+            errors.push(format!(
+                "{prefix}: apiVersion: \"{}\" is not supported; use {expected}",
+                document.api_version()
+            ));
+            continue;
+        }
+        let kind: &'static str = match document.kind() {
+            "Namespace" => "Namespace",
+            "Pod" => "Pod",
+            "NetworkPolicy" => "NetworkPolicy",
+            _ => {
+                input.isolations.push(document);
+                continue;
+            }
+        };
+        input
+            .sources
+            .insert((kind, object_key(&document)), document.source.clone());
+        let result = match kind {
+            "Namespace" => lenient(&document).map(|namespace| input.namespaces.push(namespace)),
+            "Pod" => lenient(&document).map(|pod| input.pods.push(pod)),
+            _ => document.typed().map(|policy| input.policies.push(policy)),
+        };
+        if let Err(error) = result {
+            errors.push(format!("{prefix}: {error}"));
+        }
+    }
+    for (kind, (count, first)) in skipped {
+        let objects = if count == 1 { "object" } else { "objects" };
+        notes.push(format!(
+            "skipped {count} {kind} {objects} (first: {first}); verify reads Namespace, Pod, NetworkPolicy and NamespaceIsolation"
+        ));
+    }
+    input
+}
+
+/// Run `netfence verify` on `args`, writing the report to `out` and notes and errors to `err`;
+/// returns the exit code.
+pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    match execute_inner(args, out, err) {
+        Ok(code) => code,
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => 0,
+        Err(error) => {
+            let _ = writeln!(err, "error: cannot write the output: {error}");
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+fn bad_input(err: &mut dyn Write, errors: &[String]) -> io::Result<u8> {
+    for error in errors {
+        writeln!(err, "error: {error}")?;
+    }
+    Ok(EXIT_BAD_INPUT)
+}
+
+fn execute_inner(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
+    let documents = match manifests::load(&args.paths) {
+        Ok(documents) => documents,
+        Err(error) => return bad_input(err, &[error.to_string()]),
+    };
+    let mut errors = Vec::new();
+    let mut notes = Vec::new();
+    let input = classify(documents, &mut errors, &mut notes);
+    let mut isolations = Vec::new();
+    if !input.isolations.is_empty() {
+        match super::render::isolations(&input.isolations, &mut notes) {
+            Ok(valid) => isolations = valid,
+            Err(invalid) => errors.extend(invalid),
+        }
+    }
+    let cluster = match Cluster::build(&input.namespaces, &input.pods, &input.policies) {
+        Ok(cluster) => Some(cluster),
+        Err(model_errors) => {
+            for error in model_errors.0 {
+                let (kind, object) = error.object();
+                let source = input
+                    .sources
+                    .get(&(kind, object.to_owned()))
+                    .map_or_else(|| "<input>".to_owned(), Clone::clone);
+                errors.push(format!("{source}: {error}"));
+            }
+            None
+        }
+    };
+    for note in notes.iter().chain(cluster.iter().flat_map(Cluster::notes)) {
+        writeln!(err, "note: {note}")?;
+    }
+    let Some(cluster) = cluster.filter(|_| errors.is_empty()) else {
+        return bad_input(err, &errors);
+    };
+
+    if let Some(explain) = &args.explain {
+        return explain_one(&cluster, explain, out, err);
+    }
+    if cluster.pods().is_empty() && isolations.is_empty() {
+        let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        return bad_input(
+            err,
+            &[format!(
+                "no Pod and no NamespaceIsolation found in {}; verify needs pods (such as `kubectl get ns,pods,netpol -A -o yaml`) or NamespaceIsolation resources",
+                paths.join(", ")
+            )],
+        );
+    }
+    let mut code = 0;
+    if !cluster.pods().is_empty() {
+        code = print_matrix(args, &cluster, out, err)?;
+        if code != 0 {
+            return Ok(code);
+        }
+    }
+    for isolation in &isolations {
+        match prove(isolation, &input.policies, args.output, out, err)? {
+            Ok(true) => code = EXIT_CHECK_FAILED,
+            Ok(false) => {}
+            Err(()) => return Ok(EXIT_BAD_INPUT),
+        }
+    }
+    Ok(code)
+}
+
+fn print_matrix(
+    args: &Args,
+    cluster: &Cluster,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
+    let probes = if args.probes.is_empty() {
+        cluster.declared_probes()
+    } else {
+        args.probes.clone()
+    };
+    if probes.is_empty() {
+        return bad_input(
+            err,
+            &["no pod declares a container port, so there is nothing to probe; pass --probe PORT/PROTOCOL, such as --probe 80/TCP".to_owned()],
+        );
+    }
+    let matrix = verify::reachability(cluster, &probes);
+    match args.output {
+        Format::Table => write!(out, "{}", report::table(&matrix))?,
+        Format::Json => {
+            write!(out, "{{\"connections\":[")?;
+            for (index, connection) in matrix.connections().enumerate() {
+                if index > 0 {
+                    write!(out, ",")?;
+                }
+                writeln!(out)?;
+                serde_json::to_writer(&mut *out, &connection).map_err(io::Error::other)?;
+            }
+            writeln!(out, "\n]}}")?;
+        }
+    }
+    Ok(0)
+}
+
+fn explain_one(
+    cluster: &Cluster,
+    explain: &[String],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
+    let [from, to, probe] = explain else {
+        return bad_input(err, &["--explain takes FROM TO PORT/PROTOCOL".to_owned()]);
+    };
+    let mut errors = Vec::new();
+    let mut pod = |key: &str| {
+        let index = cluster.pod_index(key);
+        if index.is_none() {
+            errors.push(format!(
+                "--explain: pod {key:?} is not in the input; name pods NAMESPACE/NAME, as the matrix prints them"
+            ));
+        }
+        index
+    };
+    let (from, to) = (pod(from), pod(to));
+    let probe = match probe.parse::<Probe>() {
+        Ok(probe) => Some(probe),
+        Err(error) => {
+            errors.push(format!("--explain: {error}"));
+            None
+        }
+    };
+    let (Some(from), Some(to), Some(probe)) = (from, to, probe) else {
+        return bad_input(err, &errors);
+    };
+    writeln!(out, "{}", verify::explain(cluster, from, to, probe))?;
+    Ok(0)
+}
+
+/// Prove one isolation against the NetworkPolicies of its namespace found in the input (what
+/// the cluster or the repository holds), or, when the input has none, against the policies
+/// netfence renders for it. Returns whether the proof failed.
+fn prove(
+    isolation: &netfence_crd::ValidatedIsolation,
+    input_policies: &[NetworkPolicy],
+    format: Format,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<Result<bool, ()>> {
+    let namespace = isolation.namespace().unwrap_or("default");
+    let found: Vec<NetworkPolicy> = input_policies
+        .iter()
+        .filter(|policy| policy.metadata.namespace.as_deref().unwrap_or("default") == namespace)
+        .cloned()
+        .collect();
+    let (policies, against) = if found.is_empty() {
+        (
+            crate::render::network_policies(isolation),
+            "the policies netfence renders for it".to_owned(),
+        )
+    } else {
+        let count = found.len();
+        (
+            found,
+            format!("the {count} NetworkPolicies of namespace {namespace} in the input"),
+        )
+    };
+    match intent::prove(isolation, &policies) {
+        Ok(proof) => {
+            match format {
+                Format::Table => {
+                    writeln!(out, "proving against {against}")?;
+                    writeln!(out, "{}\n", intent::report(&proof))?;
+                }
+                Format::Json => {
+                    let mut json = intent::json(&proof);
+                    json["against"] = serde_json::Value::String(against);
+                    writeln!(out, "{json}")?;
+                }
+            }
+            Ok(Ok(!proof.holds()))
+        }
+        Err(error) => {
+            writeln!(
+                err,
+                "error: NamespaceIsolation {}: cannot prove its intent: {error}",
+                isolation.name()
+            )?;
+            Ok(Err(()))
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The controller: NamespaceIsolations in, their NetworkPolicies kept true. The only I/O module
+//! besides the sandbox.
+//!
+//! ```text
+//! watch NamespaceIsolation ----------------------------\
+//! reflect NetworkPolicy (managed-by=netfence) ----------+--> reconcile(resource)
+//!                                                        validate -> render -> plan -> apply/prune -> status
+//! ```
+//!
+//! Each step is a named function; `validate`, `render` and `plan` are pure and live in their own
+//! modules. A reconcile in steady state makes no write: the plan is empty and the status unchanged.
+
+mod leader;
+mod reconcile;
+mod status;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::{
+    Api, Client,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::{Recorder, Reporter},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use netfence_crd::NamespaceIsolation;
+use tokio::sync::Mutex;
+
+pub use leader::{LeaseSettings, run_as_leader};
+pub use reconcile::{Error, reconcile};
+
+use crate::{
+    metrics::Metrics,
+    render::{MANAGED_BY, MANAGED_BY_LABEL},
+};
+
+/// The field manager of every write netfence makes.
+pub const FIELD_MANAGER: &str = "netfence";
+
+/// The finalizer that holds a deletion until `Orphan` or `KeepDefaultDeny` is carried out.
+pub const FINALIZER: &str = "netfence.io/deletion-policy";
+
+/// The first retry delay after a failed reconcile; it doubles up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest retry delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// The NetworkPolicies carrying the managed-by label, as last observed.
+    pub policies: Store<NetworkPolicy>,
+    /// Consecutive failures per resource, for exponential backoff.
+    pub failures: Mutex<HashMap<ObjectRef<NamespaceIsolation>, u32>>,
+    /// The counters.
+    pub metrics: Arc<Metrics>,
+    /// Publishes Events about the resources.
+    pub recorder: Recorder,
+}
+
+/// The label selector of the policies netfence watches: only its own.
+#[must_use]
+pub fn managed_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
+}
+
+/// The retry delay after `failures` consecutive failures: 1 s doubling, at most 5 min.
+#[must_use]
+pub fn backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    MIN_BACKOFF.saturating_mul(1 << exponent).min(MAX_BACKOFF)
+}
+
+/// What `netfence run` and `netfence sandbox` tell the controller.
+pub struct Settings {
+    /// Watch one namespace; `None` watches all.
+    pub namespace: Option<String>,
+    /// How many resources are reconciled at once.
+    pub concurrency: u16,
+    /// This instance's name in Events (the pod name in a cluster).
+    pub instance: Option<String>,
+}
+
+/// A controller ready to run: read its store (for metrics) before running it.
+pub struct Prepared {
+    controller: Controller<NamespaceIsolation>,
+    policies: Store<NetworkPolicy>,
+    context: Arc<Context>,
+}
+
+impl Prepared {
+    /// The controller's view of NamespaceIsolations.
+    #[must_use]
+    pub fn store(&self) -> Store<NamespaceIsolation> {
+        self.controller.store()
+    }
+
+    /// Run until `shutdown` resolves. `ready` is set once both caches have synced.
+    pub async fn run(
+        self,
+        ready: Arc<AtomicBool>,
+        shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    ) {
+        let isolations = self.controller.store();
+        let policies = self.policies.clone();
+        tokio::spawn(async move {
+            if isolations.wait_until_ready().await.is_ok()
+                && policies.wait_until_ready().await.is_ok()
+            {
+                ready.store(true, Ordering::Relaxed);
+            }
+        });
+        self.controller
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile, error_policy, self.context)
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "reconcile did not complete");
+                }
+            })
+            .await;
+    }
+}
+
+/// Build the NamespaceIsolation controller: it watches the resources and reflects the
+/// NetworkPolicies that carry the managed-by label.
+#[must_use]
+pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Prepared {
+    let (isolations, policies): (Api<NamespaceIsolation>, Api<NetworkPolicy>) =
+        match settings.namespace.as_deref() {
+            Some(namespace) => (
+                Api::namespaced(client.clone(), namespace),
+                Api::namespaced(client.clone(), namespace),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+    let (reader, writer) = reflector::store();
+    let policy_events = watcher(
+        policies,
+        watcher::Config::default().labels(&managed_selector()),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: settings.instance.clone(),
+        },
+    );
+    let context = Arc::new(Context {
+        client,
+        policies: reader.clone(),
+        failures: Mutex::new(HashMap::new()),
+        metrics,
+        recorder,
+    });
+    let controller = Controller::new(isolations, watcher::Config::default())
+        .owns_stream(policy_events)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(settings.concurrency.max(1)),
+        );
+    Prepared {
+        controller,
+        policies: reader,
+        context,
+    }
+}
+
+/// After a failure: retry with this resource's own exponential backoff. (`error_policy` is
+/// synchronous, so the failure count is raised in `reconcile` and only read here.)
+#[allow(clippy::needless_pass_by_value)] // the signature is kube's `Controller::run` contract
+fn error_policy(resource: Arc<NamespaceIsolation>, error: &Error, context: Arc<Context>) -> Action {
+    let failures = context
+        .failures
+        .try_lock()
+        .ok()
+        .and_then(|failures| failures.get(&ObjectRef::from(resource.as_ref())).copied())
+        .unwrap_or(1);
+    let delay = backoff(failures);
+    tracing::warn!(
+        namespace = resource.metadata.namespace.as_deref().unwrap_or_default(),
+        name = resource.metadata.name.as_deref().unwrap_or_default(),
+        %error,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The backoff doubles from 1 s and stops at 5 minutes: a failing resource neither hammers the
+    /// API server nor waits forever.
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        let delays: Vec<u64> = (1..=12).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+}

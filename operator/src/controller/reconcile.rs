@@ -1,0 +1,582 @@
+//! One reconcile of one NamespaceIsolation, as named steps:
+//!
+//! ```text
+//! finalize? -> validate -> render -> observe -> plan -> apply + prune (Enforce) -> status
+//! ```
+//!
+//! An invalid spec stops after `validate` with status `InvalidSpec`: nothing in the cluster
+//! changes. A failed write stops with status `ApplyFailed` and an error, so the controller
+//! retries with this resource's backoff.
+
+use std::sync::Arc;
+
+use k8s_openapi::{
+    api::{
+        core::v1::{Namespace, ObjectReference},
+        networking::v1::NetworkPolicy,
+    },
+    apimachinery::pkg::apis::meta::v1::Time,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+        reflector::ObjectRef,
+    },
+};
+use netfence_crd::{
+    NamespaceIsolation, ValidatedIsolation,
+    isolation::{DeletionPolicy, Mode, PlannedChanges},
+};
+
+use super::{
+    Context, FIELD_MANAGER, FINALIZER,
+    status::{self, Outcome},
+};
+use crate::{
+    plan::{self, ApplyReason, is_owned_by},
+    render::{self, PolicyRole},
+};
+
+/// How long a converged resource waits before it is checked again without any event.
+const RESYNC: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Why a reconcile did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The resource has no namespace or UID (it did not come from an API server).
+    #[error("NamespaceIsolation {0} has no namespace or uid")]
+    Incomplete(String),
+    /// A NetworkPolicy write failed.
+    #[error("failed to {verb} NetworkPolicy {namespace}/{name}")]
+    Write {
+        /// read, apply, orphan or delete.
+        verb: &'static str,
+        /// The namespace.
+        namespace: String,
+        /// The policy name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A status or finalizer write failed.
+    #[error("failed to update NamespaceIsolation {namespace}/{name}")]
+    Update {
+        /// The namespace.
+        namespace: String,
+        /// The resource name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// The label of the failure counter.
+    #[must_use]
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Incomplete(_) => "incomplete",
+            Error::Write { .. } => "policy_write",
+            Error::Update { .. } => "resource_update",
+        }
+    }
+}
+
+/// Reconcile one NamespaceIsolation, and keep its failure count for the backoff.
+pub async fn reconcile(
+    resource: Arc<NamespaceIsolation>,
+    context: Arc<Context>,
+) -> Result<Action, Error> {
+    context.metrics.reconciles.inc();
+    let started = std::time::Instant::now();
+    let result = reconcile_steps(&resource, &context).await;
+    context
+        .metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    let key = ObjectRef::from(resource.as_ref());
+    let mut failures = context.failures.lock().await;
+    match &result {
+        Ok(_) => {
+            failures.remove(&key);
+        }
+        Err(error) => {
+            context.metrics.failed(error.metric_label());
+            *failures.entry(key).or_insert(0) += 1;
+        }
+    }
+    result
+}
+
+async fn reconcile_steps(
+    resource: &NamespaceIsolation,
+    context: &Context,
+) -> Result<Action, Error> {
+    let (Some(namespace), Some(uid)) = (resource.namespace(), resource.uid()) else {
+        return Err(Error::Incomplete(resource.name_any()));
+    };
+    let span =
+        tracing::info_span!("reconcile", namespace = %namespace, name = %resource.name_any());
+    let _entered = span.enter();
+    let observed = observe(context, &namespace);
+
+    if resource.metadata.deletion_timestamp.is_some() {
+        finalize(resource, context, &namespace, &observed).await?;
+        return Ok(Action::await_change());
+    }
+    ensure_finalizer(resource, context, &namespace).await?;
+
+    // validate (no client)
+    let isolation = match ValidatedIsolation::try_from(resource) {
+        Ok(isolation) => isolation,
+        Err(errors) => {
+            let note = format!("{errors}; the previous NetworkPolicies are kept");
+            let outcome = Outcome::InvalidSpec {
+                errors,
+                policies: owned_names(&observed, &uid),
+            };
+            if write_status(resource, context, &namespace, &outcome).await? {
+                event(context, resource, EventType::Warning, "InvalidSpec", note).await;
+            }
+            return Ok(Action::await_change());
+        }
+    };
+    // render (no client)
+    let desired = render::network_policies(&isolation);
+    // plan (no client)
+    let plan = plan::plan(&desired, &observed, &uid);
+
+    if isolation.mode() == Mode::DryRun {
+        let planned = PlannedChanges {
+            create: changed(&plan, ApplyReason::Missing),
+            update: changed(&plan, ApplyReason::Drifted),
+            delete: plan.delete.clone(),
+        };
+        let outcome = Outcome::DryRun {
+            policies: owned_names(&observed, &uid),
+            planned,
+        };
+        write_status(resource, context, &namespace, &outcome).await?;
+        return Ok(Action::requeue(RESYNC));
+    }
+
+    // apply and prune (client)
+    let mut conflicts = plan.conflicts.clone();
+    match apply_plan(context, resource, &namespace, &uid, &plan).await {
+        Ok(found) => conflicts.extend(found),
+        Err(error) => {
+            let message = error_chain(&error);
+            let outcome = Outcome::ApplyFailed {
+                message: message.clone(),
+                policies: owned_names(&observe(context, &namespace), &uid),
+            };
+            write_status(resource, context, &namespace, &outcome).await?;
+            event(
+                context,
+                resource,
+                EventType::Warning,
+                "ApplyFailed",
+                message,
+            )
+            .await;
+            return Err(error);
+        }
+    }
+    let outcome = if conflicts.is_empty() {
+        Outcome::Reconciled {
+            policies: desired
+                .iter()
+                .filter_map(|policy| policy.metadata.name.clone())
+                .collect(),
+        }
+    } else {
+        Outcome::ApplyFailed {
+            message: format!(
+                "NetworkPolicies {} exist but are not owned by this resource; netfence never overwrites them: delete or rename them",
+                conflicts.join(", ")
+            ),
+            policies: desired
+                .iter()
+                .filter_map(|policy| policy.metadata.name.clone())
+                .filter(|name| !conflicts.contains(name))
+                .collect(),
+        }
+    };
+    write_status(resource, context, &namespace, &outcome).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// The policies of the namespace that carry the managed-by label, from the reflector (no API
+/// call). [`plan::plan`] tells this resource's own from the others.
+fn observe(context: &Context, namespace: &str) -> Vec<NetworkPolicy> {
+    context
+        .policies
+        .state()
+        .iter()
+        .filter(|policy| policy.metadata.namespace.as_deref() == Some(namespace))
+        .map(|policy| policy.as_ref().clone())
+        .collect()
+}
+
+/// The names of the policies this resource owns.
+fn owned_names(policies: &[NetworkPolicy], uid: &str) -> Vec<String> {
+    policies
+        .iter()
+        .filter(|policy| is_owned_by(policy, uid))
+        .filter_map(|policy| policy.metadata.name.clone())
+        .collect()
+}
+
+fn changed(plan: &plan::Plan, reason: ApplyReason) -> Vec<String> {
+    plan.apply
+        .iter()
+        .filter(|(why, _)| *why == reason)
+        .filter_map(|(_, policy)| policy.metadata.name.clone())
+        .collect()
+}
+
+/// Apply and prune. Returns the names of policies that could not be created because an object
+/// that netfence does not own already holds the name (the reflector sees only labelled
+/// policies, so a missing one is looked up before it is created: netfence never takes over a
+/// hand-written policy).
+async fn apply_plan(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    namespace: &str,
+    uid: &str,
+    plan: &plan::Plan,
+) -> Result<Vec<String>, Error> {
+    let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut conflicts = Vec::new();
+    for (reason, policy) in &plan.apply {
+        let name = policy.metadata.name.clone().unwrap_or_default();
+        let write_error = |verb, source| Error::Write {
+            verb,
+            namespace: namespace.to_owned(),
+            name: name.clone(),
+            source,
+        };
+        if *reason == ApplyReason::Missing {
+            let existing = api
+                .get_opt(&name)
+                .await
+                .map_err(|source| write_error("read", source))?;
+            if existing.is_some_and(|existing| !is_owned_by(&existing, uid)) {
+                conflicts.push(name);
+                continue;
+            }
+        }
+        api.patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
+            .await
+            .map_err(|source| write_error("apply", source))?;
+        context.metrics.policies_applied.inc();
+        if is_drift(resource, *reason, &name) {
+            context.metrics.drift_corrections.inc();
+            tracing::info!(policy = %name, "drift corrected");
+            let note = format!("NetworkPolicy {name} differed from the spec and was restored");
+            policy_event(context, resource, "DriftCorrected", &name, note).await;
+        } else {
+            let verb = if *reason == ApplyReason::Missing {
+                "created"
+            } else {
+                "updated"
+            };
+            tracing::info!(policy = %name, "{verb}");
+            let note = format!("NetworkPolicy {name} {verb}");
+            policy_event(context, resource, "PolicyApplied", &name, note).await;
+        }
+    }
+    for name in &plan.delete {
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => {
+                context.metrics.policies_deleted.inc();
+                let note = format!("NetworkPolicy {name} is no longer rendered and was deleted");
+                policy_event(context, resource, "PolicyDeleted", name, note).await;
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Write {
+                    verb: "delete",
+                    namespace: namespace.to_owned(),
+                    name: name.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(conflicts)
+}
+
+/// Whether writing `name` corrects drift rather than carrying out a spec change: the status says
+/// this generation was already reconciled, and the policy was then in place.
+fn is_drift(resource: &NamespaceIsolation, reason: ApplyReason, name: &str) -> bool {
+    let Some(status) = resource.status.as_ref() else {
+        return false;
+    };
+    let reconciled = status.observed_generation == resource.metadata.generation
+        && status
+            .conditions
+            .iter()
+            .any(|condition| condition.type_ == status::READY && condition.reason == "Reconciled");
+    reconciled
+        && match reason {
+            ApplyReason::Drifted => true,
+            ApplyReason::Missing => status.policies.iter().any(|policy| policy == name),
+        }
+}
+
+/// Publish an Event about the resource. A failure to publish is logged, never fatal: Events are
+/// for people, the status is the contract.
+async fn event(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    event_about(context, resource, type_, reason, note, None).await;
+}
+
+/// An Event about one NetworkPolicy of the resource: the policy is its `related` object, so that
+/// Events about different policies are not folded into one series.
+async fn policy_event(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    reason: &str,
+    policy: &str,
+    note: String,
+) {
+    let related = ObjectReference {
+        api_version: Some("networking.k8s.io/v1".to_owned()),
+        kind: Some("NetworkPolicy".to_owned()),
+        name: Some(policy.to_owned()),
+        namespace: resource.metadata.namespace.clone(),
+        ..ObjectReference::default()
+    };
+    event_about(
+        context,
+        resource,
+        EventType::Normal,
+        reason,
+        note,
+        Some(related),
+    )
+    .await;
+}
+
+async fn event_about(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    related: Option<ObjectReference>,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: related,
+    };
+    if let Err(error) = context
+        .recorder
+        .publish(&event, &resource.object_ref(&()))
+        .await
+    {
+        tracing::warn!(%error, reason, "failed to publish an Event");
+    }
+}
+
+/// Patch the status only when it changed: a steady-state reconcile writes nothing. Returns
+/// whether it wrote.
+async fn write_status(
+    resource: &NamespaceIsolation,
+    context: &Context,
+    namespace: &str,
+    outcome: &Outcome,
+) -> Result<bool, Error> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let new = status::status(
+        outcome,
+        resource.metadata.generation,
+        resource.status.as_ref(),
+        now,
+    );
+    if resource.status.as_ref() == Some(&new) {
+        return Ok(false);
+    }
+    let api: Api<NamespaceIsolation> = Api::namespaced(context.client.clone(), namespace);
+    let patch = serde_json::json!({ "status": new });
+    api.patch_status(
+        &resource.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|source| update_error(resource, namespace, source))?;
+    Ok(true)
+}
+
+fn update_error(resource: &NamespaceIsolation, namespace: &str, source: kube::Error) -> Error {
+    Error::Update {
+        namespace: namespace.to_owned(),
+        name: resource.name_any(),
+        source,
+    }
+}
+
+/// `Orphan` and `KeepDefaultDeny` need a finalizer to act before the owner is gone; `Delete`
+/// needs none (garbage collection removes the policies).
+async fn ensure_finalizer(
+    resource: &NamespaceIsolation,
+    context: &Context,
+    namespace: &str,
+) -> Result<(), Error> {
+    let wanted = resource.spec.deletion_policy != DeletionPolicy::Delete;
+    let present = resource.finalizers().iter().any(|f| f == FINALIZER);
+    if wanted == present {
+        return Ok(());
+    }
+    let mut finalizers: Vec<String> = resource
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    if wanted {
+        finalizers.push(FINALIZER.to_owned());
+    }
+    patch_finalizers(resource, context, namespace, finalizers).await
+}
+
+async fn patch_finalizers(
+    resource: &NamespaceIsolation,
+    context: &Context,
+    namespace: &str,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
+    let api: Api<NamespaceIsolation> = Api::namespaced(context.client.clone(), namespace);
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": resource.resource_version()}
+    });
+    api.patch(
+        &resource.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|source| update_error(resource, namespace, source))?;
+    Ok(())
+}
+
+/// Carry out the deletion policy, then release the finalizer. A resource whose namespace is
+/// being deleted releases it at once: it never blocks the namespace.
+async fn finalize(
+    resource: &NamespaceIsolation,
+    context: &Context,
+    namespace: &str,
+    observed: &[NetworkPolicy],
+) -> Result<(), Error> {
+    if !resource.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let namespaces: Api<Namespace> = Api::all(context.client.clone());
+    let namespace_going = match namespaces.get_opt(namespace).await {
+        Ok(Some(found)) => found.metadata.deletion_timestamp.is_some(),
+        Ok(None) => true,
+        Err(source) => return Err(update_error(resource, namespace, source)),
+    };
+    if !namespace_going {
+        let uid = resource.uid().unwrap_or_default();
+        let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
+        let keep_all = resource.spec.deletion_policy == DeletionPolicy::Orphan;
+        for policy in observed.iter().filter(|policy| is_owned_by(policy, &uid)) {
+            let name = policy.metadata.name.clone().unwrap_or_default();
+            let kept = keep_all
+                || role_of(&resource.name_any(), &name).is_some_and(|role| role.fails_closed());
+            let result = if kept {
+                // Remove this resource's owner reference, and only it (the JSON patch tests the
+                // uid first), so garbage collection leaves the policy alone.
+                match orphan_patch(policy, &uid) {
+                    Some(patch) => api
+                        .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+                        .await
+                        .map(|_| ()),
+                    None => Ok(()),
+                }
+            } else {
+                api.delete(&name, &DeleteParams::background())
+                    .await
+                    .map(|_| ())
+            };
+            if let Err(source) = result {
+                return Err(Error::Write {
+                    verb: if kept { "orphan" } else { "delete" },
+                    namespace: namespace.to_owned(),
+                    name,
+                    source,
+                });
+            }
+        }
+    }
+    let finalizers = resource
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    patch_finalizers(resource, context, namespace, finalizers).await
+}
+
+/// A JSON patch that removes the owner reference to `uid`, after testing that it is still at
+/// that position.
+fn orphan_patch(policy: &NetworkPolicy, uid: &str) -> Option<json_patch::Patch> {
+    let index = policy
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .position(|owner| owner.uid == uid)?;
+    serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": format!("/metadata/ownerReferences/{index}/uid"), "value": uid},
+        {"op": "remove", "path": format!("/metadata/ownerReferences/{index}")},
+    ]))
+    .ok()
+}
+
+/// The role of a policy from its name, for a resource named `resource`.
+fn role_of(resource: &str, policy: &str) -> Option<PolicyRole> {
+    let suffix = policy.strip_prefix(resource)?.strip_prefix('-')?;
+    match suffix {
+        "default-deny" => Some(PolicyRole::DefaultDeny),
+        "allow-dns" => Some(PolicyRole::AllowDns),
+        "same-namespace" => Some(PolicyRole::SameNamespace),
+        other => other
+            .strip_prefix("tier-")
+            .map(|tier| PolicyRole::Tier(tier.to_owned()))
+            .or_else(|| {
+                other
+                    .strip_prefix("shared-")
+                    .map(|name| PolicyRole::Shared(name.to_owned()))
+            }),
+    }
+}
+
+/// An error and its causes, for a status message.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

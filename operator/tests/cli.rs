@@ -1,0 +1,259 @@
+//! `netfence render` and `netfence crd` as a user runs them: the real binary, real files, exit
+//! codes, stdout and stderr.
+//!
+//! A GitOps pipeline runs `netfence render` on every pull request: if these fail, a broken
+//! resource could pass the pipeline, or a good one could print garbage into the applied manifests.
+
+use std::{
+    io::Write,
+    path::Path,
+    process::{Command, Output, Stdio},
+};
+
+fn netfence(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netfence"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .expect("netfence runs")
+}
+
+fn netfence_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netfence"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("netfence runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("writes");
+    child.wait_with_output().expect("finishes")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn temp_file(name: &str, content: &[u8]) -> tempfile::TempPath {
+    let mut file = tempfile::Builder::new()
+        .prefix(name)
+        .suffix(".yaml")
+        .tempfile()
+        .expect("temp file");
+    file.write_all(content).expect("writes");
+    file.into_temp_path()
+}
+
+/// Assert bad input: exit 2, nothing on stdout, no panic, and the stderr lines the user reads.
+#[track_caller]
+fn assert_bad_input(output: &Output, expected_in_stderr: &str) {
+    let stderr = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(output.stdout.is_empty(), "stdout must stay empty");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(expected_in_stderr),
+        "expected {expected_in_stderr:?} in stderr:\n{stderr}"
+    );
+}
+
+/// The README's render command works on the examples directory and prints valid policies.
+#[test]
+fn renders_the_examples_directory() {
+    let output = netfence(&["render", "examples/"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout.clone()).expect("UTF-8");
+    let documents: Vec<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        serde_saphyr::from_multiple(&text).expect("stdout is multi-document YAML of policies");
+    assert_eq!(documents.len(), 24);
+    assert!(stderr(&output).contains("note: examples/three-tier.yaml: skipping Namespace shop"));
+}
+
+/// `-o json` prints one `List` that kubectl can apply.
+#[test]
+fn renders_json() {
+    let output = netfence(&["render", "-o", "json", "examples/three-tier.yaml"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(list["kind"], "List");
+    let items: Vec<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        serde_json::from_value(list["items"].clone()).expect("policies");
+    assert_eq!(items.len(), 5);
+}
+
+/// `-` reads stdin, and `--namespace` fills a namespace the manifest leaves out.
+#[test]
+fn renders_stdin_with_default_namespace() {
+    let input = "apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: lock}\nspec: {}\n";
+    let output = netfence_stdin(&["render", "-", "--namespace", "team-b"], input);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(
+        text.contains("name: lock-default-deny\n  namespace: team-b\n"),
+        "{text}"
+    );
+    assert!(text.contains("name: lock-allow-dns\n"), "{text}");
+}
+
+/// An invalid resource: every error as `FILE: NAME: PATH: message`, nothing rendered.
+#[test]
+fn invalid_resource_lists_every_error() {
+    let file = temp_file(
+        "invalid",
+        b"apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: shop, namespace: shop}\nspec:\n  tiers: [{name: frontend, podSelector: {}}, {name: backend, podSelector: {}}]\n  flows:\n    - {from: frontend, to: backend}\n    - {from: backend, to: db}\n  sharedServices:\n    - {name: x, direction: Egress, ipBlock: {cidr: 10.0.0.1/8}}\n",
+    );
+    let path = file.display().to_string();
+    let output = netfence(&["render", &path]);
+    assert_bad_input(
+        &output,
+        &format!(
+            "{path}: shop: spec.flows[1].to: unknown tier \"db\"; declared tiers: frontend, backend\n{path}: shop: spec.sharedServices[0].ipBlock.cidr: \"10.0.0.1/8\": has host bits set; write 10.0.0.0/8\nerror: 2 invalid field(s); nothing rendered\n"
+        ),
+    );
+}
+
+/// One bad resource among good ones: nothing at all is rendered (no partial output to apply).
+#[test]
+fn one_bad_resource_renders_nothing() {
+    let file = temp_file(
+        "bad",
+        b"apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: bad, namespace: bad}\nspec: {isolate: []}\n",
+    );
+    let path = file.display().to_string();
+    let output = netfence(&["render", "examples/", &path]);
+    assert_bad_input(
+        &output,
+        &format!("{path}: bad: spec.isolate: must list at least one direction"),
+    );
+}
+
+/// A misspelt field is an error with its path, not silently ignored.
+#[test]
+fn unknown_field_is_an_error() {
+    let file = temp_file(
+        "typo",
+        b"apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: shop}\nspec:\n  sharedService: []\n",
+    );
+    let path = file.display().to_string();
+    assert_bad_input(
+        &netfence(&["render", &path]),
+        &format!("{path}: shop: spec.sharedService: unknown field"),
+    );
+}
+
+/// Malformed YAML: one error naming the file.
+#[test]
+fn malformed_yaml() {
+    let file = temp_file("malformed", b"apiVersion: v1\nkind: [NamespaceIsolation\n");
+    let path = file.display().to_string();
+    assert_bad_input(
+        &netfence(&["render", &path]),
+        &format!("error: {path}: not valid YAML or JSON"),
+    );
+}
+
+/// A NamespaceIsolation of an apiVersion that does not exist.
+#[test]
+fn wrong_api_version() {
+    let file = temp_file(
+        "version",
+        b"apiVersion: netfence.io/v1\nkind: NamespaceIsolation\nmetadata: {name: shop}\nspec: {}\n",
+    );
+    let path = file.display().to_string();
+    assert_bad_input(
+        &netfence(&["render", &path]),
+        &format!(
+            "{path}: shop: apiVersion: \"netfence.io/v1\" is not served; use netfence.io/v1alpha1"
+        ),
+    );
+}
+
+/// Only other kinds: a note for each, then an error that nothing was found.
+#[test]
+fn no_namespace_isolation() {
+    let file = temp_file(
+        "other",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n",
+    );
+    let path = file.display().to_string();
+    let output = netfence(&["render", &path]);
+    assert_bad_input(
+        &output,
+        &format!("note: {path}: skipping ConfigMap settings (not a NamespaceIsolation)"),
+    );
+    assert!(
+        stderr(&output)
+            .contains("error: no NamespaceIsolation (apiVersion netfence.io/v1alpha1) found in")
+    );
+}
+
+/// An empty file is a mistake worth stopping for.
+#[test]
+fn empty_file() {
+    let file = temp_file("empty", b"");
+    let path = file.display().to_string();
+    assert_bad_input(
+        &netfence(&["render", &path]),
+        &format!("error: {path}: holds no Kubernetes object; remove the file or add a manifest"),
+    );
+}
+
+/// A missing path.
+#[test]
+fn missing_path() {
+    assert_bad_input(
+        &netfence(&["render", "does/not/exist.yaml"]),
+        "error: does/not/exist.yaml: cannot read",
+    );
+}
+
+/// 10 MB of junk, binary and text: one clear error, never a panic or a hang.
+#[test]
+fn ten_megabytes_of_junk() {
+    let binary: Vec<u8> = (0..10 * 1024 * 1024_u32)
+        .map(|index| (index.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let file = temp_file("binary", &binary);
+    let path = file.display().to_string();
+    assert_bad_input(
+        &netfence(&["render", &path]),
+        &format!("error: {path}: not UTF-8 text"),
+    );
+
+    let text = "{[: junk ]] ::: - ! & * @ `\n".repeat(10 * 1024 * 1024 / 28);
+    let file = temp_file("text", text.as_bytes());
+    let path = file.display().to_string();
+    assert_bad_input(
+        &netfence(&["render", &path]),
+        &format!("error: {path}: not valid YAML or JSON"),
+    );
+
+    let words = "lorem ipsum dolor sit amet\n".repeat(10 * 1024 * 1024 / 27);
+    let file = temp_file("words", words.as_bytes());
+    let path = file.display().to_string();
+    assert_bad_input(
+        &netfence(&["render", &path]),
+        &format!("error: {path}: document 1 is not a Kubernetes object"),
+    );
+}
+
+/// `netfence crd` prints the CRD a user pipes into `kubectl apply -f -`.
+#[test]
+fn crd_prints_the_crd() {
+    let output = netfence(&["crd"]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+    let crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        serde_saphyr::from_multiple(&text).expect("CRD YAML");
+    assert_eq!(
+        crds.iter()
+            .map(|crd| crd.metadata.name.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["namespaceisolations.netfence.io"]
+    );
+}
