@@ -5,6 +5,7 @@
 //! render      ValidatedIsolation -> NetworkPolicies (pure)
 //! controller  reconcile loops: apply, prune, status (I/O)
 //! metrics     Prometheus counters, /metrics /healthz /readyz
+//! sandbox     an in-memory Kubernetes API server for trying netfence and for tests (I/O)
 //! plan        rendered + observed policies -> the writes that make them equal (pure)
 //! verify      Namespaces, Pods, NetworkPolicies -> who can reach whom, and why (pure)
 //! ```
@@ -15,4 +16,5 @@ pub mod manifests;
 pub mod metrics;
 pub mod plan;
 pub mod render;
+pub mod sandbox;
 pub mod verify;

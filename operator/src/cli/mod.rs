@@ -5,6 +5,7 @@
 //! netfence run             the operator: reconcile NamespaceIsolations into NetworkPolicies
 //! netfence verify PATH...   manifests -> who can reach whom, and why; intent proofs
 //! netfence crd              the CustomResourceDefinitions to install
+//! netfence sandbox          an in-memory API server with the CRDs, a kubeconfig, and the manifests applied
 //! ```
 //!
 //! Exit codes: 0 success, 1 a check failed (verify), 2 bad input or usage.
@@ -12,6 +13,7 @@
 pub mod crd;
 pub mod render;
 pub mod run;
+pub mod sandbox;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -39,6 +41,9 @@ pub enum Command {
     Verify(verify::Args),
     /// Print the CustomResourceDefinitions netfence needs (`netfence crd | kubectl apply -f -`).
     Crd(crd::Args),
+    /// Start an in-memory Kubernetes API server, install the CRDs, write a kubeconfig and apply
+    /// manifests: try netfence without a cluster (`netfence sandbox --apply examples/`).
+    Sandbox(sandbox::Args),
 }
 
 /// Exit code for bad input: nothing was changed or printed on stdout.
@@ -53,5 +58,6 @@ pub fn main() -> ExitCode {
         Command::Render(args) => render::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Sandbox(args) => sandbox::run(&args),
     }
 }

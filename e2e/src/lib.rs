@@ -1,0 +1,215 @@
+//! Scenario tests of netfence: the helpers that give each test a cluster and a namespace.
+//!
+//! ```text
+//! Cluster::start() --NETFENCE_E2E_KUBECONFIG set?--> yes: that cluster (CRDs applied)
+//!                                                 \-> no: a fresh in-memory sandbox (CRDs installed)
+//! cluster.namespace("crud") --> TestNamespace "crud-x7k2p", deleted by `cleanup`
+//! ```
+//!
+//! Every scenario runs in its own namespace, so the same test runs against the sandbox and
+//! against a real cluster. Tests that need what only the sandbox has (fault injection, the
+//! audit log, raw HTTP) ask for [`Cluster::sandbox`] and skip with a printed reason otherwise.
+
+use std::{
+    future::Future,
+    path::PathBuf,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::{
+    api::core::v1::Namespace,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use netfence::sandbox::{Sandbox, SandboxOptions};
+
+/// The environment variable that points the scenarios at a real cluster.
+pub const KUBECONFIG_VARIABLE: &str = "NETFENCE_E2E_KUBECONFIG";
+
+/// The field manager the test helpers write with.
+pub const FIELD_MANAGER: &str = "netfence-e2e";
+
+/// Where the scenarios run: a sandbox of their own, or the configured cluster.
+pub struct Cluster {
+    client: Client,
+    sandbox: Option<Sandbox>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("sandbox", &self.sandbox)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// A fresh sandbox with netfence's CRDs, or the cluster of `NETFENCE_E2E_KUBECONFIG` with the
+    /// CRDs applied.
+    pub async fn start() -> anyhow::Result<Cluster> {
+        Cluster::start_with(SandboxOptions::default()).await
+    }
+
+    /// Like [`Cluster::start`], with sandbox options (ignored against a real cluster).
+    pub async fn start_with(options: SandboxOptions) -> anyhow::Result<Cluster> {
+        match std::env::var_os(KUBECONFIG_VARIABLE) {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                let kubeconfig = Kubeconfig::read_from(&path)
+                    .with_context(|| format!("failed to read {}", path.display()))?;
+                let config =
+                    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                        .await
+                        .context("failed to load the kubeconfig of NETFENCE_E2E_KUBECONFIG")?;
+                let client = Client::try_from(config)?;
+                install_crds(&client).await?;
+                Ok(Cluster {
+                    client,
+                    sandbox: None,
+                })
+            }
+            None => {
+                let sandbox = Sandbox::start_with("127.0.0.1:0".parse()?, options).await?;
+                sandbox.install_netfence_crds()?;
+                let client = sandbox.client()?;
+                Ok(Cluster {
+                    client,
+                    sandbox: Some(sandbox),
+                })
+            }
+        }
+    }
+
+    /// A client for the cluster.
+    #[must_use]
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The sandbox, when the scenarios run against one.
+    #[must_use]
+    pub fn sandbox(&self) -> Option<&Sandbox> {
+        self.sandbox.as_ref()
+    }
+
+    /// Create a namespace named `prefix-<random>` for one test.
+    pub async fn namespace(&self, prefix: &str) -> anyhow::Result<TestNamespace> {
+        let name = format!("{prefix}-{}", suffix());
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"netfence.io/e2e": "true"}},
+        }))?;
+        api.create(&PostParams::default(), &namespace)
+            .await
+            .with_context(|| format!("failed to create namespace {name}"))?;
+        Ok(TestNamespace {
+            name,
+            client: self.client.clone(),
+        })
+    }
+
+    /// Stop the sandbox (nothing to do against a real cluster).
+    pub async fn stop(self) {
+        if let Some(sandbox) = self.sandbox {
+            sandbox.shutdown().await;
+        }
+    }
+}
+
+/// A namespace one test owns.
+#[derive(Clone)]
+pub struct TestNamespace {
+    /// Its name.
+    pub name: String,
+    client: Client,
+}
+
+impl std::fmt::Debug for TestNamespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestNamespace")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestNamespace {
+    /// Delete the namespace (and what it holds), ignoring that it may be gone already.
+    pub async fn cleanup(self) {
+        let api: Api<Namespace> = Api::all(self.client);
+        let _ = api.delete(&self.name, &DeleteParams::default()).await;
+    }
+}
+
+fn suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or_default();
+    format!("{:x}{count}", nanos % 0xfffff)
+}
+
+/// Apply netfence's CRDs and wait until they are established.
+pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in netfence_crd::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("failed to apply CRD {name}"))?;
+        let established = eventually(Duration::from_secs(30), || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await.ok()?;
+                let conditions = crd.status?.conditions?;
+                conditions
+                    .iter()
+                    .any(|condition| condition.type_ == "Established" && condition.status == "True")
+                    .then_some(())
+            }
+        })
+        .await;
+        if established.is_none() {
+            bail!("CRD {name} was not established in time");
+        }
+    }
+    Ok(())
+}
+
+/// Poll `check` until it returns `Some`, at most for `limit` (a bound on the loop, not a
+/// timing assertion: a sandbox answers at once, a real cluster converges in seconds).
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Print why a test is skipped.
+pub fn skip(test: &str, reason: &str) {
+    eprintln!("skipped {test}: {reason}");
+}

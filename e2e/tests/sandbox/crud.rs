@@ -1,0 +1,333 @@
+//! Create, read, update, patch and delete of every served kind; lists with selectors and pages.
+
+use std::{fmt::Debug, time::Duration};
+
+use k8s_openapi::{
+    api::{
+        coordination::v1::Lease,
+        core::v1::{Event, Namespace, Pod},
+        networking::v1::NetworkPolicy,
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
+};
+use netfence_e2e::{Cluster, eventually};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::json;
+
+use super::common::{code, isolation, isolations, object, status};
+
+/// Create, get, replace, merge-patch and delete one object, checking what a client sees.
+async fn round_trip<K>(api: &Api<K>, created: K)
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let name = created.name_any();
+    let created = api
+        .create(&PostParams::default(), &created)
+        .await
+        .unwrap_or_else(|error| panic!("create {name}: {error}"));
+    let uid = created.meta().uid.clone();
+    assert!(uid.is_some(), "{name}: the server sets a uid");
+    assert!(
+        created.meta().creation_timestamp.is_some(),
+        "{name}: and a creationTimestamp"
+    );
+    let first_version = created.resource_version();
+
+    let mut fetched = api
+        .get(&name)
+        .await
+        .unwrap_or_else(|error| panic!("get {name}: {error}"));
+    assert_eq!(fetched.meta().uid, uid);
+    fetched
+        .labels_mut()
+        .insert("e2e".to_owned(), "replaced".to_owned());
+    let replaced = api
+        .replace(&name, &PostParams::default(), &fetched)
+        .await
+        .unwrap_or_else(|error| panic!("replace {name}: {error}"));
+    assert_ne!(
+        replaced.resource_version(),
+        first_version,
+        "{name}: an update moves resourceVersion"
+    );
+
+    let patched = api
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"patched": "yes"}}})),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("patch {name}: {error}"));
+    assert_eq!(
+        patched.labels().get("e2e").map(String::as_str),
+        Some("replaced")
+    );
+    assert_eq!(
+        patched.labels().get("patched").map(String::as_str),
+        Some("yes")
+    );
+
+    api.delete(&name, &DeleteParams::default())
+        .await
+        .unwrap_or_else(|error| panic!("delete {name}: {error}"));
+    let gone = eventually(Duration::from_secs(60), || async {
+        match api.get(&name).await {
+            Err(error) if code(&error) == Some(404) => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(gone.is_some(), "{name}: a deleted object is not found");
+}
+
+fn widget_crd(scope: &str, plural: &str, kind: &str) -> CustomResourceDefinition {
+    object(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.e2e.netfence.io")},
+        "spec": {
+            "group": "e2e.netfence.io",
+            "scope": scope,
+            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"size": {"type": "integer", "minimum": 1}}},
+                    "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}}
+                }}}
+            }]
+        }
+    }))
+}
+
+/// Every kind the sandbox serves round-trips through the kube client. If this fails, a user's
+/// manifests or the controller's writes of that kind break against the sandbox.
+#[tokio::test]
+async fn every_served_kind_round_trips() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let client = cluster.client();
+    let namespace = cluster.namespace("crud").await.expect("namespace");
+    let ns = namespace.name.as_str();
+
+    round_trip(
+        &Api::<Namespace>::all(client.clone()),
+        object(json!({"metadata": {"name": format!("{ns}-extra")}})),
+    )
+    .await;
+    round_trip(
+        &Api::<Pod>::namespaced(client.clone(), ns),
+        object(json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}})),
+    )
+    .await;
+    round_trip(
+        &Api::<Event>::namespaced(client.clone(), ns),
+        object(json!({"metadata": {"name": "ev"}, "involvedObject": {"kind": "Pod", "name": "web"}, "reason": "Test", "message": "m"})),
+    )
+    .await;
+    round_trip(
+        &Api::<NetworkPolicy>::namespaced(client.clone(), ns),
+        object(json!({"metadata": {"name": "deny"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})),
+    )
+    .await;
+    round_trip(
+        &Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns),
+        object(json!({"metadata": {"name": "ev2"}, "eventTime": "2025-01-01T00:00:00.000000Z", "reportingController": "e2e", "reportingInstance": "e2e", "action": "Test", "reason": "Test", "type": "Normal"})),
+    )
+    .await;
+    round_trip(
+        &Api::<Lease>::namespaced(client.clone(), ns),
+        object(json!({"metadata": {"name": "leader"}, "spec": {"holderIdentity": "me"}})),
+    )
+    .await;
+    round_trip(&isolations(&client, ns), object(isolation("shop"))).await;
+
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    round_trip(&crds, widget_crd("Namespaced", "probes", "Probe")).await;
+    for (scope, plural, kind) in [
+        ("Namespaced", "widgets", "Widget"),
+        ("Cluster", "gadgets", "Gadget"),
+    ] {
+        crds.create(&PostParams::default(), &widget_crd(scope, plural, kind))
+            .await
+            .expect("crd");
+        let resource = ApiResource {
+            group: "e2e.netfence.io".into(),
+            version: "v1".into(),
+            api_version: "e2e.netfence.io/v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let api: Api<DynamicObject> = if scope == "Cluster" {
+            Api::all_with(client.clone(), &resource)
+        } else {
+            Api::namespaced_with(client.clone(), ns, &resource)
+        };
+        let instance =
+            DynamicObject::new(&format!("{ns}-one"), &resource).data(json!({"spec": {"size": 2}}));
+        round_trip(&api, instance).await;
+        crds.delete(
+            &format!("{plural}.e2e.netfence.io"),
+            &DeleteParams::default(),
+        )
+        .await
+        .expect("crd deleted");
+    }
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// An update that carries a stale resourceVersion is refused with 409. If this fails, two
+/// writers overwrite each other silently (lost updates in the controller's status writes).
+#[tokio::test]
+async fn an_update_with_a_stale_resource_version_conflicts() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("stale").await.expect("namespace");
+    let api = isolations(&cluster.client(), &namespace.name);
+    let created = api
+        .create(&PostParams::default(), &object(isolation("shop")))
+        .await
+        .expect("create");
+    let mut fresher = created.clone();
+    fresher.labels_mut().insert("a".into(), "1".into());
+    api.replace("shop", &PostParams::default(), &fresher)
+        .await
+        .expect("first update");
+    let mut stale = created;
+    stale.labels_mut().insert("b".into(), "2".into());
+    let error = api
+        .replace("shop", &PostParams::default(), &stale)
+        .await
+        .expect_err("stale");
+    let status = status(error);
+    assert_eq!(status.code, 409);
+    assert_eq!(status.reason, "Conflict");
+    assert!(
+        status.message.contains("the object has been modified"),
+        "{}",
+        status.message
+    );
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// Creating an object that exists is 409 AlreadyExists, and `generateName` gets a unique name.
+/// If this fails, create-or-update logic in clients takes the wrong branch.
+#[tokio::test]
+async fn create_conflicts_with_an_existing_name_and_generates_names() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("names").await.expect("namespace");
+    let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
+    let policy: NetworkPolicy =
+        object(json!({"metadata": {"name": "p"}, "spec": {"podSelector": {}}}));
+    api.create(&PostParams::default(), &policy)
+        .await
+        .expect("create");
+    let error = api
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect_err("exists");
+    assert_eq!(status(error).reason, "AlreadyExists");
+    let generated: NetworkPolicy =
+        object(json!({"metadata": {"generateName": "gen-"}, "spec": {"podSelector": {}}}));
+    let first = api
+        .create(&PostParams::default(), &generated)
+        .await
+        .expect("generated");
+    let second = api
+        .create(&PostParams::default(), &generated)
+        .await
+        .expect("generated");
+    assert!(first.name_any().starts_with("gen-"));
+    assert_ne!(first.name_any(), second.name_any());
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// Lists filter by label selector and page with `limit`/`continue` over one consistent
+/// snapshot. If this fails, the controller's caches (which list in pages of 500) miss or
+/// duplicate objects.
+#[tokio::test]
+async fn lists_select_by_label_and_paginate_consistently() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("list").await.expect("namespace");
+    let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
+    for index in 0..7 {
+        let tier = if index % 2 == 0 { "web" } else { "api" };
+        let policy: NetworkPolicy = object(json!({
+            "metadata": {"name": format!("p{index}"), "labels": {"tier": tier, "index": index.to_string()}},
+            "spec": {"podSelector": {}}
+        }));
+        api.create(&PostParams::default(), &policy)
+            .await
+            .expect("create");
+    }
+    let web = api
+        .list(&ListParams::default().labels("tier=web"))
+        .await
+        .expect("list");
+    assert_eq!(
+        web.items
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect::<Vec<_>>(),
+        ["p0", "p2", "p4", "p6"]
+    );
+    let set = api
+        .list(&ListParams::default().labels("tier in (web,api),index notin (0,1)"))
+        .await
+        .expect("list");
+    assert_eq!(set.items.len(), 5);
+    let none = api
+        .list(&ListParams::default().labels("!tier"))
+        .await
+        .expect("list");
+    assert!(none.items.is_empty());
+
+    let mut names = Vec::new();
+    let mut params = ListParams::default().limit(3);
+    let mut snapshot = None;
+    for page in 0..10 {
+        let list = api.list(&params).await.expect("page");
+        assert!(list.items.len() <= 3);
+        names.extend(list.items.iter().map(ResourceExt::name_any));
+        let version = list.metadata.resource_version.clone();
+        snapshot.get_or_insert(version.clone());
+        assert_eq!(
+            Some(&version),
+            snapshot.as_ref(),
+            "every page is read at the first page's version"
+        );
+        if page == 0 {
+            let late: NetworkPolicy =
+                object(json!({"metadata": {"name": "p99"}, "spec": {"podSelector": {}}}));
+            api.create(&PostParams::default(), &late)
+                .await
+                .expect("late create");
+        }
+        match list.metadata.continue_ {
+            Some(token) if !token.is_empty() => {
+                params = ListParams::default().limit(3).continue_token(&token)
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(
+        names,
+        ["p0", "p1", "p2", "p3", "p4", "p5", "p6"],
+        "pages hold the snapshot, without the late object"
+    );
+    let bad = api
+        .list(&ListParams::default().labels("tier in web"))
+        .await
+        .expect_err("bad selector");
+    assert_eq!(code(&bad), Some(400));
+    namespace.cleanup().await;
+    cluster.stop().await;
+}

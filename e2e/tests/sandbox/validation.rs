@@ -1,0 +1,157 @@
+//! Admission of NamespaceIsolations: the CRD's OpenAPI schema and CEL rules, with field paths.
+
+use kube::api::{Patch, PatchParams, PostParams};
+use netfence_e2e::Cluster;
+use serde_json::{Value, json};
+
+use super::common::{isolation, isolations, object, status};
+
+/// Create `spec` and return the 422 causes as `field: message`.
+async fn rejected(
+    cluster: &Cluster,
+    namespace: &str,
+    spec: Value,
+) -> (String, Vec<(String, String)>) {
+    let api = isolations(&cluster.client(), namespace);
+    let mut body = isolation("bad");
+    body["spec"] = spec;
+    let error = api
+        .create(&PostParams::default(), &object(body))
+        .await
+        .expect_err("refused");
+    let status = status(error);
+    assert_eq!(status.code, 422, "{}", status.message);
+    assert_eq!(status.reason, "Invalid");
+    let causes = status
+        .details
+        .map(|details| details.causes)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|cause| (cause.field, cause.message))
+        .collect();
+    (status.message, causes)
+}
+
+/// A NamespaceIsolation that breaks the schema or a CEL rule is refused with 422, and the
+/// message names the field path and says what is wrong. If this fails, `kubectl apply` of a
+/// broken spec succeeds and the mistake only shows later (or never) in the controller.
+#[tokio::test]
+async fn a_bad_namespace_isolation_is_refused_with_the_field_path() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("invalid").await.expect("namespace");
+    let ns = namespace.name.as_str();
+    let tiers = json!([{"name": "web", "podSelector": {}}]);
+
+    let (message, causes) = rejected(
+        &cluster,
+        ns,
+        json!({"tiers": tiers, "flows": [{"from": "web", "to": "db"}]}),
+    )
+    .await;
+    assert_eq!(causes[0].0, "spec.flows");
+    assert!(
+        causes[0]
+            .1
+            .contains("every flow's from and to must name a tier declared in spec.tiers"),
+        "{causes:?}"
+    );
+    assert!(
+        message.starts_with("NamespaceIsolation.netfence.io \"bad\" is invalid: spec.flows: "),
+        "{message}"
+    );
+
+    let (_, causes) = rejected(&cluster, ns, json!({"mode": "Audit"})).await;
+    assert_eq!(causes[0].0, "spec.mode");
+    assert!(
+        causes[0].1.contains("Unsupported value: \"Audit\""),
+        "{causes:?}"
+    );
+
+    let both_peers = json!({"sharedServices": [{"name": "x", "direction": "Ingress", "namespace": "a", "ipBlock": {"cidr": "10.0.0.0/8"}}]});
+    let (_, causes) = rejected(&cluster, ns, both_peers).await;
+    let fields: Vec<&str> = causes.iter().map(|(field, _)| field.as_str()).collect();
+    assert!(fields.contains(&"spec.sharedServices[0]"), "{causes:?}");
+    assert!(
+        causes
+            .iter()
+            .any(|(_, message)| message.contains("a shared service names exactly one peer")),
+        "{causes:?}"
+    );
+
+    let bad_port = json!({"tiers": tiers, "flows": [{"from": "web", "to": "web", "ports": [{"port": 70000}]}]});
+    let (_, causes) = rejected(&cluster, ns, bad_port).await;
+    assert_eq!(causes[0].0, "spec.flows[0].ports[0].port");
+    assert!(
+        causes[0].1.contains("port must be between 1 and 65535"),
+        "{causes:?}"
+    );
+
+    let (_, causes) = rejected(&cluster, ns, json!({"tiers": [{"podSelector": {}}]})).await;
+    assert_eq!(
+        causes[0],
+        ("spec.tiers[0].name".to_owned(), "Required value".to_owned())
+    );
+
+    let (_, causes) = rejected(&cluster, ns, json!({"isolate": "Ingress"})).await;
+    assert_eq!(causes[0].0, "spec.isolate");
+    assert!(causes[0].1.contains("must be of type array"), "{causes:?}");
+
+    let named_port = json!({"tiers": tiers, "flows": [{"from": "web", "to": "web", "ports": [{"port": "metrics"}]}]});
+    let api = isolations(&cluster.client(), ns);
+    let mut body = isolation("good");
+    body["spec"] = named_port;
+    api.create(&PostParams::default(), &object(body))
+        .await
+        .expect("a named port is valid");
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// The schema's defaults are stored, and unknown fields are pruned, or refused with
+/// `fieldValidation=Strict` (what kubectl sends). If this fails, a misspelt field in a manifest
+/// is silently ignored, or the stored spec differs from what `kubectl get -o yaml` shows.
+#[tokio::test]
+async fn defaults_are_stored_and_unknown_fields_pruned_or_refused() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("defaults").await.expect("namespace");
+    let api = isolations(&cluster.client(), &namespace.name);
+    let mut body = isolation("shop");
+    body["spec"]["colour"] = json!("blue");
+    let created = api
+        .create(&PostParams::default(), &object(body.clone()))
+        .await
+        .expect("create");
+    assert_eq!(created.data["spec"]["mode"], json!("Enforce"));
+    assert_eq!(
+        created.data["spec"]["isolate"],
+        json!(["Ingress", "Egress"])
+    );
+    assert_eq!(
+        created.data["spec"]["dns"]["namespace"],
+        json!("kube-system")
+    );
+    assert_eq!(
+        created.data["spec"]["flows"][0]["ports"][0]["protocol"],
+        json!("TCP")
+    );
+    assert!(
+        created.data["spec"].get("colour").is_none(),
+        "unknown fields are pruned"
+    );
+
+    body["metadata"]["name"] = json!("strict");
+    let strict = PatchParams::apply("kubectl").validation_strict();
+    let error = api
+        .patch("strict", &strict, &Patch::Apply(&body))
+        .await
+        .expect_err("strict");
+    let status = status(error);
+    assert_eq!(status.code, 400);
+    assert!(
+        status.message.contains(".spec.colour"),
+        "{}",
+        status.message
+    );
+    namespace.cleanup().await;
+    cluster.stop().await;
+}

@@ -1,0 +1,398 @@
+//! Watches: resuming from a resourceVersion, 410 after compaction and the watcher's recovery,
+//! bookmarks and streaming lists, label-selector watches.
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt, TryStreamExt};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams},
+    runtime::{WatchStreamExt, watcher},
+};
+use netfence::sandbox::SandboxOptions;
+use netfence_e2e::{Cluster, skip};
+use serde_json::json;
+
+use super::common::object;
+
+/// A bound on how long one event may take to arrive: a stuck stream fails the test instead of
+/// hanging it. Not a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+async fn next<S, T>(stream: &mut S) -> T
+where
+    S: Stream<Item = T> + Unpin,
+{
+    tokio::time::timeout(PATIENCE, stream.next())
+        .await
+        .expect("an event arrives")
+        .expect("the stream goes on")
+}
+
+fn policy(name: &str, labels: &serde_json::Value) -> NetworkPolicy {
+    object(json!({"metadata": {"name": name, "labels": labels}, "spec": {"podSelector": {}}}))
+}
+
+/// What a watch event says, for comparisons: type and name.
+fn describe(event: &WatchEvent<NetworkPolicy>) -> (String, String) {
+    match event {
+        WatchEvent::Added(object) => ("ADDED".into(), object.name_any()),
+        WatchEvent::Modified(object) => ("MODIFIED".into(), object.name_any()),
+        WatchEvent::Deleted(object) => ("DELETED".into(), object.name_any()),
+        WatchEvent::Bookmark(bookmark) => (
+            "BOOKMARK".into(),
+            bookmark.metadata.resource_version.clone(),
+        ),
+        WatchEvent::Error(status) => ("ERROR".into(), status.code.to_string()),
+    }
+}
+
+fn version(event: &WatchEvent<NetworkPolicy>) -> String {
+    match event {
+        WatchEvent::Added(object) | WatchEvent::Modified(object) | WatchEvent::Deleted(object) => {
+            object.resource_version().unwrap_or_default()
+        }
+        WatchEvent::Bookmark(bookmark) => bookmark.metadata.resource_version.clone(),
+        WatchEvent::Error(_) => String::new(),
+    }
+}
+
+/// Next event that is not a bookmark.
+async fn next_change<S>(stream: &mut S) -> WatchEvent<NetworkPolicy>
+where
+    S: Stream<Item = kube::Result<WatchEvent<NetworkPolicy>>> + Unpin,
+{
+    for _ in 0..1000 {
+        let event = next(stream).await.expect("a watch event");
+        if !matches!(event, WatchEvent::Bookmark(_)) {
+            return event;
+        }
+    }
+    panic!("only bookmarks arrived")
+}
+
+/// A watch resumed from a resourceVersion replays every later change once, in order, and a
+/// second watch resumed from the middle continues without repeating. If this fails, the
+/// controller misses a deleted or edited NetworkPolicy after a reconnect, or handles one twice.
+#[tokio::test]
+async fn a_watch_resumed_from_a_resource_version_sees_every_change_exactly_once() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("watch").await.expect("namespace");
+    let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
+    let start = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+
+    api.create(&PostParams::default(), &policy("a", &json!({})))
+        .await
+        .expect("create a");
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "1"}}})),
+    )
+    .await
+    .expect("patch a");
+    api.create(&PostParams::default(), &policy("b", &json!({})))
+        .await
+        .expect("create b");
+    api.delete("a", &DeleteParams::default())
+        .await
+        .expect("delete a");
+
+    let mut stream = api
+        .watch(&WatchParams::default(), &start)
+        .await
+        .expect("watch")
+        .boxed();
+    let mut events = Vec::new();
+    for _ in 0..4 {
+        events.push(next_change(&mut stream).await);
+    }
+    let seen: Vec<(String, String)> = events.iter().map(describe).collect();
+    let expected = [
+        ("ADDED", "a"),
+        ("MODIFIED", "a"),
+        ("ADDED", "b"),
+        ("DELETED", "a"),
+    ]
+    .map(|(kind, name)| (kind.to_owned(), name.to_owned()));
+    assert_eq!(seen, expected);
+    let versions: Vec<u64> = events
+        .iter()
+        .map(|event| version(event).parse().expect("numeric"))
+        .collect();
+    assert!(
+        versions.windows(2).all(|pair| pair[0] < pair[1]),
+        "resourceVersions grow: {versions:?}"
+    );
+
+    let mut resumed = api
+        .watch(&WatchParams::default(), &version(&events[1]))
+        .await
+        .expect("watch")
+        .boxed();
+    assert_eq!(
+        describe(&next_change(&mut resumed).await),
+        ("ADDED".to_owned(), "b".to_owned())
+    );
+    assert_eq!(
+        describe(&next_change(&mut resumed).await),
+        ("DELETED".to_owned(), "a".to_owned())
+    );
+    api.create(&PostParams::default(), &policy("sentinel", &json!({})))
+        .await
+        .expect("sentinel");
+    assert_eq!(
+        describe(&next_change(&mut resumed).await),
+        ("ADDED".to_owned(), "sentinel".to_owned()),
+        "nothing is repeated before the next change"
+    );
+    assert_eq!(
+        describe(&next_change(&mut stream).await),
+        ("ADDED".to_owned(), "sentinel".to_owned()),
+        "the first watch goes on live"
+    );
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// After compaction a watch from an old resourceVersion gets a 410 Expired event, and
+/// `kube::runtime::watcher` lists again and carries on. If this fails, the controller stalls or
+/// spins after an API server restart or etcd compaction.
+#[tokio::test]
+async fn a_compacted_history_answers_410_and_the_watcher_relists() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let Some(sandbox) = cluster.sandbox() else {
+        skip(
+            "a_compacted_history_answers_410_and_the_watcher_relists",
+            "compaction is a sandbox fault",
+        );
+        return;
+    };
+    let namespace = cluster.namespace("gone").await.expect("namespace");
+    let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
+    let start = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    api.create(&PostParams::default(), &policy("before", &json!({})))
+        .await
+        .expect("create");
+    sandbox.faults().compact();
+    let mut stream = api
+        .watch(&WatchParams::default(), &start)
+        .await
+        .expect("the watch itself opens")
+        .boxed();
+    match next(&mut stream).await.expect("an event") {
+        WatchEvent::Error(status) => {
+            assert_eq!(status.code, 410);
+            assert_eq!(status.reason, "Expired");
+        }
+        other => panic!("expected 410 Expired, got {other:?}"),
+    }
+
+    let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+    let mut initialised = false;
+    for _ in 0..1000 {
+        if let Ok(watcher::Event::InitDone) = next(&mut events).await {
+            initialised = true;
+            break;
+        }
+    }
+    assert!(initialised, "the watcher lists first");
+    sandbox.audit_clear();
+    sandbox.faults().compact();
+    sandbox.faults().close_watches();
+    api.create(&PostParams::default(), &policy("after", &json!({})))
+        .await
+        .expect("create");
+    let (mut relisted, mut saw_after, mut saw_expired) = (false, false, false);
+    for _ in 0..1000 {
+        match next(&mut events).await {
+            Ok(watcher::Event::Init) => relisted = true,
+            Ok(watcher::Event::InitApply(object) | watcher::Event::Apply(object))
+                if object.name_any() == "after" =>
+            {
+                saw_after = true;
+            }
+            Err(watcher::Error::WatchError(status)) if status.code == 410 => saw_expired = true,
+            _ => {}
+        }
+        if relisted && saw_after && saw_expired {
+            break;
+        }
+    }
+    assert!(saw_expired, "the resumed watch was told 410");
+    assert!(relisted, "the watcher listed again");
+    assert!(saw_after, "and saw the object created meanwhile");
+    let lists = sandbox
+        .audit()
+        .iter()
+        .filter(|entry| entry.verb == "list" && entry.resource == "networkpolicies")
+        .count();
+    assert!(lists >= 1, "the relist is a list request");
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// Streaming lists (`sendInitialEvents`) end their initial events with a bookmark, and watches
+/// that allow bookmarks get the latest resourceVersion. If this fails, watchers on the
+/// streaming-list path never finish initialising, and idle watches resume from stale versions.
+#[tokio::test]
+async fn streaming_lists_and_bookmarks_work() {
+    let options = SandboxOptions {
+        bookmark_interval: Duration::from_millis(100),
+        ..SandboxOptions::default()
+    };
+    let cluster = Cluster::start_with(options).await.expect("cluster");
+    let namespace = cluster.namespace("bookmark").await.expect("namespace");
+    let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
+    api.create(&PostParams::default(), &policy("existing", &json!({})))
+        .await
+        .expect("create");
+
+    let mut streaming = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = Vec::new();
+    for _ in 0..100 {
+        match next(&mut streaming).await.expect("no error") {
+            watcher::Event::InitApply(object) => initial.push(object.name_any()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(initial, ["existing"]);
+
+    let current = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    if cluster.sandbox().is_none() {
+        skip(
+            "streaming_lists_and_bookmarks_work (bookmark part)",
+            "a real server sends bookmarks about once a minute",
+        );
+    } else {
+        let mut stream = api
+            .watch(&WatchParams::default(), &current)
+            .await
+            .expect("watch")
+            .boxed();
+        let mut bookmark = None;
+        for _ in 0..100 {
+            if let WatchEvent::Bookmark(found) = next(&mut stream).await.expect("event") {
+                bookmark = Some(found.metadata.resource_version);
+                break;
+            }
+        }
+        let bookmark: u64 = bookmark.expect("a bookmark").parse().expect("numeric");
+        assert!(bookmark >= current.parse::<u64>().expect("numeric"));
+    }
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// A label-selector watch sees an object that starts matching as ADDED and one that stops
+/// matching as DELETED. If this fails, a controller watching only its managed-by label keeps
+/// stale objects in its cache after someone strips the label.
+#[tokio::test]
+async fn a_label_selector_watch_sees_objects_enter_and_leave() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("selector").await.expect("namespace");
+    let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
+    let current = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let mut stream = api
+        .watch(&WatchParams::default().labels("app=x"), &current)
+        .await
+        .expect("watch")
+        .boxed();
+    api.create(
+        &PostParams::default(),
+        &policy("other", &json!({"app": "y"})),
+    )
+    .await
+    .expect("create");
+    api.create(&PostParams::default(), &policy("p", &json!({"app": "x"})))
+        .await
+        .expect("create");
+    let relabel = |value: &str| Patch::Merge(json!({"metadata": {"labels": {"app": value}}}));
+    api.patch("p", &PatchParams::default(), &relabel("y"))
+        .await
+        .expect("patch");
+    api.patch("p", &PatchParams::default(), &relabel("x"))
+        .await
+        .expect("patch");
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(describe(&next_change(&mut stream).await));
+    }
+    let expected = [("ADDED", "p"), ("DELETED", "p"), ("ADDED", "p")]
+        .map(|(kind, name)| (kind.to_owned(), name.to_owned()));
+    assert_eq!(seen, expected);
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// `kube::runtime::watcher` through a reflector ends with the same objects as a list. If this
+/// fails, the controller's view of NetworkPolicies drifts from the server's.
+#[tokio::test]
+async fn a_reflector_mirrors_the_list() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("reflect").await.expect("namespace");
+    let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
+    let (reader, writer) = kube::runtime::reflector::store();
+    let stream = kube::runtime::reflector(writer, watcher(api.clone(), watcher::Config::default()))
+        .applied_objects()
+        .map_ok(|_| ())
+        .boxed();
+    let driver = tokio::spawn(async move {
+        let mut stream = stream;
+        while stream.next().await.is_some() {}
+    });
+    for name in ["one", "two", "three"] {
+        api.create(&PostParams::default(), &policy(name, &json!({})))
+            .await
+            .expect("create");
+    }
+    api.delete("two", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let converged = netfence_e2e::eventually(PATIENCE, || {
+        let reader = reader.clone();
+        async move {
+            let mut names: Vec<String> = reader
+                .state()
+                .iter()
+                .map(|object| object.name_any())
+                .collect();
+            names.sort();
+            (names == ["one", "three"]).then_some(())
+        }
+    })
+    .await;
+    driver.abort();
+    assert!(
+        converged.is_some(),
+        "the reflector holds exactly the listed objects"
+    );
+    namespace.cleanup().await;
+    cluster.stop().await;
+}

@@ -1,0 +1,738 @@
+//! The HTTP surface: paths parsed the way the real server's request-info resolver does, verbs
+//! from methods, bodies decoded and bounded, answers as JSON (objects, lists, Tables, Status).
+//!
+//! ```text
+//! /api/v1/namespaces/NS/RESOURCE/NAME/SUBRESOURCE
+//! /apis/GROUP/VERSION/RESOURCE/NAME                     (cluster-scoped)
+//! /apis/GROUP/VERSION/RESOURCE                          (every namespace)
+//!   GET -> get | list | watch    POST -> create    PUT -> update
+//!   PATCH -> patch | apply       DELETE -> delete | deletecollection
+//! ```
+//!
+//! Every request goes through fault injection first and lands in the audit log with its code.
+//! Nothing a client sends can crash the server: malformed bodies are 400, unknown paths 404,
+//! bodies over the limit 413, unsupported media types 415, each with a `Status` body.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+
+use super::{
+    Shared,
+    audit::AuditEntry,
+    discovery,
+    objects::{DeleteOptions, FieldValidation, ListOptions, WriteOptions, check_path_segment},
+    patch::PatchType,
+    resources::ResourceInfo,
+    selector::{FieldSelector, LabelSelector},
+    status::ApiError,
+    table::to_table,
+    watch::{self, WatchRequest},
+};
+
+/// The parsed path of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Route {
+    Root,
+    Version,
+    Health,
+    CoreVersions,
+    Groups,
+    Group(String),
+    Resources(String, String),
+    OpenApiRoot,
+    OpenApiDocument(String, String),
+    Object(Target),
+}
+
+/// A resource request: which resource, where, which object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Target {
+    group: String,
+    version: String,
+    plural: String,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+/// The subresources of a namespace that follow its name: `/api/v1/namespaces/NAME/status`.
+const NAMESPACE_SUBRESOURCES: [&str; 2] = ["status", "finalize"];
+
+fn percent_decode(segment: &str) -> Result<String, ApiError> {
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            let hex = segment
+                .get(at + 1..at + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("invalid escape in path segment {segment:?}"))
+                })?;
+            decoded.push(hex);
+            at += 3;
+        } else {
+            decoded.push(bytes[at]);
+            at += 1;
+        }
+    }
+    String::from_utf8(decoded).map_err(|_| ApiError::bad_request("path is not UTF-8"))
+}
+
+fn parse_route(path: &str) -> Result<Route, ApiError> {
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .map(percent_decode)
+        .collect::<Result<_, _>>()?;
+    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let route = match parts.as_slice() {
+        [] => Route::Root,
+        ["version"] => Route::Version,
+        ["healthz" | "livez" | "readyz"] => Route::Health,
+        ["api"] => Route::CoreVersions,
+        ["api", version] => Route::Resources(String::new(), (*version).to_owned()),
+        ["apis"] => Route::Groups,
+        ["apis", group] => Route::Group((*group).to_owned()),
+        ["apis", group, version] => Route::Resources((*group).to_owned(), (*version).to_owned()),
+        ["openapi", "v3"] => Route::OpenApiRoot,
+        ["openapi", "v3", "api", version] => {
+            Route::OpenApiDocument(String::new(), (*version).to_owned())
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            Route::OpenApiDocument((*group).to_owned(), (*version).to_owned())
+        }
+        ["api", version, rest @ ..] => Route::Object(parse_target("", version, rest)?),
+        ["apis", group, version, rest @ ..] => Route::Object(parse_target(group, version, rest)?),
+        _ => return Err(ApiError::no_route()),
+    };
+    Ok(route)
+}
+
+fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
+    let mut target = Target {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        ..Target::default()
+    };
+    let mut rest = rest;
+    if rest.first() == Some(&"namespaces") && rest.len() > 1 {
+        if rest.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&rest[2]) {
+            check_path_segment(rest[1])?;
+            target.namespace = Some(rest[1].to_owned());
+            rest = &rest[2..];
+        }
+    }
+    match rest {
+        [plural] => target.plural = (*plural).to_owned(),
+        [plural, name] => {
+            target.plural = (*plural).to_owned();
+            target.name = Some((*name).to_owned());
+        }
+        [plural, name, subresource] => {
+            target.plural = (*plural).to_owned();
+            target.name = Some((*name).to_owned());
+            target.subresource = Some((*subresource).to_owned());
+        }
+        _ => return Err(ApiError::no_route()),
+    }
+    if let Some(name) = &target.name {
+        check_path_segment(name)?;
+    }
+    Ok(target)
+}
+
+fn parse_query(query: Option<&str>) -> HashMap<String, String> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect()
+}
+
+fn truthy(query: &HashMap<String, String>, key: &str) -> bool {
+    query
+        .get(key)
+        .is_some_and(|value| matches!(value.as_str(), "true" | "1" | "True"))
+}
+
+fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for warning in warnings {
+        let text = format!("299 - \"{}\"", warning.replace('"', "\\\""));
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            headers.append(header::WARNING, value);
+        }
+    }
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, headers, body.to_string()).into_response()
+}
+
+fn error_response(error: &ApiError) -> Response {
+    let mut response = json_response(error.code, &error.to_status(), &[]);
+    if let Some(seconds) = error.retry_after
+        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// What a request is, for the audit log and fault injection.
+#[derive(Clone, Debug, Default)]
+struct Facts {
+    verb: String,
+    target: Target,
+    field_manager: Option<String>,
+}
+
+/// The single handler: every path goes through here.
+pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let query = parse_query(parts.uri.query());
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let uri = parts.uri.to_string();
+    let (facts, result) = match parse_route(parts.uri.path()) {
+        Err(error) => (
+            Facts {
+                verb: verb_of(&parts.method, false, false),
+                ..Facts::default()
+            },
+            Err(error),
+        ),
+        Ok(Route::Object(target)) => {
+            let facts = Facts {
+                verb: verb_of(
+                    &parts.method,
+                    target.name.is_some(),
+                    truthy(&query, "watch"),
+                ),
+                field_manager: query.get("fieldManager").cloned(),
+                target,
+            };
+            let facts = Facts {
+                verb: if facts.verb == "patch" && is_apply(&parts.headers) {
+                    "apply".to_owned()
+                } else {
+                    facts.verb
+                },
+                ..facts
+            };
+            let result = serve_object(
+                &shared,
+                &facts,
+                &parts.method,
+                &parts.headers,
+                &query,
+                &user_agent,
+                body,
+            )
+            .await;
+            (facts, result)
+        }
+        Ok(route) => (
+            Facts {
+                verb: "discovery".to_owned(),
+                ..Facts::default()
+            },
+            serve_meta(&shared, &route, &parts.method),
+        ),
+    };
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => error_response(&error),
+    };
+    shared.record(AuditEntry {
+        verb: facts.verb,
+        group: facts.target.group,
+        version: facts.target.version,
+        resource: facts.target.plural,
+        subresource: facts.target.subresource,
+        namespace: facts.target.namespace,
+        name: facts.target.name,
+        field_manager: facts.field_manager,
+        code: response.status().as_u16(),
+        user_agent,
+        uri,
+    });
+    response
+}
+
+fn is_apply(headers: &HeaderMap) -> bool {
+    content_type(headers)
+        .is_some_and(|media| PatchType::from_content_type(media) == Some(PatchType::Apply))
+}
+
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+}
+
+fn verb_of(method: &Method, named: bool, watch: bool) -> String {
+    match *method {
+        Method::GET if watch => "watch",
+        Method::GET if named => "get",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if named => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "unknown",
+    }
+    .to_owned()
+}
+
+fn serve_meta(shared: &Arc<Shared>, route: &Route, method: &Method) -> Result<Response, ApiError> {
+    if method != Method::GET {
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
+    let state = shared.lock_state();
+    let catalog = &state.catalog;
+    let body = match route {
+        Route::Root => {
+            let mut paths = vec!["/api".to_owned(), "/api/v1".to_owned(), "/apis".to_owned()];
+            for info in catalog.all().iter().filter(|info| !info.group.is_empty()) {
+                paths.push(format!("/apis/{}", info.group));
+                paths.push(format!("/apis/{}/{}", info.group, info.version));
+            }
+            paths.extend(
+                ["/healthz", "/livez", "/openapi/v3", "/readyz", "/version"].map(str::to_owned),
+            );
+            paths.sort();
+            paths.dedup();
+            json!({"paths": paths})
+        }
+        Route::Version => discovery::version(),
+        Route::Health => {
+            return Ok(
+                (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response(),
+            );
+        }
+        Route::CoreVersions => discovery::api_versions(&shared.address.to_string()),
+        Route::Groups => discovery::group_list(catalog),
+        Route::Group(group) => discovery::group(catalog, group).ok_or_else(ApiError::no_route)?,
+        Route::Resources(group, version) => {
+            discovery::resource_list(catalog, group, version).ok_or_else(ApiError::no_route)?
+        }
+        Route::OpenApiRoot => discovery::openapi_root(catalog),
+        Route::OpenApiDocument(group, version) => {
+            if !discovery::serves_group_version(catalog, group, version) {
+                return Err(ApiError::no_route());
+            }
+            discovery::openapi_document(catalog, group, version)
+        }
+        Route::Object(_) => return Err(ApiError::no_route()),
+    };
+    Ok(json_response(200, &body, &[]))
+}
+
+async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+    let limit = shared.options.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map(|bytes| bytes.to_vec())
+        .map_err(|_| ApiError::too_large(limit))
+}
+
+/// Decode a JSON or YAML body into an object value.
+fn decode(bytes: &[u8], media: &str) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "the request body is empty: an object is required",
+        ));
+    }
+    let media = media
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let value: Value = if media.ends_with("yaml") {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| ApiError::bad_request("error decoding YAML: the body is not UTF-8"))?;
+        serde_saphyr::from_str(text)
+            .map_err(|error| ApiError::bad_request(format!("error decoding YAML: {error}")))?
+    } else {
+        serde_json::from_slice(bytes).map_err(|error| {
+            ApiError::bad_request(format!(
+                "couldn't get version/kind; json parse error: {error}"
+            ))
+        })?
+    };
+    Ok(value)
+}
+
+const BODY_TYPES: [&str; 2] = ["application/json", "application/yaml"];
+
+fn body_media(headers: &HeaderMap) -> Result<String, ApiError> {
+    let media = content_type(headers).unwrap_or("application/json");
+    let base = media
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if BODY_TYPES.contains(&base.as_str()) {
+        Ok(base)
+    } else {
+        Err(ApiError::unsupported_media_type(media, &BODY_TYPES))
+    }
+}
+
+fn write_options(
+    query: &HashMap<String, String>,
+    user_agent: &str,
+) -> Result<WriteOptions, ApiError> {
+    Ok(WriteOptions {
+        field_manager: query.get("fieldManager").cloned(),
+        user_agent: user_agent.to_owned(),
+        dry_run: query.get("dryRun").is_some_and(|value| value == "All"),
+        field_validation: FieldValidation::parse(query.get("fieldValidation").map(String::as_str))?,
+        force: truthy(query, "force"),
+    })
+}
+
+fn list_options(query: &HashMap<String, String>) -> Result<ListOptions, ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let limit = match query.get("limit") {
+        Some(text) => Some(
+            text.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("limit: Invalid value: \"{text}\"")))?,
+        ),
+        None => None,
+    };
+    Ok(ListOptions {
+        labels,
+        fields,
+        limit,
+        continue_token: query
+            .get("continue")
+            .filter(|token| !token.is_empty())
+            .cloned(),
+        resource_version: query.get("resourceVersion").cloned(),
+        version_match: query.get("resourceVersionMatch").cloned(),
+    })
+}
+
+fn delete_options(
+    query: &HashMap<String, String>,
+    bytes: &[u8],
+) -> Result<DeleteOptions, ApiError> {
+    let mut options = DeleteOptions {
+        propagation_policy: query.get("propagationPolicy").cloned(),
+        dry_run: query.get("dryRun").is_some_and(|value| value == "All"),
+        ..DeleteOptions::default()
+    };
+    if query
+        .get("orphanDependents")
+        .is_some_and(|value| value == "true")
+    {
+        options.propagation_policy = Some("Orphan".to_owned());
+    }
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        let body: Value = serde_json::from_slice(bytes).map_err(|error| {
+            ApiError::bad_request(format!("couldn't decode DeleteOptions: {error}"))
+        })?;
+        if let Some(policy) = body.get("propagationPolicy").and_then(Value::as_str) {
+            options.propagation_policy = Some(policy.to_owned());
+        }
+        if body.get("orphanDependents") == Some(&Value::Bool(true)) {
+            options.propagation_policy = Some("Orphan".to_owned());
+        }
+        if let Some(dry_run) = body.get("dryRun").and_then(Value::as_array) {
+            options.dry_run |= dry_run.iter().any(|value| value == "All");
+        }
+        options.uid = body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        options.resource_version = body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+    }
+    Ok(options)
+}
+
+/// Resolve the resource of a target, with the real server's 404s for wrong scopes and unknown
+/// subresources.
+fn resolve(shared: &Shared, target: &Target) -> Result<ResourceInfo, ApiError> {
+    let state = shared.lock_state();
+    let info = state
+        .catalog
+        .find(&target.group, &target.version, &target.plural)
+        .cloned()
+        .ok_or_else(ApiError::no_route)?;
+    if !info.namespaced && target.namespace.is_some() {
+        return Err(ApiError::no_route());
+    }
+    if info.namespaced && target.namespace.is_none() && target.name.is_some() {
+        return Err(ApiError::no_route());
+    }
+    match target.subresource.as_deref() {
+        None => {}
+        Some("status") if info.status_subresource => {}
+        Some(_) => return Err(ApiError::no_route()),
+    }
+    Ok(info)
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("as=Table"))
+}
+
+#[allow(clippy::too_many_lines)] // one dispatch table over the verbs
+async fn serve_object(
+    shared: &Arc<Shared>,
+    facts: &Facts,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    user_agent: &str,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let target = &facts.target;
+    let info = resolve(shared, target)?;
+    let decision = shared.decide(&facts.verb, &info.plural, target.subresource.as_deref());
+    if !decision.delay.is_zero() {
+        tokio::time::sleep(decision.delay).await;
+    }
+    if let Some(code) = decision.fail {
+        return Err(ApiError::injected(
+            code,
+            Some(&info),
+            target.name.as_deref(),
+        ));
+    }
+    let namespace = target.namespace.as_deref();
+    let name = target.name.as_deref();
+    let subresource = target.subresource.as_deref();
+    let table = wants_table(headers);
+    let include_object = query
+        .get("includeObject")
+        .map_or("Metadata", String::as_str);
+    match (method, name) {
+        (&Method::GET, _) if truthy(query, "watch") => {
+            let mut fields = list_options(query)?.fields;
+            if let Some(name) = name {
+                let pinned = format!("metadata.name={name}");
+                fields = FieldSelector::parse(&pinned)
+                    .map_err(|error| ApiError::bad_request(error.to_string()))?;
+            }
+            let timeout = query
+                .get("timeoutSeconds")
+                .and_then(|seconds| seconds.parse::<u64>().ok())
+                .map_or(shared.options.max_watch_timeout, Duration::from_secs)
+                .min(shared.options.max_watch_timeout);
+            let request = WatchRequest {
+                info,
+                namespace: namespace.map(str::to_owned),
+                labels: list_options(query)?.labels,
+                fields,
+                resource_version: query.get("resourceVersion").cloned(),
+                bookmarks: truthy(query, "allowWatchBookmarks"),
+                initial_events: truthy(query, "sendInitialEvents"),
+                timeout,
+                table: table.then(|| include_object.to_owned()),
+            };
+            let body = watch::start(shared, request)?;
+            Ok((
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "no-cache, private"),
+                ],
+                body,
+            )
+                .into_response())
+        }
+        (&Method::GET, Some(name)) => {
+            let object = shared.lock_state().get(&info, namespace, name)?;
+            let body = if table {
+                to_table(&info, &object, include_object)
+            } else {
+                object
+            };
+            Ok(json_response(200, &body, &[]))
+        }
+        (&Method::GET, None) => {
+            let options = list_options(query)?;
+            let list = shared.lock_state().list(&info, namespace, &options)?;
+            let body = if table {
+                to_table(&info, &list, include_object)
+            } else {
+                list
+            };
+            Ok(json_response(200, &body, &[]))
+        }
+        (&Method::POST, None) => {
+            let media = body_media(headers)?;
+            let bytes = read_body(shared, headers, body).await?;
+            let object = decode(&bytes, &media)?;
+            let options = write_options(query, user_agent)?;
+            let answer = shared
+                .lock_state()
+                .create(&info, namespace, object, &options)?;
+            Ok(json_response(answer.code, &answer.body, &answer.warnings))
+        }
+        (&Method::PUT, Some(name)) => {
+            let media = body_media(headers)?;
+            let bytes = read_body(shared, headers, body).await?;
+            let object = decode(&bytes, &media)?;
+            let options = write_options(query, user_agent)?;
+            let answer = shared.lock_state().update(
+                &info,
+                namespace,
+                name,
+                subresource,
+                object,
+                &options,
+            )?;
+            Ok(json_response(answer.code, &answer.body, &answer.warnings))
+        }
+        (&Method::PATCH, Some(name)) => {
+            let media = content_type(headers).unwrap_or_default().to_owned();
+            let Some(patch_type) = PatchType::from_content_type(&media) else {
+                return Err(ApiError::unsupported_media_type(
+                    &media,
+                    &[
+                        "application/json-patch+json",
+                        "application/merge-patch+json",
+                        "application/apply-patch+yaml",
+                        "application/strategic-merge-patch+json",
+                    ],
+                ));
+            };
+            let bytes = read_body(shared, headers, body).await?;
+            let patch = decode(
+                &bytes,
+                if patch_type == PatchType::Apply {
+                    "yaml"
+                } else {
+                    "json"
+                },
+            )?;
+            let options = write_options(query, user_agent)?;
+            if patch_type != PatchType::Apply && options.force {
+                return Err(ApiError::bad_request(
+                    "force: Forbidden: may not be specified for non-apply patch",
+                ));
+            }
+            let answer = shared.lock_state().patch(
+                &info,
+                namespace,
+                name,
+                subresource,
+                patch_type,
+                patch,
+                &options,
+            )?;
+            Ok(json_response(answer.code, &answer.body, &answer.warnings))
+        }
+        (&Method::DELETE, Some(name)) => {
+            if subresource.is_some() {
+                return Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ));
+            }
+            let bytes = read_body(shared, headers, body).await?;
+            let options = delete_options(query, &bytes)?;
+            let answer = shared
+                .lock_state()
+                .delete(&info, namespace, name, &options)?;
+            Ok(json_response(answer.code, &answer.body, &answer.warnings))
+        }
+        (&Method::DELETE, None) => {
+            let bytes = read_body(shared, headers, body).await?;
+            let options = delete_options(query, &bytes)?;
+            let list = list_options(query)?;
+            let answer = shared
+                .lock_state()
+                .delete_collection(&info, namespace, &list, &options)?;
+            Ok(json_response(answer.code, &answer.body, &answer.warnings))
+        }
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_like_the_request_info_resolver() {
+        let route = parse_route("/api/v1/namespaces/shop/networkpolicies/web").expect("route");
+        assert_eq!(
+            route,
+            Route::Object(Target {
+                version: "v1".into(),
+                plural: "networkpolicies".into(),
+                namespace: Some("shop".into()),
+                name: Some("web".into()),
+                ..Target::default()
+            })
+        );
+        let route = parse_route("/api/v1/namespaces/shop/status").expect("route");
+        assert_eq!(
+            route,
+            Route::Object(Target {
+                version: "v1".into(),
+                plural: "namespaces".into(),
+                name: Some("shop".into()),
+                subresource: Some("status".into()),
+                ..Target::default()
+            })
+        );
+    }
+
+    #[test]
+    fn traversal_in_names_is_a_bad_request() {
+        for path in [
+            "/api/v1/namespaces/default/pods/..",
+            "/api/v1/namespaces/default/pods/%2E%2E",
+            "/api/v1/namespaces/default/pods/a%2Fb",
+            "/api/v1/namespaces/../pods/x",
+        ] {
+            let error = parse_route(path).expect_err(path);
+            assert_eq!(error.code, 400, "{path}");
+        }
+        assert_eq!(
+            parse_route("/api/v1/a/b/c/d/e").map_err(|error| error.code),
+            Err(404)
+        );
+    }
+}

@@ -1,0 +1,531 @@
+//! The sandbox: an in-memory Kubernetes API server that speaks the real HTTP protocol to real
+//! clients (the `kube` crate, `kubectl`), for trying netfence without a cluster and as the
+//! ground of every scenario test.
+//!
+//! ```text
+//!  kube::Client / kubectl --HTTP--> http (routes, verbs, bodies, faults, audit)
+//!                                     |-- discovery + OpenAPI v3 (+ Table output)
+//!                                     '-- objects (create/update/patch/apply/delete, GC)
+//!                                           |-- schema: CRD OpenAPI + CEL admission
+//!                                           |-- apply + fields: server-side apply, managedFields
+//!                                           '-- store: objects, resourceVersion, history --> watch
+//! ```
+//!
+//! What it implements:
+//! - resources: core `v1` namespaces, pods, events; `networking.k8s.io/v1` networkpolicies;
+//!   `events.k8s.io/v1` events; `coordination.k8s.io/v1` leases;
+//!   `apiextensions.k8s.io/v1` customresourcedefinitions, and every resource an applied CRD
+//!   defines (namespaced or cluster-scoped, every served version, with its status subresource);
+//! - discovery (`/api`, `/api/v1`, `/apis`, `/apis/GROUP[/VERSION]`, `/version`) and OpenAPI v3
+//!   (`/openapi/v3`), enough for kubectl's resource mapping, `kubectl explain` of custom
+//!   resources, and server-side field validation;
+//! - get, list (label and field selectors, `limit`/`continue` over a consistent snapshot),
+//!   create (`generateName` too), update (409 on a stale `resourceVersion`), delete and
+//!   deletecollection, JSON merge patch, JSON patch, strategic merge patch (as a merge patch,
+//!   built-in kinds only), and server-side apply with `managedFields`, conflicts and `force`;
+//! - watch with `resourceVersion`, `allowWatchBookmarks`, `sendInitialEvents`, label and field
+//!   selectors and `timeoutSeconds`; 410 Gone for a version older than the retained history;
+//! - one monotonic `resourceVersion`; `uid`, `creationTimestamp`, `generation` (spec changes
+//!   only); `kubernetes.io/metadata.name` on namespaces; status isolation;
+//! - owner-reference garbage collection (background, foreground, orphan), finalizers,
+//!   namespace deletion (asynchronous, as upstream); deleting a CRD deletes its objects;
+//! - a CRD's OpenAPI schema (pruning, defaults, types, enums, bounds) and CEL rules enforced on
+//!   custom resources, with 422 and the field path;
+//! - Table output for `kubectl get`; an audit log; fault injection.
+//!
+//! What it does not: no scheduler, no kubelet, no controllers other than the garbage collector
+//! and the namespace lifecycle, no CNI: pods never run, and NetworkPolicies are stored, never
+//! enforced (`netfence verify` is what computes connectivity). No authentication or
+//! authorization (every request is allowed), no admission webhooks, no conversion between
+//! versions of a custom resource (versions share storage), no protobuf or CBOR, no aggregated
+//! discovery, no `kubectl exec`/`logs`/`port-forward`. Built-in kinds are stored as sent, not
+//! validated or defaulted beyond their metadata. Plain HTTP on loopback only.
+
+pub mod apply;
+pub mod audit;
+pub mod cel;
+pub mod discovery;
+pub mod fields;
+mod http;
+pub mod objects;
+pub mod patch;
+pub mod resources;
+pub mod schema;
+pub mod selector;
+pub mod status;
+pub mod store;
+pub mod table;
+pub mod watch;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use serde_json::Value;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+pub use audit::{AuditEntry, FaultId};
+pub use resources::ResourceInfo;
+
+use audit::{Decision, FaultRules, Matcher};
+use objects::{State, WriteOptions};
+use store::Store;
+
+/// Tunables of a sandbox.
+#[derive(Clone, Debug)]
+pub struct SandboxOptions {
+    /// How many changes the history keeps for watches to resume from (older ones answer 410).
+    pub history_limit: usize,
+    /// How often a watch that allows bookmarks gets one.
+    pub bookmark_interval: Duration,
+    /// The largest request body accepted; larger ones answer 413 (the real server: 3 MiB).
+    pub max_body_bytes: usize,
+    /// The longest a watch stays open (the real server: 30 to 60 minutes).
+    pub max_watch_timeout: Duration,
+    /// How long a deleted namespace keeps its content before the namespace controller deletes
+    /// it (upstream's controller is asynchronous too).
+    pub namespace_cleanup_delay: Duration,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            history_limit: 10_000,
+            bookmark_interval: Duration::from_secs(5),
+            max_body_bytes: 3 * 1024 * 1024,
+            max_watch_timeout: Duration::from_secs(1800),
+            namespace_cleanup_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// An error starting or using a sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Only loopback addresses are served.
+    #[error(
+        "refusing to listen on {address}: the sandbox has no authentication, so it listens on loopback addresses only (127.0.0.1 or ::1)"
+    )]
+    NotLoopback {
+        /// The address asked for.
+        address: SocketAddr,
+    },
+    /// The address is taken or not allowed.
+    #[error("failed to listen on {address}: {source}; pick another address with --listen")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sandbox URL is not a valid URI (cannot happen for a socket address).
+    #[error("the sandbox URL {url} is not a valid URI")]
+    Url {
+        /// The URL.
+        url: String,
+    },
+    /// A client could not be built.
+    #[error("failed to build a client for the sandbox at {url}")]
+    Client {
+        /// The sandbox URL.
+        url: String,
+        /// The kube error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The kubeconfig could not be written.
+    #[error("failed to write the kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An object given to [`Sandbox::create`] was refused.
+    #[error("the sandbox refused {what}: {source}")]
+    Refused {
+        /// What was written.
+        what: String,
+        /// The Status the server answered.
+        #[source]
+        source: status::ApiError,
+    },
+}
+
+/// What the HTTP handlers share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    audit: Mutex<Vec<AuditEntry>>,
+    faults: Mutex<FaultRules>,
+    watch_epoch: tokio::sync::watch::Sender<u64>,
+    options: SandboxOptions,
+    address: SocketAddr,
+}
+
+impl Shared {
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record(&self, entry: AuditEntry) {
+        self.audit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(entry);
+    }
+
+    fn decide(&self, verb: &str, resource: &str, subresource: Option<&str>) -> Decision {
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .decide(verb, resource, subresource)
+    }
+
+    fn close_watches(&self) {
+        self.watch_epoch.send_modify(|epoch| *epoch += 1);
+    }
+}
+
+/// A running in-memory API server.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use netfence::sandbox::Sandbox;
+/// let sandbox = Sandbox::start("127.0.0.1:0".parse()?).await?;
+/// sandbox.install_netfence_crds()?;
+/// let client = sandbox.client()?;
+/// // ... use `client` as against any cluster ...
+/// sandbox.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Sandbox {
+    shared: Arc<Shared>,
+    address: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    controllers: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Start serving on `listen` (port 0 picks a free port) with the default options.
+    pub async fn start(listen: SocketAddr) -> Result<Sandbox, SandboxError> {
+        Sandbox::start_with(listen, SandboxOptions::default()).await
+    }
+
+    /// Start serving on `listen` with `options`.
+    pub async fn start_with(
+        listen: SocketAddr,
+        options: SandboxOptions,
+    ) -> Result<Sandbox, SandboxError> {
+        if !listen.ip().is_loopback() {
+            return Err(SandboxError::NotLoopback { address: listen });
+        }
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| SandboxError::Bind {
+                address: listen,
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| SandboxError::Bind {
+            address: listen,
+            source,
+        })?;
+        let (events, _) = tokio::sync::broadcast::channel(16_384);
+        let mut state = State::new(Store::new(options.history_limit, events));
+        state.create_system_namespaces();
+        let (watch_epoch, _) = tokio::sync::watch::channel(0);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            audit: Mutex::new(Vec::new()),
+            faults: Mutex::new(FaultRules::default()),
+            watch_epoch,
+            options,
+            address,
+        });
+        let router = axum::Router::new()
+            .fallback(http::handle)
+            .with_state(Arc::clone(&shared));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let closing = Arc::clone(&shared);
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+                closing.close_watches();
+            };
+            if let Err(error) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%error, "the sandbox API server stopped");
+            }
+        });
+        let controlled = Arc::clone(&shared);
+        let controllers = tokio::spawn(async move {
+            let delay = controlled.options.namespace_cleanup_delay;
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                tick.tick().await;
+                controlled.lock_state().run_namespace_controller(delay);
+            }
+        });
+        Ok(Sandbox {
+            shared,
+            address,
+            stop: Some(stop),
+            task: Some(task),
+            controllers,
+        })
+    }
+
+    /// The address served.
+    #[must_use]
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// A `kube::Config` for this sandbox (default namespace `default`).
+    pub fn kube_config(&self) -> Result<kube::Config, SandboxError> {
+        let url = self.url();
+        let uri = axum::http::Uri::try_from(url.as_str()).map_err(|_| SandboxError::Url { url })?;
+        Ok(kube::Config::new(uri))
+    }
+
+    /// A `kube::Client` for this sandbox.
+    pub fn client(&self) -> Result<kube::Client, SandboxError> {
+        let config = self.kube_config()?;
+        kube::Client::try_from(config).map_err(|source| SandboxError::Client {
+            url: self.url(),
+            source,
+        })
+    }
+
+    /// Every request served so far, oldest first.
+    #[must_use]
+    pub fn audit(&self) -> Vec<AuditEntry> {
+        self.shared
+            .audit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Forget the audit log.
+    pub fn audit_clear(&self) {
+        self.shared
+            .audit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The fault-injection handle.
+    #[must_use]
+    pub fn faults(&self) -> Faults {
+        Faults {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The kubeconfig that points at this sandbox.
+    #[must_use]
+    pub fn kubeconfig_yaml(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: netfence-sandbox\n  cluster:\n    server: {url}\ncontexts:\n- name: netfence-sandbox\n  context:\n    cluster: netfence-sandbox\n    user: netfence-sandbox\n    namespace: default\ncurrent-context: netfence-sandbox\nusers:\n- name: netfence-sandbox\n  user: {{}}\npreferences: {{}}\n",
+            url = self.url()
+        )
+    }
+
+    /// Write the kubeconfig to `path`.
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), SandboxError> {
+        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| SandboxError::Kubeconfig {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The served resource of an `apiVersion` and `kind`.
+    #[must_use]
+    pub fn resource_of(&self, api_version: &str, kind: &str) -> Option<ResourceInfo> {
+        self.shared
+            .lock_state()
+            .catalog
+            .find_kind(api_version, kind)
+            .cloned()
+    }
+
+    /// Create an object directly in the store (no HTTP, not audited), as the server's own
+    /// bootstrap does. The object goes through admission like any create.
+    pub fn create(&self, object: &Value) -> Result<Value, SandboxError> {
+        let what = format!(
+            "{} {}",
+            object
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("object"),
+            object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("<unnamed>")
+        );
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let mut state = self.shared.lock_state();
+        let Some(info) = state.catalog.find_kind(api_version, kind).cloned() else {
+            return Err(SandboxError::Refused {
+                what,
+                source: status::ApiError::no_route(),
+            });
+        };
+        let namespace = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| info.namespaced.then(|| "default".to_owned()));
+        let options = WriteOptions {
+            field_manager: Some("netfence-sandbox".to_owned()),
+            ..WriteOptions::default()
+        };
+        state
+            .create(&info, namespace.as_deref(), object.clone(), &options)
+            .map(|answer| answer.body)
+            .map_err(|source| SandboxError::Refused { what, source })
+    }
+
+    /// Install netfence's CustomResourceDefinitions.
+    pub fn install_netfence_crds(&self) -> Result<Vec<String>, SandboxError> {
+        let mut names = Vec::new();
+        for crd in netfence_crd::crds() {
+            let value = serde_json::to_value(&crd).unwrap_or(Value::Null);
+            let created = self.create(&value)?;
+            names.push(
+                created
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+        Ok(names)
+    }
+
+    /// Stop serving: open watches end, then the server stops.
+    pub async fn shutdown(mut self) {
+        self.controllers.abort();
+        self.shared.close_watches();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.controllers.abort();
+        self.shared.close_watches();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Fault injection, set from tests.
+#[derive(Clone)]
+pub struct Faults {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Faults").finish_non_exhaustive()
+    }
+}
+
+impl Faults {
+    fn rules(&self) -> MutexGuard<'_, FaultRules> {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn matcher(verb: &str, resource: &str) -> Matcher {
+        Matcher {
+            verb: verb.to_owned(),
+            resource: resource.to_owned(),
+        }
+    }
+
+    /// Fail `share` (0 to 1, spread evenly) of the requests matching `verb` (as the audit log
+    /// names it, or `*`) and `resource` (plural, `plural/status`, or `*`) with `code` (500, 429,
+    /// 409, 503...).
+    pub fn fail(&self, verb: &str, resource: &str, share: f64, code: u16) -> FaultId {
+        self.rules()
+            .fail(Faults::matcher(verb, resource), share, code)
+    }
+
+    /// Fail the next `count` matching requests with `code`.
+    pub fn fail_next(&self, verb: &str, resource: &str, count: u64, code: u16) -> FaultId {
+        self.rules()
+            .fail_next(Faults::matcher(verb, resource), count, code)
+    }
+
+    /// Delay the matching requests by `delay`.
+    pub fn latency(&self, verb: &str, resource: &str, delay: Duration) -> FaultId {
+        self.rules().latency(Faults::matcher(verb, resource), delay)
+    }
+
+    /// Remove one fault.
+    pub fn remove(&self, id: FaultId) {
+        self.rules().remove(id);
+    }
+
+    /// Remove every fault.
+    pub fn clear(&self) {
+        self.rules().clear();
+    }
+
+    /// End every open watch now; clients re-watch from the last `resourceVersion` they saw.
+    pub fn close_watches(&self) {
+        self.shared.close_watches();
+    }
+
+    /// Forget the history: the next watch (or exact list) from any `resourceVersion` issued so
+    /// far answers 410 Gone, and clients must list again.
+    pub fn compact(&self) {
+        self.shared.lock_state().store.compact();
+    }
+}

@@ -1,0 +1,1730 @@
+//! The object lifecycle: create, read, update, patch, server-side apply and delete of any
+//! served resource, with the rules of the real server.
+//!
+//! ```text
+//! request --> prepare (names, server fields, status isolation) --> admission (schema, CEL)
+//!         --> managed fields (update tracking | apply merge + conflicts) --> generation
+//!         --> no-op? (no new resourceVersion) --> store --> garbage collection
+//! ```
+//!
+//! `metadata.generation` moves only when something outside `metadata` (and outside `status`
+//! for resources with a status subresource) changes. Writes to `/status` change only status;
+//! writes to the object leave status alone when the resource has a status subresource. A write
+//! that changes nothing keeps its `resourceVersion` and emits no watch event.
+
+use std::{
+    collections::{BTreeSet, HashSet},
+    hash::{BuildHasher, Hasher},
+};
+
+use kube::core::cel::cel::Context;
+use serde_json::{Map, Value, json};
+
+use super::{
+    apply::{conflict_message, merge_apply, settle_ownership},
+    fields::{Scope, read_managed, track_update, write_managed},
+    patch::{PatchType, json_patch, merge_patch, strip_strategic_directives},
+    resources::{Catalog, NAMESPACE_NAME_LABEL, ResourceInfo, StoreKey},
+    schema::admit,
+    selector::{FieldSelector, LabelSelector},
+    status::{ApiError, FieldCause, deleted},
+    store::{Expired, ObjectKey, Store},
+};
+
+/// The longest field manager name the server accepts.
+const MAX_FIELD_MANAGER: usize = 128;
+
+/// `fieldValidation`: what to do with fields the schema does not declare.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them and answer a `Warning` header (the server default).
+    #[default]
+    Warn,
+    /// Refuse the request with 400.
+    Strict,
+}
+
+impl FieldValidation {
+    /// Parse the query parameter.
+    pub fn parse(text: Option<&str>) -> Result<Self, ApiError> {
+        match text.unwrap_or_default() {
+            "" | "Warn" => Ok(FieldValidation::Warn),
+            "Ignore" => Ok(FieldValidation::Ignore),
+            "Strict" => Ok(FieldValidation::Strict),
+            other => Err(ApiError::bad_request(format!(
+                "fieldValidation: Invalid value: \"{other}\": must be one of Ignore, Warn, or Strict"
+            ))),
+        }
+    }
+}
+
+/// Who writes, and how.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    /// `fieldManager`, or the one derived from the user agent.
+    pub field_manager: Option<String>,
+    /// The `User-Agent` header, for the default field manager.
+    pub user_agent: String,
+    /// `dryRun=All`: validate and answer, store nothing.
+    pub dry_run: bool,
+    /// `fieldValidation`.
+    pub field_validation: FieldValidation,
+    /// `force` of server-side apply.
+    pub force: bool,
+}
+
+impl WriteOptions {
+    /// The field manager of a non-apply write: the parameter, else the user agent up to `/`.
+    fn manager(&self) -> String {
+        self.field_manager.clone().unwrap_or_else(|| {
+            let prefix = self.user_agent.split('/').next().unwrap_or_default();
+            if prefix.is_empty() {
+                "unknown".to_owned()
+            } else {
+                prefix.to_owned()
+            }
+        })
+    }
+}
+
+/// `DeleteOptions`, from the body and the query.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    /// `Background`, `Foreground` or `Orphan`.
+    pub propagation_policy: Option<String>,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+}
+
+/// What a list asks for.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    /// `labelSelector`.
+    pub labels: LabelSelector,
+    /// `fieldSelector`.
+    pub fields: FieldSelector,
+    /// `limit`.
+    pub limit: Option<usize>,
+    /// `continue`.
+    pub continue_token: Option<String>,
+    /// `resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `resourceVersionMatch`.
+    pub version_match: Option<String>,
+}
+
+/// A successful answer: the HTTP code, the body, and `Warning` headers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// 200 or 201.
+    pub code: u16,
+    /// The object, list or Status.
+    pub body: Value,
+    /// `Warning` header texts.
+    pub warnings: Vec<String>,
+}
+
+impl Answer {
+    fn ok(body: Value) -> Self {
+        Answer {
+            code: 200,
+            body,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// How a write treats managed fields.
+enum Ownership {
+    /// A create, update or patch by this manager.
+    Update(String),
+    /// A server-side apply.
+    Apply {
+        manager: String,
+        config_set: super::fields::FieldSet,
+        force: bool,
+    },
+}
+
+/// The whole server state: served resources, objects, the CEL evaluator.
+pub struct State {
+    /// The served resources.
+    pub catalog: Catalog,
+    /// The objects.
+    pub store: Store,
+    cel: Context<'static>,
+    random: std::collections::hash_map::RandomState,
+    counter: u64,
+    /// Uids of removed objects whose dependents the garbage collector has not visited yet.
+    pending_uids: Vec<String>,
+    /// Namespaces being deleted whose content the namespace controller has not deleted yet.
+    terminating: Vec<(String, std::time::Instant)>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("revision", &self.store.revision())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Now, as Kubernetes writes timestamps.
+#[must_use]
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn name_of(object: &Value) -> &str {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn uid_of(object: &Value) -> &str {
+    object
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn finalizers_of(object: &Value) -> Vec<String> {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_deleting(object: &Value) -> bool {
+    object.pointer("/metadata/deletionTimestamp").is_some()
+}
+
+fn object_mut(value: &mut Value) -> &mut Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => {
+            *other = Value::Object(Map::new());
+            object_mut(other)
+        }
+    }
+}
+
+fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
+    let metadata = object_mut(object)
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    object_mut(metadata)
+}
+
+/// The parts of an object whose change bumps `metadata.generation`.
+fn generation_view(object: &Value, info: &ResourceInfo) -> Value {
+    let mut view = object.clone();
+    if let Some(map) = view.as_object_mut() {
+        map.remove("metadata");
+        map.remove("apiVersion");
+        map.remove("kind");
+        if info.status_subresource {
+            map.remove("status");
+        }
+    }
+    view
+}
+
+/// A path segment (name or namespace in a URL) the server can store: `Name parameter invalid`.
+pub fn check_path_segment(segment: &str) -> Result<(), ApiError> {
+    let problem = if segment == "." {
+        Some("may not be '.'")
+    } else if segment == ".." {
+        Some("may not be '..'")
+    } else if segment.contains('/') {
+        Some("may not contain '/'")
+    } else if segment.contains('%') {
+        Some("may not contain '%'")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(ApiError::bad_request(format!(
+            "Name parameter invalid: \"{segment}\": {problem}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+fn dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(dns_label)
+}
+
+fn label_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+fn label_value(value: &str) -> bool {
+    value.is_empty() || label_name(value)
+}
+
+fn qualified_name(key: &str) -> bool {
+    match key.split_once('/') {
+        Some((prefix, name)) => dns_subdomain(prefix) && label_name(name),
+        None => label_name(key),
+    }
+}
+
+/// `metadata` checks every kind gets: the name, label keys and values.
+fn validate_metadata(info: &ResourceInfo, object: &Value) -> Vec<FieldCause> {
+    let mut causes = Vec::new();
+    let name = name_of(object);
+    let segment_problem = check_path_segment(name).err();
+    if let Some(problem) = segment_problem {
+        causes.push(FieldCause {
+            reason: "FieldValueInvalid",
+            field: "metadata.name".to_owned(),
+            message: format!(
+                "Invalid value: \"{name}\": {}",
+                problem.message.rsplit(": ").next().unwrap_or_default()
+            ),
+        });
+    } else if info.plural == "namespaces" && !dns_label(name) {
+        causes.push(FieldCause {
+            reason: "FieldValueInvalid",
+            field: "metadata.name".to_owned(),
+            message: format!("Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"),
+        });
+    } else if info.plural != "namespaces" && !dns_subdomain(name) {
+        causes.push(FieldCause {
+            reason: "FieldValueInvalid",
+            field: "metadata.name".to_owned(),
+            message: format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"),
+        });
+    }
+    if let Some(labels) = object.pointer("/metadata/labels") {
+        match labels.as_object() {
+            Some(labels) => {
+                for (key, value) in labels {
+                    if !qualified_name(key) {
+                        causes.push(FieldCause {
+                            reason: "FieldValueInvalid",
+                            field: "metadata.labels".to_owned(),
+                            message: format!("Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+                        });
+                    }
+                    if !value.as_str().is_some_and(label_value) {
+                        causes.push(FieldCause {
+                            reason: "FieldValueInvalid",
+                            field: "metadata.labels".to_owned(),
+                            message: format!("Invalid value: {value}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+                        });
+                    }
+                }
+            }
+            None => causes.push(FieldCause {
+                reason: "FieldValueTypeInvalid",
+                field: "metadata.labels".to_owned(),
+                message: "Invalid value: \"labels\": must be a map of strings".to_owned(),
+            }),
+        }
+    }
+    causes
+}
+
+impl State {
+    /// An empty server state with the built-in resources.
+    #[must_use]
+    pub fn new(store: Store) -> Self {
+        State {
+            catalog: Catalog::builtin(),
+            store,
+            cel: super::cel::context(),
+            random: std::collections::hash_map::RandomState::new(),
+            counter: 0,
+            pending_uids: Vec::new(),
+            terminating: Vec::new(),
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        self.counter += 1;
+        let mut hasher = self.random.build_hasher();
+        hasher.write_u64(self.counter);
+        hasher.finish()
+    }
+
+    fn new_uid(&mut self) -> String {
+        let high = self.random();
+        let low = self.random();
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            high >> 32,
+            (high >> 16) & 0xffff,
+            high & 0xfff,
+            (low >> 48) & 0x3fff | 0x8000,
+            low & 0xffff_ffff_ffff
+        )
+    }
+
+    fn generated_suffix(&mut self) -> String {
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let mut value = self.random();
+        let mut suffix = String::new();
+        for _ in 0..5 {
+            suffix.push(char::from(ALPHABET[(value % 27) as usize]));
+            value /= 27;
+        }
+        suffix
+    }
+
+    /// Create the namespaces every cluster has: `default`, `kube-system`, `kube-public`,
+    /// `kube-node-lease`.
+    pub fn create_system_namespaces(&mut self) {
+        let Some(info) = self.catalog.find("", "v1", "namespaces").cloned() else {
+            return;
+        };
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            let options = WriteOptions {
+                field_manager: Some("kube-apiserver".to_owned()),
+                ..WriteOptions::default()
+            };
+            // The store is empty: a create of a valid name cannot fail.
+            let _ = self.create(&info, None, body, &options);
+        }
+    }
+
+    /// Whether a namespace exists, and whether it is terminating.
+    fn namespace_state(&self, namespace: &str) -> Option<bool> {
+        let key = StoreKey {
+            group: String::new(),
+            plural: "namespaces".to_owned(),
+        };
+        self.store
+            .get(&key, &ObjectKey::new(None, namespace))
+            .map(is_deleting)
+    }
+
+    /// One object.
+    pub fn get(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        self.store
+            .get(&info.store_key(), &ObjectKey::new(namespace, name))
+            .map(|object| present(info, object))
+            .ok_or_else(|| ApiError::not_found(info, name))
+    }
+
+    /// The revision a list or watch is served at, from `resourceVersion` and its match rule.
+    pub fn read_revision(
+        &self,
+        resource_version: Option<&str>,
+        version_match: Option<&str>,
+    ) -> Result<u64, ApiError> {
+        let current = self.store.revision();
+        match resource_version.unwrap_or_default() {
+            "" | "0" => Ok(current),
+            text => {
+                let requested: u64 = text.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version \"{text}\""))
+                })?;
+                if requested > current {
+                    let mut error = ApiError::injected(504, None, None);
+                    error.message =
+                        format!("Too large resource version: {requested}, current: {current}");
+                    error.details = Some(
+                        json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+                    );
+                    return Err(error);
+                }
+                if version_match == Some("Exact") {
+                    Ok(requested)
+                } else {
+                    Ok(current)
+                }
+            }
+        }
+    }
+
+    /// A list, with selectors and pagination.
+    pub fn list(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<Value, ApiError> {
+        let (revision, start) = match &options.continue_token {
+            Some(token) => decode_continue(token)?,
+            None => (
+                self.read_revision(
+                    options.resource_version.as_deref(),
+                    options.version_match.as_deref(),
+                )?,
+                None,
+            ),
+        };
+        let view = self.store.view_at(&info.store_key(), revision).map_err(|expired: Expired| {
+            if options.continue_token.is_some() {
+                ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
+            } else {
+                ApiError::gone(format!("too old resource version: {} ({})", expired.requested, expired.oldest))
+            }
+        })?;
+        let mut items = Vec::new();
+        let mut next = None;
+        let mut remaining = 0_usize;
+        for (key, object) in view.iter() {
+            if namespace.is_some_and(|namespace| key.namespace != namespace) {
+                continue;
+            }
+            if start.as_ref().is_some_and(|start| key <= start) {
+                continue;
+            }
+            if !options.labels.matches(object) || !options.fields.matches(object) {
+                continue;
+            }
+            if let Some(limit) = options.limit.filter(|limit| *limit > 0) {
+                if items.len() == limit {
+                    if next.is_none() {
+                        next = items
+                            .last()
+                            .map(|(key, _): &(ObjectKey, Value)| key.clone());
+                    }
+                    remaining += 1;
+                    continue;
+                }
+            }
+            items.push((key.clone(), present(info, object)));
+        }
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if let Some(last) = next {
+            metadata["continue"] = json!(encode_continue(revision, &last));
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+        Ok(json!({
+            "kind": info.list_kind,
+            "apiVersion": info.api_version(),
+            "metadata": metadata,
+            "items": items.into_iter().map(|(_, object)| object).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// Create an object.
+    pub fn create(
+        &mut self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        body: Value,
+        options: &WriteOptions,
+    ) -> Result<Answer, ApiError> {
+        let mut object = body;
+        check_type(info, &object)?;
+        let metadata = metadata_mut(&mut object);
+        if metadata
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|rv| !rv.is_empty())
+        {
+            return Err(ApiError::internal(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
+        let body_namespace = metadata
+            .get("namespace")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if info.namespaced {
+            if let (Some(body_namespace), Some(namespace)) = (&body_namespace, namespace)
+                && body_namespace != namespace
+            {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+        let mut name = metadata
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if name.is_empty() {
+            let generate = metadata
+                .get("generateName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if generate.is_empty() {
+                return Err(ApiError::invalid(
+                    info,
+                    "",
+                    &[FieldCause {
+                        reason: "FieldValueRequired",
+                        field: "metadata.name".to_owned(),
+                        message: "Required value: name or generateName is required".to_owned(),
+                    }],
+                ));
+            }
+            name = format!("{generate}{}", self.generated_suffix());
+        }
+        object["metadata"]["name"] = json!(name);
+        self.create_named(
+            info,
+            namespace,
+            &name,
+            object,
+            Ownership::Update(options.manager()),
+            options,
+        )
+    }
+
+    fn create_named(
+        &mut self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        mut object: Value,
+        ownership: Ownership,
+        options: &WriteOptions,
+    ) -> Result<Answer, ApiError> {
+        if info.namespaced {
+            let namespace = namespace.unwrap_or_default();
+            match self.namespace_state(namespace) {
+                None => return Err(ApiError::namespace_not_found(namespace)),
+                Some(true) => {
+                    return Err(ApiError::forbidden(
+                        info,
+                        name,
+                        &format!(
+                            "unable to create new content in namespace {namespace} because it is being terminated"
+                        ),
+                    ));
+                }
+                Some(false) => {}
+            }
+        }
+        let key = ObjectKey::new(namespace.filter(|_| info.namespaced), name);
+        if self.store.get(&info.store_key(), &key).is_some() {
+            return Err(ApiError::already_exists(info, name));
+        }
+        let uid = self.new_uid();
+        let metadata = metadata_mut(&mut object);
+        metadata.insert("uid".to_owned(), json!(uid));
+        metadata.insert("creationTimestamp".to_owned(), json!(now()));
+        metadata.insert("generation".to_owned(), json!(1));
+        for field in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            metadata.remove(field);
+        }
+        if info.status_subresource {
+            if let Some(map) = object.as_object_mut() {
+                map.remove("status");
+            }
+        }
+        let mut answer = self.commit(
+            info,
+            key,
+            None,
+            object,
+            ownership,
+            Scope::of(info, None),
+            options,
+        )?;
+        answer.code = 201;
+        Ok(answer)
+    }
+
+    /// Replace an object (PUT), or its status.
+    pub fn update(
+        &mut self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        body: Value,
+        options: &WriteOptions,
+    ) -> Result<Answer, ApiError> {
+        check_type(info, &body)?;
+        let body_name = name_of(&body);
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let key = ObjectKey::new(namespace, name);
+        let old = self
+            .store
+            .get(&info.store_key(), &key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(info, name))?;
+        let requested = body
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if requested.is_empty() && info.custom {
+            return Err(ApiError::invalid(
+                info,
+                name,
+                &[FieldCause {
+                    reason: "FieldValueInvalid",
+                    field: "metadata.resourceVersion".to_owned(),
+                    message: "Invalid value: 0x0: must be specified for an update".to_owned(),
+                }],
+            ));
+        }
+        if !requested.is_empty()
+            && Some(requested)
+                != old
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+        {
+            return Err(ApiError::stale(info, name));
+        }
+        let scope = Scope::of(info, subresource);
+        let mut candidate = body;
+        if body_has_managed_fields(&candidate) {
+            // An update that sends managedFields sets them, as upstream does.
+        } else if let Some(managed) = old.pointer("/metadata/managedFields") {
+            metadata_mut(&mut candidate).insert("managedFields".to_owned(), managed.clone());
+        }
+        self.commit(
+            info,
+            key,
+            Some(old),
+            candidate,
+            Ownership::Update(options.manager()),
+            scope,
+            options,
+        )
+    }
+
+    /// Patch an object or its status: merge, JSON, strategic merge, or server-side apply.
+    pub fn patch(
+        &mut self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        patch_type: PatchType,
+        patch: Value,
+        options: &WriteOptions,
+    ) -> Result<Answer, ApiError> {
+        let key = ObjectKey::new(namespace, name);
+        let old = self.store.get(&info.store_key(), &key).cloned();
+        let scope = Scope::of(info, subresource);
+        if patch_type == PatchType::Apply {
+            return self.apply(info, namespace, name, key, old, patch, scope, options);
+        }
+        let old = old.ok_or_else(|| ApiError::not_found(info, name))?;
+        let base = present(info, &old);
+        let patched = match patch_type {
+            PatchType::Merge => {
+                if !patch.is_object() {
+                    return Err(ApiError::bad_request("error decoding patch: merge patch must be a JSON object"));
+                }
+                merge_patch(&base, &patch)
+            }
+            PatchType::Strategic => {
+                if info.custom {
+                    return Err(ApiError::unsupported_media_type(
+                        "application/strategic-merge-patch+json",
+                        &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"],
+                    ));
+                }
+                if !patch.is_object() {
+                    return Err(ApiError::bad_request("error decoding patch: strategic merge patch must be a JSON object"));
+                }
+                merge_patch(&base, &strip_strategic_directives(&patch))
+            }
+            PatchType::Json => json_patch(&base, &patch).map_err(|error| {
+                ApiError::invalid(
+                    info,
+                    name,
+                    &[FieldCause {
+                        reason: "FieldValueInvalid",
+                        field: String::new(),
+                        message: format!("the server rejected our request due to an error in our request: {error}"),
+                    }],
+                )
+            })?,
+            PatchType::Apply => base,
+        };
+        check_type(info, &patched)?;
+        let requested = patched
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if requested
+            != old
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        {
+            return Err(ApiError::stale(info, name));
+        }
+        if name_of(&patched) != name {
+            return Err(ApiError::bad_request(
+                "metadata.name: the name of a patched object cannot change",
+            ));
+        }
+        self.commit(
+            info,
+            key,
+            Some(old),
+            patched,
+            Ownership::Update(options.manager()),
+            scope,
+            options,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)] // the request, unpacked once by `patch`
+    fn apply(
+        &mut self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        key: ObjectKey,
+        old: Option<Value>,
+        config: Value,
+        scope: Scope,
+        options: &WriteOptions,
+    ) -> Result<Answer, ApiError> {
+        let Some(manager) = options
+            .field_manager
+            .clone()
+            .filter(|manager| !manager.is_empty())
+        else {
+            return Err(ApiError {
+                code: 422,
+                reason: "Invalid",
+                message: "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".to_owned(),
+                details: Some(json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]})),
+                retry_after: None,
+            });
+        };
+        if !config.is_object() {
+            return Err(ApiError::bad_request(
+                "error decoding YAML: the apply configuration is not an object",
+            ));
+        }
+        check_type(info, &config)?;
+        if config.get("apiVersion").is_none() || config.get("kind").is_none() {
+            return Err(ApiError::bad_request(
+                "invalid object type: the apply configuration needs apiVersion and kind",
+            ));
+        }
+        let config_name = name_of(&config);
+        if config_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({config_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if let (Some(body_namespace), Some(namespace)) = (
+            config
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str),
+            namespace,
+        ) && body_namespace != namespace
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        if let Some(requested) = config
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|requested| !requested.is_empty())
+            && old
+                .as_ref()
+                .and_then(|old| old.pointer("/metadata/resourceVersion"))
+                .and_then(Value::as_str)
+                != Some(requested)
+        {
+            return Err(ApiError::stale(info, name));
+        }
+        let entries = old.as_ref().map(read_managed).unwrap_or_default();
+        let live = match &old {
+            Some(old) => present(info, old),
+            None => {
+                if scope == Scope::Status {
+                    return Err(ApiError::not_found(info, name));
+                }
+                let mut fresh = json!({"apiVersion": info.api_version(), "kind": info.kind, "metadata": {"name": name}});
+                if let Some(namespace) = namespace {
+                    fresh["metadata"]["namespace"] = json!(namespace);
+                }
+                fresh
+            }
+        };
+        let merged = merge_apply(&live, &config, &entries, &info.schema, scope, &manager);
+        let mut candidate = merged.object;
+        write_managed(&mut candidate, &entries);
+        let ownership = Ownership::Apply {
+            manager,
+            config_set: merged.config_set,
+            force: options.force,
+        };
+        match old {
+            Some(old) => self.commit(info, key, Some(old), candidate, ownership, scope, options),
+            None => self.create_named(info, namespace, name, candidate, ownership, options),
+        }
+    }
+
+    /// The write pipeline shared by create, update, patch and apply.
+    #[allow(clippy::too_many_arguments, clippy::too_many_lines)] // one pipeline, in the order the real server runs it
+    fn commit(
+        &mut self,
+        info: &ResourceInfo,
+        key: ObjectKey,
+        old: Option<Value>,
+        candidate: Value,
+        ownership: Ownership,
+        scope: Scope,
+        options: &WriteOptions,
+    ) -> Result<Answer, ApiError> {
+        let name = key.name.clone();
+        let mut new = match (&old, scope) {
+            (Some(old), Scope::Status) => {
+                let mut next = present(info, old);
+                match candidate.get("status") {
+                    Some(status) => next["status"] = status.clone(),
+                    None => {
+                        if let Some(map) = next.as_object_mut() {
+                            map.remove("status");
+                        }
+                    }
+                }
+                if let Some(managed) = candidate.pointer("/metadata/managedFields") {
+                    metadata_mut(&mut next).insert("managedFields".to_owned(), managed.clone());
+                }
+                next
+            }
+            (Some(old), Scope::Main { without_status }) => {
+                let mut next = candidate;
+                let old_metadata = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+                let metadata = metadata_mut(&mut next);
+                for field in [
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                    "name",
+                    "namespace",
+                ] {
+                    match old_metadata.get(field) {
+                        Some(value) => metadata.insert(field.to_owned(), value.clone()),
+                        None => metadata.remove(field),
+                    };
+                }
+                if without_status {
+                    match old.get("status") {
+                        Some(status) => next["status"] = status.clone(),
+                        None => {
+                            if let Some(map) = next.as_object_mut() {
+                                map.remove("status");
+                            }
+                        }
+                    }
+                }
+                next
+            }
+            (None, _) => candidate,
+        };
+        new["apiVersion"] = json!(info.api_version());
+        new["kind"] = json!(info.kind);
+        let metadata = metadata_mut(&mut new);
+        metadata.insert("name".to_owned(), json!(name));
+        if info.namespaced {
+            metadata.insert("namespace".to_owned(), json!(key.namespace));
+        } else {
+            metadata.remove("namespace");
+        }
+        if let Some(old) = &old {
+            let old_finalizers: BTreeSet<String> = finalizers_of(old).into_iter().collect();
+            if is_deleting(old)
+                && finalizers_of(&new)
+                    .iter()
+                    .any(|finalizer| !old_finalizers.contains(finalizer))
+            {
+                return Err(ApiError::invalid(
+                    info,
+                    &name,
+                    &[FieldCause {
+                        reason: "FieldValueForbidden",
+                        field: "metadata.finalizers".to_owned(),
+                        message: "Forbidden: no new finalizers can be added if the object is being deleted".to_owned(),
+                    }],
+                ));
+            }
+        }
+        let mut causes = validate_metadata(info, &new);
+        let old_view = old.as_ref().map(|old| present(info, old));
+        let admitted = admit(info, new.clone(), old_view.as_ref(), &self.cel);
+        causes.extend(admitted.causes.iter().cloned());
+        let mut warnings = Vec::new();
+        if !admitted.unknown_fields.is_empty() {
+            match options.field_validation {
+                FieldValidation::Strict => {
+                    let message = if matches!(ownership, Ownership::Apply { .. }) {
+                        admitted
+                            .unknown_fields
+                            .iter()
+                            .map(|field| format!("{field}: field not declared in schema"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    } else {
+                        let listed: Vec<String> = admitted
+                            .unknown_fields
+                            .iter()
+                            .map(|field| {
+                                format!("unknown field \"{}\"", field.trim_start_matches('.'))
+                            })
+                            .collect();
+                        format!(
+                            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                            listed.join(", "),
+                            kind = info.kind,
+                            version = info.version
+                        )
+                    };
+                    return Err(ApiError::bad_request(message));
+                }
+                FieldValidation::Warn => {
+                    warnings.extend(admitted.unknown_fields.iter().map(|field| {
+                        format!("unknown field \"{}\"", field.trim_start_matches('.'))
+                    }));
+                }
+                FieldValidation::Ignore => {}
+            }
+        }
+        if let Ownership::Apply {
+            manager,
+            config_set,
+            force,
+        } = &ownership
+        {
+            let entries = read_managed(&new);
+            if let Err(conflicts) = settle_ownership(
+                old_view.as_ref(),
+                &admitted.object,
+                config_set,
+                &entries,
+                scope,
+                manager,
+                *force,
+                &info.api_version(),
+                &now(),
+            ) {
+                let causes: Vec<FieldCause> = conflicts
+                    .iter()
+                    .map(|conflict| FieldCause {
+                        reason: "FieldManagerConflict",
+                        field: super::fields::FieldSet::display(&conflict.path),
+                        message: format!("conflict with {}", conflict.owner()),
+                    })
+                    .collect();
+                return Err(ApiError::apply_conflict(
+                    info,
+                    &name,
+                    conflict_message(&conflicts),
+                    &causes,
+                ));
+            }
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(info, &name, &causes));
+        }
+        let mut new = admitted.object;
+        let stamp = now();
+        let api_version = info.api_version();
+        let mut entries = read_managed(&new);
+        match &ownership {
+            Ownership::Update(manager) => {
+                if manager.len() > MAX_FIELD_MANAGER {
+                    return Err(ApiError::bad_request(format!(
+                        "fieldManager: Too long: may not be more than {MAX_FIELD_MANAGER} bytes"
+                    )));
+                }
+                track_update(
+                    &mut entries,
+                    old_view.as_ref(),
+                    &new,
+                    &info.schema,
+                    scope,
+                    manager,
+                    &api_version,
+                    &stamp,
+                );
+            }
+            Ownership::Apply {
+                manager,
+                config_set,
+                force,
+            } => {
+                entries = settle_ownership(
+                    old_view.as_ref(),
+                    &new,
+                    config_set,
+                    &entries,
+                    scope,
+                    manager,
+                    *force,
+                    &api_version,
+                    &stamp,
+                )
+                .unwrap_or(entries);
+            }
+        }
+        write_managed(&mut new, &entries);
+        self.kind_rules(info, old.as_ref(), &mut new)?;
+        let generation = match &old {
+            None => 1,
+            Some(old) => {
+                let previous = old
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
+                if generation_view(old, info) == generation_view(&new, info) {
+                    previous
+                } else {
+                    previous + 1
+                }
+            }
+        };
+        metadata_mut(&mut new).insert("generation".to_owned(), json!(generation));
+        if let Some(old) = &old {
+            if let Some(version) = old.pointer("/metadata/resourceVersion") {
+                metadata_mut(&mut new).insert("resourceVersion".to_owned(), version.clone());
+            }
+            if present(info, old) == new {
+                return Ok(Answer {
+                    code: 200,
+                    body: new,
+                    warnings,
+                });
+            }
+        } else {
+            metadata_mut(&mut new).remove("resourceVersion");
+        }
+        if options.dry_run {
+            return Ok(Answer {
+                code: 200,
+                body: new,
+                warnings,
+            });
+        }
+        if info.plural == "customresourcedefinitions" && info.group == "apiextensions.k8s.io" {
+            if let Err(causes) = self.catalog.register_crd(&new) {
+                return Err(ApiError::invalid(info, &name, &causes));
+            }
+        }
+        let resource = info.store_key();
+        let body = if is_deleting(&new) && finalizers_of(&new).is_empty() {
+            let removed = self.remove(&resource, &key);
+            self.collect_garbage();
+            removed.unwrap_or(new)
+        } else {
+            let stored = self.store.put(&resource, key, new);
+            self.collect_garbage();
+            stored
+        };
+        Ok(Answer {
+            code: 200,
+            body: present(info, &body),
+            warnings,
+        })
+    }
+
+    /// What the server sets on some kinds: namespace labels and phase, CRD status.
+    fn kind_rules(
+        &mut self,
+        info: &ResourceInfo,
+        old: Option<&Value>,
+        new: &mut Value,
+    ) -> Result<(), ApiError> {
+        match (info.group.as_str(), info.plural.as_str()) {
+            ("", "namespaces") => {
+                let name = name_of(new).to_owned();
+                let metadata = metadata_mut(new);
+                let labels = metadata.entry("labels").or_insert_with(|| json!({}));
+                labels[NAMESPACE_NAME_LABEL] = json!(name);
+                if new.pointer("/spec/finalizers").is_none() {
+                    new["spec"] = json!({"finalizers": ["kubernetes"]});
+                }
+                let phase = if is_deleting(new) {
+                    "Terminating"
+                } else {
+                    "Active"
+                };
+                new["status"] = json!({"phase": phase});
+            }
+            ("", "pods") => {
+                if new.pointer("/status/phase").is_none() {
+                    new["status"]["phase"] = json!("Pending");
+                }
+            }
+            ("apiextensions.k8s.io", "customresourcedefinitions") => {
+                let storage = new
+                    .pointer("/spec/versions")
+                    .and_then(Value::as_array)
+                    .and_then(|versions| {
+                        versions.iter().find(|version| {
+                            version.get("storage").and_then(Value::as_bool) == Some(true)
+                        })
+                    })
+                    .and_then(|version| version.get("name"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let since = old
+                    .and_then(|old| old.pointer("/status/conditions/0/lastTransitionTime"))
+                    .cloned()
+                    .unwrap_or_else(|| json!(now()));
+                let condition = |kind: &str, reason: &str, message: &str| json!({"type": kind, "status": "True", "lastTransitionTime": since, "reason": reason, "message": message});
+                new["status"] = json!({
+                    "acceptedNames": new.pointer("/spec/names").cloned().unwrap_or_else(|| json!({})),
+                    "conditions": [
+                        condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+                        condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+                    ],
+                    "storedVersions": [storage],
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Delete an object: at once, or held by finalizers with `deletionTimestamp` set.
+    pub fn delete(
+        &mut self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Answer, ApiError> {
+        let key = ObjectKey::new(namespace, name);
+        let resource = info.store_key();
+        let object = self
+            .store
+            .get(&resource, &key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(info, name))?;
+        if let Some(uid) = &options.uid
+            && uid != uid_of(&object)
+        {
+            return Err(ApiError::precondition_failed(
+                info,
+                name,
+                &format!(
+                    "UID in precondition: {uid}, UID in object meta: {}",
+                    uid_of(&object)
+                ),
+            ));
+        }
+        if let Some(version) = &options.resource_version
+            && Some(version.as_str())
+                != object
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+        {
+            return Err(ApiError::precondition_failed(
+                info,
+                name,
+                &format!(
+                    "ResourceVersion in precondition: {version}, ResourceVersion in object meta: {}",
+                    object
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        let policy = options
+            .propagation_policy
+            .as_deref()
+            .unwrap_or("Background");
+        if !matches!(policy, "Background" | "Foreground" | "Orphan") {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: \"{policy}\": supported values: \"Background\", \"Foreground\", \"Orphan\""
+            )));
+        }
+        if options.dry_run {
+            return Ok(Answer::ok(present(info, &object)));
+        }
+        if info.group.is_empty() && info.plural == "namespaces" {
+            return Ok(self.delete_namespace(info, &key, object));
+        }
+        if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
+            self.delete_crd_instances(&object);
+        }
+        let uid = uid_of(&object).to_owned();
+        match policy {
+            "Orphan" => self.orphan_dependents(&uid),
+            "Foreground" => self.delete_dependents(&uid),
+            _ => {}
+        }
+        let Some(mut object) = self.store.get(&resource, &key).cloned() else {
+            return Ok(Answer::ok(deleted(info, name, &uid)));
+        };
+        let waits_for_dependents = policy == "Foreground" && self.has_dependents(&uid);
+        if waits_for_dependents
+            && !finalizers_of(&object)
+                .iter()
+                .any(|f| f == "foregroundDeletion")
+        {
+            let mut finalizers = finalizers_of(&object);
+            finalizers.push("foregroundDeletion".to_owned());
+            object["metadata"]["finalizers"] = json!(finalizers);
+        }
+        if finalizers_of(&object).is_empty() {
+            self.remove(&resource, &key);
+            self.collect_garbage();
+            return Ok(Answer::ok(deleted(info, name, &uid)));
+        }
+        if !is_deleting(&object) {
+            let metadata = metadata_mut(&mut object);
+            metadata.insert("deletionTimestamp".to_owned(), json!(now()));
+            metadata.insert("deletionGracePeriodSeconds".to_owned(), json!(0));
+            let generation = metadata
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            metadata.insert("generation".to_owned(), json!(generation + 1));
+            object = self.store.put(&resource, key, object);
+        }
+        Ok(Answer::ok(present(info, &object)))
+    }
+
+    /// Delete every object of a collection that matches the selectors.
+    pub fn delete_collection(
+        &mut self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        list: &ListOptions,
+        options: &DeleteOptions,
+    ) -> Result<Answer, ApiError> {
+        let names: Vec<ObjectKey> = self
+            .store
+            .iter(&info.store_key())
+            .filter(|(key, _)| namespace.is_none_or(|namespace| key.namespace == namespace))
+            .filter(|(_, object)| list.labels.matches(object) && list.fields.matches(object))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut items = Vec::new();
+        for key in names {
+            let namespace = (!key.namespace.is_empty()).then_some(key.namespace.as_str());
+            if let Ok(answer) = self.delete(info, namespace, &key.name, options) {
+                items.push(answer.body);
+            }
+        }
+        Ok(Answer::ok(json!({
+            "kind": info.list_kind,
+            "apiVersion": info.api_version(),
+            "metadata": {"resourceVersion": self.store.revision().to_string()},
+            "items": items,
+        })))
+    }
+
+    fn delete_namespace(
+        &mut self,
+        info: &ResourceInfo,
+        key: &ObjectKey,
+        mut namespace: Value,
+    ) -> Answer {
+        let resource = info.store_key();
+        if !is_deleting(&namespace) {
+            let metadata = metadata_mut(&mut namespace);
+            metadata.insert("deletionTimestamp".to_owned(), json!(now()));
+            metadata.insert("deletionGracePeriodSeconds".to_owned(), json!(0));
+            namespace["status"] = json!({"phase": "Terminating"});
+            namespace = self.store.put(&resource, key.clone(), namespace);
+            self.terminating
+                .push((key.name.clone(), std::time::Instant::now()));
+            self.collect_garbage();
+        }
+        match self.store.get(&resource, key) {
+            Some(current) => Answer::ok(present(info, current)),
+            None => Answer::ok(present(info, &namespace)),
+        }
+    }
+
+    /// The namespace controller, run periodically: once a namespace has been terminating for
+    /// `delay`, delete what it holds (the namespace goes when that is gone). Asynchronous like
+    /// upstream's, so `kubectl delete -f` of a namespace and the objects in it succeeds.
+    pub fn run_namespace_controller(&mut self, delay: std::time::Duration) {
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.terminating)
+            .into_iter()
+            .partition(|(_, since)| since.elapsed() >= delay);
+        self.terminating = waiting;
+        if due.is_empty() {
+            return;
+        }
+        for (namespace, _) in due {
+            self.empty_namespace(&namespace);
+        }
+        self.collect_garbage();
+    }
+
+    /// Delete what a terminating namespace holds (finalizers hold objects back).
+    fn empty_namespace(&mut self, namespace: &str) {
+        let mut targets = Vec::new();
+        for resource in self.store.resources() {
+            let Some(info) = self.catalog.any_version(&resource).cloned() else {
+                continue;
+            };
+            if !info.namespaced {
+                continue;
+            }
+            for (key, object) in self.store.iter(&resource) {
+                if key.namespace == namespace && !is_deleting(object) {
+                    targets.push((info.clone(), key.clone()));
+                }
+            }
+        }
+        for (info, key) in targets {
+            let _ = self.delete(
+                &info,
+                Some(&key.namespace),
+                &key.name,
+                &DeleteOptions::default(),
+            );
+        }
+    }
+
+    /// Deleting a CRD deletes every object of its resources.
+    fn delete_crd_instances(&mut self, crd: &Value) {
+        let group = crd
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let plural = crd
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let resource = StoreKey {
+            group: group.to_owned(),
+            plural: plural.to_owned(),
+        };
+        let removed = self.store.remove_all(&resource);
+        self.catalog.unregister_crd(name_of(crd));
+        self.pending_uids
+            .extend(removed.iter().map(|object| uid_of(object).to_owned()));
+    }
+
+    fn remove(&mut self, resource: &StoreKey, key: &ObjectKey) -> Option<Value> {
+        let removed = self.store.remove(resource, key)?;
+        self.pending_uids.push(uid_of(&removed).to_owned());
+        Some(removed)
+    }
+
+    /// Every stored object that names `uid` as an owner.
+    fn dependents(&self, uid: &str) -> Vec<(StoreKey, ObjectKey)> {
+        let mut found = Vec::new();
+        for resource in self.store.resources() {
+            for (key, object) in self.store.iter(&resource) {
+                let owned = object
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|owners| {
+                        owners
+                            .iter()
+                            .any(|owner| owner.get("uid").and_then(Value::as_str) == Some(uid))
+                    });
+                if owned {
+                    found.push((resource.clone(), key.clone()));
+                }
+            }
+        }
+        found
+    }
+
+    fn has_dependents(&self, uid: &str) -> bool {
+        !self.dependents(uid).is_empty()
+    }
+
+    fn existing_uids(&self) -> HashSet<String> {
+        let mut uids = HashSet::new();
+        for resource in self.store.resources() {
+            for (_, object) in self.store.iter(&resource) {
+                uids.insert(uid_of(object).to_owned());
+            }
+        }
+        uids
+    }
+
+    /// Strip the owner reference to `uid` from its dependents (`propagationPolicy: Orphan`).
+    fn orphan_dependents(&mut self, uid: &str) {
+        for (resource, key) in self.dependents(uid) {
+            self.drop_owner_reference(&resource, key, uid);
+        }
+    }
+
+    fn drop_owner_reference(&mut self, resource: &StoreKey, key: ObjectKey, uid: &str) {
+        let Some(mut object) = self.store.get(resource, &key).cloned() else {
+            return;
+        };
+        let remaining: Vec<Value> = object
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .map(|owners| {
+                owners
+                    .iter()
+                    .filter(|owner| owner.get("uid").and_then(Value::as_str) != Some(uid))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let metadata = metadata_mut(&mut object);
+        if remaining.is_empty() {
+            metadata.remove("ownerReferences");
+        } else {
+            metadata.insert("ownerReferences".to_owned(), Value::Array(remaining));
+        }
+        self.store.put(resource, key, object);
+    }
+
+    /// Delete the dependents of `uid` now (`propagationPolicy: Foreground`).
+    fn delete_dependents(&mut self, uid: &str) {
+        for (resource, key) in self.dependents(uid) {
+            let Some(info) = self.catalog.any_version(&resource).cloned() else {
+                continue;
+            };
+            let namespace = (!key.namespace.is_empty()).then_some(key.namespace.clone());
+            let _ = self.delete(
+                &info,
+                namespace.as_deref(),
+                &key.name,
+                &DeleteOptions::default(),
+            );
+        }
+    }
+
+    /// The garbage collector, run to a fixed point after every write: dependents of removed
+    /// owners are deleted (or lose the reference when another owner remains), terminating
+    /// namespaces that are empty go, and foreground deletions whose dependents are gone finish.
+    fn collect_garbage(&mut self) {
+        for _round in 0..10_000 {
+            if let Some(uid) = self.pending_uids.pop() {
+                let dependents = self.dependents(&uid);
+                if dependents.is_empty() {
+                    continue;
+                }
+                let existing = self.existing_uids();
+                for (resource, key) in dependents {
+                    let Some(object) = self.store.get(&resource, &key) else {
+                        continue;
+                    };
+                    let other_owner = object
+                        .pointer("/metadata/ownerReferences")
+                        .and_then(Value::as_array)
+                        .is_some_and(|owners| {
+                            owners.iter().any(|owner| {
+                                owner
+                                    .get("uid")
+                                    .and_then(Value::as_str)
+                                    .is_some_and(|other| other != uid && existing.contains(other))
+                            })
+                        });
+                    if other_owner {
+                        self.drop_owner_reference(&resource, key, &uid);
+                    } else if let Some(info) = self.catalog.any_version(&resource).cloned() {
+                        let namespace =
+                            (!key.namespace.is_empty()).then_some(key.namespace.clone());
+                        let _ = self.delete(
+                            &info,
+                            namespace.as_deref(),
+                            &key.name,
+                            &DeleteOptions::default(),
+                        );
+                    }
+                }
+                continue;
+            }
+            if !self.finish_deletions() {
+                return;
+            }
+        }
+    }
+
+    /// Finish one pending deletion that nothing holds any more. Returns whether it did.
+    fn finish_deletions(&mut self) -> bool {
+        let namespaces = StoreKey {
+            group: String::new(),
+            plural: "namespaces".to_owned(),
+        };
+        let terminating: Vec<ObjectKey> = self
+            .store
+            .iter(&namespaces)
+            .filter(|(_, object)| is_deleting(object) && finalizers_of(object).is_empty())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in terminating {
+            let occupied = self.store.resources().iter().any(|resource| {
+                self.catalog
+                    .any_version(resource)
+                    .is_some_and(|info| info.namespaced)
+                    && self
+                        .store
+                        .iter(resource)
+                        .any(|(object_key, _)| object_key.namespace == key.name)
+            });
+            if !occupied {
+                self.remove(&namespaces, &key);
+                return true;
+            }
+        }
+        let mut waiting = Vec::new();
+        for resource in self.store.resources() {
+            for (key, object) in self.store.iter(&resource) {
+                if is_deleting(object)
+                    && finalizers_of(object)
+                        .iter()
+                        .any(|f| f == "foregroundDeletion")
+                {
+                    waiting.push((resource.clone(), key.clone(), uid_of(object).to_owned()));
+                }
+            }
+        }
+        for (resource, key, uid) in waiting {
+            if self.has_dependents(&uid) {
+                continue;
+            }
+            let Some(mut object) = self.store.get(&resource, &key).cloned() else {
+                continue;
+            };
+            let remaining: Vec<String> = finalizers_of(&object)
+                .into_iter()
+                .filter(|finalizer| finalizer != "foregroundDeletion")
+                .collect();
+            if remaining.is_empty() {
+                self.remove(&resource, &key);
+            } else {
+                object["metadata"]["finalizers"] = json!(remaining);
+                self.store.put(&resource, key, object);
+            }
+            return true;
+        }
+        false
+    }
+}
+
+fn body_has_managed_fields(object: &Value) -> bool {
+    object
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(|entries| !entries.is_empty())
+}
+
+/// An object as served at `info`'s version: `apiVersion` set to it (versions of a custom
+/// resource share storage, without conversion).
+#[must_use]
+pub fn present(info: &ResourceInfo, object: &Value) -> Value {
+    let mut object = object.clone();
+    if object.is_object() {
+        object["apiVersion"] = json!(info.api_version());
+        object["kind"] = json!(info.kind);
+    }
+    object
+}
+
+/// 400 when the body names another kind or version than the URL.
+fn check_type(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
+    if !object.is_object() {
+        return Err(ApiError::bad_request(
+            "the object provided is unrecognized (must be of type object)",
+        ));
+    }
+    if let Some(kind) = object.get("kind") {
+        if kind.as_str() != Some(info.kind.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the body ({}) does not match the kind of the resource ({})",
+                kind.as_str().unwrap_or("?"),
+                info.kind
+            )));
+        }
+    }
+    if let Some(api_version) = object.get("apiVersion") {
+        if api_version.as_str() != Some(info.api_version().as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({}) does not match the expected API version ({})",
+                api_version.as_str().unwrap_or("?"),
+                info.api_version()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn encode_continue(revision: u64, last: &ObjectKey) -> String {
+    let token =
+        json!({"v": "meta.k8s.io/v1", "rv": revision, "start": [last.namespace, last.name]})
+            .to_string();
+    token.bytes().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn decode_continue(token: &str) -> Result<(u64, Option<ObjectKey>), ApiError> {
+    let invalid = || ApiError::bad_request("continue key is not valid: the token is malformed");
+    if token.len() % 2 != 0 || token.len() > 8192 {
+        return Err(invalid());
+    }
+    let bytes: Result<Vec<u8>, _> = (0..token.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(token.get(at..at + 2).unwrap_or("zz"), 16))
+        .collect();
+    let bytes = bytes.map_err(|_| invalid())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    let revision = value
+        .get("rv")
+        .and_then(Value::as_u64)
+        .ok_or_else(invalid)?;
+    let start = value
+        .get("start")
+        .and_then(Value::as_array)
+        .ok_or_else(invalid)?;
+    let part = |index: usize| start.get(index).and_then(Value::as_str).map(str::to_owned);
+    match (part(0), part(1)) {
+        (Some(namespace), Some(name)) => Ok((revision, Some(ObjectKey { namespace, name }))),
+        _ => Err(invalid()),
+    }
+}

@@ -1,0 +1,324 @@
+//! Kubernetes `Status` bodies: every failed request answers one, with the code, reason and
+//! message format of the real API server, so clients (`kube::Error::Api`, kubectl) read them.
+
+use serde_json::{Value, json};
+
+use super::resources::ResourceInfo;
+
+/// A failed request, as the API server reports it: an HTTP code, a machine-readable reason
+/// (`NotFound`, `Conflict`, `Invalid`...), a message, and optional details.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    /// The HTTP status code.
+    pub code: u16,
+    /// The `reason` of the Status (`NotFound`, `AlreadyExists`, `Conflict`, `Invalid`...).
+    pub reason: &'static str,
+    /// The human-readable message.
+    pub message: String,
+    /// `details` of the Status: name, group, kind, causes.
+    pub details: Option<Value>,
+    /// Seconds the client should wait before retrying (`Retry-After`), for 429 and 503.
+    pub retry_after: Option<u64>,
+}
+
+/// One invalid field of a 422 answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldCause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueNotSupported`...
+    pub reason: &'static str,
+    /// The field path, `spec.flows[1].to`.
+    pub field: String,
+    /// What is wrong, without the field path: `Required value`, `Invalid value: "x": ...`.
+    pub message: String,
+}
+
+impl FieldCause {
+    /// `field: message`, the way `field.Error` prints.
+    #[must_use]
+    pub fn text(&self) -> String {
+        if self.field.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
+    }
+
+    /// 404 for a path that names no served resource.
+    #[must_use]
+    pub fn no_route() -> Self {
+        let mut error = ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+        error.details = Some(json!({}));
+        error
+    }
+
+    /// 404 for an object that does not exist.
+    #[must_use]
+    pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
+        let mut error = ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", info.group_resource()),
+        );
+        error.details = Some(details(info, name));
+        error
+    }
+
+    /// 404 for a namespace that does not exist, when creating inside it.
+    #[must_use]
+    pub fn namespace_not_found(namespace: &str) -> Self {
+        let mut error = ApiError::new(
+            404,
+            "NotFound",
+            format!("namespaces \"{namespace}\" not found"),
+        );
+        error.details = Some(json!({"name": namespace, "kind": "namespaces"}));
+        error
+    }
+
+    /// 409 for a create of an object that exists.
+    #[must_use]
+    pub fn already_exists(info: &ResourceInfo, name: &str) -> Self {
+        let mut error = ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", info.group_resource()),
+        );
+        error.details = Some(details(info, name));
+        error
+    }
+
+    /// 409 for a write whose `resourceVersion` or precondition is stale.
+    #[must_use]
+    pub fn stale(info: &ResourceInfo, name: &str) -> Self {
+        let mut error = ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                info.group_resource()
+            ),
+        );
+        error.details = Some(details(info, name));
+        error
+    }
+
+    /// 409 for a precondition (uid or resourceVersion) of a delete that does not hold.
+    #[must_use]
+    pub fn precondition_failed(info: &ResourceInfo, name: &str, what: &str) -> Self {
+        let mut error = ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: {what}",
+                info.group_resource()
+            ),
+        );
+        error.details = Some(details(info, name));
+        error
+    }
+
+    /// 409 for a server-side apply that touches fields another manager owns.
+    #[must_use]
+    pub fn apply_conflict(
+        info: &ResourceInfo,
+        name: &str,
+        message: String,
+        causes: &[FieldCause],
+    ) -> Self {
+        let mut error = ApiError::new(409, "Conflict", message);
+        let mut detail = details(info, name);
+        detail["causes"] = causes_json(causes);
+        error.details = Some(detail);
+        error
+    }
+
+    /// 422 with every invalid field: `Kind.group "name" is invalid: field: message`.
+    #[must_use]
+    pub fn invalid(info: &ResourceInfo, name: &str, causes: &[FieldCause]) -> Self {
+        let listed: Vec<String> = causes.iter().map(FieldCause::text).collect();
+        let joined = if listed.len() == 1 {
+            listed[0].clone()
+        } else {
+            format!("[{}]", listed.join(", "))
+        };
+        let mut error = ApiError::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {joined}", info.group_kind()),
+        );
+        let mut detail = json!({"name": name, "group": info.group, "kind": info.kind});
+        detail["causes"] = causes_json(causes);
+        error.details = Some(detail);
+        error
+    }
+
+    /// 400 for a request the server cannot make sense of.
+    #[must_use]
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(400, "BadRequest", message)
+    }
+
+    /// 403 for a write the server refuses (a terminating namespace, say).
+    #[must_use]
+    pub fn forbidden(info: &ResourceInfo, name: &str, message: &str) -> Self {
+        let mut error = ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{name}\" is forbidden: {message}",
+                info.group_resource()
+            ),
+        );
+        error.details = Some(details(info, name));
+        error
+    }
+
+    /// 405 for a verb the resource does not support at that path.
+    #[must_use]
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        ApiError::new(405, "MethodNotAllowed", message)
+    }
+
+    /// 410 for a `resourceVersion` older than the retained history.
+    #[must_use]
+    pub fn gone(message: impl Into<String>) -> Self {
+        ApiError::new(410, "Expired", message)
+    }
+
+    /// 413 for a body over the limit.
+    #[must_use]
+    pub fn too_large(limit: usize) -> Self {
+        ApiError::new(413, "RequestEntityTooLarge", format!("limit is {limit}"))
+    }
+
+    /// 415 for a body of a media type the endpoint does not accept.
+    #[must_use]
+    pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                if accepted.is_empty() {
+                    content_type.to_owned()
+                } else {
+                    accepted.join(", ")
+                }
+            ),
+        )
+    }
+
+    /// 500, as fault injection or an internal failure answers.
+    #[must_use]
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(500, "InternalError", message)
+    }
+
+    /// Any code, with the reason the real server gives it. Used by fault injection.
+    #[must_use]
+    pub fn injected(code: u16, info: Option<&ResourceInfo>, name: Option<&str>) -> Self {
+        let (reason, message) = match code {
+            400 => ("BadRequest", "injected fault: bad request".to_owned()),
+            403 => ("Forbidden", "injected fault: forbidden".to_owned()),
+            404 => ("NotFound", "injected fault: not found".to_owned()),
+            409 => (
+                "Conflict",
+                match (info, name) {
+                    (Some(info), Some(name)) => format!(
+                        "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                        info.group_resource()
+                    ),
+                    _ => "injected fault: conflict".to_owned(),
+                },
+            ),
+            410 => ("Expired", "injected fault: too old resource version".to_owned()),
+            429 => (
+                "TooManyRequests",
+                "injected fault: the server has received too many requests and has asked us to try again later".to_owned(),
+            ),
+            503 => ("ServiceUnavailable", "injected fault: the server is currently unable to handle the request".to_owned()),
+            504 => ("Timeout", "injected fault: the server was unable to return a response in the time allotted".to_owned()),
+            _ => ("InternalError", "injected fault: an error on the server has prevented the request from succeeding".to_owned()),
+        };
+        let mut error = ApiError::new(code, reason, message);
+        if matches!(code, 429 | 503) {
+            error.retry_after = Some(1);
+        }
+        error
+    }
+
+    /// The `Status` object.
+    #[must_use]
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(details) = &self.details {
+            status["details"] = details.clone();
+        }
+        if let Some(seconds) = self.retry_after {
+            let detail = status
+                .as_object_mut()
+                .map(|map| map.entry("details").or_insert_with(|| json!({})));
+            if let Some(detail) = detail {
+                detail["retryAfterSeconds"] = json!(seconds);
+            }
+        }
+        status
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.code, self.reason, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+fn details(info: &ResourceInfo, name: &str) -> Value {
+    json!({"name": name, "group": info.group, "kind": info.plural})
+}
+
+fn causes_json(causes: &[FieldCause]) -> Value {
+    Value::Array(
+        causes
+            .iter()
+            .map(|cause| json!({"reason": cause.reason, "message": cause.message, "field": cause.field}))
+            .collect(),
+    )
+}
+
+/// The `Status` of a successful delete of an object that is gone at once.
+#[must_use]
+pub fn deleted(info: &ResourceInfo, name: &str, uid: &str) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": name, "group": info.group, "kind": info.plural, "uid": uid},
+    })
+}

@@ -1,0 +1,248 @@
+//! `netfence sandbox` as a user meets it: the binary, a kubeconfig, and `kubectl` (v1.32+).
+//! Skipped, with the reason printed, when kubectl is not installed: CI does not need it.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The manifests to apply: the repository's `examples/` when it exists, else the fixture copy.
+fn examples() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let examples = root.join("examples");
+    if examples.is_dir() {
+        examples
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/examples")
+    }
+}
+
+fn kubectl_available() -> bool {
+    Command::new("kubectl")
+        .args(["version", "--client"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}
+
+/// A `netfence sandbox` process, stopped when dropped.
+struct Server {
+    child: Child,
+    kubeconfig: PathBuf,
+    cache: PathBuf,
+}
+
+impl Server {
+    fn start(directory: &Path) -> Server {
+        let kubeconfig = directory.join("sandbox.kubeconfig");
+        let child = Command::new(env!("CARGO_BIN_EXE_netfence"))
+            .args(["sandbox", "--listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("netfence sandbox starts");
+        let server = Server {
+            child,
+            kubeconfig,
+            cache: directory.join("kubectl-cache"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(server.kubeconfig.exists()
+            && server
+                .kubectl(&["get", "--raw", "/readyz"])
+                .status
+                .success())
+        {
+            assert!(Instant::now() < deadline, "netfence sandbox came up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .output()
+            .expect("kubectl runs")
+    }
+
+    /// Run kubectl, require success, return stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        stdout
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let directory =
+        std::env::temp_dir().join(format!("netfence-kubectl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    std::fs::create_dir_all(&directory).expect("scratch directory");
+    directory
+}
+
+/// The first thing a newcomer does: `kubectl apply --server-side` the examples into
+/// `netfence sandbox` (client-side validation on, as by default), list them, read the policies
+/// as YAML, delete them. If this fails, the README's first commands fail for every user.
+#[test]
+fn kubectl_applies_gets_and_deletes_against_netfence_sandbox() {
+    if !kubectl_available() {
+        eprintln!(
+            "skipped kubectl_applies_gets_and_deletes_against_netfence_sandbox: kubectl is not installed"
+        );
+        return;
+    }
+    let directory = scratch("apply");
+    let server = Server::start(&directory);
+    let examples = examples();
+    let examples = examples.to_str().expect("UTF-8 path");
+    eprintln!("applying {examples}");
+
+    let applied = server.ok(&["apply", "--server-side", "-f", examples]);
+    assert!(
+        applied.contains("namespaceisolation.netfence.io/shop serverside-applied"),
+        "{applied}"
+    );
+
+    let listed = server.ok(&["get", "nsi", "-A"]);
+    let header: Vec<&str> = listed
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAMESPACE", "NAME", "MODE", "READY", "POLICIES", "AGE"],
+        "the printer columns"
+    );
+    assert!(
+        listed.lines().any(|line| line
+            .split_whitespace()
+            .take(3)
+            .eq(["shop", "shop", "Enforce"])),
+        "{listed}"
+    );
+
+    let policies = server.ok(&["get", "netpol", "-A", "-o", "yaml"]);
+    assert!(policies.contains("kind: List"), "{policies}");
+
+    let again = server.ok(&["apply", "-f", examples]);
+    assert!(
+        again.contains("namespaceisolation.netfence.io/shop configured")
+            || again.contains("unchanged"),
+        "{again}"
+    );
+
+    let explained = server.ok(&["explain", "nsi.spec.tiers"]);
+    assert!(explained.contains("podSelector"), "{explained}");
+
+    let deleted = server.ok(&["delete", "-f", examples]);
+    assert!(
+        deleted.contains("namespaceisolation.netfence.io \"shop\" deleted"),
+        "{deleted}"
+    );
+    let after = server.kubectl(&["get", "nsi", "-A"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&after.stdout),
+        String::from_utf8_lossy(&after.stderr)
+    );
+    assert!(text.contains("No resources found"), "{text}");
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// A NamespaceIsolation that breaks a CEL rule is refused by `kubectl apply` with the field
+/// path, as a real cluster refuses it. If this fails, users learn of their mistakes late.
+#[test]
+fn kubectl_sees_the_field_path_of_an_invalid_isolation() {
+    if !kubectl_available() {
+        eprintln!(
+            "skipped kubectl_sees_the_field_path_of_an_invalid_isolation: kubectl is not installed"
+        );
+        return;
+    }
+    let directory = scratch("invalid");
+    let server = Server::start(&directory);
+    let manifest = directory.join("bad.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: bad, namespace: default}\nspec:\n  tiers: [{name: web, podSelector: {}}]\n  flows: [{from: web, to: db}]\n",
+    )
+    .expect("manifest");
+    let output = server.kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        manifest.to_str().expect("UTF-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("spec.flows: Invalid value: \"object\": every flow's from and to must name a tier declared in spec.tiers"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// `netfence sandbox --once` says plainly that the controller is not part of this build and
+/// exits non-zero, instead of reporting readiness it cannot know. If this fails, the README's
+/// first command claims success without doing netfence's job.
+#[test]
+fn once_without_the_controller_says_so_and_fails() {
+    let directory = scratch("once");
+    let output = Command::new(env!("CARGO_BIN_EXE_netfence"))
+        .args([
+            "sandbox",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--once",
+            "--apply",
+        ])
+        .arg(examples())
+        .arg("--kubeconfig")
+        .arg(directory.join("sandbox.kubeconfig"))
+        .output()
+        .expect("netfence runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("applied NamespaceIsolation shop/shop"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("controller is not part of this build"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&directory);
+}
