@@ -853,8 +853,9 @@ impl State {
                 "invalid object type: the apply configuration needs apiVersion and kind",
             ));
         }
+        // As the real server's checkName: an apply configuration without a name takes the URL's.
         let config_name = name_of(&config);
-        if config_name != name {
+        if !config_name.is_empty() && config_name != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({config_name}) does not match the name on the URL ({name})"
             )));
