@@ -749,3 +749,93 @@ fn settings_clone(settings: &controller::Settings) -> controller::Settings {
         instance: settings.instance.clone(),
     }
 }
+
+/// GitOps hygiene: the labels and annotations Argo CD and Flux put on a NamespaceIsolation never
+/// reach the generated policies, so Argo CD neither prunes them nor reports them OutOfSync.
+#[tokio::test]
+async fn policies_never_inherit_gitops_labels_or_annotations() {
+    let env = Env::start().await;
+    env.namespace("gitops").await;
+    let mut resource = shop("gitops");
+    resource["metadata"]["labels"] = json!({
+        "argocd.argoproj.io/instance": "team-apps",
+        "kustomize.toolkit.fluxcd.io/name": "team-apps",
+        "helm.toolkit.fluxcd.io/name": "team-apps",
+    });
+    resource["metadata"]["annotations"] = json!({
+        "argocd.argoproj.io/tracking-id": "team-apps:netfence.io/NamespaceIsolation:gitops/shop",
+        "kubectl.kubernetes.io/last-applied-configuration": "{}",
+    });
+    env.create(&resource).await;
+    env.wait_reason("gitops", "shop", "Reconciled").await;
+    for policy in env
+        .policies("gitops")
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+    {
+        let labels: BTreeSet<String> = policy
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .into_keys()
+            .collect();
+        assert_eq!(
+            labels,
+            BTreeSet::from([
+                "app.kubernetes.io/managed-by".to_owned(),
+                "netfence.io/isolation".to_owned(),
+            ]),
+            "{:?}",
+            policy.metadata.name
+        );
+        assert!(
+            policy.metadata.annotations.unwrap_or_default().is_empty(),
+            "{:?}",
+            policy.metadata.name
+        );
+    }
+}
+
+/// Switching Enforce to DryRun leaves the existing policies exactly as they are, and reports
+/// nothing to change.
+#[tokio::test]
+async fn switching_to_dry_run_keeps_the_policies() {
+    let env = Env::start().await;
+    env.namespace("switch").await;
+    env.create(&shop("switch")).await;
+    env.wait_reason("switch", "shop", "Reconciled").await;
+    let before = env.policy_names("switch").await;
+    env.sandbox.audit_clear();
+    env.isolations("switch")
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"mode": "DryRun", "flows": []}})),
+        )
+        .await
+        .expect("switch");
+    let dry = env.wait_reason("switch", "shop", "DryRun").await;
+    assert_eq!(env.policy_names("switch").await, before);
+    let policy_writes: Vec<_> = env
+        .writes()
+        .into_iter()
+        .filter(|write| write.contains("networkpolicies"))
+        .collect();
+    assert_eq!(policy_writes, Vec::<String>::new());
+    let planned = dry
+        .status
+        .expect("status")
+        .planned_changes
+        .expect("planned");
+    assert_eq!(
+        planned.update,
+        [
+            "shop-tier-backend",
+            "shop-tier-database",
+            "shop-tier-frontend"
+        ],
+        "dropping the flows would change the three tier policies"
+    );
+}
