@@ -58,31 +58,28 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with sandbox options (ignored against a real cluster).
     pub async fn start_with(options: SandboxOptions) -> anyhow::Result<Cluster> {
-        match std::env::var_os(KUBECONFIG_VARIABLE) {
-            Some(path) => {
-                let path = PathBuf::from(path);
-                let kubeconfig = Kubeconfig::read_from(&path)
-                    .with_context(|| format!("failed to read {}", path.display()))?;
-                let config =
-                    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                        .await
-                        .context("failed to load the kubeconfig of NETFENCE_E2E_KUBECONFIG")?;
-                let client = Client::try_from(config)?;
-                install_crds(&client).await?;
-                Ok(Cluster {
-                    client,
-                    sandbox: None,
-                })
-            }
-            None => {
-                let sandbox = Sandbox::start_with("127.0.0.1:0".parse()?, options).await?;
-                sandbox.install_netfence_crds()?;
-                let client = sandbox.client()?;
-                Ok(Cluster {
-                    client,
-                    sandbox: Some(sandbox),
-                })
-            }
+        if let Some(path) = std::env::var_os(KUBECONFIG_VARIABLE) {
+            let path = PathBuf::from(path);
+            let kubeconfig = Kubeconfig::read_from(&path)
+                .with_context(|| format!("failed to read {}", path.display()))?;
+            let config =
+                kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                    .await
+                    .context("failed to load the kubeconfig of NETFENCE_E2E_KUBECONFIG")?;
+            let client = Client::try_from(config)?;
+            install_crds(&client).await?;
+            Ok(Cluster {
+                client,
+                sandbox: None,
+            })
+        } else {
+            let sandbox = Sandbox::start_with("127.0.0.1:0".parse()?, options).await?;
+            sandbox.install_netfence_crds()?;
+            let client = sandbox.client()?;
+            Ok(Cluster {
+                client,
+                sandbox: Some(sandbox),
+            })
         }
     }
 

@@ -313,7 +313,7 @@ async fn lists_select_by_label_and_paginate_consistently() {
         }
         match list.metadata.continue_ {
             Some(token) if !token.is_empty() => {
-                params = ListParams::default().limit(3).continue_token(&token)
+                params = ListParams::default().limit(3).continue_token(&token);
             }
             _ => break,
         }

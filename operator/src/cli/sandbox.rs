@@ -301,6 +301,7 @@ fn rank(document: &Document) -> u8 {
 }
 
 /// Apply every document with server-side apply; returns how many failed.
+#[allow(clippy::too_many_lines)] // one loop: resolve, create the namespace, apply, report
 async fn apply_all(sandbox: &Sandbox, client: &kube::Client, documents: &[Document]) -> usize {
     let mut ordered: Vec<&Document> = documents.iter().collect();
     ordered.sort_by_key(|document| rank(document));

@@ -13,6 +13,8 @@
 //! `force` takes the conflicting fields over. A field the manager applied before and no longer
 //! sends is removed, unless another manager also owns it.
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 use super::fields::{
@@ -190,12 +192,12 @@ pub fn conflict_message(conflicts: &[Conflict]) -> String {
     let mut owners: Vec<String> = conflicts.iter().map(Conflict::owner).collect();
     owners.dedup();
     for owner in owners {
-        message.push_str(&format!(" conflicts with {owner}:"));
+        let _ = write!(message, " conflicts with {owner}:");
         for conflict in conflicts
             .iter()
             .filter(|conflict| conflict.owner() == owner)
         {
-            message.push_str(&format!("\n- {}", FieldSet::display(&conflict.path)));
+            let _ = write!(message, "\n- {}", FieldSet::display(&conflict.path));
         }
     }
     message

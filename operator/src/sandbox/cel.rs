@@ -104,7 +104,7 @@ struct Rule {
 /// The compiled rules of one schema node and its children.
 #[derive(Debug, Default)]
 pub struct Rules {
-    rules: Vec<Rule>,
+    here: Vec<Rule>,
     properties: HashMap<String, Rules>,
     items: Option<Box<Rules>>,
     additional: Option<Box<Rules>>,
@@ -127,23 +127,20 @@ fn without_strings(rule: &str) -> String {
     let mut quote = None;
     let mut escaped = false;
     for c in rule.chars() {
-        match quote {
-            Some(open) => {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == open {
-                    quote = None;
-                }
-                result.push(if quote.is_none() { c } else { ' ' });
+        if let Some(open) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == open {
+                quote = None;
             }
-            None => {
-                if c == '"' || c == '\'' {
-                    quote = Some(c);
-                }
-                result.push(c);
+            result.push(if quote.is_none() { c } else { ' ' });
+        } else {
+            if c == '"' || c == '\'' {
+                quote = Some(c);
             }
+            result.push(c);
         }
     }
     result
@@ -242,18 +239,17 @@ fn compile_node(schema: &Value, path: &str, errors: &mut Vec<CompileError>, dept
                 continue;
             }
         };
-        if let Some(declared) = declared_fields(schema) {
-            if let Some(undefined) = selected_fields(&source)
+        if let Some(declared) = declared_fields(schema)
+            && let Some(undefined) = selected_fields(&source)
                 .into_iter()
                 .find(|field| !declared.contains(field))
-            {
-                errors.push(CompileError {
-                    path: rule_path,
-                    rule: source.clone(),
-                    message: format!("compilation failed: ERROR: undefined field '{undefined}'"),
-                });
-                continue;
-            }
+        {
+            errors.push(CompileError {
+                path: rule_path,
+                rule: source.clone(),
+                message: format!("compilation failed: ERROR: undefined field '{undefined}'"),
+            });
+            continue;
         }
         let message_expression = match text(rule, "messageExpression") {
             Some(expression) => match Program::compile(&expression) {
@@ -270,7 +266,7 @@ fn compile_node(schema: &Value, path: &str, errors: &mut Vec<CompileError>, dept
             None => None,
         };
         let transition = program.references().has_variable("oldSelf");
-        node.rules.push(Rule {
+        node.here.push(Rule {
             text: source,
             program,
             message: text(rule, "message"),
@@ -440,14 +436,14 @@ impl Rules {
         path: &str,
         causes: &mut Vec<FieldCause>,
     ) {
-        if !self.rules.is_empty() {
+        if !self.here.is_empty() {
             let mut scope = context.new_inner_scope();
             scope.add_variable_from_value("self", to_cel(value, Some(schema)));
             if let Some(old) = old {
                 scope.add_variable_from_value("oldSelf", to_cel(old, Some(schema)));
             }
-            for rule in &self.rules {
-                self.check(rule, &scope, value, old.is_some(), path, causes);
+            for rule in &self.here {
+                Self::check(rule, &scope, value, old.is_some(), path, causes);
             }
         }
         let join = |name: &str| {
@@ -514,7 +510,6 @@ impl Rules {
     }
 
     fn check(
-        &self,
         rule: &Rule,
         scope: &Context<'_>,
         value: &Value,

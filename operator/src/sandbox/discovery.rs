@@ -229,7 +229,7 @@ fn parameter(name: &str, description: &str, kind: &str) -> Value {
     json!({"name": name, "in": "query", "description": description, "schema": {"type": kind, "uniqueItems": true}})
 }
 
-fn operation(info: &ResourceInfo, action: &str, parameters: Vec<Value>, body: bool) -> Value {
+fn operation(info: &ResourceInfo, action: &str, parameters: &[Value], body: bool) -> Value {
     let reference = json!({"$ref": format!("#/components/schemas/{}", schema_name(info))});
     let mut operation = json!({
         "operationId": format!("{action}{}", info.kind),
@@ -295,6 +295,7 @@ fn list_parameters() -> Vec<Value> {
 
 /// The OpenAPI v3 document of one group/version, if served.
 #[must_use]
+#[allow(clippy::too_many_lines)] // the paths and schemas of one document, built in one place
 pub fn openapi_document(catalog: &Catalog, group: &str, version: &str) -> Value {
     let prefix = format!("/{}", openapi_path(group, version));
     let mut paths = serde_json::Map::new();
@@ -313,34 +314,34 @@ pub fn openapi_document(catalog: &Catalog, group: &str, version: &str) -> Value 
         paths.insert(
             collection.clone(),
             json!({
-                "get": operation(info, "list", list_parameters(), false),
-                "post": operation(info, "post", write_parameters(), true),
-                "delete": operation(info, "deletecollection", Vec::new(), false),
+                "get": operation(info, "list", &list_parameters(), false),
+                "post": operation(info, "post", &write_parameters(), true),
+                "delete": operation(info, "deletecollection", &[], false),
             }),
         );
         paths.insert(
             item.clone(),
             json!({
-                "get": operation(info, "get", Vec::new(), false),
-                "put": operation(info, "put", write_parameters(), true),
-                "patch": operation(info, "patch", patch_parameters(), true),
-                "delete": operation(info, "delete", vec![parameter("dryRun", "", "string")], false),
+                "get": operation(info, "get", &[], false),
+                "put": operation(info, "put", &write_parameters(), true),
+                "patch": operation(info, "patch", &patch_parameters(), true),
+                "delete": operation(info, "delete", &[parameter("dryRun", "", "string")], false),
             }),
         );
         if info.status_subresource {
             paths.insert(
                 format!("{item}/status"),
                 json!({
-                    "get": operation(info, "get", Vec::new(), false),
-                    "put": operation(info, "put", write_parameters(), true),
-                    "patch": operation(info, "patch", patch_parameters(), true),
+                    "get": operation(info, "get", &[], false),
+                    "put": operation(info, "put", &write_parameters(), true),
+                    "patch": operation(info, "patch", &patch_parameters(), true),
                 }),
             );
         }
         if info.namespaced {
             paths.insert(
                 format!("{prefix}/{}", info.plural),
-                json!({"get": operation(info, "list", list_parameters(), false)}),
+                json!({"get": operation(info, "list", &list_parameters(), false)}),
             );
         }
         let mut schema = info.schema.as_ref().clone();

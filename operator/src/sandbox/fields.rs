@@ -13,7 +13,7 @@
 //! never tracked; `status` is tracked only by writes to the `/status` subresource of resources
 //! that have one.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde_json::{Map, Value, json};
 
@@ -179,9 +179,9 @@ impl FieldSet {
                 text.push_str(&parts.join(","));
                 text.push(']');
             } else if let Some(value) = element.strip_prefix("v:") {
-                text.push_str(&format!("[={value}]"));
+                let _ = write!(text, "[={value}]");
             } else if let Some(index) = element.strip_prefix("i:") {
-                text.push_str(&format!("[{index}]"));
+                let _ = write!(text, "[{index}]");
             }
         }
         text

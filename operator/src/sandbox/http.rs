@@ -124,21 +124,23 @@ fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target, Api
         ..Target::default()
     };
     let mut rest = rest;
-    if rest.first() == Some(&"namespaces") && rest.len() > 1 {
-        if rest.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&rest[2]) {
-            check_path_segment(rest[1])?;
-            target.namespace = Some(rest[1].to_owned());
-            rest = &rest[2..];
-        }
+    if rest.first() == Some(&"namespaces")
+        && rest.len() > 1
+        && rest.len() > 2
+        && !NAMESPACE_SUBRESOURCES.contains(&rest[2])
+    {
+        check_path_segment(rest[1])?;
+        target.namespace = Some(rest[1].to_owned());
+        rest = &rest[2..];
     }
     match rest {
-        [plural] => target.plural = (*plural).to_owned(),
+        [plural] => (*plural).clone_into(&mut target.plural),
         [plural, name] => {
-            target.plural = (*plural).to_owned();
+            (*plural).clone_into(&mut target.plural);
             target.name = Some((*name).to_owned());
         }
         [plural, name, subresource] => {
-            target.plural = (*plural).to_owned();
+            (*plural).clone_into(&mut target.plural);
             target.name = Some((*name).to_owned());
             target.subresource = Some((*subresource).to_owned());
         }
@@ -656,7 +658,7 @@ async fn serve_object(
                 name,
                 subresource,
                 patch_type,
-                patch,
+                &patch,
                 &options,
             )?;
             Ok(json_response(answer.code, &answer.body, &answer.warnings))

@@ -14,6 +14,7 @@
 
 use std::{
     collections::{BTreeSet, HashSet},
+    fmt::Write as _,
     hash::{BuildHasher, Hasher},
 };
 
@@ -520,16 +521,16 @@ impl State {
             if !options.labels.matches(object) || !options.fields.matches(object) {
                 continue;
             }
-            if let Some(limit) = options.limit.filter(|limit| *limit > 0) {
-                if items.len() == limit {
-                    if next.is_none() {
-                        next = items
-                            .last()
-                            .map(|(key, _): &(ObjectKey, Value)| key.clone());
-                    }
-                    remaining += 1;
-                    continue;
+            if let Some(limit) = options.limit.filter(|limit| *limit > 0)
+                && items.len() == limit
+            {
+                if next.is_none() {
+                    next = items
+                        .last()
+                        .map(|(key, _): &(ObjectKey, Value)| key.clone());
                 }
+                remaining += 1;
+                continue;
             }
             items.push((key.clone(), present(info, object)));
         }
@@ -570,14 +571,13 @@ impl State {
             .get("namespace")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        if info.namespaced {
-            if let (Some(body_namespace), Some(namespace)) = (&body_namespace, namespace)
-                && body_namespace != namespace
-            {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
+        if info.namespaced
+            && let (Some(body_namespace), Some(namespace)) = (&body_namespace, namespace)
+            && body_namespace != namespace
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
         let mut name = metadata
             .get("name")
@@ -609,7 +609,7 @@ impl State {
             namespace,
             &name,
             object,
-            Ownership::Update(options.manager()),
+            &Ownership::Update(options.manager()),
             options,
         )
     }
@@ -620,7 +620,7 @@ impl State {
         namespace: Option<&str>,
         name: &str,
         mut object: Value,
-        ownership: Ownership,
+        ownership: &Ownership,
         options: &WriteOptions,
     ) -> Result<Answer, ApiError> {
         if info.namespaced {
@@ -655,14 +655,14 @@ impl State {
         ] {
             metadata.remove(field);
         }
-        if info.status_subresource {
-            if let Some(map) = object.as_object_mut() {
-                map.remove("status");
-            }
+        if info.status_subresource
+            && let Some(map) = object.as_object_mut()
+        {
+            map.remove("status");
         }
         let mut answer = self.commit(
             info,
-            key,
+            &key,
             None,
             object,
             ownership,
@@ -728,16 +728,17 @@ impl State {
         }
         self.commit(
             info,
-            key,
-            Some(old),
+            &key,
+            Some(&old),
             candidate,
-            Ownership::Update(options.manager()),
+            &Ownership::Update(options.manager()),
             scope,
             options,
         )
     }
 
     /// Patch an object or its status: merge, JSON, strategic merge, or server-side apply.
+    #[allow(clippy::too_many_arguments)] // the parts of a PATCH request, as the handler parsed them
     pub fn patch(
         &mut self,
         info: &ResourceInfo,
@@ -745,14 +746,14 @@ impl State {
         name: &str,
         subresource: Option<&str>,
         patch_type: PatchType,
-        patch: Value,
+        patch: &Value,
         options: &WriteOptions,
     ) -> Result<Answer, ApiError> {
         let key = ObjectKey::new(namespace, name);
         let old = self.store.get(&info.store_key(), &key).cloned();
         let scope = Scope::of(info, subresource);
         if patch_type == PatchType::Apply {
-            return self.apply(info, namespace, name, key, old, patch, scope, options);
+            return self.apply(info, namespace, name, &key, old, patch, scope, options);
         }
         let old = old.ok_or_else(|| ApiError::not_found(info, name))?;
         let base = present(info, &old);
@@ -761,7 +762,7 @@ impl State {
                 if !patch.is_object() {
                     return Err(ApiError::bad_request("error decoding patch: merge patch must be a JSON object"));
                 }
-                merge_patch(&base, &patch)
+                merge_patch(&base, patch)
             }
             PatchType::Strategic => {
                 if info.custom {
@@ -773,9 +774,9 @@ impl State {
                 if !patch.is_object() {
                     return Err(ApiError::bad_request("error decoding patch: strategic merge patch must be a JSON object"));
                 }
-                merge_patch(&base, &strip_strategic_directives(&patch))
+                merge_patch(&base, &strip_strategic_directives(patch))
             }
-            PatchType::Json => json_patch(&base, &patch).map_err(|error| {
+            PatchType::Json => json_patch(&base, patch).map_err(|error| {
                 ApiError::invalid(
                     info,
                     name,
@@ -808,10 +809,10 @@ impl State {
         }
         self.commit(
             info,
-            key,
-            Some(old),
+            &key,
+            Some(&old),
             patched,
-            Ownership::Update(options.manager()),
+            &Ownership::Update(options.manager()),
             scope,
             options,
         )
@@ -823,9 +824,9 @@ impl State {
         info: &ResourceInfo,
         namespace: Option<&str>,
         name: &str,
-        key: ObjectKey,
+        key: &ObjectKey,
         old: Option<Value>,
-        config: Value,
+        config: &Value,
         scope: Scope,
         options: &WriteOptions,
     ) -> Result<Answer, ApiError> {
@@ -847,14 +848,14 @@ impl State {
                 "error decoding YAML: the apply configuration is not an object",
             ));
         }
-        check_type(info, &config)?;
+        check_type(info, config)?;
         if config.get("apiVersion").is_none() || config.get("kind").is_none() {
             return Err(ApiError::bad_request(
                 "invalid object type: the apply configuration needs apiVersion and kind",
             ));
         }
         // As the real server's checkName: an apply configuration without a name takes the URL's.
-        let config_name = name_of(&config);
+        let config_name = name_of(config);
         if !config_name.is_empty() && config_name != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({config_name}) does not match the name on the URL ({name})"
@@ -884,20 +885,19 @@ impl State {
             return Err(ApiError::stale(info, name));
         }
         let entries = old.as_ref().map(read_managed).unwrap_or_default();
-        let live = match &old {
-            Some(old) => present(info, old),
-            None => {
-                if scope == Scope::Status {
-                    return Err(ApiError::not_found(info, name));
-                }
-                let mut fresh = json!({"apiVersion": info.api_version(), "kind": info.kind, "metadata": {"name": name}});
-                if let Some(namespace) = namespace {
-                    fresh["metadata"]["namespace"] = json!(namespace);
-                }
-                fresh
+        let live = if let Some(old) = &old {
+            present(info, old)
+        } else {
+            if scope == Scope::Status {
+                return Err(ApiError::not_found(info, name));
             }
+            let mut fresh = json!({"apiVersion": info.api_version(), "kind": info.kind, "metadata": {"name": name}});
+            if let Some(namespace) = namespace {
+                fresh["metadata"]["namespace"] = json!(namespace);
+            }
+            fresh
         };
-        let merged = merge_apply(&live, &config, &entries, &info.schema, scope, &manager);
+        let merged = merge_apply(&live, config, &entries, &info.schema, scope, &manager);
         let mut candidate = merged.object;
         write_managed(&mut candidate, &entries);
         let ownership = Ownership::Apply {
@@ -906,8 +906,8 @@ impl State {
             force: options.force,
         };
         match old {
-            Some(old) => self.commit(info, key, Some(old), candidate, ownership, scope, options),
-            None => self.create_named(info, namespace, name, candidate, ownership, options),
+            Some(old) => self.commit(info, key, Some(&old), candidate, &ownership, scope, options),
+            None => self.create_named(info, namespace, name, candidate, &ownership, options),
         }
     }
 
@@ -916,15 +916,15 @@ impl State {
     fn commit(
         &mut self,
         info: &ResourceInfo,
-        key: ObjectKey,
-        old: Option<Value>,
+        key: &ObjectKey,
+        old: Option<&Value>,
         candidate: Value,
-        ownership: Ownership,
+        ownership: &Ownership,
         scope: Scope,
         options: &WriteOptions,
     ) -> Result<Answer, ApiError> {
         let name = key.name.clone();
-        let mut new = match (&old, scope) {
+        let mut new = match (old, scope) {
             (Some(old), Scope::Status) => {
                 let mut next = present(info, old);
                 match candidate.get("status") {
@@ -981,7 +981,7 @@ impl State {
         } else {
             metadata.remove("namespace");
         }
-        if let Some(old) = &old {
+        if let Some(old) = old {
             let old_finalizers: BTreeSet<String> = finalizers_of(old).into_iter().collect();
             if is_deleting(old)
                 && finalizers_of(&new)
@@ -1000,14 +1000,14 @@ impl State {
             }
         }
         let mut causes = validate_metadata(info, &new);
-        let old_view = old.as_ref().map(|old| present(info, old));
+        let old_view = old.map(|old| present(info, old));
         let admitted = admit(info, new.clone(), old_view.as_ref(), &self.cel);
         causes.extend(admitted.causes.iter().cloned());
         let mut warnings = Vec::new();
         if !admitted.unknown_fields.is_empty() {
             match options.field_validation {
                 FieldValidation::Strict => {
-                    let message = if matches!(ownership, Ownership::Apply { .. }) {
+                    let message = if matches!(*ownership, Ownership::Apply { .. }) {
                         admitted
                             .unknown_fields
                             .iter()
@@ -1043,7 +1043,7 @@ impl State {
             manager,
             config_set,
             force,
-        } = &ownership
+        } = ownership
         {
             let entries = read_managed(&new);
             if let Err(conflicts) = settle_ownership(
@@ -1080,7 +1080,7 @@ impl State {
         let stamp = now();
         let api_version = info.api_version();
         let mut entries = read_managed(&new);
-        match &ownership {
+        match ownership {
             Ownership::Update(manager) => {
                 if manager.len() > MAX_FIELD_MANAGER {
                     return Err(ApiError::bad_request(format!(
@@ -1118,8 +1118,8 @@ impl State {
             }
         }
         write_managed(&mut new, &entries);
-        self.kind_rules(info, old.as_ref(), &mut new)?;
-        let generation = match &old {
+        kind_rules(info, old, &mut new);
+        let generation = match old {
             None => 1,
             Some(old) => {
                 let previous = old
@@ -1134,7 +1134,7 @@ impl State {
             }
         };
         metadata_mut(&mut new).insert("generation".to_owned(), json!(generation));
-        if let Some(old) = &old {
+        if let Some(old) = old {
             if let Some(version) = old.pointer("/metadata/resourceVersion") {
                 metadata_mut(&mut new).insert("resourceVersion".to_owned(), version.clone());
             }
@@ -1155,18 +1155,19 @@ impl State {
                 warnings,
             });
         }
-        if info.plural == "customresourcedefinitions" && info.group == "apiextensions.k8s.io" {
-            if let Err(causes) = self.catalog.register_crd(&new) {
-                return Err(ApiError::invalid(info, &name, &causes));
-            }
+        if info.plural == "customresourcedefinitions"
+            && info.group == "apiextensions.k8s.io"
+            && let Err(causes) = self.catalog.register_crd(&new)
+        {
+            return Err(ApiError::invalid(info, &name, &causes));
         }
         let resource = info.store_key();
         let body = if is_deleting(&new) && finalizers_of(&new).is_empty() {
-            let removed = self.remove(&resource, &key);
+            let removed = self.remove(&resource, key);
             self.collect_garbage();
             removed.unwrap_or(new)
         } else {
-            let stored = self.store.put(&resource, key, new);
+            let stored = self.store.put(&resource, key.clone(), new);
             self.collect_garbage();
             stored
         };
@@ -1175,65 +1176,6 @@ impl State {
             body: present(info, &body),
             warnings,
         })
-    }
-
-    /// What the server sets on some kinds: namespace labels and phase, CRD status.
-    fn kind_rules(
-        &mut self,
-        info: &ResourceInfo,
-        old: Option<&Value>,
-        new: &mut Value,
-    ) -> Result<(), ApiError> {
-        match (info.group.as_str(), info.plural.as_str()) {
-            ("", "namespaces") => {
-                let name = name_of(new).to_owned();
-                let metadata = metadata_mut(new);
-                let labels = metadata.entry("labels").or_insert_with(|| json!({}));
-                labels[NAMESPACE_NAME_LABEL] = json!(name);
-                if new.pointer("/spec/finalizers").is_none() {
-                    new["spec"] = json!({"finalizers": ["kubernetes"]});
-                }
-                let phase = if is_deleting(new) {
-                    "Terminating"
-                } else {
-                    "Active"
-                };
-                new["status"] = json!({"phase": phase});
-            }
-            ("", "pods") => {
-                if new.pointer("/status/phase").is_none() {
-                    new["status"]["phase"] = json!("Pending");
-                }
-            }
-            ("apiextensions.k8s.io", "customresourcedefinitions") => {
-                let storage = new
-                    .pointer("/spec/versions")
-                    .and_then(Value::as_array)
-                    .and_then(|versions| {
-                        versions.iter().find(|version| {
-                            version.get("storage").and_then(Value::as_bool) == Some(true)
-                        })
-                    })
-                    .and_then(|version| version.get("name"))
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let since = old
-                    .and_then(|old| old.pointer("/status/conditions/0/lastTransitionTime"))
-                    .cloned()
-                    .unwrap_or_else(|| json!(now()));
-                let condition = |kind: &str, reason: &str, message: &str| json!({"type": kind, "status": "True", "lastTransitionTime": since, "reason": reason, "message": message});
-                new["status"] = json!({
-                    "acceptedNames": new.pointer("/spec/names").cloned().unwrap_or_else(|| json!({})),
-                    "conditions": [
-                        condition("NamesAccepted", "NoConflicts", "no conflicts found"),
-                        condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-                    ],
-                    "storedVersions": [storage],
-                });
-            }
-            _ => {}
-        }
-        Ok(())
     }
 
     /// Delete an object: at once, or held by finalizers with `deletionTimestamp` set.
@@ -1650,6 +1592,57 @@ impl State {
     }
 }
 
+/// What the server sets on some kinds: namespace labels and phase, CRD status.
+fn kind_rules(info: &ResourceInfo, old: Option<&Value>, new: &mut Value) {
+    match (info.group.as_str(), info.plural.as_str()) {
+        ("", "namespaces") => {
+            let name = name_of(new).to_owned();
+            let metadata = metadata_mut(new);
+            let labels = metadata.entry("labels").or_insert_with(|| json!({}));
+            labels[NAMESPACE_NAME_LABEL] = json!(name);
+            if new.pointer("/spec/finalizers").is_none() {
+                new["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+            let phase = if is_deleting(new) {
+                "Terminating"
+            } else {
+                "Active"
+            };
+            new["status"] = json!({"phase": phase});
+        }
+        ("", "pods") if new.pointer("/status/phase").is_none() => {
+            new["status"]["phase"] = json!("Pending");
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            let storage = new
+                .pointer("/spec/versions")
+                .and_then(Value::as_array)
+                .and_then(|versions| {
+                    versions.iter().find(|version| {
+                        version.get("storage").and_then(Value::as_bool) == Some(true)
+                    })
+                })
+                .and_then(|version| version.get("name"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let since = old
+                .and_then(|old| old.pointer("/status/conditions/0/lastTransitionTime"))
+                .cloned()
+                .unwrap_or_else(|| json!(now()));
+            let condition = |kind: &str, reason: &str, message: &str| json!({"type": kind, "status": "True", "lastTransitionTime": since, "reason": reason, "message": message});
+            new["status"] = json!({
+                "acceptedNames": new.pointer("/spec/names").cloned().unwrap_or_else(|| json!({})),
+                "conditions": [
+                    condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+                    condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+                ],
+                "storedVersions": [storage],
+            });
+        }
+        _ => {}
+    }
+}
+
 fn body_has_managed_fields(object: &Value) -> bool {
     object
         .pointer("/metadata/managedFields")
@@ -1676,23 +1669,23 @@ fn check_type(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
             "the object provided is unrecognized (must be of type object)",
         ));
     }
-    if let Some(kind) = object.get("kind") {
-        if kind.as_str() != Some(info.kind.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the body ({}) does not match the kind of the resource ({})",
-                kind.as_str().unwrap_or("?"),
-                info.kind
-            )));
-        }
+    if let Some(kind) = object.get("kind")
+        && kind.as_str() != Some(info.kind.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the body ({}) does not match the kind of the resource ({})",
+            kind.as_str().unwrap_or("?"),
+            info.kind
+        )));
     }
-    if let Some(api_version) = object.get("apiVersion") {
-        if api_version.as_str() != Some(info.api_version().as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({}) does not match the expected API version ({})",
-                api_version.as_str().unwrap_or("?"),
-                info.api_version()
-            )));
-        }
+    if let Some(api_version) = object.get("apiVersion")
+        && api_version.as_str() != Some(info.api_version().as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({}) does not match the expected API version ({})",
+            api_version.as_str().unwrap_or("?"),
+            info.api_version()
+        )));
     }
     Ok(())
 }
@@ -1701,12 +1694,16 @@ fn encode_continue(revision: u64, last: &ObjectKey) -> String {
     let token =
         json!({"v": "meta.k8s.io/v1", "rv": revision, "start": [last.namespace, last.name]})
             .to_string();
-    token.bytes().map(|byte| format!("{byte:02x}")).collect()
+    let mut hex = String::with_capacity(token.len() * 2);
+    for byte in token.bytes() {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 fn decode_continue(token: &str) -> Result<(u64, Option<ObjectKey>), ApiError> {
     let invalid = || ApiError::bad_request("continue key is not valid: the token is malformed");
-    if token.len() % 2 != 0 || token.len() > 8192 {
+    if !token.len().is_multiple_of(2) || token.len() > 8192 {
         return Err(invalid());
     }
     let bytes: Result<Vec<u8>, _> = (0..token.len())

@@ -138,25 +138,22 @@ fn prune(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<String
                 }
                 let child_schema = property(schema, key)
                     .or_else(|| additional.filter(|additional| additional.is_object()));
-                match child_schema {
-                    Some(child_schema) => {
-                        let nullable = child_schema.get("nullable") == Some(&Value::Bool(true));
-                        if child.is_null() && !nullable {
-                            drop.push(key.clone());
-                        } else {
-                            prune(child_schema, child, &format!("{path}.{key}"), unknown);
-                        }
+                if let Some(child_schema) = child_schema {
+                    let nullable = child_schema.get("nullable") == Some(&Value::Bool(true));
+                    if child.is_null() && !nullable {
+                        drop.push(key.clone());
+                    } else {
+                        prune(child_schema, child, &format!("{path}.{key}"), unknown);
                     }
-                    None => {
-                        let kept = preserves_unknown(schema)
-                            || additional == Some(&Value::Bool(true))
-                            || (!has_properties
-                                && additional.is_none()
-                                && schema.get("type").is_none());
-                        if !kept {
-                            unknown.push(format!("{path}.{key}"));
-                            drop.push(key.clone());
-                        }
+                } else {
+                    let kept = preserves_unknown(schema)
+                        || additional == Some(&Value::Bool(true))
+                        || (!has_properties
+                            && additional.is_none()
+                            && schema.get("type").is_none());
+                    if !kept {
+                        unknown.push(format!("{path}.{key}"));
+                        drop.push(key.clone());
                     }
                 }
             }

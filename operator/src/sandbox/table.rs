@@ -82,7 +82,7 @@ fn evaluate<'a>(object: &'a Value, path: &str) -> Vec<&'a Value> {
                         }
                         let matches = match found {
                             Some(Value::String(text)) => text == wanted,
-                            Some(other) => other.to_string() == *wanted,
+                            Some(other) => other.to_string().as_str() == wanted.as_str(),
                             None => false,
                         };
                         if matches {
@@ -302,11 +302,11 @@ fn custom_column(definition: &Value) -> Column {
             }
         },
     );
-    result.format = definition
+    definition
         .get("format")
         .and_then(Value::as_str)
         .unwrap_or_default()
-        .to_owned();
+        .clone_into(&mut result.format);
     result.priority = definition
         .get("priority")
         .and_then(Value::as_i64)

@@ -74,12 +74,10 @@ impl WatchRequest {
             .previous
             .as_ref()
             .is_some_and(|previous| self.selects(namespace, previous));
-        let kind = match change.change {
-            ChangeType::Added if now => "ADDED",
-            ChangeType::Modified if now && before => "MODIFIED",
-            ChangeType::Modified if now => "ADDED",
-            ChangeType::Modified if before => "DELETED",
-            ChangeType::Deleted if before => "DELETED",
+        let kind = match (change.change, before, now) {
+            (ChangeType::Modified, true, true) => "MODIFIED",
+            (ChangeType::Added, _, true) | (ChangeType::Modified, false, true) => "ADDED",
+            (ChangeType::Modified | ChangeType::Deleted, true, _) => "DELETED",
             _ => return None,
         };
         Some(self.wrap(kind, &change.object))
@@ -141,7 +139,7 @@ pub(crate) fn start(shared: &Arc<Shared>, request: WatchRequest) -> Result<Body,
                 let requested: u64 = version.parse().unwrap_or_default();
                 match state.store.changes_since(requested) {
                     Ok(changes) => {
-                        first.extend(changes.iter().filter_map(|change| request.event(change)))
+                        first.extend(changes.iter().filter_map(|change| request.event(change)));
                     }
                     Err(expired) => {
                         let status = ApiError::gone(format!(
@@ -199,16 +197,13 @@ async fn stream(
     loop {
         tokio::select! {
             () = &mut deadline => return,
-            changed = closed.changed() => {
-                let _ = changed;
-                return;
-            }
+            _ = closed.changed() => return,
             _ = bookmarks.tick(), if request.bookmarks => {
                 if sender.send(Ok(line(&request.bookmark(seen, false)))).await.is_err() {
                     return;
                 }
             }
-            received = receiver.recv() => match received {
+            next = receiver.recv() => match next {
                 Ok(change) => {
                     if change.revision <= start_revision {
                         continue;
