@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use k8s_openapi::{
     api::{
         core::v1::{Namespace, ObjectReference},
@@ -39,6 +41,9 @@ use crate::{
     plan::{self, ApplyReason, is_owned_by},
     render::{self, PolicyRole},
 };
+
+/// How long a resource whose policy names are taken by foreign policies waits to look again.
+const CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long a converged resource waits before it is checked again without any event.
 const RESYNC: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -94,7 +99,12 @@ pub async fn reconcile(
 ) -> Result<Action, Error> {
     context.metrics.reconciles.inc();
     let started = std::time::Instant::now();
-    let result = reconcile_steps(&resource, &context).await;
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = resource.metadata.namespace.as_deref().unwrap_or_default(),
+        name = %resource.name_any()
+    );
+    let result = reconcile_steps(&resource, &context).instrument(span).await;
     context
         .metrics
         .reconcile_duration
@@ -120,9 +130,6 @@ async fn reconcile_steps(
     let (Some(namespace), Some(uid)) = (resource.namespace(), resource.uid()) else {
         return Err(Error::Incomplete(resource.name_any()));
     };
-    let span =
-        tracing::info_span!("reconcile", namespace = %namespace, name = %resource.name_any());
-    let _entered = span.enter();
     let observed = observe(context, &namespace);
 
     if resource.metadata.deletion_timestamp.is_some() {
@@ -208,7 +215,13 @@ async fn reconcile_steps(
         }
     };
     write_status(resource, context, &namespace, &outcome).await?;
-    Ok(Action::requeue(RESYNC))
+    // A hand-written policy that holds a name carries no netfence label, so its deletion wakes
+    // nothing: look again soon.
+    Ok(Action::requeue(if conflicts.is_empty() {
+        RESYNC
+    } else {
+        CONFLICT_RECHECK
+    }))
 }
 
 /// The policies of the namespace that carry the managed-by label, from the reflector (no API
