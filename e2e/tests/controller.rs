@@ -839,3 +839,30 @@ async fn switching_to_dry_run_keeps_the_policies() {
         "dropping the flows would change the three tier policies"
     );
 }
+
+/// Convergence makes the minimum writes: one apply per policy and one status write, and no
+/// DriftCorrected for policies the controller has just created (its cache is waited for).
+#[tokio::test]
+async fn convergence_makes_the_minimum_writes() {
+    let env = Env::start().await;
+    env.namespace("minimum").await;
+    env.sandbox.audit_clear();
+    env.create(&shop("minimum")).await;
+    env.wait_reason("minimum", "shop", "Reconciled").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes = env.writes();
+    let applies = writes
+        .iter()
+        .filter(|write| write.starts_with("apply networkpolicies"))
+        .count();
+    let status_writes = writes
+        .iter()
+        .filter(|write| write.contains("namespaceisolations/status"))
+        .count();
+    assert_eq!((applies, status_writes), (5, 1), "{writes:#?}");
+    let text = env.metrics.encode(None);
+    assert!(
+        text.contains("netfence_drift_corrections_total 0"),
+        "{text}"
+    );
+}

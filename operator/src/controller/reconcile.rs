@@ -267,6 +267,7 @@ async fn apply_plan(
     let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut conflicts = Vec::new();
+    let mut written: Vec<(String, Option<String>)> = Vec::new();
     for (reason, policy) in &plan.apply {
         let name = policy.metadata.name.clone().unwrap_or_default();
         let write_error = |verb, source| Error::Write {
@@ -285,9 +286,11 @@ async fn apply_plan(
                 continue;
             }
         }
-        api.patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
+        let applied = api
+            .patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
             .await
             .map_err(|source| write_error("apply", source))?;
+        written.push((name.clone(), applied.metadata.resource_version));
         context.metrics.policies_applied.inc();
         if is_drift(resource, *reason, &name) {
             context.metrics.drift_corrections.inc();
@@ -308,6 +311,7 @@ async fn apply_plan(
     for name in &plan.delete {
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => {
+                written.push((name.clone(), None));
                 context.metrics.policies_deleted.inc();
                 let note = format!("NetworkPolicy {name} is no longer rendered and was deleted");
                 policy_event(context, resource, "PolicyDeleted", name, note).await;
@@ -323,7 +327,42 @@ async fn apply_plan(
             }
         }
     }
+    wait_for_cache(context, namespace, &written).await;
     Ok(conflicts)
+}
+
+/// The longest a reconcile waits for the policy cache to see its own writes.
+const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Wait until the reflector holds every written policy at the version the write returned (or no
+/// longer holds a deleted one). The status write that follows triggers another reconcile; with a
+/// stale cache that reconcile would take its own fresh policies for missing ones and write them
+/// again (and call it drift). After [`CACHE_WAIT`] it goes on: the next event corrects anything.
+async fn wait_for_cache(context: &Context, namespace: &str, written: &[(String, Option<String>)]) {
+    if written.is_empty() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+    loop {
+        let seen = written.iter().all(|(name, version)| {
+            let cached = context
+                .policies
+                .get(&ObjectRef::<NetworkPolicy>::new(name).within(namespace));
+            match version {
+                Some(version) => cached.is_some_and(|policy| {
+                    policy.metadata.resource_version.as_ref() == Some(version)
+                }),
+                None => cached.is_none(),
+            }
+        });
+        if seen || tokio::time::Instant::now() >= deadline {
+            if !seen {
+                tracing::debug!("the policy cache did not catch up with this reconcile's writes");
+            }
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Whether writing `name` corrects drift rather than carrying out a spec change: the status says
