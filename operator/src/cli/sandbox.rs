@@ -47,8 +47,8 @@ pub struct Args {
     pub once: bool,
 }
 
-/// Why the netfence controller does not run here yet: said plainly, never pretended.
-pub const NO_CONTROLLER: &str = "the netfence controller is not part of this build yet: NamespaceIsolations are stored and validated (schema and CEL rules), but no NetworkPolicy is generated and no status is reported";
+/// Why no NetworkPolicy appears yet: said plainly, never pretended.
+pub const NO_CONTROLLER: &str = "the netfence controller is not part of this build of `netfence sandbox` yet: NamespaceIsolations are stored and validated (schema and CEL rules), but no NetworkPolicy is generated and no status is reported until a controller runs";
 
 pub(super) fn run(args: &Args) -> ExitCode {
     let documents = match manifests::load(&args.apply) {
@@ -113,6 +113,10 @@ async fn serve(args: &Args, documents: Vec<Document>) -> ExitCode {
         println!("NamespaceIsolation {namespace}/{name}: readiness unknown (no controller)");
     }
     println!();
+    println!(
+        "to reconcile them meanwhile, run the controller against the sandbox in another terminal: netfence run --kubeconfig {} --metrics-addr 127.0.0.1:8080",
+        args.kubeconfig.display()
+    );
     println!(
         "look with: kubectl --kubeconfig {} get nsi,netpol -A",
         args.kubeconfig.display()
