@@ -8,6 +8,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams},
+    core::PartialObjectMeta,
     runtime::{WatchStreamExt, watcher},
 };
 use netfence::sandbox::SandboxOptions;
@@ -427,8 +428,10 @@ async fn metadata_only_reads_answer_partial_objects() {
             .collect::<Vec<_>>(),
         ["p"]
     );
-    let mut events = kube::runtime::metadata_watcher(
-        api.clone(),
+    let metadata: Api<PartialObjectMeta<NetworkPolicy>> =
+        Api::namespaced(cluster.client(), &namespace.name);
+    let mut events = watcher(
+        metadata,
         watcher::Config::default().labels("app.kubernetes.io/managed-by=netfence"),
     )
     .boxed();

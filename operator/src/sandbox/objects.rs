@@ -857,8 +857,9 @@ impl State {
                 "invalid object type: the apply configuration needs apiVersion and kind",
             ));
         }
+        // A configuration without a name applies to the object the URL names, as upstream.
         let config_name = name_of(config);
-        if config_name != name {
+        if !config_name.is_empty() && config_name != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({config_name}) does not match the name on the URL ({name})"
             )));
