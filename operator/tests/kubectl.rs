@@ -214,13 +214,8 @@ fn kubectl_sees_the_field_path_of_an_invalid_isolation() {
     let _ = std::fs::remove_dir_all(&directory);
 }
 
-/// `netfence sandbox --once` says plainly that the controller is not part of this build and
-/// exits non-zero, instead of reporting readiness it cannot know. If this fails, the README's
-/// first command claims success without doing netfence's job.
-#[test]
-fn once_without_the_controller_says_so_and_fails() {
-    let directory = scratch("once");
-    let output = Command::new(env!("CARGO_BIN_EXE_netfence"))
+fn sandbox_once(directory: &std::path::Path, apply: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_netfence"))
         .args([
             "sandbox",
             "--listen",
@@ -228,20 +223,55 @@ fn once_without_the_controller_says_so_and_fails() {
             "--once",
             "--apply",
         ])
-        .arg(examples())
+        .arg(apply)
         .arg("--kubeconfig")
         .arg(directory.join("sandbox.kubeconfig"))
         .output()
-        .expect("netfence runs");
+        .expect("netfence runs")
+}
+
+/// The README's first command: `netfence sandbox --apply examples/ --once` applies every example,
+/// the controller makes every resource Ready with its policies, the intent of each holds, and it
+/// exits 0. If this fails, a newcomer's first command does not show netfence doing its job.
+#[test]
+fn once_on_the_examples_is_ready_and_proven() {
+    let directory = scratch("once");
+    let output = sandbox_once(&directory, &examples());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("NetworkPolicies generated: 24"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "NamespaceIsolation shop/shop: Ready (Reconciled): 5 NetworkPolicies match the spec"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("\nintent holds:").count(), 5, "{stdout}");
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// A resource admission lets through but netfence refuses (a label value CEL does not check):
+/// `--once` reports it not Ready with the field path, and exits non-zero.
+#[test]
+fn once_with_an_invalid_resource_fails() {
+    let directory = scratch("once-invalid");
+    let manifest = directory.join("invalid.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: bad}\n---\napiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: bad, namespace: bad}\nspec:\n  tiers: [{name: web, podSelector: {matchLabels: {app: '-web'}}}]\n",
+    )
+    .expect("manifest");
+    let output = sandbox_once(&directory, &manifest);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("applied NamespaceIsolation shop/shop"),
+        stdout.contains("NamespaceIsolation bad/bad: not Ready (InvalidSpec): spec.tiers[0].podSelector.matchLabels.app"),
         "{stdout}"
     );
     assert!(
-        stderr.contains("controller is not part of this build"),
+        stderr.contains("error: not every NamespaceIsolation is Ready"),
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&directory);

@@ -15,9 +15,17 @@ use kube::{
 };
 use serde_json::{Value, json};
 
+use std::sync::{Arc, atomic::AtomicBool};
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use netfence_crd::{NamespaceIsolation, ValidatedIsolation};
+
 use crate::{
+    controller,
     manifests::{self, Document},
+    metrics::Metrics,
     sandbox::{ResourceInfo, Sandbox},
+    verify::intent,
 };
 
 use super::EXIT_BAD_INPUT;
@@ -47,8 +55,117 @@ pub struct Args {
     pub once: bool,
 }
 
-/// Why no NetworkPolicy appears yet: said plainly, never pretended.
-pub const NO_CONTROLLER: &str = "the netfence controller is not part of this build of `netfence sandbox` yet: NamespaceIsolations are stored and validated (schema and CEL rules), but no NetworkPolicy is generated and no status is reported until a controller runs";
+/// How long `netfence sandbox` waits for every NamespaceIsolation to be Ready or failed.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Where one NamespaceIsolation ended.
+struct IsolationOutcome {
+    namespace: String,
+    name: String,
+    ready: bool,
+    line: String,
+}
+
+/// Wait until every NamespaceIsolation's status describes its generation (Ready or failed), or
+/// the timeout; then describe each.
+async fn wait_for_isolations(client: &kube::Client) -> Vec<IsolationOutcome> {
+    let api: Api<NamespaceIsolation> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let items = api
+            .list(&ListParams::default())
+            .await
+            .map(|list| list.items)
+            .unwrap_or_default();
+        let settled = items.iter().all(|item| {
+            item.status.as_ref().is_some_and(|status| {
+                status.observed_generation == item.metadata.generation
+                    && !status.conditions.is_empty()
+            })
+        });
+        if settled || tokio::time::Instant::now() >= deadline {
+            return items.iter().map(describe).collect();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn describe(item: &NamespaceIsolation) -> IsolationOutcome {
+    let namespace = item.metadata.namespace.clone().unwrap_or_default();
+    let name = item.metadata.name.clone().unwrap_or_default();
+    let condition = item
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.iter().find(|c| c.type_ == "Ready"));
+    let (ready, line) = match condition {
+        Some(condition) if condition.status == "True" => (
+            true,
+            format!(
+                "NamespaceIsolation {namespace}/{name}: Ready ({}): {}",
+                condition.reason, condition.message
+            ),
+        ),
+        Some(condition) => (
+            false,
+            format!(
+                "NamespaceIsolation {namespace}/{name}: not Ready ({}): {}",
+                condition.reason, condition.message
+            ),
+        ),
+        None => (
+            false,
+            format!(
+                "NamespaceIsolation {namespace}/{name}: no status within {}s",
+                SETTLE_TIMEOUT.as_secs()
+            ),
+        ),
+    };
+    IsolationOutcome {
+        namespace,
+        name,
+        ready,
+        line,
+    }
+}
+
+/// Prove each Ready resource's intent against the policies now in the sandbox; true when all hold.
+async fn print_proofs(client: &kube::Client, outcomes: &[IsolationOutcome]) -> bool {
+    let mut all_hold = true;
+    for outcome in outcomes.iter().filter(|outcome| outcome.ready) {
+        let isolations: Api<NamespaceIsolation> =
+            Api::namespaced(client.clone(), &outcome.namespace);
+        let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &outcome.namespace);
+        let (Ok(resource), Ok(found)) = (
+            isolations.get(&outcome.name).await,
+            policies.list(&ListParams::default()).await,
+        ) else {
+            eprintln!(
+                "error: cannot read {}/{} back from the sandbox",
+                outcome.namespace, outcome.name
+            );
+            all_hold = false;
+            continue;
+        };
+        let Ok(isolation) = ValidatedIsolation::try_from(&resource) else {
+            continue;
+        };
+        println!();
+        match intent::prove(&isolation, &found.items) {
+            Ok(proof) => {
+                println!("{}", intent::report(&proof));
+                all_hold &= proof.holds();
+            }
+            Err(error) => {
+                eprintln!(
+                    "error: NamespaceIsolation {}/{}: cannot prove its intent: {error}",
+                    outcome.namespace, outcome.name
+                );
+                all_hold = false;
+            }
+        }
+    }
+    all_hold
+}
 
 pub(super) fn run(args: &Args) -> ExitCode {
     let documents = match manifests::load(&args.apply) {
@@ -104,37 +221,61 @@ async fn serve(args: &Args, documents: Vec<Document>) -> ExitCode {
         }
     };
     let failures = apply_all(&sandbox, &client, &documents).await;
+    let (stop_controller, controller_stopped) = tokio::sync::oneshot::channel::<()>();
+    let prepared = controller::prepare(
+        client.clone(),
+        &controller::Settings {
+            namespace: None,
+            concurrency: 4,
+            instance: Some("netfence-sandbox".to_owned()),
+        },
+        Arc::new(Metrics::default()),
+    );
+    let controller_task =
+        tokio::spawn(prepared.run(Arc::new(AtomicBool::new(false)), async move {
+            let _ = controller_stopped.await;
+        }));
     println!();
-    println!("controller: {NO_CONTROLLER}");
+    println!("controller: running in this process (field manager netfence)");
+    let outcomes = wait_for_isolations(&client).await;
     let policies = count_network_policies(&client).await;
     println!("NetworkPolicies generated: {policies}");
-    let isolations = list_isolations(&client).await;
-    for (namespace, name) in &isolations {
-        println!("NamespaceIsolation {namespace}/{name}: readiness unknown (no controller)");
+    let mut all_ready = true;
+    for outcome in &outcomes {
+        println!("{}", outcome.line);
+        all_ready &= outcome.ready;
     }
     println!();
-    println!(
-        "to reconcile them meanwhile, run the controller against the sandbox in another terminal: netfence run --kubeconfig {} --metrics-addr 127.0.0.1:8080",
-        args.kubeconfig.display()
-    );
     println!(
         "look with: kubectl --kubeconfig {} get nsi,netpol -A",
         args.kubeconfig.display()
     );
     if args.once {
+        let proofs_hold = print_proofs(&client, &outcomes).await;
+        let _ = stop_controller.send(());
+        let _ = controller_task.await;
         sandbox.shutdown().await;
         if failures > 0 {
             eprintln!("error: {failures} manifest(s) could not be applied");
         }
-        eprintln!(
-            "error: --once waits for every NamespaceIsolation to be Ready, which needs the controller; {NO_CONTROLLER}"
-        );
-        return ExitCode::FAILURE;
+        if !all_ready {
+            eprintln!("error: not every NamespaceIsolation is Ready");
+        }
+        if !proofs_hold {
+            eprintln!("error: the intent of a NamespaceIsolation does not hold");
+        }
+        return if failures == 0 && all_ready && proofs_hold {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
     println!("serving until Ctrl-C");
     if let Err(error) = tokio::signal::ctrl_c().await {
         eprintln!("error: cannot wait for Ctrl-C: {error}");
     }
+    let _ = stop_controller.send(());
+    let _ = controller_task.await;
     sandbox.shutdown().await;
     println!("sandbox stopped");
     ExitCode::SUCCESS
@@ -276,23 +417,5 @@ async fn count_network_policies(client: &kube::Client) -> usize {
     api.list(&ListParams::default())
         .await
         .map(|list| list.items.len())
-        .unwrap_or_default()
-}
-
-async fn list_isolations(client: &kube::Client) -> Vec<(String, String)> {
-    let api: Api<netfence_crd::NamespaceIsolation> = Api::all(client.clone());
-    api.list(&ListParams::default())
-        .await
-        .map(|list| {
-            list.items
-                .iter()
-                .map(|isolation| {
-                    (
-                        isolation.metadata.namespace.clone().unwrap_or_default(),
-                        isolation.metadata.name.clone().unwrap_or_default(),
-                    )
-                })
-                .collect()
-        })
         .unwrap_or_default()
 }

@@ -95,7 +95,7 @@ struct Input {
 fn lenient<T: DeserializeOwned>(document: &Document) -> Result<T, manifests::FieldError> {
     serde_path_to_error::deserialize(&document.value).map_err(|error| manifests::FieldError {
         path: match error.path().to_string().as_str() {
-            "." => String::new(),
+            "." => "(object)".to_owned(),
             path => path.to_owned(),
         },
         message: error.inner().to_string(),

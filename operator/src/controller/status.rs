@@ -66,7 +66,7 @@ pub fn status(
                 planned.delete.len()
             ),
             policies,
-            Some(planned.clone()),
+            Some(sorted(planned)),
         ),
         Outcome::InvalidSpec { errors, policies } => (
             "False",
@@ -101,6 +101,15 @@ pub fn status(
         policies,
         planned_changes: planned,
     }
+}
+
+/// Planned changes in name order, so that the status does not depend on render order.
+fn sorted(planned: &PlannedChanges) -> PlannedChanges {
+    let mut planned = planned.clone();
+    planned.create.sort();
+    planned.update.sort();
+    planned.delete.sort();
+    planned
 }
 
 #[cfg(test)]

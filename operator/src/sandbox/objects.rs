@@ -857,7 +857,7 @@ impl State {
                 "invalid object type: the apply configuration needs apiVersion and kind",
             ));
         }
-        // A configuration without a name applies to the object the URL names, as upstream.
+        // As the real server's checkName: an apply configuration without a name takes the URL's.
         let config_name = name_of(config);
         if !config_name.is_empty() && config_name != name {
             return Err(ApiError::bad_request(format!(

@@ -276,3 +276,47 @@ proptest! {
         prop_assert!(proof.holds(), "{}\n{}", serde_json::to_string(&value).unwrap_or_default(), report(&proof));
     }
 }
+
+/// If this fails, the one-indentation-level mistake (a namespace selector and a pod selector
+/// written as two peers, OR, instead of one peer, AND) passes the proof, although it lets every
+/// pod of the monitoring namespace scrape the backend.
+#[test]
+fn a_peer_split_from_and_into_or_fails_the_proof() {
+    let isolation = shop();
+    let mut policies = render::network_policies(&isolation);
+    let backend = policies
+        .iter_mut()
+        .find(|policy| policy.metadata.name.as_deref() == Some("shop-tier-backend"))
+        .expect("backend policy");
+    for rule in backend
+        .spec
+        .as_mut()
+        .expect("spec")
+        .ingress
+        .iter_mut()
+        .flatten()
+    {
+        let mut split = Vec::new();
+        for peer in rule.from.take().unwrap_or_default() {
+            if peer.namespace_selector.is_some() && peer.pod_selector.is_some() {
+                split.push(k8s_openapi::api::networking::v1::NetworkPolicyPeer {
+                    pod_selector: None,
+                    ..peer.clone()
+                });
+                split.push(k8s_openapi::api::networking::v1::NetworkPolicyPeer {
+                    namespace_selector: None,
+                    ..peer
+                });
+            } else {
+                split.push(peer);
+            }
+        }
+        rule.from = Some(split);
+    }
+    let proof = prove(&isolation, &policies).expect("proof runs");
+    let text = report(&proof);
+    assert!(
+        text.contains("monitoring/metrics-other -> backend 30000/TCP: allowed but not declared (egress not isolated; ingress allowed by shop/shop-tier-backend ingress[1])"),
+        "{text}"
+    );
+}
