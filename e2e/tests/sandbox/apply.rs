@@ -1,7 +1,7 @@
 //! Server-side apply: create, update, no-op, conflicts, force, removal of dropped fields,
 //! atomic NetworkPolicy lists.
 
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::{coordination::v1::Lease, networking::v1::NetworkPolicy};
 use kube::{
     Api, ResourceExt,
     api::{DynamicObject, Patch, PatchParams},
@@ -263,6 +263,35 @@ async fn network_policy_lists_are_atomic() {
         "{}",
         status.message
     );
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// An apply configuration without `metadata` applies to the object the URL names, creating it
+/// when missing, as upstream does (kube-lease-manager applies Leases that way). If this fails,
+/// leader election against the sandbox never acquires its Lease.
+#[tokio::test]
+async fn an_apply_without_metadata_targets_the_named_object() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("lease").await.expect("namespace");
+    let api: Api<Lease> = Api::namespaced(cluster.client(), &namespace.name);
+    let config = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {"holderIdentity": "me"}});
+    let created = api
+        .patch("leader", &apply("leader-election"), &Patch::Apply(&config))
+        .await
+        .expect("created");
+    assert_eq!(created.name_any(), "leader");
+    let renewed = api
+        .patch(
+            "leader",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {"leaseTransitions": 1}})),
+        )
+        .await
+        .expect("strategic merge patch");
+    let spec = renewed.spec.expect("spec");
+    assert_eq!(spec.holder_identity.as_deref(), Some("me"));
+    assert_eq!(spec.lease_transitions, Some(1));
     namespace.cleanup().await;
     cluster.stop().await;
 }

@@ -244,6 +244,60 @@ async fn orphan_propagation_keeps_dependents_without_the_reference() {
     cluster.stop().await;
 }
 
+/// Foreground deletion keeps the owner (with the `foregroundDeletion` finalizer) until its
+/// dependents are gone, dependents held by finalizers included. If this fails,
+/// `kubectl delete --cascade=foreground` of a NamespaceIsolation returns before its policies go.
+#[tokio::test]
+async fn foreground_deletion_waits_for_the_dependents() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("foreground").await.expect("namespace");
+    let client = cluster.client();
+    let owners = isolations(&client, &namespace.name);
+    let owner = owners
+        .create(&PostParams::default(), &object(isolation("shop")))
+        .await
+        .expect("owner");
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &namespace.name);
+    let mut held = owned_policy("held", &[&owner]);
+    held.metadata.finalizers = Some(vec!["e2e.netfence.io/hold".to_owned()]);
+    policies
+        .create(&PostParams::default(), &held)
+        .await
+        .expect("dependent");
+    owners
+        .delete("shop", &DeleteParams::foreground())
+        .await
+        .expect("delete owner");
+    let waiting = eventually(PATIENCE, || async {
+        let owner = owners.get("shop").await.ok()?;
+        let policy = policies.get("held").await.ok()?;
+        (owner.finalizers().iter().any(|f| f == "foregroundDeletion")
+            && owner.metadata.deletion_timestamp.is_some()
+            && policy.metadata.deletion_timestamp.is_some())
+        .then_some(())
+    })
+    .await;
+    assert!(
+        waiting.is_some(),
+        "the owner waits, the dependent is being deleted"
+    );
+    policies
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("release the dependent");
+    assert!(is_gone(&policies, "held").await);
+    assert!(
+        is_gone(&owners, "shop").await,
+        "the owner goes once its dependents are gone"
+    );
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
 /// A finalizer holds a deletion (deletionTimestamp set) until it is removed, and no finalizer
 /// can be added meanwhile. If this fails, netfence's clean-up on deletion (KeepDefaultDeny)
 /// never gets to run, or runs after the object is already gone.

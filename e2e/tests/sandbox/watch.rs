@@ -8,6 +8,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams},
+    core::PartialObjectMeta,
     runtime::{WatchStreamExt, watcher},
 };
 use netfence::sandbox::SandboxOptions;
@@ -393,6 +394,86 @@ async fn a_reflector_mirrors_the_list() {
         converged.is_some(),
         "the reflector holds exactly the listed objects"
     );
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// Metadata-only reads (`as=PartialObjectMetadata`, what `Controller::owns` watches with) answer
+/// PartialObjectMetadata, for one object, lists and watches. If this fails, the controller's
+/// owned-object watch downloads whole policies, or breaks on clients that check the kind.
+#[tokio::test]
+async fn metadata_only_reads_answer_partial_objects() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("metadata").await.expect("namespace");
+    let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
+    api.create(
+        &PostParams::default(),
+        &policy("p", &json!({"app.kubernetes.io/managed-by": "netfence"})),
+    )
+    .await
+    .expect("create");
+    let one = api.get_metadata("p").await.expect("metadata");
+    assert_eq!(
+        one.types.map(|types| types.kind).as_deref(),
+        Some("PartialObjectMetadata")
+    );
+    let list = api
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list");
+    assert_eq!(
+        list.items
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect::<Vec<_>>(),
+        ["p"]
+    );
+    let metadata: Api<PartialObjectMeta<NetworkPolicy>> =
+        Api::namespaced(cluster.client(), &namespace.name);
+    let mut events = watcher(
+        metadata,
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=netfence"),
+    )
+    .boxed();
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        match next(&mut events).await.expect("no error") {
+            watcher::Event::InitApply(object) => seen.push(object.name_any()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["p"]);
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// A watch ends at its `timeoutSeconds`, so clients re-watch and the server never holds a
+/// connection forever. If this fails, watches pile up on a long-running sandbox.
+#[tokio::test]
+async fn a_watch_ends_at_its_timeout() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("timeout").await.expect("namespace");
+    let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
+    let current = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let mut stream = api
+        .watch(
+            &WatchParams::default().timeout(1).disable_bookmarks(),
+            &current,
+        )
+        .await
+        .expect("watch")
+        .boxed();
+    let ended = tokio::time::timeout(PATIENCE, stream.next())
+        .await
+        .expect("the stream ends within the bound");
+    assert!(ended.is_none(), "no event, then the end: {ended:?}");
     namespace.cleanup().await;
     cluster.stop().await;
 }

@@ -32,7 +32,7 @@ use super::{
     resources::ResourceInfo,
     selector::{FieldSelector, LabelSelector},
     status::ApiError,
-    table::to_table,
+    table::Output,
     watch::{self, WatchRequest},
 };
 
@@ -508,13 +508,6 @@ fn resolve(shared: &Shared, target: &Target) -> Result<ResourceInfo, ApiError> {
     Ok(info)
 }
 
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|accept| accept.contains("as=Table"))
-}
-
 #[allow(clippy::too_many_lines)] // one dispatch table over the verbs
 async fn serve_object(
     shared: &Arc<Shared>,
@@ -541,10 +534,14 @@ async fn serve_object(
     let namespace = target.namespace.as_deref();
     let name = target.name.as_deref();
     let subresource = target.subresource.as_deref();
-    let table = wants_table(headers);
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
     let include_object = query
         .get("includeObject")
         .map_or("Metadata", String::as_str);
+    let output = Output::from_accept(accept, include_object);
     match (method, name) {
         (&Method::GET, _) if truthy(query, "watch") => {
             let mut fields = list_options(query)?.fields;
@@ -567,7 +564,7 @@ async fn serve_object(
                 bookmarks: truthy(query, "allowWatchBookmarks"),
                 initial_events: truthy(query, "sendInitialEvents"),
                 timeout,
-                table: table.then(|| include_object.to_owned()),
+                output,
             };
             let body = watch::start(shared, request)?;
             Ok((
@@ -582,22 +579,12 @@ async fn serve_object(
         }
         (&Method::GET, Some(name)) => {
             let object = shared.lock_state().get(&info, namespace, name)?;
-            let body = if table {
-                to_table(&info, &object, include_object)
-            } else {
-                object
-            };
-            Ok(json_response(200, &body, &[]))
+            Ok(json_response(200, &output.render(&info, &object), &[]))
         }
         (&Method::GET, None) => {
             let options = list_options(query)?;
             let list = shared.lock_state().list(&info, namespace, &options)?;
-            let body = if table {
-                to_table(&info, &list, include_object)
-            } else {
-                list
-            };
-            Ok(json_response(200, &body, &[]))
+            Ok(json_response(200, &output.render(&info, &list), &[]))
         }
         (&Method::POST, None) => {
             let media = body_media(headers)?;

@@ -11,6 +11,8 @@
 //!                                           '-- store: objects, resourceVersion, history --> watch
 //! ```
 //!
+//! `README.md` beside this file is the user-facing description (quick start, fault injection).
+//!
 //! What it implements:
 //! - resources: core `v1` namespaces, pods, events; `networking.k8s.io/v1` networkpolicies;
 //!   `events.k8s.io/v1` events; `coordination.k8s.io/v1` leases;

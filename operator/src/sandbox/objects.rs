@@ -166,6 +166,8 @@ pub struct State {
     pending_uids: Vec<String>,
     /// Namespaces being deleted whose content the namespace controller has not deleted yet.
     terminating: Vec<(String, std::time::Instant)>,
+    /// Objects whose foreground deletion waits for their dependents to go.
+    foreground: Vec<(StoreKey, ObjectKey)>,
 }
 
 impl std::fmt::Debug for State {
@@ -378,6 +380,7 @@ impl State {
             counter: 0,
             pending_uids: Vec::new(),
             terminating: Vec::new(),
+            foreground: Vec::new(),
         }
     }
 
@@ -1251,6 +1254,7 @@ impl State {
             return Ok(Answer::ok(deleted(info, name, &uid)));
         };
         let waits_for_dependents = policy == "Foreground" && self.has_dependents(&uid);
+        let mut changed = false;
         if waits_for_dependents
             && !finalizers_of(&object)
                 .iter()
@@ -1259,6 +1263,8 @@ impl State {
             let mut finalizers = finalizers_of(&object);
             finalizers.push("foregroundDeletion".to_owned());
             object["metadata"]["finalizers"] = json!(finalizers);
+            self.foreground.push((resource.clone(), key.clone()));
+            changed = true;
         }
         if finalizers_of(&object).is_empty() {
             self.remove(&resource, &key);
@@ -1274,6 +1280,9 @@ impl State {
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
             metadata.insert("generation".to_owned(), json!(generation + 1));
+            changed = true;
+        }
+        if changed {
             object = self.store.put(&resource, key, object);
         }
         Ok(Answer::ok(present(info, &object)))
@@ -1547,35 +1556,23 @@ impl State {
                 self.catalog
                     .any_version(resource)
                     .is_some_and(|info| info.namespaced)
-                    && self
-                        .store
-                        .iter(resource)
-                        .any(|(object_key, _)| object_key.namespace == key.name)
+                    && self.store.holds_namespace(resource, &key.name)
             });
             if !occupied {
                 self.remove(&namespaces, &key);
                 return true;
             }
         }
-        let mut waiting = Vec::new();
-        for resource in self.store.resources() {
-            for (key, object) in self.store.iter(&resource) {
-                if is_deleting(object)
-                    && finalizers_of(object)
-                        .iter()
-                        .any(|f| f == "foregroundDeletion")
-                {
-                    waiting.push((resource.clone(), key.clone(), uid_of(object).to_owned()));
-                }
-            }
-        }
-        for (resource, key, uid) in waiting {
-            if self.has_dependents(&uid) {
-                continue;
-            }
+        let waiting = std::mem::take(&mut self.foreground);
+        let mut finished = false;
+        for (resource, key) in waiting {
             let Some(mut object) = self.store.get(&resource, &key).cloned() else {
                 continue;
             };
+            if finished || self.has_dependents(uid_of(&object)) {
+                self.foreground.push((resource, key));
+                continue;
+            }
             let remaining: Vec<String> = finalizers_of(&object)
                 .into_iter()
                 .filter(|finalizer| finalizer != "foregroundDeletion")
@@ -1586,9 +1583,9 @@ impl State {
                 object["metadata"]["finalizers"] = json!(remaining);
                 self.store.put(&resource, key, object);
             }
-            return true;
+            finished = true;
         }
-        false
+        finished
     }
 }
 

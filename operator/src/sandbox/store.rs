@@ -146,6 +146,21 @@ impl Store {
             .flat_map(BTreeMap::iter)
     }
 
+    /// Whether a resource holds an object in `namespace` (a range lookup, not a scan).
+    #[must_use]
+    pub fn holds_namespace(&self, resource: &StoreKey, namespace: &str) -> bool {
+        let start = ObjectKey {
+            namespace: namespace.to_owned(),
+            name: String::new(),
+        };
+        self.objects.get(resource).is_some_and(|objects| {
+            objects
+                .range(start..)
+                .next()
+                .is_some_and(|(key, _)| key.namespace == namespace)
+        })
+    }
+
     /// The resources that hold at least one object.
     #[must_use]
     pub fn resources(&self) -> Vec<StoreKey> {

@@ -464,6 +464,57 @@ pub fn to_table(info: &ResourceInfo, body: &Value, include_object: &str) -> Valu
     })
 }
 
+/// How objects are answered, from the `Accept` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The objects themselves.
+    Json,
+    /// A Table (`as=Table`), with this `includeObject` (`None`, `Metadata`, `Object`).
+    Table(String),
+    /// Metadata only (`as=PartialObjectMetadata`, what kube's metadata watchers ask for).
+    Metadata,
+}
+
+impl Output {
+    /// The output an `Accept` header asks for.
+    #[must_use]
+    pub fn from_accept(accept: &str, include_object: &str) -> Self {
+        if accept.contains("as=Table") {
+            Output::Table(include_object.to_owned())
+        } else if accept.contains("as=PartialObjectMetadata") {
+            Output::Metadata
+        } else {
+            Output::Json
+        }
+    }
+
+    /// One object, or a list, in this output.
+    #[must_use]
+    pub fn render(&self, info: &ResourceInfo, body: &Value) -> Value {
+        match self {
+            Output::Json => body.clone(),
+            Output::Table(include) => to_table(info, body, include),
+            Output::Metadata => match body.get("items").and_then(Value::as_array) {
+                Some(items) => json!({
+                    "kind": "PartialObjectMetadataList",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": body.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                    "items": items.iter().map(partial).collect::<Vec<_>>(),
+                }),
+                None => partial(body),
+            },
+        }
+    }
+}
+
+fn partial(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

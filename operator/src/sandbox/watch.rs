@@ -28,7 +28,7 @@ use super::{
     selector::{FieldSelector, LabelSelector},
     status::ApiError,
     store::{Change, ChangeType},
-    table::to_table,
+    table::Output,
 };
 
 /// What a watch asks for.
@@ -50,8 +50,8 @@ pub struct WatchRequest {
     pub initial_events: bool,
     /// `timeoutSeconds`, bounded by the server.
     pub timeout: Duration,
-    /// Objects as Tables (`kubectl get -w`), with this `includeObject`.
-    pub table: Option<String>,
+    /// How objects are sent: themselves, as Tables (`kubectl get -w`), or metadata only.
+    pub output: Output,
 }
 
 impl WatchRequest {
@@ -85,11 +85,7 @@ impl WatchRequest {
 
     fn wrap(&self, kind: &str, object: &Value) -> Value {
         let object = present(&self.info, object);
-        let object = match &self.table {
-            Some(include) => to_table(&self.info, &object, include),
-            None => object,
-        };
-        json!({"type": kind, "object": object})
+        json!({"type": kind, "object": self.output.render(&self.info, &object)})
     }
 
     fn bookmark(&self, revision: u64, initial_end: bool) -> Value {
