@@ -2,7 +2,8 @@
 //! Each scenario runs against its own sandbox by default, or against the cluster of
 //! `NETFENCE_E2E_KUBECONFIG`, in namespaces of its own (`<prefix>-<random>`, labelled
 //! `netfence.io/e2e=true`), with a controller scoped to each of them. Scenarios that count writes
-//! (the sandbox's audit log) or inject faults need the sandbox, and say so when they skip.
+//! (the sandbox's audit log) or inject faults need the sandbox, and say so when they skip. A real
+//! cluster must not run netfence itself meanwhile: two controllers would race for the same work.
 
 use std::{
     collections::BTreeSet,
