@@ -940,3 +940,25 @@ async fn convergence_makes_the_minimum_writes() {
     );
     env.finish().await;
 }
+
+/// `netfence run` on a cluster without the CRD stops at once with the one sentence that says
+/// what to do, instead of starting a controller that can never work.
+#[tokio::test]
+async fn preflight_names_the_missing_crd() {
+    let sandbox = Sandbox::start("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("sandbox");
+    let client = sandbox.client().expect("client");
+    let error = netfence::cli::run::preflight(&client, None)
+        .await
+        .expect_err("no CRD installed");
+    assert_eq!(
+        error.to_string(),
+        "the NamespaceIsolation CRD is not installed; install it with `netfence crd | kubectl apply -f -`"
+    );
+    sandbox.install_netfence_crds().expect("CRDs");
+    netfence::cli::run::preflight(&client, Some("default"))
+        .await
+        .expect("ready to run once the CRD is installed");
+    sandbox.shutdown().await;
+}
