@@ -201,17 +201,7 @@ fn uid_of(object: &Value) -> &str {
 }
 
 fn finalizers_of(object: &Value) -> Vec<String> {
-    object
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+    super::resources::string_list(object.pointer("/metadata/finalizers"))
 }
 
 fn is_deleting(object: &Value) -> bool {

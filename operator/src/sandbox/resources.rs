@@ -61,21 +61,13 @@ impl ResourceInfo {
     /// `namespaceisolations.netfence.io`, or `pods` for the core group.
     #[must_use]
     pub fn group_resource(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.clone()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
+        self.qualified(&self.plural, '.')
     }
 
     /// `NamespaceIsolation.netfence.io`, or `Pod` for the core group.
     #[must_use]
     pub fn group_kind(&self) -> String {
-        if self.group.is_empty() {
-            self.kind.clone()
-        } else {
-            format!("{}.{}", self.kind, self.group)
-        }
+        self.qualified(&self.kind, '.')
     }
 
     /// `netfence.io/v1alpha1`, or `v1` for the core group.
@@ -85,6 +77,15 @@ impl ResourceInfo {
             self.version.clone()
         } else {
             format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `name` qualified by the group after `separator`; bare for the core group.
+    fn qualified(&self, name: &str, separator: char) -> String {
+        if self.group.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{name}{separator}{}", self.group)
         }
     }
 
@@ -356,19 +357,7 @@ fn resources_of_crd(crd: &Value) -> Result<Vec<ResourceInfo>, Vec<FieldCause>> {
         ));
     }
     let names = crd.pointer("/spec/names").cloned().unwrap_or(Value::Null);
-    let strings = |key: &str| -> Vec<String> {
-        names
-            .get(key)
-            .and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let strings = |key: &str| -> Vec<String> { string_list(names.get(key)) };
     let mut defined = Vec::new();
     for (index, version) in versions.iter().enumerate() {
         let version_name = version
@@ -541,4 +530,18 @@ fn pod_schema() -> Value {
             }
         }
     }))
+}
+
+/// The strings of a JSON array (other items skipped); empty when it is not an array.
+pub(crate) fn string_list(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
