@@ -962,3 +962,60 @@ async fn preflight_names_the_missing_crd() {
         .expect("ready to run once the CRD is installed");
     sandbox.shutdown().await;
 }
+
+/// DryRun then Enforce: the planned changes leave the status (server-side apply of the status
+/// drops what netfence no longer sends), and the status then settles with zero writes.
+#[tokio::test]
+async fn dry_run_then_enforce_clears_planned_changes() {
+    let mut env = Env::start().await;
+    if !env.needs_sandbox("dry_run_then_enforce_clears_planned_changes") {
+        return;
+    }
+    let ns = env.namespace("enforce").await;
+    let mut resource = shop(&ns);
+    resource["spec"]["mode"] = json!("DryRun");
+    env.create(&resource).await;
+    env.wait_reason(&ns, "shop", "DryRun").await;
+    env.isolations(&ns)
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"mode": "Enforce"}})),
+        )
+        .await
+        .expect("enforce");
+    let enforced = env.wait_reason(&ns, "shop", "Reconciled").await;
+    assert_eq!(enforced.status.expect("status").planned_changes, None);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.audit_clear();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.writes(), Vec::<String>::new());
+    env.finish().await;
+}
+
+/// A policy netfence does not own holds the default deny's name: netfence writes nothing at all
+/// (never its allows without its deny) and says why in status.
+#[tokio::test]
+async fn a_foreign_default_deny_name_blocks_every_write() {
+    let mut env = Env::start().await;
+    let ns = env.namespace("deny-taken").await;
+    let squatter: NetworkPolicy = serde_json::from_value(json!({
+        "metadata": {"name": "shop-default-deny"},
+        "spec": {"podSelector": {"matchLabels": {"only": "this"}}},
+    }))
+    .expect("policy");
+    env.policies(&ns)
+        .create(&PostParams::default(), &squatter)
+        .await
+        .expect("create");
+    env.create(&shop(&ns)).await;
+    let failed = env.wait_reason(&ns, "shop", "ApplyFailed").await;
+    let message = &failed.status.expect("status").conditions[0].message;
+    assert!(message.contains("shop-default-deny"), "{message}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        env.policy_names(&ns).await,
+        BTreeSet::from(["shop-default-deny".to_owned()])
+    );
+    env.finish().await;
+}

@@ -137,14 +137,14 @@ pub async fn preflight(client: &Client, namespace: Option<&str>) -> Result<(), S
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
-    policies
-        .list_metadata(&one)
-        .await
-        .map_err(|source| StartError::Forbidden {
+    match policies.list_metadata(&one).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 403 => Err(StartError::Forbidden {
             what: "networkpolicies.networking.k8s.io",
-            source,
-        })?;
-    Ok(())
+            source: kube::Error::Api(status),
+        }),
+        Err(error) => Err(StartError::Unreachable(error)),
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -72,11 +72,21 @@ async fn wait_for_isolations(client: &kube::Client) -> Vec<IsolationOutcome> {
     let api: Api<NamespaceIsolation> = Api::all(client.clone());
     let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
     loop {
-        let items = api
-            .list(&ListParams::default())
-            .await
-            .map(|list| list.items)
-            .unwrap_or_default();
+        let items = match api.list(&ListParams::default()).await {
+            Ok(list) => list.items,
+            Err(error) if tokio::time::Instant::now() >= deadline => {
+                return vec![IsolationOutcome {
+                    namespace: String::new(),
+                    name: String::new(),
+                    ready: false,
+                    line: format!("cannot list NamespaceIsolations: {error}"),
+                }];
+            }
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let settled = items.iter().all(|item| {
             item.status.as_ref().is_some_and(|status| {
                 status.observed_generation == item.metadata.generation
@@ -135,16 +145,19 @@ async fn print_proofs(client: &kube::Client, outcomes: &[IsolationOutcome]) -> b
         let isolations: Api<NamespaceIsolation> =
             Api::namespaced(client.clone(), &outcome.namespace);
         let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &outcome.namespace);
-        let (Ok(resource), Ok(found)) = (
+        let (resource, found) = match (
             isolations.get(&outcome.name).await,
             policies.list(&ListParams::default()).await,
-        ) else {
-            eprintln!(
-                "error: cannot read {}/{} back from the sandbox",
-                outcome.namespace, outcome.name
-            );
-            all_hold = false;
-            continue;
+        ) {
+            (Ok(resource), Ok(found)) => (resource, found),
+            (Err(error), _) | (_, Err(error)) => {
+                eprintln!(
+                    "error: cannot read {}/{} back from the sandbox: {error}",
+                    outcome.namespace, outcome.name
+                );
+                all_hold = false;
+                continue;
+            }
         };
         let Ok(isolation) = ValidatedIsolation::try_from(&resource) else {
             continue;

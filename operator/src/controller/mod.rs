@@ -36,7 +36,6 @@ use kube::{
     },
 };
 use netfence_crd::NamespaceIsolation;
-use tokio::sync::Mutex;
 
 pub use leader::{LeaseSettings, run_as_leader};
 pub use reconcile::{Error, reconcile};
@@ -64,7 +63,7 @@ pub struct Context {
     /// The NetworkPolicies carrying the managed-by label, as last observed.
     pub policies: Store<NetworkPolicy>,
     /// Consecutive failures per resource, for exponential backoff.
-    pub failures: Mutex<HashMap<ObjectRef<NamespaceIsolation>, u32>>,
+    pub failures: std::sync::Mutex<HashMap<ObjectRef<NamespaceIsolation>, u32>>,
     /// The counters.
     pub metrics: Arc<Metrics>,
     /// Publishes Events about the resources.
@@ -165,7 +164,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     let context = Arc::new(Context {
         client,
         policies: reader.clone(),
-        failures: Mutex::new(HashMap::new()),
+        failures: std::sync::Mutex::new(HashMap::new()),
         metrics,
         recorder,
     });
@@ -187,9 +186,10 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
 fn error_policy(resource: Arc<NamespaceIsolation>, error: &Error, context: Arc<Context>) -> Action {
     let failures = context
         .failures
-        .try_lock()
-        .ok()
-        .and_then(|failures| failures.get(&ObjectRef::from(resource.as_ref())).copied())
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&ObjectRef::from(resource.as_ref()))
+        .copied()
         .unwrap_or(1);
     let delay = backoff(failures);
     tracing::warn!(

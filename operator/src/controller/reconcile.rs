@@ -110,7 +110,10 @@ pub async fn reconcile(
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
     let key = ObjectRef::from(resource.as_ref());
-    let mut failures = context.failures.lock().await;
+    let mut failures = context
+        .failures
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     match &result {
         Ok(_) => {
             failures.remove(&key);
@@ -172,9 +175,16 @@ async fn reconcile_steps(
         return Ok(Action::requeue(RESYNC));
     }
 
-    // apply and prune (client)
+    // apply and prune (client). If a policy netfence does not own holds the default deny's
+    // name, nothing is written: netfence's allows must never go out without netfence's deny.
     let mut conflicts = plan.conflicts.clone();
-    match apply_plan(context, resource, &namespace, &uid, &plan).await {
+    let deny = PolicyRole::DefaultDeny.policy_name(&resource.name_any());
+    let result = if conflicts.contains(&deny) {
+        Ok(Vec::new())
+    } else {
+        apply_plan(context, resource, &namespace, &uid, &plan).await
+    };
+    match result {
         Ok(found) => conflicts.extend(found),
         Err(error) => {
             let message = error_chain(&error);
@@ -182,7 +192,9 @@ async fn reconcile_steps(
                 message: message.clone(),
                 policies: owned_names(&observe(context, &namespace), &uid),
             };
-            write_status(resource, context, &namespace, &outcome).await?;
+            if let Err(status_error) = write_status(resource, context, &namespace, &outcome).await {
+                tracing::warn!(error = %error_chain(&status_error), "failed to report ApplyFailed in status");
+            }
             event(
                 context,
                 resource,
@@ -282,7 +294,12 @@ async fn apply_plan(
                 .await
                 .map_err(|source| write_error("read", source))?;
             if existing.is_some_and(|existing| !is_owned_by(&existing, uid)) {
+                let is_deny = name == PolicyRole::DefaultDeny.policy_name(&resource.name_any());
                 conflicts.push(name);
+                if is_deny {
+                    // Fail closed: no allow without the deny (see reconcile_steps).
+                    return Ok(conflicts);
+                }
                 continue;
             }
         }
@@ -465,11 +482,17 @@ async fn write_status(
         return Ok(false);
     }
     let api: Api<NamespaceIsolation> = Api::namespaced(context.client.clone(), namespace);
-    let patch = serde_json::json!({ "status": new });
+    // Server-side apply, so that fields this manager no longer sends (an old plannedChanges)
+    // are removed; a merge patch would leave them, and the status would never settle.
+    let patch = serde_json::json!({
+        "apiVersion": NamespaceIsolation::api_version(&()),
+        "kind": NamespaceIsolation::kind(&()),
+        "status": new,
+    });
     api.patch_status(
         &resource.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
     )
     .await
     .map_err(|source| update_error(resource, namespace, source))?;
@@ -548,11 +571,16 @@ async fn finalize(
     if !namespace_going {
         let uid = resource.uid().unwrap_or_default();
         let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
-        let keep_all = resource.spec.deletion_policy == DeletionPolicy::Orphan;
+
         for policy in observed.iter().filter(|policy| is_owned_by(policy, &uid)) {
             let name = policy.metadata.name.clone().unwrap_or_default();
-            let kept = keep_all
-                || role_of(&resource.name_any(), &name).is_some_and(|role| role.fails_closed());
+            let kept = match resource.spec.deletion_policy {
+                DeletionPolicy::Orphan => true,
+                DeletionPolicy::KeepDefaultDeny => {
+                    role_of(&resource.name_any(), &name).is_some_and(|role| role.fails_closed())
+                }
+                DeletionPolicy::Delete => false,
+            };
             let result = if kept {
                 // Remove this resource's owner reference, and only it (the JSON patch tests the
                 // uid first), so garbage collection leaves the policy alone.
