@@ -241,6 +241,8 @@ async fn serve(args: &Args, documents: Vec<Document>) -> ExitCode {
             namespace: None,
             concurrency: 4,
             instance: Some("netfence-sandbox".to_owned()),
+            templates: true,
+            operator_namespace: None,
         },
         Arc::new(Metrics::default()),
     );

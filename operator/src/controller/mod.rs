@@ -13,6 +13,7 @@
 mod leader;
 mod reconcile;
 mod status;
+mod template;
 
 use std::{
     collections::HashMap,
@@ -39,6 +40,7 @@ use netfence_crd::NamespaceIsolation;
 
 pub use leader::{LeaseSettings, run_as_leader};
 pub use reconcile::{Error, reconcile};
+pub use template::{PreparedTemplates, TemplateError, prepare_templates};
 
 use crate::{
     metrics::Metrics,
@@ -91,6 +93,11 @@ pub struct Settings {
     pub concurrency: u16,
     /// This instance's name in Events (the pod name in a cluster).
     pub instance: Option<String>,
+    /// Run the IsolationTemplate controller too (cluster-wide only: templates and namespaces are
+    /// cluster-scoped).
+    pub templates: bool,
+    /// netfence's own namespace: no template ever generates into it.
+    pub operator_namespace: Option<String>,
 }
 
 /// A controller ready to run: read its store (for metrics) before running it.
@@ -98,6 +105,7 @@ pub struct Prepared {
     controller: Controller<NamespaceIsolation>,
     policies: Store<NetworkPolicy>,
     context: Arc<Context>,
+    templates: Option<PreparedTemplates>,
 }
 
 impl Prepared {
@@ -122,15 +130,22 @@ impl Prepared {
                 ready.store(true, Ordering::Relaxed);
             }
         });
-        self.controller
-            .graceful_shutdown_on(shutdown)
+        let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+        let isolations = self
+            .controller
+            .graceful_shutdown_on(shutdown.clone())
             .run(reconcile, error_policy, self.context)
             .for_each(|result| async move {
                 if let Err(error) = result {
                     tracing::debug!(%error, "reconcile did not complete");
                 }
-            })
-            .await;
+            });
+        match self.templates {
+            Some(templates) => {
+                futures::join!(isolations, templates.run(shutdown));
+            }
+            None => isolations.await,
+        }
     }
 }
 
@@ -173,10 +188,54 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         .with_config(
             kube::runtime::controller::Config::default().concurrency(settings.concurrency.max(1)),
         );
+    let templates = (settings.templates && settings.namespace.is_none()).then(|| {
+        prepare_templates(
+            context.client.clone(),
+            settings.operator_namespace.clone(),
+            settings.instance.clone(),
+            context.metrics.clone(),
+        )
+    });
     Prepared {
         controller,
         policies: reader,
         context,
+        templates,
+    }
+}
+
+/// The longest a reconcile waits for a cache to see its own writes.
+const CACHE_WAIT: Duration = Duration::from_secs(5);
+
+/// Wait until `store` holds every written object at the version its write returned (`None`: no
+/// longer holds it). The status write that follows a reconcile triggers another; with a stale
+/// cache that one would take fresh objects for missing ones and write them again. After
+/// [`CACHE_WAIT`] it goes on: the next event corrects anything.
+async fn wait_for_cache<K>(store: &Store<K>, written: &[(ObjectRef<K>, Option<String>)])
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    if written.is_empty() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+    loop {
+        let seen = written.iter().all(|(reference, version)| {
+            let cached = store.get(reference);
+            match version {
+                Some(version) => cached
+                    .is_some_and(|object| object.meta().resource_version.as_ref() == Some(version)),
+                None => cached.is_none(),
+            }
+        });
+        if seen || tokio::time::Instant::now() >= deadline {
+            if !seen {
+                tracing::debug!("the cache did not catch up with this reconcile's writes");
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

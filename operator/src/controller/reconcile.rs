@@ -36,6 +36,7 @@ use netfence_crd::{
 use super::{
     Context, FIELD_MANAGER, FINALIZER,
     status::{self, Outcome},
+    wait_for_cache,
 };
 use crate::{
     plan::{self, ApplyReason, is_owned_by},
@@ -279,7 +280,7 @@ async fn apply_plan(
     let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut conflicts = Vec::new();
-    let mut written: Vec<(String, Option<String>)> = Vec::new();
+    let mut written: Vec<(ObjectRef<NetworkPolicy>, Option<String>)> = Vec::new();
     for (reason, policy) in &plan.apply {
         let name = policy.metadata.name.clone().unwrap_or_default();
         let write_error = |verb, source| Error::Write {
@@ -307,7 +308,10 @@ async fn apply_plan(
             .patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
             .await
             .map_err(|source| write_error("apply", source))?;
-        written.push((name.clone(), applied.metadata.resource_version));
+        written.push((
+            ObjectRef::new(&name).within(namespace),
+            applied.metadata.resource_version,
+        ));
         context.metrics.policies_applied.inc();
         if is_drift(resource, *reason, &name) {
             context.metrics.drift_corrections.inc();
@@ -328,7 +332,7 @@ async fn apply_plan(
     for name in &plan.delete {
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => {
-                written.push((name.clone(), None));
+                written.push((ObjectRef::new(name).within(namespace), None));
                 context.metrics.policies_deleted.inc();
                 let note = format!("NetworkPolicy {name} is no longer rendered and was deleted");
                 policy_event(context, resource, "PolicyDeleted", name, note).await;
@@ -344,42 +348,8 @@ async fn apply_plan(
             }
         }
     }
-    wait_for_cache(context, namespace, &written).await;
+    wait_for_cache(&context.policies, &written).await;
     Ok(conflicts)
-}
-
-/// The longest a reconcile waits for the policy cache to see its own writes.
-const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Wait until the reflector holds every written policy at the version the write returned (or no
-/// longer holds a deleted one). The status write that follows triggers another reconcile; with a
-/// stale cache that reconcile would take its own fresh policies for missing ones and write them
-/// again (and call it drift). After [`CACHE_WAIT`] it goes on: the next event corrects anything.
-async fn wait_for_cache(context: &Context, namespace: &str, written: &[(String, Option<String>)]) {
-    if written.is_empty() {
-        return;
-    }
-    let deadline = tokio::time::Instant::now() + CACHE_WAIT;
-    loop {
-        let seen = written.iter().all(|(name, version)| {
-            let cached = context
-                .policies
-                .get(&ObjectRef::<NetworkPolicy>::new(name).within(namespace));
-            match version {
-                Some(version) => cached.is_some_and(|policy| {
-                    policy.metadata.resource_version.as_ref() == Some(version)
-                }),
-                None => cached.is_none(),
-            }
-        });
-        if seen || tokio::time::Instant::now() >= deadline {
-            if !seen {
-                tracing::debug!("the policy cache did not catch up with this reconcile's writes");
-            }
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
 }
 
 /// Whether writing `name` corrects drift rather than carrying out a spec change: the status says
@@ -650,7 +620,7 @@ fn role_of(resource: &str, policy: &str) -> Option<PolicyRole> {
 }
 
 /// An error and its causes, for a status message.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
