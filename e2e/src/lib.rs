@@ -11,6 +11,7 @@
 //! audit log, raw HTTP) ask for [`Cluster::sandbox`] and skip with a printed reason otherwise.
 
 use std::{
+    collections::BTreeMap,
     future::Future,
     path::PathBuf,
     sync::atomic::{AtomicU64, Ordering},
@@ -97,12 +98,24 @@ impl Cluster {
 
     /// Create a namespace named `prefix-<random>` for one test.
     pub async fn namespace(&self, prefix: &str) -> anyhow::Result<TestNamespace> {
-        let name = format!("{prefix}-{}", suffix());
+        self.namespace_labelled(prefix, &BTreeMap::new()).await
+    }
+
+    /// Create a namespace named `prefix-<random>` for one test, with these labels besides
+    /// `netfence.io/e2e: "true"`.
+    pub async fn namespace_labelled(
+        &self,
+        prefix: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> anyhow::Result<TestNamespace> {
+        let name = format!("{prefix}-{}", unique_suffix());
         let api: Api<Namespace> = Api::all(self.client.clone());
+        let mut all_labels = labels.clone();
+        all_labels.insert("netfence.io/e2e".to_owned(), "true".to_owned());
         let namespace: Namespace = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": name, "labels": {"netfence.io/e2e": "true"}},
+            "metadata": {"name": name, "labels": all_labels},
         }))?;
         api.create(&PostParams::default(), &namespace)
             .await
@@ -145,7 +158,9 @@ impl TestNamespace {
     }
 }
 
-fn suffix() -> String {
+/// A short suffix no other call in this process returns (and unlikely in another).
+#[must_use]
+pub fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()

@@ -100,6 +100,8 @@ impl Env {
                 namespace: Some(namespace.to_owned()),
                 concurrency: 4,
                 instance: Some("e2e".into()),
+                templates: false,
+                operator_namespace: None,
             },
             self.metrics.clone(),
         );
@@ -745,6 +747,8 @@ async fn only_the_leader_reconciles_and_the_standby_takes_over() {
         namespace: Some(namespace.clone()),
         concurrency: 2,
         instance: None,
+        templates: false,
+        operator_namespace: None,
     };
     let start = |identity: &str, metrics: Arc<Metrics>| {
         let client = env.client.clone();
@@ -752,6 +756,8 @@ async fn only_the_leader_reconciles_and_the_standby_takes_over() {
             namespace: settings.namespace.clone(),
             concurrency: settings.concurrency,
             instance: settings.instance.clone(),
+            templates: false,
+            operator_namespace: None,
         };
         let lease = controller::LeaseSettings {
             namespace: namespace.clone(),

@@ -64,6 +64,8 @@ pub struct Context {
     pub client: Client,
     /// The NetworkPolicies carrying the managed-by label, as last observed.
     pub policies: Store<NetworkPolicy>,
+    /// The NamespaceIsolations, as the controller last observed them.
+    pub isolations: Store<NamespaceIsolation>,
     /// Consecutive failures per resource, for exponential backoff.
     pub failures: std::sync::Mutex<HashMap<ObjectRef<NamespaceIsolation>, u32>>,
     /// The counters.
@@ -176,18 +178,19 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
             instance: settings.instance.clone(),
         },
     );
-    let context = Arc::new(Context {
-        client,
-        policies: reader.clone(),
-        failures: std::sync::Mutex::new(HashMap::new()),
-        metrics,
-        recorder,
-    });
     let controller = Controller::new(isolations, watcher::Config::default())
         .owns_stream(policy_events)
         .with_config(
             kube::runtime::controller::Config::default().concurrency(settings.concurrency.max(1)),
         );
+    let context = Arc::new(Context {
+        client,
+        policies: reader.clone(),
+        isolations: controller.store(),
+        failures: std::sync::Mutex::new(HashMap::new()),
+        metrics,
+        recorder,
+    });
     let templates = (settings.templates && settings.namespace.is_none()).then(|| {
         prepare_templates(
             context.client.clone(),

@@ -459,13 +459,21 @@ async fn write_status(
         "kind": NamespaceIsolation::kind(&()),
         "status": new,
     });
-    api.patch_status(
-        &resource.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
+    let written = api
+        .patch_status(
+            &resource.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| update_error(resource, namespace, source))?;
+    // The next reconcile (often queued already, by this one's own policy writes) must see this
+    // status, or it would write the same status again.
+    wait_for_cache(
+        &context.isolations,
+        &[(ObjectRef::from(&written), written.metadata.resource_version)],
     )
-    .await
-    .map_err(|source| update_error(resource, namespace, source))?;
+    .await;
     Ok(true)
 }
 

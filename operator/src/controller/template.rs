@@ -661,15 +661,22 @@ async fn write_status(
         "kind": IsolationTemplate::kind(&()),
         "status": new,
     });
-    api.patch_status(
-        &template.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
+    let written = api
+        .patch_status(
+            &template.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| TemplateError::Status {
+            name: template.name_any(),
+            source,
+        })?;
+    // The next reconcile must see this status, or it would write it again.
+    wait_for_cache(
+        &context.templates,
+        &[(ObjectRef::from(&written), written.metadata.resource_version)],
     )
-    .await
-    .map_err(|source| TemplateError::Status {
-        name: template.name_any(),
-        source,
-    })?;
+    .await;
     Ok(true)
 }
