@@ -60,6 +60,19 @@ impl Document {
     pub fn typed<T: DeserializeOwned>(&self) -> Result<T, FieldError> {
         typed(&self.value)
     }
+
+    /// Deserialize into `T`, ignoring fields this version does not know: for objects read only
+    /// for a few fields (a Pod's labels and ports, a Namespace's labels) from dumps of newer
+    /// clusters.
+    pub fn lenient<T: DeserializeOwned>(&self) -> Result<T, FieldError> {
+        serde_path_to_error::deserialize(&self.value).map_err(|error| FieldError {
+            path: match error.path().to_string().as_str() {
+                "." => "(object)".to_owned(),
+                path => path.to_owned(),
+            },
+            message: error.inner().to_string(),
+        })
+    }
 }
 
 /// Deserialize a JSON value into `T`, refusing unknown fields, with the field path of any error.

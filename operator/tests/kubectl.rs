@@ -240,14 +240,18 @@ fn once_on_the_examples_is_ready_and_proven() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("NetworkPolicies generated: 24"), "{stdout}");
+    assert!(stdout.contains("NetworkPolicies generated: 32"), "{stdout}");
+    assert!(
+        stdout.contains("IsolationTemplate microservice-team: Ready (Reconciled): 2 namespace(s)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(
             "NamespaceIsolation shop/shop: Ready (Reconciled): 5 NetworkPolicies match the spec"
         ),
         "{stdout}"
     );
-    assert_eq!(stdout.matches("\nintent holds:").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches("\nintent holds:").count(), 7, "{stdout}");
     let _ = std::fs::remove_dir_all(&directory);
 }
 
@@ -271,7 +275,7 @@ fn once_with_an_invalid_resource_fails() {
         "{stdout}"
     );
     assert!(
-        stderr.contains("error: not every NamespaceIsolation is Ready"),
+        stderr.contains("error: not every NamespaceIsolation and IsolationTemplate is Ready"),
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&directory);
