@@ -285,32 +285,7 @@ impl TryFrom<&IsolationTemplate> for ValidatedTemplate {
             }
         }
         let metadata = spec.template.metadata.clone().unwrap_or_default();
-        for (key, value) in &metadata.labels {
-            let path = format!("spec.template.metadata.labels.{key}");
-            if RESERVED_LABELS.contains(&key.as_str()) {
-                push(
-                    &mut errors,
-                    path,
-                    "is set by netfence on every generated NamespaceIsolation; remove it",
-                );
-                continue;
-            }
-            if let Some(problem) = label_key_problem(key) {
-                push(&mut errors, path.clone(), problem);
-            }
-            if let Some(problem) = label_value_problem(value) {
-                push(&mut errors, path, problem);
-            }
-        }
-        for key in metadata.annotations.keys() {
-            if let Some(problem) = label_key_problem(key) {
-                push(
-                    &mut errors,
-                    format!("spec.template.metadata.annotations.{key}"),
-                    problem,
-                );
-            }
-        }
+        check_template_metadata(&metadata, &mut errors);
         // The spec, validated exactly as the generated resource will be.
         let generated = NamespaceIsolation::new(&isolation_name, spec.template.spec.clone());
         if let Err(spec_errors) = ValidatedIsolation::try_from(&generated) {
@@ -347,4 +322,34 @@ fn push(errors: &mut Vec<FieldError>, path: impl Into<String>, message: impl Int
         path: path.into(),
         message: message.into(),
     });
+}
+
+/// Labels and annotations of `template.metadata`: valid keys and values, none that netfence sets.
+fn check_template_metadata(metadata: &TemplateMetadata, errors: &mut Vec<FieldError>) {
+    for (key, value) in &metadata.labels {
+        let path = format!("spec.template.metadata.labels.{key}");
+        if RESERVED_LABELS.contains(&key.as_str()) {
+            push(
+                errors,
+                path,
+                "is set by netfence on every generated NamespaceIsolation; remove it",
+            );
+            continue;
+        }
+        if let Some(problem) = label_key_problem(key) {
+            push(errors, path.clone(), problem);
+        }
+        if let Some(problem) = label_value_problem(value) {
+            push(errors, path, problem);
+        }
+    }
+    for key in metadata.annotations.keys() {
+        if let Some(problem) = label_key_problem(key) {
+            push(
+                errors,
+                format!("spec.template.metadata.annotations.{key}"),
+                problem,
+            );
+        }
+    }
 }

@@ -176,6 +176,48 @@ impl Env {
         found.unwrap_or_else(|| panic!("{namespace}/baseline never became Ready"))
     }
 
+    /// Wait until `namespace`'s `baseline` has the flow on `port` and is Ready for that spec.
+    async fn wait_flow_port(&self, namespace: &str, port: u16) {
+        let api = self.isolations(namespace);
+        let updated = eventually(LIMIT, || {
+            let api = api.clone();
+            async move {
+                let isolation = api.get("baseline").await.ok()?;
+                let ports = serde_json::to_value(&isolation.spec.flows[0].ports).ok()?;
+                let status = isolation.status.as_ref()?;
+                (ports == json!([{"port": port, "protocol": "TCP"}])
+                    && status.observed_generation == isolation.metadata.generation
+                    && status.conditions.iter().any(|c| c.reason == "Reconciled"))
+                .then_some(())
+            }
+        })
+        .await;
+        assert!(updated.is_some(), "{namespace}/baseline was not updated");
+    }
+
+    /// The policies (`namespace/name`) whose spec differs from `before` (one map per namespace);
+    /// the set of names must not have changed.
+    async fn changed_policies(
+        &self,
+        namespaces: &[String],
+        before: &[BTreeMap<String, Value>],
+    ) -> BTreeSet<String> {
+        let mut changed = BTreeSet::new();
+        for (namespace, old) in namespaces.iter().zip(before) {
+            let new = self.policy_specs(namespace).await;
+            assert_eq!(
+                new.keys().collect::<Vec<_>>(),
+                old.keys().collect::<Vec<_>>()
+            );
+            for (policy, spec) in &new {
+                if old.get(policy) != Some(spec) {
+                    changed.insert(format!("{namespace}/{policy}"));
+                }
+            }
+        }
+        changed
+    }
+
     /// Wait until `namespace` holds no `baseline` and none of its policies.
     async fn wait_released(&self, namespace: &str) {
         let isolations = self.isolations(namespace);
@@ -253,6 +295,13 @@ fn team_spec(port: u16) -> Value {
     })
 }
 
+fn name_of(template: &Value) -> String {
+    template["metadata"]["name"]
+        .as_str()
+        .expect("a name")
+        .to_owned()
+}
+
 fn hand_written(namespace: &str) -> NamespaceIsolation {
     serde_json::from_value(json!({
         "apiVersion": "netfence.io/v1alpha1",
@@ -297,10 +346,7 @@ async fn fifty_namespaces_bootstrapped_one_more_added_one_released() {
     }
     let unselected = env.namespace("other", false).await;
     let template = env.template("teams");
-    let name = template["metadata"]["name"]
-        .as_str()
-        .expect("name")
-        .to_owned();
+    let name = name_of(&template);
     env.create_template(&template).await;
 
     let converged = env
@@ -392,25 +438,17 @@ async fn template_edit_updates_every_generated_resource_and_writes_nothing_else(
         namespaces.push(env.namespace("team", true).await);
     }
     let template = env.template("teams");
-    let name = template["metadata"]["name"]
-        .as_str()
-        .expect("name")
-        .to_owned();
+    let name = name_of(&template);
     env.create_template(&template).await;
     env.wait_template(&name, "Ready", |t| {
         ready_reason(t).as_deref() == Some("True/Reconciled") && matched(t) == Some(5)
     })
     .await;
+    let mut before = Vec::new();
     for namespace in &namespaces {
         env.wait_generated(namespace, 4).await;
+        before.push(env.policy_specs(namespace).await);
     }
-    let before: Vec<BTreeMap<String, Value>> = {
-        let mut specs = Vec::new();
-        for namespace in &namespaces {
-            specs.push(env.policy_specs(namespace).await);
-        }
-        specs
-    };
     // Let trailing status writes of the convergence land before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sandbox = env.sandbox().expect("sandbox");
@@ -429,38 +467,12 @@ async fn template_edit_updates_every_generated_resource_and_writes_nothing_else(
     })
     .await;
     for namespace in &namespaces {
-        let api = env.isolations(namespace);
-        let updated = eventually(LIMIT, || {
-            let api = api.clone();
-            async move {
-                let isolation = api.get("baseline").await.ok()?;
-                let port = serde_json::to_value(&isolation.spec.flows[0].ports).ok()?;
-                let status = isolation.status.as_ref()?;
-                (port == json!([{"port": 9090, "protocol": "TCP"}])
-                    && status.observed_generation == isolation.metadata.generation
-                    && status.conditions.iter().any(|c| c.reason == "Reconciled"))
-                .then_some(())
-            }
-        })
-        .await;
-        assert!(updated.is_some(), "{namespace}/baseline was not updated");
+        env.wait_flow_port(namespace, 9090).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // The policies that changed: web's egress and api's ingress carry the port.
-    let mut changed = BTreeSet::new();
-    for (namespace, old) in namespaces.iter().zip(&before) {
-        let new = env.policy_specs(namespace).await;
-        assert_eq!(
-            new.keys().collect::<Vec<_>>(),
-            old.keys().collect::<Vec<_>>()
-        );
-        for (policy, spec) in &new {
-            if old.get(policy) != Some(spec) {
-                changed.insert(format!("{namespace}/{policy}"));
-            }
-        }
-    }
+    let changed = env.changed_policies(&namespaces, &before).await;
     let expected: BTreeSet<String> = namespaces
         .iter()
         .flat_map(|ns| {
@@ -472,71 +484,30 @@ async fn template_edit_updates_every_generated_resource_and_writes_nothing_else(
         .collect();
     assert_eq!(changed, expected);
 
-    let mut writes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let audit = sandbox.audit();
-    // Events carry no field manager; the test itself writes none.
-    let events = audit
-        .iter()
-        .filter(|entry| entry.resource == "events" && entry.verb == "create")
-        .count();
-    for entry in audit {
-        if !matches!(
-            entry.verb.as_str(),
-            "create" | "update" | "patch" | "apply" | "delete" | "deletecollection"
-        ) || entry.field_manager.as_deref() != Some("netfence")
-        {
-            continue;
-        }
-        let resource = match &entry.subresource {
-            Some(sub) => format!("{} {}/{sub}", entry.verb, entry.resource),
-            None => format!("{} {}", entry.verb, entry.resource),
-        };
-        writes.entry(resource).or_default().push(format!(
-            "{}/{}",
-            entry.namespace.unwrap_or_default(),
-            entry.name.unwrap_or_default()
-        ));
-    }
-    let sorted = |mut list: Vec<String>| {
-        list.sort();
-        list
-    };
-    let isolation_applies = sorted(
-        writes
-            .remove("apply namespaceisolations")
-            .unwrap_or_default(),
-    );
-    let expected_isolations: Vec<String> = sorted(
-        namespaces
-            .iter()
-            .map(|ns| format!("{ns}/baseline"))
-            .collect(),
-    );
+    let (mut writes, events) = netfence_writes(sandbox);
+    let mut take = |key: &str| writes.remove(key).unwrap_or_default();
+    let isolations: Vec<String> = expected_isolations(&namespaces);
+    let policies: Vec<String> = expected.into_iter().collect();
     assert_eq!(
-        isolation_applies, expected_isolations,
+        take("apply namespaceisolations"),
+        isolations,
         "one apply per generated resource"
     );
-    let policy_applies: BTreeSet<String> = writes
-        .remove("apply networkpolicies")
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
     assert_eq!(
-        policy_applies, expected,
+        take("apply networkpolicies"),
+        policies,
         "only the changed policies are written"
     );
-    let statuses = writes
-        .remove("apply namespaceisolations/status")
-        .unwrap_or_default();
     assert_eq!(
-        sorted(statuses),
-        expected_isolations,
+        take("apply namespaceisolations/status"),
+        isolations,
         "one status write per resource"
     );
-    let template_statuses = writes
-        .remove("apply isolationtemplates/status")
-        .unwrap_or_default();
-    assert_eq!(template_statuses.len(), 1, "one template status write");
+    assert_eq!(
+        take("apply isolationtemplates/status").len(),
+        1,
+        "one template status write"
+    );
     assert!(writes.is_empty(), "unexpected writes: {writes:?}");
     assert!(
         events >= namespaces.len(),
@@ -561,7 +532,7 @@ async fn hand_written_resources_survive_and_overlapping_templates_resolve() {
         .expect("hand-written created");
 
     let older = env.template("older");
-    let older_name = older["metadata"]["name"].as_str().expect("name").to_owned();
+    let older_name = name_of(&older);
     env.create_template(&older).await;
     let status = env
         .wait_template(&older_name, "a conflict in team-a", |t| {
@@ -578,10 +549,7 @@ async fn hand_written_resources_survive_and_overlapping_templates_resolve() {
     // The younger template: every namespace is the older one's, or hand-written.
     tokio::time::sleep(Duration::from_millis(1100)).await; // creation times have 1 s resolution
     let younger = env.template("younger");
-    let younger_name = younger["metadata"]["name"]
-        .as_str()
-        .expect("name")
-        .to_owned();
+    let younger_name = name_of(&younger);
     env.create_template(&younger).await;
     let status = env
         .wait_template(&younger_name, "conflicts in both namespaces", |t| {
@@ -648,6 +616,50 @@ async fn hand_written_resources_survive_and_overlapping_templates_resolve() {
     env.finish().await;
 }
 
+/// netfence's writes in the audit log, by `verb resource[/subresource]`, each as `namespace/name`;
+/// and how many Events were created (they carry no field manager; the test itself writes none).
+fn netfence_writes(sandbox: &Sandbox) -> (BTreeMap<String, Vec<String>>, usize) {
+    let mut writes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let audit = sandbox.audit();
+    // Events carry no field manager; the test itself writes none.
+    let events = audit
+        .iter()
+        .filter(|entry| entry.resource == "events" && entry.verb == "create")
+        .count();
+    for entry in audit {
+        if !matches!(
+            entry.verb.as_str(),
+            "create" | "update" | "patch" | "apply" | "delete" | "deletecollection"
+        ) || entry.field_manager.as_deref() != Some("netfence")
+        {
+            continue;
+        }
+        let resource = match &entry.subresource {
+            Some(sub) => format!("{} {}/{sub}", entry.verb, entry.resource),
+            None => format!("{} {}", entry.verb, entry.resource),
+        };
+        writes.entry(resource).or_default().push(format!(
+            "{}/{}",
+            entry.namespace.unwrap_or_default(),
+            entry.name.unwrap_or_default()
+        ));
+    }
+    for list in writes.values_mut() {
+        list.sort();
+    }
+    (writes, events)
+}
+
+/// `namespace/baseline` for each namespace, sorted.
+fn expected_isolations(namespaces: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = namespaces
+        .iter()
+        .map(|ns| format!("{ns}/baseline"))
+        .collect();
+    names.sort();
+    names
+}
+
 fn sorted_pair(a: &str, b: &str) -> Vec<String> {
     let mut pair = vec![a.to_owned(), b.to_owned()];
     pair.sort();
@@ -672,10 +684,7 @@ async fn deleting_the_template_removes_only_what_it_generated() {
         .await
         .expect("second resource created");
     let template = env.template("teams");
-    let name = template["metadata"]["name"]
-        .as_str()
-        .expect("name")
-        .to_owned();
+    let name = name_of(&template);
     env.create_template(&template).await;
     env.wait_template(&name, "one conflict", |t| {
         conflict_namespaces(t) == [conflicted.clone()]
@@ -715,12 +724,11 @@ async fn deleting_the_template_removes_only_what_it_generated() {
     env.finish().await;
 }
 
-/// What the API can refuse, it refuses (with the field); what only netfence can check gives
-/// status InvalidSpec naming the field, and nothing is generated or changed.
+/// What the API can refuse, it refuses, naming the field: a template a user cannot apply never
+/// reaches netfence.
 #[tokio::test]
-async fn invalid_templates_are_refused_or_change_nothing() {
-    let mut env = Env::start().await;
-    let team = env.namespace("team", true).await;
+async fn the_api_refuses_invalid_templates() {
+    let env = Env::start().await;
 
     // Refused by the API server: the schema and the CRD's CEL rules.
     let mut bad_name = env.template("bad-name");
@@ -756,13 +764,20 @@ async fn invalid_templates_are_refused_or_change_nothing() {
         }
     }
 
+    env.finish().await;
+}
+
+/// What only netfence can check gives status InvalidSpec naming the field (below
+/// `spec.template`), and nothing is generated or changed: a template that was valid keeps its
+/// generated resources and their policies exactly as they were.
+#[tokio::test]
+async fn invalid_templates_change_nothing() {
+    let mut env = Env::start().await;
+    let team = env.namespace("team", true).await;
     // Accepted by the API, refused by netfence: a label netfence reserves.
     let mut reserved = env.template("reserved");
     reserved["spec"]["template"]["metadata"]["labels"] = json!({TEMPLATE_LABEL: "mine"});
-    let reserved_name = reserved["metadata"]["name"]
-        .as_str()
-        .expect("name")
-        .to_owned();
+    let reserved_name = name_of(&reserved);
     env.create_template(&reserved).await;
     let status = env
         .wait_template(&reserved_name, "InvalidSpec", |t| {
@@ -795,10 +810,7 @@ async fn invalid_templates_are_refused_or_change_nothing() {
 
     // A valid template, then an edit only netfence refuses: nothing generated changes.
     let template = env.template("teams");
-    let name = template["metadata"]["name"]
-        .as_str()
-        .expect("name")
-        .to_owned();
+    let name = name_of(&template);
     env.create_template(&template).await;
     let before = env.wait_generated(&team, 4).await;
     let policies_before = env.policy_specs(&team).await;

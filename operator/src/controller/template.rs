@@ -307,79 +307,84 @@ async fn reconcile_steps(
         }
     };
     // plan (no client)
-    let plan = {
-        let namespaces: Vec<NamespaceInfo> = context
-            .namespaces
-            .state()
-            .iter()
-            .map(|namespace| NamespaceInfo::from(namespace.as_ref()))
-            .collect();
-        let isolations = context.isolations.state();
-        let isolations: Vec<&NamespaceIsolation> = isolations.iter().map(AsRef::as_ref).collect();
-        let others: Vec<ValidatedTemplate> = context
-            .templates
-            .state()
-            .iter()
-            .filter(|other| other.uid() != template.uid())
-            .filter(|other| other.metadata.deletion_timestamp.is_none())
-            .filter_map(|other| ValidatedTemplate::try_from(other.as_ref()).ok())
-            .collect();
-        let others: Vec<&ValidatedTemplate> = others.iter().collect();
-        template::plan(
-            &validated,
-            &World {
-                namespaces: &namespaces,
-                isolations: &isolations,
-                templates: &others,
-                operator_namespace: context.operator_namespace.as_deref(),
-                field_manager: FIELD_MANAGER,
-            },
-        )
-    };
+    let plan = plan_from_caches(template, &validated, context);
     // apply and delete (client)
     let (plan, failure) = execute(template, context, plan).await;
-    let had_conflicts = !plan.conflicts.is_empty();
-    match failure {
-        Some(error) => {
-            let message = super::reconcile::error_chain(&error);
-            let outcome = Outcome::ApplyFailed(plan, message.clone());
-            if let Err(status_error) = write_status(template, context, &outcome).await {
-                tracing::warn!(error = %status_error, "failed to report ApplyFailed in status");
-            }
-            event(
-                context,
-                template,
-                EventType::Warning,
-                "ApplyFailed",
-                message,
-                None,
-            )
-            .await;
-            Err(error)
+    if let Some(error) = failure {
+        let message = super::reconcile::error_chain(&error);
+        let outcome = Outcome::ApplyFailed(plan, message.clone());
+        if let Err(status_error) = write_status(template, context, &outcome).await {
+            tracing::warn!(error = %status_error, "failed to report ApplyFailed in status");
         }
-        None => {
-            let conflicts = plan.conflicts.clone();
-            if write_status(template, context, &Outcome::Done(plan)).await? && had_conflicts {
-                let namespaces: Vec<&str> =
-                    conflicts.iter().map(|c| c.namespace.as_str()).collect();
-                let note = format!(
-                    "not written in {} namespace(s): {}",
-                    namespaces.len(),
-                    namespaces.join(", ")
-                );
-                event(
-                    context,
-                    template,
-                    EventType::Warning,
-                    "Conflict",
-                    note,
-                    None,
-                )
-                .await;
-            }
-            Ok(Action::requeue(RESYNC))
-        }
+        event(
+            context,
+            template,
+            EventType::Warning,
+            "ApplyFailed",
+            message,
+            None,
+        )
+        .await;
+        return Err(error);
     }
+    let conflicts: Vec<String> = plan
+        .conflicts
+        .iter()
+        .map(|conflict| conflict.namespace.clone())
+        .collect();
+    if write_status(template, context, &Outcome::Done(plan)).await? && !conflicts.is_empty() {
+        let note = format!(
+            "not written in {} namespace(s): {}",
+            conflicts.len(),
+            conflicts.join(", ")
+        );
+        event(
+            context,
+            template,
+            EventType::Warning,
+            "Conflict",
+            note,
+            None,
+        )
+        .await;
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+/// The plan for `validated` against the caches: namespaces, NamespaceIsolations, and the other
+/// templates (valid, not being deleted).
+fn plan_from_caches(
+    template: &IsolationTemplate,
+    validated: &ValidatedTemplate,
+    context: &TemplateContext,
+) -> TemplatePlan {
+    let namespaces: Vec<NamespaceInfo> = context
+        .namespaces
+        .state()
+        .iter()
+        .map(|namespace| NamespaceInfo::from(namespace.as_ref()))
+        .collect();
+    let isolations = context.isolations.state();
+    let isolations: Vec<&NamespaceIsolation> = isolations.iter().map(AsRef::as_ref).collect();
+    let others: Vec<ValidatedTemplate> = context
+        .templates
+        .state()
+        .iter()
+        .filter(|other| other.uid() != template.uid())
+        .filter(|other| other.metadata.deletion_timestamp.is_none())
+        .filter_map(|other| ValidatedTemplate::try_from(other.as_ref()).ok())
+        .collect();
+    let others: Vec<&ValidatedTemplate> = others.iter().collect();
+    template::plan(
+        validated,
+        &World {
+            namespaces: &namespaces,
+            isolations: &isolations,
+            templates: &others,
+            operator_namespace: context.operator_namespace.as_deref(),
+            field_manager: FIELD_MANAGER,
+        },
+    )
 }
 
 /// Carry out the plan: every write is tried; the first error is returned beside the plan (with

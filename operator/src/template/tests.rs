@@ -6,6 +6,7 @@ use super::*;
 
 const MANAGER: &str = "netfence";
 
+#[allow(clippy::needless_pass_by_value)] // json!() literals read better inline
 fn template(name: &str, uid: &str, created: i64, selector: serde_json::Value) -> ValidatedTemplate {
     let mut resource: IsolationTemplate = serde_json::from_value(json!({
         "apiVersion": "netfence.io/v1alpha1",
