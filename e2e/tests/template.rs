@@ -156,6 +156,24 @@ impl Env {
         }
     }
 
+    /// Wait until the template's status is InvalidSpec with a message that names `field`.
+    async fn wait_invalid(&self, name: &str, field: &str) -> IsolationTemplate {
+        let template = self
+            .wait_template(name, "InvalidSpec", |t| {
+                ready_reason(t).as_deref() == Some("False/InvalidSpec")
+            })
+            .await;
+        let message = template
+            .status
+            .as_ref()
+            .map(|s| s.conditions[0].message.clone());
+        assert!(
+            message.as_deref().is_some_and(|m| m.contains(field)),
+            "{message:?} does not name {field}"
+        );
+        template
+    }
+
     /// Wait until `namespace` holds the generated `baseline`, Ready, with `policies` policies.
     async fn wait_generated(&self, namespace: &str, policies: usize) -> NamespaceIsolation {
         let api = self.isolations(namespace);
@@ -779,21 +797,11 @@ async fn invalid_templates_change_nothing() {
     reserved["spec"]["template"]["metadata"]["labels"] = json!({TEMPLATE_LABEL: "mine"});
     let reserved_name = name_of(&reserved);
     env.create_template(&reserved).await;
-    let status = env
-        .wait_template(&reserved_name, "InvalidSpec", |t| {
-            ready_reason(t).as_deref() == Some("False/InvalidSpec")
-        })
-        .await;
-    let message = status
-        .status
-        .as_ref()
-        .map(|s| s.conditions[0].message.clone());
-    assert!(
-        message
-            .as_deref()
-            .is_some_and(|m| m.contains("spec.template.metadata.labels.netfence.io/template")),
-        "{message:?}"
-    );
+    env.wait_invalid(
+        &reserved_name,
+        "spec.template.metadata.labels.netfence.io/template",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         env.isolations(&team)
@@ -828,20 +836,8 @@ async fn invalid_templates_change_nothing() {
         .await
         .expect("the API accepts what only netfence checks");
     let status = env
-        .wait_template(&name, "InvalidSpec", |t| {
-            ready_reason(t).as_deref() == Some("False/InvalidSpec")
-        })
+        .wait_invalid(&name, "spec.template.spec.sharedServices[0].ipBlock.cidr")
         .await;
-    let message = status
-        .status
-        .as_ref()
-        .map(|s| s.conditions[0].message.clone());
-    assert!(
-        message
-            .as_deref()
-            .is_some_and(|m| m.contains("spec.template.spec.sharedServices[0].ipBlock.cidr")),
-        "{message:?}"
-    );
     assert_eq!(matched(&status), Some(1), "the last good count is kept");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = env.isolations(&team).get("baseline").await.expect("get");

@@ -22,11 +22,7 @@ use k8s_openapi::{
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
-    runtime::{
-        controller::Action,
-        events::{Event, EventType},
-        reflector::ObjectRef,
-    },
+    runtime::{controller::Action, events::EventType, reflector::ObjectRef},
 };
 use netfence_crd::{
     NamespaceIsolation, ValidatedIsolation,
@@ -34,7 +30,7 @@ use netfence_crd::{
 };
 
 use super::{
-    Context, FIELD_MANAGER, FINALIZER,
+    Context, FIELD_MANAGER, FINALIZER, publish_event,
     status::{self, Outcome},
     wait_for_cache,
 };
@@ -417,20 +413,15 @@ async fn event_about(
     note: String,
     related: Option<ObjectReference>,
 ) {
-    let event = Event {
+    publish_event(
+        &context.recorder,
+        &resource.object_ref(&()),
         type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: related,
-    };
-    if let Err(error) = context
-        .recorder
-        .publish(&event, &resource.object_ref(&()))
-        .await
-    {
-        tracing::warn!(%error, reason, "failed to publish an Event");
-    }
+        reason,
+        note,
+        related,
+    )
+    .await;
 }
 
 /// Patch the status only when it changed: a steady-state reconcile writes nothing. Returns

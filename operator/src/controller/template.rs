@@ -21,7 +21,7 @@ use std::{
 use futures::{StreamExt, stream};
 use k8s_openapi::{
     api::core::v1::{Namespace, ObjectReference},
-    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    apimachinery::pkg::apis::meta::v1::Time,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -29,7 +29,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
+        events::{EventType, Recorder, Reporter},
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -40,7 +40,7 @@ use netfence_crd::{
 };
 use tracing::Instrument;
 
-use super::{FIELD_MANAGER, backoff, status::READY, wait_for_cache};
+use super::{FIELD_MANAGER, backoff, publish_event, status, wait_for_cache};
 use crate::{
     metrics::Metrics,
     plan::ApplyReason,
@@ -569,24 +569,23 @@ async fn event(
     note: String,
     related: Option<ObjectReference>,
 ) {
-    let event = Event {
+    publish_event(
+        &context.recorder,
+        &template.object_ref(&()),
         type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: related,
-    };
-    if let Err(error) = context
-        .recorder
-        .publish(&event, &template.object_ref(&()))
-        .await
-    {
-        tracing::warn!(%error, reason, "failed to publish an Event");
-    }
+        reason,
+        note,
+        related,
+    )
+    .await;
 }
 
 /// The status for `outcome`, keeping the previous transition time when Ready did not flip (pure).
-fn status(template: &IsolationTemplate, outcome: &Outcome, now: Time) -> IsolationTemplateStatus {
+fn template_status(
+    template: &IsolationTemplate,
+    outcome: &Outcome,
+    now: Time,
+) -> IsolationTemplateStatus {
     let previous = template.status.as_ref();
     let (matched, conflicts) = match outcome {
         Outcome::Done(plan) | Outcome::ApplyFailed(plan, _) => (
@@ -627,20 +626,17 @@ fn status(template: &IsolationTemplate, outcome: &Outcome, now: Time) -> Isolati
         Outcome::ApplyFailed(_, message) => ("False", "ApplyFailed", message.clone()),
     };
     let generation = template.metadata.generation;
-    let last_transition_time = previous
-        .and_then(|status| status.conditions.iter().find(|c| c.type_ == READY))
-        .filter(|condition| condition.status == ready)
-        .map_or(now, |condition| condition.last_transition_time.clone());
+    let previous_conditions = previous.map(|status| status.conditions.as_slice());
     IsolationTemplateStatus {
         observed_generation: generation,
-        conditions: vec![Condition {
-            type_: READY.to_owned(),
-            status: ready.to_owned(),
-            reason: reason.to_owned(),
+        conditions: vec![status::ready_condition(
+            previous_conditions.unwrap_or_default(),
+            ready,
+            reason,
             message,
-            observed_generation: generation,
-            last_transition_time,
-        }],
+            generation,
+            now,
+        )],
         selector: Selector::parse(&template.spec.namespace_selector)
             .ok()
             .map(|selector| selector.to_string()),
@@ -656,7 +652,7 @@ async fn write_status(
     context: &TemplateContext,
     outcome: &Outcome,
 ) -> Result<bool, TemplateError> {
-    let new = status(template, outcome, Time(k8s_openapi::jiff::Timestamp::now()));
+    let new = template_status(template, outcome, Time(k8s_openapi::jiff::Timestamp::now()));
     if template.status.as_ref() == Some(&new) {
         return Ok(false);
     }
