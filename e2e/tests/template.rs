@@ -43,8 +43,23 @@ impl Env {
     async fn start() -> Env {
         let cluster = Cluster::start().await.expect("a cluster to test against");
         let client = cluster.client();
+        let mut env = Env {
+            cluster,
+            client,
+            run: unique_suffix(),
+            stop: None,
+            task: None,
+            namespaces: Vec::new(),
+            templates: Vec::new(),
+        };
+        env.start_controller();
+        env
+    }
+
+    /// Start netfence's controllers as `netfence run` does: cluster-wide, templates included.
+    fn start_controller(&mut self) {
         let prepared = controller::prepare(
-            client.clone(),
+            self.client.clone(),
             &controller::Settings {
                 namespace: None,
                 concurrency: 4,
@@ -55,17 +70,21 @@ impl Env {
             Arc::new(Metrics::default()),
         );
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(prepared.run(Arc::new(AtomicBool::new(false)), async move {
-            let _ = stopped.await;
-        }));
-        Env {
-            cluster,
-            client,
-            run: unique_suffix(),
-            stop: Some(stop),
-            task: Some(task),
-            namespaces: Vec::new(),
-            templates: Vec::new(),
+        self.task = Some(tokio::spawn(prepared.run(
+            Arc::new(AtomicBool::new(false)),
+            async move {
+                let _ = stopped.await;
+            },
+        )));
+        self.stop = Some(stop);
+    }
+
+    async fn stop_controller(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
     }
 
@@ -284,12 +303,7 @@ impl Env {
                 .delete(&name, &DeleteParams::default())
                 .await;
         }
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
+        self.stop_controller().await;
         for namespace in self.namespaces.drain(..) {
             namespace.cleanup().await;
         }
@@ -530,6 +544,62 @@ async fn template_edit_updates_every_generated_resource_and_writes_nothing_else(
     assert!(
         events >= namespaces.len(),
         "each update is reported as an Event ({events} Events)"
+    );
+    env.finish().await;
+}
+
+/// Steady state costs nothing: once converged, a template and its generated resources make no
+/// write at all, neither after a forced relist (watches closed, history compacted) nor after a
+/// restart of the operator. (Counts writes: sandbox only.)
+#[tokio::test]
+async fn steady_state_relist_and_restart_make_no_writes() {
+    let mut env = Env::start().await;
+    let Some(faults) = env.sandbox().map(Sandbox::faults) else {
+        skip(
+            "steady_state_relist_and_restart_make_no_writes",
+            "it counts writes in the sandbox's audit log, which a real cluster does not offer",
+        );
+        env.finish().await;
+        return;
+    };
+    let mut namespaces = Vec::new();
+    for _ in 0..10 {
+        namespaces.push(env.namespace("team", true).await);
+    }
+    let template = env.template("teams");
+    let name = name_of(&template);
+    env.create_template(&template).await;
+    env.wait_template(&name, "Ready", |t| {
+        ready_reason(t).as_deref() == Some("True/Reconciled") && matched(t) == Some(10)
+    })
+    .await;
+    for namespace in &namespaces {
+        env.wait_generated(namespace, 4).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sandbox = env.sandbox().expect("sandbox");
+    sandbox.audit_clear();
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    faults.compact();
+    faults.close_watches();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (writes, events) = netfence_writes(sandbox);
+    assert_eq!(
+        (writes, events),
+        (BTreeMap::new(), 0),
+        "writes in steady state"
+    );
+
+    env.stop_controller().await;
+    env.start_controller();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sandbox = env.sandbox().expect("sandbox");
+    let (writes, events) = netfence_writes(sandbox);
+    assert_eq!(
+        (writes, events),
+        (BTreeMap::new(), 0),
+        "writes after a restart"
     );
     env.finish().await;
 }
