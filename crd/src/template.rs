@@ -106,7 +106,12 @@ pub struct IsolationTemplateBody {
 
 /// Labels and annotations for the generated NamespaceIsolations. netfence adds
 /// `netfence.io/template: <template>` and `app.kubernetes.io/managed-by: netfence` itself.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!has(self.labels) || !('netfence.io/template' in self.labels || 'app.kubernetes.io/managed-by' in self.labels)")
+        .message("netfence sets the labels netfence.io/template and app.kubernetes.io/managed-by on every generated NamespaceIsolation; remove them")
+        .field_path(".labels")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateMetadata {
     /// Labels added to every generated NamespaceIsolation.

@@ -830,7 +830,10 @@ async fn the_api_refuses_invalid_templates() {
     no_selector["spec"]
         .as_object_mut()
         .map(|spec| spec.remove("namespaceSelector"));
+    let mut reserved = env.template("reserved");
+    reserved["spec"]["template"]["metadata"]["labels"] = json!({TEMPLATE_LABEL: "mine"});
     for (template, field) in [
+        (&reserved, "spec.template.metadata.labels"),
         (&bad_name, "spec.isolationName"),
         (&unknown_tier, "spec.template.spec.flows"),
         (&no_selector, "spec.namespaceSelector"),
@@ -864,16 +867,13 @@ async fn the_api_refuses_invalid_templates() {
 async fn invalid_templates_change_nothing() {
     let mut env = Env::start().await;
     let team = env.namespace("team", true).await;
-    // Accepted by the API, refused by netfence: a label netfence reserves.
-    let mut reserved = env.template("reserved");
-    reserved["spec"]["template"]["metadata"]["labels"] = json!({TEMPLATE_LABEL: "mine"});
-    let reserved_name = name_of(&reserved);
-    env.create_template(&reserved).await;
-    env.wait_invalid(
-        &reserved_name,
-        "spec.template.metadata.labels.netfence.io/template",
-    )
-    .await;
+    // Accepted by the API, refused by netfence: a label value that is not one.
+    let mut bad_label = env.template("bad-label");
+    bad_label["spec"]["template"]["metadata"]["labels"] = json!({"team": "-a"});
+    let bad_label_name = name_of(&bad_label);
+    env.create_template(&bad_label).await;
+    env.wait_invalid(&bad_label_name, "spec.template.metadata.labels.team")
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         env.isolations(&team)
@@ -884,7 +884,7 @@ async fn invalid_templates_change_nothing() {
         "an invalid template generated a resource"
     );
     env.templates()
-        .delete(&reserved_name, &DeleteParams::default())
+        .delete(&bad_label_name, &DeleteParams::default())
         .await
         .expect("deleted");
 
