@@ -2,8 +2,10 @@
 //! updated; conflicts with hand-written resources and between templates; invalid templates.
 //! Each scenario runs against its own sandbox by default, or against the cluster of
 //! `NETFENCE_E2E_KUBECONFIG` (its templates select only its own namespaces, by a label unique to
-//! the run). The controller here is cluster-wide, as `netfence run` is: a real cluster must not
-//! run netfence itself meanwhile.
+//! the run). The controllers here are cluster-wide, as `netfence run`'s are (templates and
+//! namespaces are cluster-scoped): against a real cluster they also reconcile every other
+//! NamespaceIsolation and IsolationTemplate in it, so use a dedicated test cluster that does not
+//! run netfence itself, and `--test-threads=1` so that one scenario's controller runs at a time.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
