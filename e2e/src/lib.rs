@@ -12,7 +12,7 @@
 
 use std::{
     future::Future,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
@@ -28,6 +28,8 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 use netfence::sandbox::{Sandbox, SandboxOptions};
+use netfence_crd::NamespaceIsolation;
+use serde_json::Value;
 
 /// The environment variable that points the scenarios at a real cluster.
 pub const KUBECONFIG_VARIABLE: &str = "NETFENCE_E2E_KUBECONFIG";
@@ -204,6 +206,94 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The `NamespaceIsolation` of `examples/FILE` (the first one of the file), as users copy it.
+pub fn example(file: &str) -> anyhow::Result<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(file);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
+        .with_context(|| format!("{} is not YAML", path.display()))?;
+    documents
+        .into_iter()
+        .find(|document| document["kind"] == "NamespaceIsolation")
+        .with_context(|| format!("{} holds no NamespaceIsolation", path.display()))
+}
+
+/// The file names of `examples/*.yaml` (not its subdirectories), sorted.
+pub fn example_files() -> anyhow::Result<Vec<String>> {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&directory)
+        .with_context(|| format!("failed to read {}", directory.display()))?
+    {
+        let path = entry?.path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "yaml")
+            && let Some(name) = path.file_name().and_then(|name| name.to_str())
+        {
+            files.push(name.to_owned());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// A three-tier `shop` resource in `namespace`: frontend -> backend -> database.
+#[must_use]
+pub fn shop(namespace: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "netfence.io/v1alpha1",
+        "kind": "NamespaceIsolation",
+        "metadata": {"name": "shop", "namespace": namespace},
+        "spec": {
+            "tiers": [
+                {"name": "frontend", "podSelector": {"matchLabels": {"tier": "frontend"}}},
+                {"name": "backend", "podSelector": {"matchLabels": {"tier": "backend"}}},
+                {"name": "database", "podSelector": {"matchLabels": {"tier": "database"}}},
+            ],
+            "flows": [
+                {"from": "frontend", "to": "backend", "ports": [{"port": 8080}]},
+                {"from": "backend", "to": "database", "ports": [{"port": 5432}]},
+            ],
+        },
+    })
+}
+
+/// Wait until the resource's status describes its current generation with this Ready reason.
+pub async fn wait_for_reason(
+    api: &Api<NamespaceIsolation>,
+    name: &str,
+    reason: &str,
+) -> anyhow::Result<NamespaceIsolation> {
+    let mut last = None;
+    for _ in 0..200 {
+        let current = api
+            .get(name)
+            .await
+            .with_context(|| format!("failed to get NamespaceIsolation {name}"))?;
+        let done = current.status.as_ref().is_some_and(|status| {
+            status.observed_generation == current.metadata.generation
+                && status
+                    .conditions
+                    .iter()
+                    .any(|condition| condition.reason == reason)
+        });
+        if done {
+            return Ok(current);
+        }
+        last = Some(current);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!(
+        "{}/{name} never reached {reason}: {:?}",
+        api.namespace().unwrap_or_default(),
+        last.and_then(|resource| resource.status)
+    )
 }
 
 /// Print why a test is skipped.
