@@ -235,7 +235,7 @@ impl Grant {
 fn grants(service_account: &Subject) -> Vec<Grant> {
     let rbac = documents("config/rbac");
     let mut cluster_roles = BTreeMap::new();
-    let mut roles = BTreeMap::new();
+    let mut namespaced = BTreeMap::new();
     for document in &rbac {
         match document.kind() {
             "ClusterRole" => {
@@ -245,7 +245,7 @@ fn grants(service_account: &Subject) -> Vec<Grant> {
             "Role" => {
                 let role: Role = typed(document);
                 let namespace = role.metadata.namespace.clone().expect("a Role's namespace");
-                roles.insert(
+                namespaced.insert(
                     (namespace, document.name().to_owned()),
                     role.rules.unwrap_or_default(),
                 );
@@ -286,11 +286,11 @@ fn grants(service_account: &Subject) -> Vec<Grant> {
                     "{}: netfence's namespaced grants are a Role of their own",
                     document.source
                 );
-                let rules = roles
+                let rules = namespaced
                     .get(&(namespace.clone(), binding.role_ref.name.clone()))
                     .unwrap_or_else(|| panic!("no Role {namespace}/{}", binding.role_ref.name));
                 let role = format!("Role {namespace}/{}", binding.role_ref.name);
-                grants.extend(expand(&role, rules, Some(namespace)));
+                grants.extend(expand(&role, rules, Some(&namespace)));
             }
             _ => {}
         }
@@ -298,7 +298,7 @@ fn grants(service_account: &Subject) -> Vec<Grant> {
     grants
 }
 
-fn expand(role: &str, rules: &[PolicyRule], namespace: Option<String>) -> Vec<Grant> {
+fn expand(role: &str, rules: &[PolicyRule], namespace: Option<&str>) -> Vec<Grant> {
     let mut grants = Vec::new();
     for rule in rules {
         assert!(
@@ -320,7 +320,7 @@ fn expand(role: &str, rules: &[PolicyRule], namespace: Option<String>) -> Vec<Gr
                         group: group.clone(),
                         resource: resource.clone(),
                         names: rule.resource_names.clone().unwrap_or_default(),
-                        namespace: namespace.clone(),
+                        namespace: namespace.map(str::to_owned),
                     });
                 }
             }
@@ -640,6 +640,72 @@ impl Scenarios {
     }
 }
 
+/// Every request is granted, and every grant is used or listed in [`UNEXERCISED`] (and every
+/// entry there is granted and still unused).
+fn assert_exactly_granted(
+    requests: &[Request],
+    observed: &BTreeSet<(String, String, String)>,
+    grants: &[Grant],
+) {
+    let refused: BTreeSet<String> = requests
+        .iter()
+        .filter(|request| !grants.iter().any(|grant| grant.allows(request)))
+        .map(|request| {
+            format!(
+                "{} {}/{} namespace={} name={}",
+                request.verb,
+                request.group,
+                request.resource,
+                request.namespace.as_deref().unwrap_or("<cluster>"),
+                request.name.as_deref().unwrap_or("<none>")
+            )
+        })
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "config/rbac does not grant these requests of the operator:\n{}",
+        refused.into_iter().collect::<Vec<_>>().join("\n")
+    );
+
+    let unexercised: BTreeMap<(String, String, String), &str> = UNEXERCISED
+        .iter()
+        .map(|(verb, group, resource, reason)| {
+            (
+                (
+                    (*verb).to_owned(),
+                    (*group).to_owned(),
+                    (*resource).to_owned(),
+                ),
+                *reason,
+            )
+        })
+        .collect();
+    let unused: BTreeSet<String> = grants
+        .iter()
+        .filter(|grant| !observed.contains(&grant.key()) && !unexercised.contains_key(&grant.key()))
+        .map(|grant| {
+            format!(
+                "{}: {} {}/{}",
+                grant.role, grant.verb, grant.group, grant.resource
+            )
+        })
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "config/rbac grants what no scenario uses; remove it, or list it in UNEXERCISED with the reason:\n{}",
+        unused.into_iter().collect::<Vec<_>>().join("\n")
+    );
+    let stale: Vec<String> = unexercised
+        .keys()
+        .filter(|key| observed.contains(*key) || !grants.iter().any(|grant| &grant.key() == *key))
+        .map(|(verb, group, resource)| format!("{verb} {group}/{resource}"))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "UNEXERCISED lists grants that are now used, or no longer granted; remove them: {stale:?}"
+    );
+}
+
 /// If this fails, netfence as installed by `kubectl apply -k config/default` is refused a request
 /// it needs (reconciles fail with 403 and the namespace is not isolated, or leader election never
 /// starts), or config/rbac grants something netfence never uses (more than least privilege).
@@ -709,62 +775,6 @@ async fn config_rbac_grants_exactly_what_the_operator_uses() {
     }
     eprintln!("discovery requests: {discovery:?}");
 
-    let refused: BTreeSet<String> = requests
-        .iter()
-        .filter(|request| !grants.iter().any(|grant| grant.allows(request)))
-        .map(|request| {
-            format!(
-                "{} {}/{} namespace={} name={}",
-                request.verb,
-                request.group,
-                request.resource,
-                request.namespace.as_deref().unwrap_or("<cluster>"),
-                request.name.as_deref().unwrap_or("<none>")
-            )
-        })
-        .collect();
-    assert!(
-        refused.is_empty(),
-        "config/rbac does not grant these requests of the operator:\n{}",
-        refused.into_iter().collect::<Vec<_>>().join("\n")
-    );
-
-    let unexercised: BTreeMap<(String, String, String), &str> = UNEXERCISED
-        .iter()
-        .map(|(verb, group, resource, reason)| {
-            (
-                (
-                    (*verb).to_owned(),
-                    (*group).to_owned(),
-                    (*resource).to_owned(),
-                ),
-                *reason,
-            )
-        })
-        .collect();
-    let unused: BTreeSet<String> = grants
-        .iter()
-        .filter(|grant| !observed.contains(&grant.key()) && !unexercised.contains_key(&grant.key()))
-        .map(|grant| {
-            format!(
-                "{}: {} {}/{}",
-                grant.role, grant.verb, grant.group, grant.resource
-            )
-        })
-        .collect();
-    assert!(
-        unused.is_empty(),
-        "config/rbac grants what no scenario uses; remove it, or list it in UNEXERCISED with the reason:\n{}",
-        unused.into_iter().collect::<Vec<_>>().join("\n")
-    );
-    let stale: Vec<String> = unexercised
-        .keys()
-        .filter(|key| observed.contains(*key) || !grants.iter().any(|grant| &grant.key() == *key))
-        .map(|(verb, group, resource)| format!("{verb} {group}/{resource}"))
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "UNEXERCISED lists grants that are now used, or no longer granted; remove them: {stale:?}"
-    );
+    assert_exactly_granted(&requests, &observed, &grants);
     scenarios.cluster.stop().await;
 }

@@ -592,6 +592,7 @@ fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String
 /// run as root, write its filesystem, keep capabilities, go without probes or resources, or
 /// stop surviving a node drain). The message lists every missing field by name.
 #[test]
+#[allow(clippy::too_many_lines)] // one flat list of named checks, one per hardening field
 fn the_deployment_is_hardened() {
     let deployment = deployment();
     let spec = deployment.spec.clone().expect("spec");
@@ -1073,5 +1074,66 @@ fn kubectl_kustomize_renders_the_installation() {
         for kind in expected {
             assert!(kinds.contains(kind), "{base} renders no {kind}: {kinds:?}");
         }
+    }
+}
+
+/// If this fails, the image is built from other crate versions than Cargo.lock (`--locked`
+/// missing), runs as root or as another user than the Deployment declares (with
+/// `runAsNonRoot`, a non-numeric or mismatched user keeps the pod from starting), or is not
+/// the minimal distroless runtime. Docker itself is not needed.
+#[test]
+fn the_dockerfile_builds_locked_and_runs_as_the_deployments_user() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .collect();
+    let stages: Vec<&&str> = instructions
+        .iter()
+        .filter(|line| line.starts_with("FROM "))
+        .collect();
+    assert!(stages.len() >= 2, "a multi-stage build: {stages:?}");
+    let runtime = stages.last().expect("a runtime stage");
+    assert!(
+        runtime.starts_with("FROM gcr.io/distroless/") && runtime.ends_with(":nonroot"),
+        "{runtime}"
+    );
+    assert!(
+        dockerfile.contains("cargo build --release --locked -p netfence"),
+        "the release binary is built with --locked"
+    );
+    let user = instructions
+        .iter()
+        .rev()
+        .find_map(|line| line.strip_prefix("USER "))
+        .expect("a USER instruction");
+    let pod = pod_spec(&deployment());
+    let container_user = pod.containers[0]
+        .security_context
+        .as_ref()
+        .and_then(|context| context.run_as_user);
+    let group = pod.containers[0]
+        .security_context
+        .as_ref()
+        .and_then(|context| context.run_as_group);
+    let declared = format!(
+        "{}:{}",
+        container_user.expect("runAsUser"),
+        group.expect("runAsGroup")
+    );
+    assert_eq!(user, declared);
+    assert!(
+        instructions
+            .iter()
+            .any(|line| line.starts_with("ENTRYPOINT [\"/netfence\"]")),
+        "the Deployment's args start with the subcommand: the entrypoint is the binary"
+    );
+    let ignored = std::fs::read_to_string(repo().join(".dockerignore")).expect(".dockerignore");
+    for entry in ["target/", ".git"] {
+        assert!(
+            ignored.lines().any(|line| line.trim() == entry),
+            ".dockerignore misses {entry}"
+        );
     }
 }
