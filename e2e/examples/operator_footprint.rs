@@ -29,7 +29,7 @@ use kube::{
 };
 use netfence::sandbox::Sandbox;
 use netfence_crd::NamespaceIsolation;
-use netfence_e2e::{example, example_files};
+use netfence_e2e::example_isolations;
 use serde_json::json;
 
 /// One reading of the operator process.
@@ -182,12 +182,12 @@ async fn main() -> anyhow::Result<()> {
     );
     report("start, lease, empty caches", zero, idle, started.elapsed());
 
-    let files = example_files()?;
+    let isolations = example_isolations()?;
     let converging = Instant::now();
     for index in 0..count {
         let name = format!("team-{index:04}");
         create_namespace(&name).await?;
-        let mut resource = example(&files[index % files.len()])?;
+        let mut resource = isolations[index % isolations.len()].1.clone();
         resource["metadata"]["namespace"] = json!(name);
         let resource: NamespaceIsolation = serde_json::from_value(resource)?;
         Api::<NamespaceIsolation>::namespaced(client.clone(), &name)

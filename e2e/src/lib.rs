@@ -208,23 +208,27 @@ where
     }
 }
 
-/// The `NamespaceIsolation` of `examples/FILE` (the first one of the file), as users copy it.
-pub fn example(file: &str) -> anyhow::Result<Value> {
+/// The documents of `examples/FILE`, as users copy them.
+pub fn example_documents(file: &str) -> anyhow::Result<Vec<Value>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples")
         .join(file);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("failed to read {}", path.display()))?;
-    let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
-        .with_context(|| format!("{} is not YAML", path.display()))?;
-    documents
-        .into_iter()
-        .find(|document| document["kind"] == "NamespaceIsolation")
-        .with_context(|| format!("{} holds no NamespaceIsolation", path.display()))
+    serde_saphyr::from_multiple(&text).with_context(|| format!("{} is not YAML", path.display()))
 }
 
-/// The file names of `examples/*.yaml` (not its subdirectories), sorted.
-pub fn example_files() -> anyhow::Result<Vec<String>> {
+/// The `NamespaceIsolation` of `examples/FILE` (the first one of the file), as users copy it.
+pub fn example(file: &str) -> anyhow::Result<Value> {
+    example_documents(file)?
+        .into_iter()
+        .find(|document| document["kind"] == "NamespaceIsolation")
+        .with_context(|| format!("examples/{file} holds no NamespaceIsolation"))
+}
+
+/// Every `NamespaceIsolation` of `examples/*.yaml` (not its subdirectories), with its file, in
+/// file order. Files that hold none (an IsolationTemplate example) contribute nothing.
+pub fn example_isolations() -> anyhow::Result<Vec<(String, Value)>> {
     let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&directory)
@@ -240,7 +244,15 @@ pub fn example_files() -> anyhow::Result<Vec<String>> {
         }
     }
     files.sort();
-    Ok(files)
+    let mut isolations = Vec::new();
+    for file in files {
+        for document in example_documents(&file)? {
+            if document["kind"] == "NamespaceIsolation" {
+                isolations.push((file.clone(), document));
+            }
+        }
+    }
+    Ok(isolations)
 }
 
 /// A three-tier `shop` resource in `namespace`: frontend -> backend -> database.

@@ -43,7 +43,7 @@ use netfence::{
     sandbox::AuditEntry,
 };
 use netfence_crd::NamespaceIsolation;
-use netfence_e2e::{Cluster, eventually, example, example_files, shop, skip, wait_for_reason};
+use netfence_e2e::{Cluster, eventually, example_isolations, shop, skip, wait_for_reason};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -473,8 +473,13 @@ impl Scenarios {
     /// services by namespace, selector and ipBlock, sameNamespace, DNS ipBlocks, deletion
     /// policies) is reconciled: policies applied, status written, Events published.
     async fn examples(&self) {
-        for file in example_files().expect("examples/") {
-            let resource = example(&file).expect("the example's NamespaceIsolation");
+        let isolations = example_isolations().expect("examples/");
+        assert!(
+            isolations.len() >= 5,
+            "the examples hold {} NamespaceIsolations",
+            isolations.len()
+        );
+        for (_, resource) in isolations {
             let prefix = resource["metadata"]["namespace"]
                 .as_str()
                 .expect("namespace")
