@@ -252,6 +252,38 @@ fn once_on_the_examples_is_ready_and_proven() {
         "{stdout}"
     );
     assert_eq!(stdout.matches("\nintent holds:").count(), 7, "{stdout}");
+    if examples().join("gitops").is_dir() {
+        assert!(
+            stderr.contains("skipping Application netfence (argoproj.io/v1alpha1): the sandbox does not serve it"),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// Kinds of other tools (examples/gitops/) are skipped with a note, but a netfence kind the
+/// sandbox does not serve (here a wrong apiVersion) is an error: if this fails, a typo in a
+/// NamespaceIsolation's apiVersion goes unnoticed and `--once` reports success without it.
+#[test]
+fn once_with_an_unserved_netfence_kind_fails() {
+    let directory = scratch("once-unserved");
+    let manifest = directory.join("unserved.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: elsewhere, namespace: argocd}\n---\napiVersion: netfence.io/v1\nkind: NamespaceIsolation\nmetadata: {name: typo, namespace: default}\nspec: {}\n",
+    )
+    .expect("manifest");
+    let output = sandbox_once(&directory, &manifest);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("note: ") && stderr.contains("skipping Application elsewhere"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("NamespaceIsolation typo (netfence.io/v1) is not served by the sandbox"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&directory);
 }
 

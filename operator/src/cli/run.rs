@@ -206,6 +206,19 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The controller settings `netfence run` derives from its arguments; `instance` names this
+/// replica (the pod name in a cluster). Cluster-wide it runs the template controller too.
+#[must_use]
+pub fn settings(args: &Args, instance: Option<String>) -> controller::Settings {
+    controller::Settings {
+        namespace: args.namespace.clone(),
+        concurrency: args.concurrency,
+        instance,
+        templates: args.namespace.is_none(),
+        operator_namespace: Some(args.operator_namespace.clone()),
+    }
+}
+
 pub(super) fn run(args: &Args) -> ExitCode {
     init_logging(args.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -228,13 +241,7 @@ pub(super) fn run(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
         let metrics = Arc::new(Metrics::default());
-        let settings = controller::Settings {
-            namespace: args.namespace.clone(),
-            concurrency: args.concurrency,
-            instance: std::env::var("POD_NAME").ok(),
-            templates: args.namespace.is_none(),
-            operator_namespace: Some(args.operator_namespace.clone()),
-        };
+        let settings = settings(args, std::env::var("POD_NAME").ok());
         let prepared = controller::prepare(client.clone(), &settings, metrics.clone());
         let health_metrics = metrics.clone();
         let ready = Arc::new(AtomicBool::new(false));

@@ -321,6 +321,14 @@ fn api_resource(info: &ResourceInfo) -> ApiResource {
     }
 }
 
+/// Whether a document claims to be one of netfence's own kinds: its API group is netfence's.
+fn is_netfence_kind(document: &Document) -> bool {
+    document
+        .api_version()
+        .split_once('/')
+        .is_some_and(|(group, _)| group == netfence_crd::GROUP)
+}
+
 /// The order in which kinds are applied: CRDs, then namespaces, then everything else.
 fn rank(document: &Document) -> u8 {
     match document.kind() {
@@ -344,6 +352,19 @@ async fn apply_all(sandbox: &Sandbox, client: &kube::Client, documents: &[Docume
     let mut failures = 0;
     for document in ordered {
         let Some(info) = sandbox.resource_of(document.api_version(), document.kind()) else {
+            // Other tools' kinds (an Argo CD Application, a ConfigMap in examples/gitops/) are
+            // not netfence's job: a note, as `netfence render` gives. A netfence kind the
+            // sandbox does not serve is a mistake (a wrong apiVersion) and stays an error.
+            if !is_netfence_kind(document) {
+                eprintln!(
+                    "note: {}: skipping {} {} ({}): the sandbox does not serve it",
+                    document.source,
+                    document.kind(),
+                    document.name(),
+                    document.api_version()
+                );
+                continue;
+            }
             eprintln!(
                 "error: {}: {} {} ({}) is not served by the sandbox",
                 document.source,
