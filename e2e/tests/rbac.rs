@@ -367,6 +367,25 @@ impl Operator {
     }
 }
 
+/// The template of the RBAC scenario, its shared service on `port`.
+fn rbac_template(port: u16) -> IsolationTemplate {
+    serde_json::from_value(json!({
+        "apiVersion": "netfence.io/v1alpha1",
+        "kind": "IsolationTemplate",
+        "metadata": {"name": "rbac-baseline"},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"netfence.io/profile": "rbac"}},
+            "isolationName": "baseline",
+            "template": {"spec": {
+                "tiers": [{"name": "web", "podSelector": {}}],
+                "sharedServices": [{"name": "lb", "direction": "Ingress",
+                    "namespace": "ingress-nginx", "ports": [{"port": port}]}],
+            }},
+        },
+    }))
+    .expect("an IsolationTemplate")
+}
+
 /// What the scenarios share: the cluster and the test's own client.
 struct Scenarios {
     cluster: Cluster,
@@ -408,6 +427,15 @@ impl Scenarios {
             .unwrap_or_else(|error| panic!("{error:#}"));
     }
 
+    /// Whether `namespace` holds a NamespaceIsolation `name` (false when the read fails).
+    async fn holds(&self, namespace: &str, name: &str) -> Option<bool> {
+        self.isolations(namespace)
+            .get_opt(name)
+            .await
+            .ok()
+            .map(|found| found.is_some())
+    }
+
     async fn until(&self, what: &str, check: impl AsyncFn() -> bool) {
         let done = eventually(Duration::from_secs(20), || async {
             check().await.then_some(())
@@ -447,33 +475,13 @@ impl Scenarios {
         )
         .await;
         let templates: Api<IsolationTemplate> = Api::all(self.client.clone());
-        let template = |port: u16| -> IsolationTemplate {
-            serde_json::from_value(json!({
-                "apiVersion": "netfence.io/v1alpha1",
-                "kind": "IsolationTemplate",
-                "metadata": {"name": "rbac-baseline"},
-                "spec": {
-                    "namespaceSelector": {"matchLabels": {"netfence.io/profile": "rbac"}},
-                    "isolationName": "baseline",
-                    "template": {"spec": {
-                        "tiers": [{"name": "web", "podSelector": {}}],
-                        "sharedServices": [{"name": "lb", "direction": "Ingress",
-                            "namespace": "ingress-nginx", "ports": [{"port": port}]}],
-                    }},
-                },
-            }))
-            .expect("an IsolationTemplate")
-        };
         templates
-            .create(&PostParams::default(), &template(80))
+            .create(&PostParams::default(), &rbac_template(80))
             .await
             .expect("template created");
         for namespace in &namespaces {
             self.until("the template generates its resource", async || {
-                self.isolations(namespace)
-                    .get_opt("baseline")
-                    .await
-                    .is_ok_and(|found| found.is_some())
+                self.holds(namespace, "baseline").await == Some(true)
             })
             .await;
             self.reason(namespace, "baseline", "Reconciled").await;
@@ -494,7 +502,7 @@ impl Scenarios {
             .patch(
                 "rbac-baseline",
                 &PatchParams::default(),
-                &Patch::Merge(serde_json::to_value(template(8080)).expect("json")),
+                &Patch::Merge(serde_json::to_value(rbac_template(8080)).expect("json")),
             )
             .await
             .expect("template edited");
@@ -519,10 +527,7 @@ impl Scenarios {
             .await
             .expect("relabelled");
         self.until("the released namespace loses its resource", async || {
-            self.isolations(&first)
-                .get_opt("baseline")
-                .await
-                .is_ok_and(|found| found.is_none())
+            self.holds(&first, "baseline").await == Some(false)
         })
         .await;
         templates
@@ -531,10 +536,7 @@ impl Scenarios {
             .expect("template deleted");
         let second = namespaces[1].clone();
         self.until("the generated resources go with the template", async || {
-            self.isolations(&second)
-                .get_opt("baseline")
-                .await
-                .is_ok_and(|found| found.is_none())
+            self.holds(&second, "baseline").await == Some(false)
         })
         .await;
     }
