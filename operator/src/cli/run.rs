@@ -100,7 +100,7 @@ pub enum StartError {
 
 /// Build a client from `--kubeconfig` or the default resolution.
 pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, StartError> {
-    let config = match kubeconfig {
+    let mut config = match kubeconfig {
         Some(path) => {
             let file = Kubeconfig::read_from(path)
                 .map_err(|error| StartError::Config(error.to_string()))?;
@@ -112,8 +112,16 @@ pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, StartError> 
             .await
             .map_err(|error| StartError::Config(error.to_string()))?,
     };
+    // Identify the operator's requests in API server audit logs, as client-go does.
+    config.headers.push((
+        axum::http::header::USER_AGENT,
+        axum::http::HeaderValue::from_static(USER_AGENT),
+    ));
     Client::try_from(config).map_err(|error| StartError::Config(error.to_string()))
 }
+
+/// The `User-Agent` of the operator's requests.
+pub const USER_AGENT: &str = concat!("netfence/", env!("CARGO_PKG_VERSION"));
 
 /// Check that the CRD is installed and that the operator can list what it watches.
 pub async fn preflight(client: &Client, namespace: Option<&str>) -> Result<(), StartError> {
@@ -179,7 +187,10 @@ pub async fn shutdown_signal() {
     }
 }
 
-pub(super) fn run(args: &Args) -> ExitCode {
+/// Run the operator as `netfence run` does, until SIGTERM or Ctrl-C (the scale benchmark runs it
+/// this way in a process of its own).
+#[must_use]
+pub fn run(args: &Args) -> ExitCode {
     init_logging(args.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -12,7 +12,7 @@
 
 mod leader;
 mod reconcile;
-mod status;
+pub mod status;
 
 use std::{
     collections::HashMap,
@@ -116,9 +116,7 @@ impl Prepared {
         let isolations = self.controller.store();
         let policies = self.policies.clone();
         tokio::spawn(async move {
-            if isolations.wait_until_ready().await.is_ok()
-                && policies.wait_until_ready().await.is_ok()
-            {
+            if synced(&isolations).await && synced(&policies).await {
                 ready.store(true, Ordering::Relaxed);
             }
         });
@@ -131,6 +129,29 @@ impl Prepared {
                 }
             })
             .await;
+    }
+}
+
+/// Wait until a store has its first complete list; false if its writer is gone.
+///
+/// kube's `Store::wait_until_ready` wakes only the last task that polled it (a oneshot channel
+/// keeps one waker), and the controller itself waits on the NamespaceIsolation store: a second
+/// waiter could sleep forever and `/readyz` never turn ready. Polling again every 100 ms
+/// re-registers the waker and sees the value once any waiter has taken it.
+async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(result) = tokio::time::timeout(
+            Duration::from_millis(100),
+            store.wait_until_ready(),
+        )
+        .await
+        {
+            return result.is_ok();
+        }
     }
 }
 

@@ -200,6 +200,7 @@ struct Facts {
 
 /// The single handler: every path goes through here.
 pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let received = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let query = parse_query(parts.uri.query());
     let user_agent = parts
@@ -271,6 +272,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
         code: response.status().as_u16(),
         user_agent,
         uri,
+        received,
     });
     response
 }
