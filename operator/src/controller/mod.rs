@@ -10,6 +10,7 @@
 //! Each step is a named function; `validate`, `render` and `plan` are pure and live in their own
 //! modules. A reconcile in steady state makes no write: the plan is empty and the status unchanged.
 
+mod cache;
 mod leader;
 mod reconcile;
 pub mod status;
@@ -23,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{
     Api, Client,
@@ -37,6 +38,7 @@ use kube::{
 };
 use netfence_crd::NamespaceIsolation;
 
+pub use cache::PolicyCache;
 pub use leader::{LeaseSettings, run_as_leader};
 pub use reconcile::{Error, reconcile};
 
@@ -60,8 +62,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub struct Context {
     /// The API client.
     pub client: Client,
-    /// The NetworkPolicies carrying the managed-by label, as last observed.
-    pub policies: Store<NetworkPolicy>,
+    /// The NetworkPolicies carrying the managed-by label, as last observed, by namespace.
+    pub policies: PolicyCache,
+    /// The NamespaceIsolations, as last observed (the controller's own cache).
+    pub isolations: Store<NamespaceIsolation>,
     /// Consecutive failures per resource, for exponential backoff.
     pub failures: std::sync::Mutex<HashMap<ObjectRef<NamespaceIsolation>, u32>>,
     /// The counters.
@@ -96,7 +100,7 @@ pub struct Settings {
 /// A controller ready to run: read its store (for metrics) before running it.
 pub struct Prepared {
     controller: Controller<NamespaceIsolation>,
-    policies: Store<NetworkPolicy>,
+    policies: PolicyCache,
     context: Arc<Context>,
 }
 
@@ -116,7 +120,8 @@ impl Prepared {
         let isolations = self.controller.store();
         let policies = self.policies.clone();
         tokio::spawn(async move {
-            if synced(&isolations).await && synced(&policies).await {
+            if synced(&isolations).await {
+                policies.wait_synced().await;
                 ready.store(true, Ordering::Relaxed);
             }
         });
@@ -167,14 +172,27 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
             ),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
-    let (reader, writer) = reflector::store();
+    // Both caches drop managedFields: reconciles never read them, and they are most of the
+    // size of a server-side-applied object.
+    let policy_cache = PolicyCache::default();
+    let cache_writer = policy_cache.clone();
     let policy_events = watcher(
         policies,
         watcher::Config::default().labels(&managed_selector()),
     )
     .default_backoff()
-    .reflect(writer)
+    .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
+    .map_ok(move |event| {
+        cache_writer.apply(&event);
+        event
+    })
     .touched_objects();
+    let (isolation_reader, isolation_writer) = reflector::store();
+    let isolation_events = watcher(isolations, watcher::Config::default())
+        .default_backoff()
+        .modify(|resource: &mut NamespaceIsolation| resource.metadata.managed_fields = None)
+        .reflect(isolation_writer)
+        .applied_objects();
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -184,19 +202,20 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     );
     let context = Arc::new(Context {
         client,
-        policies: reader.clone(),
+        policies: policy_cache.clone(),
+        isolations: isolation_reader.clone(),
         failures: std::sync::Mutex::new(HashMap::new()),
         metrics,
         recorder,
     });
-    let controller = Controller::new(isolations, watcher::Config::default())
+    let controller = Controller::for_stream(isolation_events, isolation_reader)
         .owns_stream(policy_events)
         .with_config(
             kube::runtime::controller::Config::default().concurrency(settings.concurrency.max(1)),
         );
     Prepared {
         controller,
-        policies: reader,
+        policies: policy_cache,
         context,
     }
 }

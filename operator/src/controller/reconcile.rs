@@ -14,14 +14,14 @@ use tracing::Instrument;
 
 use k8s_openapi::{
     api::{
-        core::v1::{Namespace, ObjectReference},
+        core::v1::Namespace,
         networking::v1::NetworkPolicy,
     },
     apimachinery::pkg::apis::meta::v1::Time,
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams},
     runtime::{
         controller::Action,
         events::{Event, EventType},
@@ -67,6 +67,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The NetworkPolicies of a namespace could not be listed.
+    #[error("failed to list the NetworkPolicies of namespace {namespace}")]
+    List {
+        /// The namespace.
+        namespace: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
     /// A status or finalizer write failed.
     #[error("failed to update NamespaceIsolation {namespace}/{name}")]
     Update {
@@ -87,6 +96,7 @@ impl Error {
         match self {
             Error::Incomplete(_) => "incomplete",
             Error::Write { .. } => "policy_write",
+            Error::List { .. } => "policy_list",
             Error::Update { .. } => "resource_update",
         }
     }
@@ -236,14 +246,13 @@ async fn reconcile_steps(
     }))
 }
 
-/// The policies of the namespace that carry the managed-by label, from the reflector (no API
-/// call). [`plan::plan`] tells this resource's own from the others.
+/// The policies of the namespace that carry the managed-by label, from the cache (no API call).
+/// [`plan::plan`] tells this resource's own from the others.
 fn observe(context: &Context, namespace: &str) -> Vec<NetworkPolicy> {
     context
         .policies
-        .state()
+        .in_namespace(namespace)
         .iter()
-        .filter(|policy| policy.metadata.namespace.as_deref() == Some(namespace))
         .map(|policy| policy.as_ref().clone())
         .collect()
 }
@@ -265,10 +274,19 @@ fn changed(plan: &plan::Plan, reason: ApplyReason) -> Vec<String> {
         .collect()
 }
 
+/// What one reconcile wrote, for its Events.
+#[derive(Debug, Default)]
+struct Written {
+    created: Vec<String>,
+    updated: Vec<String>,
+    restored: Vec<String>,
+    deleted: Vec<String>,
+}
+
 /// Apply and prune. Returns the names of policies that could not be created because an object
-/// that netfence does not own already holds the name (the reflector sees only labelled
-/// policies, so a missing one is looked up before it is created: netfence never takes over a
-/// hand-written policy).
+/// that netfence does not own already holds the name (the cache holds only labelled policies,
+/// so when a policy is missing, the namespace's policies are listed once before anything is
+/// created: netfence never takes over a hand-written policy).
 async fn apply_plan(
     context: &Context,
     resource: &NamespaceIsolation,
@@ -276,24 +294,52 @@ async fn apply_plan(
     uid: &str,
     plan: &plan::Plan,
 ) -> Result<Vec<String>, Error> {
+    let mut written = Written::default();
+    let result = apply_and_prune(context, resource, namespace, uid, plan, &mut written).await;
+    publish_written(context, resource, &written).await;
+    result
+}
+
+async fn apply_and_prune(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    namespace: &str,
+    uid: &str,
+    plan: &plan::Plan,
+    done: &mut Written,
+) -> Result<Vec<String>, Error> {
     let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut conflicts = Vec::new();
-    let mut written: Vec<(String, Option<String>)> = Vec::new();
+    let mut versions: Vec<(String, Option<String>)> = Vec::new();
+    let taken = if plan
+        .apply
+        .iter()
+        .any(|(reason, _)| *reason == ApplyReason::Missing)
+    {
+        api.list_metadata(&ListParams::default())
+            .await
+            .map_err(|source| Error::List {
+                namespace: namespace.to_owned(),
+                source,
+            })?
+            .items
+            .into_iter()
+            .filter_map(|found| Some((found.metadata.name.clone()?, found.metadata)))
+            .collect()
+    } else {
+        std::collections::HashMap::new()
+    };
     for (reason, policy) in &plan.apply {
         let name = policy.metadata.name.clone().unwrap_or_default();
-        let write_error = |verb, source| Error::Write {
-            verb,
-            namespace: namespace.to_owned(),
-            name: name.clone(),
-            source,
-        };
-        if *reason == ApplyReason::Missing {
-            let existing = api
-                .get_opt(&name)
-                .await
-                .map_err(|source| write_error("read", source))?;
-            if existing.is_some_and(|existing| !is_owned_by(&existing, uid)) {
+        if *reason == ApplyReason::Missing
+            && let Some(existing) = taken.get(&name)
+        {
+            let existing = NetworkPolicy {
+                metadata: existing.clone(),
+                ..NetworkPolicy::default()
+            };
+            if !is_owned_by(&existing, uid) {
                 let is_deny = name == PolicyRole::DefaultDeny.policy_name(&resource.name_any());
                 conflicts.push(name);
                 if is_deny {
@@ -306,32 +352,33 @@ async fn apply_plan(
         let applied = api
             .patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
             .await
-            .map_err(|source| write_error("apply", source))?;
-        written.push((name.clone(), applied.metadata.resource_version));
+            .map_err(|source| Error::Write {
+                verb: "apply",
+                namespace: namespace.to_owned(),
+                name: name.clone(),
+                source,
+            })?;
+        versions.push((name.clone(), applied.metadata.resource_version));
         context.metrics.policies_applied.inc();
         if is_drift(resource, *reason, &name) {
             context.metrics.drift_corrections.inc();
             tracing::info!(policy = %name, "drift corrected");
-            let note = format!("NetworkPolicy {name} differed from the spec and was restored");
-            policy_event(context, resource, "DriftCorrected", &name, note).await;
+            done.restored.push(name);
+        } else if *reason == ApplyReason::Missing {
+            tracing::info!(policy = %name, "created");
+            done.created.push(name);
         } else {
-            let verb = if *reason == ApplyReason::Missing {
-                "created"
-            } else {
-                "updated"
-            };
-            tracing::info!(policy = %name, "{verb}");
-            let note = format!("NetworkPolicy {name} {verb}");
-            policy_event(context, resource, "PolicyApplied", &name, note).await;
+            tracing::info!(policy = %name, "updated");
+            done.updated.push(name);
         }
     }
     for name in &plan.delete {
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => {
-                written.push((name.clone(), None));
+                versions.push((name.clone(), None));
                 context.metrics.policies_deleted.inc();
-                let note = format!("NetworkPolicy {name} is no longer rendered and was deleted");
-                policy_event(context, resource, "PolicyDeleted", name, note).await;
+                tracing::info!(policy = %name, "deleted");
+                done.deleted.push(name.clone());
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(source) => {
@@ -344,8 +391,37 @@ async fn apply_plan(
             }
         }
     }
-    wait_for_cache(context, namespace, &written).await;
+    wait_for_cache(context, namespace, &versions).await;
     Ok(conflicts)
+}
+
+/// One Event per kind of change a reconcile made (not one per policy: a namespace converging
+/// writes 9 policies, and Events are writes too), each naming the policies.
+async fn publish_written(context: &Context, resource: &NamespaceIsolation, written: &Written) {
+    let notes = [
+        (
+            "DriftCorrected",
+            &written.restored,
+            "differed from the spec and was restored",
+            "differed from the spec and were restored",
+        ),
+        ("PolicyApplied", &written.created, "created", "created"),
+        ("PolicyApplied", &written.updated, "updated", "updated"),
+        (
+            "PolicyDeleted",
+            &written.deleted,
+            "is no longer rendered and was deleted",
+            "are no longer rendered and were deleted",
+        ),
+    ];
+    for (reason, names, one, many) in notes {
+        let note = match names.as_slice() {
+            [] => continue,
+            [name] => format!("NetworkPolicy {name} {one}"),
+            names => format!("NetworkPolicies {} {many}", names.join(", ")),
+        };
+        event(context, resource, EventType::Normal, reason, note).await;
+    }
 }
 
 /// The longest a reconcile waits for the policy cache to see its own writes.
@@ -362,9 +438,7 @@ async fn wait_for_cache(context: &Context, namespace: &str, written: &[(String, 
     let deadline = tokio::time::Instant::now() + CACHE_WAIT;
     loop {
         let seen = written.iter().all(|(name, version)| {
-            let cached = context
-                .policies
-                .get(&ObjectRef::<NetworkPolicy>::new(name).within(namespace));
+            let cached = context.policies.get(namespace, name);
             match version {
                 Some(version) => cached.is_some_and(|policy| {
                     policy.metadata.resource_version.as_ref() == Some(version)
@@ -409,34 +483,7 @@ async fn event(
     reason: &str,
     note: String,
 ) {
-    event_about(context, resource, type_, reason, note, None).await;
-}
-
-/// An Event about one NetworkPolicy of the resource: the policy is its `related` object, so that
-/// Events about different policies are not folded into one series.
-async fn policy_event(
-    context: &Context,
-    resource: &NamespaceIsolation,
-    reason: &str,
-    policy: &str,
-    note: String,
-) {
-    let related = ObjectReference {
-        api_version: Some("networking.k8s.io/v1".to_owned()),
-        kind: Some("NetworkPolicy".to_owned()),
-        name: Some(policy.to_owned()),
-        namespace: resource.metadata.namespace.clone(),
-        ..ObjectReference::default()
-    };
-    event_about(
-        context,
-        resource,
-        EventType::Normal,
-        reason,
-        note,
-        Some(related),
-    )
-    .await;
+    event_about(context, resource, type_, reason, note).await;
 }
 
 async fn event_about(
@@ -445,14 +492,13 @@ async fn event_about(
     type_: EventType,
     reason: &str,
     note: String,
-    related: Option<ObjectReference>,
 ) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
         note: Some(note),
         action: "Reconcile".to_owned(),
-        secondary: related,
+        secondary: None,
     };
     if let Err(error) = context
         .recorder
@@ -496,7 +542,26 @@ async fn write_status(
     )
     .await
     .map_err(|source| update_error(resource, namespace, source))?;
+    wait_for_resource(context, resource).await;
     Ok(true)
+}
+
+/// Wait until the resource cache has moved past the version this reconcile read (it then holds
+/// the status just written, or something newer). The policy writes of this reconcile have
+/// already queued another reconcile; with a stale resource it would see the old status and
+/// write the new one again. After [`CACHE_WAIT`] it goes on.
+async fn wait_for_resource(context: &Context, resource: &NamespaceIsolation) {
+    let key = ObjectRef::from(resource);
+    let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+    loop {
+        let moved = context.isolations.get(&key).is_none_or(|cached| {
+            cached.metadata.resource_version != resource.metadata.resource_version
+        });
+        if moved || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 fn update_error(resource: &NamespaceIsolation, namespace: &str, source: kube::Error) -> Error {

@@ -13,7 +13,7 @@
 //! that changes nothing keeps its `resourceVersion` and emits no watch event.
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::BTreeSet,
     fmt::Write as _,
     hash::{BuildHasher, Hasher},
 };
@@ -504,10 +504,16 @@ impl State {
         let mut items = Vec::new();
         let mut next = None;
         let mut remaining = 0_usize;
-        for (key, object) in view.iter() {
-            if namespace.is_some_and(|namespace| key.namespace != namespace) {
-                continue;
-            }
+        // Keys are ordered by namespace first: a namespaced list reads only its namespace's range
+        // (etcd reads a key prefix), not every object of the resource.
+        let objects: Box<dyn Iterator<Item = (&ObjectKey, &Value)>> = match namespace {
+            Some(namespace) => Box::new(
+                view.range(ObjectKey::new(Some(namespace), "")..)
+                    .take_while(move |(key, _)| key.namespace == namespace),
+            ),
+            None => Box::new(view.iter()),
+        };
+        for (key, object) in objects {
             if start.as_ref().is_some_and(|start| key <= start) {
                 continue;
             }
@@ -1400,39 +1406,13 @@ impl State {
         Some(removed)
     }
 
-    /// Every stored object that names `uid` as an owner.
+    /// Every stored object that names `uid` as an owner (from the store's owner index).
     fn dependents(&self, uid: &str) -> Vec<(StoreKey, ObjectKey)> {
-        let mut found = Vec::new();
-        for resource in self.store.resources() {
-            for (key, object) in self.store.iter(&resource) {
-                let owned = object
-                    .pointer("/metadata/ownerReferences")
-                    .and_then(Value::as_array)
-                    .is_some_and(|owners| {
-                        owners
-                            .iter()
-                            .any(|owner| owner.get("uid").and_then(Value::as_str) == Some(uid))
-                    });
-                if owned {
-                    found.push((resource.clone(), key.clone()));
-                }
-            }
-        }
-        found
+        self.store.dependents_of(uid)
     }
 
     fn has_dependents(&self, uid: &str) -> bool {
         !self.dependents(uid).is_empty()
-    }
-
-    fn existing_uids(&self) -> HashSet<String> {
-        let mut uids = HashSet::new();
-        for resource in self.store.resources() {
-            for (_, object) in self.store.iter(&resource) {
-                uids.insert(uid_of(object).to_owned());
-            }
-        }
-        uids
     }
 
     /// Strip the owner reference to `uid` from its dependents (`propagationPolicy: Orphan`).
@@ -1492,7 +1472,6 @@ impl State {
                 if dependents.is_empty() {
                     continue;
                 }
-                let existing = self.existing_uids();
                 for (resource, key) in dependents {
                     let Some(object) = self.store.get(&resource, &key) else {
                         continue;
@@ -1505,7 +1484,9 @@ impl State {
                                 owner
                                     .get("uid")
                                     .and_then(Value::as_str)
-                                    .is_some_and(|other| other != uid && existing.contains(other))
+                                    .is_some_and(|other| {
+                                        other != uid && self.store.holds_uid(other)
+                                    })
                             })
                         });
                     if other_owner {
