@@ -58,14 +58,20 @@ impl std::fmt::Debug for PolicyCache {
     }
 }
 
-fn insert(namespaces: &mut Namespaces, policy: &NetworkPolicy) {
+/// Insert `policy`; when `known` holds it at the same resourceVersion, share that copy instead
+/// (a relist then costs no second copy of every unchanged policy).
+fn insert(namespaces: &mut Namespaces, policy: &NetworkPolicy, known: Option<&Namespaces>) {
     let (Some(namespace), Some(name)) = (&policy.metadata.namespace, &policy.metadata.name) else {
         return;
     };
+    let shared = known
+        .and_then(|known| known.get(namespace)?.get(name))
+        .filter(|known| known.metadata.resource_version == policy.metadata.resource_version)
+        .cloned();
     namespaces
         .entry(namespace.clone())
         .or_default()
-        .insert(name.clone(), Arc::new(policy.clone()));
+        .insert(name.clone(), shared.unwrap_or_else(|| Arc::new(policy.clone())));
 }
 
 impl PolicyCache {
@@ -77,7 +83,7 @@ impl PolicyCache {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         match event {
-            watcher::Event::Apply(policy) => insert(&mut content.namespaces, policy),
+            watcher::Event::Apply(policy) => insert(&mut content.namespaces, policy, None),
             watcher::Event::Delete(policy) => {
                 let (Some(namespace), Some(name)) =
                     (&policy.metadata.namespace, &policy.metadata.name)
@@ -93,7 +99,12 @@ impl PolicyCache {
             }
             watcher::Event::Init => content.buffer = Some(Namespaces::new()),
             watcher::Event::InitApply(policy) => {
-                insert(content.buffer.get_or_insert_with(Namespaces::new), policy);
+                let Content { namespaces, buffer } = &mut *content;
+                insert(
+                    buffer.get_or_insert_with(Namespaces::new),
+                    policy,
+                    Some(namespaces),
+                );
             }
             watcher::Event::InitDone => {
                 content.namespaces = content.buffer.take().unwrap_or_default();
@@ -195,6 +206,14 @@ mod tests {
         cache.apply(&watcher::Event::InitApply(policy("b", "deny")));
         assert_eq!(cache.len(), 2, "the old content stays until the relist is done");
         cache.apply(&watcher::Event::InitDone);
+        let kept = cache.get("b", "deny").expect("relisted");
+        cache.apply(&watcher::Event::Init);
+        cache.apply(&watcher::Event::InitApply(policy("b", "deny")));
+        cache.apply(&watcher::Event::InitDone);
+        assert!(
+            Arc::ptr_eq(&kept, &cache.get("b", "deny").expect("relisted")),
+            "an unchanged policy is shared, not copied, by a relist"
+        );
         assert!(names(&cache, "a").is_empty());
         assert_eq!(cache.len(), 1);
     }

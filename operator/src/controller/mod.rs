@@ -137,6 +137,9 @@ impl Prepared {
     }
 }
 
+/// How many objects a list page holds (see [`prepare`]).
+const LIST_PAGE: u32 = 100;
+
 /// Wait until a store has its first complete list; false if its writer is gone.
 ///
 /// kube's `Store::wait_until_ready` wakes only the last task that polled it (a oneshot channel
@@ -173,12 +176,16 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
     // Both caches drop managedFields: reconciles never read them, and they are most of the
-    // size of a server-side-applied object.
+    // size of a server-side-applied object. Lists come in pages of LIST_PAGE (kube's default is
+    // 500): a page is held whole, managedFields included, while it is decoded, and 500 policies
+    // with their managedFields take about 20 MB for a moment at every relist.
     let policy_cache = PolicyCache::default();
     let cache_writer = policy_cache.clone();
     let policy_events = watcher(
         policies,
-        watcher::Config::default().labels(&managed_selector()),
+        watcher::Config::default()
+            .labels(&managed_selector())
+            .page_size(LIST_PAGE),
     )
     .default_backoff()
     .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
@@ -188,7 +195,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     })
     .touched_objects();
     let (isolation_reader, isolation_writer) = reflector::store();
-    let isolation_events = watcher(isolations, watcher::Config::default())
+    let isolation_events = watcher(isolations, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
         .modify(|resource: &mut NamespaceIsolation| resource.metadata.managed_fields = None)
         .reflect(isolation_writer)

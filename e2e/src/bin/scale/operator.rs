@@ -57,7 +57,18 @@ impl Operator {
             .context("failed to share the operator log")?;
         let executable =
             std::env::current_exe().context("failed to find this benchmark's executable")?;
-        let mut command = Command::new(executable);
+        // For profiling: NETFENCE_SCALE_WRAP="perf record -g -o op.data" runs the operator under
+        // that command (CPU and memory figures are then the wrapper's).
+        let wrapper = std::env::var("NETFENCE_SCALE_WRAP").unwrap_or_default();
+        let mut wrapper = wrapper.split_whitespace();
+        let mut command = match wrapper.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(wrapper).arg(executable);
+                command
+            }
+            None => Command::new(executable),
+        };
         command
             .arg("--run-operator")
             .arg("--")
