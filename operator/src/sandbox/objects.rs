@@ -1518,9 +1518,13 @@ impl State {
         };
         let terminating: Vec<ObjectKey> = self
             .store
-            .iter(&namespaces)
-            .filter(|(_, object)| is_deleting(object) && finalizers_of(object).is_empty())
-            .map(|(key, _)| key.clone())
+            .terminating_namespaces()
+            .into_iter()
+            .filter(|key| {
+                self.store
+                    .get(&namespaces, key)
+                    .is_some_and(|object| finalizers_of(object).is_empty())
+            })
             .collect();
         for key in terminating {
             let occupied = self.store.resources().iter().any(|resource| {

@@ -107,6 +107,8 @@ pub struct Store {
     /// The objects that name each uid as an owner, kept with every change, so that the garbage
     /// collector finds dependents without scanning the store (as upstream's keeps a graph).
     dependents: HashMap<String, BTreeSet<(StoreKey, ObjectKey)>>,
+    /// The namespaces being deleted (the garbage collector finishes them once empty).
+    terminating: BTreeSet<ObjectKey>,
 }
 
 impl Store {
@@ -122,6 +124,7 @@ impl Store {
             events,
             uids: HashSet::new(),
             dependents: HashMap::new(),
+            terminating: BTreeSet::new(),
         }
     }
 
@@ -183,8 +186,22 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// Add (`present`) or remove an object from the uid and owner indexes.
+    /// The namespaces that carry a `deletionTimestamp`.
+    #[must_use]
+    pub fn terminating_namespaces(&self) -> Vec<ObjectKey> {
+        self.terminating.iter().cloned().collect()
+    }
+
+    /// Add (`present`) or remove an object from the uid, owner and terminating indexes.
     fn index(&mut self, resource: &StoreKey, key: &ObjectKey, object: &Value, present: bool) {
+        if resource.group.is_empty() && resource.plural == "namespaces" {
+            let deleting = object.pointer("/metadata/deletionTimestamp").is_some();
+            if present && deleting {
+                self.terminating.insert(key.clone());
+            } else {
+                self.terminating.remove(key);
+            }
+        }
         if let Some(uid) = object.pointer("/metadata/uid").and_then(Value::as_str) {
             if present {
                 self.uids.insert(uid.to_owned());
