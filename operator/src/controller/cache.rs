@@ -31,6 +31,49 @@ struct Content {
 struct Inner {
     content: RwLock<Content>,
     synced: tokio::sync::watch::Sender<bool>,
+    /// Signalled at every event applied.
+    changes: Changes,
+}
+
+/// A signal that a cache changed, which any number of tasks can wait on (no polling).
+#[derive(Clone, Debug)]
+pub struct Changes {
+    count: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes {
+            count: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
+}
+
+impl Changes {
+    /// Tell the waiters that the cache changed.
+    pub fn signal(&self) {
+        self.count.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// Wait until `done` holds (checked at once and after every signal), at most until
+    /// `deadline`. Returns whether it holds.
+    pub async fn wait_until(
+        &self,
+        deadline: tokio::time::Instant,
+        mut done: impl FnMut() -> bool,
+    ) -> bool {
+        let mut changes = self.count.subscribe();
+        loop {
+            changes.mark_unchanged();
+            if done() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return done(),
+            }
+        }
+    }
 }
 
 /// The managed NetworkPolicies, by namespace and name. Cloning shares the cache.
@@ -45,6 +88,7 @@ impl Default for PolicyCache {
             inner: Arc::new(Inner {
                 content: RwLock::new(Content::default()),
                 synced: tokio::sync::watch::Sender::new(false),
+                changes: Changes::default(),
             }),
         }
     }
@@ -77,6 +121,11 @@ fn insert(namespaces: &mut Namespaces, policy: &NetworkPolicy, known: Option<&Na
 impl PolicyCache {
     /// Apply one watcher event.
     pub fn apply(&self, event: &watcher::Event<NetworkPolicy>) {
+        self.apply_content(event);
+        self.inner.changes.signal();
+    }
+
+    fn apply_content(&self, event: &watcher::Event<NetworkPolicy>) {
         let mut content = self
             .inner
             .content
@@ -156,6 +205,19 @@ impl PolicyCache {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Wait until `done` holds (checked at once and after every change of the cache), at most
+    /// until `deadline`. Returns whether it holds.
+    pub async fn wait_until(
+        &self,
+        deadline: tokio::time::Instant,
+        mut done: impl FnMut(&PolicyCache) -> bool,
+    ) -> bool {
+        self.inner
+            .changes
+            .wait_until(deadline, || done(self))
+            .await
     }
 
     /// Wait until the first complete list is in.

@@ -38,7 +38,7 @@ use kube::{
 };
 use netfence_crd::NamespaceIsolation;
 
-pub use cache::PolicyCache;
+pub use cache::{Changes, PolicyCache};
 pub use leader::{LeaseSettings, run_as_leader};
 pub use reconcile::{Error, reconcile};
 
@@ -66,6 +66,8 @@ pub struct Context {
     pub policies: PolicyCache,
     /// The NamespaceIsolations, as last observed (the controller's own cache).
     pub isolations: Store<NamespaceIsolation>,
+    /// Signalled whenever `isolations` changes.
+    pub isolation_changes: Changes,
     /// Consecutive failures per resource, for exponential backoff.
     pub failures: std::sync::Mutex<HashMap<ObjectRef<NamespaceIsolation>, u32>>,
     /// The counters.
@@ -195,10 +197,15 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     })
     .touched_objects();
     let (isolation_reader, isolation_writer) = reflector::store();
+    let isolation_changes = Changes::default();
     let isolation_events = watcher(isolations, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
         .modify(|resource: &mut NamespaceIsolation| resource.metadata.managed_fields = None)
         .reflect(isolation_writer)
+        .inspect_ok({
+            let changes = isolation_changes.clone();
+            move |_| changes.signal()
+        })
         .applied_objects();
     let recorder = Recorder::new(
         client.clone(),
@@ -211,6 +218,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         client,
         policies: policy_cache.clone(),
         isolations: isolation_reader.clone(),
+        isolation_changes,
         failures: std::sync::Mutex::new(HashMap::new()),
         metrics,
         recorder,

@@ -436,23 +436,22 @@ async fn wait_for_cache(context: &Context, namespace: &str, written: &[(String, 
         return;
     }
     let deadline = tokio::time::Instant::now() + CACHE_WAIT;
-    loop {
-        let seen = written.iter().all(|(name, version)| {
-            let cached = context.policies.get(namespace, name);
-            match version {
-                Some(version) => cached.is_some_and(|policy| {
-                    policy.metadata.resource_version.as_ref() == Some(version)
-                }),
-                None => cached.is_none(),
-            }
-        });
-        if seen || tokio::time::Instant::now() >= deadline {
-            if !seen {
-                tracing::debug!("the policy cache did not catch up with this reconcile's writes");
-            }
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let seen = context
+        .policies
+        .wait_until(deadline, |cache| {
+            written.iter().all(|(name, version)| {
+                let cached = cache.get(namespace, name);
+                match version {
+                    Some(version) => cached.is_some_and(|policy| {
+                        policy.metadata.resource_version.as_ref() == Some(version)
+                    }),
+                    None => cached.is_none(),
+                }
+            })
+        })
+        .await;
+    if !seen {
+        tracing::debug!("the policy cache did not catch up with this reconcile's writes");
     }
 }
 
@@ -553,15 +552,14 @@ async fn write_status(
 async fn wait_for_resource(context: &Context, resource: &NamespaceIsolation) {
     let key = ObjectRef::from(resource);
     let deadline = tokio::time::Instant::now() + CACHE_WAIT;
-    loop {
-        let moved = context.isolations.get(&key).is_none_or(|cached| {
-            cached.metadata.resource_version != resource.metadata.resource_version
-        });
-        if moved || tokio::time::Instant::now() >= deadline {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    context
+        .isolation_changes
+        .wait_until(deadline, || {
+            context.isolations.get(&key).is_none_or(|cached| {
+                cached.metadata.resource_version != resource.metadata.resource_version
+            })
+        })
+        .await;
 }
 
 fn update_error(resource: &NamespaceIsolation, namespace: &str, source: kube::Error) -> Error {

@@ -581,12 +581,12 @@ async fn serve_object(
         }
         (&Method::GET, Some(name)) => {
             let object = shared.lock_state().get(&info, namespace, name)?;
-            Ok(json_response(200, &output.render(&info, &object), &[]))
+            Ok(json_response(200, &output.render(&info, object), &[]))
         }
         (&Method::GET, None) => {
             let options = list_options(query)?;
             let list = shared.lock_state().list(&info, namespace, &options)?;
-            Ok(json_response(200, &output.render(&info, &list), &[]))
+            Ok(json_response(200, &output.render(&info, list), &[]))
         }
         (&Method::POST, None) => {
             let media = body_media(headers)?;

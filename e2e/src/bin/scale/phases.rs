@@ -505,25 +505,16 @@ pub async fn drift(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         .try_collect()
         .await?;
     let deadline = env.deadline();
-    let restored = loop {
-        let now = policies.snapshot();
-        let back: Vec<Instant> = chosen
-            .iter()
-            .filter_map(|key| {
-                let old = known.get(key)?;
-                now.get(key)
-                    .filter(|seen| seen.uid != old.uid)
-                    .map(|seen| seen.at)
-            })
-            .collect();
-        if back.len() == chosen.len() {
-            break now;
+    let restored: Vec<Instant> = loop {
+        let back = policies.recreated(&chosen, &known);
+        let missing = back.iter().filter(|at| at.is_none()).count();
+        if missing == 0 {
+            break back.into_iter().flatten().collect();
         }
         if Instant::now() >= deadline {
             task.abort();
             anyhow::bail!(
-                "{} of {} deleted policies were not restored within {}s",
-                chosen.len() - back.len(),
+                "{missing} of {} deleted policies were not restored within {}s",
                 chosen.len(),
                 env.settings.timeout.as_secs()
             );
@@ -533,17 +524,11 @@ pub async fn drift(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     task.abort();
     let mut latencies: Vec<Duration> = chosen
         .iter()
-        .filter_map(|key| {
-            let back = restored.get(key)?.at;
-            Some(back.saturating_duration_since(*deleted.get(key)?))
-        })
+        .zip(&restored)
+        .filter_map(|(key, back)| Some(back.saturating_duration_since(*deleted.get(key)?)))
         .collect();
     latencies.sort();
-    let all_back = chosen
-        .iter()
-        .filter_map(|key| restored.get(key).map(|seen| seen.at))
-        .max()
-        .unwrap_or(started);
+    let all_back = restored.iter().max().copied().unwrap_or(started);
     workload::wait_quiet(&env.sandbox, QUIET, env.settings.timeout).await;
     let after = env.operator.usage()?;
     let writes = Writes::of(&env.audit("drift", started)?, USER_AGENT);

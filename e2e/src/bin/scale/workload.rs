@@ -9,7 +9,7 @@
 //! ```
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
@@ -19,7 +19,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::{core::v1::Namespace, networking::v1::NetworkPolicy};
 use kube::{
     Api, Client,
-    api::{PostParams, ResourceExt},
+    api::{PartialObjectMeta, PostParams, ResourceExt},
     runtime::{WatchStreamExt, watcher},
 };
 use netfence::{render, sandbox::{AuditEntry, Sandbox, SandboxOptions}};
@@ -396,8 +396,10 @@ impl Policies {
     /// Start watching (a task of its own).
     pub fn watch(client: &Client) -> (Policies, tokio::task::JoinHandle<()>) {
         let tracker = Policies::default();
-        let api: Api<NetworkPolicy> = Api::all(client.clone());
+        let api: Api<PartialObjectMeta<NetworkPolicy>> = Api::all(client.clone());
         let seen = Arc::clone(&tracker.seen);
+        // Metadata only: the uid is all it needs, and full objects would make the benchmark's
+        // own watch cost the sandbox more than the operator's.
         let synced = Arc::clone(&tracker.synced);
         let selector = netfence::controller::managed_selector();
         let task = tokio::spawn(async move {
@@ -439,6 +441,22 @@ impl Policies {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
+    }
+
+    /// For each key: when the watch first delivered it with a uid other than `old`'s (the
+    /// policy was recreated), or `None`. Reads only those keys.
+    pub fn recreated(
+        &self,
+        keys: &[(String, String)],
+        old: &BTreeMap<(String, String), Seen>,
+    ) -> Vec<Option<Instant>> {
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.iter()
+            .map(|key| {
+                let now = seen.get(key)?;
+                (old.get(key).map(|old| &old.uid) != Some(&now.uid)).then_some(now.at)
+            })
+            .collect()
     }
 
     /// Every policy seen, by namespace and name.
