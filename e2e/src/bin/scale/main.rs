@@ -48,9 +48,9 @@ struct Args {
     #[arg(long)]
     skip_baseline: bool,
 
-    /// Requests the benchmark keeps in flight: the baseline's tasks, and the creates, deletes
-    /// and edits of the phases.
-    #[arg(long, default_value_t = 16)]
+    /// Requests the benchmark keeps in flight: the baseline's tasks (as many as the operator's
+    /// default concurrent reconciles), and the creates, deletes and edits of the phases.
+    #[arg(long, default_value_t = 32)]
     concurrency: u16,
 
     /// `netfence run --concurrency` for the operator (default: netfence's own default).
