@@ -444,6 +444,7 @@ fn list_options(query: &HashMap<String, String>) -> Result<ListOptions, ApiError
             .cloned(),
         resource_version: query.get("resourceVersion").cloned(),
         version_match: query.get("resourceVersionMatch").cloned(),
+        metadata_only: false,
     })
 }
 
@@ -584,7 +585,10 @@ async fn serve_object(
             Ok(json_response(200, &output.render(&info, object), &[]))
         }
         (&Method::GET, None) => {
-            let options = list_options(query)?;
+            let options = ListOptions {
+                metadata_only: output == Output::Metadata,
+                ..list_options(query)?
+            };
             let list = shared.lock_state().list(&info, namespace, &options)?;
             Ok(json_response(200, &output.render(&info, list), &[]))
         }

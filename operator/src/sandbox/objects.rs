@@ -13,6 +13,7 @@
 //! that changes nothing keeps its `resourceVersion` and emits no watch event.
 
 use std::{
+    ops::Bound,
     collections::BTreeSet,
     fmt::Write as _,
     hash::{BuildHasher, Hasher},
@@ -118,6 +119,9 @@ pub struct ListOptions {
     pub resource_version: Option<String>,
     /// `resourceVersionMatch`.
     pub version_match: Option<String>,
+    /// The client asked for `PartialObjectMetadata`: items carry only their metadata, so the
+    /// list copies no spec or status (the answer is the same).
+    pub metadata_only: bool,
 }
 
 /// A successful answer: the HTTP code, the body, and `Warning` headers.
@@ -505,14 +509,18 @@ impl State {
         let mut next = None;
         let mut remaining = 0_usize;
         // Keys are ordered by namespace first: a namespaced list reads only its namespace's range
-        // (etcd reads a key prefix), not every object of the resource.
-        let objects: Box<dyn Iterator<Item = (&ObjectKey, &Value)>> = match namespace {
-            Some(namespace) => Box::new(
-                view.range(ObjectKey::new(Some(namespace), "")..)
-                    .take_while(move |(key, _)| key.namespace == namespace),
-            ),
-            None => Box::new(view.iter()),
+        // (etcd reads a key prefix), and a continued list starts after its token's key, not at
+        // the first object of the resource.
+        let namespace_start = namespace.map(|namespace| ObjectKey::new(Some(namespace), ""));
+        let from = match (namespace_start, &start) {
+            (Some(first), Some(after)) if *after < first => Bound::Included(first),
+            (_, Some(after)) => Bound::Excluded(after.clone()),
+            (Some(first), None) => Bound::Included(first),
+            (None, None) => Bound::Unbounded,
         };
+        let objects = view
+            .range((from, Bound::Unbounded))
+            .take_while(|(key, _)| namespace.is_none_or(|namespace| key.namespace == namespace));
         for (key, object) in objects {
             if start.as_ref().is_some_and(|start| key <= start) {
                 continue;
@@ -531,7 +539,16 @@ impl State {
                 remaining += 1;
                 continue;
             }
-            items.push((key.clone(), present(info, object)));
+            let item = if options.metadata_only {
+                json!({
+                    "apiVersion": info.api_version(),
+                    "kind": info.kind,
+                    "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                })
+            } else {
+                present(info, object)
+            };
+            items.push((key.clone(), item));
         }
         let mut metadata = json!({"resourceVersion": revision.to_string()});
         if let Some(last) = next {
