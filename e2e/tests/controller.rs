@@ -982,3 +982,33 @@ async fn a_foreign_default_deny_name_blocks_every_write() {
     );
     env.finish().await;
 }
+
+/// `/readyz` turns ready once both caches have synced, while the controller runs: without it a
+/// Deployment's readiness probe never passes and its rollout never completes.
+#[tokio::test]
+async fn readiness_is_set_once_the_caches_sync() {
+    let mut env = Env::start().await;
+    let namespace = env.bare_namespace("ready").await;
+    let prepared = controller::prepare(
+        env.client.clone(),
+        &controller::Settings {
+            namespace: Some(namespace.clone()),
+            concurrency: 4,
+            instance: Some("e2e".into()),
+        },
+        env.metrics.clone(),
+    );
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(prepared.run(ready.clone(), async move {
+        let _ = stopped.await;
+    }));
+    env.eventually("the readiness flag is set", || {
+        let ready = ready.clone();
+        async move { ready.load(std::sync::atomic::Ordering::Relaxed) }
+    })
+    .await;
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    env.finish().await;
+}

@@ -10,9 +10,10 @@
 //! Each step is a named function; `validate`, `render` and `plan` are pure and live in their own
 //! modules. A reconcile in steady state makes no write: the plan is empty and the status unchanged.
 
+mod cache;
 mod leader;
 mod reconcile;
-mod status;
+pub mod status;
 mod template;
 
 use std::{
@@ -24,7 +25,7 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{
     Api, Client,
@@ -38,6 +39,7 @@ use kube::{
 };
 use netfence_crd::NamespaceIsolation;
 
+pub use cache::{Changes, PolicyCache};
 pub use leader::{LeaseSettings, run_as_leader};
 pub use reconcile::{Error, reconcile};
 pub use template::{PreparedTemplates, TemplateError, prepare_templates};
@@ -62,10 +64,12 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub struct Context {
     /// The API client.
     pub client: Client,
-    /// The NetworkPolicies carrying the managed-by label, as last observed.
-    pub policies: Store<NetworkPolicy>,
-    /// The NamespaceIsolations, as the controller last observed them.
+    /// The NetworkPolicies carrying the managed-by label, as last observed, by namespace.
+    pub policies: PolicyCache,
+    /// The NamespaceIsolations, as last observed (the controller's own cache).
     pub isolations: Store<NamespaceIsolation>,
+    /// Signalled whenever `isolations` changes.
+    pub isolation_changes: Changes,
     /// Consecutive failures per resource, for exponential backoff.
     pub failures: std::sync::Mutex<HashMap<ObjectRef<NamespaceIsolation>, u32>>,
     /// The counters.
@@ -105,7 +109,7 @@ pub struct Settings {
 /// A controller ready to run: read its store (for metrics) before running it.
 pub struct Prepared {
     controller: Controller<NamespaceIsolation>,
-    policies: Store<NetworkPolicy>,
+    policies: PolicyCache,
     context: Arc<Context>,
     templates: Option<PreparedTemplates>,
 }
@@ -126,9 +130,8 @@ impl Prepared {
         let isolations = self.controller.store();
         let policies = self.policies.clone();
         tokio::spawn(async move {
-            if isolations.wait_until_ready().await.is_ok()
-                && policies.wait_until_ready().await.is_ok()
-            {
+            if synced(&isolations).await {
+                policies.wait_synced().await;
                 ready.store(true, Ordering::Relaxed);
             }
         });
@@ -151,6 +154,46 @@ impl Prepared {
     }
 }
 
+/// Each watch backs off its own errors (`default_backoff`, client-go's schedule). kube's
+/// controller would also pause all its triggers after any error, on top: after a 410 Gone both
+/// watches then relisted 4 s later instead of about 1 s, and drift went unnoticed meanwhile.
+struct NoTriggerBackoff;
+
+impl Iterator for NoTriggerBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoTriggerBackoff {
+    fn reset(&mut self) {}
+}
+
+/// How many objects a list page holds (see [`prepare`]).
+const LIST_PAGE: u32 = 100;
+
+/// Wait until a store has its first complete list; false if its writer is gone.
+///
+/// kube's `Store::wait_until_ready` wakes only the last task that polled it (a oneshot channel
+/// keeps one waker), and the controller itself waits on the NamespaceIsolation store: a second
+/// waiter could sleep forever and `/readyz` never turn ready. Polling again every 100 ms
+/// re-registers the waker and sees the value once any waiter has taken it.
+async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(result) =
+            tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await
+        {
+            return result.is_ok();
+        }
+    }
+}
+
 /// Build the NamespaceIsolation controller: it watches the resources and reflects the
 /// NetworkPolicies that carry the managed-by label.
 #[must_use]
@@ -163,14 +206,36 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
             ),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
-    let (reader, writer) = reflector::store();
+    // Both caches drop managedFields: reconciles never read them, and they are most of the
+    // size of a server-side-applied object. Lists come in pages of LIST_PAGE (kube's default is
+    // 500): a page is held whole, managedFields included, while it is decoded, and 500 policies
+    // with their managedFields take about 20 MB for a moment at every relist.
+    let policy_cache = PolicyCache::default();
+    let cache_writer = policy_cache.clone();
     let policy_events = watcher(
         policies,
-        watcher::Config::default().labels(&managed_selector()),
+        watcher::Config::default()
+            .labels(&managed_selector())
+            .page_size(LIST_PAGE),
     )
     .default_backoff()
-    .reflect(writer)
+    .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
+    .map_ok(move |event| {
+        cache_writer.apply(&event);
+        event
+    })
     .touched_objects();
+    let (isolation_reader, isolation_writer) = reflector::store();
+    let isolation_changes = Changes::default();
+    let isolation_events = watcher(isolations, watcher::Config::default().page_size(LIST_PAGE))
+        .default_backoff()
+        .modify(|resource: &mut NamespaceIsolation| resource.metadata.managed_fields = None)
+        .reflect(isolation_writer)
+        .inspect_ok({
+            let changes = isolation_changes.clone();
+            move |_| changes.signal()
+        })
+        .applied_objects();
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -178,19 +243,21 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
             instance: settings.instance.clone(),
         },
     );
-    let controller = Controller::new(isolations, watcher::Config::default())
-        .owns_stream(policy_events)
-        .with_config(
-            kube::runtime::controller::Config::default().concurrency(settings.concurrency.max(1)),
-        );
     let context = Arc::new(Context {
         client,
-        policies: reader.clone(),
-        isolations: controller.store(),
+        policies: policy_cache.clone(),
+        isolations: isolation_reader.clone(),
+        isolation_changes,
         failures: std::sync::Mutex::new(HashMap::new()),
         metrics,
         recorder,
     });
+    let controller = Controller::for_stream(isolation_events, isolation_reader)
+        .owns_stream(policy_events)
+        .trigger_backoff(NoTriggerBackoff)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(settings.concurrency.max(1)),
+        );
     let templates = (settings.templates && settings.namespace.is_none()).then(|| {
         prepare_templates(
             context.client.clone(),
@@ -201,7 +268,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     });
     Prepared {
         controller,
-        policies: reader,
+        policies: policy_cache,
         context,
         templates,
     }

@@ -13,15 +13,12 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use k8s_openapi::{
-    api::{
-        core::v1::{Namespace, ObjectReference},
-        networking::v1::NetworkPolicy,
-    },
+    api::{core::v1::Namespace, networking::v1::NetworkPolicy},
     apimachinery::pkg::apis::meta::v1::Time,
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams},
     runtime::{controller::Action, events::EventType, reflector::ObjectRef},
 };
 use netfence_crd::{
@@ -32,7 +29,6 @@ use netfence_crd::{
 use super::{
     Context, FIELD_MANAGER, FINALIZER, publish_event,
     status::{self, Outcome},
-    wait_for_cache,
 };
 use crate::{
     plan::{self, ApplyReason, is_owned_by},
@@ -64,6 +60,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The NetworkPolicies of a namespace could not be listed.
+    #[error("failed to list the NetworkPolicies of namespace {namespace}")]
+    List {
+        /// The namespace.
+        namespace: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
     /// A status or finalizer write failed.
     #[error("failed to update NamespaceIsolation {namespace}/{name}")]
     Update {
@@ -84,6 +89,7 @@ impl Error {
         match self {
             Error::Incomplete(_) => "incomplete",
             Error::Write { .. } => "policy_write",
+            Error::List { .. } => "policy_list",
             Error::Update { .. } => "resource_update",
         }
     }
@@ -233,14 +239,13 @@ async fn reconcile_steps(
     }))
 }
 
-/// The policies of the namespace that carry the managed-by label, from the reflector (no API
-/// call). [`plan::plan`] tells this resource's own from the others.
+/// The policies of the namespace that carry the managed-by label, from the cache (no API call).
+/// [`plan::plan`] tells this resource's own from the others.
 fn observe(context: &Context, namespace: &str) -> Vec<NetworkPolicy> {
     context
         .policies
-        .state()
+        .in_namespace(namespace)
         .iter()
-        .filter(|policy| policy.metadata.namespace.as_deref() == Some(namespace))
         .map(|policy| policy.as_ref().clone())
         .collect()
 }
@@ -262,10 +267,19 @@ fn changed(plan: &plan::Plan, reason: ApplyReason) -> Vec<String> {
         .collect()
 }
 
+/// What one reconcile wrote, for its Events.
+#[derive(Debug, Default)]
+struct Written {
+    created: Vec<String>,
+    updated: Vec<String>,
+    restored: Vec<String>,
+    deleted: Vec<String>,
+}
+
 /// Apply and prune. Returns the names of policies that could not be created because an object
-/// that netfence does not own already holds the name (the reflector sees only labelled
-/// policies, so a missing one is looked up before it is created: netfence never takes over a
-/// hand-written policy).
+/// that netfence does not own already holds the name (the cache holds only labelled policies,
+/// so when a policy is missing, the namespace's policies are listed once before anything is
+/// created: netfence never takes over a hand-written policy).
 async fn apply_plan(
     context: &Context,
     resource: &NamespaceIsolation,
@@ -273,24 +287,52 @@ async fn apply_plan(
     uid: &str,
     plan: &plan::Plan,
 ) -> Result<Vec<String>, Error> {
+    let mut written = Written::default();
+    let result = apply_and_prune(context, resource, namespace, uid, plan, &mut written).await;
+    publish_written(context, resource, &written).await;
+    result
+}
+
+async fn apply_and_prune(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    namespace: &str,
+    uid: &str,
+    plan: &plan::Plan,
+    done: &mut Written,
+) -> Result<Vec<String>, Error> {
     let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut conflicts = Vec::new();
-    let mut written: Vec<(ObjectRef<NetworkPolicy>, Option<String>)> = Vec::new();
+    let mut versions: Vec<(String, Option<String>)> = Vec::new();
+    let taken = if plan
+        .apply
+        .iter()
+        .any(|(reason, _)| *reason == ApplyReason::Missing)
+    {
+        api.list_metadata(&ListParams::default())
+            .await
+            .map_err(|source| Error::List {
+                namespace: namespace.to_owned(),
+                source,
+            })?
+            .items
+            .into_iter()
+            .filter_map(|found| Some((found.metadata.name.clone()?, found.metadata)))
+            .collect()
+    } else {
+        std::collections::HashMap::new()
+    };
     for (reason, policy) in &plan.apply {
         let name = policy.metadata.name.clone().unwrap_or_default();
-        let write_error = |verb, source| Error::Write {
-            verb,
-            namespace: namespace.to_owned(),
-            name: name.clone(),
-            source,
-        };
-        if *reason == ApplyReason::Missing {
-            let existing = api
-                .get_opt(&name)
-                .await
-                .map_err(|source| write_error("read", source))?;
-            if existing.is_some_and(|existing| !is_owned_by(&existing, uid)) {
+        if *reason == ApplyReason::Missing
+            && let Some(existing) = taken.get(&name)
+        {
+            let existing = NetworkPolicy {
+                metadata: existing.clone(),
+                ..NetworkPolicy::default()
+            };
+            if !is_owned_by(&existing, uid) {
                 let is_deny = name == PolicyRole::DefaultDeny.policy_name(&resource.name_any());
                 conflicts.push(name);
                 if is_deny {
@@ -303,35 +345,33 @@ async fn apply_plan(
         let applied = api
             .patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
             .await
-            .map_err(|source| write_error("apply", source))?;
-        written.push((
-            ObjectRef::new(&name).within(namespace),
-            applied.metadata.resource_version,
-        ));
+            .map_err(|source| Error::Write {
+                verb: "apply",
+                namespace: namespace.to_owned(),
+                name: name.clone(),
+                source,
+            })?;
+        versions.push((name.clone(), applied.metadata.resource_version));
         context.metrics.policies_applied.inc();
         if is_drift(resource, *reason, &name) {
             context.metrics.drift_corrections.inc();
             tracing::info!(policy = %name, "drift corrected");
-            let note = format!("NetworkPolicy {name} differed from the spec and was restored");
-            policy_event(context, resource, "DriftCorrected", &name, note).await;
+            done.restored.push(name);
+        } else if *reason == ApplyReason::Missing {
+            tracing::info!(policy = %name, "created");
+            done.created.push(name);
         } else {
-            let verb = if *reason == ApplyReason::Missing {
-                "created"
-            } else {
-                "updated"
-            };
-            tracing::info!(policy = %name, "{verb}");
-            let note = format!("NetworkPolicy {name} {verb}");
-            policy_event(context, resource, "PolicyApplied", &name, note).await;
+            tracing::info!(policy = %name, "updated");
+            done.updated.push(name);
         }
     }
     for name in &plan.delete {
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => {
-                written.push((ObjectRef::new(name).within(namespace), None));
+                versions.push((name.clone(), None));
                 context.metrics.policies_deleted.inc();
-                let note = format!("NetworkPolicy {name} is no longer rendered and was deleted");
-                policy_event(context, resource, "PolicyDeleted", name, note).await;
+                tracing::info!(policy = %name, "deleted");
+                done.deleted.push(name.clone());
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(source) => {
@@ -344,8 +384,68 @@ async fn apply_plan(
             }
         }
     }
-    wait_for_cache(&context.policies, &written).await;
+    wait_for_cache(context, namespace, &versions).await;
     Ok(conflicts)
+}
+
+/// One Event per kind of change a reconcile made (not one per policy: a namespace converging
+/// writes 9 policies, and Events are writes too), each naming the policies.
+async fn publish_written(context: &Context, resource: &NamespaceIsolation, written: &Written) {
+    let notes = [
+        (
+            "DriftCorrected",
+            &written.restored,
+            "differed from the spec and was restored",
+            "differed from the spec and were restored",
+        ),
+        ("PolicyApplied", &written.created, "created", "created"),
+        ("PolicyApplied", &written.updated, "updated", "updated"),
+        (
+            "PolicyDeleted",
+            &written.deleted,
+            "is no longer rendered and was deleted",
+            "are no longer rendered and were deleted",
+        ),
+    ];
+    for (reason, names, one, many) in notes {
+        let note = match names.as_slice() {
+            [] => continue,
+            [name] => format!("NetworkPolicy {name} {one}"),
+            names => format!("NetworkPolicies {} {many}", names.join(", ")),
+        };
+        event(context, resource, EventType::Normal, reason, note).await;
+    }
+}
+
+/// The longest a reconcile waits for the policy cache to see its own writes.
+const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Wait until the reflector holds every written policy at the version the write returned (or no
+/// longer holds a deleted one). The status write that follows triggers another reconcile; with a
+/// stale cache that reconcile would take its own fresh policies for missing ones and write them
+/// again (and call it drift). After [`CACHE_WAIT`] it goes on: the next event corrects anything.
+async fn wait_for_cache(context: &Context, namespace: &str, written: &[(String, Option<String>)]) {
+    if written.is_empty() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+    let seen = context
+        .policies
+        .wait_until(deadline, |cache| {
+            written.iter().all(|(name, version)| {
+                let cached = cache.get(namespace, name);
+                match version {
+                    Some(version) => cached.is_some_and(|policy| {
+                        policy.metadata.resource_version.as_ref() == Some(version)
+                    }),
+                    None => cached.is_none(),
+                }
+            })
+        })
+        .await;
+    if !seen {
+        tracing::debug!("the policy cache did not catch up with this reconcile's writes");
+    }
 }
 
 /// Whether writing `name` corrects drift rather than carrying out a spec change: the status says
@@ -375,51 +475,13 @@ async fn event(
     reason: &str,
     note: String,
 ) {
-    event_about(context, resource, type_, reason, note, None).await;
-}
-
-/// An Event about one NetworkPolicy of the resource: the policy is its `related` object, so that
-/// Events about different policies are not folded into one series.
-async fn policy_event(
-    context: &Context,
-    resource: &NamespaceIsolation,
-    reason: &str,
-    policy: &str,
-    note: String,
-) {
-    let related = ObjectReference {
-        api_version: Some("networking.k8s.io/v1".to_owned()),
-        kind: Some("NetworkPolicy".to_owned()),
-        name: Some(policy.to_owned()),
-        namespace: resource.metadata.namespace.clone(),
-        ..ObjectReference::default()
-    };
-    event_about(
-        context,
-        resource,
-        EventType::Normal,
-        reason,
-        note,
-        Some(related),
-    )
-    .await;
-}
-
-async fn event_about(
-    context: &Context,
-    resource: &NamespaceIsolation,
-    type_: EventType,
-    reason: &str,
-    note: String,
-    related: Option<ObjectReference>,
-) {
     publish_event(
         &context.recorder,
         &resource.object_ref(&()),
         type_,
         reason,
         note,
-        related,
+        None,
     )
     .await;
 }
@@ -450,22 +512,32 @@ async fn write_status(
         "kind": NamespaceIsolation::kind(&()),
         "status": new,
     });
-    let written = api
-        .patch_status(
-            &resource.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| update_error(resource, namespace, source))?;
-    // The next reconcile (often queued already, by this one's own policy writes) must see this
-    // status, or it would write the same status again.
-    wait_for_cache(
-        &context.isolations,
-        &[(ObjectRef::from(&written), written.metadata.resource_version)],
+    api.patch_status(
+        &resource.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
     )
-    .await;
+    .await
+    .map_err(|source| update_error(resource, namespace, source))?;
+    wait_for_resource(context, resource).await;
     Ok(true)
+}
+
+/// Wait until the resource cache has moved past the version this reconcile read (it then holds
+/// the status just written, or something newer). The policy writes of this reconcile have
+/// already queued another reconcile; with a stale resource it would see the old status and
+/// write the new one again. After [`CACHE_WAIT`] it goes on.
+async fn wait_for_resource(context: &Context, resource: &NamespaceIsolation) {
+    let key = ObjectRef::from(resource);
+    let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+    context
+        .isolation_changes
+        .wait_until(deadline, || {
+            context.isolations.get(&key).is_none_or(|cached| {
+                cached.metadata.resource_version != resource.metadata.resource_version
+            })
+        })
+        .await;
 }
 
 fn update_error(resource: &NamespaceIsolation, namespace: &str, source: kube::Error) -> Error {

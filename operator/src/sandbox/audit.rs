@@ -37,6 +37,8 @@ pub struct AuditEntry {
     pub user_agent: String,
     /// The request path and query, for messages.
     pub uri: String,
+    /// When the request was received (a watch: when it started).
+    pub received: std::time::Instant,
 }
 
 /// Which requests a fault applies to.

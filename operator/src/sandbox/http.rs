@@ -200,6 +200,7 @@ struct Facts {
 
 /// The single handler: every path goes through here.
 pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let received = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let query = parse_query(parts.uri.query());
     let user_agent = parts
@@ -271,6 +272,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
         code: response.status().as_u16(),
         user_agent,
         uri,
+        received,
     });
     response
 }
@@ -442,6 +444,7 @@ fn list_options(query: &HashMap<String, String>) -> Result<ListOptions, ApiError
             .cloned(),
         resource_version: query.get("resourceVersion").cloned(),
         version_match: query.get("resourceVersionMatch").cloned(),
+        metadata_only: false,
     })
 }
 
@@ -579,12 +582,15 @@ async fn serve_object(
         }
         (&Method::GET, Some(name)) => {
             let object = shared.lock_state().get(&info, namespace, name)?;
-            Ok(json_response(200, &output.render(&info, &object), &[]))
+            Ok(json_response(200, &output.render(&info, object), &[]))
         }
         (&Method::GET, None) => {
-            let options = list_options(query)?;
+            let options = ListOptions {
+                metadata_only: output == Output::Metadata,
+                ..list_options(query)?
+            };
             let list = shared.lock_state().list(&info, namespace, &options)?;
-            Ok(json_response(200, &output.render(&info, &list), &[]))
+            Ok(json_response(200, &output.render(&info, list), &[]))
         }
         (&Method::POST, None) => {
             let media = body_media(headers)?;

@@ -330,6 +330,16 @@ impl Sandbox {
             .clone()
     }
 
+    /// How many requests the audit log holds (cheaper than [`Sandbox::audit`] for polling).
+    #[must_use]
+    pub fn audit_len(&self) -> usize {
+        self.shared
+            .audit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// Forget the audit log.
     pub fn audit_clear(&self) {
         self.shared

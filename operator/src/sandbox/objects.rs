@@ -13,9 +13,10 @@
 //! that changes nothing keeps its `resourceVersion` and emits no watch event.
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::BTreeSet,
     fmt::Write as _,
     hash::{BuildHasher, Hasher},
+    ops::Bound,
 };
 
 use kube::core::cel::cel::Context;
@@ -118,6 +119,9 @@ pub struct ListOptions {
     pub resource_version: Option<String>,
     /// `resourceVersionMatch`.
     pub version_match: Option<String>,
+    /// The client asked for `PartialObjectMetadata`: items carry only their metadata, so the
+    /// list copies no spec or status (the answer is the same).
+    pub metadata_only: bool,
 }
 
 /// A successful answer: the HTTP code, the body, and `Warning` headers.
@@ -504,10 +508,20 @@ impl State {
         let mut items = Vec::new();
         let mut next = None;
         let mut remaining = 0_usize;
-        for (key, object) in view.iter() {
-            if namespace.is_some_and(|namespace| key.namespace != namespace) {
-                continue;
-            }
+        // Keys are ordered by namespace first: a namespaced list reads only its namespace's range
+        // (etcd reads a key prefix), and a continued list starts after its token's key, not at
+        // the first object of the resource.
+        let namespace_start = namespace.map(|namespace| ObjectKey::new(Some(namespace), ""));
+        let from = match (namespace_start, &start) {
+            (Some(first), Some(after)) if *after < first => Bound::Included(first),
+            (_, Some(after)) => Bound::Excluded(after.clone()),
+            (Some(first), None) => Bound::Included(first),
+            (None, None) => Bound::Unbounded,
+        };
+        let objects = view
+            .range((from, Bound::Unbounded))
+            .take_while(|(key, _)| namespace.is_none_or(|namespace| key.namespace == namespace));
+        for (key, object) in objects {
             if start.as_ref().is_some_and(|start| key <= start) {
                 continue;
             }
@@ -525,7 +539,16 @@ impl State {
                 remaining += 1;
                 continue;
             }
-            items.push((key.clone(), present(info, object)));
+            let item = if options.metadata_only {
+                json!({
+                    "apiVersion": info.api_version(),
+                    "kind": info.kind,
+                    "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                })
+            } else {
+                present(info, object)
+            };
+            items.push((key.clone(), item));
         }
         let mut metadata = json!({"resourceVersion": revision.to_string()});
         if let Some(last) = next {
@@ -1425,39 +1448,13 @@ impl State {
         }
     }
 
-    /// Every stored object that names `uid` as an owner.
+    /// Every stored object that names `uid` as an owner (from the store's owner index).
     fn dependents(&self, uid: &str) -> Vec<(StoreKey, ObjectKey)> {
-        let mut found = Vec::new();
-        for resource in self.store.resources() {
-            for (key, object) in self.store.iter(&resource) {
-                let owned = object
-                    .pointer("/metadata/ownerReferences")
-                    .and_then(Value::as_array)
-                    .is_some_and(|owners| {
-                        owners
-                            .iter()
-                            .any(|owner| owner.get("uid").and_then(Value::as_str) == Some(uid))
-                    });
-                if owned {
-                    found.push((resource.clone(), key.clone()));
-                }
-            }
-        }
-        found
+        self.store.dependents_of(uid)
     }
 
     fn has_dependents(&self, uid: &str) -> bool {
         !self.dependents(uid).is_empty()
-    }
-
-    fn existing_uids(&self) -> HashSet<String> {
-        let mut uids = HashSet::new();
-        for resource in self.store.resources() {
-            for (_, object) in self.store.iter(&resource) {
-                uids.insert(uid_of(object).to_owned());
-            }
-        }
-        uids
     }
 
     /// Strip the owner reference to `uid` from its dependents (`propagationPolicy: Orphan`).
@@ -1517,7 +1514,6 @@ impl State {
                 if dependents.is_empty() {
                     continue;
                 }
-                let existing = self.existing_uids();
                 for (resource, key) in dependents {
                     let Some(object) = self.store.get(&resource, &key) else {
                         continue;
@@ -1530,7 +1526,9 @@ impl State {
                                 owner
                                     .get("uid")
                                     .and_then(Value::as_str)
-                                    .is_some_and(|other| other != uid && existing.contains(other))
+                                    .is_some_and(|other| {
+                                        other != uid && self.store.holds_uid(other)
+                                    })
                             })
                         });
                     if other_owner {
@@ -1562,9 +1560,13 @@ impl State {
         };
         let terminating: Vec<ObjectKey> = self
             .store
-            .iter(&namespaces)
-            .filter(|(_, object)| is_deleting(object) && finalizers_of(object).is_empty())
-            .map(|(key, _)| key.clone())
+            .terminating_namespaces()
+            .into_iter()
+            .filter(|key| {
+                self.store
+                    .get(&namespaces, key)
+                    .is_some_and(|object| finalizers_of(object).is_empty())
+            })
             .collect();
         for key in terminating {
             let occupied = self.store.resources().iter().any(|resource| {

@@ -13,7 +13,7 @@
 
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
     sync::Arc,
 };
 
@@ -102,6 +102,13 @@ pub struct Store {
     history_limit: usize,
     compacted: u64,
     events: broadcast::Sender<Arc<Change>>,
+    /// The uid of every stored object (the garbage collector asks whether an owner exists).
+    uids: HashSet<String>,
+    /// The objects that name each uid as an owner, kept with every change, so that the garbage
+    /// collector finds dependents without scanning the store (as upstream's keeps a graph).
+    dependents: HashMap<String, BTreeSet<(StoreKey, ObjectKey)>>,
+    /// The namespaces being deleted (the garbage collector finishes them once empty).
+    terminating: BTreeSet<ObjectKey>,
 }
 
 impl Store {
@@ -115,6 +122,9 @@ impl Store {
             history_limit: history_limit.max(1),
             compacted: 1,
             events,
+            uids: HashSet::new(),
+            dependents: HashMap::new(),
+            terminating: BTreeSet::new(),
         }
     }
 
@@ -161,6 +171,65 @@ impl Store {
         })
     }
 
+    /// Whether an object with this uid is stored.
+    #[must_use]
+    pub fn holds_uid(&self, uid: &str) -> bool {
+        self.uids.contains(uid)
+    }
+
+    /// Every stored object that names `uid` in its owner references, by resource then key.
+    #[must_use]
+    pub fn dependents_of(&self, uid: &str) -> Vec<(StoreKey, ObjectKey)> {
+        self.dependents
+            .get(uid)
+            .map(|found| found.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The namespaces that carry a `deletionTimestamp`.
+    #[must_use]
+    pub fn terminating_namespaces(&self) -> Vec<ObjectKey> {
+        self.terminating.iter().cloned().collect()
+    }
+
+    /// Add (`present`) or remove an object from the uid, owner and terminating indexes.
+    fn index(&mut self, resource: &StoreKey, key: &ObjectKey, object: &Value, present: bool) {
+        if resource.group.is_empty() && resource.plural == "namespaces" {
+            let deleting = object.pointer("/metadata/deletionTimestamp").is_some();
+            if present && deleting {
+                self.terminating.insert(key.clone());
+            } else {
+                self.terminating.remove(key);
+            }
+        }
+        if let Some(uid) = object.pointer("/metadata/uid").and_then(Value::as_str) {
+            if present {
+                self.uids.insert(uid.to_owned());
+            } else {
+                self.uids.remove(uid);
+            }
+        }
+        let owners = object
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|owner| owner.get("uid").and_then(Value::as_str));
+        for owner in owners {
+            if present {
+                self.dependents
+                    .entry(owner.to_owned())
+                    .or_default()
+                    .insert((resource.clone(), key.clone()));
+            } else if let Some(found) = self.dependents.get_mut(owner) {
+                found.remove(&(resource.clone(), key.clone()));
+                if found.is_empty() {
+                    self.dependents.remove(owner);
+                }
+            }
+        }
+    }
+
     /// The resources that hold at least one object.
     #[must_use]
     pub fn resources(&self) -> Vec<StoreKey> {
@@ -184,6 +253,10 @@ impl Store {
             .entry(resource.clone())
             .or_default()
             .insert(key.clone(), object.clone());
+        if let Some(previous) = &previous {
+            self.index(resource, &key, previous, false);
+        }
+        self.index(resource, &key, &object, true);
         let change = if previous.is_some() {
             ChangeType::Modified
         } else {
@@ -204,6 +277,7 @@ impl Store {
     /// revision as `resourceVersion` (as the DELETED watch event does).
     pub fn remove(&mut self, resource: &StoreKey, key: &ObjectKey) -> Option<Value> {
         let previous = self.objects.get_mut(resource)?.remove(key)?;
+        self.index(resource, key, &previous, false);
         self.revision += 1;
         let mut object = previous.clone();
         set_resource_version(&mut object, self.revision);

@@ -546,10 +546,10 @@ impl Output {
 
     /// One object, or a list, in this output.
     #[must_use]
-    pub fn render(&self, info: &ResourceInfo, body: &Value) -> Value {
+    pub fn render(&self, info: &ResourceInfo, body: Value) -> Value {
         match self {
-            Output::Json => body.clone(),
-            Output::Table(include) => to_table(info, body, include),
+            Output::Json => body,
+            Output::Table(include) => to_table(info, &body, include),
             Output::Metadata => match body.get("items").and_then(Value::as_array) {
                 Some(items) => json!({
                     "kind": "PartialObjectMetadataList",
@@ -557,7 +557,7 @@ impl Output {
                     "metadata": body.get("metadata").cloned().unwrap_or_else(|| json!({})),
                     "items": items.iter().map(partial).collect::<Vec<_>>(),
                 }),
-                None => partial(body),
+                None => partial(&body),
             },
         }
     }

@@ -85,7 +85,7 @@ impl WatchRequest {
 
     fn wrap(&self, kind: &str, object: &Value) -> Value {
         let object = present(&self.info, object);
-        json!({"type": kind, "object": self.output.render(&self.info, &object)})
+        json!({"type": kind, "object": self.output.render(&self.info, object)})
     }
 
     fn bookmark(&self, revision: u64, initial_end: bool) -> Value {

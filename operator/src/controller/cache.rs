@@ -1,0 +1,287 @@
+//! The controller's cache of the NetworkPolicies netfence manages, indexed by namespace, so that a
+//! reconcile reads the policies of its own namespace without scanning every policy of the
+//! cluster (a scan per reconcile makes convergence quadratic in the number of namespaces).
+//!
+//! ```text
+//! watch NetworkPolicy (managed-by=netfence) --managedFields dropped--> PolicyCache
+//!                                                                      namespace -> name -> policy
+//! ```
+//!
+//! It applies watcher events as kube's reflector does: a relist (`Init`, `InitApply`...,
+//! `InitDone`) fills a buffer that replaces the content at once. Any number of tasks may wait
+//! for the first complete list.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, PoisonError, RwLock},
+};
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::runtime::watcher;
+
+type Namespaces = HashMap<String, BTreeMap<String, Arc<NetworkPolicy>>>;
+
+#[derive(Default)]
+struct Content {
+    namespaces: Namespaces,
+    /// A relist in progress.
+    buffer: Option<Namespaces>,
+}
+
+struct Inner {
+    content: RwLock<Content>,
+    synced: tokio::sync::watch::Sender<bool>,
+    /// Signalled at every event applied.
+    changes: Changes,
+}
+
+/// A signal that a cache changed, which any number of tasks can wait on (no polling).
+#[derive(Clone, Debug)]
+pub struct Changes {
+    count: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes {
+            count: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
+}
+
+impl Changes {
+    /// Tell the waiters that the cache changed.
+    pub fn signal(&self) {
+        self.count
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// Wait until `done` holds (checked at once and after every signal), at most until
+    /// `deadline`. Returns whether it holds.
+    pub async fn wait_until(
+        &self,
+        deadline: tokio::time::Instant,
+        mut done: impl FnMut() -> bool,
+    ) -> bool {
+        let mut changes = self.count.subscribe();
+        loop {
+            changes.mark_unchanged();
+            if done() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return done(),
+            }
+        }
+    }
+}
+
+/// The managed NetworkPolicies, by namespace and name. Cloning shares the cache.
+#[derive(Clone)]
+pub struct PolicyCache {
+    inner: Arc<Inner>,
+}
+
+impl Default for PolicyCache {
+    fn default() -> Self {
+        PolicyCache {
+            inner: Arc::new(Inner {
+                content: RwLock::new(Content::default()),
+                synced: tokio::sync::watch::Sender::new(false),
+                changes: Changes::default(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for PolicyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyCache")
+            .field("policies", &self.len())
+            .finish()
+    }
+}
+
+/// Insert `policy`; when `known` holds it at the same resourceVersion, share that copy instead
+/// (a relist then costs no second copy of every unchanged policy).
+fn insert(namespaces: &mut Namespaces, policy: &NetworkPolicy, known: Option<&Namespaces>) {
+    let (Some(namespace), Some(name)) = (&policy.metadata.namespace, &policy.metadata.name) else {
+        return;
+    };
+    let shared = known
+        .and_then(|known| known.get(namespace)?.get(name))
+        .filter(|known| known.metadata.resource_version == policy.metadata.resource_version)
+        .cloned();
+    namespaces.entry(namespace.clone()).or_default().insert(
+        name.clone(),
+        shared.unwrap_or_else(|| Arc::new(policy.clone())),
+    );
+}
+
+impl PolicyCache {
+    /// Apply one watcher event.
+    pub fn apply(&self, event: &watcher::Event<NetworkPolicy>) {
+        self.apply_content(event);
+        self.inner.changes.signal();
+    }
+
+    fn apply_content(&self, event: &watcher::Event<NetworkPolicy>) {
+        let mut content = self
+            .inner
+            .content
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match event {
+            watcher::Event::Apply(policy) => insert(&mut content.namespaces, policy, None),
+            watcher::Event::Delete(policy) => {
+                let (Some(namespace), Some(name)) =
+                    (&policy.metadata.namespace, &policy.metadata.name)
+                else {
+                    return;
+                };
+                if let Some(policies) = content.namespaces.get_mut(namespace) {
+                    policies.remove(name);
+                    if policies.is_empty() {
+                        content.namespaces.remove(namespace);
+                    }
+                }
+            }
+            watcher::Event::Init => content.buffer = Some(Namespaces::new()),
+            watcher::Event::InitApply(policy) => {
+                let Content { namespaces, buffer } = &mut *content;
+                insert(
+                    buffer.get_or_insert_with(Namespaces::new),
+                    policy,
+                    Some(namespaces),
+                );
+            }
+            watcher::Event::InitDone => {
+                content.namespaces = content.buffer.take().unwrap_or_default();
+                drop(content);
+                self.inner.synced.send_replace(true);
+            }
+        }
+    }
+
+    /// The policies of one namespace, by name.
+    #[must_use]
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<NetworkPolicy>> {
+        self.inner
+            .content
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .namespaces
+            .get(namespace)
+            .map(|policies| policies.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// One policy.
+    #[must_use]
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<NetworkPolicy>> {
+        self.inner
+            .content
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .namespaces
+            .get(namespace)
+            .and_then(|policies| policies.get(name).cloned())
+    }
+
+    /// How many policies the cache holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.inner
+            .content
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .namespaces
+            .values()
+            .map(BTreeMap::len)
+            .sum()
+    }
+
+    /// Whether the cache holds no policy.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Wait until `done` holds (checked at once and after every change of the cache), at most
+    /// until `deadline`. Returns whether it holds.
+    pub async fn wait_until(
+        &self,
+        deadline: tokio::time::Instant,
+        mut done: impl FnMut(&PolicyCache) -> bool,
+    ) -> bool {
+        self.inner.changes.wait_until(deadline, || done(self)).await
+    }
+
+    /// Wait until the first complete list is in.
+    pub async fn wait_synced(&self) {
+        let mut synced = self.inner.synced.subscribe();
+        // The sender lives as long as `self`: this cannot fail.
+        let _ = synced.wait_for(|synced| *synced).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(namespace: &str, name: &str) -> NetworkPolicy {
+        let mut policy = NetworkPolicy::default();
+        policy.metadata.namespace = Some(namespace.to_owned());
+        policy.metadata.name = Some(name.to_owned());
+        policy
+    }
+
+    fn names(cache: &PolicyCache, namespace: &str) -> Vec<String> {
+        cache
+            .in_namespace(namespace)
+            .iter()
+            .filter_map(|policy| policy.metadata.name.clone())
+            .collect()
+    }
+
+    /// Events land in their namespace; a relist replaces everything at once, so a policy deleted
+    /// while the watch was down does not linger (a lingering one would never be restored).
+    #[tokio::test]
+    async fn applies_events_and_relists() {
+        let cache = PolicyCache::default();
+        cache.apply(&watcher::Event::Init);
+        cache.apply(&watcher::Event::InitApply(policy("a", "deny")));
+        assert!(
+            cache.is_empty(),
+            "nothing is visible before the list is complete"
+        );
+        cache.apply(&watcher::Event::InitDone);
+        cache.wait_synced().await;
+        cache.apply(&watcher::Event::Apply(policy("a", "dns")));
+        cache.apply(&watcher::Event::Apply(policy("b", "deny")));
+        assert_eq!(names(&cache, "a"), ["deny", "dns"]);
+        cache.apply(&watcher::Event::Delete(policy("a", "deny")));
+        assert_eq!(names(&cache, "a"), ["dns"]);
+        assert!(cache.get("b", "deny").is_some());
+
+        cache.apply(&watcher::Event::Init);
+        cache.apply(&watcher::Event::InitApply(policy("b", "deny")));
+        assert_eq!(
+            cache.len(),
+            2,
+            "the old content stays until the relist is done"
+        );
+        cache.apply(&watcher::Event::InitDone);
+        let kept = cache.get("b", "deny").expect("relisted");
+        cache.apply(&watcher::Event::Init);
+        cache.apply(&watcher::Event::InitApply(policy("b", "deny")));
+        cache.apply(&watcher::Event::InitDone);
+        assert!(
+            Arc::ptr_eq(&kept, &cache.get("b", "deny").expect("relisted")),
+            "an unchanged policy is shared, not copied, by a relist"
+        );
+        assert!(names(&cache, "a").is_empty());
+        assert_eq!(cache.len(), 1);
+    }
+}
