@@ -995,6 +995,8 @@ async fn readiness_is_set_once_the_caches_sync() {
             namespace: Some(namespace.clone()),
             concurrency: 4,
             instance: Some("e2e".into()),
+            templates: false,
+            operator_namespace: None,
         },
         env.metrics.clone(),
     );
