@@ -38,7 +38,7 @@ use kube::{
 };
 use netfence_crd::NamespaceIsolation;
 
-pub use cache::{Changes, PolicyCache};
+pub use cache::{Changes, OwnWrites, PolicyCache};
 pub use leader::{LeaseSettings, run_as_leader};
 pub use reconcile::{Error, reconcile};
 
@@ -68,6 +68,8 @@ pub struct Context {
     pub isolations: Store<NamespaceIsolation>,
     /// Signalled whenever `isolations` changes.
     pub isolation_changes: Changes,
+    /// What this controller wrote, so that its own writes trigger no reconcile.
+    pub own_writes: OwnWrites,
     /// Consecutive failures per resource, for exponential backoff.
     pub failures: std::sync::Mutex<HashMap<ObjectRef<NamespaceIsolation>, u32>>,
     /// The counters.
@@ -156,6 +158,15 @@ impl kube::runtime::utils::Backoff for NoTriggerBackoff {
     fn reset(&mut self) {}
 }
 
+/// Whether a watch event only reports this controller's own last write (it then triggers no
+/// reconcile; the caches still apply it).
+fn is_own_write<K: kube::Resource<DynamicType = ()>>(
+    own: &OwnWrites,
+    event: &watcher::Event<K>,
+) -> bool {
+    matches!(event, watcher::Event::Apply(object) if own.take(object))
+}
+
 /// How many objects a list page holds (see [`prepare`]).
 const LIST_PAGE: u32 = 100;
 
@@ -200,6 +211,9 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     // with their managedFields take about 20 MB for a moment at every relist.
     let policy_cache = PolicyCache::default();
     let cache_writer = policy_cache.clone();
+    let own_writes = OwnWrites::default();
+    let own_policies = own_writes.clone();
+    let own_isolations = own_writes.clone();
     let policy_events = watcher(
         policies,
         watcher::Config::default()
@@ -212,6 +226,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         cache_writer.apply(&event);
         event
     })
+    .try_filter(move |event| std::future::ready(!is_own_write(&own_policies, event)))
     .touched_objects();
     let (isolation_reader, isolation_writer) = reflector::store();
     let isolation_changes = Changes::default();
@@ -223,6 +238,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
             let changes = isolation_changes.clone();
             move |_| changes.signal()
         })
+        .try_filter(move |event| std::future::ready(!is_own_write(&own_isolations, event)))
         .applied_objects();
     let recorder = Recorder::new(
         client.clone(),
@@ -236,6 +252,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         policies: policy_cache.clone(),
         isolations: isolation_reader.clone(),
         isolation_changes,
+        own_writes,
         failures: std::sync::Mutex::new(HashMap::new()),
         metrics,
         recorder,

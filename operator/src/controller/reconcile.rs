@@ -358,6 +358,7 @@ async fn apply_and_prune(
                 name: name.clone(),
                 source,
             })?;
+        context.own_writes.record(&applied);
         versions.push((name.clone(), applied.metadata.resource_version));
         context.metrics.policies_applied.inc();
         if is_drift(resource, *reason, &name) {
@@ -534,13 +535,15 @@ async fn write_status(
         "kind": NamespaceIsolation::kind(&()),
         "status": new,
     });
-    api.patch_status(
-        &resource.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| update_error(resource, namespace, source))?;
+    let written = api
+        .patch_status(
+            &resource.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| update_error(resource, namespace, source))?;
+    context.own_writes.record(&written);
     wait_for_resource(context, resource).await;
     Ok(true)
 }
