@@ -52,7 +52,8 @@ impl Default for Changes {
 impl Changes {
     /// Tell the waiters that the cache changed.
     pub fn signal(&self) {
-        self.count.send_modify(|count| *count = count.wrapping_add(1));
+        self.count
+            .send_modify(|count| *count = count.wrapping_add(1));
     }
 
     /// Wait until `done` holds (checked at once and after every signal), at most until
@@ -81,8 +82,11 @@ impl Changes {
 /// and a reconcile per write doubled the reconciles of convergence and drift. Cloning shares it.
 #[derive(Clone, Debug, Default)]
 pub struct OwnWrites {
-    versions: Arc<std::sync::Mutex<HashMap<(String, String, String), String>>>,
+    versions: Arc<std::sync::Mutex<HashMap<WrittenKey, String>>>,
 }
+
+/// Kind, namespace and name of a written object.
+type WrittenKey = (String, String, String);
 
 impl OwnWrites {
     /// Remember that this controller wrote `object` (as the API server answered it).
@@ -158,10 +162,10 @@ fn insert(namespaces: &mut Namespaces, policy: &NetworkPolicy, known: Option<&Na
         .and_then(|known| known.get(namespace)?.get(name))
         .filter(|known| known.metadata.resource_version == policy.metadata.resource_version)
         .cloned();
-    namespaces
-        .entry(namespace.clone())
-        .or_default()
-        .insert(name.clone(), shared.unwrap_or_else(|| Arc::new(policy.clone())));
+    namespaces.entry(namespace.clone()).or_default().insert(
+        name.clone(),
+        shared.unwrap_or_else(|| Arc::new(policy.clone())),
+    );
 }
 
 impl PolicyCache {
@@ -260,10 +264,7 @@ impl PolicyCache {
         deadline: tokio::time::Instant,
         mut done: impl FnMut(&PolicyCache) -> bool,
     ) -> bool {
-        self.inner
-            .changes
-            .wait_until(deadline, || done(self))
-            .await
+        self.inner.changes.wait_until(deadline, || done(self)).await
     }
 
     /// Wait until the first complete list is in.
@@ -300,7 +301,10 @@ mod tests {
         let cache = PolicyCache::default();
         cache.apply(&watcher::Event::Init);
         cache.apply(&watcher::Event::InitApply(policy("a", "deny")));
-        assert!(cache.is_empty(), "nothing is visible before the list is complete");
+        assert!(
+            cache.is_empty(),
+            "nothing is visible before the list is complete"
+        );
         cache.apply(&watcher::Event::InitDone);
         cache.wait_synced().await;
         cache.apply(&watcher::Event::Apply(policy("a", "dns")));
@@ -312,7 +316,11 @@ mod tests {
 
         cache.apply(&watcher::Event::Init);
         cache.apply(&watcher::Event::InitApply(policy("b", "deny")));
-        assert_eq!(cache.len(), 2, "the old content stays until the relist is done");
+        assert_eq!(
+            cache.len(),
+            2,
+            "the old content stays until the relist is done"
+        );
         cache.apply(&watcher::Event::InitDone);
         let kept = cache.get("b", "deny").expect("relisted");
         cache.apply(&watcher::Event::Init);

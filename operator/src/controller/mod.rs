@@ -182,11 +182,8 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     loop {
-        if let Ok(result) = tokio::time::timeout(
-            Duration::from_millis(100),
-            store.wait_until_ready(),
-        )
-        .await
+        if let Ok(result) =
+            tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await
         {
             return result.is_ok();
         }

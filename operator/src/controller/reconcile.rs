@@ -13,10 +13,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use k8s_openapi::{
-    api::{
-        core::v1::Namespace,
-        networking::v1::NetworkPolicy,
-    },
+    api::{core::v1::Namespace, networking::v1::NetworkPolicy},
     apimachinery::pkg::apis::meta::v1::Time,
 };
 use kube::{

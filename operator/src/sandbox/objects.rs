@@ -13,10 +13,10 @@
 //! that changes nothing keeps its `resourceVersion` and emits no watch event.
 
 use std::{
-    ops::Bound,
     collections::BTreeSet,
     fmt::Write as _,
     hash::{BuildHasher, Hasher},
+    ops::Bound,
 };
 
 use kube::core::cel::cel::Context;

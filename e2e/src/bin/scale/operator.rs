@@ -44,7 +44,7 @@ pub struct Operator {
 
 impl Operator {
     /// Start the operator against the cluster of `kubeconfig`; its output goes to `log`.
-    pub async fn start(
+    pub fn start(
         kubeconfig: &Path,
         concurrency: Option<u16>,
         log: &Path,
@@ -86,9 +86,7 @@ impl Operator {
             .kill_on_drop(true)
             .spawn()
             .context("failed to start the operator process")?;
-        let pid = child
-            .id()
-            .context("the operator process exited at once")?;
+        let pid = child.id().context("the operator process exited at once")?;
         Ok(Operator {
             child,
             pid,
@@ -115,7 +113,9 @@ impl Operator {
             }
             if http_get(self.metrics, "/readyz")
                 .await
-                .is_some_and(|answer| answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"))
+                .is_some_and(|answer| {
+                    answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
+                })
             {
                 return Ok(());
             }

@@ -33,8 +33,7 @@ use crate::{
     operator::{Operator, Usage, to_f64},
     report::Report,
     workload::{
-        self, BASELINE_AGENT, BENCH_AGENT, FIRST_PORT, Isolations, Policies, Writes,
-        namespace_name,
+        self, BASELINE_AGENT, BENCH_AGENT, FIRST_PORT, Isolations, Policies, Writes, namespace_name,
     },
 };
 
@@ -93,8 +92,7 @@ impl Env {
         sandbox.write_kubeconfig(&kubeconfig)?;
         let (isolations, watch) = Isolations::watch(&user);
         let log = settings.work_dir.join("operator.log");
-        let mut operator =
-            Operator::start(&kubeconfig, settings.operator_concurrency, &log).await?;
+        let mut operator = Operator::start(&kubeconfig, settings.operator_concurrency, &log)?;
         operator.wait_ready(Duration::from_secs(60)).await?;
         eprintln!(
             "operator running (pid {}, log {})",
@@ -126,7 +124,11 @@ impl Env {
     }
 
     /// The audit log of the phase that started at `started`, written out when asked for.
-    fn audit(&self, phase: &str, started: Instant) -> anyhow::Result<Vec<netfence::sandbox::AuditEntry>> {
+    fn audit(
+        &self,
+        phase: &str,
+        started: Instant,
+    ) -> anyhow::Result<Vec<netfence::sandbox::AuditEntry>> {
         let entries = self.sandbox.audit();
         if self.settings.dump_audit {
             let path = self.settings.work_dir.join(format!("{phase}.audit"));
@@ -243,12 +245,12 @@ pub async fn baseline(
     );
     let sandbox = workload::start_sandbox(settings.namespaces).await?;
     let user = workload::client(&sandbox, BENCH_AGENT)?;
-    let writer = workload::client(&sandbox, BASELINE_AGENT)?;
+    let baseline_client = workload::client(&sandbox, BASELINE_AGENT)?;
     workload::create_namespaces(&user, settings.namespaces, settings.concurrency).await?;
     sandbox.audit_clear();
     let started = Instant::now();
     stream::iter(0..settings.namespaces)
-        .map(|index| baseline_one(&user, &writer, index))
+        .map(|index| baseline_one(&user, &baseline_client, index))
         .buffer_unordered(settings.concurrency)
         .try_collect::<()>()
         .await?;
@@ -363,7 +365,11 @@ pub async fn convergence(env: &Env, report: &mut Report) -> anyhow::Result<Durat
         "time to create every resource (benchmark client)",
         seconds(created),
     );
-    report.add("convergence", "time until every resource is Ready", seconds(elapsed));
+    report.add(
+        "convergence",
+        "time until every resource is Ready",
+        seconds(elapsed),
+    );
     report_writes(
         report,
         "convergence",
@@ -384,7 +390,10 @@ pub async fn convergence(env: &Env, report: &mut Report) -> anyhow::Result<Durat
     report.check(
         "convergence",
         "operator peak RSS (VmHWM)",
-        format!("{:.1} MiB", peak_during.peak_rss_mib.max(after.peak_rss_mib)),
+        format!(
+            "{:.1} MiB",
+            peak_during.peak_rss_mib.max(after.peak_rss_mib)
+        ),
         "< 100 MiB",
         after.peak_rss_mib < 100.0,
     );
@@ -589,9 +598,13 @@ pub async fn churn(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             let api: Api<NamespaceIsolation> = Api::namespaced(env.user.clone(), &namespace);
             let patch = patch.clone();
             async move {
-                api.patch(workload::NAME, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .with_context(|| format!("failed to edit the resource of {namespace}"))
+                api.patch(
+                    workload::NAME,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .with_context(|| format!("failed to edit the resource of {namespace}"))
             }
         })
         .buffer_unordered(env.settings.concurrency)
@@ -651,7 +664,10 @@ fn changed_policies(before: &[NetworkPolicy], after: &[NetworkPolicy]) -> usize 
         .iter()
         .filter(|(name, policy)| after.get(*name) != Some(policy))
         .count();
-    let added = after.keys().filter(|name| !before.contains_key(*name)).count();
+    let added = after
+        .keys()
+        .filter(|name| !before.contains_key(*name))
+        .count();
     changed_or_removed + added
 }
 

@@ -34,7 +34,14 @@ impl Report {
     }
 
     /// A figure with its target and whether it is met.
-    pub fn check(&mut self, phase: &'static str, figure: &str, value: String, target: &str, met: bool) {
+    pub fn check(
+        &mut self,
+        phase: &'static str,
+        figure: &str,
+        value: String,
+        target: &str,
+        met: bool,
+    ) {
         self.rows.push(Row {
             phase,
             figure: figure.to_owned(),
@@ -46,7 +53,10 @@ impl Report {
 
     /// How many targets are missed.
     pub fn missed(&self) -> usize {
-        self.rows.iter().filter(|row| row.met == Some(false)).count()
+        self.rows
+            .iter()
+            .filter(|row| row.met == Some(false))
+            .count()
     }
 
     /// The table, as Markdown (readable as is, and pasteable into the README).

@@ -10,6 +10,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    fmt::Write as _,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
@@ -22,7 +23,10 @@ use kube::{
     api::{PartialObjectMeta, PostParams, ResourceExt},
     runtime::{WatchStreamExt, watcher},
 };
-use netfence::{render, sandbox::{AuditEntry, Sandbox, SandboxOptions}};
+use netfence::{
+    render,
+    sandbox::{AuditEntry, Sandbox, SandboxOptions},
+};
 use netfence_crd::{NamespaceIsolation, ValidatedIsolation};
 use serde_json::{Value, json};
 
@@ -207,9 +211,7 @@ impl Writes {
                 entry.verb.as_str(),
             ) {
                 ("networkpolicies", _, "apply") => &mut writes.policy_applies,
-                ("networkpolicies", _, "delete" | "deletecollection") => {
-                    &mut writes.policy_deletes
-                }
+                ("networkpolicies", _, "delete" | "deletecollection") => &mut writes.policy_deletes,
                 ("networkpolicies", _, _) => &mut writes.policy_other,
                 ("namespaceisolations", Some("status"), _) => &mut writes.status,
                 ("namespaceisolations", _, _) => &mut writes.resource,
@@ -248,7 +250,11 @@ pub fn reads(entries: &[AuditEntry], agent: &str) -> (usize, usize, usize) {
 
 /// Write audit entries to `path`, one per line: milliseconds since `since`, user agent, verb,
 /// resource, namespace/name, code, URI (for finding where time goes).
-pub fn dump_audit(path: &std::path::Path, entries: &[AuditEntry], since: Instant) -> anyhow::Result<()> {
+pub fn dump_audit(
+    path: &std::path::Path,
+    entries: &[AuditEntry],
+    since: Instant,
+) -> anyhow::Result<()> {
     let mut text = String::new();
     for entry in entries {
         let millis = if entry.received >= since {
@@ -256,17 +262,22 @@ pub fn dump_audit(path: &std::path::Path, entries: &[AuditEntry], since: Instant
         } else {
             -(since.duration_since(entry.received).as_secs_f64() * 1000.0)
         };
-        text.push_str(&format!(
-            "{millis:10.1} {} {} {}{} {}/{} {} {}\n",
+        let _ = writeln!(
+            text,
+            "{millis:10.1} {} {} {}{} {}/{} {} {}",
             entry.user_agent,
             entry.verb,
             entry.resource,
-            entry.subresource.as_deref().map(|s| format!("/{s}")).unwrap_or_default(),
+            entry
+                .subresource
+                .as_deref()
+                .map(|s| format!("/{s}"))
+                .unwrap_or_default(),
             entry.namespace.as_deref().unwrap_or_default(),
             entry.name.as_deref().unwrap_or_default(),
             entry.code,
             entry.uri,
-        ));
+        );
     }
     std::fs::write(path, text).with_context(|| format!("failed to write {}", path.display()))
 }
@@ -336,7 +347,13 @@ impl Isolations {
                 let mut ready = ready.lock().unwrap_or_else(PoisonError::into_inner);
                 let seen = ready.get(&key).map(|readiness| readiness.generation);
                 if seen != Some(generation) {
-                    ready.insert(key, Readiness { generation, at: now });
+                    ready.insert(
+                        key,
+                        Readiness {
+                            generation,
+                            at: now,
+                        },
+                    );
                 }
             }
         });
