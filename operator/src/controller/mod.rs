@@ -11,6 +11,7 @@
 //! modules. A reconcile in steady state makes no write: the plan is empty and the status unchanged.
 
 mod cache;
+pub mod events;
 mod leader;
 mod reconcile;
 pub mod status;
@@ -74,8 +75,13 @@ pub struct Context {
     pub failures: std::sync::Mutex<HashMap<ObjectRef<NamespaceIsolation>, u32>>,
     /// The counters.
     pub metrics: Arc<Metrics>,
-    /// Publishes Events about the resources.
-    pub recorder: Recorder,
+    /// Queues Events about the resources (published by a task of their own).
+    pub events: events::EventQueue,
+    /// One permit per reconcile that may run (`--concurrency`), handed out first come, first
+    /// served. kube's own limit keeps waiting reconciles in a hash set and starts them in no
+    /// order: under a burst (900 policies deleted at once) the first deleted waited as long as
+    /// the last, and the slowest restorations took the whole burst.
+    pub permits: tokio::sync::Semaphore,
 }
 
 /// The label selector of the policies netfence watches: only its own.
@@ -106,6 +112,7 @@ pub struct Prepared {
     controller: Controller<NamespaceIsolation>,
     policies: PolicyCache,
     context: Arc<Context>,
+    publisher: events::Publisher,
 }
 
 impl Prepared {
@@ -123,6 +130,7 @@ impl Prepared {
     ) {
         let isolations = self.controller.store();
         let policies = self.policies.clone();
+        let publisher = tokio::spawn(self.publisher.run());
         tokio::spawn(async move {
             if synced(&isolations).await {
                 policies.wait_synced().await;
@@ -138,6 +146,13 @@ impl Prepared {
                 }
             })
             .await;
+        // The controller and its context are gone, so the queue is closed: publish what is left.
+        if tokio::time::timeout(Duration::from_secs(5), publisher)
+            .await
+            .is_err()
+        {
+            tracing::warn!("Events still queued at shutdown were not published");
+        }
     }
 }
 
@@ -244,6 +259,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
             instance: settings.instance.clone(),
         },
     );
+    let (event_queue, publisher) = events::queue(recorder, metrics.clone());
     let context = Arc::new(Context {
         client,
         policies: policy_cache.clone(),
@@ -252,18 +268,19 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         own_writes,
         failures: std::sync::Mutex::new(HashMap::new()),
         metrics,
-        recorder,
+        events: event_queue,
+        permits: tokio::sync::Semaphore::new(usize::from(settings.concurrency.max(1))),
     });
     let controller = Controller::for_stream(isolation_events, isolation_reader)
         .owns_stream(policy_events)
         .trigger_backoff(NoTriggerBackoff)
-        .with_config(
-            kube::runtime::controller::Config::default().concurrency(settings.concurrency.max(1)),
-        );
+        // No limit here: the permits in the context limit reconciles, in arrival order.
+        .with_config(kube::runtime::controller::Config::default().concurrency(0));
     Prepared {
         controller,
         policies: policy_cache,
         context,
+        publisher,
     }
 }
 

@@ -104,6 +104,8 @@ pub async fn reconcile(
     resource: Arc<NamespaceIsolation>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
+    // The semaphore is never closed, so acquiring cannot fail.
+    let _permit = context.permits.acquire().await.ok();
     context.metrics.reconciles.inc();
     let started = std::time::Instant::now();
     let span = tracing::info_span!(
@@ -158,7 +160,7 @@ async fn reconcile_steps(
                 policies: owned_names(&observed, &uid),
             };
             if write_status(resource, context, &namespace, &outcome).await? {
-                event(context, resource, EventType::Warning, "InvalidSpec", note).await;
+                event(context, resource, EventType::Warning, "InvalidSpec", note);
             }
             return Ok(Action::await_change());
         }
@@ -208,8 +210,7 @@ async fn reconcile_steps(
                 EventType::Warning,
                 "ApplyFailed",
                 message,
-            )
-            .await;
+            );
             return Err(error);
         }
     }
@@ -293,7 +294,7 @@ async fn apply_plan(
 ) -> Result<Vec<String>, Error> {
     let mut written = Written::default();
     let result = apply_and_prune(context, resource, namespace, uid, plan, &mut written).await;
-    publish_written(context, resource, &written).await;
+    publish_written(context, resource, &written);
     result
 }
 
@@ -395,7 +396,7 @@ async fn apply_and_prune(
 
 /// One Event per kind of change a reconcile made (not one per policy: a namespace converging
 /// writes 9 policies, and Events are writes too), each naming the policies.
-async fn publish_written(context: &Context, resource: &NamespaceIsolation, written: &Written) {
+fn publish_written(context: &Context, resource: &NamespaceIsolation, written: &Written) {
     let notes = [
         (
             "DriftCorrected",
@@ -418,7 +419,7 @@ async fn publish_written(context: &Context, resource: &NamespaceIsolation, writt
             [name] => format!("NetworkPolicy {name} {one}"),
             names => format!("NetworkPolicies {} {many}", names.join(", ")),
         };
-        event(context, resource, EventType::Normal, reason, note).await;
+        event(context, resource, EventType::Normal, reason, note);
     }
 }
 
@@ -471,19 +472,9 @@ fn is_drift(resource: &NamespaceIsolation, reason: ApplyReason, name: &str) -> b
         }
 }
 
-/// Publish an Event about the resource. A failure to publish is logged, never fatal: Events are
-/// for people, the status is the contract.
-async fn event(
-    context: &Context,
-    resource: &NamespaceIsolation,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    event_about(context, resource, type_, reason, note).await;
-}
-
-async fn event_about(
+/// Queue an Event about the resource (see [`super::events`]): a reconcile never waits for one.
+/// Events are for people, the status is the contract.
+fn event(
     context: &Context,
     resource: &NamespaceIsolation,
     type_: EventType,
@@ -497,13 +488,7 @@ async fn event_about(
         action: "Reconcile".to_owned(),
         secondary: None,
     };
-    if let Err(error) = context
-        .recorder
-        .publish(&event, &resource.object_ref(&()))
-        .await
-    {
-        tracing::warn!(%error, reason, "failed to publish an Event");
-    }
+    context.events.publish(event, resource.object_ref(&()));
 }
 
 /// Patch the status only when it changed: a steady-state reconcile writes nothing. Returns
