@@ -49,6 +49,8 @@ pub struct Metrics {
     pub policies_deleted: Counter,
     /// Owned policies found edited or deleted, and restored.
     pub drift_corrections: Counter,
+    /// Events dropped because the publishing queue was full.
+    pub events_dropped: Counter,
     /// NamespaceIsolations by their Ready condition, computed at each scrape.
     pub resources: Family<ReadyLabel, Gauge>,
     registry: Registry,
@@ -65,6 +67,7 @@ impl Default for Metrics {
         let policies_applied = Counter::default();
         let policies_deleted = Counter::default();
         let drift_corrections = Counter::default();
+        let events_dropped = Counter::default();
         let resources = Family::<ReadyLabel, Gauge>::default();
         registry.register(
             "reconciles",
@@ -97,6 +100,11 @@ impl Default for Metrics {
             drift_corrections.clone(),
         );
         registry.register(
+            "events_dropped",
+            "Events not published because the publishing queue was full",
+            events_dropped.clone(),
+        );
+        registry.register(
             "resources",
             "NamespaceIsolations by Ready condition",
             resources.clone(),
@@ -108,6 +116,7 @@ impl Default for Metrics {
             policies_applied,
             policies_deleted,
             drift_corrections,
+            events_dropped,
             resources,
             registry,
         }

@@ -11,6 +11,7 @@
 //! modules. A reconcile in steady state makes no write: the plan is empty and the status unchanged.
 
 mod cache;
+pub mod events;
 mod leader;
 mod reconcile;
 pub mod status;
@@ -39,7 +40,7 @@ use kube::{
 };
 use netfence_crd::NamespaceIsolation;
 
-pub use cache::{Changes, PolicyCache};
+pub use cache::{Changes, OwnWrites, PolicyCache};
 pub use leader::{LeaseSettings, run_as_leader};
 pub use reconcile::{Error, reconcile};
 pub use template::{PreparedTemplates, TemplateError, prepare_templates};
@@ -70,12 +71,19 @@ pub struct Context {
     pub isolations: Store<NamespaceIsolation>,
     /// Signalled whenever `isolations` changes.
     pub isolation_changes: Changes,
+    /// What this controller wrote, so that its own writes trigger no reconcile.
+    pub own_writes: OwnWrites,
     /// Consecutive failures per resource, for exponential backoff.
     pub failures: std::sync::Mutex<HashMap<ObjectRef<NamespaceIsolation>, u32>>,
     /// The counters.
     pub metrics: Arc<Metrics>,
-    /// Publishes Events about the resources.
-    pub recorder: Recorder,
+    /// Queues Events about the resources (published by a task of their own).
+    pub events: events::EventQueue,
+    /// One permit per reconcile that may run (`--concurrency`), handed out first come, first
+    /// served. kube's own limit keeps waiting reconciles in a hash set and starts them in no
+    /// order: under a burst (900 policies deleted at once) the first deleted waited as long as
+    /// the last, and the slowest restorations took the whole burst.
+    pub permits: tokio::sync::Semaphore,
 }
 
 /// The label selector of the policies netfence watches: only its own.
@@ -112,6 +120,7 @@ pub struct Prepared {
     policies: PolicyCache,
     context: Arc<Context>,
     templates: Option<PreparedTemplates>,
+    publisher: events::Publisher,
 }
 
 impl Prepared {
@@ -129,6 +138,7 @@ impl Prepared {
     ) {
         let isolations = self.controller.store();
         let policies = self.policies.clone();
+        let publisher = tokio::spawn(self.publisher.run());
         tokio::spawn(async move {
             if synced(&isolations).await {
                 policies.wait_synced().await;
@@ -151,6 +161,13 @@ impl Prepared {
             }
             None => isolations.await,
         }
+        // The controller and its context are gone, so the queue is closed: publish what is left.
+        if tokio::time::timeout(Duration::from_secs(5), publisher)
+            .await
+            .is_err()
+        {
+            tracing::warn!("Events still queued at shutdown were not published");
+        }
     }
 }
 
@@ -169,6 +186,15 @@ impl Iterator for NoTriggerBackoff {
 
 impl kube::runtime::utils::Backoff for NoTriggerBackoff {
     fn reset(&mut self) {}
+}
+
+/// Whether a watch event only reports this controller's own last write (it then triggers no
+/// reconcile; the caches still apply it).
+fn is_own_write<K: kube::Resource<DynamicType = ()>>(
+    own: &OwnWrites,
+    event: &watcher::Event<K>,
+) -> bool {
+    matches!(event, watcher::Event::Apply(object) if own.take(object))
 }
 
 /// How many objects a list page holds (see [`prepare`]).
@@ -212,6 +238,9 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     // with their managedFields take about 20 MB for a moment at every relist.
     let policy_cache = PolicyCache::default();
     let cache_writer = policy_cache.clone();
+    let own_writes = OwnWrites::default();
+    let own_policies = own_writes.clone();
+    let own_isolations = own_writes.clone();
     let policy_events = watcher(
         policies,
         watcher::Config::default()
@@ -224,6 +253,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         cache_writer.apply(&event);
         event
     })
+    .try_filter(move |event| std::future::ready(!is_own_write(&own_policies, event)))
     .touched_objects();
     let (isolation_reader, isolation_writer) = reflector::store();
     let isolation_changes = Changes::default();
@@ -235,6 +265,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
             let changes = isolation_changes.clone();
             move |_| changes.signal()
         })
+        .try_filter(move |event| std::future::ready(!is_own_write(&own_isolations, event)))
         .applied_objects();
     let recorder = Recorder::new(
         client.clone(),
@@ -243,21 +274,23 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
             instance: settings.instance.clone(),
         },
     );
+    let (event_queue, publisher) = events::queue(recorder, metrics.clone());
     let context = Arc::new(Context {
         client,
         policies: policy_cache.clone(),
         isolations: isolation_reader.clone(),
         isolation_changes,
+        own_writes,
         failures: std::sync::Mutex::new(HashMap::new()),
         metrics,
-        recorder,
+        events: event_queue,
+        permits: tokio::sync::Semaphore::new(usize::from(settings.concurrency.max(1))),
     });
     let controller = Controller::for_stream(isolation_events, isolation_reader)
         .owns_stream(policy_events)
         .trigger_backoff(NoTriggerBackoff)
-        .with_config(
-            kube::runtime::controller::Config::default().concurrency(settings.concurrency.max(1)),
-        );
+        // No limit here: the permits in the context limit reconciles, in arrival order.
+        .with_config(kube::runtime::controller::Config::default().concurrency(0));
     let templates = (settings.templates && settings.namespace.is_none()).then(|| {
         prepare_templates(
             context.client.clone(),
@@ -271,6 +304,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         policies: policy_cache,
         context,
         templates,
+        publisher,
     }
 }
 

@@ -19,7 +19,11 @@ use k8s_openapi::{
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
-    runtime::{controller::Action, events::EventType, reflector::ObjectRef},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+        reflector::ObjectRef,
+    },
 };
 use netfence_crd::{
     NamespaceIsolation, ValidatedIsolation,
@@ -27,7 +31,7 @@ use netfence_crd::{
 };
 
 use super::{
-    Context, FIELD_MANAGER, FINALIZER, publish_event,
+    Context, FIELD_MANAGER, FINALIZER,
     status::{self, Outcome},
 };
 use crate::{
@@ -100,6 +104,8 @@ pub async fn reconcile(
     resource: Arc<NamespaceIsolation>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
+    // The semaphore is never closed, so acquiring cannot fail.
+    let _permit = context.permits.acquire().await.ok();
     context.metrics.reconciles.inc();
     let started = std::time::Instant::now();
     let span = tracing::info_span!(
@@ -154,7 +160,7 @@ async fn reconcile_steps(
                 policies: owned_names(&observed, &uid),
             };
             if write_status(resource, context, &namespace, &outcome).await? {
-                event(context, resource, EventType::Warning, "InvalidSpec", note).await;
+                event(context, resource, EventType::Warning, "InvalidSpec", note);
             }
             return Ok(Action::await_change());
         }
@@ -204,8 +210,7 @@ async fn reconcile_steps(
                 EventType::Warning,
                 "ApplyFailed",
                 message,
-            )
-            .await;
+            );
             return Err(error);
         }
     }
@@ -289,7 +294,7 @@ async fn apply_plan(
 ) -> Result<Vec<String>, Error> {
     let mut written = Written::default();
     let result = apply_and_prune(context, resource, namespace, uid, plan, &mut written).await;
-    publish_written(context, resource, &written).await;
+    publish_written(context, resource, &written);
     result
 }
 
@@ -351,6 +356,7 @@ async fn apply_and_prune(
                 name: name.clone(),
                 source,
             })?;
+        context.own_writes.record(&applied);
         versions.push((name.clone(), applied.metadata.resource_version));
         context.metrics.policies_applied.inc();
         if is_drift(resource, *reason, &name) {
@@ -390,7 +396,7 @@ async fn apply_and_prune(
 
 /// One Event per kind of change a reconcile made (not one per policy: a namespace converging
 /// writes 9 policies, and Events are writes too), each naming the policies.
-async fn publish_written(context: &Context, resource: &NamespaceIsolation, written: &Written) {
+fn publish_written(context: &Context, resource: &NamespaceIsolation, written: &Written) {
     let notes = [
         (
             "DriftCorrected",
@@ -413,7 +419,7 @@ async fn publish_written(context: &Context, resource: &NamespaceIsolation, writt
             [name] => format!("NetworkPolicy {name} {one}"),
             names => format!("NetworkPolicies {} {many}", names.join(", ")),
         };
-        event(context, resource, EventType::Normal, reason, note).await;
+        event(context, resource, EventType::Normal, reason, note);
     }
 }
 
@@ -466,24 +472,23 @@ fn is_drift(resource: &NamespaceIsolation, reason: ApplyReason, name: &str) -> b
         }
 }
 
-/// Publish an Event about the resource. A failure to publish is logged, never fatal: Events are
-/// for people, the status is the contract.
-async fn event(
+/// Queue an Event about the resource (see [`super::events`]): a reconcile never waits for one.
+/// Events are for people, the status is the contract.
+fn event(
     context: &Context,
     resource: &NamespaceIsolation,
     type_: EventType,
     reason: &str,
     note: String,
 ) {
-    publish_event(
-        &context.recorder,
-        &resource.object_ref(&()),
+    let event = Event {
         type_,
-        reason,
-        note,
-        None,
-    )
-    .await;
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    context.events.publish(event, resource.object_ref(&()));
 }
 
 /// Patch the status only when it changed: a steady-state reconcile writes nothing. Returns
@@ -512,13 +517,15 @@ async fn write_status(
         "kind": NamespaceIsolation::kind(&()),
         "status": new,
     });
-    api.patch_status(
-        &resource.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| update_error(resource, namespace, source))?;
+    let written = api
+        .patch_status(
+            &resource.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| update_error(resource, namespace, source))?;
+    context.own_writes.record(&written);
     wait_for_resource(context, resource).await;
     Ok(true)
 }

@@ -84,7 +84,7 @@ struct Args {
 
     /// Internal: `netfence run` flags for `--run-operator`.
     #[arg(last = true, hide = true)]
-    operator_args: Vec<String>,
+    run_flags: Vec<String>,
 }
 
 /// `netfence run`'s flags, parsed by netfence's own definition (defaults included).
@@ -100,7 +100,7 @@ fn main() -> ExitCode {
     if args.run_operator {
         operator::exit_when_stdin_closes();
         let run = RunArgs::parse_from(
-            std::iter::once("netfence-run".to_owned()).chain(args.operator_args.iter().cloned()),
+            std::iter::once("netfence-run".to_owned()).chain(args.run_flags.iter().cloned()),
         );
         return netfence::cli::run::run(&run.args);
     }

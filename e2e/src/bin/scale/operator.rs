@@ -44,7 +44,7 @@ pub struct Operator {
 
 impl Operator {
     /// Start the operator against the cluster of `kubeconfig`; its output goes to `log`.
-    pub async fn start(
+    pub fn start(
         kubeconfig: &Path,
         concurrency: Option<u16>,
         log: &Path,

@@ -92,8 +92,7 @@ impl Env {
         sandbox.write_kubeconfig(&kubeconfig)?;
         let (isolations, watch) = Isolations::watch(&user);
         let log = settings.work_dir.join("operator.log");
-        let mut operator =
-            Operator::start(&kubeconfig, settings.operator_concurrency, &log).await?;
+        let mut operator = Operator::start(&kubeconfig, settings.operator_concurrency, &log)?;
         operator.wait_ready(Duration::from_secs(60)).await?;
         eprintln!(
             "operator running (pid {}, log {})",
@@ -246,12 +245,12 @@ pub async fn baseline(
     );
     let sandbox = workload::start_sandbox(settings.namespaces).await?;
     let user = workload::client(&sandbox, BENCH_AGENT)?;
-    let writer = workload::client(&sandbox, BASELINE_AGENT)?;
+    let baseline_client = workload::client(&sandbox, BASELINE_AGENT)?;
     workload::create_namespaces(&user, settings.namespaces, settings.concurrency).await?;
     sandbox.audit_clear();
     let started = Instant::now();
     stream::iter(0..settings.namespaces)
-        .map(|index| baseline_one(&user, &writer, index))
+        .map(|index| baseline_one(&user, &baseline_client, index))
         .buffer_unordered(settings.concurrency)
         .try_collect::<()>()
         .await?;

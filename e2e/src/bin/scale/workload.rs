@@ -10,6 +10,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    fmt::Write as _,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
@@ -261,8 +262,9 @@ pub fn dump_audit(
         } else {
             -(since.duration_since(entry.received).as_secs_f64() * 1000.0)
         };
-        text.push_str(&format!(
-            "{millis:10.1} {} {} {}{} {}/{} {} {}\n",
+        let _ = writeln!(
+            text,
+            "{millis:10.1} {} {} {}{} {}/{} {} {}",
             entry.user_agent,
             entry.verb,
             entry.resource,
@@ -275,7 +277,7 @@ pub fn dump_audit(
             entry.name.as_deref().unwrap_or_default(),
             entry.code,
             entry.uri,
-        ));
+        );
     }
     std::fs::write(path, text).with_context(|| format!("failed to write {}", path.display()))
 }
