@@ -328,8 +328,13 @@ where
         let seen = written.iter().all(|(reference, version)| {
             let cached = store.get(reference);
             match version {
-                Some(version) => cached
-                    .is_some_and(|object| object.meta().resource_version.as_ref() == Some(version)),
+                Some(version) => cached.is_some_and(|object| {
+                    object
+                        .meta()
+                        .resource_version
+                        .as_deref()
+                        .is_some_and(|cached| at_least(cached, version))
+                }),
                 None => cached.is_none(),
             }
         });
@@ -340,6 +345,17 @@ where
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether the cached `resourceVersion` is the written one or a later one. Versions are opaque
+/// to clients, but every API server (etcd's revision, the sandbox's counter) writes decimal
+/// numbers; anything else is compared for equality. Without "later", an object that moved on
+/// meanwhile (a status written by the other controller) would be waited for in vain.
+fn at_least(cached: &str, written: &str) -> bool {
+    match (cached.parse::<u64>(), written.parse::<u64>()) {
+        (Ok(cached), Ok(written)) => cached >= written,
+        _ => cached == written,
     }
 }
 
