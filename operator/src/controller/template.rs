@@ -142,11 +142,14 @@ pub fn prepare_templates(
     metrics: Arc<Metrics>,
 ) -> PreparedTemplates {
     let (namespaces, namespace_writer) = reflector::store();
+    // Both caches keep only what a plan reads: namespaces' managedFields never, a
+    // NamespaceIsolation's only netfence's own apply entry (the labels it set).
     let namespace_events = watcher(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
     .reflect(namespace_writer)
     .touched_objects();
     let (isolations, isolation_writer) = reflector::store();
@@ -155,6 +158,15 @@ pub fn prepare_templates(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(|isolation: &mut NamespaceIsolation| {
+        if let Some(entries) = isolation.metadata.managed_fields.as_mut() {
+            entries.retain(|entry| {
+                entry.manager.as_deref() == Some(FIELD_MANAGER)
+                    && entry.operation.as_deref() == Some("Apply")
+                    && entry.subresource.as_deref().unwrap_or_default().is_empty()
+            });
+        }
+    })
     .reflect(isolation_writer)
     .touched_objects();
     let controller = Controller::new(
