@@ -1014,3 +1014,39 @@ async fn readiness_is_set_once_the_caches_sync() {
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     env.finish().await;
 }
+
+/// A stop requested before the first list completes (a SIGTERM right after start) ends both
+/// controllers: kube's graceful shutdown alone waited forever for a cache whose list the stop had
+/// cut, and `netfence sandbox --once` on an empty sandbox hung one run in five.
+#[tokio::test]
+async fn a_stop_during_the_first_list_ends_the_controllers() {
+    let env = Env::start().await;
+    if env.sandbox().is_none() {
+        skip(
+            "a_stop_during_the_first_list_ends_the_controllers",
+            "it runs cluster-wide controllers, which a shared cluster must not get",
+        );
+        return;
+    }
+    for _ in 0..5 {
+        let prepared = controller::prepare(
+            env.client.clone(),
+            &controller::Settings {
+                namespace: None,
+                concurrency: 4,
+                instance: Some("e2e".into()),
+                templates: true,
+                operator_namespace: None,
+            },
+            env.metrics.clone(),
+        );
+        let run = prepared.run(Arc::new(AtomicBool::new(false)), std::future::ready(()));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(30), run)
+                .await
+                .is_ok(),
+            "the controllers did not stop within 30 s of a stop requested at start"
+        );
+    }
+    env.finish().await;
+}

@@ -35,6 +35,59 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// How long one command may run: `netfence sandbox --once` waits up to 60 s for templates and
+/// 60 s for NamespaceIsolations; a command past this hangs, and the test says so instead of
+/// holding CI until its own timeout.
+const COMMAND_LIMIT: Duration = Duration::from_secs(300);
+
+/// Run a command to its end with its output captured; panic, with what it printed, if it runs
+/// past [`COMMAND_LIMIT`].
+fn output_within_limit(command: &mut Command) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = read(child.stdout.take().map(|pipe| Box::new(pipe) as _));
+    let stderr = read(child.stderr.take().map(|pipe| Box::new(pipe) as _));
+    let deadline = Instant::now() + COMMAND_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the command can be waited for") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    let Some(status) = status else {
+        panic!(
+            "{command:?} was still running after {}s and was killed:\n{}\n{}",
+            COMMAND_LIMIT.as_secs(),
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
 /// A `netfence sandbox` process, stopped when dropped.
 struct Server {
     child: Child,
@@ -72,14 +125,14 @@ impl Server {
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args)
-            .output()
-            .expect("kubectl runs")
+        output_within_limit(
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .arg("--cache-dir")
+                .arg(&self.cache)
+                .args(args),
+        )
     }
 
     /// Run kubectl, require success, return stdout.
@@ -215,19 +268,19 @@ fn kubectl_sees_the_field_path_of_an_invalid_isolation() {
 }
 
 fn sandbox_once(directory: &std::path::Path, apply: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_netfence"))
-        .args([
-            "sandbox",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--once",
-            "--apply",
-        ])
-        .arg(apply)
-        .arg("--kubeconfig")
-        .arg(directory.join("sandbox.kubeconfig"))
-        .output()
-        .expect("netfence runs")
+    output_within_limit(
+        Command::new(env!("CARGO_BIN_EXE_netfence"))
+            .args([
+                "sandbox",
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+                "--once",
+                "--apply",
+            ])
+            .arg(apply)
+            .arg("--kubeconfig")
+            .arg(directory.join("sandbox.kubeconfig")),
+    )
 }
 
 /// The README's first command: `netfence sandbox --apply examples/ --once` applies every example,

@@ -146,10 +146,12 @@ impl Prepared {
             }
         });
         let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+        let store = self.controller.store();
         let isolations = self
             .controller
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile, error_policy, self.context)
+            .take_until(forceful_shutdown(shutdown.clone(), store))
             .for_each(|result| async move {
                 if let Err(error) = result {
                     tracing::debug!(%error, "reconcile did not complete");
@@ -195,6 +197,28 @@ fn is_own_write<K: kube::Resource<DynamicType = ()>>(
     event: &watcher::Event<K>,
 ) -> bool {
     matches!(event, watcher::Event::Apply(object) if own.take(object))
+}
+
+/// How long a stop waits for the reconciles in flight before it drops them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// When a controller stops even with reconciles in flight: [`SHUTDOWN_GRACE`] after `shutdown`,
+/// or at once if its store had no complete list yet.
+///
+/// kube's graceful shutdown cuts the watches, then waits for the store to be ready before its
+/// runner can end; a store whose first list was cut never becomes ready, so a stop during the
+/// first list (a SIGTERM right after start, `netfence sandbox --once` on an empty sandbox) would
+/// wait forever. Nothing has been reconciled before that list, so there is nothing to wait for.
+async fn forceful_shutdown<K>(shutdown: impl std::future::Future<Output = ()>, store: Store<K>)
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    shutdown.await;
+    // One poll: a pending answer leaves no waker anyone depends on, since the stop is at once.
+    if let Some(Ok(())) = futures::FutureExt::now_or_never(store.wait_until_ready()) {
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    }
 }
 
 /// How many objects a list page holds (see [`prepare`]).

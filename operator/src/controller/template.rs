@@ -118,11 +118,13 @@ impl PreparedTemplates {
     /// Run until `shutdown` resolves.
     pub async fn run(
         self,
-        shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+        shutdown: impl std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
     ) {
+        let store = self.controller.store();
         self.controller
-            .graceful_shutdown_on(shutdown)
+            .graceful_shutdown_on(shutdown.clone())
             .run(reconcile, error_policy, self.context)
+            .take_until(super::forceful_shutdown(shutdown, store))
             .for_each(|result| async move {
                 if let Err(error) = result {
                     tracing::debug!(%error, "template reconcile did not complete");
