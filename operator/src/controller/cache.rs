@@ -168,26 +168,59 @@ fn insert(namespaces: &mut Namespaces, policy: &NetworkPolicy, known: Option<&Na
     );
 }
 
+/// The policies of `new` that are not in `old` at the same resourceVersion, and those of `old`
+/// that `new` lacks.
+fn differences(old: &Namespaces, new: &Namespaces) -> Vec<NetworkPolicy> {
+    let version = |namespaces: &Namespaces, namespace: &str, name: &str| {
+        namespaces
+            .get(namespace)
+            .and_then(|policies| policies.get(name))
+            .map(|policy| policy.metadata.resource_version.clone())
+    };
+    let changed = new.iter().flat_map(|(namespace, policies)| {
+        policies
+            .iter()
+            .filter(|(name, policy)| {
+                version(old, namespace, name) != Some(policy.metadata.resource_version.clone())
+            })
+            .map(|(_, policy)| policy.as_ref().clone())
+    });
+    let gone = old.iter().flat_map(|(namespace, policies)| {
+        policies
+            .iter()
+            .filter(|(name, _)| version(new, namespace, name).is_none())
+            .map(|(_, policy)| policy.as_ref().clone())
+    });
+    changed.chain(gone).collect()
+}
+
 impl PolicyCache {
-    /// Apply one watcher event.
-    pub fn apply(&self, event: &watcher::Event<NetworkPolicy>) {
-        self.apply_content(event);
+    /// Apply one watcher event. Returns the policies whose owners must be reconciled: the one
+    /// an event adds, changes or deletes; after a relist, only those that differ from what the
+    /// cache held before it (changed, added, or gone while the watch was down), so that a
+    /// relist of an unchanged cluster reconciles nothing for its policies.
+    pub fn apply(&self, event: &watcher::Event<NetworkPolicy>) -> Vec<NetworkPolicy> {
+        let changed = self.apply_content(event);
         self.inner.changes.signal();
+        changed
     }
 
-    fn apply_content(&self, event: &watcher::Event<NetworkPolicy>) {
+    fn apply_content(&self, event: &watcher::Event<NetworkPolicy>) -> Vec<NetworkPolicy> {
         let mut content = self
             .inner
             .content
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         match event {
-            watcher::Event::Apply(policy) => insert(&mut content.namespaces, policy, None),
+            watcher::Event::Apply(policy) => {
+                insert(&mut content.namespaces, policy, None);
+                vec![policy.clone()]
+            }
             watcher::Event::Delete(policy) => {
                 let (Some(namespace), Some(name)) =
                     (&policy.metadata.namespace, &policy.metadata.name)
                 else {
-                    return;
+                    return Vec::new();
                 };
                 if let Some(policies) = content.namespaces.get_mut(namespace) {
                     policies.remove(name);
@@ -195,8 +228,12 @@ impl PolicyCache {
                         content.namespaces.remove(namespace);
                     }
                 }
+                vec![policy.clone()]
             }
-            watcher::Event::Init => content.buffer = Some(Namespaces::new()),
+            watcher::Event::Init => {
+                content.buffer = Some(Namespaces::new());
+                Vec::new()
+            }
             watcher::Event::InitApply(policy) => {
                 let Content { namespaces, buffer } = &mut *content;
                 insert(
@@ -204,11 +241,15 @@ impl PolicyCache {
                     policy,
                     Some(namespaces),
                 );
+                Vec::new()
             }
             watcher::Event::InitDone => {
-                content.namespaces = content.buffer.take().unwrap_or_default();
+                let new = content.buffer.take().unwrap_or_default();
+                let old = std::mem::replace(&mut content.namespaces, new);
+                let changed = differences(&old, &content.namespaces);
                 drop(content);
                 self.inner.synced.send_replace(true);
+                changed
             }
         }
     }
@@ -325,7 +366,7 @@ mod tests {
         let kept = cache.get("b", "deny").expect("relisted");
         cache.apply(&watcher::Event::Init);
         cache.apply(&watcher::Event::InitApply(policy("b", "deny")));
-        cache.apply(&watcher::Event::InitDone);
+        assert!(cache.apply(&watcher::Event::InitDone).is_empty());
         assert!(
             Arc::ptr_eq(&kept, &cache.get("b", "deny").expect("relisted")),
             "an unchanged policy is shared, not copied, by a relist"

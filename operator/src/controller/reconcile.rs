@@ -246,17 +246,12 @@ async fn reconcile_steps(
 
 /// The policies of the namespace that carry the managed-by label, from the cache (no API call).
 /// [`plan::plan`] tells this resource's own from the others.
-fn observe(context: &Context, namespace: &str) -> Vec<NetworkPolicy> {
-    context
-        .policies
-        .in_namespace(namespace)
-        .iter()
-        .map(|policy| policy.as_ref().clone())
-        .collect()
+fn observe(context: &Context, namespace: &str) -> Vec<Arc<NetworkPolicy>> {
+    context.policies.in_namespace(namespace)
 }
 
 /// The names of the policies this resource owns.
-fn owned_names(policies: &[NetworkPolicy], uid: &str) -> Vec<String> {
+fn owned_names(policies: &[Arc<NetworkPolicy>], uid: &str) -> Vec<String> {
     policies
         .iter()
         .filter(|policy| is_owned_by(policy, uid))
@@ -605,7 +600,7 @@ async fn finalize(
     resource: &NamespaceIsolation,
     context: &Context,
     namespace: &str,
-    observed: &[NetworkPolicy],
+    observed: &[Arc<NetworkPolicy>],
 ) -> Result<(), Error> {
     if !resource.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
