@@ -183,7 +183,7 @@ fn is_own_write<K: kube::Resource<DynamicType = ()>>(
 }
 
 /// How many reconciles may wait for each permit (see [`Context::permits`]).
-const WAITING_PER_PERMIT: u16 = 32;
+const WAITING_PER_PERMIT: u16 = 4;
 
 /// How many objects a list page holds (see [`prepare`]).
 const LIST_PAGE: u32 = 100;
