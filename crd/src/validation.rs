@@ -649,6 +649,14 @@ fn validate_port(port: &Port, path: &str, errors: &mut Errors) -> Option<ValidPo
     })
 }
 
+/// Every problem of a label selector (keys, values, operators), with paths below `path`.
+#[must_use]
+pub fn selector_errors(selector: &LabelSelector, path: &str) -> Vec<FieldError> {
+    let mut errors = Errors::default();
+    check_selector(selector, path, &mut errors);
+    errors.0
+}
+
 /// Check a label selector: keys, values, operators.
 fn check_selector(selector: &LabelSelector, path: &str, errors: &mut Errors) {
     for (key, value) in selector.match_labels.iter().flatten() {

@@ -205,3 +205,69 @@ fn ports() {
         Vec::<String>::new()
     );
 }
+
+fn template_schema() -> Value {
+    let crd = netfence_crd::IsolationTemplate::crd();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|schema| schema.open_api_v3_schema.as_ref())
+        .expect("the CRD has a schema");
+    serde_json::to_value(schema).expect("schema serializes")
+}
+
+/// The IsolationTemplate CRD's rules compile (a rule that does not keeps the CRD out of every
+/// cluster); its template spec carries the NamespaceIsolation rules, and the reserved labels are
+/// refused at admission.
+#[test]
+fn template_rules_compile_and_refuse() {
+    let schema = template_schema();
+    let compiled = compile_schema(&schema);
+    let (mut found, mut problems) = (Vec::new(), Vec::new());
+    rules(&compiled, &mut found, &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(
+        found.iter().any(|rule| rule.contains("self.flows.all")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|rule| rule.contains("'netfence.io/template' in self.labels"))
+    );
+
+    let template = |labels: Value, flows: Value| {
+        json!({
+            "apiVersion": "netfence.io/v1alpha1",
+            "kind": "IsolationTemplate",
+            "metadata": {"name": "t"},
+            "spec": {
+                "namespaceSelector": {},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"tiers": [{"name": "web", "podSelector": {}}], "flows": flows},
+                },
+            },
+        })
+    };
+    let errors = |object: &Value| -> Vec<String> {
+        match Validator::new().validate(&schema, object, None) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    };
+    assert_eq!(
+        errors(&template(json!({"team": "a"}), json!([]))),
+        Vec::<String>::new()
+    );
+    let reserved = errors(&template(json!({"netfence.io/template": "x"}), json!([])));
+    assert!(
+        reserved.len() == 1 && reserved[0].contains("netfence sets the labels"),
+        "{reserved:?}"
+    );
+    let unknown = errors(&template(json!({}), json!([{"from": "web", "to": "db"}])));
+    assert!(
+        unknown.len() == 1 && unknown[0].contains("every flow's from and to"),
+        "{unknown:?}"
+    );
+}

@@ -11,8 +11,9 @@
 //! audit log, raw HTTP) ask for [`Cluster::sandbox`] and skip with a printed reason otherwise.
 
 use std::{
+    collections::BTreeMap,
     future::Future,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
@@ -28,6 +29,8 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 use netfence::sandbox::{Sandbox, SandboxOptions};
+use netfence_crd::NamespaceIsolation;
+use serde_json::Value;
 
 /// The environment variable that points the scenarios at a real cluster.
 pub const KUBECONFIG_VARIABLE: &str = "NETFENCE_E2E_KUBECONFIG";
@@ -97,12 +100,24 @@ impl Cluster {
 
     /// Create a namespace named `prefix-<random>` for one test.
     pub async fn namespace(&self, prefix: &str) -> anyhow::Result<TestNamespace> {
-        let name = format!("{prefix}-{}", suffix());
+        self.namespace_labelled(prefix, &BTreeMap::new()).await
+    }
+
+    /// Create a namespace named `prefix-<random>` for one test, with these labels besides
+    /// `netfence.io/e2e: "true"`.
+    pub async fn namespace_labelled(
+        &self,
+        prefix: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> anyhow::Result<TestNamespace> {
+        let name = format!("{prefix}-{}", unique_suffix());
         let api: Api<Namespace> = Api::all(self.client.clone());
+        let mut all_labels = labels.clone();
+        all_labels.insert("netfence.io/e2e".to_owned(), "true".to_owned());
         let namespace: Namespace = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": name, "labels": {"netfence.io/e2e": "true"}},
+            "metadata": {"name": name, "labels": all_labels},
         }))?;
         api.create(&PostParams::default(), &namespace)
             .await
@@ -145,7 +160,9 @@ impl TestNamespace {
     }
 }
 
-fn suffix() -> String {
+/// A short suffix no other call in this process returns (and unlikely in another).
+#[must_use]
+pub fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
@@ -204,6 +221,106 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The documents of `examples/FILE`, as users copy them.
+pub fn example_documents(file: &str) -> anyhow::Result<Vec<Value>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(file);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    serde_saphyr::from_multiple(&text).with_context(|| format!("{} is not YAML", path.display()))
+}
+
+/// The `NamespaceIsolation` of `examples/FILE` (the first one of the file), as users copy it.
+pub fn example(file: &str) -> anyhow::Result<Value> {
+    example_documents(file)?
+        .into_iter()
+        .find(|document| document["kind"] == "NamespaceIsolation")
+        .with_context(|| format!("examples/{file} holds no NamespaceIsolation"))
+}
+
+/// Every `NamespaceIsolation` of `examples/*.yaml` (not its subdirectories), with its file, in
+/// file order. Files that hold none (an IsolationTemplate example) contribute nothing.
+pub fn example_isolations() -> anyhow::Result<Vec<(String, Value)>> {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&directory)
+        .with_context(|| format!("failed to read {}", directory.display()))?
+    {
+        let path = entry?.path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "yaml")
+            && let Some(name) = path.file_name().and_then(|name| name.to_str())
+        {
+            files.push(name.to_owned());
+        }
+    }
+    files.sort();
+    let mut isolations = Vec::new();
+    for file in files {
+        for document in example_documents(&file)? {
+            if document["kind"] == "NamespaceIsolation" {
+                isolations.push((file.clone(), document));
+            }
+        }
+    }
+    Ok(isolations)
+}
+
+/// A three-tier `shop` resource in `namespace`: frontend -> backend -> database.
+#[must_use]
+pub fn shop(namespace: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "netfence.io/v1alpha1",
+        "kind": "NamespaceIsolation",
+        "metadata": {"name": "shop", "namespace": namespace},
+        "spec": {
+            "tiers": [
+                {"name": "frontend", "podSelector": {"matchLabels": {"tier": "frontend"}}},
+                {"name": "backend", "podSelector": {"matchLabels": {"tier": "backend"}}},
+                {"name": "database", "podSelector": {"matchLabels": {"tier": "database"}}},
+            ],
+            "flows": [
+                {"from": "frontend", "to": "backend", "ports": [{"port": 8080}]},
+                {"from": "backend", "to": "database", "ports": [{"port": 5432}]},
+            ],
+        },
+    })
+}
+
+/// Wait until the resource's status describes its current generation with this Ready reason.
+pub async fn wait_for_reason(
+    api: &Api<NamespaceIsolation>,
+    name: &str,
+    reason: &str,
+) -> anyhow::Result<NamespaceIsolation> {
+    let mut last = None;
+    for _ in 0..200 {
+        let current = api
+            .get(name)
+            .await
+            .with_context(|| format!("failed to get NamespaceIsolation {name}"))?;
+        let done = current.status.as_ref().is_some_and(|status| {
+            status.observed_generation == current.metadata.generation
+                && status
+                    .conditions
+                    .iter()
+                    .any(|condition| condition.reason == reason)
+        });
+        if done {
+            return Ok(current);
+        }
+        last = Some(current);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!(
+        "{}/{name} never reached {reason}: {:?}",
+        api.namespace().unwrap_or_default(),
+        last.and_then(|resource| resource.status)
+    )
 }
 
 /// Print why a test is skipped.

@@ -18,7 +18,7 @@ use kube::{
 };
 use netfence::{controller, metrics::Metrics, plan::is_owned_by, render, sandbox::Sandbox};
 use netfence_crd::{NamespaceIsolation, ValidatedIsolation};
-use netfence_e2e::{Cluster, TestNamespace, skip};
+use netfence_e2e::{Cluster, TestNamespace, shop, skip};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -100,6 +100,8 @@ impl Env {
                 namespace: Some(namespace.to_owned()),
                 concurrency: 4,
                 instance: Some("e2e".into()),
+                templates: false,
+                operator_namespace: None,
             },
             self.metrics.clone(),
         );
@@ -153,23 +155,9 @@ impl Env {
 
     /// Wait until the resource's status describes its current generation with this reason.
     async fn wait_reason(&self, namespace: &str, name: &str, reason: &str) -> NamespaceIsolation {
-        let mut last = None;
-        for _ in 0..200 {
-            let current = self.isolations(namespace).get(name).await.expect("get");
-            let done = current.status.as_ref().is_some_and(|status| {
-                status.observed_generation == current.metadata.generation
-                    && status.conditions.iter().any(|c| c.reason == reason)
-            });
-            if done {
-                return current;
-            }
-            last = Some(current);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "{namespace}/{name} never reached {reason}: {:?}",
-            last.and_then(|l| l.status)
-        );
+        netfence_e2e::wait_for_reason(&self.isolations(namespace), name, reason)
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"))
     }
 
     async fn policy_names(&self, namespace: &str) -> BTreeSet<String> {
@@ -240,35 +228,6 @@ fn meaning(
     })
 }
 
-fn example(file: &str) -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/").to_owned() + file;
-    let text = std::fs::read_to_string(path).expect("example");
-    let documents: Vec<Value> = serde_saphyr::from_multiple(&text).expect("YAML");
-    documents
-        .into_iter()
-        .find(|document| document["kind"] == "NamespaceIsolation")
-        .expect("a NamespaceIsolation")
-}
-
-fn shop(namespace: &str) -> Value {
-    json!({
-        "apiVersion": "netfence.io/v1alpha1",
-        "kind": "NamespaceIsolation",
-        "metadata": {"name": "shop", "namespace": namespace},
-        "spec": {
-            "tiers": [
-                {"name": "frontend", "podSelector": {"matchLabels": {"tier": "frontend"}}},
-                {"name": "backend", "podSelector": {"matchLabels": {"tier": "backend"}}},
-                {"name": "database", "podSelector": {"matchLabels": {"tier": "database"}}},
-            ],
-            "flows": [
-                {"from": "frontend", "to": "backend", "ports": [{"port": 8080}]},
-                {"from": "backend", "to": "database", "ports": [{"port": 5432}]},
-            ],
-        },
-    })
-}
-
 /// Every example, created as a user would: exactly the rendered policies appear, owned and
 /// labelled, and the status is Ready with their names.
 #[tokio::test]
@@ -281,7 +240,7 @@ async fn examples_converge_to_exactly_the_rendered_policies() {
         "team-namespace.yaml",
         "nodelocal-dns.yaml",
     ] {
-        let mut resource = example(file);
+        let mut resource = netfence_e2e::example(file).expect("the example's NamespaceIsolation");
         let prefix = resource["metadata"]["namespace"]
             .as_str()
             .expect("namespace")
@@ -745,6 +704,8 @@ async fn only_the_leader_reconciles_and_the_standby_takes_over() {
         namespace: Some(namespace.clone()),
         concurrency: 2,
         instance: None,
+        templates: false,
+        operator_namespace: None,
     };
     let start = |identity: &str, metrics: Arc<Metrics>| {
         let client = env.client.clone();
@@ -752,6 +713,8 @@ async fn only_the_leader_reconciles_and_the_standby_takes_over() {
             namespace: settings.namespace.clone(),
             concurrency: settings.concurrency,
             instance: settings.instance.clone(),
+            templates: false,
+            operator_namespace: None,
         };
         let lease = controller::LeaseSettings {
             namespace: namespace.clone(),
@@ -1032,6 +995,8 @@ async fn readiness_is_set_once_the_caches_sync() {
             namespace: Some(namespace.clone()),
             concurrency: 4,
             instance: Some("e2e".into()),
+            templates: false,
+            operator_namespace: None,
         },
         env.metrics.clone(),
     );

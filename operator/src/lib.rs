@@ -7,6 +7,7 @@
 //! metrics     Prometheus counters, /metrics /healthz /readyz
 //! sandbox     an in-memory Kubernetes API server for trying netfence and for tests (I/O)
 //! plan        rendered + observed policies -> the writes that make them equal (pure)
+//! template    IsolationTemplate x namespaces -> the NamespaceIsolations to write (pure)
 //! verify      Namespaces, Pods, NetworkPolicies -> who can reach whom, and why (pure)
 //! ```
 
@@ -17,4 +18,5 @@ pub mod metrics;
 pub mod plan;
 pub mod render;
 pub mod sandbox;
+pub mod template;
 pub mod verify;

@@ -60,6 +60,19 @@ impl Document {
     pub fn typed<T: DeserializeOwned>(&self) -> Result<T, FieldError> {
         typed(&self.value)
     }
+
+    /// Deserialize into `T`, ignoring fields this version does not know: for objects read only
+    /// for a few fields (a Pod's labels and ports, a Namespace's labels) from dumps of newer
+    /// clusters.
+    pub fn lenient<T: DeserializeOwned>(&self) -> Result<T, FieldError> {
+        serde_path_to_error::deserialize(&self.value).map_err(|error| FieldError {
+            path: match error.path().to_string().as_str() {
+                "." => "(object)".to_owned(),
+                path => path.to_owned(),
+            },
+            message: error.inner().to_string(),
+        })
+    }
 }
 
 /// Deserialize a JSON value into `T`, refusing unknown fields, with the field path of any error.
@@ -68,7 +81,7 @@ pub fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
     // Some types (kube's derived resources) read `apiVersion` and `kind` outside serde: they are
     // not unknown fields.
     let mut record_unknown = |path: serde_ignored::Path<'_>| {
-        let path = path.to_string();
+        let path = field_path(&path);
         if !matches!(path.as_str(), "apiVersion" | "kind") {
             unknown.push(path);
         }
@@ -88,6 +101,23 @@ pub fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
                 .to_owned(),
         }),
         Ok(object) => Ok(object),
+    }
+}
+
+/// A path from serde_ignored in the Kubernetes field-path style: `spec.containers[0].name`
+/// (serde_ignored's own text writes `?` for every optional value and `.0` for indexes).
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            parent if parent.is_empty() => key.clone(),
+            parent => format!("{parent}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
 
@@ -346,6 +376,29 @@ mod tests {
     struct SampleSpec {
         #[allow(dead_code)]
         ports: Vec<u16>,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Nested {
+        #[allow(dead_code)]
+        spec: Option<NestedSpec>,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    struct NestedSpec {
+        #[allow(dead_code)]
+        items: Option<Vec<Sample>>,
+    }
+
+    /// An unknown field below optional values and lists is named as `kubectl explain` names it;
+    /// if this fails, users read serde's internal path (`spec.?.items.?.0.spek`) instead.
+    #[test]
+    fn unknown_fields_below_options_and_lists_have_kubernetes_paths() {
+        let error = typed::<Nested>(&serde_json::json!({"spec": {"items": [
+            {"spec": {"ports": [80]}},
+            {"spec": {"ports": [80]}, "spek": {}},
+        ]}}))
+        .expect_err("unknown field");
+        assert_eq!(error.path, "spec.items[1].spek");
     }
 
     #[test]

@@ -70,7 +70,22 @@ fn renders_the_examples_directory() {
     let text = String::from_utf8(output.stdout.clone()).expect("UTF-8");
     let documents: Vec<k8s_openapi::api::networking::v1::NetworkPolicy> =
         serde_saphyr::from_multiple(&text).expect("stdout is multi-document YAML of policies");
-    assert_eq!(documents.len(), 24);
+    // 24 from the five NamespaceIsolations, 4 + 4 that the microservice-team template generates
+    // for its two labelled Namespaces (the other Namespaces do not match it).
+    assert_eq!(documents.len(), 32);
+    let generated: Vec<String> = documents
+        .iter()
+        .filter(|policy| policy.metadata.name.as_deref() == Some("baseline-default-deny"))
+        .filter_map(|policy| policy.metadata.namespace.clone())
+        .collect();
+    assert_eq!(generated, ["team-payments", "team-search"]);
+}
+
+/// Without a template, a Namespace manifest is skipped with a note (it renders nothing).
+#[test]
+fn namespaces_without_templates_are_noted() {
+    let output = netfence(&["render", "examples/three-tier.yaml"]);
+    assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("note: examples/three-tier.yaml: skipping Namespace shop"));
 }
 
@@ -184,7 +199,9 @@ fn no_namespace_isolation() {
     let output = netfence(&["render", &path]);
     assert_bad_input(
         &output,
-        &format!("note: {path}: skipping ConfigMap settings (not a NamespaceIsolation)"),
+        &format!(
+            "note: {path}: skipping ConfigMap settings (not a NamespaceIsolation or IsolationTemplate)"
+        ),
     );
     assert!(
         stderr(&output)
@@ -254,6 +271,116 @@ fn crd_prints_the_crd() {
         crds.iter()
             .map(|crd| crd.metadata.name.clone().unwrap_or_default())
             .collect::<Vec<_>>(),
-        ["namespaceisolations.netfence.io"]
+        [
+            "namespaceisolations.netfence.io",
+            "isolationtemplates.netfence.io"
+        ]
     );
+}
+
+const TEAM_TEMPLATE: &str = "apiVersion: netfence.io/v1alpha1
+kind: IsolationTemplate
+metadata: {name: teams}
+spec:
+  namespaceSelector: {matchLabels: {team: 'true'}}
+  isolationName: baseline
+  template:
+    spec:
+      tiers: [{name: web, podSelector: {matchLabels: {app: web}}}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a, labels: {team: 'true'}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-b, labels: {team: 'true'}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: other}
+";
+
+/// A GitOps pipeline sees what every namespace will get from a template before it merges: the
+/// template is expanded over the Namespace manifests as the controller would, a hand-written
+/// NamespaceIsolation of the same name wins its namespace (with a note), and the rest get the
+/// template's policies.
+#[test]
+fn render_expands_templates_over_namespaces() {
+    let hand_written = "---
+apiVersion: netfence.io/v1alpha1
+kind: NamespaceIsolation
+metadata: {name: baseline, namespace: team-b}
+spec: {isolate: [Ingress], tiers: [{name: all, podSelector: {}}]}
+";
+    let output = netfence_stdin(
+        &["render", "-o", "json", "-"],
+        &format!("{TEAM_TEMPLATE}{hand_written}"),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let names: Vec<String> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| {
+            format!(
+                "{}/{}",
+                item["metadata"]["namespace"].as_str().unwrap_or_default(),
+                item["metadata"]["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            // team-b's own resource: Ingress only, one tier, no DNS policy.
+            "team-b/baseline-default-deny",
+            "team-b/baseline-tier-all",
+            // team-a gets the template.
+            "team-a/baseline-default-deny",
+            "team-a/baseline-allow-dns",
+            "team-a/baseline-tier-web",
+        ]
+    );
+    assert!(
+        stderr(&output).contains(
+            "IsolationTemplate teams: namespace team-b: NamespaceIsolation baseline exists and this template does not own it"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// An invalid template renders nothing and names the field below `spec.template`.
+#[test]
+fn render_refuses_an_invalid_template() {
+    let invalid = TEAM_TEMPLATE.replace("{matchLabels: {app: web}}", "{matchLabels: {app: -web}}");
+    let output = netfence_stdin(&["render", "-"], &invalid);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
+    assert!(
+        stderr(&output).contains(
+            "-: teams: spec.template.spec.tiers[0].podSelector.matchLabels.app: value \"-web\""
+        ),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// `netfence verify` proves the intent of every NamespaceIsolation a template generates.
+#[test]
+fn verify_proves_what_a_template_generates() {
+    let output = netfence(&["verify", "examples/microservice-team-template.yaml"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", stderr(&output));
+    assert!(
+        stdout.contains("NamespaceIsolation team-payments/baseline"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("NamespaceIsolation team-search/baseline"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("\nintent holds:").count(), 2, "{stdout}");
 }

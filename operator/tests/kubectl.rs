@@ -240,14 +240,50 @@ fn once_on_the_examples_is_ready_and_proven() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("NetworkPolicies generated: 24"), "{stdout}");
+    assert!(stdout.contains("NetworkPolicies generated: 32"), "{stdout}");
+    assert!(
+        stdout.contains("IsolationTemplate microservice-team: Ready (Reconciled): 2 namespace(s)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(
             "NamespaceIsolation shop/shop: Ready (Reconciled): 5 NetworkPolicies match the spec"
         ),
         "{stdout}"
     );
-    assert_eq!(stdout.matches("\nintent holds:").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches("\nintent holds:").count(), 7, "{stdout}");
+    if examples().join("gitops").is_dir() {
+        assert!(
+            stderr.contains("skipping Application netfence (argoproj.io/v1alpha1): the sandbox does not serve it"),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// Kinds of other tools (examples/gitops/) are skipped with a note, but a netfence kind the
+/// sandbox does not serve (here a wrong apiVersion) is an error: if this fails, a typo in a
+/// NamespaceIsolation's apiVersion goes unnoticed and `--once` reports success without it.
+#[test]
+fn once_with_an_unserved_netfence_kind_fails() {
+    let directory = scratch("once-unserved");
+    let manifest = directory.join("unserved.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: elsewhere, namespace: argocd}\n---\napiVersion: netfence.io/v1\nkind: NamespaceIsolation\nmetadata: {name: typo, namespace: default}\nspec: {}\n",
+    )
+    .expect("manifest");
+    let output = sandbox_once(&directory, &manifest);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("note: ") && stderr.contains("skipping Application elsewhere"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("NamespaceIsolation typo (netfence.io/v1) is not served by the sandbox"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&directory);
 }
 
@@ -271,7 +307,7 @@ fn once_with_an_invalid_resource_fails() {
         "{stdout}"
     );
     assert!(
-        stderr.contains("error: not every NamespaceIsolation is Ready"),
+        stderr.contains("error: not every NamespaceIsolation and IsolationTemplate is Ready"),
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&directory);

@@ -331,3 +331,63 @@ async fn lists_select_by_label_and_paginate_consistently() {
     namespace.cleanup().await;
     cluster.stop().await;
 }
+
+/// An Event written through `events.k8s.io/v1` (as netfence's recorder writes them) is also
+/// served as a core `v1` Event, as a real server serves one store both ways: without it,
+/// `kubectl get events` and `kubectl describe` show nothing of what netfence reports.
+#[tokio::test]
+async fn events_written_as_events_k8s_io_are_served_as_core_events() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("events").await.expect("namespace");
+    let client = cluster.client();
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "e2e".to_owned(),
+            instance: None,
+        },
+    );
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".to_owned()),
+        kind: Some("Namespace".to_owned()),
+        name: Some(namespace.name.clone()),
+        namespace: Some(namespace.name.clone()),
+        ..Default::default()
+    };
+    recorder
+        .publish(
+            &kube::runtime::events::Event {
+                type_: kube::runtime::events::EventType::Warning,
+                reason: "Checked".to_owned(),
+                note: Some("seen from both APIs".to_owned()),
+                action: "Check".to_owned(),
+                secondary: None,
+            },
+            &regarding,
+        )
+        .await
+        .expect("the Event is published");
+    let core: Api<Event> = Api::namespaced(client.clone(), &namespace.name);
+    let found = eventually(Duration::from_secs(10), || {
+        let core = core.clone();
+        async move {
+            core.list(&ListParams::default().fields("reason=Checked"))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .next()
+        }
+    })
+    .await
+    .expect("the core v1 view holds the Event");
+    assert_eq!(found.message.as_deref(), Some("seen from both APIs"));
+    assert_eq!(found.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        found.involved_object.name.as_deref(),
+        Some(namespace.name.as_str())
+    );
+    assert_eq!(found.reporting_component.as_deref(), Some("e2e"));
+    namespace.cleanup().await;
+    cluster.stop().await;
+}

@@ -1,16 +1,18 @@
-//! `netfence render PATH...`: NamespaceIsolation manifests in, the NetworkPolicies netfence would
-//! apply out, as multi-document YAML (or a JSON `List`). Any invalid resource: every error on
+//! `netfence render PATH...`: NamespaceIsolation manifests in (and IsolationTemplates, expanded
+//! over the Namespace manifests beside them), the NetworkPolicies netfence would apply out, as
+//! multi-document YAML (or a JSON `List`). Any invalid resource: every error on
 //! stderr as `FILE: NAME: PATH: message`, nothing on stdout, exit 2.
 
 use std::{path::PathBuf, process::ExitCode};
 
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netfence_crd::{NamespaceIsolation, ValidatedIsolation};
+use k8s_openapi::api::{core::v1::Namespace, networking::v1::NetworkPolicy};
+use netfence_crd::{IsolationTemplate, NamespaceIsolation, ValidatedIsolation, ValidatedTemplate};
 
 use super::EXIT_BAD_INPUT;
 use crate::{
     manifests::{self, Document},
     render,
+    template::{self, NamespaceInfo, World},
 };
 
 /// Output formats.
@@ -39,26 +41,42 @@ pub struct Args {
     pub namespace: Option<String>,
 }
 
-/// The NamespaceIsolations found among `documents`, validated; or every error, one line each
-/// as `FILE: NAME: PATH: message`. Other kinds are skipped with a note in `notes`.
+/// The NamespaceIsolations found among `documents`, validated, and those that the
+/// IsolationTemplates among them generate for the Namespace manifests among them (expanded as the
+/// controller would); or every error, one line each as `FILE: NAME: PATH: message`. Other kinds
+/// are skipped with a note in `notes`, as are conflicts a template would report.
 pub fn isolations(
     documents: &[Document],
     notes: &mut Vec<String>,
 ) -> Result<Vec<ValidatedIsolation>, Vec<String>> {
     let mut valid = Vec::new();
+    let mut written: Vec<NamespaceIsolation> = Vec::new();
+    let mut templates: Vec<(String, ValidatedTemplate)> = Vec::new();
+    let mut namespaces: Vec<(String, NamespaceInfo)> = Vec::new();
     let mut errors = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     let expected_api_version = format!("{}/v1alpha1", netfence_crd::GROUP);
+    let has_templates = documents
+        .iter()
+        .any(|document| document.kind() == "IsolationTemplate");
     for document in documents {
         let prefix = format!("{}: {}", document.source, document.name());
-        if document.kind() != "NamespaceIsolation" {
+        let kind = document.kind();
+        if kind == "Namespace" && has_templates {
+            match namespace_info(document) {
+                Ok(namespace) => namespaces.push((document.source.clone(), namespace)),
+                Err(error) => errors.push(format!("{prefix}: {error}")),
+            }
+            continue;
+        }
+        if kind != "NamespaceIsolation" && kind != "IsolationTemplate" {
             notes.push(format!(
-                "{}: skipping {} {} (not a NamespaceIsolation)",
+                "{}: skipping {} {} (not a NamespaceIsolation or IsolationTemplate)",
                 document.source,
-                if document.kind().is_empty() {
+                if kind.is_empty() {
                     "object without kind"
                 } else {
-                    document.kind()
+                    kind
                 },
                 document.name()
             ));
@@ -71,38 +89,107 @@ pub fn isolations(
             ));
             continue;
         }
-        let resource: NamespaceIsolation = match document.typed() {
-            Ok(resource) => resource,
-            Err(error) => {
-                errors.push(format!("{prefix}: {error}"));
-                continue;
-            }
-        };
-        let key = (
-            resource.metadata.namespace.clone(),
-            resource.metadata.name.clone(),
-        );
-        if !seen.insert(key) {
+        if !seen.insert((
+            kind.to_owned(),
+            document
+                .value
+                .pointer("/metadata/namespace")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            document.name().to_owned(),
+        )) {
             errors.push(format!(
-                "{prefix}: metadata.name: declared twice in the same namespace; keep one"
+                "{prefix}: metadata.name: {kind} declared twice (in the same namespace); keep one"
             ));
             continue;
         }
-        match ValidatedIsolation::try_from(&resource) {
-            Ok(isolation) => valid.push(isolation),
-            Err(invalid) => errors.extend(
+        let result = if kind == "IsolationTemplate" {
+            document.typed::<IsolationTemplate>().map(|template| {
+                ValidatedTemplate::try_from(&template)
+                    .map(|valid| templates.push((document.source.clone(), valid)))
+            })
+        } else {
+            document.typed::<NamespaceIsolation>().map(|resource| {
+                ValidatedIsolation::try_from(&resource).map(|isolation| {
+                    valid.push(isolation);
+                    written.push(resource);
+                })
+            })
+        };
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(invalid)) => errors.extend(
                 invalid
                     .0
                     .iter()
                     .map(|error| format!("{prefix}: {}: {}", error.path, error.message)),
             ),
+            Err(error) => errors.push(format!("{prefix}: {error}")),
         }
     }
-    if errors.is_empty() {
-        Ok(valid)
-    } else {
-        Err(errors)
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    valid.extend(expand(&templates, &namespaces, &written, notes));
+    Ok(valid)
+}
+
+/// A Namespace manifest's name and labels (read leniently: only those matter here).
+fn namespace_info(document: &Document) -> Result<NamespaceInfo, manifests::FieldError> {
+    let namespace: Namespace = document.lenient()?;
+    Ok(NamespaceInfo::from(&namespace))
+}
+
+/// Expand every template over the Namespace manifests as the controller would, beside the
+/// NamespaceIsolations written in the manifests (which win their namespace, as in a cluster).
+fn expand(
+    templates: &[(String, ValidatedTemplate)],
+    namespaces: &[(String, NamespaceInfo)],
+    written: &[NamespaceIsolation],
+    notes: &mut Vec<String>,
+) -> Vec<ValidatedIsolation> {
+    let infos: Vec<NamespaceInfo> = namespaces.iter().map(|(_, info)| info.clone()).collect();
+    let written: Vec<&NamespaceIsolation> = written.iter().collect();
+    let mut generated = Vec::new();
+    for (source, template) in templates {
+        let others: Vec<&ValidatedTemplate> = templates
+            .iter()
+            .map(|(_, other)| other)
+            .filter(|other| other.name() != template.name())
+            .collect();
+        let plan = template::plan(
+            template,
+            &World {
+                namespaces: &infos,
+                isolations: &written,
+                templates: &others,
+                operator_namespace: None,
+                field_manager: crate::controller::FIELD_MANAGER,
+            },
+        );
+        if plan.matched.is_empty() {
+            notes.push(format!(
+                "{source}: IsolationTemplate {} matches none of the {} Namespace manifest(s) given; pass the namespaces it should cover (such as `kubectl get namespaces -o yaml`)",
+                template.name(),
+                infos.len()
+            ));
+        }
+        for conflict in &plan.conflicts {
+            notes.push(format!(
+                "{source}: IsolationTemplate {}: namespace {}: {}",
+                template.name(),
+                conflict.namespace,
+                conflict.reason
+            ));
+        }
+        for (_, isolation) in &plan.apply {
+            // The template was validated with this very spec and name.
+            if let Ok(valid) = ValidatedIsolation::try_from(isolation) {
+                generated.push(valid);
+            }
+        }
+    }
+    generated
 }
 
 /// The text `netfence render` prints for these policies.

@@ -4,13 +4,14 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{
     Api, Client, Config,
     api::ListParams,
     config::{KubeConfigOptions, Kubeconfig},
 };
-use netfence_crd::NamespaceIsolation;
+use netfence_crd::{IsolationTemplate, NamespaceIsolation};
 
 use std::sync::{Arc, atomic::AtomicBool};
 
@@ -66,6 +67,11 @@ pub struct Args {
     #[arg(long, env = "NETFENCE_LEASE_NAME", default_value = "netfence")]
     pub lease_name: String,
 
+    /// netfence's own namespace, which no IsolationTemplate generates into (in a pod, set from
+    /// the downward API's `metadata.namespace`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "netfence-system")]
+    pub operator_namespace: String,
+
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, env = "NETFENCE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
@@ -79,11 +85,9 @@ pub enum StartError {
         "cannot load a kube config ({0}); pass --kubeconfig, set KUBECONFIG, or run in a cluster"
     )]
     Config(String),
-    /// The CRD is not installed.
-    #[error(
-        "the NamespaceIsolation CRD is not installed; install it with `netfence crd | kubectl apply -f -`"
-    )]
-    MissingCrd,
+    /// A CRD is not installed.
+    #[error("the {0} CRD is not installed; install it with `netfence crd | kubectl apply -f -`")]
+    MissingCrd(&'static str),
     /// A list the operator needs is refused.
     #[error(
         "cannot list {what} ({source}); grant the RBAC in config/rbac/ to netfence's service account"
@@ -125,35 +129,58 @@ pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, StartError> 
 /// The `User-Agent` of the operator's requests.
 pub const USER_AGENT: &str = concat!("netfence/", env!("CARGO_PKG_VERSION"));
 
-/// Check that the CRD is installed and that the operator can list what it watches.
+/// Check that the CRDs are installed and that the operator can list what it watches: in one
+/// namespace, NamespaceIsolations and NetworkPolicies; cluster-wide, also IsolationTemplates and
+/// Namespaces (the template controller's).
 pub async fn preflight(client: &Client, namespace: Option<&str>) -> Result<(), StartError> {
     let one = ListParams::default().limit(1);
-    let isolations: Api<NamespaceIsolation> = match namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
+    let scoped = |client: &Client| match namespace {
+        Some(namespace) => (
+            Api::<NamespaceIsolation>::namespaced(client.clone(), namespace),
+            Api::<NetworkPolicy>::namespaced(client.clone(), namespace),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    match isolations.list_metadata(&one).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 404 => return Err(StartError::MissingCrd),
-        Err(kube::Error::Api(status)) if status.code == 403 => {
-            return Err(StartError::Forbidden {
-                what: "namespaceisolations.netfence.io",
-                source: kube::Error::Api(status),
-            });
-        }
-        Err(error) => return Err(StartError::Unreachable(error)),
+    let (isolations, policies) = scoped(client);
+    check_list(
+        isolations.list_metadata(&one).await,
+        "namespaceisolations.netfence.io",
+        Some("NamespaceIsolation"),
+    )?;
+    check_list(
+        policies.list_metadata(&one).await,
+        "networkpolicies.networking.k8s.io",
+        None,
+    )?;
+    if namespace.is_none() {
+        let templates: Api<IsolationTemplate> = Api::all(client.clone());
+        check_list(
+            templates.list_metadata(&one).await,
+            "isolationtemplates.netfence.io",
+            Some("IsolationTemplate"),
+        )?;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        check_list(namespaces.list_metadata(&one).await, "namespaces", None)?;
     }
-    let policies: Api<NetworkPolicy> = match namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    };
-    match policies.list_metadata(&one).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 403 => Err(StartError::Forbidden {
-            what: "networkpolicies.networking.k8s.io",
+    Ok(())
+}
+
+/// The start error of a list answer: 404 on a netfence kind is a missing CRD, 403 missing RBAC.
+fn check_list<T>(
+    result: Result<T, kube::Error>,
+    what: &'static str,
+    crd_kind: Option<&'static str>,
+) -> Result<(), StartError> {
+    match (result, crd_kind) {
+        (Ok(_), _) => Ok(()),
+        (Err(kube::Error::Api(status)), Some(kind)) if status.code == 404 => {
+            Err(StartError::MissingCrd(kind))
+        }
+        (Err(kube::Error::Api(status)), _) if status.code == 403 => Err(StartError::Forbidden {
+            what,
             source: kube::Error::Api(status),
         }),
-        Err(error) => Err(StartError::Unreachable(error)),
+        (Err(error), _) => Err(StartError::Unreachable(error)),
     }
 }
 
@@ -189,6 +216,19 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The controller settings `netfence run` derives from its arguments; `instance` names this
+/// replica (the pod name in a cluster). Cluster-wide it runs the template controller too.
+#[must_use]
+pub fn settings(args: &Args, instance: Option<String>) -> controller::Settings {
+    controller::Settings {
+        namespace: args.namespace.clone(),
+        concurrency: args.concurrency,
+        instance,
+        templates: args.namespace.is_none(),
+        operator_namespace: Some(args.operator_namespace.clone()),
+    }
+}
+
 /// Run the operator as `netfence run` does, until SIGTERM or Ctrl-C (the scale benchmark runs it
 /// this way in a process of its own).
 #[must_use]
@@ -214,11 +254,7 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
         let metrics = Arc::new(Metrics::default());
-        let settings = controller::Settings {
-            namespace: args.namespace.clone(),
-            concurrency: args.concurrency,
-            instance: std::env::var("POD_NAME").ok(),
-        };
+        let settings = settings(args, std::env::var("POD_NAME").ok());
         let prepared = controller::prepare(client.clone(), &settings, metrics.clone());
         let health_metrics = metrics.clone();
         let ready = Arc::new(AtomicBool::new(false));

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use std::sync::{Arc, atomic::AtomicBool};
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netfence_crd::{NamespaceIsolation, ValidatedIsolation};
+use netfence_crd::{IsolationTemplate, NamespaceIsolation, ValidatedIsolation};
 
 use crate::{
     controller,
@@ -49,8 +49,8 @@ pub struct Args {
     #[arg(long = "apply", value_name = "PATH")]
     pub apply: Vec<PathBuf>,
 
-    /// Wait until every NamespaceIsolation is Ready or failed, print the summary, and exit:
-    /// 0 only when all are Ready.
+    /// Wait until every IsolationTemplate and NamespaceIsolation is Ready or failed, print the
+    /// summary, and exit: 0 only when all are Ready.
     #[arg(long)]
     pub once: bool,
 }
@@ -58,7 +58,7 @@ pub struct Args {
 /// How long `netfence sandbox` waits for every NamespaceIsolation to be Ready or failed.
 const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Where one NamespaceIsolation ended.
+/// Where one NamespaceIsolation or IsolationTemplate ended.
 struct IsolationOutcome {
     namespace: String,
     name: String,
@@ -66,10 +66,14 @@ struct IsolationOutcome {
     line: String,
 }
 
-/// Wait until every NamespaceIsolation's status describes its generation (Ready or failed), or
-/// the timeout; then describe each.
-async fn wait_for_isolations(client: &kube::Client) -> Vec<IsolationOutcome> {
-    let api: Api<NamespaceIsolation> = Api::all(client.clone());
+/// Wait until the status of every object of `K` (NamespaceIsolations, IsolationTemplates)
+/// describes its generation (Ready or failed), or the timeout; then describe each.
+async fn wait_settled<K>(client: &kube::Client) -> Vec<IsolationOutcome>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let resource = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
     loop {
         let items = match api.list(&ListParams::default()).await {
@@ -79,7 +83,7 @@ async fn wait_for_isolations(client: &kube::Client) -> Vec<IsolationOutcome> {
                     namespace: String::new(),
                     name: String::new(),
                     ready: false,
-                    line: format!("cannot list NamespaceIsolations: {error}"),
+                    line: format!("cannot list {}: {error}", resource.plural),
                 }];
             }
             Err(_) => {
@@ -88,46 +92,55 @@ async fn wait_for_isolations(client: &kube::Client) -> Vec<IsolationOutcome> {
             }
         };
         let settled = items.iter().all(|item| {
-            item.status.as_ref().is_some_and(|status| {
-                status.observed_generation == item.metadata.generation
-                    && !status.conditions.is_empty()
-            })
+            let status = &item.data["status"];
+            status["observedGeneration"].as_i64() == item.metadata.generation
+                && status["conditions"]
+                    .as_array()
+                    .is_some_and(|conditions| !conditions.is_empty())
         });
         if settled || tokio::time::Instant::now() >= deadline {
-            return items.iter().map(describe).collect();
+            return items
+                .iter()
+                .map(|item| describe(&resource.kind, item))
+                .collect();
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
-fn describe(item: &NamespaceIsolation) -> IsolationOutcome {
+fn describe(kind: &str, item: &DynamicObject) -> IsolationOutcome {
     let namespace = item.metadata.namespace.clone().unwrap_or_default();
     let name = item.metadata.name.clone().unwrap_or_default();
-    let condition = item
-        .status
-        .as_ref()
-        .and_then(|status| status.conditions.iter().find(|c| c.type_ == "Ready"));
+    let object = if namespace.is_empty() {
+        format!("{kind} {name}")
+    } else {
+        format!("{kind} {namespace}/{name}")
+    };
+    let condition = item.data["status"]["conditions"]
+        .as_array()
+        .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Ready"));
+    let text = |field: &str| {
+        condition
+            .and_then(|condition| condition[field].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
     let (ready, line) = match condition {
-        Some(condition) if condition.status == "True" => (
+        Some(condition) if condition["status"] == "True" => (
             true,
-            format!(
-                "NamespaceIsolation {namespace}/{name}: Ready ({}): {}",
-                condition.reason, condition.message
-            ),
+            format!("{object}: Ready ({}): {}", text("reason"), text("message")),
         ),
-        Some(condition) => (
+        Some(_) => (
             false,
             format!(
-                "NamespaceIsolation {namespace}/{name}: not Ready ({}): {}",
-                condition.reason, condition.message
+                "{object}: not Ready ({}): {}",
+                text("reason"),
+                text("message")
             ),
         ),
         None => (
             false,
-            format!(
-                "NamespaceIsolation {namespace}/{name}: no status within {}s",
-                SETTLE_TIMEOUT.as_secs()
-            ),
+            format!("{object}: no status within {}s", SETTLE_TIMEOUT.as_secs()),
         ),
     };
     IsolationOutcome {
@@ -241,6 +254,8 @@ async fn serve(args: &Args, documents: Vec<Document>) -> ExitCode {
             namespace: None,
             concurrency: 4,
             instance: Some("netfence-sandbox".to_owned()),
+            templates: true,
+            operator_namespace: None,
         },
         Arc::new(Metrics::default()),
     );
@@ -250,11 +265,13 @@ async fn serve(args: &Args, documents: Vec<Document>) -> ExitCode {
         }));
     println!();
     println!("controller: running in this process (field manager netfence)");
-    let outcomes = wait_for_isolations(&client).await;
+    // Templates first: the NamespaceIsolations they generate are then there to wait for.
+    let templates = wait_settled::<IsolationTemplate>(&client).await;
+    let outcomes = wait_settled::<NamespaceIsolation>(&client).await;
     let policies = count_network_policies(&client).await;
     println!("NetworkPolicies generated: {policies}");
     let mut all_ready = true;
-    for outcome in &outcomes {
+    for outcome in templates.iter().chain(&outcomes) {
         println!("{}", outcome.line);
         all_ready &= outcome.ready;
     }
@@ -272,7 +289,7 @@ async fn serve(args: &Args, documents: Vec<Document>) -> ExitCode {
             eprintln!("error: {failures} manifest(s) could not be applied");
         }
         if !all_ready {
-            eprintln!("error: not every NamespaceIsolation is Ready");
+            eprintln!("error: not every NamespaceIsolation and IsolationTemplate is Ready");
         }
         if !proofs_hold {
             eprintln!("error: the intent of a NamespaceIsolation does not hold");
@@ -304,6 +321,14 @@ fn api_resource(info: &ResourceInfo) -> ApiResource {
     }
 }
 
+/// Whether a document claims to be one of netfence's own kinds: its API group is netfence's.
+fn is_netfence_kind(document: &Document) -> bool {
+    document
+        .api_version()
+        .split_once('/')
+        .is_some_and(|(group, _)| group == netfence_crd::GROUP)
+}
+
 /// The order in which kinds are applied: CRDs, then namespaces, then everything else.
 fn rank(document: &Document) -> u8 {
     match document.kind() {
@@ -327,6 +352,19 @@ async fn apply_all(sandbox: &Sandbox, client: &kube::Client, documents: &[Docume
     let mut failures = 0;
     for document in ordered {
         let Some(info) = sandbox.resource_of(document.api_version(), document.kind()) else {
+            // Other tools' kinds (an Argo CD Application, a ConfigMap in examples/gitops/) are
+            // not netfence's job: a note, as `netfence render` gives. A netfence kind the
+            // sandbox does not serve is a mistake (a wrong apiVersion) and stays an error.
+            if !is_netfence_kind(document) {
+                eprintln!(
+                    "note: {}: skipping {} {} ({}): the sandbox does not serve it",
+                    document.source,
+                    document.kind(),
+                    document.name(),
+                    document.api_version()
+                );
+                continue;
+            }
             eprintln!(
                 "error: {}: {} {} ({}) is not served by the sandbox",
                 document.source,

@@ -20,7 +20,6 @@ use k8s_openapi::api::{
     core::v1::{Namespace, Pod},
     networking::v1::NetworkPolicy,
 };
-use serde::de::DeserializeOwned;
 
 use super::EXIT_BAD_INPUT;
 use crate::{
@@ -86,20 +85,10 @@ struct Input {
     pods: Vec<Pod>,
     policies: Vec<NetworkPolicy>,
     isolations: Vec<Document>,
+    /// The Namespace manifests, for IsolationTemplates to expand over.
+    namespace_documents: Vec<Document>,
     /// `(kind, ns/name)` -> the file it came from, to name the file in errors.
     sources: BTreeMap<(&'static str, String), String>,
-}
-
-/// Deserialize a Pod or Namespace leniently: fields this version does not know (a dump from a
-/// newer cluster) are ignored, since verify reads only labels, ports, addresses and hostNetwork.
-fn lenient<T: DeserializeOwned>(document: &Document) -> Result<T, manifests::FieldError> {
-    serde_path_to_error::deserialize(&document.value).map_err(|error| manifests::FieldError {
-        path: match error.path().to_string().as_str() {
-            "." => "(object)".to_owned(),
-            path => path.to_owned(),
-        },
-        message: error.inner().to_string(),
-    })
 }
 
 fn object_key(document: &Document) -> String {
@@ -122,7 +111,7 @@ fn classify(documents: Vec<Document>, errors: &mut Vec<String>, notes: &mut Vec<
         let expected = match document.kind() {
             "Namespace" | "Pod" => "v1",
             "NetworkPolicy" => "networking.k8s.io/v1",
-            "NamespaceIsolation" => "netfence.io/v1alpha1",
+            "NamespaceIsolation" | "IsolationTemplate" => "netfence.io/v1alpha1",
             other => {
                 let kind = if other.is_empty() {
                     "object without kind"
@@ -162,8 +151,11 @@ fn classify(documents: Vec<Document>, errors: &mut Vec<String>, notes: &mut Vec<
             .sources
             .insert((kind, object_key(&document)), document.source.clone());
         let result = match kind {
-            "Namespace" => lenient(&document).map(|namespace| input.namespaces.push(namespace)),
-            "Pod" => lenient(&document).map(|pod| input.pods.push(pod)),
+            "Namespace" => document.lenient().map(|namespace| {
+                input.namespaces.push(namespace);
+                input.namespace_documents.push(document.clone());
+            }),
+            "Pod" => document.lenient().map(|pod| input.pods.push(pod)),
             _ => document.typed().map(|policy| input.policies.push(policy)),
         };
         if let Err(error) = result {
@@ -173,7 +165,7 @@ fn classify(documents: Vec<Document>, errors: &mut Vec<String>, notes: &mut Vec<
     for (kind, (count, first)) in skipped {
         let objects = if count == 1 { "object" } else { "objects" };
         notes.push(format!(
-            "skipped {count} {kind} {objects} (first: {first}); verify reads Namespace, Pod, NetworkPolicy and NamespaceIsolation"
+            "skipped {count} {kind} {objects} (first: {first}); verify reads Namespace, Pod, NetworkPolicy, NamespaceIsolation and IsolationTemplate"
         ));
     }
     input
@@ -209,7 +201,14 @@ fn execute_inner(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::R
     let input = classify(documents, &mut errors, &mut notes);
     let mut isolations = Vec::new();
     if !input.isolations.is_empty() {
-        match super::render::isolations(&input.isolations, &mut notes) {
+        let mut documents = input.isolations.clone();
+        if documents
+            .iter()
+            .any(|document| document.kind() == "IsolationTemplate")
+        {
+            documents.extend(input.namespace_documents.iter().cloned());
+        }
+        match super::render::isolations(&documents, &mut notes) {
             Ok(valid) => isolations = valid,
             Err(invalid) => errors.extend(invalid),
         }

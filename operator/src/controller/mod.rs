@@ -15,6 +15,7 @@ pub mod events;
 mod leader;
 mod reconcile;
 pub mod status;
+mod template;
 
 use std::{
     collections::HashMap,
@@ -32,7 +33,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
-        events::{Recorder, Reporter},
+        events::{Event, EventType, Recorder, Reporter},
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -42,6 +43,7 @@ use netfence_crd::NamespaceIsolation;
 pub use cache::{Changes, OwnWrites, PolicyCache};
 pub use leader::{LeaseSettings, run_as_leader};
 pub use reconcile::{Error, reconcile};
+pub use template::{PreparedTemplates, TemplateError, prepare_templates};
 
 use crate::{
     metrics::Metrics,
@@ -105,6 +107,11 @@ pub struct Settings {
     pub concurrency: u16,
     /// This instance's name in Events (the pod name in a cluster).
     pub instance: Option<String>,
+    /// Run the IsolationTemplate controller too (cluster-wide only: templates and namespaces are
+    /// cluster-scoped).
+    pub templates: bool,
+    /// netfence's own namespace: no template ever generates into it.
+    pub operator_namespace: Option<String>,
 }
 
 /// A controller ready to run: read its store (for metrics) before running it.
@@ -112,6 +119,7 @@ pub struct Prepared {
     controller: Controller<NamespaceIsolation>,
     policies: PolicyCache,
     context: Arc<Context>,
+    templates: Option<PreparedTemplates>,
     publisher: events::Publisher,
 }
 
@@ -137,15 +145,22 @@ impl Prepared {
                 ready.store(true, Ordering::Relaxed);
             }
         });
-        self.controller
-            .graceful_shutdown_on(shutdown)
+        let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+        let isolations = self
+            .controller
+            .graceful_shutdown_on(shutdown.clone())
             .run(reconcile, error_policy, self.context)
             .for_each(|result| async move {
                 if let Err(error) = result {
                     tracing::debug!(%error, "reconcile did not complete");
                 }
-            })
-            .await;
+            });
+        match self.templates {
+            Some(templates) => {
+                futures::join!(isolations, templates.run(shutdown));
+            }
+            None => isolations.await,
+        }
         // The controller and its context are gone, so the queue is closed: publish what is left.
         if tokio::time::timeout(Duration::from_secs(5), publisher)
             .await
@@ -288,11 +303,93 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
             kube::runtime::controller::Config::default()
                 .concurrency(settings.concurrency.max(1).saturating_mul(WAITING_PER_PERMIT)),
         );
+    let templates = (settings.templates && settings.namespace.is_none()).then(|| {
+        prepare_templates(
+            context.client.clone(),
+            settings.operator_namespace.clone(),
+            settings.instance.clone(),
+            context.metrics.clone(),
+        )
+    });
     Prepared {
         controller,
         policies: policy_cache,
         context,
+        templates,
         publisher,
+    }
+}
+
+/// The longest a reconcile waits for a cache to see its own writes.
+const CACHE_WAIT: Duration = Duration::from_secs(5);
+
+/// Wait until `store` holds every written object at the version its write returned (`None`: no
+/// longer holds it). The status write that follows a reconcile triggers another; with a stale
+/// cache that one would take fresh objects for missing ones and write them again. After
+/// [`CACHE_WAIT`] it goes on: the next event corrects anything.
+async fn wait_for_cache<K>(store: &Store<K>, written: &[(ObjectRef<K>, Option<String>)])
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    if written.is_empty() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+    loop {
+        let seen = written.iter().all(|(reference, version)| {
+            let cached = store.get(reference);
+            match version {
+                Some(version) => cached.is_some_and(|object| {
+                    object
+                        .meta()
+                        .resource_version
+                        .as_deref()
+                        .is_some_and(|cached| at_least(cached, version))
+                }),
+                None => cached.is_none(),
+            }
+        });
+        if seen || tokio::time::Instant::now() >= deadline {
+            if !seen {
+                tracing::debug!("the cache did not catch up with this reconcile's writes");
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether the cached `resourceVersion` is the written one or a later one. Versions are opaque
+/// to clients, but every API server (etcd's revision, the sandbox's counter) writes decimal
+/// numbers; anything else is compared for equality. Without "later", an object that moved on
+/// meanwhile (a status written by the other controller) would be waited for in vain.
+fn at_least(cached: &str, written: &str) -> bool {
+    match (cached.parse::<u64>(), written.parse::<u64>()) {
+        (Ok(cached), Ok(written)) => cached >= written,
+        _ => cached == written,
+    }
+}
+
+/// Publish an Event about `regarding`, with `related` as its second object. A failure to publish
+/// is logged, never fatal: Events are for people, the status is the contract.
+async fn publish_event(
+    recorder: &Recorder,
+    regarding: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: related,
+    };
+    if let Err(error) = recorder.publish(&event, regarding).await {
+        tracing::warn!(%error, reason, "failed to publish an Event");
     }
 }
 

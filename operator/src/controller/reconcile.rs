@@ -693,7 +693,7 @@ fn role_of(resource: &str, policy: &str) -> Option<PolicyRole> {
 }
 
 /// An error and its causes, for a status message.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

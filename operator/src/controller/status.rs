@@ -79,27 +79,45 @@ pub fn status(
             ("False", "ApplyFailed", message.clone(), policies, None)
         }
     };
-    let previous_ready =
-        previous.and_then(|status| status.conditions.iter().find(|c| c.type_ == READY));
-    let last_transition_time = match previous_ready {
-        Some(condition) if condition.status == ready => condition.last_transition_time.clone(),
-        _ => now,
-    };
     let mut policies = policies.clone();
     policies.sort();
     NamespaceIsolationStatus {
         observed_generation: generation,
-        conditions: vec![Condition {
-            type_: READY.to_owned(),
-            status: ready.to_owned(),
-            reason: reason.to_owned(),
+        conditions: vec![ready_condition(
+            previous.map_or(&[], |status| status.conditions.as_slice()),
+            ready,
+            reason,
             message,
-            observed_generation: generation,
-            last_transition_time,
-        }],
+            generation,
+            now,
+        )],
         policy_count: Some(i32::try_from(policies.len()).unwrap_or(i32::MAX)),
         policies,
         planned_changes: planned,
+    }
+}
+
+/// The `Ready` condition; its `lastTransitionTime` stays as in `previous` unless the status flips.
+#[must_use]
+pub fn ready_condition(
+    previous: &[Condition],
+    ready: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Time,
+) -> Condition {
+    let last_transition_time = previous
+        .iter()
+        .find(|condition| condition.type_ == READY && condition.status == ready)
+        .map_or(now, |condition| condition.last_transition_time.clone());
+    Condition {
+        type_: READY.to_owned(),
+        status: ready.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
     }
 }
 

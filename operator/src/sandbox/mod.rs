@@ -15,7 +15,7 @@
 //!
 //! What it implements:
 //! - resources: core `v1` namespaces, pods, events; `networking.k8s.io/v1` networkpolicies;
-//!   `events.k8s.io/v1` events; `coordination.k8s.io/v1` leases;
+//!   `events.k8s.io/v1` events (also served as core `v1` Events); `coordination.k8s.io/v1` leases;
 //!   `apiextensions.k8s.io/v1` customresourcedefinitions, and every resource an applied CRD
 //!   defines (namespaced or cluster-scoped, every served version, with its status subresource);
 //! - discovery (`/api`, `/api/v1`, `/apis`, `/apis/GROUP[/VERSION]`, `/version`) and OpenAPI v3

@@ -1193,6 +1193,7 @@ impl State {
             removed.unwrap_or(new)
         } else {
             let stored = self.store.put(&resource, key.clone(), new);
+            self.mirror_event(&resource, key, Some(&stored));
             self.collect_garbage();
             stored
         };
@@ -1429,7 +1430,31 @@ impl State {
     fn remove(&mut self, resource: &StoreKey, key: &ObjectKey) -> Option<Value> {
         let removed = self.store.remove(resource, key)?;
         self.pending_uids.push(uid_of(&removed).to_owned());
+        self.mirror_event(resource, key, None);
         Some(removed)
+    }
+
+    /// A real API server keeps one store of Events and serves it as `events.k8s.io/v1` and as
+    /// core `v1`; here an `events.k8s.io` Event written (or removed) is copied to (or removed
+    /// from) the core store, converted, so that `kubectl get events` shows what netfence
+    /// published. (The copy has its own resourceVersion; writes to core Events are not copied
+    /// back.)
+    fn mirror_event(&mut self, resource: &StoreKey, key: &ObjectKey, event: Option<&Value>) {
+        if resource.group != "events.k8s.io" || resource.plural != "events" {
+            return;
+        }
+        let core = StoreKey {
+            group: String::new(),
+            plural: "events".to_owned(),
+        };
+        match event {
+            Some(event) => {
+                self.store.put(&core, key.clone(), core_event(event));
+            }
+            None => {
+                self.store.remove(&core, key);
+            }
+        }
     }
 
     /// Every stored object that names `uid` as an owner (from the store's owner index).
@@ -1722,5 +1747,58 @@ fn decode_continue(token: &str) -> Result<(u64, Option<ObjectKey>), ApiError> {
     match (part(0), part(1)) {
         (Some(namespace), Some(name)) => Ok((revision, Some(ObjectKey { namespace, name }))),
         _ => Err(invalid()),
+    }
+}
+
+/// An `events.k8s.io/v1` Event as the core `v1` Event the real server serves for it.
+fn core_event(event: &Value) -> Value {
+    let field = |name: &str| event.get(name).cloned().unwrap_or(Value::Null);
+    let mut metadata = event.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    if let Some(map) = metadata.as_object_mut() {
+        map.remove("managedFields");
+        map.remove("resourceVersion");
+    }
+    let source_component = event
+        .pointer("/deprecatedSource/component")
+        .or_else(|| event.get("reportingController"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let count = event
+        .pointer("/series/count")
+        .or_else(|| event.get("deprecatedCount"))
+        .cloned()
+        .unwrap_or_else(|| json!(1));
+    let mut core = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": metadata,
+        "involvedObject": field("regarding"),
+        "related": field("related"),
+        "reason": field("reason"),
+        "message": field("note"),
+        "type": field("type"),
+        "action": field("action"),
+        "eventTime": field("eventTime"),
+        "firstTimestamp": field("deprecatedFirstTimestamp"),
+        "lastTimestamp": field("deprecatedLastTimestamp"),
+        "count": count,
+        "source": {"component": source_component, "host": event.pointer("/deprecatedSource/host").cloned().unwrap_or(Value::Null)},
+        "reportingComponent": field("reportingController"),
+        "reportingInstance": field("reportingInstance"),
+        "series": event.get("series").map_or(Value::Null, |series| json!({
+            "count": series.get("count").cloned().unwrap_or(Value::Null),
+            "lastObservedTime": series.get("lastObservedTime").cloned().unwrap_or(Value::Null),
+        })),
+    });
+    drop_nulls(&mut core);
+    core
+}
+
+fn drop_nulls(value: &mut Value) {
+    if let Some(map) = value.as_object_mut() {
+        map.retain(|_, field| !field.is_null());
+        for field in map.values_mut() {
+            drop_nulls(field);
+        }
     }
 }

@@ -314,7 +314,63 @@ fn custom_column(definition: &Value) -> Column {
     result
 }
 
+/// The columns of core v1 Events, as the real server prints them (the name last, priority 1).
+fn event_columns() -> Vec<Column> {
+    let text = |path: &'static str| {
+        move |object: &Value| object.pointer(path).cloned().unwrap_or(Value::Null)
+    };
+    let mut name = name_column();
+    name.priority = 1;
+    vec![
+        column(
+            "Last Seen",
+            "string",
+            "Time when this Event was last seen.",
+            |object| {
+                let seen = ["/lastTimestamp", "/series/lastObservedTime", "/eventTime"]
+                    .iter()
+                    .find_map(|path| object.pointer(path).filter(|value| !value.is_null()));
+                age(seen.or_else(|| object.pointer("/metadata/creationTimestamp")))
+            },
+        ),
+        column("Type", "string", "Type of this event.", text("/type")),
+        column(
+            "Reason",
+            "string",
+            "Reason why this event was generated.",
+            text("/reason"),
+        ),
+        column(
+            "Object",
+            "string",
+            "The object that this event is about.",
+            |object| {
+                let kind = object
+                    .pointer("/involvedObject/kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_lowercase();
+                let name = object
+                    .pointer("/involvedObject/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                json!(format!("{kind}/{name}"))
+            },
+        ),
+        column(
+            "Message",
+            "string",
+            "A human-readable description of the status of this operation.",
+            text("/message"),
+        ),
+        name,
+    ]
+}
+
 fn columns(info: &ResourceInfo) -> Vec<Column> {
+    if info.group.is_empty() && info.plural == "events" {
+        return event_columns();
+    }
     let mut columns = vec![name_column()];
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "namespaces") => columns.push(column(

@@ -194,5 +194,6 @@ async fn run_phases(
     phases::steady(env, report).await?;
     phases::drift(env, report).await?;
     phases::churn(env, report).await?;
+    phases::fan_out(env, report).await?;
     Ok(())
 }

@@ -671,6 +671,87 @@ fn changed_policies(before: &[NetworkPolicy], after: &[NetworkPolicy]) -> usize 
     changed_or_removed + added
 }
 
+/// The label that selects the fan-out phase's namespaces.
+const FAN_OUT_LABEL: &str = "netfence.io/scale-fan-out";
+
+/// Template fan-out: N fresh namespaces (untimed setup), then one IsolationTemplate with the
+/// workload's spec selecting them all; the time until every generated resource is Ready, and the
+/// writes next to the minimum (one apply per generated resource and per policy, one status per
+/// resource, one template status).
+pub async fn fan_out(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let count = env.namespaces.len();
+    eprintln!("template fan-out: one IsolationTemplate over {count} new namespaces");
+    let names: Vec<String> = (0..count)
+        .map(|index| format!("fan-out-{index:05}"))
+        .collect();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.user.clone());
+    stream::iter(names.clone())
+        .map(|name| {
+            let namespaces = namespaces.clone();
+            async move {
+                let namespace = serde_json::from_value(json!({
+                    "metadata": {"name": name, "labels": {FAN_OUT_LABEL: "true"}},
+                }))?;
+                namespaces
+                    .create(&PostParams::default(), &namespace)
+                    .await
+                    .with_context(|| format!("failed to create namespace {name}"))?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(env.settings.concurrency)
+        .try_collect::<()>()
+        .await?;
+    workload::wait_quiet(&env.sandbox, QUIET, env.settings.timeout).await;
+    env.sandbox.audit_clear();
+    let before = env.operator.usage()?;
+    let started = Instant::now();
+    let template: netfence_crd::IsolationTemplate = serde_json::from_value(json!({
+        "apiVersion": "netfence.io/v1alpha1",
+        "kind": "IsolationTemplate",
+        "metadata": {"name": "fan-out"},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {FAN_OUT_LABEL: "true"}},
+            "isolationName": workload::NAME,
+            "template": {"spec": workload::spec()},
+        },
+    }))?;
+    Api::<netfence_crd::IsolationTemplate>::all(env.user.clone())
+        .create(&PostParams::default(), &template)
+        .await
+        .context("failed to create the IsolationTemplate")?;
+    let wanted: HashMap<String, i64> = names.iter().map(|name| (name.clone(), 1)).collect();
+    let elapsed = match env.isolations.wait_ready(&wanted, env.deadline()).await {
+        Ok(last) => last.saturating_duration_since(started),
+        Err(missing) => anyhow::bail!(
+            "{missing} of {count} generated resources were not Ready within {}s",
+            env.settings.timeout.as_secs()
+        ),
+    };
+    workload::wait_quiet(&env.sandbox, QUIET, env.settings.timeout).await;
+    let after = env.operator.usage()?;
+    let entries = env.audit("fan-out", started)?;
+    let writes = Writes::of(&entries, USER_AGENT);
+    report.add(
+        "fan-out",
+        "time until every generated resource is Ready",
+        seconds(elapsed),
+    );
+    report.add(
+        "fan-out",
+        "writes to the template's status (in \"other\" below)",
+        writes.other.to_string(),
+    );
+    report_writes(
+        report,
+        "fan-out",
+        &writes,
+        count * (env.per_resource + 2) + 1,
+    );
+    report_usage(report, "fan-out", before, after);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+# The netfence image: the release binary on distroless, as a non-root user.
+#   docker build -t ghcr.io/netfence/netfence:0.1.0 .
+# The binary links only glibc (libc, libm) and libgcc_s (rustls with ring: no OpenSSL), which
+# the distroless cc image carries; its `nonroot` variant runs as 65532, the user config/manager
+# expects (operator/tests/deploy.rs checks that they agree).
+
+FROM rust:1.95-bookworm AS builder
+WORKDIR /src
+COPY . .
+# --locked: exactly the crate versions of Cargo.lock. The caches keep the registry and the
+# build between image builds; the binary is copied out of the cached target directory.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p netfence \
+    && cp target/release/netfence /usr/local/bin/netfence
+# The release profile keeps line tables for backtraces (133 MB); the image keeps the symbols,
+# so a panic still names its functions, and drops the debug sections (25 MB).
+RUN strip --strip-debug /usr/local/bin/netfence
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=builder /usr/local/bin/netfence /netfence
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/netfence"]
