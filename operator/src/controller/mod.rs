@@ -198,7 +198,7 @@ fn is_own_write<K: kube::Resource<DynamicType = ()>>(
 }
 
 /// How many reconciles may wait for each permit (see [`Context::permits`]).
-const WAITING_PER_PERMIT: u16 = 4;
+const WAITING_PER_PERMIT: u16 = 32;
 
 /// How many objects a list page holds (see [`prepare`]).
 const LIST_PAGE: u32 = 100;
@@ -300,8 +300,12 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         // bounds how many wait for a permit (its runner polls every one of them at each wake-up,
         // so an unbounded number made convergence quadratic).
         .with_config(
-            kube::runtime::controller::Config::default()
-                .concurrency(settings.concurrency.max(1).saturating_mul(WAITING_PER_PERMIT)),
+            kube::runtime::controller::Config::default().concurrency(
+                settings
+                    .concurrency
+                    .max(1)
+                    .saturating_mul(WAITING_PER_PERMIT),
+            ),
         );
     let templates = (settings.templates && settings.namespace.is_none()).then(|| {
         prepare_templates(
