@@ -227,6 +227,7 @@ impl PolicyCache {
     /// an event adds, changes or deletes; after a relist, only those that differ from what the
     /// cache held before it (changed, added, or gone while the watch was down), so that a
     /// relist of an unchanged cluster reconciles nothing for its policies.
+    #[allow(clippy::must_use_candidate)] // filling the cache alone (as tests do) ignores them
     pub fn apply(&self, event: &watcher::Event<NetworkPolicy>) -> Vec<NetworkPolicy> {
         let changed = self.apply_content(event);
         self.inner.changes.signal();

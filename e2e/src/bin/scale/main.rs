@@ -34,6 +34,7 @@ use crate::{
 /// drift and spec churn, with the targets of issue 8.
 #[derive(Debug, Parser)]
 #[command(name = "scale", version, about, long_about = None)]
+#[allow(clippy::struct_excessive_bools)] // independent command-line switches, not a state
 struct Args {
     /// How many namespaces, each with one NamespaceIsolation (5 tiers, 8 flows, 3 shared
     /// services: 9 policies).
