@@ -12,9 +12,9 @@
 //! same name, is never updated or deleted by a plan (an apply to a name held by a foreign
 //! policy is refused by [`Plan::conflicts`] instead).
 
-use std::collections::BTreeMap;
+use std::{borrow::Borrow, collections::BTreeMap};
 
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 
 use crate::render::{MANAGED_BY, MANAGED_BY_LABEL};
 
@@ -67,12 +67,18 @@ pub fn is_owned_by(policy: &NetworkPolicy, owner_uid: &str) -> bool {
     labelled && owned
 }
 
-/// Compare rendered policies with the policies observed in the resource's namespace.
+/// Compare rendered policies with the policies observed in the resource's namespace (owned or
+/// shared, e.g. `Arc`s from a cache: nothing is copied).
 #[must_use]
-pub fn plan(desired: &[NetworkPolicy], observed: &[NetworkPolicy], owner_uid: &str) -> Plan {
+pub fn plan<P: Borrow<NetworkPolicy>>(
+    desired: &[NetworkPolicy],
+    observed: &[P],
+    owner_uid: &str,
+) -> Plan {
     let observed: BTreeMap<&str, &NetworkPolicy> = observed
         .iter()
-        .filter_map(|policy| Some((policy.metadata.name.as_deref()?, policy)))
+        .map(Borrow::borrow)
+        .filter_map(|policy: &NetworkPolicy| Some((policy.metadata.name.as_deref()?, policy)))
         .collect();
     let mut plan = Plan::default();
     for policy in desired {
@@ -132,8 +138,9 @@ fn matches(desired: &NetworkPolicy, observed: &NetworkPolicy) -> bool {
 }
 
 /// The spec by what it means: the server defaults a missing port protocol to TCP, and an empty
-/// rule list is the same as none (the API server drops empty lists).
-fn normalized_spec(policy: &NetworkPolicy) -> serde_json::Value {
+/// rule list is the same as none (the API server drops empty lists). Compared as typed values:
+/// equal exactly when their JSON is.
+fn normalized_spec(policy: &NetworkPolicy) -> NetworkPolicySpec {
     let mut spec = policy.spec.clone().unwrap_or_default();
     if spec.ingress.as_ref().is_some_and(Vec::is_empty) {
         spec.ingress = None;
@@ -155,7 +162,7 @@ fn normalized_spec(policy: &NetworkPolicy) -> serde_json::Value {
     for port in rules_ports {
         port.protocol.get_or_insert_with(|| "TCP".to_owned());
     }
-    serde_json::to_value(spec).unwrap_or_default()
+    spec
 }
 
 /// The body netfence server-side applies for a rendered policy: rule lists it leaves empty are
@@ -208,7 +215,7 @@ mod tests {
     #[test]
     fn missing_then_steady() {
         let desired = desired();
-        let first = plan(&desired, &[], UID);
+        let first = plan::<NetworkPolicy>(&desired, &[], UID);
         assert_eq!(first.apply.len(), 4);
         assert!(
             first

@@ -221,6 +221,9 @@ where
     }
 }
 
+/// How many reconciles may wait for each permit (see [`Context::permits`]).
+const WAITING_PER_PERMIT: u16 = 32;
+
 /// How many objects a list page holds (see [`prepare`]).
 const LIST_PAGE: u32 = 100;
 
@@ -274,11 +277,15 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     .default_backoff()
     .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
     .map_ok(move |event| {
-        cache_writer.apply(&event);
-        event
+        let changed = cache_writer.apply(&event);
+        let triggers = if is_own_write(&own_policies, &event) {
+            Vec::new()
+        } else {
+            changed
+        };
+        futures::stream::iter(triggers.into_iter().map(Ok))
     })
-    .try_filter(move |event| std::future::ready(!is_own_write(&own_policies, event)))
-    .touched_objects();
+    .try_flatten();
     let (isolation_reader, isolation_writer) = reflector::store();
     let isolation_changes = Changes::default();
     let isolation_events = watcher(isolations, watcher::Config::default().page_size(LIST_PAGE))
@@ -313,8 +320,17 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     let controller = Controller::for_stream(isolation_events, isolation_reader)
         .owns_stream(policy_events)
         .trigger_backoff(NoTriggerBackoff)
-        // No limit here: the permits in the context limit reconciles, in arrival order.
-        .with_config(kube::runtime::controller::Config::default().concurrency(0));
+        // The permits in the context limit reconciles, in arrival order; kube's own limit only
+        // bounds how many wait for a permit (its runner polls every one of them at each wake-up,
+        // so an unbounded number made convergence quadratic).
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(
+                settings
+                    .concurrency
+                    .max(1)
+                    .saturating_mul(WAITING_PER_PERMIT),
+            ),
+        );
     let templates = (settings.templates && settings.namespace.is_none()).then(|| {
         prepare_templates(
             context.client.clone(),

@@ -247,12 +247,7 @@ async fn reconcile_steps(
 /// The policies of the namespace that carry the managed-by label, from the cache (no API call).
 /// [`plan::plan`] tells this resource's own from the others.
 fn observe(context: &Context, namespace: &str) -> Vec<NetworkPolicy> {
-    context
-        .policies
-        .in_namespace(namespace)
-        .iter()
-        .map(|policy| policy.as_ref().clone())
-        .collect()
+    context.policies.in_namespace(namespace)
 }
 
 /// The names of the policies this resource owns.
@@ -438,15 +433,9 @@ async fn wait_for_cache(context: &Context, namespace: &str, written: &[(String, 
     let seen = context
         .policies
         .wait_until(deadline, |cache| {
-            written.iter().all(|(name, version)| {
-                let cached = cache.get(namespace, name);
-                match version {
-                    Some(version) => cached.is_some_and(|policy| {
-                        policy.metadata.resource_version.as_ref() == Some(version)
-                    }),
-                    None => cached.is_none(),
-                }
-            })
+            written
+                .iter()
+                .all(|(name, version)| cache.holds(namespace, name, version.as_deref()))
         })
         .await;
     if !seen {

@@ -148,7 +148,7 @@ pub fn prepare_templates(
     // NamespaceIsolation's only netfence's own apply entry (the labels it set).
     let namespace_events = watcher(
         Api::<Namespace>::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().page_size(super::LIST_PAGE),
     )
     .default_backoff()
     .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
@@ -157,7 +157,7 @@ pub fn prepare_templates(
     let (isolations, isolation_writer) = reflector::store();
     let isolation_events = watcher(
         Api::<NamespaceIsolation>::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().page_size(super::LIST_PAGE),
     )
     .default_backoff()
     .modify(|isolation: &mut NamespaceIsolation| {

@@ -508,6 +508,7 @@ impl State {
         let mut items = Vec::new();
         let mut next = None;
         let mut remaining = 0_usize;
+        let selective = !options.labels.is_empty() || !options.fields.is_empty();
         // Keys are ordered by namespace first: a namespaced list reads only its namespace's range
         // (etcd reads a key prefix), and a continued list starts after its token's key, not at
         // the first object of the resource.
@@ -536,6 +537,12 @@ impl State {
                         .last()
                         .map(|(key, _): &(ObjectKey, Value)| key.clone());
                 }
+                // With a selector the real server leaves remainingItemCount unset (it would have
+                // to match every remaining object); counting them made every page of a relist
+                // scan the rest of the resource.
+                if selective {
+                    break;
+                }
                 remaining += 1;
                 continue;
             }
@@ -553,7 +560,9 @@ impl State {
         let mut metadata = json!({"resourceVersion": revision.to_string()});
         if let Some(last) = next {
             metadata["continue"] = json!(encode_continue(revision, &last));
-            metadata["remainingItemCount"] = json!(remaining);
+            if !selective {
+                metadata["remainingItemCount"] = json!(remaining);
+            }
         }
         Ok(json!({
             "kind": info.list_kind,

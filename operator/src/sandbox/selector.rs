@@ -31,6 +31,12 @@ enum Requirement {
 pub struct SelectorError(String);
 
 impl LabelSelector {
+    /// Whether the selector selects everything.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
     /// Parse `labelSelector`.
     pub fn parse(text: &str) -> Result<Self, SelectorError> {
         let mut requirements = Vec::new();
@@ -159,6 +165,12 @@ pub struct FieldSelector {
 }
 
 impl FieldSelector {
+    /// Whether the selector selects everything.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+
     /// Parse `fieldSelector`. Any dotted path of the object is accepted.
     pub fn parse(text: &str) -> Result<Self, SelectorError> {
         let mut terms = Vec::new();
