@@ -1050,3 +1050,61 @@ async fn a_stop_during_the_first_list_ends_the_controllers() {
     }
     env.finish().await;
 }
+
+/// An Event repeated with the same reason and note about the same object raises the count of
+/// the first one; another note is an Event of its own. (kube's Recorder kept the first note for
+/// every later Event of the same reason: a second policy's drift read as the first's, twice.)
+#[tokio::test]
+async fn repeated_events_fold_only_when_their_note_is_the_same() {
+    let mut env = Env::start().await;
+    let ns = env.namespace("events").await;
+    env.create(&shop(&ns)).await;
+    env.wait_reason(&ns, "shop", "Reconciled").await;
+    let resource: NamespaceIsolation = Api::namespaced(env.client.clone(), &ns)
+        .get("shop")
+        .await
+        .expect("get");
+    let recorder = controller::Recorder::new(
+        env.client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "netfence-e2e".into(),
+            instance: None,
+        },
+    );
+    let reference = kube::Resource::object_ref(&resource, &());
+    for note in [
+        "NetworkPolicy a restored",
+        "NetworkPolicy b restored",
+        "NetworkPolicy a restored",
+    ] {
+        let event = kube::runtime::events::Event {
+            type_: kube::runtime::events::EventType::Normal,
+            reason: "Folded".into(),
+            note: Some(note.into()),
+            action: "Test".into(),
+            secondary: None,
+        };
+        recorder
+            .publish(&event, &reference)
+            .await
+            .expect("published");
+    }
+    let events: Vec<Event> = Api::<Event>::namespaced(env.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|event| event.reason.as_deref() == Some("Folded"))
+        .collect();
+    let count = |note: &str| {
+        events
+            .iter()
+            .filter(|event| event.note.as_deref() == Some(note))
+            .map(|event| event.series.as_ref().map_or(1, |series| series.count))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(count("NetworkPolicy a restored"), vec![2], "{events:?}");
+    assert_eq!(count("NetworkPolicy b restored"), vec![1], "{events:?}");
+    env.finish().await;
+}

@@ -33,7 +33,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
+        events::{Event, EventType, Reporter},
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -41,6 +41,7 @@ use kube::{
 use netfence_crd::NamespaceIsolation;
 
 pub use cache::{Changes, OwnWrites, PolicyCache};
+pub use events::Recorder;
 pub use leader::{LeaseSettings, run_as_leader};
 pub use reconcile::{Error, reconcile};
 pub use template::{PreparedTemplates, TemplateError, prepare_templates};

@@ -29,7 +29,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
-        events::{EventType, Recorder, Reporter},
+        events::{EventType, Reporter},
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -40,7 +40,7 @@ use netfence_crd::{
 };
 use tracing::Instrument;
 
-use super::{FIELD_MANAGER, backoff, publish_event, status, wait_for_cache};
+use super::{FIELD_MANAGER, Recorder, backoff, publish_event, status, wait_for_cache};
 use crate::{
     metrics::Metrics,
     plan::ApplyReason,
