@@ -400,6 +400,30 @@ fn at_least(cached: &str, written: &str) -> bool {
     }
 }
 
+/// Server-side apply `status` to the status subresource of `name`, as netfence's field manager:
+/// fields it no longer sends (an old plannedChanges, a resolved conflict) are removed, which a
+/// merge patch would leave, and the status would never settle.
+async fn apply_status<K>(
+    api: &Api<K>,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> kube::Result<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &kube::api::PatchParams::apply(FIELD_MANAGER).force(),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await
+}
+
 /// Publish an Event about `regarding`, with `related` as its second object. A failure to publish
 /// is logged, never fatal: Events are for people, the status is the contract.
 async fn publish_event(

@@ -499,19 +499,7 @@ async fn write_status(
         return Ok(false);
     }
     let api: Api<NamespaceIsolation> = Api::namespaced(context.client.clone(), namespace);
-    // Server-side apply, so that fields this manager no longer sends (an old plannedChanges)
-    // are removed; a merge patch would leave them, and the status would never settle.
-    let patch = serde_json::json!({
-        "apiVersion": NamespaceIsolation::api_version(&()),
-        "kind": NamespaceIsolation::kind(&()),
-        "status": new,
-    });
-    let written = api
-        .patch_status(
-            &resource.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
+    let written = super::apply_status(&api, &resource.name_any(), &new)
         .await
         .map_err(|source| update_error(resource, namespace, source))?;
     context.own_writes.record(&written);

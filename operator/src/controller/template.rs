@@ -671,17 +671,7 @@ async fn write_status(
         return Ok(false);
     }
     let api: Api<IsolationTemplate> = Api::all(context.client.clone());
-    let patch = serde_json::json!({
-        "apiVersion": IsolationTemplate::api_version(&()),
-        "kind": IsolationTemplate::kind(&()),
-        "status": new,
-    });
-    let written = api
-        .patch_status(
-            &template.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
+    let written = super::apply_status(&api, &template.name_any(), &new)
         .await
         .map_err(|source| TemplateError::Status {
             name: template.name_any(),
