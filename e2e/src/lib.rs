@@ -291,6 +291,18 @@ pub fn shop(namespace: &str) -> Value {
     })
 }
 
+/// A merge patch that removes `shop`'s database tier (and the flow to it): its policy is pruned.
+#[must_use]
+pub fn shop_without_database() -> Value {
+    serde_json::json!({"spec": {
+        "tiers": [
+            {"name": "frontend", "podSelector": {"matchLabels": {"tier": "frontend"}}},
+            {"name": "backend", "podSelector": {"matchLabels": {"tier": "backend"}}},
+        ],
+        "flows": [{"from": "frontend", "to": "backend", "ports": [{"port": 8080}]}],
+    }})
+}
+
 /// Wait until the resource's status describes its current generation with this Ready reason.
 pub async fn wait_for_reason(
     api: &Api<NamespaceIsolation>,

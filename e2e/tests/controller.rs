@@ -18,7 +18,7 @@ use kube::{
 };
 use netfence::{controller, metrics::Metrics, plan::is_owned_by, render, sandbox::Sandbox};
 use netfence_crd::{NamespaceIsolation, ValidatedIsolation};
-use netfence_e2e::{Cluster, TestNamespace, shop, skip};
+use netfence_e2e::{Cluster, TestNamespace, shop, shop_without_database, skip};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -428,13 +428,7 @@ async fn spec_changes_write_only_what_changed() {
         .patch(
             "shop",
             &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {
-                "tiers": [
-                    {"name": "frontend", "podSelector": {"matchLabels": {"tier": "frontend"}}},
-                    {"name": "backend", "podSelector": {"matchLabels": {"tier": "backend"}}},
-                ],
-                "flows": [{"from": "frontend", "to": "backend", "ports": [{"port": 8080}]}],
-            }})),
+            &Patch::Merge(&shop_without_database()),
         )
         .await
         .expect("remove a tier");

@@ -43,7 +43,9 @@ use netfence::{
     sandbox::AuditEntry,
 };
 use netfence_crd::{IsolationTemplate, NamespaceIsolation};
-use netfence_e2e::{Cluster, eventually, example_isolations, shop, skip, wait_for_reason};
+use netfence_e2e::{
+    Cluster, eventually, example_isolations, shop, shop_without_database, skip, wait_for_reason,
+};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -627,13 +629,7 @@ impl Scenarios {
             .patch(
                 "shop",
                 &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": {
-                    "tiers": [
-                        {"name": "frontend", "podSelector": {"matchLabels": {"tier": "frontend"}}},
-                        {"name": "backend", "podSelector": {"matchLabels": {"tier": "backend"}}},
-                    ],
-                    "flows": [{"from": "frontend", "to": "backend", "ports": [{"port": 8080}]}],
-                }})),
+                &Patch::Merge(&shop_without_database()),
             )
             .await
             .expect("remove a tier");
