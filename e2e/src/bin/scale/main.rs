@@ -31,9 +31,9 @@ use crate::{
 };
 
 /// Benchmark netfence at scale: convergence against a minimum-writes baseline, steady state,
-/// drift and spec churn, with the targets of issue 8.
+/// drift, spec churn and template fan-out, each figure beside its target.
 #[derive(Debug, Parser)]
-#[command(name = "scale", version, about, long_about = None)]
+#[command(name = "scale", version, long_about = None)]
 #[allow(clippy::struct_excessive_bools)] // independent command-line switches, not a state
 struct Args {
     /// How many namespaces, each with one NamespaceIsolation (5 tiers, 8 flows, 3 shared
