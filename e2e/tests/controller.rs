@@ -1066,20 +1066,20 @@ async fn repeated_events_fold_only_when_their_note_is_the_same() {
         },
     );
     let reference = kube::Resource::object_ref(&resource, &());
+    let folded = |note: &str| kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Normal,
+        reason: "Folded".into(),
+        note: Some(note.into()),
+        action: "Test".into(),
+        secondary: None,
+    };
     for note in [
         "NetworkPolicy a restored",
         "NetworkPolicy b restored",
         "NetworkPolicy a restored",
     ] {
-        let event = kube::runtime::events::Event {
-            type_: kube::runtime::events::EventType::Normal,
-            reason: "Folded".into(),
-            note: Some(note.into()),
-            action: "Test".into(),
-            secondary: None,
-        };
         recorder
-            .publish(&event, &reference)
+            .publish(&folded(note), &reference)
             .await
             .expect("published");
     }
@@ -1100,5 +1100,31 @@ async fn repeated_events_fold_only_when_their_note_is_the_same() {
     };
     assert_eq!(count("NetworkPolicy a restored"), vec![2], "{events:?}");
     assert_eq!(count("NetworkPolicy b restored"), vec![1], "{events:?}");
+
+    // An Event deleted meanwhile (by someone, or by the API server's TTL): the next occurrence
+    // starts a new one instead of failing to continue the series.
+    let api: Api<Event> = Api::namespaced(env.client.clone(), &ns);
+    for event in &events {
+        api.delete(
+            &event.metadata.name.clone().unwrap_or_default(),
+            &DeleteParams::default(),
+        )
+        .await
+        .expect("delete the Event");
+    }
+    recorder
+        .publish(&folded("NetworkPolicy a restored"), &reference)
+        .await
+        .expect("published again");
+    let again: Vec<Event> = api
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|event| event.reason.as_deref() == Some("Folded"))
+        .collect();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(again[0].series.is_none(), "{again:?}");
     env.finish().await;
 }

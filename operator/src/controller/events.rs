@@ -152,16 +152,29 @@ impl Recorder {
         };
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<events::Event> = Api::namespaced(self.client.clone(), namespace);
-        let stored = if let Some(mut earlier) = earlier {
-            earlier.series = Some(events::EventSeries {
-                count: earlier.series.as_ref().map_or(2, |series| series.count + 1),
-                last_observed_time: MicroTime(now),
-            });
-            let name = earlier.metadata.name.clone().unwrap_or_default();
-            let patch = serde_json::json!({"series": earlier.series});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-            earlier
+        let continued = match earlier {
+            Some(mut earlier) => {
+                earlier.series = Some(events::EventSeries {
+                    count: earlier.series.as_ref().map_or(2, |series| series.count + 1),
+                    last_observed_time: MicroTime(now),
+                });
+                let name = earlier.metadata.name.clone().unwrap_or_default();
+                let patch = serde_json::json!({"series": earlier.series});
+                match api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => Some(earlier),
+                    // Deleted meanwhile (by someone, or by the API server's Event TTL): the
+                    // occurrence starts a new Event.
+                    Err(kube::Error::Api(status)) if status.code == 404 => None,
+                    Err(error) => return Err(error),
+                }
+            }
+            None => None,
+        };
+        let stored = if let Some(continued) = continued {
+            continued
         } else {
             let created = self.new_event(event, regarding, type_, now);
             api.create(&PostParams::default(), &created).await?;
