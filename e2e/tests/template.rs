@@ -595,9 +595,14 @@ async fn steady_state_relist_and_restart_make_no_writes() {
         "writes in steady state"
     );
 
+    // The restart meets a slow policy list (a large cluster): the NamespaceIsolations' list is
+    // in first, and a reconcile that planned against the half-filled policy cache would apply
+    // every policy again and report drift that is not there.
     env.stop_controller().await;
+    let slow = faults.latency("list", "networkpolicies", Duration::from_secs(1));
     env.start_controller();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    faults.remove(slow);
     let sandbox = env.sandbox().expect("sandbox");
     let (writes, events) = netfence_writes(sandbox);
     assert_eq!(
@@ -605,6 +610,66 @@ async fn steady_state_relist_and_restart_make_no_writes() {
         (BTreeMap::new(), 0),
         "writes after a restart"
     );
+    env.finish().await;
+}
+
+/// Several templates after a restart whose Namespace list is slow: every one is reconciled.
+/// (They all wait for the Namespace cache; kube's `wait_until_ready` woke only the last waiter,
+/// and the other templates were never reconciled again in that process.) Sandbox only: it
+/// slows the API down.
+#[tokio::test]
+async fn every_template_is_reconciled_after_a_restart_with_a_slow_namespace_list() {
+    let mut env = Env::start().await;
+    let Some(faults) = env.sandbox().map(Sandbox::faults) else {
+        skip(
+            "every_template_is_reconciled_after_a_restart_with_a_slow_namespace_list",
+            "it slows the sandbox's lists down, which a real cluster does not offer",
+        );
+        env.finish().await;
+        return;
+    };
+    let first = env.namespace("team", true).await;
+    let generating = env.template("teams");
+    let generating_name = name_of(&generating);
+    env.create_template(&generating).await;
+    // Three more that select nothing: each is still reconciled, and each waits for the caches.
+    let mut idle = Vec::new();
+    for index in 0..3 {
+        let mut template = env.template(&format!("idle{index}"));
+        template["spec"]["namespaceSelector"] =
+            json!({"matchLabels": {"netfence.io/e2e-none": env.run}});
+        idle.push(name_of(&template));
+        env.create_template(&template).await;
+    }
+    env.wait_template(&generating_name, "Ready", |t| matched(t) == Some(1))
+        .await;
+    env.wait_generated(&first, 4).await;
+
+    // While netfence is down: one more namespace to bootstrap, and every idle template edited.
+    env.stop_controller().await;
+    let second = env.namespace("team", true).await;
+    for name in &idle {
+        env.templates()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"template": {"spec": team_spec(9090)}}})),
+            )
+            .await
+            .expect("template edited");
+    }
+    let slow = faults.latency("list", "namespaces", Duration::from_secs(1));
+    env.start_controller();
+    env.wait_template(&generating_name, "the new namespace matched", |t| {
+        matched(t) == Some(2)
+    })
+    .await;
+    env.wait_generated(&second, 4).await;
+    for name in &idle {
+        env.wait_template(name, "the edit observed", |t| matched(t) == Some(0))
+            .await;
+    }
+    faults.remove(slow);
     env.finish().await;
 }
 

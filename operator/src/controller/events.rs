@@ -1,24 +1,27 @@
-//! Events, published by a task of their own, as client-go's event broadcaster does: a reconcile
+//! Events, published by tasks of their own, as client-go's event broadcaster does: a reconcile
 //! queues an Event and goes on, it never waits for the API server to store one. Events are for
 //! people; the status is the contract, and restoring a deleted policy must not wait behind the
 //! Event that reports it.
 //!
 //! ```text
-//! reconcile --try_send--> [ queue: QUEUE_CAPACITY ] --> publisher task --Recorder--> events.k8s.io
+//! reconcile --try_send--> [ lane 1..LANES, by series ] --> one publisher per lane --Recorder--> events.k8s.io
 //!                '-- full: dropped, counted in netfence_events_dropped_total
 //! ```
 //!
-//! [`Recorder`] folds a repeated Event into a series, as client-go's event correlator does: the
-//! same reason *and note* about the same object within [`SERIES_WINDOW`] raise the count of the
-//! first one. kube's own `Recorder` leaves the note out of that key, so a second drift correction
-//! of another policy showed the first one's note with a count of 2.
+//! [`Recorder`] folds a repeated Event into a series: the same reason *and note* about the same
+//! object within [`SERIES_WINDOW`] raise the count of the first one, as client-go's core/v1
+//! recorder does with its message. kube's `Recorder` (like client-go's events.k8s.io recorder)
+//! leaves the note out of that key, which fits Events whose note never varies, not netfence's,
+//! whose notes name the policies: a drift correction of a second policy showed the first one's
+//! note with a count of 2. Every occurrence of one series goes to the same lane, so two of them
+//! are never published at once (two creates, or two patches of the same count).
 
 use std::{
     collections::HashMap,
+    hash::{DefaultHasher, Hash, Hasher},
     sync::{Arc, Mutex, PoisonError},
 };
 
-use futures::StreamExt;
 use k8s_openapi::{
     api::{core::v1::ObjectReference, events::v1 as events},
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
@@ -33,39 +36,62 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
-/// How many Events may wait to be published before new ones are dropped.
+/// How many Events may wait to be published before new ones are dropped (over all lanes).
 pub const QUEUE_CAPACITY: usize = 4096;
 
-/// How many Events are published at once.
-const PUBLISHING: usize = 4;
+/// How many Events are published at once: one per lane.
+const LANES: usize = 4;
+
+/// How long a published Event can still be continued as a series (kube's and client-go's value).
+const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
+
+/// How often series older than the window are forgotten.
+const PRUNE_EVERY: SignedDuration = SignedDuration::from_secs(1);
+
+/// The longest note the API server accepts (events.k8s.io/v1 validation), in bytes.
+const NOTE_LIMIT: usize = 1024;
 
 /// Where reconciles queue Events.
 pub struct EventQueue {
-    sender: mpsc::Sender<(Event, ObjectReference)>,
+    lanes: Vec<mpsc::Sender<(Event, ObjectReference)>>,
     metrics: Arc<Metrics>,
 }
 
-/// The task that publishes queued Events; it ends once every [`EventQueue`] is dropped and the
-/// queue is drained.
+/// The tasks that publish queued Events; they end once every [`EventQueue`] is dropped and the
+/// lanes are drained.
 pub struct Publisher {
-    receiver: mpsc::Receiver<(Event, ObjectReference)>,
+    lanes: Vec<mpsc::Receiver<(Event, ObjectReference)>>,
     recorder: Recorder,
 }
 
 /// A queue and its publisher.
 #[must_use]
 pub fn queue(recorder: Recorder, metrics: Arc<Metrics>) -> (EventQueue, Publisher) {
-    let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+    let (senders, receivers) = (0..LANES)
+        .map(|_| mpsc::channel(QUEUE_CAPACITY / LANES))
+        .unzip();
     (
-        EventQueue { sender, metrics },
-        Publisher { receiver, recorder },
+        EventQueue {
+            lanes: senders,
+            metrics,
+        },
+        Publisher {
+            lanes: receivers,
+            recorder,
+        },
     )
 }
 
 impl EventQueue {
-    /// Queue an Event about `reference`; when the queue is full it is dropped and counted.
+    /// Queue an Event about `reference`; when its lane is full it is dropped and counted.
     pub fn publish(&self, event: Event, reference: ObjectReference) {
-        if let Err(error) = self.sender.try_send((event, reference)) {
+        let mut hasher = DefaultHasher::new();
+        SeriesKey::of(&event, &reference).hash(&mut hasher);
+        let lane = usize::try_from(hasher.finish() % LANES as u64).unwrap_or_default();
+        let Some(sender) = self.lanes.get(lane) else {
+            return;
+        };
+        if let Err(error) = sender.try_send((event, reference)) {
             self.metrics.events_dropped.inc();
             let (event, _) = error.into_inner();
             tracing::debug!(reason = %event.reason, "Event queue full: Event dropped");
@@ -73,30 +99,88 @@ impl EventQueue {
     }
 }
 
-/// How long a published Event can still be continued as a series (kube's and client-go's value).
-const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
+impl Publisher {
+    /// Publish until the queue closes. A failure to publish is logged, never retried.
+    pub async fn run(self) {
+        let recorder = &self.recorder;
+        let lanes = self.lanes.into_iter().map(|mut lane| async move {
+            while let Some((event, reference)) = lane.recv().await {
+                if let Err(error) = recorder.publish(&event, &reference).await {
+                    tracing::warn!(%error, reason = %event.reason, "failed to publish an Event");
+                }
+            }
+        });
+        futures::future::join_all(lanes).await;
+    }
+}
 
-/// What makes two Events the same occurrence: everything a person reads in them.
+/// What makes two Events occurrences of one series: everything a person reads in them.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct SeriesKey {
-    regarding: (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    ),
-    related: Option<(Option<String>, Option<String>, Option<String>)>,
+    regarding: [Option<String>; 4],
+    related: Option<[Option<String>; 3]>,
     type_: &'static str,
     reason: String,
     action: String,
     note: Option<String>,
 }
 
+impl SeriesKey {
+    fn of(event: &Event, regarding: &ObjectReference) -> SeriesKey {
+        SeriesKey {
+            regarding: [
+                regarding.uid.clone(),
+                regarding.kind.clone(),
+                regarding.namespace.clone(),
+                regarding.name.clone(),
+            ],
+            related: event.secondary.as_ref().map(|related| {
+                [
+                    related.kind.clone(),
+                    related.namespace.clone(),
+                    related.name.clone(),
+                ]
+            }),
+            type_: type_name(event.type_),
+            reason: event.reason.clone(),
+            action: event.action.clone(),
+            note: event.note.clone(),
+        }
+    }
+}
+
+fn type_name(type_: EventType) -> &'static str {
+    match type_ {
+        EventType::Normal => "Normal",
+        EventType::Warning => "Warning",
+    }
+}
+
+/// The series published within the window, by key.
+#[derive(Default)]
+struct Published {
+    series: HashMap<SeriesKey, events::Event>,
+    pruned: Option<Timestamp>,
+}
+
+impl Published {
+    /// Forget series older than the window (at most every [`PRUNE_EVERY`]: a burst of Events
+    /// must not scan every series each time).
+    fn prune(&mut self, now: Timestamp) {
+        if self.pruned.is_some_and(|at| at + PRUNE_EVERY > now) {
+            return;
+        }
+        self.pruned = Some(now);
+        self.series
+            .retain(|_, earlier| last_seen(earlier).is_some_and(|at| at + SERIES_WINDOW > now));
+    }
+}
+
 /// Publishes `events.k8s.io/v1` Events, folding repeats into a series (see the module's doc).
 pub struct Recorder {
     client: Client,
     reporter: Reporter,
-    published: Mutex<HashMap<SeriesKey, events::Event>>,
+    published: Mutex<Published>,
 }
 
 impl Recorder {
@@ -106,49 +190,27 @@ impl Recorder {
         Recorder {
             client,
             reporter,
-            published: Mutex::new(HashMap::new()),
+            published: Mutex::new(Published::default()),
         }
     }
 
     /// Create the Event about `regarding`, or raise the count of the same one published within
-    /// the window.
+    /// the window. Occurrences of one series must not be published concurrently (the
+    /// [`Publisher`]'s lanes see to it).
     pub async fn publish(
         &self,
         event: &Event,
         regarding: &ObjectReference,
     ) -> Result<(), kube::Error> {
         let now = Timestamp::now();
-        let type_ = match event.type_ {
-            EventType::Normal => "Normal",
-            EventType::Warning => "Warning",
-        };
-        let key = SeriesKey {
-            regarding: (
-                regarding.uid.clone(),
-                regarding.kind.clone(),
-                regarding.namespace.clone(),
-                regarding.name.clone(),
-            ),
-            related: event.secondary.as_ref().map(|related| {
-                (
-                    related.kind.clone(),
-                    related.namespace.clone(),
-                    related.name.clone(),
-                )
-            }),
-            type_,
-            reason: event.reason.clone(),
-            action: event.action.clone(),
-            note: event.note.clone(),
-        };
+        let key = SeriesKey::of(event, regarding);
         let earlier = {
             let mut published = self
                 .published
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            published
-                .retain(|_, earlier| last_seen(earlier).is_some_and(|at| at + SERIES_WINDOW > now));
-            published.get(&key).cloned()
+            published.prune(now);
+            published.series.get(&key).cloned()
         };
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<events::Event> = Api::namespaced(self.client.clone(), namespace);
@@ -176,25 +238,23 @@ impl Recorder {
         let stored = if let Some(continued) = continued {
             continued
         } else {
-            let created = self.new_event(event, regarding, type_, now);
+            let created = self.new_event(event, regarding, now);
             api.create(&PostParams::default(), &created).await?;
             created
         };
         self.published
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .series
             .insert(key, stored);
         Ok(())
     }
-}
 
-impl Recorder {
     /// The first Event of a series, named as kube and client-go name them.
     fn new_event(
         &self,
         event: &Event,
         regarding: &ObjectReference,
-        type_: &str,
         now: Timestamp,
     ) -> events::Event {
         events::Event {
@@ -216,10 +276,10 @@ impl Recorder {
                 ..ObjectMeta::default()
             },
             event_time: Some(MicroTime(now)),
-            type_: Some(type_.to_owned()),
+            type_: Some(type_name(event.type_).to_owned()),
             reason: Some(event.reason.clone()),
             action: Some(event.action.clone()),
-            note: event.note.clone(),
+            note: event.note.as_deref().map(within_note_limit),
             regarding: Some(regarding.clone()),
             related: event.secondary.clone(),
             reporting_controller: Some(self.reporter.controller.clone()),
@@ -234,6 +294,19 @@ impl Recorder {
     }
 }
 
+/// A note the API server accepts: cut at a character boundary to [`NOTE_LIMIT`] bytes, ending
+/// in "..." when cut (an InvalidSpec note lists every error; a refused Event is a lost one).
+fn within_note_limit(note: &str) -> String {
+    if note.len() <= NOTE_LIMIT {
+        return note.to_owned();
+    }
+    let mut end = NOTE_LIMIT - 3;
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &note[..end])
+}
+
 /// When an Event last happened: its series' last observation, else its time.
 fn last_seen(event: &events::Event) -> Option<Timestamp> {
     event
@@ -243,22 +316,20 @@ fn last_seen(event: &events::Event) -> Option<Timestamp> {
         .or_else(|| event.event_time.as_ref().map(|time| time.0))
 }
 
-impl Publisher {
-    /// Publish until the queue closes. A failure to publish is logged, never retried.
-    pub async fn run(self) {
-        let recorder = self.recorder;
-        let events = futures::stream::unfold(self.receiver, |mut receiver| async move {
-            receiver.recv().await.map(|item| (item, receiver))
-        });
-        events
-            .for_each_concurrent(PUBLISHING, |(event, reference)| {
-                let recorder = &recorder;
-                async move {
-                    if let Err(error) = recorder.publish(&event, &reference).await {
-                        tracing::warn!(%error, reason = %event.reason, "failed to publish an Event");
-                    }
-                }
-            })
-            .await;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_notes_are_cut_to_what_the_api_server_accepts() {
+        assert_eq!(within_note_limit("short"), "short");
+        let exact = "a".repeat(NOTE_LIMIT);
+        assert_eq!(within_note_limit(&exact), exact);
+        // A multi-byte character across the limit is not split.
+        let long = format!("{}é{}", "a".repeat(NOTE_LIMIT - 4), "b".repeat(100));
+        let cut = within_note_limit(&long);
+        assert!(cut.len() <= NOTE_LIMIT, "{}", cut.len());
+        assert!(cut.ends_with("..."));
+        assert!(cut.starts_with(&"a".repeat(NOTE_LIMIT - 4)));
     }
 }

@@ -147,6 +147,14 @@ impl Prepared {
             }
         });
         let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            let context = self.context.clone();
+            async move {
+                shutdown.await;
+                context.permits.close();
+            }
+        });
         let store = self.controller.store();
         let isolations = self
             .controller

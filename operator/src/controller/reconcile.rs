@@ -104,8 +104,11 @@ pub async fn reconcile(
     resource: Arc<NamespaceIsolation>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
-    // The semaphore is never closed, so acquiring cannot fail.
-    let _permit = context.permits.acquire().await.ok();
+    // The permits close when the controller is asked to stop: a reconcile still waiting for
+    // one then writes nothing (the watches are cut, its caches would no longer move on).
+    let Ok(_permit) = context.permits.acquire().await else {
+        return Ok(Action::await_change());
+    };
     context.metrics.reconciles.inc();
     let started = std::time::Instant::now();
     let span = tracing::info_span!(
@@ -142,6 +145,9 @@ async fn reconcile_steps(
     let (Some(namespace), Some(uid)) = (resource.namespace(), resource.uid()) else {
         return Err(Error::Incomplete(resource.name_any()));
     };
+    // Before the policies' first list is in, every policy would look missing: a restart would
+    // apply them all again and report drift that is not there.
+    context.policies.wait_synced().await;
     let observed = observe(context, &namespace);
 
     if resource.metadata.deletion_timestamp.is_some() {

@@ -294,10 +294,10 @@ async fn reconcile_steps(
     if template.uid().is_none() {
         return Err(TemplateError::Incomplete(template.name_any()));
     }
-    // A plan made from half-filled caches would delete what it cannot see matched.
-    if context.namespaces.wait_until_ready().await.is_err()
-        || context.isolations.wait_until_ready().await.is_err()
-    {
+    // A plan made from half-filled caches would delete what it cannot see matched. (`synced`,
+    // not `wait_until_ready`: that wakes only the last of the reconciles waiting on it, and
+    // with several templates the others would wait forever.)
+    if !(super::synced(&context.namespaces).await && super::synced(&context.isolations).await) {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
 
