@@ -165,7 +165,8 @@ fn scratch(name: &str) -> PathBuf {
 
 /// The first thing a newcomer does: `kubectl apply --server-side` the examples into
 /// `netfence sandbox` (client-side validation on, as by default), list them, read the policies
-/// as YAML, delete them. If this fails, the README's first commands fail for every user.
+/// as YAML, delete them; then `kubectl create namespace`, which sends protobuf. If this fails,
+/// the README's first commands fail for every user.
 #[test]
 fn kubectl_applies_gets_and_deletes_against_netfence_sandbox() {
     if !kubectl_available() {
@@ -231,6 +232,16 @@ fn kubectl_applies_gets_and_deletes_against_netfence_sandbox() {
         String::from_utf8_lossy(&after.stderr)
     );
     assert!(text.contains("No resources found"), "{text}");
+
+    // kubectl sends typed creates as protobuf.
+    let created = server.ok(&["create", "namespace", "demo"]);
+    assert!(created.contains("namespace/demo created"), "{created}");
+    let phase = server.ok(&["get", "namespace", "demo", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Active");
+    let dry_run = server.ok(&["create", "ns", "demo2", "--dry-run=server", "-o", "name"]);
+    assert_eq!(dry_run.trim(), "namespace/demo2");
+    let missing = server.kubectl(&["get", "namespace", "demo2"]);
+    assert!(!missing.status.success(), "a server dry run stores nothing");
     let _ = std::fs::remove_dir_all(&directory);
 }
 

@@ -9,7 +9,7 @@ use kube::{
 use netfence_e2e::Cluster;
 use serde_json::{Value, json};
 
-use super::common::{isolation, isolations, labels, status};
+use super::common::{isolation, isolations, labels, send, status};
 
 fn apply(manager: &str) -> PatchParams {
     PatchParams::apply(manager)
@@ -293,5 +293,60 @@ async fn an_apply_without_metadata_targets_the_named_object() {
     assert_eq!(spec.holder_identity.as_deref(), Some("me"));
     assert_eq!(spec.lease_transitions, Some(1));
     namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// A create or patch without `fieldManager` (or with an empty one) is managed by the user
+/// agent's product, the text before its first `/`, as upstream names it; without a user agent
+/// the entry has no manager. If this fails, `managedFields` written by kubectl, client-go or
+/// kube-rs name other managers than on a real cluster, and later server-side applies conflict
+/// (or do not) differently.
+#[tokio::test]
+async fn writes_without_a_field_manager_are_managed_by_the_user_agent() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let Some(sandbox) = cluster.sandbox() else {
+        netfence_e2e::skip(
+            "writes_without_a_field_manager_are_managed_by_the_user_agent",
+            "raw HTTP needs the sandbox's plain loopback port",
+        );
+        return;
+    };
+    let address = sandbox.address();
+    let body = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "agents", "labels": {"created": "yes"}},
+    })
+    .to_string();
+    let head = format!(
+        "POST /api/v1/namespaces?fieldManager= HTTP/1.1\r\nContent-Type: application/json\r\nUser-Agent: my-tool/1.0 (linux/amd64)\r\nContent-Length: {}",
+        body.len()
+    );
+    let (code, created) = send(address, &head, body.as_bytes()).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["manager"],
+        "my-tool"
+    );
+
+    let patch = json!({"metadata": {"labels": {"patched": "yes"}}}).to_string();
+    let head = format!(
+        "PATCH /api/v1/namespaces/agents HTTP/1.1\r\nContent-Type: application/merge-patch+json\r\nContent-Length: {}",
+        patch.len()
+    );
+    let (code, patched) = send(address, &head, patch.as_bytes()).await;
+    assert_eq!(code, 200, "{patched}");
+    let entries = patched["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let anonymous = entries
+        .iter()
+        .find(|entry| entry.get("manager").is_none())
+        .unwrap_or_else(|| panic!("an entry without a manager: {entries:?}"));
+    assert_eq!(
+        anonymous["fieldsV1"],
+        json!({"f:metadata": {"f:labels": {"f:patched": {}}}})
+    );
     cluster.stop().await;
 }

@@ -7,6 +7,7 @@ mod common;
 mod crud;
 mod faults;
 mod lifecycle;
+mod protobuf;
 mod robustness;
 mod validation;
 mod watch;

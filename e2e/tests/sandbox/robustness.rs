@@ -1,44 +1,9 @@
 //! What a careless or hostile client can send: malformed bodies, unknown resources, oversized
 //! bodies, traversal in names. Raw HTTP over loopback, so nothing normalises the request first.
 
-use std::{net::SocketAddr, time::Duration};
-
 use netfence_e2e::{Cluster, skip};
-use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Send one raw HTTP/1.1 request; return the status code and the body as JSON (Null when the
-/// body is not JSON). Write errors are ignored: a server may answer 413 before reading it all.
-async fn send(address: SocketAddr, head: &str, body: &[u8]) -> (u16, Value) {
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect");
-    let request = format!("{head}\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    let _ = stream.write_all(request.as_bytes()).await;
-    let _ = stream.write_all(body).await;
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response))
-        .await
-        .expect("the server answers")
-        .expect("the connection reads");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    (code, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-fn assert_status(answer: &(u16, Value), code: u16, reason: &str, what: &str) {
-    let (answered, body) = answer;
-    assert_eq!(*answered, code, "{what}: {body}");
-    assert_eq!(body["kind"], "Status", "{what}: a Status body");
-    assert_eq!(body["code"], code, "{what}");
-    assert_eq!(body["reason"], reason, "{what}");
-    assert_eq!(body["status"], "Failure", "{what}");
-}
+use super::common::{assert_status, send};
 
 fn post(path: &str, content_type: &str, length: usize) -> String {
     format!("POST {path} HTTP/1.1\r\nContent-Type: {content_type}\r\nContent-Length: {length}")

@@ -600,14 +600,18 @@ pub fn write_managed(object: &mut Value, entries: &[ManagedEntry]) {
         .iter()
         .filter(|entry| !entry.fields.is_empty())
         .map(|entry| {
+            // Upstream's `manager` is `omitempty`: a write without a user agent or
+            // `fieldManager` has an entry without one.
             let mut value = json!({
-                "manager": entry.manager,
                 "operation": entry.operation,
                 "apiVersion": entry.api_version,
                 "time": entry.time,
                 "fieldsType": "FieldsV1",
                 "fieldsV1": entry.fields.to_fields_v1(),
             });
+            if !entry.manager.is_empty() {
+                value["manager"] = json!(entry.manager);
+            }
             if let Some(subresource) = &entry.subresource {
                 value["subresource"] = json!(subresource);
             }

@@ -5,6 +5,7 @@
 //! ```text
 //!  kube::Client / kubectl --HTTP--> http (routes, verbs, bodies, faults, audit)
 //!                                     |-- discovery + OpenAPI v3 (+ Table output)
+//!                                     |-- protobuf: `kubectl create namespace` body -> JSON
 //!                                     '-- objects (create/update/patch/apply/delete, GC)
 //!                                           |-- schema: CRD OpenAPI + CEL admission
 //!                                           |-- apply + fields: server-side apply, managedFields
@@ -22,9 +23,11 @@
 //!   (`/openapi/v3`), enough for kubectl's resource mapping, `kubectl explain` of custom
 //!   resources, and server-side field validation;
 //! - get, list (label and field selectors, `limit`/`continue` over a consistent snapshot),
-//!   create (`generateName` too), update (409 on a stale `resourceVersion`), delete and
+//!   create (`generateName` too; a core v1 Namespace also from the protobuf body of
+//!   `kubectl create namespace`), update (409 on a stale `resourceVersion`), delete and
 //!   deletecollection, JSON merge patch, JSON patch, strategic merge patch (as a merge patch,
 //!   built-in kinds only), and server-side apply with `managedFields`, conflicts and `force`;
+//!   writes without `fieldManager` managed by the user agent's product, as upstream;
 //! - watch with `resourceVersion`, `allowWatchBookmarks`, `sendInitialEvents`, label and field
 //!   selectors and `timeoutSeconds`; 410 Gone for a version older than the retained history;
 //! - one monotonic `resourceVersion`; `uid`, `creationTimestamp`, `generation` (spec changes
@@ -39,7 +42,8 @@
 //! and the namespace lifecycle, no CNI: pods never run, and NetworkPolicies are stored, never
 //! enforced (`netfence verify` is what computes connectivity). No authentication or
 //! authorization (every request is allowed), no admission webhooks, no conversion between
-//! versions of a custom resource (versions share storage), no protobuf or CBOR, no aggregated
+//! versions of a custom resource (versions share storage), no CBOR, protobuf request bodies only
+//! for creating a core v1 Namespace (415 for any other, pointing to JSON), no aggregated
 //! discovery, no `kubectl exec`/`logs`/`port-forward`. Built-in kinds are stored as sent, not
 //! validated or defaulted beyond their metadata. Plain HTTP on loopback only.
 
@@ -49,8 +53,10 @@ pub mod cel;
 pub mod discovery;
 pub mod fields;
 mod http;
+pub mod manager;
 pub mod objects;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod schema;
 pub mod selector;

@@ -78,16 +78,10 @@ pub struct WriteOptions {
 }
 
 impl WriteOptions {
-    /// The field manager of a non-apply write: the parameter, else the user agent up to `/`.
+    /// The field manager of a non-apply write: the parameter, else the user agent's prefix
+    /// (empty without a user agent), as upstream names it.
     fn manager(&self) -> String {
-        self.field_manager.clone().unwrap_or_else(|| {
-            let prefix = self.user_agent.split('/').next().unwrap_or_default();
-            if prefix.is_empty() {
-                "unknown".to_owned()
-            } else {
-                prefix.to_owned()
-            }
-        })
+        super::manager::manager_or_user_agent(self.field_manager.as_deref(), &self.user_agent)
     }
 }
 

@@ -224,6 +224,13 @@ impl ApiError {
         )
     }
 
+    /// 415 for a protobuf body the sandbox does not decode: says what it decodes, and what
+    /// works instead.
+    #[must_use]
+    pub fn protobuf_unsupported(message: impl Into<String>) -> Self {
+        ApiError::new(415, "UnsupportedMediaType", message)
+    }
+
     /// 500, as fault injection or an internal failure answers.
     #[must_use]
     pub fn internal(message: impl Into<String>) -> Self {
