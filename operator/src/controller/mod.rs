@@ -147,14 +147,18 @@ impl Prepared {
             }
         });
         let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-        tokio::spawn({
+        // Ended with the run, even when the run is dropped (under leader election a stop is a
+        // drop, and `shutdown` never resolves).
+        let _close_permits = AbortOnDrop(tokio::spawn({
             let shutdown = shutdown.clone();
-            let context = self.context.clone();
+            let context = Arc::downgrade(&self.context);
             async move {
                 shutdown.await;
-                context.permits.close();
+                if let Some(context) = context.upgrade() {
+                    context.permits.close();
+                }
             }
-        });
+        }));
         let store = self.controller.store();
         let isolations = self
             .controller
@@ -179,6 +183,15 @@ impl Prepared {
         {
             tracing::warn!("Events still queued at shutdown were not published");
         }
+    }
+}
+
+/// A task that ends when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
