@@ -11,8 +11,14 @@ use kube::{
 use netfence_crd::{NamespaceIsolation, isolation};
 use serde_json::{Value, json};
 
+/// The NamespaceIsolation CRD's schema.
 fn schema() -> Value {
-    let crd = NamespaceIsolation::crd();
+    schema_of::<NamespaceIsolation>()
+}
+
+/// The OpenAPI schema of `K`'s CRD, as the API server holds it.
+fn schema_of<K: CustomResourceExt>() -> Value {
+    let crd = K::crd();
     let schema = crd.spec.versions[0]
         .schema
         .as_ref()
@@ -206,22 +212,12 @@ fn ports() {
     );
 }
 
-fn template_schema() -> Value {
-    let crd = netfence_crd::IsolationTemplate::crd();
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .and_then(|schema| schema.open_api_v3_schema.as_ref())
-        .expect("the CRD has a schema");
-    serde_json::to_value(schema).expect("schema serializes")
-}
-
 /// The IsolationTemplate CRD's rules compile (a rule that does not keeps the CRD out of every
 /// cluster); its template spec carries the NamespaceIsolation rules, and the reserved labels are
 /// refused at admission.
 #[test]
 fn template_rules_compile_and_refuse() {
-    let schema = template_schema();
+    let schema = schema_of::<netfence_crd::IsolationTemplate>();
     let compiled = compile_schema(&schema);
     let (mut found, mut problems) = (Vec::new(), Vec::new());
     rules(&compiled, &mut found, &mut problems);
