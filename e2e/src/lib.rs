@@ -92,6 +92,14 @@ impl Cluster {
         self.client.clone()
     }
 
+    /// The client the operator under test uses: on a real cluster, a ServiceAccount bound only
+    /// to what `config/rbac/` grants, through the harness's fault-injecting proxy; on the
+    /// sandbox, the same client as [`Cluster::client`].
+    #[must_use]
+    pub fn operator_client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// The sandbox, when the scenarios run against one.
     #[must_use]
     pub fn sandbox(&self) -> Option<&Sandbox> {
