@@ -1,14 +1,25 @@
 //! Scenario tests of netfence: the helpers that give each test a cluster and a namespace.
 //!
 //! ```text
-//! Cluster::start() --NETFENCE_E2E_KUBECONFIG set?--> yes: that cluster (CRDs applied)
-//!                                                 \-> no: a fresh in-memory sandbox (CRDs installed)
+//! Cluster::start() --NETFENCE_E2E_KUBECONFIG set?--> yes: that cluster (CRDs and config/rbac's roles
+//!                 |                                      applied); the operator under test runs as a
+//!                 |                                      ServiceAccount of its own bound to those roles,
+//!                 |                                      through a fault-injecting proxy
+//!                 \-> no: a fresh in-memory sandbox (CRDs installed)
 //! cluster.namespace("crud") --> TestNamespace "crud-x7k2p", deleted by `cleanup`
 //! ```
 //!
 //! Every scenario runs in its own namespace, so the same test runs against the sandbox and
-//! against a real cluster. Tests that need what only the sandbox has (fault injection, the
-//! audit log, raw HTTP) ask for [`Cluster::sandbox`] and skip with a printed reason otherwise.
+//! against a real cluster (`cargo run -p netfence-e2e --bin cluster -- up --dir DIR` starts one).
+//! What the sandbox offers tests, the real cluster offers too: [`Cluster::faults`] (the sandbox's
+//! own rules, or the proxy's), [`Cluster::audit`] (the sandbox's log, or the real API server's
+//! audit log: `audit.log` beside the kubeconfig, or `NETFENCE_E2E_AUDIT_LOG`). On a real cluster,
+//! a request of the operator answered 403 fails the scenario at [`Cluster::stop`]: its
+//! ServiceAccount has only what `config/rbac/` grants.
+
+pub mod audit;
+pub mod cluster;
+pub mod proxy;
 
 use std::{
     collections::BTreeMap,
@@ -20,36 +31,196 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::{
-    api::core::v1::Namespace,
+    api::{
+        authentication::v1::TokenRequest,
+        core::v1::{Namespace, ServiceAccount},
+    },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
+    api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
+    config::{AuthInfo, KubeConfigOptions, Kubeconfig},
 };
-use netfence::sandbox::{Sandbox, SandboxOptions};
+use netfence::sandbox::{AuditEntry, FaultId, Sandbox, SandboxOptions};
 use netfence_crd::NamespaceIsolation;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::{audit::AuditLog, proxy::Proxy};
 
 /// The environment variable that points the scenarios at a real cluster.
 pub const KUBECONFIG_VARIABLE: &str = "NETFENCE_E2E_KUBECONFIG";
 
+/// The environment variable that names the real cluster's audit log, when it is not
+/// `audit.log` beside the kubeconfig.
+pub const AUDIT_LOG_VARIABLE: &str = "NETFENCE_E2E_AUDIT_LOG";
+
 /// The field manager the test helpers write with.
 pub const FIELD_MANAGER: &str = "netfence-e2e";
+
+/// The namespace of netfence's ServiceAccount and leader-election Role (`config/rbac/`).
+pub const OPERATOR_NAMESPACE: &str = "netfence-system";
 
 /// Where the scenarios run: a sandbox of their own, or the configured cluster.
 pub struct Cluster {
     client: Client,
-    sandbox: Option<Sandbox>,
+    operator_config: kube::Config,
+    target: Target,
+}
+
+enum Target {
+    Sandbox(Sandbox),
+    Real(Box<Real>),
+}
+
+/// What a scenario on a real cluster has of its own.
+struct Real {
+    proxy: Proxy,
+    /// `None` when the cluster's audit log cannot be read here.
+    audit: Option<AuditLog>,
+    /// The same log from the scenario's start on, never cleared.
+    since_start: Option<AuditLog>,
+    /// The test client's User-Agent, which tells its requests from other scenarios'.
+    user_agent: String,
+    /// The ServiceAccount the operator runs as.
+    service_account: String,
+}
+
+impl Real {
+    fn operator_user(&self) -> String {
+        format!(
+            "system:serviceaccount:{OPERATOR_NAMESPACE}:{}",
+            self.service_account
+        )
+    }
 }
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
-            .field("sandbox", &self.sandbox)
+            .field("sandbox", &self.sandbox())
             .finish_non_exhaustive()
     }
+}
+
+/// Fault injection: the sandbox's own, or the proxy's in front of a real API server. The same
+/// rules mean the same on both.
+#[derive(Clone, Debug)]
+pub enum Faults {
+    /// The sandbox's.
+    Sandbox(netfence::sandbox::Faults),
+    /// The proxy's.
+    Proxy(proxy::ProxyFaults),
+}
+
+// The fault id is only needed to remove one fault early: most tests clear them all.
+#[allow(clippy::must_use_candidate)]
+impl Faults {
+    /// Fail `share` (0 to 1, spread evenly) of the requests matching `verb` and `resource` with
+    /// `code`.
+    pub fn fail(&self, verb: &str, resource: &str, share: f64, code: u16) -> FaultId {
+        match self {
+            Faults::Sandbox(faults) => faults.fail(verb, resource, share, code),
+            Faults::Proxy(faults) => faults.fail(verb, resource, share, code),
+        }
+    }
+
+    /// Fail the next `count` matching requests with `code`.
+    pub fn fail_next(&self, verb: &str, resource: &str, count: u64, code: u16) -> FaultId {
+        match self {
+            Faults::Sandbox(faults) => faults.fail_next(verb, resource, count, code),
+            Faults::Proxy(faults) => faults.fail_next(verb, resource, count, code),
+        }
+    }
+
+    /// Delay the matching requests by `delay`.
+    pub fn latency(&self, verb: &str, resource: &str, delay: Duration) -> FaultId {
+        match self {
+            Faults::Sandbox(faults) => faults.latency(verb, resource, delay),
+            Faults::Proxy(faults) => faults.latency(verb, resource, delay),
+        }
+    }
+
+    /// Remove one fault.
+    pub fn remove(&self, id: FaultId) {
+        match self {
+            Faults::Sandbox(faults) => faults.remove(id),
+            Faults::Proxy(faults) => faults.remove(id),
+        }
+    }
+
+    /// Remove every fault.
+    pub fn clear(&self) {
+        match self {
+            Faults::Sandbox(faults) => faults.clear(),
+            Faults::Proxy(faults) => faults.clear(),
+        }
+    }
+
+    /// End every open watch now; clients re-watch from the last `resourceVersion` they saw.
+    pub fn close_watches(&self) {
+        match self {
+            Faults::Sandbox(faults) => faults.close_watches(),
+            Faults::Proxy(faults) => faults.close_watches(),
+        }
+    }
+
+    /// Forget the history: the next watch from any `resourceVersion` issued so far answers
+    /// 410 Gone, and clients must list again.
+    pub async fn compact(&self) {
+        match self {
+            Faults::Sandbox(faults) => faults.compact(),
+            Faults::Proxy(faults) => faults
+                .compact()
+                .await
+                .unwrap_or_else(|error| panic!("{error:#}")),
+        }
+    }
+}
+
+/// Read a YAML manifest of the repository (`config/rbac/cluster_role.yaml`) as JSON.
+fn repository_manifest(path: &str) -> anyhow::Result<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    serde_saphyr::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))
+}
+
+/// Server-side apply one object given as JSON, as the test helpers' field manager.
+pub async fn apply_object(client: &Client, object: &Value) -> anyhow::Result<()> {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .with_context(|| format!("failed to apply {kind} {name}"))?;
+    Ok(())
+}
+
+/// A client for the cluster of `path` that names itself `user_agent`.
+async fn kubeconfig_config(path: &Path) -> anyhow::Result<kube::Config> {
+    let kubeconfig = Kubeconfig::read_from(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("failed to load the kubeconfig {}", path.display()))
+}
+
+fn with_user_agent(mut config: kube::Config, user_agent: &str) -> anyhow::Result<kube::Config> {
+    config
+        .headers
+        .push((http::header::USER_AGENT, user_agent.try_into()?));
+    Ok(config)
 }
 
 impl Cluster {
@@ -62,31 +233,112 @@ impl Cluster {
     /// Like [`Cluster::start`], with sandbox options (ignored against a real cluster).
     pub async fn start_with(options: SandboxOptions) -> anyhow::Result<Cluster> {
         if let Some(path) = std::env::var_os(KUBECONFIG_VARIABLE) {
-            let path = PathBuf::from(path);
-            let kubeconfig = Kubeconfig::read_from(&path)
-                .with_context(|| format!("failed to read {}", path.display()))?;
-            let config =
-                kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                    .await
-                    .context("failed to load the kubeconfig of NETFENCE_E2E_KUBECONFIG")?;
-            let client = Client::try_from(config)?;
-            install_crds(&client).await?;
-            Ok(Cluster {
-                client,
-                sandbox: None,
-            })
+            Cluster::start_real(&PathBuf::from(path)).await
         } else {
             let sandbox = Sandbox::start_with("127.0.0.1:0".parse()?, options).await?;
             sandbox.install_netfence_crds()?;
             let client = sandbox.client()?;
             Ok(Cluster {
                 client,
-                sandbox: Some(sandbox),
+                operator_config: sandbox.kube_config()?,
+                target: Target::Sandbox(sandbox),
             })
         }
     }
 
-    /// A client for the cluster.
+    async fn start_real(kubeconfig: &Path) -> anyhow::Result<Cluster> {
+        let suffix = unique_suffix();
+        let user_agent = format!("netfence-e2e/{suffix}");
+        let admin_config = kubeconfig_config(kubeconfig).await?;
+        let client = Client::try_from(with_user_agent(admin_config.clone(), &user_agent)?)?;
+        install_crds(&client).await?;
+
+        // The operator's identity: a ServiceAccount of this scenario's own, bound to exactly
+        // the roles of config/rbac/.
+        apply_object(
+            &client,
+            &repository_manifest("config/manager/namespace.yaml")?,
+        )
+        .await?;
+        for role in [
+            "config/rbac/cluster_role.yaml",
+            "config/rbac/leader_election_role.yaml",
+        ] {
+            apply_object(&client, &repository_manifest(role)?).await?;
+        }
+        let service_account = format!("e2e-operator-{suffix}");
+        let subject = json!([{
+            "kind": "ServiceAccount", "name": service_account, "namespace": OPERATOR_NAMESPACE,
+        }]);
+        let labels = json!({"netfence.io/e2e": "true"});
+        for object in [
+            json!({
+                "apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": service_account, "namespace": OPERATOR_NAMESPACE, "labels": labels},
+            }),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": service_account, "labels": labels},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "netfence"},
+                "subjects": subject,
+            }),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": service_account, "namespace": OPERATOR_NAMESPACE, "labels": labels},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "netfence-leader-election"},
+                "subjects": subject,
+            }),
+        ] {
+            apply_object(&client, &object).await?;
+        }
+        let token_request: TokenRequest = serde_json::from_value(json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 6 * 3600},
+        }))?;
+        let token = Api::<ServiceAccount>::namespaced(client.clone(), OPERATOR_NAMESPACE)
+            .create_token_request(&service_account, &PostParams::default(), &token_request)
+            .await
+            .with_context(|| format!("failed to request a token for {service_account}"))?
+            .status
+            .map(|status| status.token)
+            .context("the TokenRequest carries no token")?;
+
+        // The proxy forwards as the ServiceAccount only: no client certificate of the admin.
+        let mut upstream = admin_config;
+        upstream.auth_info = AuthInfo::default();
+        upstream.default_retry = false;
+        upstream.headers.push((
+            http::header::AUTHORIZATION,
+            format!("Bearer {token}").try_into()?,
+        ));
+        let proxy = Proxy::start(Client::try_from(upstream)?).await?;
+        let operator_config = kube::Config::new(proxy.url().parse()?);
+
+        let audit_path = std::env::var_os(AUDIT_LOG_VARIABLE).map_or_else(
+            || {
+                kubeconfig
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(cluster::AUDIT_LOG_FILE)
+            },
+            PathBuf::from,
+        );
+        let audit = audit_path.is_file().then(|| AuditLog::open(&audit_path));
+        let since_start = audit_path.is_file().then(|| AuditLog::open(&audit_path));
+        Ok(Cluster {
+            client,
+            operator_config,
+            target: Target::Real(Box::new(Real {
+                proxy,
+                audit,
+                since_start,
+                user_agent,
+                service_account,
+            })),
+        })
+    }
+
+    /// A client for the cluster (the test's own: cluster-admin on a real cluster).
     #[must_use]
     pub fn client(&self) -> Client {
         self.client.clone()
@@ -94,16 +346,147 @@ impl Cluster {
 
     /// The client the operator under test uses: on a real cluster, a ServiceAccount bound only
     /// to what `config/rbac/` grants, through the harness's fault-injecting proxy; on the
-    /// sandbox, the same client as [`Cluster::client`].
+    /// sandbox, the sandbox's client.
+    ///
+    /// # Panics
+    ///
+    /// Never for the configs this harness makes (plain HTTP on loopback).
     #[must_use]
     pub fn operator_client(&self) -> Client {
-        self.client.clone()
+        Client::try_from(self.operator_config()).expect("a client for the operator's config")
+    }
+
+    /// The config of [`Cluster::operator_client`], to add headers to (a User-Agent).
+    #[must_use]
+    pub fn operator_config(&self) -> kube::Config {
+        self.operator_config.clone()
     }
 
     /// The sandbox, when the scenarios run against one.
     #[must_use]
     pub fn sandbox(&self) -> Option<&Sandbox> {
-        self.sandbox.as_ref()
+        match &self.target {
+            Target::Sandbox(sandbox) => Some(sandbox),
+            Target::Real(_) => None,
+        }
+    }
+
+    /// What the scenarios run against, for messages: `sandbox` or `real`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match &self.target {
+            Target::Sandbox(_) => "sandbox",
+            Target::Real(_) => "real",
+        }
+    }
+
+    /// Fault injection into the operator's traffic.
+    #[must_use]
+    pub fn faults(&self) -> Faults {
+        match &self.target {
+            Target::Sandbox(sandbox) => Faults::Sandbox(sandbox.faults()),
+            Target::Real(real) => Faults::Proxy(real.proxy.faults()),
+        }
+    }
+
+    /// Whether [`Cluster::audit`] can read requests here (a real cluster's audit log may not be
+    /// readable from this machine).
+    #[must_use]
+    pub fn has_audit(&self) -> bool {
+        match &self.target {
+            Target::Sandbox(_) => true,
+            Target::Real(real) => real.audit.is_some(),
+        }
+    }
+
+    /// Forget the requests audited so far.
+    pub fn audit_clear(&self) {
+        match &self.target {
+            Target::Sandbox(sandbox) => sandbox.audit_clear(),
+            Target::Real(real) => {
+                if let Some(audit) = &real.audit {
+                    audit.clear();
+                }
+            }
+        }
+    }
+
+    /// The requests of this scenario since the last clear: the test client's and the operator's
+    /// (on a real cluster, other scenarios' requests are left out). Empty without an audit log
+    /// (see [`Cluster::has_audit`]).
+    pub async fn audit(&self) -> Vec<AuditEntry> {
+        match &self.target {
+            Target::Sandbox(sandbox) => sandbox.audit(),
+            Target::Real(real) => {
+                let Some(audit) = &real.audit else {
+                    return Vec::new();
+                };
+                self.audit_settle(audit).await;
+                let operator = real.operator_user();
+                audit
+                    .read()
+                    .into_iter()
+                    .filter(|audited| {
+                        audited.user == operator || audited.entry.user_agent == real.user_agent
+                    })
+                    .filter(|audited| !audited.entry.uri.contains(AUDIT_MARKER))
+                    .map(|audited| audited.entry)
+                    .collect()
+            }
+        }
+    }
+
+    /// Wait until a marker request of the test client is in the audit log: the API server logs
+    /// a request once its response is written, so what was answered before is logged by then.
+    async fn audit_settle(&self, audit: &AuditLog) {
+        let marker = format!("{AUDIT_MARKER}-{}", unique_suffix());
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let _ = api.get_opt(&marker).await;
+        eventually(Duration::from_secs(10), || async {
+            audit.has_uri_ending(&marker).then_some(())
+        })
+        .await;
+    }
+
+    /// The operator's requests the real API server refused with 403 since the scenario began
+    /// (none on the sandbox, which does not authorize).
+    async fn forbidden_operator_requests(&self) -> Vec<String> {
+        let Target::Real(real) = &self.target else {
+            return Vec::new();
+        };
+        let Some(since_start) = &real.since_start else {
+            return Vec::new();
+        };
+        self.audit_settle(since_start).await;
+        let operator = real.operator_user();
+        since_start
+            .read()
+            .into_iter()
+            .filter(|audited| audited.user == operator && audited.entry.code == 403)
+            .map(|audited| format!("{} {}", audited.entry.verb, audited.entry.uri))
+            .collect()
+    }
+
+    /// Give the operator the leader-election Role of `config/rbac/` in `namespace` too (a
+    /// scenario's Lease lives in its own namespace, so parallel scenarios never share one).
+    /// Nothing to do on the sandbox.
+    pub async fn grant_leader_election(&self, namespace: &str) -> anyhow::Result<()> {
+        let Target::Real(real) = &self.target else {
+            return Ok(());
+        };
+        let mut role = repository_manifest("config/rbac/leader_election_role.yaml")?;
+        role["metadata"]["namespace"] = json!(namespace);
+        apply_object(&self.client, &role).await?;
+        apply_object(
+            &self.client,
+            &json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "netfence-leader-election", "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]},
+                "subjects": [{"kind": "ServiceAccount", "name": real.service_account, "namespace": OPERATOR_NAMESPACE}],
+            }),
+        )
+        .await
     }
 
     /// Create a namespace named `prefix-<random>` for one test.
@@ -136,13 +519,44 @@ impl Cluster {
         })
     }
 
-    /// Stop the sandbox (nothing to do against a real cluster).
+    /// Stop the sandbox; on a real cluster, remove the operator's ServiceAccount and binding,
+    /// and fail the scenario when the API server refused the operator anything (a grant
+    /// missing from `config/rbac/`).
+    ///
+    /// # Panics
+    ///
+    /// When the operator was answered 403 on a real cluster.
     pub async fn stop(self) {
-        if let Some(sandbox) = self.sandbox {
-            sandbox.shutdown().await;
+        let forbidden = self.forbidden_operator_requests().await;
+        match self.target {
+            Target::Sandbox(sandbox) => sandbox.shutdown().await,
+            Target::Real(real) => {
+                let service_accounts: Api<ServiceAccount> =
+                    Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
+                let _ = service_accounts
+                    .delete(&real.service_account, &DeleteParams::default())
+                    .await;
+                let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
+                    Api::all(self.client.clone());
+                let _ = bindings
+                    .delete(&real.service_account, &DeleteParams::default())
+                    .await;
+                let role_bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+                    Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
+                let _ = role_bindings
+                    .delete(&real.service_account, &DeleteParams::default())
+                    .await;
+            }
         }
+        assert!(
+            forbidden.is_empty(),
+            "the API server refused the operator (a grant config/rbac/ lacks): {forbidden:#?}"
+        );
     }
 }
+
+/// The name of the requests that mark a point in the audit log.
+const AUDIT_MARKER: &str = "netfence-e2e-audit-marker";
 
 /// A namespace one test owns.
 #[derive(Clone)]

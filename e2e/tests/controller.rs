@@ -1,9 +1,10 @@
 //! The controller through the real kube client: what a platform engineer sees in a cluster.
 //! Each scenario runs against its own sandbox by default, or against the cluster of
 //! `NETFENCE_E2E_KUBECONFIG`, in namespaces of its own (`<prefix>-<random>`, labelled
-//! `netfence.io/e2e=true`), with a controller scoped to each of them. Scenarios that count writes
-//! (the sandbox's audit log) or inject faults need the sandbox, and say so when they skip. A real
-//! cluster must not run netfence itself meanwhile: two controllers would race for the same work.
+//! `netfence.io/e2e=true`), with a controller scoped to each of them. On a real cluster the
+//! controller runs as a ServiceAccount bound only to `config/rbac/`, through the harness's
+//! fault-injecting proxy; writes are counted in the API server's audit log. A real cluster must
+//! not run netfence itself meanwhile: two controllers would race for the same work.
 
 use std::{
     collections::BTreeSet,
@@ -33,6 +34,8 @@ struct Running {
 struct Env {
     cluster: Cluster,
     client: Client,
+    /// The operator's client: on a real cluster, its ServiceAccount through the proxy.
+    operator: Client,
     metrics: Arc<Metrics>,
     controllers: Vec<Running>,
     namespaces: Vec<TestNamespace>,
@@ -42,26 +45,24 @@ impl Env {
     async fn start() -> Env {
         let cluster = Cluster::start().await.expect("a cluster to test against");
         let client = cluster.client();
+        let operator = cluster.operator_client();
         Env {
             cluster,
             client,
+            operator,
             metrics: Arc::new(Metrics::default()),
             controllers: Vec::new(),
             namespaces: Vec::new(),
         }
     }
 
-    /// The sandbox, when the scenario runs against one.
-    fn sandbox(&self) -> Option<&Sandbox> {
-        self.cluster.sandbox()
-    }
-
-    /// Whether the scenario can run here; prints why not.
-    fn needs_sandbox(&self, test: &str) -> bool {
-        if self.sandbox().is_none() {
+    /// Whether the scenario can count writes here; prints why not (a cluster whose audit log
+    /// this machine cannot read).
+    fn needs_audit(&self, test: &str) -> bool {
+        if !self.cluster.has_audit() {
             skip(
                 test,
-                "it counts writes in the sandbox's audit log or injects faults, which a real cluster does not offer",
+                "it counts writes in the audit log, and this cluster's is not readable here (set NETFENCE_E2E_AUDIT_LOG)",
             );
             return false;
         }
@@ -69,9 +70,7 @@ impl Env {
     }
 
     fn audit_clear(&self) {
-        if let Some(sandbox) = self.sandbox() {
-            sandbox.audit_clear();
-        }
+        self.cluster.audit_clear();
     }
 
     /// A namespace of this test's own, without a controller.
@@ -95,7 +94,7 @@ impl Env {
 
     fn start_controller(&mut self, namespace: &str) {
         let prepared = controller::prepare(
-            self.client.clone(),
+            self.operator.clone(),
             &controller::Settings {
                 namespace: Some(namespace.to_owned()),
                 concurrency: 4,
@@ -172,10 +171,10 @@ impl Env {
     }
 
     /// Write requests to NetworkPolicies and NamespaceIsolations since the last clear.
-    fn writes(&self) -> Vec<String> {
-        self.sandbox()
-            .map(Sandbox::audit)
-            .unwrap_or_default()
+    async fn writes(&self) -> Vec<String> {
+        self.cluster
+            .audit()
+            .await
             .into_iter()
             .filter(|entry| {
                 matches!(
@@ -305,7 +304,7 @@ async fn examples_converge_to_exactly_the_rendered_policies() {
 #[tokio::test]
 async fn steady_state_and_restart_make_no_writes() {
     let mut env = Env::start().await;
-    if !env.needs_sandbox("steady_state_and_restart_make_no_writes") {
+    if !env.needs_audit("steady_state_and_restart_make_no_writes") {
         return;
     }
     let ns = env.namespace("steady").await;
@@ -314,13 +313,13 @@ async fn steady_state_and_restart_make_no_writes() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     env.audit_clear();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(env.writes(), Vec::<String>::new(), "writes in steady state");
+    assert_eq!(env.writes().await, Vec::<String>::new(), "writes in steady state");
 
     for namespace in env.stop_controllers().await {
         env.start_controller(&namespace);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(env.writes(), Vec::<String>::new(), "writes after a restart");
+    assert_eq!(env.writes().await, Vec::<String>::new(), "writes after a restart");
     env.finish().await;
 }
 
@@ -387,7 +386,7 @@ async fn drift_is_restored_with_an_event() {
 #[tokio::test]
 async fn spec_changes_write_only_what_changed() {
     let mut env = Env::start().await;
-    if !env.needs_sandbox("spec_changes_write_only_what_changed") {
+    if !env.needs_audit("spec_changes_write_only_what_changed") {
         return;
     }
     let ns = env.namespace("change").await;
@@ -413,6 +412,7 @@ async fn spec_changes_write_only_what_changed() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let applied: BTreeSet<String> = env
         .writes()
+        .await
         .into_iter()
         .filter(|write| write.starts_with("apply networkpolicies"))
         .collect();
@@ -488,7 +488,7 @@ async fn foreign_policies_are_never_touched() {
 #[tokio::test]
 async fn invalid_update_changes_nothing() {
     let mut env = Env::start().await;
-    if !env.needs_sandbox("invalid_update_changes_nothing") {
+    if !env.needs_audit("invalid_update_changes_nothing") {
         return;
     }
     let ns = env.namespace("invalid").await;
@@ -537,6 +537,7 @@ async fn invalid_update_changes_nothing() {
     );
     let policy_writes: Vec<_> = env
         .writes()
+        .await
         .into_iter()
         .filter(|w| w.contains("networkpolicies"))
         .collect();
@@ -629,14 +630,7 @@ async fn deletion_policies() {
 #[tokio::test]
 async fn converges_through_faults() {
     let mut env = Env::start().await;
-    let Some(sandbox) = env.sandbox() else {
-        skip(
-            "converges_through_faults",
-            "fault injection needs the sandbox",
-        );
-        return;
-    };
-    let faults = sandbox.faults();
+    let faults = env.cluster.faults();
     faults.fail("apply", "networkpolicies", 0.3, 500);
     faults.fail("patch", "namespaceisolations", 0.3, 500);
     let closer = {
@@ -688,7 +682,7 @@ async fn converges_through_faults() {
     env.finish().await;
 }
 
-/// Leader election: two operators on one sandbox, only the Lease holder reconciles; stop it and
+/// Leader election: two operators on one cluster, only the Lease holder reconciles; stop it and
 /// the other takes over.
 #[tokio::test]
 async fn only_the_leader_reconciles_and_the_standby_takes_over() {
@@ -701,8 +695,12 @@ async fn only_the_leader_reconciles_and_the_standby_takes_over() {
         templates: false,
         operator_namespace: None,
     };
+    env.cluster
+        .grant_leader_election(&namespace)
+        .await
+        .expect("the leader-election Role in the scenario's namespace");
     let start = |identity: &str, metrics: Arc<Metrics>| {
-        let client = env.client.clone();
+        let client = env.operator.clone();
         let settings = controller::Settings {
             namespace: settings.namespace.clone(),
             concurrency: settings.concurrency,
@@ -826,7 +824,7 @@ async fn policies_never_inherit_gitops_labels_or_annotations() {
 #[tokio::test]
 async fn switching_to_dry_run_keeps_the_policies() {
     let mut env = Env::start().await;
-    if !env.needs_sandbox("switching_to_dry_run_keeps_the_policies") {
+    if !env.needs_audit("switching_to_dry_run_keeps_the_policies") {
         return;
     }
     let ns = env.namespace("switch").await;
@@ -846,6 +844,7 @@ async fn switching_to_dry_run_keeps_the_policies() {
     assert_eq!(env.policy_names(&ns).await, before);
     let policy_writes: Vec<_> = env
         .writes()
+        .await
         .into_iter()
         .filter(|write| write.contains("networkpolicies"))
         .collect();
@@ -872,7 +871,7 @@ async fn switching_to_dry_run_keeps_the_policies() {
 #[tokio::test]
 async fn convergence_makes_the_minimum_writes() {
     let mut env = Env::start().await;
-    if !env.needs_sandbox("convergence_makes_the_minimum_writes") {
+    if !env.needs_audit("convergence_makes_the_minimum_writes") {
         return;
     }
     let ns = env.namespace("minimum").await;
@@ -880,7 +879,7 @@ async fn convergence_makes_the_minimum_writes() {
     env.create(&shop(&ns)).await;
     env.wait_reason(&ns, "shop", "Reconciled").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let writes = env.writes();
+    let writes = env.writes().await;
     let applies = writes
         .iter()
         .filter(|write| write.starts_with("apply networkpolicies"))
@@ -902,6 +901,13 @@ async fn convergence_makes_the_minimum_writes() {
 /// what to do, instead of starting a controller that can never work.
 #[tokio::test]
 async fn preflight_names_the_missing_crd() {
+    if std::env::var_os(netfence_e2e::KUBECONFIG_VARIABLE).is_some() {
+        skip(
+            "preflight_names_the_missing_crd",
+            "it needs a cluster without netfence's CRDs, and the real one's are shared by the scenarios running beside it (it runs on the sandbox)",
+        );
+        return;
+    }
     let sandbox = Sandbox::start("127.0.0.1:0".parse().expect("address"))
         .await
         .expect("sandbox");
@@ -925,7 +931,7 @@ async fn preflight_names_the_missing_crd() {
 #[tokio::test]
 async fn dry_run_then_enforce_clears_planned_changes() {
     let mut env = Env::start().await;
-    if !env.needs_sandbox("dry_run_then_enforce_clears_planned_changes") {
+    if !env.needs_audit("dry_run_then_enforce_clears_planned_changes") {
         return;
     }
     let ns = env.namespace("enforce").await;
@@ -946,7 +952,7 @@ async fn dry_run_then_enforce_clears_planned_changes() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     env.audit_clear();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(env.writes(), Vec::<String>::new());
+    assert_eq!(env.writes().await, Vec::<String>::new());
     env.finish().await;
 }
 
@@ -984,7 +990,7 @@ async fn readiness_is_set_once_the_caches_sync() {
     let mut env = Env::start().await;
     let namespace = env.bare_namespace("ready").await;
     let prepared = controller::prepare(
-        env.client.clone(),
+        env.operator.clone(),
         &controller::Settings {
             namespace: Some(namespace.clone()),
             concurrency: 4,
@@ -1015,16 +1021,13 @@ async fn readiness_is_set_once_the_caches_sync() {
 #[tokio::test]
 async fn a_stop_during_the_first_list_ends_the_controllers() {
     let env = Env::start().await;
-    if env.sandbox().is_none() {
-        skip(
-            "a_stop_during_the_first_list_ends_the_controllers",
-            "it runs cluster-wide controllers, which a shared cluster must not get",
-        );
-        return;
-    }
+    // The first lists take a second: the stop lands while they run, on either server (and the
+    // cluster-wide controllers of this scenario never reach a reconcile on a shared cluster).
+    let faults = env.cluster.faults();
+    faults.latency("list", "*", Duration::from_secs(1));
     for _ in 0..5 {
         let prepared = controller::prepare(
-            env.client.clone(),
+            env.operator.clone(),
             &controller::Settings {
                 namespace: None,
                 concurrency: 4,

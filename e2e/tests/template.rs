@@ -5,7 +5,9 @@
 //! the run). The controllers here are cluster-wide, as `netfence run`'s are (templates and
 //! namespaces are cluster-scoped): against a real cluster they also reconcile every other
 //! NamespaceIsolation and IsolationTemplate in it, so use a dedicated test cluster that does not
-//! run netfence itself, and `--test-threads=1` so that one scenario's controller runs at a time.
+//! run netfence itself, and `--test-threads=1` so that one scenario's controller runs at a time
+//! (`.ci/run` does). There the controllers run as a ServiceAccount bound only to `config/rbac/`,
+//! through the harness's fault-injecting proxy, and writes are read from the audit log.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,7 +20,7 @@ use kube::{
     Api, Client, ResourceExt,
     api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
 };
-use netfence::{controller, metrics::Metrics, sandbox::Sandbox};
+use netfence::{controller, metrics::Metrics, sandbox::AuditEntry};
 use netfence_crd::{IsolationTemplate, NamespaceIsolation, template::TEMPLATE_LABEL};
 use netfence_e2e::{Cluster, TestNamespace, eventually, skip, unique_suffix};
 use serde_json::{Value, json};
@@ -61,7 +63,7 @@ impl Env {
     /// Start netfence's controllers as `netfence run` does: cluster-wide, templates included.
     fn start_controller(&mut self) {
         let prepared = controller::prepare(
-            self.client.clone(),
+            self.cluster.operator_client(),
             &controller::Settings {
                 namespace: None,
                 concurrency: 4,
@@ -90,8 +92,39 @@ impl Env {
         }
     }
 
-    fn sandbox(&self) -> Option<&Sandbox> {
-        self.cluster.sandbox()
+    /// Whether the scenario can count writes here; prints why not.
+    fn needs_audit(&self, test: &str) -> bool {
+        if !self.cluster.has_audit() {
+            skip(
+                test,
+                "it counts writes in the audit log, and this cluster's is not readable here (set NETFENCE_E2E_AUDIT_LOG)",
+            );
+            return false;
+        }
+        true
+    }
+
+    /// netfence's writes in this scenario's namespaces and to cluster-scoped objects (see
+    /// [`netfence_writes`]).
+    async fn netfence_writes(&self) -> (BTreeMap<String, Vec<String>>, usize) {
+        let namespaces: BTreeSet<&str> = self
+            .namespaces
+            .iter()
+            .map(|namespace| namespace.name.as_str())
+            .collect();
+        let audit = self
+            .cluster
+            .audit()
+            .await
+            .into_iter()
+            .filter(|entry| {
+                entry
+                    .namespace
+                    .as_deref()
+                    .is_none_or(|namespace| namespaces.contains(namespace))
+            })
+            .collect();
+        netfence_writes(audit)
     }
 
     /// A namespace the run's templates select (`RUN_LABEL: <run>`), or one they do not.
@@ -455,15 +488,11 @@ async fn fifty_namespaces_bootstrapped_one_more_added_one_released() {
 
 /// A template edit reaches every generated resource and their policies, and netfence writes
 /// nothing else: one apply per generated resource, one per policy that really changed, the
-/// statuses that describe the new generation, Events. (Counts writes: sandbox only.)
+/// statuses that describe the new generation, Events.
 #[tokio::test]
 async fn template_edit_updates_every_generated_resource_and_writes_nothing_else() {
     let mut env = Env::start().await;
-    if env.sandbox().is_none() {
-        skip(
-            "template_edit_updates_every_generated_resource_and_writes_nothing_else",
-            "it counts writes in the sandbox's audit log, which a real cluster does not offer",
-        );
+    if !env.needs_audit("template_edit_updates_every_generated_resource_and_writes_nothing_else") {
         env.finish().await;
         return;
     }
@@ -485,8 +514,7 @@ async fn template_edit_updates_every_generated_resource_and_writes_nothing_else(
     }
     // Let trailing status writes of the convergence land before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let sandbox = env.sandbox().expect("sandbox");
-    sandbox.audit_clear();
+    env.cluster.audit_clear();
 
     env.templates()
         .patch(
@@ -518,7 +546,7 @@ async fn template_edit_updates_every_generated_resource_and_writes_nothing_else(
         .collect();
     assert_eq!(changed, expected);
 
-    let (mut writes, events) = netfence_writes(sandbox);
+    let (mut writes, events) = env.netfence_writes().await;
     let mut take = |key: &str| writes.remove(key).unwrap_or_default();
     let isolations: Vec<String> = expected_isolations(&namespaces);
     let policies: Vec<String> = expected.into_iter().collect();
@@ -553,18 +581,14 @@ async fn template_edit_updates_every_generated_resource_and_writes_nothing_else(
 /// Steady state costs nothing: once converged, a template and its generated resources make no
 /// write at all, neither when an unrelated namespace appears (every template is reconciled),
 /// nor after watches are closed and history compacted, nor after a restart of the operator.
-/// (Counts writes: sandbox only.)
 #[tokio::test]
 async fn steady_state_relist_and_restart_make_no_writes() {
     let mut env = Env::start().await;
-    let Some(faults) = env.sandbox().map(Sandbox::faults) else {
-        skip(
-            "steady_state_relist_and_restart_make_no_writes",
-            "it counts writes in the sandbox's audit log, which a real cluster does not offer",
-        );
+    if !env.needs_audit("steady_state_relist_and_restart_make_no_writes") {
         env.finish().await;
         return;
-    };
+    }
+    let faults = env.cluster.faults();
     let mut namespaces = Vec::new();
     for _ in 0..10 {
         namespaces.push(env.namespace("team", true).await);
@@ -580,15 +604,15 @@ async fn steady_state_relist_and_restart_make_no_writes() {
         env.wait_generated(namespace, 4).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    env.sandbox().expect("sandbox").audit_clear();
+    env.cluster.audit_clear();
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     // A namespace the template does not select: every template is reconciled, nothing changes.
     env.namespace("other", false).await;
-    faults.compact();
+    faults.compact().await;
     faults.close_watches();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (writes, events) = netfence_writes(env.sandbox().expect("sandbox"));
+    let (writes, events) = env.netfence_writes().await;
     assert_eq!(
         (writes, events),
         (BTreeMap::new(), 0),
@@ -603,8 +627,7 @@ async fn steady_state_relist_and_restart_make_no_writes() {
     env.start_controller();
     tokio::time::sleep(Duration::from_secs(4)).await;
     faults.remove(slow);
-    let sandbox = env.sandbox().expect("sandbox");
-    let (writes, events) = netfence_writes(sandbox);
+    let (writes, events) = env.netfence_writes().await;
     assert_eq!(
         (writes, events),
         (BTreeMap::new(), 0),
@@ -615,19 +638,11 @@ async fn steady_state_relist_and_restart_make_no_writes() {
 
 /// Several templates after a restart whose Namespace list is slow: every one is reconciled.
 /// (They all wait for the Namespace cache; kube's `wait_until_ready` woke only the last waiter,
-/// and the other templates were never reconciled again in that process.) Sandbox only: it
-/// slows the API down.
+/// and the other templates were never reconciled again in that process.)
 #[tokio::test]
 async fn every_template_is_reconciled_after_a_restart_with_a_slow_namespace_list() {
     let mut env = Env::start().await;
-    let Some(faults) = env.sandbox().map(Sandbox::faults) else {
-        skip(
-            "every_template_is_reconciled_after_a_restart_with_a_slow_namespace_list",
-            "it slows the sandbox's lists down, which a real cluster does not offer",
-        );
-        env.finish().await;
-        return;
-    };
+    let faults = env.cluster.faults();
     let first = env.namespace("team", true).await;
     let generating = env.template("teams");
     let generating_name = name_of(&generating);
@@ -775,9 +790,8 @@ async fn hand_written_resources_survive_and_overlapping_templates_resolve() {
 
 /// netfence's writes in the audit log, by `verb resource[/subresource]`, each as `namespace/name`;
 /// and how many Events were created (they carry no field manager; the test itself writes none).
-fn netfence_writes(sandbox: &Sandbox) -> (BTreeMap<String, Vec<String>>, usize) {
+fn netfence_writes(audit: Vec<AuditEntry>) -> (BTreeMap<String, Vec<String>>, usize) {
     let mut writes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let audit = sandbox.audit();
     // Events carry no field manager; the test itself writes none.
     let events = audit
         .iter()

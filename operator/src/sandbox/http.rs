@@ -18,7 +18,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use axum::{
     body::Body,
     extract::{Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
@@ -181,7 +181,89 @@ fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response {
     (status, headers, body.to_string()).into_response()
 }
 
-fn error_response(error: &ApiError) -> Response {
+/// What a request is, for the audit log and fault injection.
+#[derive(Clone, Debug, Default)]
+struct Facts {
+    verb: String,
+    target: Target,
+    field_manager: Option<String>,
+}
+
+impl Facts {
+    /// The facts of a request for an object or a list: the verb as the audit log names it
+    /// (`apply` for a server-side apply patch), the target, the field manager.
+    fn of(
+        method: &Method,
+        headers: &HeaderMap,
+        query: &HashMap<String, String>,
+        target: Target,
+    ) -> Facts {
+        let verb = verb_of(method, target.name.is_some(), truthy(query, "watch"));
+        Facts {
+            verb: if verb == "patch" && is_apply(headers) {
+                "apply".to_owned()
+            } else {
+                verb
+            },
+            field_manager: query.get("fieldManager").cloned(),
+            target,
+        }
+    }
+}
+
+/// What a request asks, named as the sandbox's audit log and fault rules name it. The sandbox's
+/// handler and the e2e harness's fault-injecting proxy in front of a real API server share it,
+/// so one fault rule means the same on both.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// As [`AuditEntry::verb`].
+    pub verb: String,
+    /// API group, empty for core.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Plural resource name; empty for discovery.
+    pub resource: String,
+    /// `status` for the status subresource.
+    pub subresource: Option<String>,
+    /// The namespace of the request.
+    pub namespace: Option<String>,
+    /// The object name.
+    pub name: Option<String>,
+    /// `fieldManager` of a write.
+    pub field_manager: Option<String>,
+}
+
+/// Classify one request by its method, path, query and `Content-Type`.
+#[must_use]
+pub fn request_info(method: &Method, uri: &Uri, headers: &HeaderMap) -> RequestInfo {
+    let query = parse_query(uri.query());
+    let facts = match parse_route(uri.path()) {
+        Ok(Route::Object(target)) => Facts::of(method, headers, &query, target),
+        Ok(_) => Facts {
+            verb: "discovery".to_owned(),
+            ..Facts::default()
+        },
+        Err(_) => Facts {
+            verb: verb_of(method, false, false),
+            ..Facts::default()
+        },
+    };
+    RequestInfo {
+        verb: facts.verb,
+        group: facts.target.group,
+        version: facts.target.version,
+        resource: facts.target.plural,
+        subresource: facts.target.subresource,
+        namespace: facts.target.namespace,
+        name: facts.target.name,
+        field_manager: facts.field_manager,
+    }
+}
+
+/// The response of a failed request: its `Status`, with `Retry-After` where the error sets one.
+#[must_use]
+pub fn error_response(error: &ApiError) -> Response {
     let mut response = json_response(error.code, &error.to_status(), &[]);
     if let Some(seconds) = error.retry_after
         && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
@@ -191,16 +273,8 @@ fn error_response(error: &ApiError) -> Response {
     response
 }
 
-/// What a request is, for the audit log and fault injection.
-#[derive(Clone, Debug, Default)]
-struct Facts {
-    verb: String,
-    target: Target,
-    field_manager: Option<String>,
-}
-
 /// The single handler: every path goes through here.
-pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let received = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let query = parse_query(parts.uri.query());
@@ -220,23 +294,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
             Err(error),
         ),
         Ok(Route::Object(target)) => {
-            let facts = Facts {
-                verb: verb_of(
-                    &parts.method,
-                    target.name.is_some(),
-                    truthy(&query, "watch"),
-                ),
-                field_manager: query.get("fieldManager").cloned(),
-                target,
-            };
-            let facts = Facts {
-                verb: if facts.verb == "patch" && is_apply(&parts.headers) {
-                    "apply".to_owned()
-                } else {
-                    facts.verb
-                },
-                ..facts
-            };
+            let facts = Facts::of(&parts.method, &parts.headers, &query, target);
             let result = serve_object(
                 &shared,
                 &facts,

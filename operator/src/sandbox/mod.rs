@@ -52,7 +52,7 @@ pub mod audit;
 pub mod cel;
 pub mod discovery;
 pub mod fields;
-mod http;
+pub mod http;
 pub mod manager;
 pub mod objects;
 pub mod patch;

@@ -1,0 +1,244 @@
+//! The upstream programs, built from the Go modules pinned under `e2e/upstream/` and cached
+//! outside the clone, keyed by those modules' go.mod and go.sum.
+//!
+//! ```text
+//! e2e/upstream/kubernetes/go.{mod,sum} --go build--> kube-apiserver, kube-controller-manager
+//! e2e/upstream/etcd/go.{mod,sum}       --go build--> etcd
+//!     => $NETFENCE_UPSTREAM_CACHE (default ~/.cache/netfence/upstream)/<versions>-<sha256 of the pins>/
+//! ```
+//!
+//! A second `up` finds the binaries and starts in seconds; a changed pin builds anew beside the
+//! old ones. The build runs `go` with `CGO_ENABLED=0`, `-pgo=off` (kube-apiserver's PGO profile
+//! compiles every shared package twice) and `-trimpath`, and `GOTOOLCHAIN=local` so nothing but
+//! modules is fetched.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+
+/// The built programs.
+#[derive(Clone, Debug)]
+pub struct Binaries {
+    /// `etcd`.
+    pub etcd: PathBuf,
+    /// `kube-apiserver`.
+    pub apiserver: PathBuf,
+    /// `kube-controller-manager`.
+    pub controller_manager: PathBuf,
+    /// The Kubernetes release they are built from (`v1.37.2`).
+    pub kubernetes_version: String,
+    /// The etcd release (`v3.6.16`).
+    pub etcd_version: String,
+}
+
+/// The folder of the Go modules that pin the upstream programs.
+#[must_use]
+pub fn upstream_directory() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("upstream")
+}
+
+/// Where built programs are kept: `$NETFENCE_UPSTREAM_CACHE`, else
+/// `$XDG_CACHE_HOME/netfence/upstream`, else `~/.cache/netfence/upstream`.
+#[must_use]
+pub fn cache_root() -> PathBuf {
+    if let Some(path) = std::env::var_os("NETFENCE_UPSTREAM_CACHE") {
+        return PathBuf::from(path);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("netfence").join("upstream")
+}
+
+/// The version a go.mod requires of `module` (`require module vX.Y.Z`, alone or in a block).
+fn required_version(go_mod: &str, module: &str) -> Option<String> {
+    go_mod.lines().find_map(|line| {
+        let mut words = line
+            .trim()
+            .trim_start_matches("require")
+            .split_whitespace();
+        (words.next() == Some(module))
+            .then(|| words.next().map(str::to_owned))
+            .flatten()
+    })
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))
+}
+
+/// The cache key of the pins: the versions, then the SHA-256 of every go.mod and go.sum.
+fn cache_key(upstream: &Path) -> anyhow::Result<(String, String, String)> {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(RECIPE.as_bytes());
+    for module in ["kubernetes", "etcd"] {
+        for file in ["go.mod", "go.sum"] {
+            context.update(read(&upstream.join(module).join(file))?.as_bytes());
+        }
+    }
+    let digest = context.finish();
+    let hash: String = digest.as_ref()[..6]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let kubernetes = required_version(
+        &read(&upstream.join("kubernetes/go.mod"))?,
+        "k8s.io/kubernetes",
+    )
+    .context("e2e/upstream/kubernetes/go.mod requires no k8s.io/kubernetes")?;
+    let etcd = required_version(
+        &read(&upstream.join("etcd/go.mod"))?,
+        "go.etcd.io/etcd/server/v3",
+    )
+    .context("e2e/upstream/etcd/go.mod requires no go.etcd.io/etcd/server/v3")?;
+    Ok((
+        format!("kubernetes-{kubernetes}-etcd-{etcd}-{hash}"),
+        kubernetes,
+        etcd,
+    ))
+}
+
+/// Bumped when the way the programs are built changes (flags), so the cache builds them anew.
+const RECIPE: &str = "recipe-2";
+
+/// The linker flags that stamp a Kubernetes binary with its release, as the release build does
+/// (`/version` and `kubectl version` report it; without them `v0.0.0-master`).
+fn kubernetes_version_flags(version: &str) -> String {
+    let mut numbers = version.trim_start_matches('v').split('.');
+    let major = numbers.next().unwrap_or_default();
+    let minor = numbers.next().unwrap_or_default();
+    [
+        format!("gitVersion={version}"),
+        format!("gitMajor={major}"),
+        format!("gitMinor={minor}"),
+        "gitTreeState=clean".to_owned(),
+    ]
+    .iter()
+    .map(|setting| format!("-X k8s.io/component-base/version.{setting}"))
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+fn go_build(
+    module_directory: &Path,
+    output: &Path,
+    packages: &[&str],
+    linker_flags: &str,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    eprintln!(
+        "cluster: building {} (once per pin; 15-25 minutes cold on 2 cores)",
+        packages.join(" ")
+    );
+    let status = Command::new("go")
+        .current_dir(module_directory)
+        .env("CGO_ENABLED", "0")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=readonly")
+        .args(["build", "-pgo=off", "-trimpath"])
+        .arg(format!("-ldflags={linker_flags}"))
+        .arg("-o")
+        .arg(output)
+        .args(packages)
+        .status()
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "failed to run go ({error}): Go 1.26 or later is needed to build the upstream programs; install it and put `go` on PATH"
+            )
+        })?;
+    if !status.success() {
+        bail!(
+            "go build of {} in {} failed ({status}); its output is above",
+            packages.join(" "),
+            module_directory.display()
+        );
+    }
+    eprintln!(
+        "cluster: built {} in {:.0} s",
+        packages.join(" "),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The cached programs, built first when the pins are new.
+pub fn ensure() -> anyhow::Result<Binaries> {
+    let upstream = upstream_directory();
+    let (key, kubernetes_version, etcd_version) = cache_key(&upstream)?;
+    let directory = cache_root().join(&key);
+    let binaries = Binaries {
+        etcd: directory.join("etcd"),
+        apiserver: directory.join("kube-apiserver"),
+        controller_manager: directory.join("kube-controller-manager"),
+        kubernetes_version,
+        etcd_version,
+    };
+    if [
+        &binaries.etcd,
+        &binaries.apiserver,
+        &binaries.controller_manager,
+    ]
+    .iter()
+    .all(|path| path.is_file())
+    {
+        return Ok(binaries);
+    }
+    // Build beside the final folder and rename it in place, so an interrupted build never
+    // leaves a folder that looks complete.
+    let partial = cache_root().join(format!("{key}.partial-{}", std::process::id()));
+    std::fs::create_dir_all(&partial)
+        .with_context(|| format!("failed to create {}", partial.display()))?;
+    go_build(
+        &upstream.join("kubernetes"),
+        &partial,
+        &[
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+        ],
+        &kubernetes_version_flags(&binaries.kubernetes_version),
+    )?;
+    go_build(
+        &upstream.join("etcd"),
+        &partial.join("etcd"),
+        &["go.etcd.io/etcd/server/v3"],
+        "",
+    )?;
+    if let Err(error) = std::fs::rename(&partial, &directory) {
+        // Another `up` finished the same build first: use its programs.
+        if !directory.join("etcd").is_file() {
+            return Err(error).with_context(|| {
+                format!(
+                    "failed to move {} to {}",
+                    partial.display(),
+                    directory.display()
+                )
+            });
+        }
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    Ok(binaries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn required_versions_are_read_from_blocks_and_lines() {
+        let go_mod = "module x\n\nrequire k8s.io/kubernetes v1.37.2\n\nrequire (\n\tgo.etcd.io/etcd/server/v3 v3.6.16\n\tgithub.com/a/b v1.0.0 // indirect\n)\n";
+        assert_eq!(
+            required_version(go_mod, "k8s.io/kubernetes").as_deref(),
+            Some("v1.37.2")
+        );
+        assert_eq!(
+            required_version(go_mod, "go.etcd.io/etcd/server/v3").as_deref(),
+            Some("v3.6.16")
+        );
+        assert_eq!(required_version(go_mod, "k8s.io/api"), None);
+    }
+}
