@@ -39,7 +39,9 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client,
-    api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
+    api::{
+        ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+    },
     config::{AuthInfo, KubeConfigOptions, Kubeconfig},
 };
 use netfence::sandbox::{AuditEntry, FaultId, Sandbox, SandboxOptions};
@@ -448,8 +450,8 @@ impl Cluster {
         .await;
     }
 
-    /// The operator's requests the real API server refused with 403 since the scenario began
-    /// (none on the sandbox, which does not authorize).
+    /// The operator's requests the real API server's authorizer refused since the scenario
+    /// began (none on the sandbox, which does not authorize).
     async fn forbidden_operator_requests(&self) -> Vec<String> {
         let Target::Real(real) = &self.target else {
             return Vec::new();
@@ -462,7 +464,7 @@ impl Cluster {
         since_start
             .read()
             .into_iter()
-            .filter(|audited| audited.user == operator && audited.entry.code == 403)
+            .filter(|audited| audited.user == operator && audited.unauthorized)
             .map(|audited| format!("{} {}", audited.entry.verb, audited.entry.uri))
             .collect()
     }

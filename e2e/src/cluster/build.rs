@@ -58,10 +58,7 @@ pub fn cache_root() -> PathBuf {
 /// The version a go.mod requires of `module` (`require module vX.Y.Z`, alone or in a block).
 fn required_version(go_mod: &str, module: &str) -> Option<String> {
     go_mod.lines().find_map(|line| {
-        let mut words = line
-            .trim()
-            .trim_start_matches("require")
-            .split_whitespace();
+        let mut words = line.trim().trim_start_matches("require").split_whitespace();
         (words.next() == Some(module))
             .then(|| words.next().map(str::to_owned))
             .flatten()

@@ -161,8 +161,7 @@ fn is_alive(process: &Process) -> bool {
                 .map(|(_, rest)| rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(true);
-    let same_program = std::fs::read_link(proc.join("exe"))
-        .is_ok_and(|exe| exe == process.program);
+    let same_program = std::fs::read_link(proc.join("exe")).is_ok_and(|exe| exe == process.program);
     !zombie && same_program
 }
 
@@ -229,8 +228,8 @@ fn controller_manager_kubeconfig_yaml(server: &str, files: &certificates::Files)
 
 /// A client from a kubeconfig file.
 pub async fn client_from(path: &Path) -> anyhow::Result<Client> {
-    let kubeconfig =
-        Kubeconfig::read_from(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let kubeconfig = Kubeconfig::read_from(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .with_context(|| format!("failed to load {}", path.display()))?;
@@ -331,11 +330,16 @@ async fn start(
             "--log-level=warn".to_owned(),
         ],
     )?;
-    wait_until(started, "etcd listening", Duration::from_secs(30), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", etcd_client))
-            .await
-            .is_ok()
-    })
+    wait_until(
+        started,
+        "etcd listening",
+        Duration::from_secs(30),
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", etcd_client))
+                .await
+                .is_ok()
+        },
+    )
     .await?;
 
     started.spawn(
@@ -364,10 +368,7 @@ async fn start(
             // The endpoint reconciler refuses a loopback advertise address.
             "--endpoint-reconciler-type=none".to_owned(),
             format!("--audit-policy-file={}", path(&audit_policy)),
-            format!(
-                "--audit-log-path={}",
-                path(&directory.join(AUDIT_LOG_FILE))
-            ),
+            format!("--audit-log-path={}", path(&directory.join(AUDIT_LOG_FILE))),
             "--audit-log-format=json".to_owned(),
             "--audit-log-mode=blocking".to_owned(),
             "--profiling=false".to_owned(),
@@ -457,16 +458,20 @@ async fn start(
 /// The state `up` wrote in `directory`.
 pub fn read_state(directory: &Path) -> anyhow::Result<State> {
     let path = directory.join(STATE_FILE);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a control plane's state", path.display()))
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a control plane's state", path.display()))
 }
 
 /// Stop the control plane of `directory` and remove the folder. A folder that `up` did not
 /// make (no `state.json`) is left alone.
 pub fn down(directory: &Path) -> anyhow::Result<()> {
     if !directory.exists() {
-        eprintln!("cluster: {} does not exist: nothing to stop", directory.display());
+        eprintln!(
+            "cluster: {} does not exist: nothing to stop",
+            directory.display()
+        );
         return Ok(());
     }
     let state = read_state(directory).with_context(|| {
