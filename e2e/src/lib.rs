@@ -759,7 +759,23 @@ pub async fn wait_for_reason(
     )
 }
 
-/// Print why a test is skipped.
+/// The environment variable naming a file every skip is also appended to (`.ci/run` sets it and
+/// prints the skips, with their reasons, in its summary).
+pub const SKIP_LOG_VARIABLE: &str = "NETFENCE_SKIP_LOG";
+
+/// Say that a test is skipped, and why: on stderr past the test harness's output capture (so it
+/// shows in the test output even when the test passes), and in `$NETFENCE_SKIP_LOG`.
 pub fn skip(test: &str, reason: &str) {
-    eprintln!("skipped {test}: {reason}");
+    use std::io::Write as _;
+    let target = std::env::var_os(KUBECONFIG_VARIABLE).map_or("sandbox", |_| "real");
+    let line = format!("SKIPPED [{target}] {test}: {reason}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(path) = std::env::var_os(SKIP_LOG_VARIABLE)
+        && let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = file.write_all(line.as_bytes());
+    }
 }
