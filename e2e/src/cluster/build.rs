@@ -163,6 +163,36 @@ fn go_build(
     Ok(())
 }
 
+/// `kubectl` of the pinned Kubernetes release, built into the cache the first time, for a
+/// machine that has none.
+pub fn ensure_kubectl() -> anyhow::Result<PathBuf> {
+    let upstream = upstream_directory();
+    let (key, kubernetes_version, _) = cache_key(&upstream)?;
+    let directory = cache_root().join(format!("{key}-kubectl"));
+    let kubectl = directory.join("kubectl");
+    if kubectl.is_file() {
+        return Ok(kubectl);
+    }
+    let partial = cache_root().join(format!("{key}-kubectl.partial-{}", std::process::id()));
+    std::fs::create_dir_all(&partial)
+        .with_context(|| format!("failed to create {}", partial.display()))?;
+    go_build(
+        &upstream.join("kubernetes"),
+        &partial,
+        &["k8s.io/kubernetes/cmd/kubectl"],
+        &kubernetes_version_flags(&kubernetes_version),
+    )?;
+    if std::fs::rename(&partial, &directory).is_err() && !kubectl.is_file() {
+        anyhow::bail!(
+            "failed to move {} to {}",
+            partial.display(),
+            directory.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&partial);
+    Ok(kubectl)
+}
+
 /// The cached programs, built first when the pins are new.
 pub fn ensure() -> anyhow::Result<Binaries> {
     let upstream = upstream_directory();
