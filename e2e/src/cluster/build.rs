@@ -13,6 +13,7 @@
 //! modules is fetched.
 
 use std::{
+    fmt::Write as _,
     path::{Path, PathBuf},
     process::Command,
     time::Instant,
@@ -79,10 +80,12 @@ fn cache_key(upstream: &Path) -> anyhow::Result<(String, String, String)> {
         }
     }
     let digest = context.finish();
-    let hash: String = digest.as_ref()[..6]
+    let hash = digest.as_ref()[..6]
         .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+        .fold(String::new(), |mut hash, byte| {
+            let _ = write!(hash, "{byte:02x}");
+            hash
+        });
     let kubernetes = required_version(
         &read(&upstream.join("kubernetes/go.mod"))?,
         "k8s.io/kubernetes",
