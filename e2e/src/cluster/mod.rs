@@ -551,3 +551,38 @@ pub fn down(directory: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("failed to remove {}", directory.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `down --dir` on a folder `up` did not make (a typo, a home directory) removes nothing.
+    #[test]
+    fn down_leaves_a_folder_without_a_control_plane_alone() {
+        let directory = std::env::temp_dir().join(format!(
+            "netfence-down-{}-{}",
+            std::process::id(),
+            crate::unique_suffix()
+        ));
+        std::fs::create_dir_all(&directory).expect("folder");
+        std::fs::write(directory.join("precious"), "data").expect("file");
+        let error = down(&directory).expect_err("no state.json");
+        assert!(
+            format!("{error:#}").contains("holds no control plane started by `cluster up`"),
+            "{error:#}"
+        );
+        assert!(directory.join("precious").is_file());
+        std::fs::remove_dir_all(&directory).expect("cleanup");
+        down(&directory).expect("a folder that does not exist: nothing to stop");
+    }
+
+    /// The last lines of a process's log are what `up` prints when the process fails.
+    #[test]
+    fn last_lines_are_the_tail_of_the_log() {
+        let path = std::env::temp_dir().join(format!("netfence-log-{}", crate::unique_suffix()));
+        std::fs::write(&path, "1\n2\n3\n4\n").expect("log");
+        assert_eq!(last_lines(&path, 2), "3\n4");
+        let _ = std::fs::remove_file(&path);
+        assert!(last_lines(&path, 2).contains("is missing"));
+    }
+}
