@@ -366,7 +366,8 @@ pub struct IpBlock {
 #[serde(rename_all = "camelCase")]
 pub struct Port {
     /// The port: a number (1-65535) or the name of a container port (an IANA service name such
-    /// as `http` or `metrics`).
+    /// as `http` or `metrics`, at most 15 characters).
+    #[schemars(schema_with = "port_schema")]
     pub port: IntOrString,
 
     /// `TCP` (default), `UDP` or `SCTP`.
@@ -377,6 +378,19 @@ pub struct Port {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub end_port: Option<i32>,
+}
+
+/// The longest port name: an IANA service name has at most 15 characters.
+pub const MAX_PORT_NAME: usize = 15;
+
+/// A port's schema: a number or a name of at most [`MAX_PORT_NAME`] characters. The length bound
+/// also bounds the estimated cost of the port's CEL rules: without it a real API server refuses
+/// the CRD (each rule could meet a string as long as a whole request, in lists of lists).
+fn port_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "maxLength": MAX_PORT_NAME,
+    })
 }
 
 /// A transport protocol.

@@ -27,6 +27,9 @@ pub struct Audited {
     pub user: String,
     /// The request, as the sandbox's audit log names it.
     pub entry: AuditEntry,
+    /// Whether the authorizer (RBAC) refused it: a 403 of admission (a namespace being
+    /// terminated) is not a missing grant.
+    pub unauthorized: bool,
 }
 
 /// The audit log of a real API server, read from an offset on.
@@ -124,6 +127,8 @@ fn audited(event: &Value) -> Option<Audited> {
     };
     Some(Audited {
         user: text(event, "/user/username").unwrap_or_default(),
+        unauthorized: text(event, "/annotations/authorization.k8s.io~1decision").as_deref()
+            == Some("forbid"),
         entry: AuditEntry {
             verb,
             group: text(event, "/objectRef/apiGroup").unwrap_or_default(),
@@ -140,9 +145,7 @@ fn audited(event: &Value) -> Option<Audited> {
                 .unwrap_or_default(),
             user_agent: text(event, "/userAgent").unwrap_or_default(),
             uri,
-            received: instant_of(
-                &text(event, "/requestReceivedTimestamp").unwrap_or_default(),
-            ),
+            received: instant_of(&text(event, "/requestReceivedTimestamp").unwrap_or_default()),
         },
     })
 }
@@ -178,6 +181,12 @@ mod tests {
         let audited = super::audited(&merge).expect("a complete event");
         assert_eq!(audited.entry.verb, "patch");
         assert_eq!(audited.entry.subresource.as_deref(), Some("status"));
+
+        assert!(!audited.unauthorized);
+        let mut forbidden = event.clone();
+        forbidden["annotations"] = serde_json::json!({"authorization.k8s.io/decision": "forbid"});
+        forbidden["responseStatus"]["code"] = 403.into();
+        assert!(super::audited(&forbidden).expect("complete").unauthorized);
 
         let mut started = event;
         started["stage"] = "ResponseStarted".into();

@@ -39,7 +39,9 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client,
-    api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
+    api::{
+        ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+    },
     config::{AuthInfo, KubeConfigOptions, Kubeconfig},
 };
 use netfence::sandbox::{AuditEntry, FaultId, Sandbox, SandboxOptions};
@@ -167,6 +169,10 @@ impl Faults {
 
     /// Forget the history: the next watch from any `resourceVersion` issued so far answers
     /// 410 Gone, and clients must list again.
+    ///
+    /// # Panics
+    ///
+    /// When the proxy cannot read the real server's current `resourceVersion`.
     pub async fn compact(&self) {
         match self {
             Faults::Sandbox(faults) => faults.compact(),
@@ -448,8 +454,8 @@ impl Cluster {
         .await;
     }
 
-    /// The operator's requests the real API server refused with 403 since the scenario began
-    /// (none on the sandbox, which does not authorize).
+    /// The operator's requests the real API server's authorizer refused since the scenario
+    /// began (none on the sandbox, which does not authorize).
     async fn forbidden_operator_requests(&self) -> Vec<String> {
         let Target::Real(real) = &self.target else {
             return Vec::new();
@@ -462,7 +468,7 @@ impl Cluster {
         since_start
             .read()
             .into_iter()
-            .filter(|audited| audited.user == operator && audited.entry.code == 403)
+            .filter(|audited| audited.user == operator && audited.unauthorized)
             .map(|audited| format!("{} {}", audited.entry.verb, audited.entry.uri))
             .collect()
     }
@@ -757,7 +763,23 @@ pub async fn wait_for_reason(
     )
 }
 
-/// Print why a test is skipped.
+/// The environment variable naming a file every skip is also appended to (`.ci/run` sets it and
+/// prints the skips, with their reasons, in its summary).
+pub const SKIP_LOG_VARIABLE: &str = "NETFENCE_SKIP_LOG";
+
+/// Say that a test is skipped, and why: on stderr past the test harness's output capture (so it
+/// shows in the test output even when the test passes), and in `$NETFENCE_SKIP_LOG`.
 pub fn skip(test: &str, reason: &str) {
-    eprintln!("skipped {test}: {reason}");
+    use std::io::Write as _;
+    let target = std::env::var_os(KUBECONFIG_VARIABLE).map_or("sandbox", |_| "real");
+    let line = format!("SKIPPED [{target}] {test}: {reason}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(path) = std::env::var_os(SKIP_LOG_VARIABLE)
+        && let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = file.write_all(line.as_bytes());
+    }
 }

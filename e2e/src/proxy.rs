@@ -210,11 +210,7 @@ fn expired(watching: bool) -> Response {
     });
     if watching {
         let event = format!("{}\n", json!({"type": "ERROR", "object": status}));
-        (
-            [(http::header::CONTENT_TYPE, "application/json")],
-            event,
-        )
-            .into_response()
+        ([(http::header::CONTENT_TYPE, "application/json")], event).into_response()
     } else {
         error_response(&ApiError::gone("too old resource version"))
     }
@@ -224,10 +220,9 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     let (mut parts, body) = request.into_parts();
     let info = request_info(&parts.method, &parts.uri, &parts.headers);
     let watching = info.verb == "watch";
-    let decision =
-        shared
-            .rules()
-            .decide(&info.verb, &info.resource, info.subresource.as_deref());
+    let decision = shared
+        .rules()
+        .decide(&info.verb, &info.resource, info.subresource.as_deref());
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }
@@ -258,17 +253,19 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     }
     let mut upstream_request = http::Request::new(kube::client::Body::from(bytes.to_vec()));
     *upstream_request.method_mut() = parts.method;
-    *upstream_request.uri_mut() = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| http::Uri::from_static("/"), |path| path.as_str().parse().unwrap_or_default());
+    *upstream_request.uri_mut() = parts.uri.path_and_query().map_or_else(
+        || http::Uri::from_static("/"),
+        |path| path.as_str().parse().unwrap_or_default(),
+    );
     *upstream_request.headers_mut() = parts.headers;
     let response = match shared.upstream.send(upstream_request).await {
         Ok(response) => response,
         Err(error) => {
-            return error_response(&ApiError::new(503, "ServiceUnavailable", format!(
-                "the proxy could not reach the API server: {error}"
-            )));
+            return error_response(&ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!("the proxy could not reach the API server: {error}"),
+            ));
         }
     };
     let (mut parts, body) = response.into_parts();

@@ -313,13 +313,21 @@ async fn steady_state_and_restart_make_no_writes() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     env.audit_clear();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(env.writes().await, Vec::<String>::new(), "writes in steady state");
+    assert_eq!(
+        env.writes().await,
+        Vec::<String>::new(),
+        "writes in steady state"
+    );
 
     for namespace in env.stop_controllers().await {
         env.start_controller(&namespace);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(env.writes().await, Vec::<String>::new(), "writes after a restart");
+    assert_eq!(
+        env.writes().await,
+        Vec::<String>::new(),
+        "writes after a restart"
+    );
     env.finish().await;
 }
 
@@ -462,18 +470,22 @@ async fn foreign_policies_are_never_touched() {
         "spec": {"podSelector": {"matchLabels": {"mine": "yes"}}},
     }))
     .expect("policy");
+    // As the API server stored them: a real one defaults `policyTypes` on create.
+    let mut created = Vec::new();
     for policy in [&hand_written, &labelled, &squatter] {
-        policies
-            .create(&PostParams::default(), policy)
-            .await
-            .expect("create");
+        created.push(
+            policies
+                .create(&PostParams::default(), policy)
+                .await
+                .expect("create"),
+        );
     }
     env.create(&shop(&ns)).await;
     let failed = env.wait_reason(&ns, "shop", "ApplyFailed").await;
     let message = &failed.status.expect("status").conditions[0].message;
     assert!(message.contains("shop-tier-database"), "{message}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for original in [&hand_written, &labelled, &squatter] {
+    for original in &created {
         let name = original.metadata.name.as_deref().expect("name");
         let now = policies.get(name).await.expect("still there");
         assert_eq!(now.spec, original.spec, "{name} changed");
