@@ -748,6 +748,25 @@ async fn finalize(
     if !resource.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
+    // The cache may still hold a resource whose finalizer an earlier reconcile released (it is
+    // gone since): read it back, and carry out its deletion policy only while it holds the
+    // finalizer. Its finalizers are then released from what the API server has.
+    let isolations: Api<NamespaceIsolation> = Api::namespaced(context.client.clone(), namespace);
+    let current = match isolations.get_opt(&resource.name_any()).await {
+        Ok(Some(found)) if found.uid() == resource.uid() => found,
+        Ok(_) => return Ok(()),
+        Err(source) => {
+            return Err(Error::Read {
+                namespace: namespace.to_owned(),
+                name: resource.name_any(),
+                source,
+            });
+        }
+    };
+    if !current.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let resource = &current;
     let namespaces: Api<Namespace> = Api::all(context.client.clone());
     let namespace_going = match namespaces.get_opt(namespace).await {
         Ok(Some(found)) => found.metadata.deletion_timestamp.is_some(),
@@ -782,13 +801,18 @@ async fn finalize(
                     .await
                     .map(|_| ())
             };
-            if let Err(source) = result {
-                return Err(Error::Write {
-                    verb: if kept { "orphan" } else { "delete" },
-                    namespace: namespace.to_owned(),
-                    name,
-                    source,
-                });
+            match result {
+                // Gone already: nothing left to keep or delete.
+                Ok(()) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Write {
+                        verb: if kept { "orphan" } else { "delete" },
+                        namespace: namespace.to_owned(),
+                        name,
+                        source,
+                    });
+                }
             }
         }
     }
