@@ -159,15 +159,6 @@ impl Faults {
         }
     }
 
-    /// Hold every watch event of `resource` (a plural, or `*`) for `delay` before it reaches
-    /// the client (in order): a slow watch connection.
-    pub fn delay_watch_events(&self, resource: &str, delay: Duration) -> FaultId {
-        match self {
-            Faults::Sandbox(faults) => faults.delay_watch_events(resource, delay),
-            Faults::Proxy(faults) => faults.delay_watch_events(resource, delay),
-        }
-    }
-
     /// End every open watch now; clients re-watch from the last `resourceVersion` they saw.
     pub fn close_watches(&self) {
         match self {

@@ -137,8 +137,6 @@ fn matcher(verb: &str, resource: &str) -> Matcher {
     }
 }
 
-// The fault id is only needed to remove one fault early: most tests clear them all.
-#[allow(clippy::must_use_candidate)]
 impl ProxyFaults {
     /// Fail `share` of the matching requests with `code`.
     pub fn fail(&self, verb: &str, resource: &str, share: f64, code: u16) -> FaultId {
@@ -167,12 +165,6 @@ impl ProxyFaults {
     /// Remove every fault.
     pub fn clear(&self) {
         self.shared.rules().clear();
-    }
-
-    /// Hold every watch event of `resource` (a plural, or `*`) for `delay` before it is passed
-    /// on (in order): a slow watch connection.
-    pub fn delay_watch_events(&self, resource: &str, delay: Duration) -> FaultId {
-        self.shared.rules().delay_events(resource, delay)
     }
 
     /// End every open watch now.
@@ -282,32 +274,16 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     if !watching {
         return Response::from_parts(parts, Body::new(body));
     }
-    // A watch ends when its stream ends or `close_watches` is called. Its events may be held
-    // (`delay_watch_events`): each leaves the proxy that long after it arrived, in order.
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let mut closes = shared.closes.subscribe();
-    let mut body = body;
-    tokio::spawn(async move {
-        loop {
-            let frame = tokio::select! {
-                frame = body.frame() => frame,
-                _ = closes.changed() => return,
-            };
-            let Some(frame) = frame else { return };
-            if sender.send((tokio::time::Instant::now(), frame)).is_err() {
-                return;
-            }
-        }
-    });
-    let resource = info.resource;
-    let frames = futures::stream::unfold(receiver, move |mut receiver| {
-        let shared = shared.clone();
-        let resource = resource.clone();
+    // A watch ends when its stream ends or `close_watches` is called.
+    let closes = shared.closes.subscribe();
+    let frames = futures::stream::unfold(Some(body), move |body| {
+        let mut closes = closes.clone();
         async move {
-            let (arrived, frame) = receiver.recv().await?;
-            let delay = shared.rules().event_delay(&resource);
-            tokio::time::sleep_until(arrived + delay).await;
-            Some((frame, receiver))
+            let mut body = body?;
+            tokio::select! {
+                frame = body.frame() => frame.map(|frame| (frame, Some(body))),
+                _ = closes.changed() => None,
+            }
         }
     });
     Response::from_parts(parts, Body::new(StreamBody::new(frames)))
