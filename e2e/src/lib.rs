@@ -405,6 +405,20 @@ impl Cluster {
         }
     }
 
+    /// Whether a scenario that counts writes can run here; says why not when it cannot (a
+    /// cluster whose audit log this machine cannot read).
+    #[must_use]
+    pub fn needs_audit(&self, test: &str) -> bool {
+        if !self.has_audit() {
+            skip(
+                test,
+                "it counts writes in the audit log, and this cluster's is not readable here (set NETFENCE_E2E_AUDIT_LOG)",
+            );
+            return false;
+        }
+        true
+    }
+
     /// Forget the requests audited so far.
     pub fn audit_clear(&self) {
         match &self.target {
@@ -630,6 +644,72 @@ pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A controller a scenario started (`netfence run`'s, in the test's process), stopped as on
+/// SIGTERM.
+pub struct RunningController {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RunningController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningController").finish_non_exhaustive()
+    }
+}
+
+impl RunningController {
+    /// Run `prepared` until [`RunningController::stop`].
+    #[must_use]
+    pub fn start(prepared: netfence::controller::Prepared) -> RunningController {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(prepared.run(
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        RunningController { stop, task }
+    }
+
+    /// Stop it and wait (at most 10 s) for it to end.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+/// Wait (at most `limit`) until the template's status describes its generation and `check`
+/// holds on it.
+///
+/// # Panics
+///
+/// When it does not happen in time, with the last status.
+pub async fn wait_template(
+    templates: &Api<netfence_crd::IsolationTemplate>,
+    limit: Duration,
+    name: &str,
+    what: &str,
+    check: impl Fn(&netfence_crd::IsolationTemplate) -> bool,
+) -> netfence_crd::IsolationTemplate {
+    let found = eventually(limit, || {
+        let check = &check;
+        async move {
+            let template = templates.get(name).await.ok()?;
+            let status = template.status.as_ref()?;
+            (status.observed_generation == template.metadata.generation && check(&template))
+                .then_some(template)
+        }
+    })
+    .await;
+    match found {
+        Some(template) => template,
+        None => panic!(
+            "template {name} never reached: {what}; last status: {:?}",
+            templates.get(name).await.ok().and_then(|t| t.status)
+        ),
+    }
 }
 
 /// Poll `check` until it returns `Some`, at most for `limit` (a bound on the loop, not a

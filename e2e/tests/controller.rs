@@ -19,15 +19,14 @@ use kube::{
 };
 use netfence::{controller, metrics::Metrics, plan::is_owned_by, render, sandbox::Sandbox};
 use netfence_crd::{NamespaceIsolation, ValidatedIsolation};
-use netfence_e2e::{Cluster, TestNamespace, shop, shop_without_database, skip};
+use netfence_e2e::{Cluster, RunningController, TestNamespace, shop, shop_without_database, skip};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 /// A running controller scoped to one namespace.
 struct Running {
     namespace: String,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    controller: RunningController,
 }
 
 /// A cluster (sandbox or real) with netfence's CRDs, and controllers for the test's namespaces.
@@ -54,19 +53,6 @@ impl Env {
             controllers: Vec::new(),
             namespaces: Vec::new(),
         }
-    }
-
-    /// Whether the scenario can count writes here; prints why not (a cluster whose audit log
-    /// this machine cannot read).
-    fn needs_audit(&self, test: &str) -> bool {
-        if !self.cluster.has_audit() {
-            skip(
-                test,
-                "it counts writes in the audit log, and this cluster's is not readable here (set NETFENCE_E2E_AUDIT_LOG)",
-            );
-            return false;
-        }
-        true
     }
 
     fn audit_clear(&self) {
@@ -104,22 +90,16 @@ impl Env {
             },
             self.metrics.clone(),
         );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(prepared.run(Arc::new(AtomicBool::new(false)), async move {
-            let _ = stopped.await;
-        }));
         self.controllers.push(Running {
             namespace: namespace.to_owned(),
-            stop,
-            task,
+            controller: RunningController::start(prepared),
         });
     }
 
     async fn stop_controllers(&mut self) -> Vec<String> {
         let mut namespaces = Vec::new();
         for running in self.controllers.drain(..) {
-            let _ = running.stop.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(10), running.task).await;
+            running.controller.stop().await;
             namespaces.push(running.namespace);
         }
         namespaces
@@ -304,7 +284,10 @@ async fn examples_converge_to_exactly_the_rendered_policies() {
 #[tokio::test]
 async fn steady_state_and_restart_make_no_writes() {
     let mut env = Env::start().await;
-    if !env.needs_audit("steady_state_and_restart_make_no_writes") {
+    if !env
+        .cluster
+        .needs_audit("steady_state_and_restart_make_no_writes")
+    {
         return;
     }
     let ns = env.namespace("steady").await;
@@ -394,7 +377,10 @@ async fn drift_is_restored_with_an_event() {
 #[tokio::test]
 async fn spec_changes_write_only_what_changed() {
     let mut env = Env::start().await;
-    if !env.needs_audit("spec_changes_write_only_what_changed") {
+    if !env
+        .cluster
+        .needs_audit("spec_changes_write_only_what_changed")
+    {
         return;
     }
     let ns = env.namespace("change").await;
@@ -500,7 +486,7 @@ async fn foreign_policies_are_never_touched() {
 #[tokio::test]
 async fn invalid_update_changes_nothing() {
     let mut env = Env::start().await;
-    if !env.needs_audit("invalid_update_changes_nothing") {
+    if !env.cluster.needs_audit("invalid_update_changes_nothing") {
         return;
     }
     let ns = env.namespace("invalid").await;
@@ -836,7 +822,10 @@ async fn policies_never_inherit_gitops_labels_or_annotations() {
 #[tokio::test]
 async fn switching_to_dry_run_keeps_the_policies() {
     let mut env = Env::start().await;
-    if !env.needs_audit("switching_to_dry_run_keeps_the_policies") {
+    if !env
+        .cluster
+        .needs_audit("switching_to_dry_run_keeps_the_policies")
+    {
         return;
     }
     let ns = env.namespace("switch").await;
@@ -883,7 +872,10 @@ async fn switching_to_dry_run_keeps_the_policies() {
 #[tokio::test]
 async fn convergence_makes_the_minimum_writes() {
     let mut env = Env::start().await;
-    if !env.needs_audit("convergence_makes_the_minimum_writes") {
+    if !env
+        .cluster
+        .needs_audit("convergence_makes_the_minimum_writes")
+    {
         return;
     }
     let ns = env.namespace("minimum").await;
@@ -943,7 +935,10 @@ async fn preflight_names_the_missing_crd() {
 #[tokio::test]
 async fn dry_run_then_enforce_clears_planned_changes() {
     let mut env = Env::start().await;
-    if !env.needs_audit("dry_run_then_enforce_clears_planned_changes") {
+    if !env
+        .cluster
+        .needs_audit("dry_run_then_enforce_clears_planned_changes")
+    {
         return;
     }
     let ns = env.namespace("enforce").await;

@@ -11,7 +11,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::{Arc, atomic::AtomicBool},
+    sync::Arc,
     time::Duration,
 };
 
@@ -27,9 +27,8 @@ use kube::{
 };
 use netfence::{controller, metrics::Metrics, plan::is_owned_by};
 use netfence_crd::{IsolationTemplate, NamespaceIsolation};
-use netfence_e2e::{Cluster, TestNamespace, eventually, shop, unique_suffix};
+use netfence_e2e::{Cluster, RunningController, TestNamespace, eventually, shop, unique_suffix};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 /// How long a scenario waits for convergence (a bound, not a timing assertion). A real
 /// cluster's garbage collector learns a new CRD's kinds on its next discovery resync (30 s).
@@ -46,18 +45,12 @@ const RUN_LABEL: &str = "netfence.io/e2e-run";
 /// Against a real cluster, one scenario at a time (see the module doc).
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A controller the scenario started.
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
 /// A cluster with netfence's CRDs, the scenario's namespaces, templates and controllers.
 struct Env {
     cluster: Cluster,
     client: Client,
     run: String,
-    controllers: Vec<Running>,
+    controllers: Vec<RunningController>,
     namespaces: Vec<TestNamespace>,
     templates: Vec<String>,
     _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
@@ -121,11 +114,7 @@ impl Env {
             metrics.clone(),
         );
         let store = prepared.store();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(prepared.run(Arc::new(AtomicBool::new(false)), async move {
-            let _ = stopped.await;
-        }));
-        self.controllers.push(Running { stop, task });
+        self.controllers.push(RunningController::start(prepared));
         (metrics, store)
     }
 
@@ -221,25 +210,7 @@ impl Env {
         what: &str,
         check: impl Fn(&IsolationTemplate) -> bool,
     ) -> IsolationTemplate {
-        let templates = self.templates();
-        let found = eventually(LIMIT, || {
-            let templates = templates.clone();
-            let check = &check;
-            async move {
-                let template = templates.get(name).await.ok()?;
-                let status = template.status.as_ref()?;
-                (status.observed_generation == template.metadata.generation && check(&template))
-                    .then_some(template)
-            }
-        })
-        .await;
-        match found {
-            Some(template) => template,
-            None => panic!(
-                "template {name} never reached: {what}; last status: {:?}",
-                templates.get(name).await.ok().and_then(|t| t.status)
-            ),
-        }
+        netfence_e2e::wait_template(&self.templates(), LIMIT, name, what, check).await
     }
 
     async fn policy_names(&self, namespace: &str) -> BTreeSet<String> {
@@ -294,8 +265,7 @@ impl Env {
                 .await;
         }
         for running in self.controllers.drain(..) {
-            let _ = running.stop.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(10), running.task).await;
+            running.stop().await;
         }
         for namespace in self.namespaces.drain(..) {
             namespace.cleanup().await;

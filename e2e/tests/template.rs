@@ -11,7 +11,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::{Arc, atomic::AtomicBool},
+    sync::Arc,
     time::Duration,
 };
 
@@ -22,9 +22,8 @@ use kube::{
 };
 use netfence::{controller, metrics::Metrics, sandbox::AuditEntry};
 use netfence_crd::{IsolationTemplate, NamespaceIsolation, template::TEMPLATE_LABEL};
-use netfence_e2e::{Cluster, TestNamespace, eventually, skip, unique_suffix};
+use netfence_e2e::{Cluster, RunningController, TestNamespace, eventually, unique_suffix};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 /// How long a scenario waits for convergence (a bound, not a timing assertion).
 const LIMIT: Duration = Duration::from_secs(60);
@@ -36,8 +35,7 @@ struct Env {
     cluster: Cluster,
     client: Client,
     run: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    controller: Option<RunningController>,
     namespaces: Vec<TestNamespace>,
     templates: Vec<String>,
 }
@@ -51,8 +49,7 @@ impl Env {
             cluster,
             client,
             run: unique_suffix(),
-            stop: None,
-            task: None,
+            controller: None,
             namespaces: Vec::new(),
             templates: Vec::new(),
         };
@@ -73,35 +70,13 @@ impl Env {
             },
             Arc::new(Metrics::default()),
         );
-        let (stop, stopped) = oneshot::channel::<()>();
-        self.task = Some(tokio::spawn(prepared.run(
-            Arc::new(AtomicBool::new(false)),
-            async move {
-                let _ = stopped.await;
-            },
-        )));
-        self.stop = Some(stop);
+        self.controller = Some(RunningController::start(prepared));
     }
 
     async fn stop_controller(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        if let Some(controller) = self.controller.take() {
+            controller.stop().await;
         }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
-    }
-
-    /// Whether the scenario can count writes here; prints why not.
-    fn needs_audit(&self, test: &str) -> bool {
-        if !self.cluster.has_audit() {
-            skip(
-                test,
-                "it counts writes in the audit log, and this cluster's is not readable here (set NETFENCE_E2E_AUDIT_LOG)",
-            );
-            return false;
-        }
-        true
     }
 
     /// netfence's writes in this scenario's namespaces and to cluster-scoped objects (see
@@ -189,25 +164,7 @@ impl Env {
         what: &str,
         check: impl Fn(&IsolationTemplate) -> bool,
     ) -> IsolationTemplate {
-        let templates = self.templates();
-        let found = eventually(LIMIT, || {
-            let templates = templates.clone();
-            let check = &check;
-            async move {
-                let template = templates.get(name).await.ok()?;
-                let status = template.status.as_ref()?;
-                (status.observed_generation == template.metadata.generation && check(&template))
-                    .then_some(template)
-            }
-        })
-        .await;
-        match found {
-            Some(template) => template,
-            None => panic!(
-                "template {name} never reached: {what}; last status: {:?}",
-                templates.get(name).await.ok().and_then(|t| t.status)
-            ),
-        }
+        netfence_e2e::wait_template(&self.templates(), LIMIT, name, what, check).await
     }
 
     /// Wait until the template's status is InvalidSpec with a message that names `field`.
@@ -492,7 +449,10 @@ async fn fifty_namespaces_bootstrapped_one_more_added_one_released() {
 #[tokio::test]
 async fn template_edit_updates_every_generated_resource_and_writes_nothing_else() {
     let mut env = Env::start().await;
-    if !env.needs_audit("template_edit_updates_every_generated_resource_and_writes_nothing_else") {
+    if !env
+        .cluster
+        .needs_audit("template_edit_updates_every_generated_resource_and_writes_nothing_else")
+    {
         env.finish().await;
         return;
     }
@@ -584,7 +544,10 @@ async fn template_edit_updates_every_generated_resource_and_writes_nothing_else(
 #[tokio::test]
 async fn steady_state_relist_and_restart_make_no_writes() {
     let mut env = Env::start().await;
-    if !env.needs_audit("steady_state_relist_and_restart_make_no_writes") {
+    if !env
+        .cluster
+        .needs_audit("steady_state_relist_and_restart_make_no_writes")
+    {
         env.finish().await;
         return;
     }
