@@ -4,7 +4,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use netfence_e2e::Cluster;
 use serde_json::{Value, json};
 
-use super::common::{isolation, isolations, object, status};
+use super::common::{assert_status, isolation, isolations, object, send, status};
 
 /// Create `spec` and return the 422 causes as `field: message`.
 async fn rejected(
@@ -107,9 +107,11 @@ async fn a_bad_namespace_isolation_is_refused_with_the_field_path() {
     cluster.stop().await;
 }
 
-/// The schema's defaults are stored, and unknown fields are pruned, or refused with
-/// `fieldValidation=Strict` (what kubectl sends). If this fails, a misspelt field in a manifest
-/// is silently ignored, or the stored spec differs from what `kubectl get -o yaml` shows.
+/// The schema's defaults are stored, and unknown fields are pruned; a create with
+/// `fieldValidation=Strict` refuses them with 400, and a server-side apply (what
+/// `kubectl apply --server-side` sends) fails on them whatever the validation, with a 500 that
+/// names the field, as upstream. If this fails, a misspelt field in a manifest is silently
+/// ignored, or the stored spec differs from what `kubectl get -o yaml` shows.
 #[tokio::test]
 async fn defaults_are_stored_and_unknown_fields_pruned_or_refused() {
     let cluster = Cluster::start().await.expect("cluster");
@@ -140,18 +142,35 @@ async fn defaults_are_stored_and_unknown_fields_pruned_or_refused() {
     );
 
     body["metadata"]["name"] = json!("strict");
-    let strict = PatchParams::apply("kubectl").validation_strict();
-    let error = api
-        .patch("strict", &strict, &Patch::Apply(&body))
-        .await
-        .expect_err("strict");
-    let status = status(error);
-    assert_eq!(status.code, 400);
-    assert!(
-        status.message.contains(".spec.colour"),
-        "{}",
-        status.message
+    // kube's PostParams has no fieldValidation: the create kubectl sends, raw.
+    let text = body.to_string();
+    let head = format!(
+        "POST /apis/netfence.io/v1alpha1/namespaces/{}/namespaceisolations?fieldValidation=Strict HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}",
+        namespace.name,
+        text.len()
     );
+    let answer = send(&cluster.raw(), &head, text.as_bytes()).await;
+    assert_status(&answer, 400, "BadRequest", "a strict create");
+    assert_eq!(
+        answer.1["message"],
+        "NamespaceIsolation in version \"v1alpha1\" cannot be handled as a NamespaceIsolation: strict decoding error: unknown field \"spec.colour\""
+    );
+
+    for params in [
+        PatchParams::apply("kubectl").validation_strict(),
+        PatchParams::apply("kubectl").validation_ignore(),
+    ] {
+        let error = api
+            .patch("strict", &params, &Patch::Apply(&body))
+            .await
+            .expect_err("an apply with an unknown field");
+        let refused = status(error);
+        assert_eq!(refused.code, 500, "{}", refused.message);
+        assert_eq!(
+            refused.message,
+            "failed to create typed patch object (/strict; netfence.io/v1alpha1, Kind=NamespaceIsolation): .spec.colour: field not declared in schema"
+        );
+    }
     namespace.cleanup().await;
     cluster.stop().await;
 }

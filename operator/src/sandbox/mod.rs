@@ -49,6 +49,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod builtin;
 pub mod cel;
 pub mod discovery;
 pub mod fields;

@@ -33,7 +33,8 @@ pub struct Admitted {
 }
 
 /// Prune, default and validate a custom resource against its schema and CEL rules. Built-in
-/// kinds pass through unchanged. As upstream, CEL rules run unless a field has the wrong type.
+/// kinds get what [`super::builtin`] reproduces of upstream (NetworkPolicy defaults, Event
+/// validation) and otherwise pass through unchanged. As upstream, CEL rules run unless a field has the wrong type.
 #[must_use]
 pub fn admit(
     info: &ResourceInfo,
@@ -42,10 +43,13 @@ pub fn admit(
     context: &Context<'_>,
 ) -> Admitted {
     if !info.custom {
+        let mut object = object;
+        super::builtin::default(info, &mut object);
+        let causes = super::builtin::validate(info, &object, old);
         return Admitted {
             object,
             unknown_fields: Vec::new(),
-            causes: Vec::new(),
+            causes,
         };
     }
     let schema = info.schema.as_ref();
