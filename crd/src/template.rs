@@ -132,8 +132,10 @@ pub struct IsolationTemplateStatus {
     pub observed_generation: Option<i64>,
 
     /// `Ready`: `True` with reason `Reconciled` when every matched namespace holds the generated
-    /// NamespaceIsolation; `False` with reason `InvalidSpec`, `Conflict` or `ApplyFailed` and a
-    /// message that says what to do.
+    /// NamespaceIsolation and none of them reports `Ready=False`; `False` with reason
+    /// `InvalidSpec`, `Conflict`, `ApplyFailed` or `IsolationNotReady` (a generated
+    /// NamespaceIsolation cannot apply: the message names its namespaces and why) and a message
+    /// that says what to do.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -171,6 +171,10 @@ impl Faults {
 
     /// Forget the history: the next watch from any `resourceVersion` issued so far answers
     /// 410 Gone, and clients must list again.
+    ///
+    /// # Panics
+    ///
+    /// When the proxy cannot read the real server's current `resourceVersion`.
     pub async fn compact(&self) {
         match self {
             Faults::Sandbox(faults) => faults.compact(),

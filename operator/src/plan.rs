@@ -10,13 +10,24 @@
 //! Only observed policies that this resource owns count: those carrying the managed-by label and a
 //! controller owner reference to the resource's UID. Anything else in the namespace, even with the
 //! same name, is never updated or deleted by a plan (an apply to a name held by a foreign
-//! policy is refused by [`Plan::conflicts`] instead).
+//! policy is refused by [`Plan::conflicts`] instead), with two exceptions for the policies of an
+//! earlier NamespaceIsolation of the same name in the same namespace:
+//!
+//! - one that it left behind without owner (`deletionPolicy: KeepDefaultDeny` or `Orphan`) and
+//!   that still carries netfence's labels for this resource name is taken back
+//!   ([`ApplyReason::Adopted`]), as a ReplicaSet adopts the orphaned pods its selector matches:
+//!   nobody else owns it, netfence wrote it for this very name, and the namespace kept it only
+//!   to stay closed until a resource of that name is back. A policy with any other controller,
+//!   or without netfence's labels, stays untouched;
+//! - one still owned by it (that resource is gone: the garbage collector is about to delete the
+//!   policy, or its orphaning is still on its way to the cache) is [`Plan::pending`]: neither
+//!   foreign nor this resource's yet.
 
 use std::{borrow::Borrow, collections::BTreeMap};
 
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 
-use crate::render::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::render::{ISOLATION_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 
 /// Why a policy is in [`Plan::apply`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,6 +36,9 @@ pub enum ApplyReason {
     Missing,
     /// It exists, but its spec, labels or owner reference differ from the rendered ones.
     Drifted,
+    /// It exists without a controller, labelled by netfence for this resource's name: kept by
+    /// an earlier resource of this name, and taken back.
+    Adopted,
 }
 
 /// The writes that make the owned policies of one resource equal the rendered ones.
@@ -38,6 +52,9 @@ pub struct Plan {
     pub unchanged: Vec<String>,
     /// Names of rendered policies held by an object this resource does not own: never written.
     pub conflicts: Vec<String>,
+    /// Names of rendered policies still owned by an earlier resource of this name, which no
+    /// longer exists: not written until they are deleted or orphaned.
+    pub pending: Vec<String>,
 }
 
 impl Plan {
@@ -86,7 +103,13 @@ pub fn plan<P: Borrow<NetworkPolicy>>(
         match observed.get(name) {
             None => plan.apply.push((ApplyReason::Missing, policy.clone())),
             Some(existing) if !is_owned_by(existing, owner_uid) => {
-                plan.conflicts.push(name.to_owned());
+                match predecessor(existing, policy, owner_uid) {
+                    Some(Predecessor::Orphaned) => {
+                        plan.apply.push((ApplyReason::Adopted, policy.clone()));
+                    }
+                    Some(Predecessor::Owning) => plan.pending.push(name.to_owned()),
+                    None => plan.conflicts.push(name.to_owned()),
+                }
             }
             Some(existing) if matches(policy, existing) => plan.unchanged.push(name.to_owned()),
             Some(_) => plan.apply.push((ApplyReason::Drifted, policy.clone())),
@@ -102,6 +125,58 @@ pub fn plan<P: Borrow<NetworkPolicy>>(
         }
     }
     plan
+}
+
+/// How an observed policy that this resource does not own relates to an earlier resource of the
+/// same name in the same namespace.
+enum Predecessor {
+    /// Kept without owner, with netfence's labels for this name: to adopt.
+    Orphaned,
+    /// Still controlled by that earlier resource (another UID, the same kind and name).
+    Owning,
+}
+
+/// Whether `existing`, which holds the name of the rendered policy `desired`, was left by an
+/// earlier NamespaceIsolation of this name (`desired` carries the name in its isolation label).
+/// A policy being deleted, without netfence's labels, or controlled by anything else is not.
+fn predecessor(
+    existing: &NetworkPolicy,
+    desired: &NetworkPolicy,
+    owner_uid: &str,
+) -> Option<Predecessor> {
+    let label = |policy: &NetworkPolicy, key: &str| {
+        policy
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(key))
+            .cloned()
+    };
+    let resource = label(desired, ISOLATION_LABEL)?;
+    if existing.metadata.deletion_timestamp.is_some()
+        || label(existing, MANAGED_BY_LABEL).as_deref() != Some(MANAGED_BY)
+        || label(existing, ISOLATION_LABEL).as_deref() != Some(resource.as_str())
+    {
+        return None;
+    }
+    let controller = existing
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|owner| owner.controller == Some(true));
+    match controller {
+        None => Some(Predecessor::Orphaned),
+        Some(owner)
+            if owner.kind == "NamespaceIsolation"
+                && owner.api_version.starts_with("netfence.io/")
+                && owner.name == resource
+                && owner.uid != owner_uid =>
+        {
+            Some(Predecessor::Owning)
+        }
+        Some(_) => None,
+    }
 }
 
 /// Whether an observed policy already carries everything netfence renders: the same spec, every
@@ -317,5 +392,57 @@ mod tests {
         let plan = super::plan(&desired, &[squatter], UID);
         assert_eq!(plan.conflicts, ["shop-default-deny"]);
         assert_eq!(plan.apply.len(), 3, "the other policies are still created");
+    }
+
+    /// What an earlier `shop` left: the default deny it kept without owner is adopted; a policy
+    /// it still owns is pending. With another controller, without netfence's labels, or
+    /// labelled for another resource, a policy of a rendered name stays a conflict.
+    #[test]
+    fn a_predecessors_policies_are_adopted_or_awaited() {
+        let desired = desired();
+        let mut kept = desired[0].clone();
+        kept.metadata.owner_references = None;
+        let mut owned_by_predecessor = desired[1].clone();
+        owned_by_predecessor
+            .metadata
+            .owner_references
+            .as_mut()
+            .expect("owners")[0]
+            .uid = "earlier".into();
+        let plan = plan(&desired[..2], &[kept.clone(), owned_by_predecessor], UID);
+        assert_eq!(
+            names(&plan.apply),
+            [(ApplyReason::Adopted, "shop-default-deny".to_owned())]
+        );
+        assert_eq!(
+            plan.pending,
+            [desired[1].metadata.name.clone().unwrap_or_default()]
+        );
+        assert!(plan.conflicts.is_empty());
+
+        let mut other_controller = desired[0].clone();
+        if let Some(owner) = other_controller.metadata.owner_references.as_mut() {
+            owner[0].name = "other".into();
+            owner[0].uid = "other".into();
+        }
+        let mut unlabelled = kept.clone();
+        unlabelled
+            .metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .remove(MANAGED_BY_LABEL);
+        let mut other_resource = kept.clone();
+        other_resource
+            .metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .insert(render::ISOLATION_LABEL.into(), "other".into());
+        for foreign in [other_controller, unlabelled, other_resource] {
+            let plan = super::plan(&desired[..1], &[foreign], UID);
+            assert_eq!(plan.conflicts, ["shop-default-deny"]);
+            assert!(plan.apply.is_empty() && plan.pending.is_empty());
+        }
     }
 }

@@ -298,6 +298,70 @@ pub fn plan(template: &ValidatedTemplate, world: &World<'_>) -> TemplatePlan {
     result
 }
 
+/// A matched namespace whose generated NamespaceIsolation says it cannot do its job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotReady {
+    /// The namespace.
+    pub namespace: String,
+    /// The reason of the resource's `Ready=False` (`ApplyFailed`, `InvalidSpec`).
+    pub reason: String,
+    /// Its message.
+    pub message: String,
+}
+
+/// The generated resources of `template`, in the namespaces `plan` writes to, whose status says
+/// `Ready=False` for their current generation: the template is not Ready while one of them
+/// cannot apply. One whose status does not describe its generation yet is on its way, and not
+/// counted.
+#[must_use]
+pub fn not_ready(
+    template: &ValidatedTemplate,
+    plan: &TemplatePlan,
+    isolations: &[&NamespaceIsolation],
+) -> Vec<NotReady> {
+    let Some(uid) = template.uid() else {
+        return Vec::new();
+    };
+    let conflicted: BTreeSet<&str> = plan
+        .conflicts
+        .iter()
+        .map(|conflict| conflict.namespace.as_str())
+        .collect();
+    let mut found = Vec::new();
+    for namespace in plan
+        .matched
+        .iter()
+        .filter(|namespace| !conflicted.contains(namespace.as_str()))
+    {
+        let generated = isolations.iter().find(|isolation| {
+            isolation.metadata.namespace.as_deref() == Some(namespace.as_str())
+                && isolation.metadata.name.as_deref() == Some(template.isolation_name())
+                && is_generated_by(isolation, uid)
+        });
+        let Some(status) = generated
+            .and_then(|isolation| isolation.status.as_ref().map(|status| (isolation, status)))
+            .filter(|(isolation, status)| {
+                status.observed_generation == isolation.metadata.generation
+            })
+            .map(|(_, status)| status)
+        else {
+            continue;
+        };
+        if let Some(condition) = status
+            .conditions
+            .iter()
+            .find(|condition| condition.type_ == "Ready" && condition.status == "False")
+        {
+            found.push(NotReady {
+                namespace: namespace.clone(),
+                reason: condition.reason.clone(),
+                message: condition.message.clone(),
+            });
+        }
+    }
+    found
+}
+
 fn older_reason(winner: &ValidatedTemplate, name: &str) -> String {
     format!(
         "the older template {} also matches this namespace with isolation name {name} and wins; exclude the namespace from one template in spec.excludeNamespaces or give them different isolationNames",

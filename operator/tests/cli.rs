@@ -384,3 +384,68 @@ fn verify_proves_what_a_template_generates() {
     );
     assert_eq!(stdout.matches("\nintent holds:").count(), 2, "{stdout}");
 }
+
+/// Run netfence with a stdout whose reader is already gone, as `netfence crd | head -1` leaves
+/// it once `head` has its line: every write to stdout fails with a broken pipe.
+fn netfence_closed_stdout(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_netfence"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("netfence runs")
+}
+
+/// `netfence crd | head -1`, and the same for every command that prints to stdout: the reader
+/// leaving early ends the command quietly, with the exit code it has with a reader. If this
+/// fails, a shell pipeline prints a panic and fails with exit 101 (`set -o pipefail` scripts
+/// stop there).
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let kubeconfig = tempfile::Builder::new()
+        .prefix("closed-stdout")
+        .suffix(".kubeconfig")
+        .tempfile()
+        .expect("temp file")
+        .into_temp_path();
+    let listen = format!("127.0.0.1:{port}");
+    let kubeconfig = kubeconfig.display().to_string();
+    let commands: [&[&str]; 4] = [
+        &["crd"],
+        &["render", "examples/"],
+        &["verify", "examples/three-tier.yaml"],
+        &[
+            "sandbox",
+            "--once",
+            "--listen",
+            &listen,
+            "--kubeconfig",
+            &kubeconfig,
+            "--apply",
+            "examples/three-tier.yaml",
+        ],
+    ];
+    for args in commands {
+        let expected = netfence(args).status.code();
+        let output = netfence_closed_stdout(args);
+        let stderr = stderr(&output);
+        assert!(!stderr.contains("panicked"), "netfence {args:?}: {stderr}");
+        assert_eq!(
+            output.status.code(),
+            expected,
+            "netfence {args:?}: {stderr}"
+        );
+        assert_eq!(
+            expected,
+            Some(0),
+            "netfence {args:?} succeeds with a reader"
+        );
+    }
+}

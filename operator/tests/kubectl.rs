@@ -376,3 +376,66 @@ fn once_with_an_invalid_resource_fails() {
     );
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+/// The README's first command, `netfence sandbox --apply examples/ --once`, on a machine where
+/// 127.0.0.1:6443 is taken (Docker Desktop's Kubernetes listens there): `--once` takes a free
+/// port, says which on stderr, and succeeds. If this fails, a newcomer's first command fails
+/// with "address in use" on exactly the laptops that run a local Kubernetes.
+#[test]
+fn once_takes_a_free_port_when_the_default_is_taken() {
+    // Held for the whole test; if another process holds it already, it is taken all the same.
+    let _held = TcpListener::bind("127.0.0.1:6443");
+    assert!(
+        TcpListener::bind("127.0.0.1:6443").is_err(),
+        "127.0.0.1:6443 is taken for this test"
+    );
+    let directory = scratch("once-busy");
+    let output = output_within_limit(
+        Command::new(env!("CARGO_BIN_EXE_netfence"))
+            .args(["sandbox", "--once", "--apply"])
+            .arg(examples().join("three-tier.yaml"))
+            .arg("--kubeconfig")
+            .arg(directory.join("sandbox.kubeconfig")),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("note: 127.0.0.1:6443 is in use; the sandbox listens on 127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("NamespaceIsolation shop/shop: Ready (Reconciled)"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// The README's upgrade of the CRDs by server-side apply, on a fresh `netfence sandbox` (which
+/// installed them itself): `netfence crd | kubectl apply --server-side -f -` applies them
+/// without a conflict. If this fails, kubectl reports a conflict with the `netfence-sandbox`
+/// field manager over `.spec.versions`, and the user is pushed to `--force-conflicts`.
+#[test]
+fn kubectl_applies_the_crds_server_side_over_netfence_sandbox() {
+    if !kubectl_available() {
+        eprintln!(
+            "skipped kubectl_applies_the_crds_server_side_over_netfence_sandbox: kubectl is not installed"
+        );
+        return;
+    }
+    let directory = scratch("crd-ssa");
+    let server = Server::start(&directory);
+    let crds = output_within_limit(Command::new(env!("CARGO_BIN_EXE_netfence")).arg("crd"));
+    assert!(crds.status.success());
+    let manifest = directory.join("crds.yaml");
+    std::fs::write(&manifest, &crds.stdout).expect("the CRDs written");
+    let manifest = manifest.to_str().expect("UTF-8");
+    let applied = server.ok(&["apply", "--server-side", "-f", manifest]);
+    assert!(
+        applied.contains("customresourcedefinition.apiextensions.k8s.io/namespaceisolations.netfence.io serverside-applied"),
+        "{applied}"
+    );
+    let again = server.ok(&["apply", "--server-side", "-f", manifest]);
+    assert!(again.contains("serverside-applied"), "{again}");
+    let _ = std::fs::remove_dir_all(&directory);
+}

@@ -17,6 +17,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Action {
+    /// Build the upstream programs (once per pin, cached outside the clone) and print where
+    /// they are; `up` does this first.
+    Build,
+    /// Build kubectl of the same Kubernetes release (once, cached) and print its folder, for a
+    /// machine without kubectl.
+    BuildKubectl,
     /// Build (once, cached) and start etcd, kube-apiserver and kube-controller-manager; return
     /// once /readyz answers 200. Writes DIR/admin.kubeconfig; the processes keep running.
     Up {
@@ -36,6 +42,25 @@ enum Action {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Action::BuildKubectl => cluster::build::ensure_kubectl().map(|kubectl| {
+            println!(
+                "{}",
+                kubectl.parent().unwrap_or(std::path::Path::new(".")).display()
+            );
+        }),
+        Action::Build => cluster::build::ensure().map(|binaries| {
+            println!(
+                "Kubernetes {} and etcd {} built:",
+                binaries.kubernetes_version, binaries.etcd_version
+            );
+            for program in [
+                &binaries.etcd,
+                &binaries.apiserver,
+                &binaries.controller_manager,
+            ] {
+                println!("  {}", program.display());
+            }
+        }),
         Action::Up { dir } => cluster::up(&dir).await.map(|state| {
             let kubeconfig = dir.join(cluster::KUBECONFIG_FILE);
             println!(

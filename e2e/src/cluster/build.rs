@@ -13,6 +13,7 @@
 //! modules is fetched.
 
 use std::{
+    fmt::Write as _,
     path::{Path, PathBuf},
     process::Command,
     time::Instant,
@@ -79,10 +80,12 @@ fn cache_key(upstream: &Path) -> anyhow::Result<(String, String, String)> {
         }
     }
     let digest = context.finish();
-    let hash: String = digest.as_ref()[..6]
+    let hash = digest.as_ref()[..6]
         .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+        .fold(String::new(), |mut hash, byte| {
+            let _ = write!(hash, "{byte:02x}");
+            hash
+        });
     let kubernetes = required_version(
         &read(&upstream.join("kubernetes/go.mod"))?,
         "k8s.io/kubernetes",
@@ -161,6 +164,36 @@ fn go_build(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `kubectl` of the pinned Kubernetes release, built into the cache the first time, for a
+/// machine that has none.
+pub fn ensure_kubectl() -> anyhow::Result<PathBuf> {
+    let upstream = upstream_directory();
+    let (key, kubernetes_version, _) = cache_key(&upstream)?;
+    let directory = cache_root().join(format!("{key}-kubectl"));
+    let kubectl = directory.join("kubectl");
+    if kubectl.is_file() {
+        return Ok(kubectl);
+    }
+    let partial = cache_root().join(format!("{key}-kubectl.partial-{}", std::process::id()));
+    std::fs::create_dir_all(&partial)
+        .with_context(|| format!("failed to create {}", partial.display()))?;
+    go_build(
+        &upstream.join("kubernetes"),
+        &partial,
+        &["k8s.io/kubernetes/cmd/kubectl"],
+        &kubernetes_version_flags(&kubernetes_version),
+    )?;
+    if std::fs::rename(&partial, &directory).is_err() && !kubectl.is_file() {
+        anyhow::bail!(
+            "failed to move {} to {}",
+            partial.display(),
+            directory.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&partial);
+    Ok(kubectl)
 }
 
 /// The cached programs, built first when the pins are new.

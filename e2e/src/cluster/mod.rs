@@ -300,24 +300,70 @@ pub async fn up(directory: &Path) -> anyhow::Result<State> {
     }
 }
 
+/// What the processes of one control plane share: their folder, programs, certificates, ports.
+struct Plan<'a> {
+    directory: &'a Path,
+    binaries: &'a build::Binaries,
+    files: certificates::Files,
+    etcd_client: u16,
+    etcd_peer: u16,
+    apiserver_port: u16,
+    controller_manager_port: u16,
+    server: String,
+}
+
+fn path(path: &Path) -> String {
+    path.display().to_string()
+}
+
 async fn start(
     directory: &Path,
     binaries: &build::Binaries,
     started: &mut Started,
 ) -> anyhow::Result<State> {
-    let files = certificates::write(&directory.join("pki"))?;
-    let audit_policy = directory.join("audit-policy.yaml");
-    write(&audit_policy, AUDIT_POLICY)?;
-    let etcd_data = directory.join("etcd-data");
-    let _ = std::fs::remove_dir_all(&etcd_data);
-    let (etcd_client, etcd_peer, apiserver_port, controller_manager_port) =
-        (free_port()?, free_port()?, free_port()?, free_port()?);
-    let server = format!("https://127.0.0.1:{apiserver_port}");
-    let path = |path: &Path| path.display().to_string();
+    let apiserver_port = free_port()?;
+    let plan = Plan {
+        directory,
+        binaries,
+        files: certificates::write(&directory.join("pki"))?,
+        etcd_client: free_port()?,
+        etcd_peer: free_port()?,
+        apiserver_port,
+        controller_manager_port: free_port()?,
+        server: format!("https://127.0.0.1:{apiserver_port}"),
+    };
+    start_etcd(&plan, started).await?;
+    let client = start_apiserver(&plan, started).await?;
+    start_controller_manager(&plan, started, &client).await?;
+    let state = State {
+        kubernetes_version: binaries.kubernetes_version.clone(),
+        etcd_version: binaries.etcd_version.clone(),
+        server: plan.server,
+        processes: started
+            .children
+            .iter()
+            .map(|(process, _)| process.clone())
+            .collect(),
+    };
+    write(
+        &directory.join(STATE_FILE),
+        &serde_json::to_string_pretty(&state)?,
+    )?;
+    Ok(state)
+}
 
+/// etcd on tmp storage without fsync (test data), listening once it accepts connections.
+async fn start_etcd(plan: &Plan<'_>, started: &mut Started) -> anyhow::Result<()> {
+    let Plan {
+        etcd_client,
+        etcd_peer,
+        ..
+    } = *plan;
+    let etcd_data = plan.directory.join("etcd-data");
+    let _ = std::fs::remove_dir_all(&etcd_data);
     started.spawn(
         "etcd",
-        &binaries.etcd,
+        &plan.binaries.etcd,
         &[
             "--name=e2e".to_owned(),
             format!("--data-dir={}", path(&etcd_data)),
@@ -342,9 +388,25 @@ async fn start(
     )
     .await?;
 
+    Ok(())
+}
+
+/// kube-apiserver with RBAC and an audit log; a client of the admin kubeconfig once `/readyz`
+/// answers 200.
+async fn start_apiserver(plan: &Plan<'_>, started: &mut Started) -> anyhow::Result<Client> {
+    let Plan {
+        directory,
+        ref files,
+        etcd_client,
+        apiserver_port,
+        ref server,
+        ..
+    } = *plan;
+    let audit_policy = directory.join("audit-policy.yaml");
+    write(&audit_policy, AUDIT_POLICY)?;
     started.spawn(
         "kube-apiserver",
-        &binaries.apiserver,
+        &plan.binaries.apiserver,
         &[
             format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
             "--bind-address=127.0.0.1".to_owned(),
@@ -375,7 +437,7 @@ async fn start(
         ],
     )?;
     let kubeconfig = directory.join(KUBECONFIG_FILE);
-    write(&kubeconfig, &kubeconfig_yaml(&server, &files))?;
+    write(&kubeconfig, &kubeconfig_yaml(server, files))?;
     let client = client_from(&kubeconfig).await?;
     wait_until(
         started,
@@ -396,14 +458,30 @@ async fn start(
     )
     .await?;
 
+    Ok(client)
+}
+
+/// kube-controller-manager, working once it has made the `default` ServiceAccount.
+async fn start_controller_manager(
+    plan: &Plan<'_>,
+    started: &mut Started,
+    client: &Client,
+) -> anyhow::Result<()> {
+    let Plan {
+        directory,
+        ref files,
+        controller_manager_port,
+        ref server,
+        ..
+    } = *plan;
     let controller_manager_kubeconfig = directory.join("controller-manager.kubeconfig");
     write(
         &controller_manager_kubeconfig,
-        &controller_manager_kubeconfig_yaml(&server, &files),
+        &controller_manager_kubeconfig_yaml(server, files),
     )?;
     started.spawn(
         "kube-controller-manager",
-        &binaries.controller_manager,
+        &plan.binaries.controller_manager,
         &[
             format!("--kubeconfig={}", path(&controller_manager_kubeconfig)),
             format!(
@@ -438,21 +516,7 @@ async fn start(
     )
     .await?;
 
-    let state = State {
-        kubernetes_version: binaries.kubernetes_version.clone(),
-        etcd_version: binaries.etcd_version.clone(),
-        server,
-        processes: started
-            .children
-            .iter()
-            .map(|(process, _)| process.clone())
-            .collect(),
-    };
-    write(
-        &directory.join(STATE_FILE),
-        &serde_json::to_string_pretty(&state)?,
-    )?;
-    Ok(state)
+    Ok(())
 }
 
 /// The state `up` wrote in `directory`.
@@ -486,4 +550,39 @@ pub fn down(directory: &Path) -> anyhow::Result<()> {
     std::fs::remove_dir_all(directory)
         .with_context(|| format!("failed to remove {}", directory.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `down --dir` on a folder `up` did not make (a typo, a home directory) removes nothing.
+    #[test]
+    fn down_leaves_a_folder_without_a_control_plane_alone() {
+        let directory = std::env::temp_dir().join(format!(
+            "netfence-down-{}-{}",
+            std::process::id(),
+            crate::unique_suffix()
+        ));
+        std::fs::create_dir_all(&directory).expect("folder");
+        std::fs::write(directory.join("precious"), "data").expect("file");
+        let error = down(&directory).expect_err("no state.json");
+        assert!(
+            format!("{error:#}").contains("holds no control plane started by `cluster up`"),
+            "{error:#}"
+        );
+        assert!(directory.join("precious").is_file());
+        std::fs::remove_dir_all(&directory).expect("cleanup");
+        down(&directory).expect("a folder that does not exist: nothing to stop");
+    }
+
+    /// The last lines of a process's log are what `up` prints when the process fails.
+    #[test]
+    fn last_lines_are_the_tail_of_the_log() {
+        let path = std::env::temp_dir().join(format!("netfence-log-{}", crate::unique_suffix()));
+        std::fs::write(&path, "1\n2\n3\n4\n").expect("log");
+        assert_eq!(last_lines(&path, 2), "3\n4");
+        let _ = std::fs::remove_file(&path);
+        assert!(last_lines(&path, 2).contains("is missing"));
+    }
 }

@@ -38,7 +38,10 @@ pub(super) fn run(args: &Args) -> ExitCode {
     match &args.output_dir {
         None => {
             let all: Vec<&str> = documents.iter().map(|(_, yaml)| yaml.as_str()).collect();
-            print!("{}", all.join("---\n"));
+            if let Err(error) = super::output::write_stdout(&all.join("---\n")) {
+                eprintln!("error: cannot write the CRDs to stdout: {error}");
+                return ExitCode::FAILURE;
+            }
         }
         Some(directory) => {
             for (file, yaml) in &documents {

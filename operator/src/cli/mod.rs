@@ -8,9 +8,11 @@
 //! netfence sandbox          an in-memory API server with the CRDs, a kubeconfig, and the manifests applied
 //! ```
 //!
-//! Exit codes: 0 success, 1 a check failed (verify), 2 bad input or usage.
+//! Exit codes: 0 success, 1 a check failed (verify), 2 bad input or usage. Output to a pipe the
+//! reader closed early (`netfence crd | head -1`) ends quietly ([`output`]).
 
 pub mod crd;
+pub mod output;
 pub mod render;
 pub mod run;
 pub mod sandbox;

@@ -252,10 +252,13 @@ pub(super) fn run(args: &Args) -> ExitCode {
         })
         .collect();
     match format_policies(&policies, args.output) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
+        Ok(text) => match super::output::write_stdout(&text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: cannot write the policies to stdout: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Err(error) => {
             eprintln!("error: failed to serialize the policies: {error}");
             ExitCode::FAILURE

@@ -24,11 +24,11 @@ use crate::{
     controller,
     manifests::{self, Document},
     metrics::Metrics,
-    sandbox::{ResourceInfo, Sandbox},
+    sandbox::{ResourceInfo, Sandbox, SandboxError},
     verify::intent,
 };
 
-use super::EXIT_BAD_INPUT;
+use super::{EXIT_BAD_INPUT, output::say};
 
 /// The field manager of what `netfence sandbox --apply` writes.
 pub const FIELD_MANAGER: &str = "netfence-sandbox";
@@ -36,9 +36,10 @@ pub const FIELD_MANAGER: &str = "netfence-sandbox";
 /// Arguments of `netfence sandbox`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The address to serve on (loopback only: the sandbox has no authentication).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6443")]
-    pub listen: SocketAddr,
+    /// The address to serve on (loopback only: the sandbox has no authentication). Default
+    /// 127.0.0.1:6443; with --once, a free port when that one is taken.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
 
     /// Where to write the kubeconfig that points kubectl and other clients at the sandbox.
     #[arg(long, value_name = "PATH", default_value = "sandbox.kubeconfig")]
@@ -54,6 +55,10 @@ pub struct Args {
     #[arg(long)]
     pub once: bool,
 }
+
+/// Where the sandbox listens unless `--listen` says otherwise: the API server's usual port.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 6443);
 
 /// How long `netfence sandbox` waits for every NamespaceIsolation to be Ready or failed.
 const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -175,10 +180,10 @@ async fn print_proofs(client: &kube::Client, outcomes: &[IsolationOutcome]) -> b
         let Ok(isolation) = ValidatedIsolation::try_from(&resource) else {
             continue;
         };
-        println!();
+        say!();
         match intent::prove(&isolation, &found.items) {
             Ok(proof) => {
-                println!("{}", intent::report(&proof));
+                say!("{}", intent::report(&proof));
                 all_hold &= proof.holds();
             }
             Err(error) => {
@@ -214,19 +219,41 @@ pub(super) fn run(args: &Args) -> ExitCode {
     runtime.block_on(serve(args, documents))
 }
 
+/// Start the sandbox on `--listen`, or on the default address. `--once` reports and exits, so
+/// nobody needs to find it at a fixed port: when the default is taken (Docker Desktop's
+/// Kubernetes listens there), it takes a free port and says which.
+async fn start(args: &Args) -> Result<Sandbox, SandboxError> {
+    let listen = args.listen.unwrap_or(DEFAULT_LISTEN);
+    match Sandbox::start(listen).await {
+        Err(SandboxError::Bind { source, .. })
+            if args.once
+                && args.listen.is_none()
+                && source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            let sandbox = Sandbox::start(SocketAddr::new(listen.ip(), 0)).await?;
+            eprintln!(
+                "note: {listen} is in use; the sandbox listens on {} instead (--once needs no fixed port)",
+                sandbox.address()
+            );
+            Ok(sandbox)
+        }
+        other => other,
+    }
+}
+
 async fn serve(args: &Args, documents: Vec<Document>) -> ExitCode {
-    let sandbox = match Sandbox::start(args.listen).await {
+    let sandbox = match start(args).await {
         Ok(sandbox) => sandbox,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    println!("sandbox API server listening on {}", sandbox.url());
+    say!("sandbox API server listening on {}", sandbox.url());
     match sandbox.install_netfence_crds() {
         Ok(names) => {
             for name in names {
-                println!("installed CustomResourceDefinition {name}");
+                say!("installed CustomResourceDefinition {name}");
             }
         }
         Err(error) => {
@@ -238,7 +265,7 @@ async fn serve(args: &Args, documents: Vec<Document>) -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::FAILURE;
     }
-    println!("wrote kubeconfig {}", args.kubeconfig.display());
+    say!("wrote kubeconfig {}", args.kubeconfig.display());
     let client = match sandbox.client() {
         Ok(client) => client,
         Err(error) => {
@@ -263,20 +290,20 @@ async fn serve(args: &Args, documents: Vec<Document>) -> ExitCode {
         tokio::spawn(prepared.run(Arc::new(AtomicBool::new(false)), async move {
             let _ = controller_stopped.await;
         }));
-    println!();
-    println!("controller: running in this process (field manager netfence)");
+    say!();
+    say!("controller: running in this process (field manager netfence)");
     // Templates first: the NamespaceIsolations they generate are then there to wait for.
     let templates = wait_settled::<IsolationTemplate>(&client).await;
     let outcomes = wait_settled::<NamespaceIsolation>(&client).await;
     let policies = count_network_policies(&client).await;
-    println!("NetworkPolicies generated: {policies}");
+    say!("NetworkPolicies generated: {policies}");
     let mut all_ready = true;
     for outcome in templates.iter().chain(&outcomes) {
-        println!("{}", outcome.line);
+        say!("{}", outcome.line);
         all_ready &= outcome.ready;
     }
-    println!();
-    println!(
+    say!();
+    say!(
         "look with: kubectl --kubeconfig {} get nsi,netpol -A",
         args.kubeconfig.display()
     );
@@ -300,14 +327,14 @@ async fn serve(args: &Args, documents: Vec<Document>) -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    println!("serving until Ctrl-C");
+    say!("serving until Ctrl-C");
     if let Err(error) = tokio::signal::ctrl_c().await {
         eprintln!("error: cannot wait for Ctrl-C: {error}");
     }
     let _ = stop_controller.send(());
     let _ = controller_task.await;
     sandbox.shutdown().await;
-    println!("sandbox stopped");
+    say!("sandbox stopped");
     ExitCode::SUCCESS
 }
 
@@ -408,7 +435,7 @@ async fn apply_all(sandbox: &Sandbox, client: &kube::Client, documents: &[Docume
                 )
                 .await
             {
-                Ok(_) => println!(
+                Ok(_) => say!(
                     "applied Namespace {namespace} (missing, created for {})",
                     document.source
                 ),
@@ -440,7 +467,7 @@ async fn apply_all(sandbox: &Sandbox, client: &kube::Client, documents: &[Docume
             )
             .await
         {
-            Ok(_) => println!("applied {} {where_} ({})", document.kind(), document.source),
+            Ok(_) => say!("applied {} {where_} ({})", document.kind(), document.source),
             Err(kube::Error::Api(status)) => {
                 eprintln!(
                     "error: {}: {} {where_} was refused: {}",

@@ -340,7 +340,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         permits: tokio::sync::Semaphore::new(usize::from(settings.concurrency.max(1))),
     });
     let controller = Controller::for_stream(isolation_events, isolation_reader)
-        .owns_stream(policy_events)
+        .watches_stream(policy_events, reconcile_targets)
         .trigger_backoff(NoTriggerBackoff)
         // The permits in the context limit reconciles, in arrival order; kube's own limit only
         // bounds how many wait for a permit (its runner polls every one of them at each wake-up,
@@ -367,6 +367,33 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         context,
         templates,
         publisher,
+    }
+}
+
+/// The resources a policy's change must reconcile: its owners of netfence's kind (as kube's
+/// `owns` maps them) or, for a policy without one, the resource its `netfence.io/isolation`
+/// label names in its namespace. Such a policy was kept by an earlier resource of that name
+/// (`KeepDefaultDeny`, `Orphan`), and a resource of that name takes it back once it sees it
+/// unowned: its orphaning must wake that resource even when the cache learns of it late.
+fn reconcile_targets(policy: NetworkPolicy) -> Vec<ObjectRef<NamespaceIsolation>> {
+    let metadata = policy.metadata;
+    let namespace = metadata.namespace.as_deref();
+    let owners: Vec<ObjectRef<NamespaceIsolation>> = metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter_map(|owner| ObjectRef::from_owner_ref(namespace, owner, ()))
+        .collect();
+    if !owners.is_empty() {
+        return owners;
+    }
+    let labelled = metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(crate::render::ISOLATION_LABEL));
+    match (labelled, namespace) {
+        (Some(name), Some(namespace)) => vec![ObjectRef::new(name).within(namespace)],
+        _ => Vec::new(),
     }
 }
 

@@ -6,7 +6,9 @@
 //!
 //! An invalid spec stops after `validate` with status `InvalidSpec`: nothing in the cluster
 //! changes. A failed write stops with status `ApplyFailed` and an error, so the controller
-//! retries with this resource's backoff.
+//! retries with this resource's backoff. The caches lag behind the API server, so before its
+//! first write a reconcile reads its resource back: one that is gone or being deleted gets no
+//! write at all (see [`Liveness`]).
 
 use std::sync::Arc;
 
@@ -45,6 +47,10 @@ const CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(30)
 /// How long a converged resource waits before it is checked again without any event.
 const RESYNC: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// How long a resource waits when a policy it renders is still owned by an earlier resource of
+/// its name (being garbage-collected or orphaned); that policy's change usually wakes it first.
+const PENDING_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why a reconcile did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -73,6 +79,17 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The resource could not be read back before a write.
+    #[error("failed to read NamespaceIsolation {namespace}/{name}")]
+    Read {
+        /// The namespace.
+        namespace: String,
+        /// The resource name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
     /// A status or finalizer write failed.
     #[error("failed to update NamespaceIsolation {namespace}/{name}")]
     Update {
@@ -94,6 +111,7 @@ impl Error {
             Error::Incomplete(_) => "incomplete",
             Error::Write { .. } => "policy_write",
             Error::List { .. } => "policy_list",
+            Error::Read { .. } => "resource_read",
             Error::Update { .. } => "resource_update",
         }
     }
@@ -138,6 +156,7 @@ pub async fn reconcile(
     result
 }
 
+#[allow(clippy::too_many_lines)] // the named steps, in order, read best as one function
 async fn reconcile_steps(
     resource: &NamespaceIsolation,
     context: &Context,
@@ -154,7 +173,10 @@ async fn reconcile_steps(
         finalize(resource, context, &namespace, &observed).await?;
         return Ok(Action::await_change());
     }
-    ensure_finalizer(resource, context, &namespace).await?;
+    let mut liveness = Liveness::new(resource, context, &namespace);
+    if !ensure_finalizer(resource, context, &namespace, &mut liveness).await? {
+        return Ok(Action::await_change());
+    }
 
     // validate (no client)
     let isolation = match ValidatedIsolation::try_from(resource) {
@@ -165,7 +187,7 @@ async fn reconcile_steps(
                 errors,
                 policies: owned_names(&observed, &uid),
             };
-            if write_status(resource, context, &namespace, &outcome).await? {
+            if write_status(resource, context, &namespace, &outcome, &mut liveness).await? {
                 event(context, resource, EventType::Warning, "InvalidSpec", note);
             }
             return Ok(Action::await_change());
@@ -177,70 +199,81 @@ async fn reconcile_steps(
     let plan = plan::plan(&desired, &observed, &uid);
 
     if isolation.mode() == Mode::DryRun {
+        let mut update = changed(&plan, ApplyReason::Drifted);
+        update.extend(changed(&plan, ApplyReason::Adopted));
         let planned = PlannedChanges {
             create: changed(&plan, ApplyReason::Missing),
-            update: changed(&plan, ApplyReason::Drifted),
+            update,
             delete: plan.delete.clone(),
         };
         let outcome = Outcome::DryRun {
             policies: owned_names(&observed, &uid),
             planned,
         };
-        write_status(resource, context, &namespace, &outcome).await?;
+        write_status(resource, context, &namespace, &outcome, &mut liveness).await?;
         return Ok(Action::requeue(RESYNC));
+    }
+
+    // An earlier resource of this name still owns some of these names: it is gone, and its
+    // policies are about to be deleted or orphaned. Nothing is written (and no conflict
+    // reported) until they are; their change wakes this resource.
+    if !plan.pending.is_empty() {
+        tracing::info!(policies = ?plan.pending, "waiting for an earlier resource of this name to release its NetworkPolicies");
+        return Ok(Action::requeue(PENDING_RECHECK));
     }
 
     // apply and prune (client). If a policy netfence does not own holds the default deny's
     // name, nothing is written: netfence's allows must never go out without netfence's deny.
-    let mut conflicts = plan.conflicts.clone();
     let deny = PolicyRole::DefaultDeny.policy_name(&resource.name_any());
-    let result = if conflicts.contains(&deny) {
-        Ok(Vec::new())
+    let mut written = Written::default();
+    let result = if plan.conflicts.contains(&deny) || plan.is_empty() {
+        Ok(())
+    } else if liveness.confirm().await? {
+        apply_plan(context, resource, &namespace, &uid, &plan, &mut written).await
     } else {
-        apply_plan(context, resource, &namespace, &uid, &plan).await
+        return Ok(Action::await_change());
     };
-    match result {
-        Ok(found) => conflicts.extend(found),
-        Err(error) => {
-            let message = error_chain(&error);
-            let outcome = Outcome::ApplyFailed {
-                message: message.clone(),
-                policies: owned_names(&observe(context, &namespace), &uid),
-            };
-            if let Err(status_error) = write_status(resource, context, &namespace, &outcome).await {
-                tracing::warn!(error = %error_chain(&status_error), "failed to report ApplyFailed in status");
-            }
-            event(
-                context,
-                resource,
-                EventType::Warning,
-                "ApplyFailed",
-                message,
-            );
-            return Err(error);
+    let policies = existing_policies(&observed, &uid, &written);
+    if let Err(error) = result {
+        let message = error_message(&error);
+        let outcome = Outcome::ApplyFailed {
+            message: message.clone(),
+            policies,
+        };
+        if let Err(status_error) =
+            write_status(resource, context, &namespace, &outcome, &mut liveness).await
+        {
+            tracing::warn!(error = %error_message(&status_error), "failed to report ApplyFailed in status");
         }
+        event(
+            context,
+            resource,
+            EventType::Warning,
+            "ApplyFailed",
+            message,
+        );
+        return Err(error);
     }
+    let mut conflicts = plan.conflicts.clone();
+    conflicts.extend(written.conflicts.iter().cloned());
     let outcome = if conflicts.is_empty() {
-        Outcome::Reconciled {
-            policies: desired
-                .iter()
-                .filter_map(|policy| policy.metadata.name.clone())
-                .collect(),
-        }
+        Outcome::Reconciled { policies }
     } else {
         Outcome::ApplyFailed {
-            message: format!(
-                "NetworkPolicies {} exist but are not owned by this resource; netfence never overwrites them: delete or rename them",
-                conflicts.join(", ")
-            ),
-            policies: desired
-                .iter()
-                .filter_map(|policy| policy.metadata.name.clone())
-                .filter(|name| !conflicts.contains(name))
-                .collect(),
+            message: taken_message(&conflicts, &deny),
+            policies,
         }
     };
-    write_status(resource, context, &namespace, &outcome).await?;
+    let wrote = write_status(resource, context, &namespace, &outcome, &mut liveness).await?;
+    if wrote && let Outcome::ApplyFailed { message, .. } = outcome {
+        event(
+            context,
+            resource,
+            EventType::Warning,
+            "ApplyFailed",
+            message,
+        );
+    }
     // A hand-written policy that holds a name carries no netfence label, so its deletion wakes
     // nothing: look again soon.
     Ok(Action::requeue(if conflicts.is_empty() {
@@ -248,6 +281,97 @@ async fn reconcile_steps(
     } else {
         CONFLICT_RECHECK
     }))
+}
+
+/// Whether this reconcile may still write for its resource, asked of the API server (not of the
+/// cache) once, right before its first write, and remembered.
+///
+/// The caches lag: a reconcile queued by the deletion of a deleted resource's policies runs with
+/// that resource still cached, takes the policies for drift, and would write them back, owned by
+/// a UID that no longer exists (garbage collection removes them again, but not the Event that
+/// said they "differed from the spec and were restored"). A reconcile that writes nothing (the
+/// steady state) never asks. What is written between the read and the write for a resource
+/// deleted meanwhile is the garbage collector's to remove.
+struct Liveness<'a> {
+    resource: &'a NamespaceIsolation,
+    context: &'a Context,
+    namespace: &'a str,
+    current: Option<bool>,
+}
+
+impl<'a> Liveness<'a> {
+    fn new(resource: &'a NamespaceIsolation, context: &'a Context, namespace: &'a str) -> Self {
+        Liveness {
+            resource,
+            context,
+            namespace,
+            current: None,
+        }
+    }
+
+    /// True while the resource exists with this UID and is not being deleted.
+    async fn confirm(&mut self) -> Result<bool, Error> {
+        if let Some(current) = self.current {
+            return Ok(current);
+        }
+        let api: Api<NamespaceIsolation> =
+            Api::namespaced(self.context.client.clone(), self.namespace);
+        let found = api
+            .get_opt(&self.resource.name_any())
+            .await
+            .map_err(|source| Error::Read {
+                namespace: self.namespace.to_owned(),
+                name: self.resource.name_any(),
+                source,
+            })?;
+        let current = found.is_some_and(|found| {
+            found.uid() == self.resource.uid() && found.metadata.deletion_timestamp.is_none()
+        });
+        if !current {
+            tracing::debug!("the resource is gone or being deleted: nothing is written for it");
+        }
+        self.current = Some(current);
+        Ok(current)
+    }
+}
+
+/// The names of the policies that exist and are this resource's after this reconcile: those it
+/// owned before, and those it wrote, less those it deleted (or found gone).
+fn existing_policies(observed: &[NetworkPolicy], uid: &str, written: &Written) -> Vec<String> {
+    let mut names: std::collections::BTreeSet<String> =
+        owned_names(observed, uid).into_iter().collect();
+    names.extend(
+        written
+            .created
+            .iter()
+            .chain(&written.updated)
+            .chain(&written.restored)
+            .chain(&written.adopted)
+            .cloned(),
+    );
+    for name in written.deleted.iter().chain(&written.vanished) {
+        names.remove(name);
+    }
+    names.into_iter().collect()
+}
+
+/// One sentence per rendered policy whose name a policy this resource does not own holds.
+fn taken_message(conflicts: &[String], deny: &str) -> String {
+    conflicts
+        .iter()
+        .map(|name| {
+            if name == deny {
+                format!(
+                    "NetworkPolicy {name} exists and is not this resource's, so none of its policies is written (no allow goes out without its default deny): delete or rename it"
+                )
+            } else {
+                format!(
+                    "NetworkPolicy {name} exists and is not this resource's, and netfence never overwrites it: delete or rename it"
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The policies of the namespace that carry the managed-by label, from the cache (no API call).
@@ -273,29 +397,34 @@ fn changed(plan: &plan::Plan, reason: ApplyReason) -> Vec<String> {
         .collect()
 }
 
-/// What one reconcile wrote, for its Events.
+/// What one reconcile wrote, for its Events and status.
 #[derive(Debug, Default)]
 struct Written {
     created: Vec<String>,
     updated: Vec<String>,
     restored: Vec<String>,
+    adopted: Vec<String>,
     deleted: Vec<String>,
+    /// Deleted by someone else before this reconcile could.
+    vanished: Vec<String>,
+    /// Rendered names held by a policy netfence does not own (found by listing).
+    conflicts: Vec<String>,
 }
 
-/// Apply and prune. Returns the names of policies that could not be created because an object
-/// that netfence does not own already holds the name (the cache holds only labelled policies,
-/// so when a policy is missing, the namespace's policies are listed once before anything is
-/// created: netfence never takes over a hand-written policy).
+/// Apply and prune, recording in `written` what was written, and the names of policies that
+/// could not be created because an object netfence does not own already holds the name (the
+/// cache holds only labelled policies, so when a policy is missing, the namespace's policies are
+/// listed once before anything is created: netfence never takes over a hand-written policy).
 async fn apply_plan(
     context: &Context,
     resource: &NamespaceIsolation,
     namespace: &str,
     uid: &str,
     plan: &plan::Plan,
-) -> Result<Vec<String>, Error> {
-    let mut written = Written::default();
-    let result = apply_and_prune(context, resource, namespace, uid, plan, &mut written).await;
-    publish_written(context, resource, &written);
+    written: &mut Written,
+) -> Result<(), Error> {
+    let result = apply_and_prune(context, resource, namespace, uid, plan, written).await;
+    publish_written(context, resource, written);
     result
 }
 
@@ -306,10 +435,9 @@ async fn apply_and_prune(
     uid: &str,
     plan: &plan::Plan,
     done: &mut Written,
-) -> Result<Vec<String>, Error> {
+) -> Result<(), Error> {
     let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let mut conflicts = Vec::new();
     let mut versions: Vec<(String, Option<String>)> = Vec::new();
     let taken = if plan
         .apply
@@ -340,10 +468,10 @@ async fn apply_and_prune(
             };
             if !is_owned_by(&existing, uid) {
                 let is_deny = name == PolicyRole::DefaultDeny.policy_name(&resource.name_any());
-                conflicts.push(name);
+                done.conflicts.push(name);
                 if is_deny {
                     // Fail closed: no allow without the deny (see reconcile_steps).
-                    return Ok(conflicts);
+                    return Ok(());
                 }
                 continue;
             }
@@ -364,6 +492,9 @@ async fn apply_and_prune(
             context.metrics.drift_corrections.inc();
             tracing::info!(policy = %name, "drift corrected");
             done.restored.push(name);
+        } else if *reason == ApplyReason::Adopted {
+            tracing::info!(policy = %name, "adopted");
+            done.adopted.push(name);
         } else if *reason == ApplyReason::Missing {
             tracing::info!(policy = %name, "created");
             done.created.push(name);
@@ -380,7 +511,9 @@ async fn apply_and_prune(
                 tracing::info!(policy = %name, "deleted");
                 done.deleted.push(name.clone());
             }
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                done.vanished.push(name.clone());
+            }
             Err(source) => {
                 return Err(Error::Write {
                     verb: "delete",
@@ -392,7 +525,7 @@ async fn apply_and_prune(
         }
     }
     wait_for_cache(context, namespace, &versions).await;
-    Ok(conflicts)
+    Ok(())
 }
 
 /// One Event per kind of change a reconcile made (not one per policy: a namespace converging
@@ -407,6 +540,12 @@ fn publish_written(context: &Context, resource: &NamespaceIsolation, written: &W
         ),
         ("PolicyApplied", &written.created, "created", "created"),
         ("PolicyApplied", &written.updated, "updated", "updated"),
+        (
+            "PolicyApplied",
+            &written.adopted,
+            "adopted (kept without owner by an earlier NamespaceIsolation of this name)",
+            "adopted (kept without owner by an earlier NamespaceIsolation of this name)",
+        ),
         (
             "PolicyDeleted",
             &written.deleted,
@@ -464,6 +603,7 @@ fn is_drift(resource: &NamespaceIsolation, reason: ApplyReason, name: &str) -> b
         && match reason {
             ApplyReason::Drifted => true,
             ApplyReason::Missing => status.policies.iter().any(|policy| policy == name),
+            ApplyReason::Adopted => false,
         }
 }
 
@@ -486,13 +626,14 @@ fn event(
     context.events.publish(event, resource.object_ref(&()));
 }
 
-/// Patch the status only when it changed: a steady-state reconcile writes nothing. Returns
-/// whether it wrote.
+/// Patch the status only when it changed, and only for a resource that is still there (see
+/// [`Liveness`]): a steady-state reconcile writes nothing. Returns whether it wrote.
 async fn write_status(
     resource: &NamespaceIsolation,
     context: &Context,
     namespace: &str,
     outcome: &Outcome,
+    liveness: &mut Liveness<'_>,
 ) -> Result<bool, Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let new = status::status(
@@ -501,13 +642,16 @@ async fn write_status(
         resource.status.as_ref(),
         now,
     );
-    if resource.status.as_ref() == Some(&new) {
+    if resource.status.as_ref() == Some(&new) || !liveness.confirm().await? {
         return Ok(false);
     }
     let api: Api<NamespaceIsolation> = Api::namespaced(context.client.clone(), namespace);
-    let written = super::apply_status(&api, &resource.name_any(), &new)
-        .await
-        .map_err(|source| update_error(resource, namespace, source))?;
+    let written = match super::apply_status(&api, &resource.name_any(), &new).await {
+        Ok(written) => written,
+        // Deleted since it was read back: there is nobody left to tell.
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
+        Err(source) => return Err(update_error(resource, namespace, source)),
+    };
     context.own_writes.record(&written);
     wait_for_resource(context, resource).await;
     Ok(true)
@@ -539,16 +683,21 @@ fn update_error(resource: &NamespaceIsolation, namespace: &str, source: kube::Er
 }
 
 /// `Orphan` and `KeepDefaultDeny` need a finalizer to act before the owner is gone; `Delete`
-/// needs none (garbage collection removes the policies).
+/// needs none (garbage collection removes the policies). Returns false when the resource is gone
+/// or being deleted (see [`Liveness`]): the reconcile then writes nothing.
 async fn ensure_finalizer(
     resource: &NamespaceIsolation,
     context: &Context,
     namespace: &str,
-) -> Result<(), Error> {
+    liveness: &mut Liveness<'_>,
+) -> Result<bool, Error> {
     let wanted = resource.spec.deletion_policy != DeletionPolicy::Delete;
     let present = resource.finalizers().iter().any(|f| f == FINALIZER);
     if wanted == present {
-        return Ok(());
+        return Ok(true);
+    }
+    if !liveness.confirm().await? {
+        return Ok(false);
     }
     let mut finalizers: Vec<String> = resource
         .finalizers()
@@ -559,7 +708,8 @@ async fn ensure_finalizer(
     if wanted {
         finalizers.push(FINALIZER.to_owned());
     }
-    patch_finalizers(resource, context, namespace, finalizers).await
+    patch_finalizers(resource, context, namespace, finalizers).await?;
+    Ok(true)
 }
 
 async fn patch_finalizers(
@@ -572,14 +722,19 @@ async fn patch_finalizers(
     let patch = serde_json::json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": resource.resource_version()}
     });
-    api.patch(
-        &resource.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|source| update_error(resource, namespace, source))?;
-    Ok(())
+    match api
+        .patch(
+            &resource.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        // Gone already: no finalizer left to add or release.
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(update_error(resource, namespace, source)),
+    }
 }
 
 /// Carry out the deletion policy, then release the finalizer. A resource whose namespace is
@@ -593,6 +748,25 @@ async fn finalize(
     if !resource.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
+    // The cache may still hold a resource whose finalizer an earlier reconcile released (it is
+    // gone since): read it back, and carry out its deletion policy only while it holds the
+    // finalizer. Its finalizers are then released from what the API server has.
+    let isolations: Api<NamespaceIsolation> = Api::namespaced(context.client.clone(), namespace);
+    let current = match isolations.get_opt(&resource.name_any()).await {
+        Ok(Some(found)) if found.uid() == resource.uid() => found,
+        Ok(_) => return Ok(()),
+        Err(source) => {
+            return Err(Error::Read {
+                namespace: namespace.to_owned(),
+                name: resource.name_any(),
+                source,
+            });
+        }
+    };
+    if !current.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let resource = &current;
     let namespaces: Api<Namespace> = Api::all(context.client.clone());
     let namespace_going = match namespaces.get_opt(namespace).await {
         Ok(Some(found)) => found.metadata.deletion_timestamp.is_some(),
@@ -627,13 +801,18 @@ async fn finalize(
                     .await
                     .map(|_| ())
             };
-            if let Err(source) = result {
-                return Err(Error::Write {
-                    verb: if kept { "orphan" } else { "delete" },
-                    namespace: namespace.to_owned(),
-                    name,
-                    source,
-                });
+            match result {
+                // Gone already: nothing left to keep or delete.
+                Ok(()) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Write {
+                        verb: if kept { "orphan" } else { "delete" },
+                        namespace: namespace.to_owned(),
+                        name,
+                        source,
+                    });
+                }
             }
         }
     }
@@ -680,14 +859,74 @@ fn role_of(resource: &str, policy: &str) -> Option<PolicyRole> {
     }
 }
 
-/// An error and its causes, for a status message.
-pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
+/// An error and its causes as one sentence, for a status message or an Event: each cause
+/// once, and of an API error only the message the API server gave (a `kube::Error`'s own text
+/// repeats that message and adds a debug dump of the whole Status).
+pub(super) fn error_message(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = String::new();
+    let mut next = Some(error);
+    while let Some(current) = next {
+        let text = match current.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(status)) if !status.message.is_empty() => status.message.clone(),
+            Some(kube::Error::Api(status)) => format!("{} ({})", status.reason, status.code),
+            _ => current.to_string(),
+        };
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+        if matches!(
+            current.downcast_ref::<kube::Error>(),
+            Some(kube::Error::Api(_))
+        ) {
+            break;
+        }
+        next = current.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    /// An API error reads as one sentence: what failed, then the API server's message, once,
+    /// without the debug dump a `kube::Error` carries in its own text.
+    #[test]
+    fn an_api_error_is_one_sentence() {
+        let status = Status::failure(
+            "NetworkPolicy.networking.k8s.io \"shop-tier-web\" is invalid: metadata.name: Invalid value: \"shop-tier-web\": must be no more than 253 characters",
+            "Invalid",
+        )
+        .with_code(422);
+        let error = Error::Write {
+            verb: "apply",
+            namespace: "shop".into(),
+            name: "shop-tier-web".into(),
+            source: kube::Error::Api(Box::new(status)),
+        };
+        assert_eq!(
+            error_message(&error),
+            "failed to apply NetworkPolicy shop/shop-tier-web: NetworkPolicy.networking.k8s.io \"shop-tier-web\" is invalid: metadata.name: Invalid value: \"shop-tier-web\": must be no more than 253 characters"
+        );
+    }
+
+    /// A name taken by a policy netfence does not own: one sentence each, and the default deny's
+    /// says that nothing is written.
+    #[test]
+    fn taken_names_get_one_sentence_each() {
+        let message = taken_message(
+            &["shop-default-deny".into(), "shop-tier-web".into()],
+            "shop-default-deny",
+        );
+        let sentences: Vec<&str> = message.split("; ").collect();
+        assert_eq!(sentences.len(), 2, "{message}");
+        assert!(sentences[0].starts_with("NetworkPolicy shop-default-deny exists"));
+        assert!(sentences[0].contains("none of its policies is written"));
+        assert!(sentences[1].starts_with("NetworkPolicy shop-tier-web exists"));
+    }
 }

@@ -44,7 +44,7 @@ use super::{FIELD_MANAGER, Recorder, backoff, publish_event, status, wait_for_ca
 use crate::{
     metrics::Metrics,
     plan::ApplyReason,
-    template::{self, NamespaceInfo, Removal, TemplatePlan, World},
+    template::{self, NamespaceInfo, NotReady, Removal, TemplatePlan, World},
     verify::selector::Selector,
 };
 
@@ -275,8 +275,9 @@ pub async fn reconcile(
 
 /// What a template reconcile ended with.
 enum Outcome {
-    /// Every matched namespace holds the generated resource (or reports a conflict).
-    Done(TemplatePlan),
+    /// Every matched namespace holds the generated resource (or reports a conflict); some of
+    /// those resources may report that they cannot apply.
+    Done(TemplatePlan, Vec<NotReady>),
     /// The spec is invalid: nothing generated or changed.
     InvalidSpec(ValidationErrors),
     /// Writes failed; they are retried.
@@ -325,7 +326,7 @@ async fn reconcile_steps(
     // apply and delete (client)
     let (plan, failure) = execute(template, context, plan).await;
     if let Some(error) = failure {
-        let message = super::reconcile::error_chain(&error);
+        let message = super::reconcile::error_message(&error);
         let outcome = Outcome::ApplyFailed(plan, message.clone());
         if let Err(status_error) = write_status(template, context, &outcome).await {
             tracing::warn!(error = %status_error, "failed to report ApplyFailed in status");
@@ -346,7 +347,14 @@ async fn reconcile_steps(
         .iter()
         .map(|conflict| conflict.namespace.clone())
         .collect();
-    if write_status(template, context, &Outcome::Done(plan)).await? && !conflicts.is_empty() {
+    // Whether what it generated can do its job: a generated resource that reports Ready=False
+    // (a policy name taken, a write refused) makes the template not Ready either.
+    let isolations = context.isolations.state();
+    let isolations: Vec<&NamespaceIsolation> = isolations.iter().map(AsRef::as_ref).collect();
+    let not_ready = template::not_ready(&validated, &plan, &isolations);
+    if write_status(template, context, &Outcome::Done(plan, not_ready)).await?
+        && !conflicts.is_empty()
+    {
         let note = format!(
             "not written in {} namespace(s): {}",
             conflicts.len(),
@@ -602,7 +610,7 @@ fn template_status(
 ) -> IsolationTemplateStatus {
     let previous = template.status.as_ref();
     let (matched, conflicts) = match outcome {
-        Outcome::Done(plan) | Outcome::ApplyFailed(plan, _) => (
+        Outcome::Done(plan, _) | Outcome::ApplyFailed(plan, _) => (
             Some(i32::try_from(plan.matched.len()).unwrap_or(i32::MAX)),
             plan.conflicts.clone(),
         ),
@@ -615,7 +623,7 @@ fn template_status(
         ),
     };
     let (ready, reason, message) = match outcome {
-        Outcome::Done(plan) if plan.conflicts.is_empty() => (
+        Outcome::Done(plan, not_ready) if plan.conflicts.is_empty() && not_ready.is_empty() => (
             "True",
             "Reconciled",
             format!(
@@ -623,7 +631,20 @@ fn template_status(
                 plan.matched.len()
             ),
         ),
-        Outcome::Done(plan) => (
+        Outcome::Done(plan, not_ready) if plan.conflicts.is_empty() => (
+            "False",
+            "IsolationNotReady",
+            not_ready_message(
+                template
+                    .spec
+                    .isolation_name
+                    .as_deref()
+                    .unwrap_or(&template.name_any()),
+                plan,
+                not_ready,
+            ),
+        ),
+        Outcome::Done(plan, _) => (
             "False",
             "Conflict",
             format!(
@@ -657,6 +678,28 @@ fn template_status(
         matched_namespaces: matched,
         conflicts,
     }
+}
+
+/// How many not-Ready namespaces a template's message names before it counts the rest.
+const NAMED_NOT_READY: usize = 5;
+
+/// `NamespaceIsolation baseline is not Ready in 1 of 2 matched namespace(s): team-a (ApplyFailed:
+/// ...)`: the first few namespaces, each with its resource's reason and message.
+fn not_ready_message(name: &str, plan: &TemplatePlan, not_ready: &[NotReady]) -> String {
+    let mut listed: Vec<String> = not_ready
+        .iter()
+        .take(NAMED_NOT_READY)
+        .map(|entry| format!("{} ({}: {})", entry.namespace, entry.reason, entry.message))
+        .collect();
+    if not_ready.len() > NAMED_NOT_READY {
+        listed.push(format!("and {} more", not_ready.len() - NAMED_NOT_READY));
+    }
+    format!(
+        "NamespaceIsolation {name} is not Ready in {} of {} matched namespace(s): {}",
+        not_ready.len(),
+        plan.matched.len(),
+        listed.join("; ")
+    )
 }
 
 /// Write the status when it changed (server-side apply on the status subresource). Returns

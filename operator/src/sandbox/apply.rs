@@ -9,7 +9,8 @@
 //! Lists merge the way their schema says: `x-kubernetes-list-type: map` items by their keys,
 //! `set` items by value, and every other list (the default, and NetworkPolicy's `ingress`,
 //! `egress`, `policyTypes`) is atomic: replaced and owned whole. A field another manager owns
-//! conflicts only when the applied value differs from the live one; equal values are shared.
+//! conflicts only when the applied value differs from the live one; equal values are shared
+//! (numbers by their worth: `65535` is `65535.0`).
 //! `force` takes the conflicting fields over. A field the manager applied before and no longer
 //! sends is removed, unless another manager also owns it.
 
@@ -19,7 +20,8 @@ use serde_json::Value;
 
 use super::fields::{
     FieldPath, FieldSet, ListType, ManagedEntry, Scope, child_schema, field_set, is_atomic_object,
-    items_schema, list_type, remove_at, root_child_schema, same_keys, tracked, value_at,
+    items_schema, list_type, remove_at, root_child_schema, same_keys, same_value, tracked,
+    value_at,
 };
 use super::resources::metadata_schema;
 
@@ -203,6 +205,15 @@ pub fn conflict_message(conflicts: &[Conflict]) -> String {
     message
 }
 
+/// Whether a field holds the same value before and after (both absent counts as the same).
+fn same_at(before: Option<&Value>, after: Option<&Value>) -> bool {
+    match (before, after) {
+        (Some(before), Some(after)) => same_value(before, after),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 /// Settle ownership after an apply: the conflicts, or the new managedFields entries.
 #[allow(clippy::too_many_arguments)] // each argument is one fact of the apply
 pub fn settle_ownership(
@@ -227,7 +238,7 @@ pub fn settle_ownership(
                 continue;
             }
             let before = live.and_then(|live| value_at(live, &path));
-            if before != value_at(new, &path) {
+            if !same_at(before, value_at(new, &path)) {
                 conflicts.push(Conflict {
                     manager: entry.manager.clone(),
                     operation: entry.operation.clone(),
@@ -248,10 +259,12 @@ pub fn settle_ownership(
             entry.fields.remove(&conflict.path);
         }
     }
-    let values_changed = config_set
-        .members()
-        .iter()
-        .any(|path| live.and_then(|live| value_at(live, path)) != value_at(new, path));
+    let values_changed = config_set.members().iter().any(|path| {
+        !same_at(
+            live.and_then(|live| value_at(live, path)),
+            value_at(new, path),
+        )
+    });
     match entries
         .iter_mut()
         .find(|entry| entry.is(manager, "Apply", scope))

@@ -455,6 +455,32 @@ pub fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
     Some(current)
 }
 
+/// Whether two values are the same value as the real server compares them: numbers by what
+/// they are worth (`65535` and `65535.0` are one number: Go writes a float64 without its `.0`,
+/// so kubectl sends `65535` for what the sandbox may hold as `65535.0`), the rest as JSON.
+#[must_use]
+pub fn same_value(left: &Value, right: &Value) -> bool {
+    match (left, right) {
+        (Value::Number(left), Value::Number(right)) => {
+            left == right || ((left.is_f64() || right.is_f64()) && left.as_f64() == right.as_f64())
+        }
+        (Value::Array(left), Value::Array(right)) => {
+            left.len() == right.len()
+                && left
+                    .iter()
+                    .zip(right)
+                    .all(|(left, right)| same_value(left, right))
+        }
+        (Value::Object(left), Value::Object(right)) => {
+            left.len() == right.len()
+                && left.iter().all(|(key, value)| {
+                    right.get(key).is_some_and(|other| same_value(value, other))
+                })
+        }
+        _ => left == right,
+    }
+}
+
 fn step<'a>(current: &'a Value, element: &str) -> Option<&'a Value> {
     if let Some(field) = element.strip_prefix("f:") {
         return current.get(field);

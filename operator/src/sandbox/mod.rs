@@ -32,7 +32,8 @@
 //!   selectors and `timeoutSeconds`; 410 Gone for a version older than the retained history;
 //! - one monotonic `resourceVersion`; `uid`, `creationTimestamp`, `generation` (spec changes
 //!   only); `kubernetes.io/metadata.name` on namespaces; status isolation;
-//! - owner-reference garbage collection (background, foreground, orphan), finalizers,
+//! - owner-reference garbage collection (background, foreground, orphan; an object written with
+//!   an owner that does not exist is collected, as upstream's collector does), finalizers,
 //!   namespace deletion (asynchronous, as upstream); deleting a CRD deletes its objects;
 //! - a CRD's OpenAPI schema (pruning, defaults, types, enums, bounds) and CEL rules enforced on
 //!   custom resources, with 422 and the field path;
@@ -197,6 +198,14 @@ impl Shared {
 
     fn close_watches(&self) {
         self.watch_epoch.send_modify(|epoch| *epoch += 1);
+    }
+
+    /// How long a watch event of `resource` is held before it is sent (fault injection).
+    fn event_delay(&self, resource: &str) -> Duration {
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .event_delay(resource)
     }
 }
 
@@ -527,6 +536,13 @@ impl Faults {
     /// Delay the matching requests by `delay`.
     pub fn latency(&self, verb: &str, resource: &str, delay: Duration) -> FaultId {
         self.rules().latency(Faults::matcher(verb, resource), delay)
+    }
+
+    /// Hold every watch event of `resource` (a plural, or `*`) for `delay` before it is sent,
+    /// in order, on open watches and new ones: a slow watch connection. Clients then see the
+    /// changes of this resource after those of other resources made at the same moment.
+    pub fn delay_watch_events(&self, resource: &str, delay: Duration) -> FaultId {
+        self.rules().delay_events(resource, delay)
     }
 
     /// Remove one fault.

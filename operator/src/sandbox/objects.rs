@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     apply::{conflict_message, merge_apply, settle_ownership},
-    fields::{Scope, read_managed, track_update, write_managed},
+    fields::{Scope, read_managed, same_value, track_update, write_managed},
     patch::{PatchType, json_patch, merge_patch, strip_strategic_directives},
     resources::{Catalog, NAMESPACE_NAME_LABEL, ResourceInfo, StoreKey},
     schema::admit,
@@ -162,6 +162,9 @@ pub struct State {
     counter: u64,
     /// Uids of removed objects whose dependents the garbage collector has not visited yet.
     pending_uids: Vec<String>,
+    /// Objects written with an owner reference to a uid that no object has: the garbage
+    /// collector deletes them (or drops those references when another owner exists).
+    dangling: Vec<(StoreKey, ObjectKey)>,
     /// Namespaces being deleted whose content the namespace controller has not deleted yet.
     terminating: Vec<(String, std::time::Instant)>,
     /// Objects whose foreground deletion waits for their dependents to go.
@@ -258,9 +261,9 @@ pub fn check_path_segment(segment: &str) -> Result<(), ApiError> {
     }
 }
 
-fn dns_label(name: &str) -> bool {
+/// The shape of a DNS-1123 label, `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, without its length limit.
+fn dns_label_shape(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 63
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -268,8 +271,10 @@ fn dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// A DNS-1123 subdomain as Kubernetes checks it (`IsDNS1123Subdomain`): labels joined by dots,
+/// at most 253 characters in all. Unlike DNS itself, no limit applies to each label.
 fn dns_subdomain(name: &str) -> bool {
-    name.len() <= 253 && name.split('.').all(dns_label)
+    name.len() <= 253 && name.split('.').all(dns_label_shape)
 }
 
 fn label_name(name: &str) -> bool {
@@ -299,6 +304,41 @@ fn qualified_name(key: &str) -> bool {
     }
 }
 
+/// Why `name` is not a valid name for `info`'s kind, as the real server words it: a namespace's
+/// name is a DNS-1123 label, every other served kind's a DNS-1123 subdomain.
+fn name_causes(info: &ResourceInfo, name: &str) -> Vec<FieldCause> {
+    let namespace = info.group.is_empty() && info.plural == "namespaces";
+    let (limit, shaped, shape) = if namespace {
+        (
+            63,
+            dns_label_shape(name),
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+        )
+    } else {
+        (
+            253,
+            name.split('.').all(dns_label_shape),
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        )
+    };
+    let mut causes = Vec::new();
+    if name.len() > limit {
+        causes.push(FieldCause {
+            reason: "FieldValueInvalid",
+            field: "metadata.name".to_owned(),
+            message: format!("Invalid value: \"{name}\": must be no more than {limit} characters"),
+        });
+    }
+    if !shaped {
+        causes.push(FieldCause {
+            reason: "FieldValueInvalid",
+            field: "metadata.name".to_owned(),
+            message: format!("Invalid value: \"{name}\": {shape}"),
+        });
+    }
+    causes
+}
+
 /// `metadata` checks every kind gets: the name, label keys and values.
 fn validate_metadata(info: &ResourceInfo, object: &Value) -> Vec<FieldCause> {
     let mut causes = Vec::new();
@@ -313,18 +353,8 @@ fn validate_metadata(info: &ResourceInfo, object: &Value) -> Vec<FieldCause> {
                 problem.message.rsplit(": ").next().unwrap_or_default()
             ),
         });
-    } else if info.plural == "namespaces" && !dns_label(name) {
-        causes.push(FieldCause {
-            reason: "FieldValueInvalid",
-            field: "metadata.name".to_owned(),
-            message: format!("Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"),
-        });
-    } else if info.plural != "namespaces" && !dns_subdomain(name) {
-        causes.push(FieldCause {
-            reason: "FieldValueInvalid",
-            field: "metadata.name".to_owned(),
-            message: format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"),
-        });
+    } else {
+        causes.extend(name_causes(info, name));
     }
     if let Some(labels) = object.pointer("/metadata/labels") {
         match labels.as_object() {
@@ -367,6 +397,7 @@ impl State {
             random: std::collections::hash_map::RandomState::new(),
             counter: 0,
             pending_uids: Vec::new(),
+            dangling: Vec::new(),
             terminating: Vec::new(),
             foreground: Vec::new(),
         }
@@ -1159,7 +1190,7 @@ impl State {
                     .pointer("/metadata/generation")
                     .and_then(Value::as_i64)
                     .unwrap_or(1);
-                if generation_view(old, info) == generation_view(&new, info) {
+                if same_value(&generation_view(old, info), &generation_view(&new, info)) {
                     previous
                 } else {
                     previous + 1
@@ -1171,7 +1202,7 @@ impl State {
             if let Some(version) = old.pointer("/metadata/resourceVersion") {
                 metadata_mut(&mut new).insert("resourceVersion".to_owned(), version.clone());
             }
-            if present(info, old) == new {
+            if same_value(&present(info, old), &new) {
                 return Ok(Answer {
                     code: 200,
                     body: new,
@@ -1202,6 +1233,9 @@ impl State {
         } else {
             let stored = self.store.put(&resource, key.clone(), new);
             self.mirror_event(&resource, key, Some(&stored));
+            if !self.dangling_owners(&stored).is_empty() {
+                self.dangling.push((resource.clone(), key.clone()));
+            }
             self.collect_garbage();
             stored
         };
@@ -1521,11 +1555,59 @@ impl State {
         }
     }
 
+    /// The uids an object names as owners that no stored object has.
+    fn dangling_owners(&self, object: &Value) -> Vec<String> {
+        object
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|owner| owner.get("uid").and_then(Value::as_str))
+            .filter(|uid| !self.store.holds_uid(uid))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// An object written with owners that do not exist, as upstream's garbage collector treats
+    /// it: deleted when no owner exists, else only the dangling references are removed.
+    fn collect_dangling(&mut self, resource: &StoreKey, key: &ObjectKey) {
+        let Some(object) = self.store.get(resource, key) else {
+            return;
+        };
+        let dangling = self.dangling_owners(object);
+        if dangling.is_empty() {
+            return;
+        }
+        let owners = object
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        if dangling.len() < owners {
+            for uid in &dangling {
+                self.drop_owner_reference(resource, key.clone(), uid);
+            }
+        } else if let Some(info) = self.catalog.any_version(resource).cloned() {
+            let namespace = (!key.namespace.is_empty()).then_some(key.namespace.clone());
+            let _ = self.delete(
+                &info,
+                namespace.as_deref(),
+                &key.name,
+                &DeleteOptions::default(),
+            );
+        }
+    }
+
     /// The garbage collector, run to a fixed point after every write: dependents of removed
-    /// owners are deleted (or lose the reference when another owner remains), terminating
-    /// namespaces that are empty go, and foreground deletions whose dependents are gone finish.
+    /// owners are deleted (or lose the reference when another owner remains), so are objects
+    /// written with owners that do not exist (kube-controller-manager's collector looks such an
+    /// owner up, finds none, and does the same), terminating namespaces that are empty go, and
+    /// foreground deletions whose dependents are gone finish.
     fn collect_garbage(&mut self) {
         for _round in 0..10_000 {
+            if let Some((resource, key)) = self.dangling.pop() {
+                self.collect_dangling(&resource, &key);
+                continue;
+            }
             if let Some(uid) = self.pending_uids.pop() {
                 let dependents = self.dependents(&uid);
                 if dependents.is_empty() {

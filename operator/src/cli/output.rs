@@ -1,0 +1,40 @@
+//! Writing to stdout when the reader may be gone. `netfence crd | head -1` closes the pipe after
+//! one line; Rust ignores SIGPIPE, so the next write fails with `BrokenPipe`, and `print!`
+//! panics on it (exit 101). A closed pipe is not an error: the reader has what it wanted.
+//!
+//! ```text
+//! text --write_stdout--> stdout --ok, or closed by the reader--> Ok(())
+//!                                '--any other error----------> Err (the command says so)
+//! ```
+
+use std::io::{ErrorKind, Write};
+
+/// Write `text` to stdout. A pipe closed by its reader counts as written; any other error is
+/// returned.
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() == ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// A line on stdout for a person watching (progress, a summary), which never panics: when stdout
+/// is gone, the line is lost and the command goes on.
+pub fn line(text: &str) {
+    let _ = write_stdout(&format!("{text}\n"));
+}
+
+/// `println!` for [`line`]: `say!("applied {name}")`, `say!()` for an empty line.
+macro_rules! say {
+    () => {
+        $crate::cli::output::line("")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::line(&format!($($arg)*))
+    };
+}
+pub(crate) use say;
