@@ -137,6 +137,8 @@ fn matcher(verb: &str, resource: &str) -> Matcher {
     }
 }
 
+// The fault id is only needed to remove one fault early: most tests clear them all.
+#[allow(clippy::must_use_candidate)]
 impl ProxyFaults {
     /// Fail `share` of the matching requests with `code`.
     pub fn fail(&self, verb: &str, resource: &str, share: f64, code: u16) -> FaultId {

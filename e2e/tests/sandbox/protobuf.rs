@@ -253,6 +253,10 @@ async fn bad_and_unsupported_protobuf_bodies_get_a_status() {
     assert_eq!(answer.1["message"], expected);
     let answer = send(&raw, &post("/api/v1/namespaces", 4, json), b"{\"a\"").await;
     assert_status(&answer, 400, "BadRequest", "JSON labelled as protobuf");
+    assert_eq!(
+        answer.1["message"],
+        "the object provided is unrecognized (must be of type Namespace): provided data does not appear to be a protobuf message, expected prefix [107 56 115 0] ({\"a\")"
+    );
 
     let pods = format!("/api/v1/namespaces/{}/pods?dryRun=All", namespace.name);
     let answer = send(&raw, &post(&pods, CREATE_DEMO.len(), json), CREATE_DEMO).await;
