@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn chunked_answers_are_decoded() {
         let answer = parse(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\": 1}\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n5\r\n\": 1}\r\n0\r\n\r\n",
         )
         .expect("parses");
         assert_eq!(answer.code, 200);

@@ -178,3 +178,93 @@ async fn defaults_are_stored_and_unknown_fields_pruned_or_refused() {
     namespace.cleanup().await;
     cluster.stop().await;
 }
+
+/// A built-in kind's misspelt fields are handled as upstream's decoding does: a create with
+/// `fieldValidation=Strict` (what kubectl sends) is refused with 400 naming each, the default
+/// (`Warn`) stores the object without them and says so in `Warning` headers, and a server-side
+/// apply fails with 500. If this fails, `kubectl apply` of a NetworkPolicy with a typo
+/// (`podSelecter`) succeeds in the sandbox, and the policy a cluster would refuse is tested.
+#[tokio::test]
+async fn unknown_fields_of_a_built_in_kind_are_refused_or_dropped() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("typo").await.expect("namespace");
+    let raw = cluster.raw();
+    let policy = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "typo"},
+        "spec": {"podSelector": {}, "podSelecter": {}, "ingress": [{"ports": [{"port": 80, "size": 1}]}]},
+    });
+    let body = policy.to_string();
+    let post = |query: &str| {
+        format!(
+            "POST /apis/networking.k8s.io/v1/namespaces/{}/networkpolicies?{query} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}",
+            namespace.name,
+            body.len()
+        )
+    };
+    let answer = send(&raw, &post("fieldValidation=Strict"), body.as_bytes()).await;
+    assert_status(&answer, 400, "BadRequest", "a strict create");
+    let message = answer.1["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.starts_with(
+            "NetworkPolicy in version \"v1\" cannot be handled as a NetworkPolicy: strict decoding error: "
+        ),
+        "{message}"
+    );
+    for field in [
+        "unknown field \"spec.podSelecter\"",
+        "unknown field \"spec.ingress[0].ports[0].size\"",
+    ] {
+        assert!(message.contains(field), "{field}: {message}");
+    }
+
+    let created = raw
+        .send(&post("fieldValidation=Warn"), body.as_bytes())
+        .await
+        .expect("an answer");
+    assert_eq!(created.code, 201, "{}", created.text);
+    let warnings: Vec<&str> = created
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "warning")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    assert!(
+        warnings.contains(&"299 - \"unknown field \\\"spec.podSelecter\\\"\""),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        created.body["spec"],
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": 80, "protocol": "TCP"}]}], "policyTypes": ["Ingress"]}),
+        "stored without the unknown fields"
+    );
+
+    let policies: kube::Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        kube::Api::namespaced(cluster.client(), &namespace.name);
+    let error = policies
+        .patch(
+            "typo",
+            &PatchParams::apply("kubectl"),
+            &Patch::Apply(&policy),
+        )
+        .await
+        .expect_err("an apply with unknown fields");
+    let refused = status(error);
+    assert_eq!(refused.code, 500, "{}", refused.message);
+    assert!(
+        refused.message.starts_with(
+            "failed to create typed patch object (/typo; networking.k8s.io/v1, Kind=NetworkPolicy): "
+        ),
+        "{}",
+        refused.message
+    );
+    assert!(
+        refused
+            .message
+            .contains(".spec.podSelecter: field not declared in schema"),
+        "{}",
+        refused.message
+    );
+    namespace.cleanup().await;
+    cluster.stop().await;
+}

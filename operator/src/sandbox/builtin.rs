@@ -3,6 +3,7 @@
 //! of Events (core `v1` and `events.k8s.io/v1`, which netfence's recorder writes).
 //!
 //! ```text
+//! built-in object --fields its type lacks: pruned, listed (Strict: 400, apply: 500)-->
 //! NetworkPolicy --drop empty lists and maps--> --defaults: policyTypes, port protocol TCP--> stored
 //! Event (create | update) --upstream's ValidateEventCreate / ValidateEventUpdate--> causes (422)
 //! ```
@@ -35,6 +36,112 @@ pub fn default(info: &ResourceInfo, object: &mut Value) {
         && let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut)
     {
         default_network_policy_spec(spec);
+    }
+}
+
+/// The fields of a built-in object that its Kubernetes type does not have, as `.spec.foo` and
+/// `.spec.ingress[0].foo` paths, removed from the object as upstream's decoding drops them. The
+/// types are k8s-openapi's (Kubernetes 1.33, the version netfence is built against). An object
+/// that does not decode into its type (a field of the wrong type) is left as it is.
+pub fn prune_unknown_fields(info: &ResourceInfo, object: &mut Value) -> Vec<String> {
+    use k8s_openapi::{
+        api::{
+            coordination::v1::Lease,
+            core::v1::{Event, Namespace, Pod},
+            networking::v1::NetworkPolicy,
+        },
+        apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    };
+    let mut unknown: Vec<Vec<Segment>> = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(segments(&path));
+    let decoded = match (info.group.as_str(), info.plural.as_str()) {
+        ("", "namespaces") => ignored::<Namespace>(object, &mut record),
+        ("", "pods") => ignored::<Pod>(object, &mut record),
+        ("", "events") => ignored::<Event>(object, &mut record),
+        ("networking.k8s.io", "networkpolicies") => ignored::<NetworkPolicy>(object, &mut record),
+        ("events.k8s.io", "events") => {
+            ignored::<k8s_openapi::api::events::v1::Event>(object, &mut record)
+        }
+        ("coordination.k8s.io", "leases") => ignored::<Lease>(object, &mut record),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            ignored::<CustomResourceDefinition>(object, &mut record)
+        }
+        _ => true,
+    };
+    if !decoded {
+        return Vec::new();
+    }
+    let mut paths: Vec<String> = unknown.iter().map(|path| display(path)).collect();
+    for path in &unknown {
+        remove(object, path);
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// Whether `object` decodes into `K`, calling `record` for every field `K` does not have.
+fn ignored<K: serde::de::DeserializeOwned>(
+    object: &Value,
+    record: &mut dyn FnMut(serde_ignored::Path<'_>),
+) -> bool {
+    serde_ignored::deserialize::<_, _, K>(object, record).is_ok()
+}
+
+/// One step of a path into a JSON object.
+#[derive(Clone, Debug, PartialEq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn segments(path: &serde_ignored::Path<'_>) -> Vec<Segment> {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => Vec::new(),
+        Path::Seq { parent, index } => {
+            let mut steps = segments(parent);
+            steps.push(Segment::Index(*index));
+            steps
+        }
+        Path::Map { parent, key } => {
+            let mut steps = segments(parent);
+            steps.push(Segment::Key(key.clone()));
+            steps
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => segments(parent),
+    }
+}
+
+/// `.spec.ingress[0].foo`, as the sandbox names unknown fields.
+fn display(path: &[Segment]) -> String {
+    path.iter()
+        .map(|step| match step {
+            Segment::Key(key) => format!(".{key}"),
+            Segment::Index(index) => format!("[{index}]"),
+        })
+        .collect()
+}
+
+fn remove(object: &mut Value, path: &[Segment]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut current = object;
+    for step in parents {
+        let next = match step {
+            Segment::Key(key) => current.get_mut(key.as_str()),
+            Segment::Index(index) => current.get_mut(*index),
+        };
+        match next {
+            Some(next) => current = next,
+            None => return,
+        }
+    }
+    if let (Segment::Key(key), Some(map)) = (last, current.as_object_mut()) {
+        map.remove(key);
     }
 }
 
@@ -482,6 +589,48 @@ mod tests {
         assert_eq!(
             ingress_only,
             json!({"podSelector": {}, "policyTypes": ["Ingress"]})
+        );
+    }
+
+    #[test]
+    fn unknown_fields_of_built_in_kinds_are_found_and_pruned() {
+        let info = ResourceInfo {
+            group: "networking.k8s.io".to_owned(),
+            version: "v1".to_owned(),
+            plural: "networkpolicies".to_owned(),
+            singular: "networkpolicy".to_owned(),
+            kind: "NetworkPolicy".to_owned(),
+            list_kind: "NetworkPolicyList".to_owned(),
+            namespaced: true,
+            short_names: Vec::new(),
+            categories: Vec::new(),
+            status_subresource: false,
+            custom: false,
+            schema: std::sync::Arc::new(json!({})),
+            rules: None,
+            printer_columns: Vec::new(),
+            crd_name: None,
+        };
+        let mut policy = json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "p", "colour": "blue"},
+            "spec": {"podSelecter": {}, "podSelector": {}, "ingress": [{"ports": [{"port": 80, "size": 1}]}]},
+        });
+        assert_eq!(
+            prune_unknown_fields(&info, &mut policy),
+            [
+                ".metadata.colour",
+                ".spec.ingress[0].ports[0].size",
+                ".spec.podSelecter"
+            ]
+        );
+        assert_eq!(
+            policy,
+            json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "p"},
+                "spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]},
+            })
         );
     }
 

@@ -45,11 +45,12 @@ pub fn admit(
 ) -> Admitted {
     if !info.custom {
         let mut object = object;
+        let unknown_fields = super::builtin::prune_unknown_fields(info, &mut object);
         super::builtin::default(info, &mut object);
         let causes = super::builtin::validate(info, &object, old);
         return Admitted {
             object,
-            unknown_fields: Vec::new(),
+            unknown_fields,
             causes,
         };
     }
