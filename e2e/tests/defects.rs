@@ -35,6 +35,11 @@ use tokio::sync::oneshot;
 /// cluster's garbage collector learns a new CRD's kinds on its next discovery resync (30 s).
 const LIMIT: Duration = Duration::from_secs(90);
 
+/// How long the controller's watch of NamespaceIsolations stays away while a round of
+/// deletions happens (see `deleting_every_isolation_at_once_writes_nothing_for_them`): longer
+/// than a real garbage collector takes to delete their policies.
+const WATCH_GAP: Duration = Duration::from_secs(5);
+
 /// The label key that ties a run's namespaces to its templates.
 const RUN_LABEL: &str = "netfence.io/e2e-run";
 
@@ -374,9 +379,11 @@ fn template_ready(template: &IsolationTemplate) -> Option<(String, String)> {
 ///
 /// The defect needs the policies' deletion to reach the controller before their resource's: its
 /// cache still holds the resource, and the reconcile that the deletions queue takes the policies
-/// for drift. Each watch is a connection of its own, so nothing orders the two; on the sandbox,
-/// the resources' watch events are held back 300 ms (a slow watch connection) to make that
-/// order certain. A real cluster runs the scenario as it comes.
+/// for drift. Each watch is a connection of its own, so nothing orders the two; to make that
+/// order certain, each round cuts the controller's watches as the deletions start, and its watch
+/// of NamespaceIsolations comes back only after [`WATCH_GAP`] (the same faults on the sandbox
+/// and, through the harness's proxy, on a real cluster, whose garbage collector deletes the
+/// policies within that gap).
 ///
 /// If this fails, policies come back after their NamespaceIsolation is deleted, owned by a UID
 /// that no longer exists, with an Event saying they "differed from the spec and were restored":
@@ -387,12 +394,8 @@ async fn deleting_every_isolation_at_once_writes_nothing_for_them() {
     const ROUNDS: usize = 3;
     let mut env = Env::start().await;
     let namespace = env.namespace("delete-all", false).await;
-    if let Some(sandbox) = env.cluster.sandbox() {
-        sandbox
-            .faults()
-            .delay_watch_events("namespaceisolations", Duration::from_millis(300));
-    }
     let (metrics, _) = env.start_controller(Some(&namespace), 1);
+    let faults = env.cluster.faults();
     let api = env.isolations(&namespace);
     let mut previous_sentinel: Option<String> = None;
     for round in 0..ROUNDS {
@@ -409,6 +412,10 @@ async fn deleting_every_isolation_at_once_writes_nothing_for_them() {
         let applied = counter(&metrics, "netfence_policies_applied_total");
         let restored = counter(&metrics, "netfence_drift_corrections_total");
 
+        // The controller's watches end; its watch of NamespaceIsolations is back only after
+        // the gap, so it learns of the policies' deletion first.
+        let gap = faults.latency("watch", "namespaceisolations", WATCH_GAP);
+        faults.close_watches();
         // `kubectl delete nsi --all`: every resource at once.
         let params = DeleteParams::default();
         let deletions = names.iter().map(|name| api.delete(name, &params));
@@ -430,6 +437,8 @@ async fn deleting_every_isolation_at_once_writes_nothing_for_them() {
         );
         env.wait_policies(&namespace, &shop_policies(&sentinel))
             .await;
+        // Only now: the watch cut above may reconnect at any moment until the sentinel is seen.
+        faults.remove(gap);
         previous_sentinel = Some(sentinel);
     }
     env.finish().await;

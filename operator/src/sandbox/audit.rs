@@ -7,9 +7,7 @@
 //! A failure rule fails a share of the requests that match its verb and resource, spread
 //! evenly and deterministically (a share of 0.5 fails every second match, 1.0 every one), or
 //! the next N matches. `*` matches any verb or resource. Injected failures are audited with
-//! their code like any other answer. A watch-event delay holds every event of a resource's
-//! watches for a while before it is sent (in order): a slow watch connection, which is how a
-//! client sees changes of one resource after those of another.
+//! their code like any other answer.
 
 use std::time::Duration;
 
@@ -88,20 +86,12 @@ struct Latency {
     delay: Duration,
 }
 
-#[derive(Clone, Debug)]
-struct EventDelay {
-    id: FaultId,
-    resource: String,
-    delay: Duration,
-}
-
 /// The fault rules in force.
 #[derive(Clone, Debug, Default)]
 pub struct FaultRules {
     next_id: u64,
     failures: Vec<Failure>,
     latencies: Vec<Latency>,
-    event_delays: Vec<EventDelay>,
 }
 
 /// What faults do to one request.
@@ -153,39 +143,16 @@ impl FaultRules {
         id
     }
 
-    /// Hold every watch event of `resource` (a plural, or `*`) for `delay` before it is sent.
-    pub fn delay_events(&mut self, resource: &str, delay: Duration) -> FaultId {
-        let id = self.id();
-        self.event_delays.push(EventDelay {
-            id,
-            resource: resource.to_owned(),
-            delay,
-        });
-        id
-    }
-
-    /// How long a watch event of `resource` is held before it is sent.
-    #[must_use]
-    pub fn event_delay(&self, resource: &str) -> Duration {
-        self.event_delays
-            .iter()
-            .filter(|rule| rule.resource == "*" || rule.resource == resource)
-            .map(|rule| rule.delay)
-            .sum()
-    }
-
     /// Remove one rule.
     pub fn remove(&mut self, id: FaultId) {
         self.failures.retain(|failure| failure.id != id);
         self.latencies.retain(|latency| latency.id != id);
-        self.event_delays.retain(|rule| rule.id != id);
     }
 
     /// Remove every rule.
     pub fn clear(&mut self) {
         self.failures.clear();
         self.latencies.clear();
-        self.event_delays.clear();
     }
 
     /// Decide the fate of one request (and spend the budgets it uses).

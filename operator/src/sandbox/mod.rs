@@ -252,14 +252,6 @@ impl Shared {
     fn close_watches(&self) {
         self.watch_epoch.send_modify(|epoch| *epoch += 1);
     }
-
-    /// How long a watch event of `resource` is held before it is sent (fault injection).
-    fn event_delay(&self, resource: &str) -> Duration {
-        self.faults
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .event_delay(resource)
-    }
 }
 
 /// A running in-memory API server.
@@ -589,13 +581,6 @@ impl Faults {
     /// Delay the matching requests by `delay`.
     pub fn latency(&self, verb: &str, resource: &str, delay: Duration) -> FaultId {
         self.rules().latency(Faults::matcher(verb, resource), delay)
-    }
-
-    /// Hold every watch event of `resource` (a plural, or `*`) for `delay` before it is sent,
-    /// in order, on open watches and new ones: a slow watch connection. Clients then see the
-    /// changes of this resource after those of other resources made at the same moment.
-    pub fn delay_watch_events(&self, resource: &str, delay: Duration) -> FaultId {
-        self.rules().delay_events(resource, delay)
     }
 
     /// Remove one fault.

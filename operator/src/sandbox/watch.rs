@@ -12,10 +12,9 @@
 //! watch has seen; with `sendInitialEvents`, a bookmark annotated `k8s.io/initial-events-end`
 //! ends the initial events. A label-selector watch sees an object that stops matching as
 //! DELETED and one that starts matching as ADDED. A watch ends at `timeoutSeconds`, when the
-//! sandbox closes every watch (fault injection), or when it falls too far behind. A watch-event
-//! delay (fault injection) holds live events, bookmarks behind them, in order.
+//! sandbox closes every watch (fault injection), or when it falls too far behind.
 
-use std::{collections::VecDeque, convert::Infallible, sync::Arc, time::Duration};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use axum::body::{Body, Bytes};
 use futures::{SinkExt, channel::mpsc};
@@ -161,7 +160,6 @@ pub(crate) fn start(shared: &Arc<Shared>, request: WatchRequest) -> Result<Body,
     let closed = shared.watch_epoch.subscribe();
     let interval = shared.options.bookmark_interval;
     tokio::spawn(stream(
-        Arc::clone(shared),
         request,
         first,
         receiver,
@@ -173,51 +171,7 @@ pub(crate) fn start(shared: &Arc<Shared>, request: WatchRequest) -> Result<Body,
     Ok(Body::from_stream(body))
 }
 
-/// Live events held back by a watch-event delay (fault injection), oldest first, each with the
-/// moment it is due. A bookmark waits behind them too: it must never claim a revision whose
-/// events the client has not received.
-#[derive(Default)]
-struct Held(VecDeque<(tokio::time::Instant, Bytes)>);
-
-impl Held {
-    /// Send `bytes` now if nothing is held and there is no delay, else hold it. False once the
-    /// client is gone.
-    async fn send(
-        &mut self,
-        sender: &mut mpsc::Sender<Result<Bytes, Infallible>>,
-        bytes: Bytes,
-        delay: Duration,
-    ) -> bool {
-        if delay.is_zero() && self.0.is_empty() {
-            return sender.send(Ok(bytes)).await.is_ok();
-        }
-        self.0
-            .push_back((tokio::time::Instant::now() + delay, bytes));
-        true
-    }
-
-    /// When the oldest held event is due.
-    fn next_due(&self) -> Option<tokio::time::Instant> {
-        self.0.front().map(|(due, _)| *due)
-    }
-
-    /// Send every held event that is due, in order. False once the client is gone.
-    async fn flush(&mut self, sender: &mut mpsc::Sender<Result<Bytes, Infallible>>) -> bool {
-        let now = tokio::time::Instant::now();
-        while self.0.front().is_some_and(|(due, _)| *due <= now) {
-            if let Some((_, bytes)) = self.0.pop_front()
-                && sender.send(Ok(bytes)).await.is_err()
-            {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-#[allow(clippy::too_many_arguments)] // the watch's parts, taken apart under the lock by `start`
 async fn stream(
-    shared: Arc<Shared>,
     request: WatchRequest,
     first: Vec<Value>,
     mut receiver: tokio::sync::broadcast::Receiver<Arc<Change>>,
@@ -236,19 +190,12 @@ async fn stream(
     let mut bookmarks = tokio::time::interval(bookmark_interval);
     bookmarks.tick().await;
     let mut seen = start_revision;
-    let mut held = Held::default();
     loop {
-        let next_due = held.next_due();
         tokio::select! {
             () = &mut deadline => return,
             _ = closed.changed() => return,
-            () = tokio::time::sleep_until(next_due.unwrap_or_else(tokio::time::Instant::now)), if next_due.is_some() => {
-                if !held.flush(&mut sender).await {
-                    return;
-                }
-            }
             _ = bookmarks.tick(), if request.bookmarks => {
-                if !held.send(&mut sender, line(&request.bookmark(seen, false)), Duration::ZERO).await {
+                if sender.send(Ok(line(&request.bookmark(seen, false)))).await.is_err() {
                     return;
                 }
             }
@@ -258,11 +205,10 @@ async fn stream(
                         continue;
                     }
                     seen = change.revision;
-                    if let Some(event) = request.event(&change) {
-                        let delay = shared.event_delay(&request.info.plural);
-                        if !held.send(&mut sender, line(&event), delay).await {
-                            return;
-                        }
+                    if let Some(event) = request.event(&change)
+                        && sender.send(Ok(line(&event))).await.is_err()
+                    {
+                        return;
                     }
                 }
                 // Too far behind, or the server is gone: end the watch; the client resumes
