@@ -20,6 +20,7 @@
 pub mod audit;
 pub mod cluster;
 pub mod proxy;
+pub mod raw;
 
 use std::{
     collections::BTreeMap,
@@ -67,6 +68,7 @@ pub const OPERATOR_NAMESPACE: &str = "netfence-system";
 pub struct Cluster {
     client: Client,
     operator_config: kube::Config,
+    raw: raw::RawEndpoint,
     target: Target,
 }
 
@@ -247,6 +249,7 @@ impl Cluster {
             Ok(Cluster {
                 client,
                 operator_config: sandbox.kube_config()?,
+                raw: raw::RawEndpoint::Plain(sandbox.address()),
                 target: Target::Sandbox(sandbox),
             })
         }
@@ -256,6 +259,7 @@ impl Cluster {
         let suffix = unique_suffix();
         let user_agent = format!("netfence-e2e/{suffix}");
         let admin_config = kubeconfig_config(kubeconfig).await?;
+        let raw = raw::RawEndpoint::from_config(&admin_config)?;
         let client = Client::try_from(with_user_agent(admin_config.clone(), &user_agent)?)?;
         install_crds(&client).await?;
 
@@ -334,6 +338,7 @@ impl Cluster {
         Ok(Cluster {
             client,
             operator_config,
+            raw,
             target: Target::Real(Box::new(Real {
                 proxy,
                 audit,
@@ -366,6 +371,19 @@ impl Cluster {
     #[must_use]
     pub fn operator_config(&self) -> kube::Config {
         self.operator_config.clone()
+    }
+
+    /// Where raw HTTP requests reach the API server: the sandbox's plain port, or the real
+    /// server over TLS as the admin of its kubeconfig.
+    #[must_use]
+    pub fn raw(&self) -> raw::RawEndpoint {
+        self.raw.clone()
+    }
+
+    /// Whether the scenarios run against a real API server.
+    #[must_use]
+    pub fn is_real(&self) -> bool {
+        matches!(self.target, Target::Real(_))
     }
 
     /// The sandbox, when the scenarios run against one.

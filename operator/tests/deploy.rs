@@ -15,6 +15,8 @@
 //! the tool that reads it. That they match the tools' own schemas is checked by hand, against
 //! each tool's documentation, when a field is added.
 
+mod common;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
@@ -1005,7 +1007,8 @@ fn gitops_examples_read_netfence_health_and_keep_the_crds() {
 
 /// If this fails, `kubectl apply -k config/default` (or config/prometheus) does not render, or
 /// renders objects outside netfence-system or with unknown fields. Skipped, with the reason
-/// printed, when kubectl is not installed (CI needs only the Rust toolchain).
+/// printed past the output capture, when kubectl is not installed (CI needs only the Rust
+/// toolchain).
 #[test]
 fn kubectl_kustomize_renders_the_installation() {
     let available = Command::new("kubectl")
@@ -1013,7 +1016,10 @@ fn kubectl_kustomize_renders_the_installation() {
         .output()
         .is_ok_and(|output| output.status.success());
     if !available {
-        eprintln!("skipped kubectl_kustomize_renders_the_installation: kubectl is not installed");
+        common::skip(
+            "kubectl_kustomize_renders_the_installation",
+            "kubectl is not installed",
+        );
         return;
     }
     for (base, expected) in [

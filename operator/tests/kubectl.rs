@@ -1,5 +1,21 @@
-//! `netfence sandbox` as a user meets it: the binary, a kubeconfig, and `kubectl` (v1.32+).
-//! Skipped, with the reason printed, when kubectl is not installed: CI does not need it.
+//! kubectl as a user meets it, against `netfence sandbox` (the binary, a kubeconfig, and
+//! `kubectl` v1.32+), or, when `NETFENCE_E2E_KUBECONFIG` names a real cluster, against that
+//! cluster with `netfence run` (the binary) started by the test:
+//!
+//! ```text
+//! sandbox: netfence sandbox --listen 127.0.0.1:PORT --kubeconfig K (API server + controller)
+//! real:    kubectl apply --server-side -f config/crd;  netfence run --kubeconfig $NETFENCE_E2E_KUBECONFIG
+//!          (cluster-wide: the IsolationTemplate example needs it), namespaces and cluster-wide
+//!          names of the test's own (a suffix), deleted when the test ends
+//! kubectl --kubeconfig K apply / get / wait / explain / delete ...
+//! ```
+//!
+//! On a real cluster the tests start a cluster-wide operator and apply `config/default`: run
+//! them one at a time, and not beside the e2e scenarios (as `.ci/run` does). Skipped, visibly,
+//! when kubectl is not installed: `cargo test` needs only the Rust toolchain. The `--once` tests
+//! are about `netfence sandbox` itself and run on it in both cases.
+
+mod common;
 
 use std::{
     net::TcpListener,
@@ -7,6 +23,8 @@ use std::{
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
+
+use serde_json::{Value, json};
 
 /// The manifests to apply: the repository's `examples/` when it exists, else the fixture copy.
 fn examples() -> PathBuf {
@@ -19,6 +37,11 @@ fn examples() -> PathBuf {
     }
 }
 
+/// The repository's root.
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn kubectl_available() -> bool {
     Command::new("kubectl")
         .args(["version", "--client"])
@@ -26,6 +49,15 @@ fn kubectl_available() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success())
+}
+
+/// Whether kubectl is there; when not, say so past the output capture and in the skip log.
+fn kubectl_or_skip(test: &str) -> bool {
+    let available = kubectl_available();
+    if !available {
+        common::skip(test, "kubectl is not installed");
+    }
+    available
 }
 
 fn free_port() -> u16 {
@@ -88,15 +120,38 @@ fn output_within_limit(command: &mut Command) -> Output {
     }
 }
 
-/// A `netfence sandbox` process, stopped when dropped.
-struct Server {
-    child: Child,
-    kubeconfig: PathBuf,
-    cache: PathBuf,
+/// A suffix no other test run is likely to use.
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or_default();
+    format!("{:x}{:x}", nanos % 0xfffff, std::process::id() % 0xfff)
 }
 
-impl Server {
-    fn start(directory: &Path) -> Server {
+/// What kubectl talks to, stopped and cleaned up when dropped: a `netfence sandbox` of the
+/// test's own, or the real cluster of `NETFENCE_E2E_KUBECONFIG`.
+struct Target {
+    kubeconfig: PathBuf,
+    cache: PathBuf,
+    /// The `netfence sandbox` process, or the `netfence run` processes on a real cluster.
+    processes: Vec<Child>,
+    /// On a real cluster: the suffix of the names the test gives what it creates.
+    suffix: Option<String>,
+    /// What to delete when the test ends, as `kubectl delete` arguments (real cluster only).
+    created: Vec<Vec<String>>,
+}
+
+impl Target {
+    /// The sandbox, or the real cluster with netfence's CRDs applied by kubectl.
+    fn start(directory: &Path) -> Target {
+        match std::env::var_os(common::KUBECONFIG_VARIABLE) {
+            Some(kubeconfig) => Target::real(directory, PathBuf::from(kubeconfig)),
+            None => Target::sandbox(directory),
+        }
+    }
+
+    fn sandbox(directory: &Path) -> Target {
         let kubeconfig = directory.join("sandbox.kubeconfig");
         let child = Command::new(env!("CARGO_BIN_EXE_netfence"))
             .args(["sandbox", "--listen", &format!("127.0.0.1:{}", free_port())])
@@ -106,14 +161,16 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("netfence sandbox starts");
-        let server = Server {
-            child,
+        let target = Target {
             kubeconfig,
             cache: directory.join("kubectl-cache"),
+            processes: vec![child],
+            suffix: None,
+            created: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !(server.kubeconfig.exists()
-            && server
+        while !(target.kubeconfig.exists()
+            && target
                 .kubectl(&["get", "--raw", "/readyz"])
                 .status
                 .success())
@@ -121,7 +178,71 @@ impl Server {
             assert!(Instant::now() < deadline, "netfence sandbox came up");
             std::thread::sleep(Duration::from_millis(100));
         }
-        server
+        target
+    }
+
+    fn real(directory: &Path, kubeconfig: PathBuf) -> Target {
+        let target = Target {
+            kubeconfig,
+            cache: directory.join("kubectl-cache"),
+            processes: Vec::new(),
+            suffix: Some(unique_suffix()),
+            created: Vec::new(),
+        };
+        // `config/crd` installs (structural schemas, CEL cost within budget), as users apply it.
+        let crds = repository().join("config/crd");
+        target.ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-k",
+            crds.to_str().expect("UTF-8"),
+        ]);
+        target.ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/namespaceisolations.netfence.io",
+            "crd/isolationtemplates.netfence.io",
+            "--timeout=60s",
+        ]);
+        target
+    }
+
+    fn is_real(&self) -> bool {
+        self.suffix.is_some()
+    }
+
+    /// `name` as the test uses it: on a real cluster with the test's suffix.
+    fn name(&self, name: &str) -> String {
+        match &self.suffix {
+            Some(suffix) => format!("{name}-{suffix}"),
+            None => name.to_owned(),
+        }
+    }
+
+    /// Run `netfence run` against the real cluster (the sandbox runs its controller itself).
+    fn start_operator(&mut self) {
+        if !self.is_real() {
+            return;
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_netfence"))
+            .arg("run")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("netfence run starts");
+        self.processes.push(child);
+    }
+
+    /// Delete this when the test ends (real cluster only; a sandbox goes with its process).
+    fn created(&mut self, what: &[&str]) {
+        if self.is_real() {
+            self.created
+                .push(what.iter().map(|part| (*part).to_owned()).collect());
+        }
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
@@ -146,12 +267,35 @@ impl Server {
         );
         stdout
     }
+
+    /// Wait until `kubectl get KIND NAME` finds it (a template's generated resource).
+    fn wait_exists(&self, args: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut get = vec!["get"];
+        get.extend_from_slice(args);
+        while !self.kubectl(&get).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "kubectl get {args:?} found nothing"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
-impl Drop for Server {
+impl Drop for Target {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The operator runs while what the test made is deleted: finalizers of
+        // `deletionPolicy: KeepDefaultDeny` resources are released by it.
+        for what in self.created.iter().rev() {
+            let mut args = vec!["delete", "--ignore-not-found", "--timeout=120s"];
+            args.extend(what.iter().map(String::as_str));
+            let _ = self.kubectl(&args);
+        }
+        for process in &mut self.processes {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
     }
 }
 
@@ -163,31 +307,125 @@ fn scratch(name: &str) -> PathBuf {
     directory
 }
 
-/// The first thing a newcomer does: `kubectl apply --server-side` the examples into
-/// `netfence sandbox` (client-side validation on, as by default), list them, read the policies
-/// as YAML, delete them; then `kubectl create namespace`, which sends protobuf. If this fails,
-/// the README's first commands fail for every user.
+/// Every document of `examples/*.yaml`, in file order.
+fn example_documents() -> Vec<Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(examples())
+        .expect("examples/")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "yaml")
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(file).expect("an example");
+            serde_saphyr::from_multiple::<Value>(&text).expect("YAML")
+        })
+        .collect()
+}
+
+/// The examples as the test applies them: on the sandbox `examples/` itself, on a real cluster
+/// a copy whose namespaces, IsolationTemplate and template label carry the test's suffix (and
+/// that the test deletes when it ends). Returns the path to apply and the namespaces of the
+/// NamespaceIsolations, with a NamespaceIsolation each (a template's generated one included).
+fn examples_to_apply(target: &mut Target, directory: &Path) -> (PathBuf, Vec<(String, String)>) {
+    let mut documents = example_documents();
+    let mut isolations = Vec::new();
+    for document in &mut documents {
+        match document["kind"].as_str() {
+            Some("Namespace") => {
+                let name = target.name(document["metadata"]["name"].as_str().expect("a name"));
+                document["metadata"]["name"] = json!(name);
+                if let Some(profile) =
+                    document["metadata"]["labels"]["netfence.io/profile"].as_str()
+                {
+                    document["metadata"]["labels"]["netfence.io/profile"] =
+                        json!(target.name(profile));
+                    isolations.push((name.clone(), "baseline".to_owned()));
+                }
+                target.created(&["namespace", &name]);
+            }
+            Some("NamespaceIsolation") => {
+                let namespace = target.name(
+                    document["metadata"]["namespace"]
+                        .as_str()
+                        .expect("a namespace"),
+                );
+                document["metadata"]["namespace"] = json!(namespace);
+                let name = document["metadata"]["name"]
+                    .as_str()
+                    .expect("a name")
+                    .to_owned();
+                isolations.push((namespace, name));
+            }
+            Some("IsolationTemplate") => {
+                let name = target.name(document["metadata"]["name"].as_str().expect("a name"));
+                document["metadata"]["name"] = json!(name);
+                let labels = &mut document["spec"]["namespaceSelector"]["matchLabels"];
+                if let Some(profile) = labels["netfence.io/profile"].as_str() {
+                    labels["netfence.io/profile"] = json!(target.name(profile));
+                }
+                target.created(&["isolationtemplate", &name]);
+            }
+            _ => {}
+        }
+    }
+    if !target.is_real() {
+        return (examples(), isolations);
+    }
+    let copy = directory.join("examples");
+    std::fs::create_dir_all(&copy).expect("a directory for the examples");
+    for (index, document) in documents.iter().enumerate() {
+        std::fs::write(
+            copy.join(format!("{index:02}.json")),
+            serde_json::to_string_pretty(document).expect("JSON"),
+        )
+        .expect("an example written");
+    }
+    (copy, isolations)
+}
+
+/// What a newcomer does first: `kubectl apply --server-side` the examples (client-side
+/// validation on, as by default), and every one becomes Ready (`kubectl wait`), the
+/// IsolationTemplate's generated resources too; list them with the printer columns, read the
+/// policies as YAML, apply again, `kubectl explain`, delete them; then `kubectl create
+/// namespace`, which sends protobuf. On the sandbox and on a real cluster with `netfence run`.
+/// If this fails, the README's first commands fail for every user, or an example does not
+/// work on a real cluster.
 #[test]
-fn kubectl_applies_gets_and_deletes_against_netfence_sandbox() {
-    if !kubectl_available() {
-        eprintln!(
-            "skipped kubectl_applies_gets_and_deletes_against_netfence_sandbox: kubectl is not installed"
-        );
+fn kubectl_applies_the_examples_and_they_become_ready() {
+    if !kubectl_or_skip("kubectl_applies_the_examples_and_they_become_ready") {
         return;
     }
     let directory = scratch("apply");
-    let server = Server::start(&directory);
-    let examples = examples();
-    let examples = examples.to_str().expect("UTF-8 path");
-    eprintln!("applying {examples}");
+    let mut target = Target::start(&directory);
+    let (examples, isolations) = examples_to_apply(&mut target, &directory);
+    let examples = examples.to_str().expect("UTF-8 path").to_owned();
+    target.start_operator();
 
-    let applied = server.ok(&["apply", "--server-side", "-f", examples]);
+    let applied = target.ok(&["apply", "--server-side", "-f", &examples]);
     assert!(
         applied.contains("namespaceisolation.netfence.io/shop serverside-applied"),
         "{applied}"
     );
+    assert!(isolations.len() >= 6, "{isolations:?}");
+    for (namespace, name) in &isolations {
+        target.wait_exists(&["nsi", name, "-n", namespace]);
+        target.ok(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("nsi/{name}"),
+            "-n",
+            namespace,
+            "--timeout=120s",
+        ]);
+    }
 
-    let listed = server.ok(&["get", "nsi", "-A"]);
+    let shop = target.name("shop");
+    let listed = target.ok(&["get", "nsi", "-n", &shop]);
     let header: Vec<&str> = listed
         .lines()
         .next()
@@ -196,85 +434,219 @@ fn kubectl_applies_gets_and_deletes_against_netfence_sandbox() {
         .collect();
     assert_eq!(
         header,
-        ["NAMESPACE", "NAME", "MODE", "READY", "POLICIES", "AGE"],
+        ["NAME", "MODE", "READY", "POLICIES", "AGE"],
         "the printer columns"
     );
     assert!(
         listed.lines().any(|line| line
             .split_whitespace()
-            .take(3)
-            .eq(["shop", "shop", "Enforce"])),
+            .take(4)
+            .eq(["shop", "Enforce", "True", "5"])),
         "{listed}"
     );
 
-    let policies = server.ok(&["get", "netpol", "-A", "-o", "yaml"]);
+    let policies = target.ok(&["get", "netpol", "-n", &shop, "-o", "yaml"]);
     assert!(policies.contains("kind: List"), "{policies}");
+    assert!(policies.contains("name: shop-default-deny"), "{policies}");
 
-    let again = server.ok(&["apply", "-f", examples]);
+    let again = target.ok(&["apply", "-f", &examples]);
     assert!(
         again.contains("namespaceisolation.netfence.io/shop configured")
             || again.contains("unchanged"),
         "{again}"
     );
 
-    let explained = server.ok(&["explain", "nsi.spec.tiers"]);
+    let explained = target.ok(&["explain", "nsi.spec.tiers"]);
     assert!(explained.contains("podSelector"), "{explained}");
 
-    let deleted = server.ok(&["delete", "-f", examples]);
+    let deleted = target.ok(&["delete", "-f", &examples, "--ignore-not-found"]);
     assert!(
         deleted.contains("namespaceisolation.netfence.io \"shop\" deleted"),
         "{deleted}"
     );
-    let after = server.kubectl(&["get", "nsi", "-A"]);
+    let after = target.kubectl(&["get", "nsi", "-n", &shop]);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&after.stdout),
         String::from_utf8_lossy(&after.stderr)
     );
-    assert!(text.contains("No resources found"), "{text}");
+    assert!(
+        text.contains("No resources found") || text.contains("not found"),
+        "{text}"
+    );
 
     // kubectl sends typed creates as protobuf.
-    let created = server.ok(&["create", "namespace", "demo"]);
-    assert!(created.contains("namespace/demo created"), "{created}");
-    let phase = server.ok(&["get", "namespace", "demo", "-o", "jsonpath={.status.phase}"]);
+    let demo = target.name("demo");
+    target.created(&["namespace", &demo]);
+    let created = target.ok(&["create", "namespace", &demo]);
+    assert!(
+        created.contains(&format!("namespace/{demo} created")),
+        "{created}"
+    );
+    let phase = target.ok(&["get", "namespace", &demo, "-o", "jsonpath={.status.phase}"]);
     assert_eq!(phase, "Active");
-    let dry_run = server.ok(&["create", "ns", "demo2", "--dry-run=server", "-o", "name"]);
-    assert_eq!(dry_run.trim(), "namespace/demo2");
-    let missing = server.kubectl(&["get", "namespace", "demo2"]);
+    let dry_run = target.name("demo2");
+    let dry = target.ok(&["create", "ns", &dry_run, "--dry-run=server", "-o", "name"]);
+    assert_eq!(dry.trim(), format!("namespace/{dry_run}"));
+    let missing = target.kubectl(&["get", "namespace", &dry_run]);
     assert!(!missing.status.success(), "a server dry run stores nothing");
+    drop(target);
     let _ = std::fs::remove_dir_all(&directory);
 }
 
 /// A NamespaceIsolation that breaks a CEL rule is refused by `kubectl apply` with the field
-/// path, as a real cluster refuses it. If this fails, users learn of their mistakes late.
+/// path, the same on the sandbox and on a real cluster. If this fails, users learn of their
+/// mistakes late, or the sandbox tells them something a cluster would not.
 #[test]
 fn kubectl_sees_the_field_path_of_an_invalid_isolation() {
-    if !kubectl_available() {
-        eprintln!(
-            "skipped kubectl_sees_the_field_path_of_an_invalid_isolation: kubectl is not installed"
-        );
+    if !kubectl_or_skip("kubectl_sees_the_field_path_of_an_invalid_isolation") {
         return;
     }
     let directory = scratch("invalid");
-    let server = Server::start(&directory);
+    let mut target = Target::start(&directory);
+    let namespace = if target.is_real() {
+        let namespace = target.name("invalid");
+        target.created(&["namespace", &namespace]);
+        target.ok(&["create", "namespace", &namespace]);
+        namespace
+    } else {
+        "default".to_owned()
+    };
     let manifest = directory.join("bad.yaml");
     std::fs::write(
         &manifest,
-        "apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: bad, namespace: default}\nspec:\n  tiers: [{name: web, podSelector: {}}]\n  flows: [{from: web, to: db}]\n",
+        format!("apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {{name: bad, namespace: {namespace}}}\nspec:\n  tiers: [{{name: web, podSelector: {{}}}}]\n  flows: [{{from: web, to: db}}]\n  colour: blue\n"),
     )
     .expect("manifest");
-    let output = server.kubectl(&[
-        "apply",
-        "--server-side",
-        "-f",
-        manifest.to_str().expect("UTF-8"),
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let manifest = manifest.to_str().expect("UTF-8");
+    for apply in [
+        vec!["apply", "--server-side", "-f", manifest],
+        vec!["apply", "-f", manifest],
+    ] {
+        // The unknown field first: kubectl's field validation, then the server's.
+        let output = target.kubectl(&apply);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{apply:?}");
+        assert!(
+            stderr.contains(".spec.colour") || stderr.contains("spec.colour"),
+            "{apply:?}: {stderr}"
+        );
+    }
+    let fixed = std::fs::read_to_string(manifest)
+        .expect("manifest")
+        .replace("  colour: blue\n", "");
+    std::fs::write(manifest, fixed).expect("manifest");
+    for apply in [
+        vec!["apply", "--server-side", "-f", manifest],
+        vec!["apply", "-f", manifest],
+    ] {
+        let output = target.kubectl(&apply);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{apply:?}");
+        assert!(
+            stderr.contains("spec.flows: Invalid value: every flow's from and to must name a tier declared in spec.tiers"),
+            "{apply:?}: {stderr}"
+        );
+    }
+    drop(target);
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// The README's installation, `kubectl apply -k config/default`: a real cluster accepts every
+/// object (CRDs, namespace, RBAC, Deployment, PodDisruptionBudget, Service; its pods cannot run
+/// without a kubelet), and applying it again, server-side as the README's upgrade does, changes
+/// nothing that conflicts. The sandbox applies what it serves (the namespace and the CRDs) and
+/// names each kind it does not. The cluster-scoped objects only this apply makes (the
+/// ClusterRoleBinding) and the namespaced ones are removed afterwards; the CRDs, the
+/// `netfence-system` namespace, the ClusterRole and the leader-election Role stay: the e2e
+/// harness applies the same ones. If this fails, the one-command installation fails on a
+/// cluster.
+#[test]
+fn kubectl_apply_k_config_default_is_accepted() {
+    if !kubectl_or_skip("kubectl_apply_k_config_default_is_accepted") {
+        return;
+    }
+    let directory = scratch("config-default");
+    let mut target = Target::start(&directory);
+    let base = repository().join("config/default");
+    let base = base.to_str().expect("UTF-8");
+    if !target.is_real() {
+        // kubectl's validation cannot find the schemas of the kinds the sandbox does not serve.
+        let output = target.kubectl(&["apply", "-k", base]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "the sandbox serves no RBAC: {stdout}"
+        );
+        assert!(
+            stdout.contains("namespace/netfence-system created"),
+            "{stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains("customresourcedefinition.apiextensions.k8s.io/namespaceisolations.netfence.io configured"),
+            "{stdout}\n{stderr}"
+        );
+        assert!(stderr.contains("failed to download openapi"), "{stderr}");
+        // Without it, kubectl names each of them.
+        let output = target.kubectl(&["apply", "-k", base, "--validate=false"]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stdout}");
+        assert!(
+            stdout.contains("namespace/netfence-system unchanged"),
+            "{stdout}\n{stderr}"
+        );
+        for kind in [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Service",
+        ] {
+            assert!(
+                stderr.contains(&format!("no matches for kind \"{kind}\"")),
+                "{kind}: {stderr}"
+            );
+        }
+        drop(target);
+        let _ = std::fs::remove_dir_all(&directory);
+        return;
+    }
+    target.created(&["clusterrolebinding", "netfence"]);
+    for (kind, name) in [
+        ("deployment", "netfence"),
+        ("poddisruptionbudget", "netfence"),
+        ("service", "netfence-metrics"),
+        ("serviceaccount", "netfence"),
+        ("rolebinding", "netfence-leader-election"),
+    ] {
+        target.created(&["-n", "netfence-system", kind, name]);
+    }
+    let applied = target.ok(&["apply", "-k", base]);
+    for object in [
+        "customresourcedefinition.apiextensions.k8s.io/namespaceisolations.netfence.io",
+        "customresourcedefinition.apiextensions.k8s.io/isolationtemplates.netfence.io",
+        "namespace/netfence-system",
+        "serviceaccount/netfence",
+        "clusterrole.rbac.authorization.k8s.io/netfence",
+        "clusterrolebinding.rbac.authorization.k8s.io/netfence",
+        "deployment.apps/netfence",
+        "poddisruptionbudget.policy/netfence",
+    ] {
+        assert!(applied.contains(object), "{object}: {applied}");
+    }
+    let listed = target.ok(&["get", "-k", base, "-o", "name"]);
+    assert!(listed.contains("deployment.apps/netfence"), "{listed}");
+    let again = target.ok(&["apply", "--server-side", "-k", base]);
     assert!(
-        stderr.contains("spec.flows: Invalid value: \"object\": every flow's from and to must name a tier declared in spec.tiers"),
-        "{stderr}"
+        again.contains("deployment.apps/netfence serverside-applied"),
+        "{again}"
     );
+    drop(target);
     let _ = std::fs::remove_dir_all(&directory);
 }
 
@@ -412,30 +784,29 @@ fn once_takes_a_free_port_when_the_default_is_taken() {
 }
 
 /// The README's upgrade of the CRDs by server-side apply, on a fresh `netfence sandbox` (which
-/// installed them itself): `netfence crd | kubectl apply --server-side -f -` applies them
-/// without a conflict. If this fails, kubectl reports a conflict with the `netfence-sandbox`
-/// field manager over `.spec.versions`, and the user is pushed to `--force-conflicts`.
+/// installed them itself) and on a real cluster (where the test installed them):
+/// `netfence crd | kubectl apply --server-side -f -` applies them without a conflict. If this
+/// fails, kubectl reports a conflict with the `netfence-sandbox` field manager over
+/// `.spec.versions`, and the user is pushed to `--force-conflicts`.
 #[test]
 fn kubectl_applies_the_crds_server_side_over_netfence_sandbox() {
-    if !kubectl_available() {
-        eprintln!(
-            "skipped kubectl_applies_the_crds_server_side_over_netfence_sandbox: kubectl is not installed"
-        );
+    if !kubectl_or_skip("kubectl_applies_the_crds_server_side_over_netfence_sandbox") {
         return;
     }
     let directory = scratch("crd-ssa");
-    let server = Server::start(&directory);
+    let target = Target::start(&directory);
     let crds = output_within_limit(Command::new(env!("CARGO_BIN_EXE_netfence")).arg("crd"));
     assert!(crds.status.success());
     let manifest = directory.join("crds.yaml");
     std::fs::write(&manifest, &crds.stdout).expect("the CRDs written");
     let manifest = manifest.to_str().expect("UTF-8");
-    let applied = server.ok(&["apply", "--server-side", "-f", manifest]);
+    let applied = target.ok(&["apply", "--server-side", "-f", manifest]);
     assert!(
         applied.contains("customresourcedefinition.apiextensions.k8s.io/namespaceisolations.netfence.io serverside-applied"),
         "{applied}"
     );
-    let again = server.ok(&["apply", "--server-side", "-f", manifest]);
+    let again = target.ok(&["apply", "--server-side", "-f", manifest]);
     assert!(again.contains("serverside-applied"), "{again}");
+    drop(target);
     let _ = std::fs::remove_dir_all(&directory);
 }

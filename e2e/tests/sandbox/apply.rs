@@ -244,8 +244,8 @@ async fn network_policy_lists_are_atomic() {
     let rules = serde_json::to_value(replaced.spec.expect("spec").ingress).expect("json");
     assert_eq!(
         rules,
-        json!([{"ports": [{"port": 8080}]}]),
-        "the list is replaced, not merged"
+        json!([{"ports": [{"port": 8080, "protocol": "TCP"}]}]),
+        "the list is replaced, not merged (and the port's protocol defaulted)"
     );
 
     let intruder = json!({
@@ -267,20 +267,47 @@ async fn network_policy_lists_are_atomic() {
     cluster.stop().await;
 }
 
-/// An apply configuration without `metadata` applies to the object the URL names, creating it
-/// when missing, as upstream does (kube-lease-manager applies Leases that way). If this fails,
-/// leader election against the sandbox never acquires its Lease.
+/// An apply configuration without `metadata` applies to the existing object the URL names, as
+/// upstream does (kube-lease-manager renews and takes over Leases that way); it cannot create
+/// one: upstream answers 400 because the merged object has no name. If this fails, leader
+/// election against the sandbox never renews its Lease, or the sandbox creates objects a real
+/// server refuses.
 #[tokio::test]
 async fn an_apply_without_metadata_targets_the_named_object() {
     let cluster = Cluster::start().await.expect("cluster");
     let namespace = cluster.namespace("lease").await.expect("namespace");
     let api: Api<Lease> = Api::namespaced(cluster.client(), &namespace.name);
     let config = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {"holderIdentity": "me"}});
-    let created = api
+    let error = api
         .patch("leader", &apply("leader-election"), &Patch::Apply(&config))
         .await
-        .expect("created");
-    assert_eq!(created.name_any(), "leader");
+        .expect_err("no object to take the name from");
+    let refused = status(error);
+    assert_eq!(refused.code, 400, "{}", refused.message);
+    assert_eq!(refused.reason, "BadRequest");
+    assert_eq!(
+        refused.message,
+        "the name of the object (leader based on URL) was undeterminable: name must be provided"
+    );
+
+    let mut named = config.clone();
+    named["metadata"] = json!({"name": "leader"});
+    named["spec"]["holderIdentity"] = json!("nobody");
+    api.patch("leader", &apply("leader-election"), &Patch::Apply(&named))
+        .await
+        .expect("created with a name");
+    let renewed = api
+        .patch("leader", &apply("leader-election"), &Patch::Apply(&config))
+        .await
+        .expect("an apply without metadata updates the named object");
+    assert_eq!(renewed.name_any(), "leader");
+    assert_eq!(
+        renewed
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.holder_identity.as_deref()),
+        Some("me")
+    );
     let renewed = api
         .patch(
             "leader",
@@ -298,30 +325,24 @@ async fn an_apply_without_metadata_targets_the_named_object() {
 
 /// A create or patch without `fieldManager` (or with an empty one) is managed by the user
 /// agent's product, the text before its first `/`, as upstream names it; without a user agent
-/// the entry has no manager. If this fails, `managedFields` written by kubectl, client-go or
+/// the manager is `unknown`. If this fails, `managedFields` written by kubectl, client-go or
 /// kube-rs name other managers than on a real cluster, and later server-side applies conflict
 /// (or do not) differently.
 #[tokio::test]
 async fn writes_without_a_field_manager_are_managed_by_the_user_agent() {
     let cluster = Cluster::start().await.expect("cluster");
-    let Some(sandbox) = cluster.sandbox() else {
-        netfence_e2e::skip(
-            "writes_without_a_field_manager_are_managed_by_the_user_agent",
-            "raw HTTP needs the sandbox's plain loopback port",
-        );
-        return;
-    };
-    let address = sandbox.address();
+    let raw = cluster.raw();
+    let name = format!("agents-{}", netfence_e2e::unique_suffix());
     let body = json!({
         "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": "agents", "labels": {"created": "yes"}},
+        "metadata": {"name": name, "labels": {"created": "yes", "netfence.io/e2e": "true"}},
     })
     .to_string();
     let head = format!(
         "POST /api/v1/namespaces?fieldManager= HTTP/1.1\r\nContent-Type: application/json\r\nUser-Agent: my-tool/1.0 (linux/amd64)\r\nContent-Length: {}",
         body.len()
     );
-    let (code, created) = send(address, &head, body.as_bytes()).await;
+    let (code, created) = send(&raw, &head, body.as_bytes()).await;
     assert_eq!(code, 201, "{created}");
     assert_eq!(
         created["metadata"]["managedFields"][0]["manager"],
@@ -330,10 +351,10 @@ async fn writes_without_a_field_manager_are_managed_by_the_user_agent() {
 
     let patch = json!({"metadata": {"labels": {"patched": "yes"}}}).to_string();
     let head = format!(
-        "PATCH /api/v1/namespaces/agents HTTP/1.1\r\nContent-Type: application/merge-patch+json\r\nContent-Length: {}",
+        "PATCH /api/v1/namespaces/{name} HTTP/1.1\r\nContent-Type: application/merge-patch+json\r\nContent-Length: {}",
         patch.len()
     );
-    let (code, patched) = send(address, &head, patch.as_bytes()).await;
+    let (code, patched) = send(&raw, &head, patch.as_bytes()).await;
     assert_eq!(code, 200, "{patched}");
     let entries = patched["metadata"]["managedFields"]
         .as_array()
@@ -342,11 +363,14 @@ async fn writes_without_a_field_manager_are_managed_by_the_user_agent() {
     assert_eq!(entries.len(), 2, "{entries:?}");
     let anonymous = entries
         .iter()
-        .find(|entry| entry.get("manager").is_none())
-        .unwrap_or_else(|| panic!("an entry without a manager: {entries:?}"));
+        .find(|entry| entry["manager"] == "unknown")
+        .unwrap_or_else(|| panic!("an entry of the manager \"unknown\": {entries:?}"));
     assert_eq!(
         anonymous["fieldsV1"],
         json!({"f:metadata": {"f:labels": {"f:patched": {}}}})
     );
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client())
+        .delete(&name, &kube::api::DeleteParams::default())
+        .await;
     cluster.stop().await;
 }

@@ -1,14 +1,12 @@
 //! Helpers shared by the scenarios.
 
-use std::{net::SocketAddr, time::Duration};
-
 use kube::{
     Api, Client,
     api::{ApiResource, DynamicObject},
 };
+use netfence_e2e::raw::RawEndpoint;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A typed object from JSON (test data is written as JSON, as manifests are).
 pub fn object<K: DeserializeOwned>(value: Value) -> K {
@@ -71,28 +69,16 @@ pub fn labels(object: &Value) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Send one raw HTTP/1.1 request over loopback, so nothing normalises it first; return the status code and the body as JSON (Null when the
-/// body is not JSON). Write errors are ignored: a server may answer 413 before reading it all.
-pub async fn send(address: SocketAddr, head: &str, body: &[u8]) -> (u16, Value) {
-    let mut stream = tokio::net::TcpStream::connect(address)
+/// Send one raw HTTP/1.1 request (the sandbox's plain port, or the real server over TLS as its
+/// admin), so nothing normalises it first; return the status code and the body as JSON (Null
+/// when the body is not JSON). Write errors are ignored: a server may answer 413 before reading
+/// it all.
+pub async fn send(raw: &RawEndpoint, head: &str, body: &[u8]) -> (u16, Value) {
+    let answer = raw
+        .send(head, body)
         .await
-        .expect("connect");
-    let request = format!("{head}\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    let _ = stream.write_all(request.as_bytes()).await;
-    let _ = stream.write_all(body).await;
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response))
-        .await
-        .expect("the server answers")
-        .expect("the connection reads");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    (code, serde_json::from_str(body).unwrap_or(Value::Null))
+        .unwrap_or_else(|error| panic!("{head:?}: {error:#}"));
+    (answer.code, answer.body)
 }
 
 /// Assert that an answer is a failure `Status` with this code and reason.

@@ -16,7 +16,7 @@ use kube::{
 };
 use netfence_e2e::{Cluster, eventually};
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::common::{code, isolation, isolations, object, status};
 
@@ -38,18 +38,25 @@ where
     );
     let first_version = created.resource_version();
 
-    let mut fetched = api
-        .get(&name)
-        .await
-        .unwrap_or_else(|error| panic!("get {name}: {error}"));
-    assert_eq!(fetched.meta().uid, uid);
-    fetched
-        .labels_mut()
-        .insert("e2e".to_owned(), "replaced".to_owned());
-    let replaced = api
-        .replace(&name, &PostParams::default(), &fetched)
-        .await
-        .unwrap_or_else(|error| panic!("replace {name}: {error}"));
+    // A real server's own controllers may write meanwhile (a CRD's status): read and replace
+    // again on a conflict, as every client of replace does.
+    let mut attempts = 0;
+    let replaced = loop {
+        attempts += 1;
+        let mut fetched = api
+            .get(&name)
+            .await
+            .unwrap_or_else(|error| panic!("get {name}: {error}"));
+        assert_eq!(fetched.meta().uid, uid);
+        fetched
+            .labels_mut()
+            .insert("e2e".to_owned(), "replaced".to_owned());
+        match api.replace(&name, &PostParams::default(), &fetched).await {
+            Ok(replaced) => break replaced,
+            Err(error) if code(&error) == Some(409) && attempts < 10 => {}
+            Err(error) => panic!("replace {name}: {error}"),
+        }
+    };
     assert_ne!(
         replaced.resource_version(),
         first_version,
@@ -86,13 +93,13 @@ where
     assert!(gone.is_some(), "{name}: a deleted object is not found");
 }
 
-fn widget_crd(scope: &str, plural: &str, kind: &str) -> CustomResourceDefinition {
+fn widget_crd(group: &str, scope: &str, plural: &str, kind: &str) -> CustomResourceDefinition {
     object(json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.e2e.netfence.io")},
+        "metadata": {"name": format!("{plural}.{group}")},
         "spec": {
-            "group": "e2e.netfence.io",
+            "group": group,
             "scope": scope,
             "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
             "versions": [{
@@ -128,7 +135,7 @@ async fn every_served_kind_round_trips() {
     .await;
     round_trip(
         &Api::<Event>::namespaced(client.clone(), ns),
-        object(json!({"metadata": {"name": "ev"}, "involvedObject": {"kind": "Pod", "name": "web"}, "reason": "Test", "message": "m"})),
+        object(json!({"metadata": {"name": "ev"}, "involvedObject": {"kind": "Pod", "name": "web", "namespace": ns}, "reason": "Test", "message": "m"})),
     )
     .await;
     round_trip(
@@ -138,7 +145,7 @@ async fn every_served_kind_round_trips() {
     .await;
     round_trip(
         &Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns),
-        object(json!({"metadata": {"name": "ev2"}, "eventTime": "2025-01-01T00:00:00.000000Z", "reportingController": "e2e", "reportingInstance": "e2e", "action": "Test", "reason": "Test", "type": "Normal"})),
+        object(json!({"metadata": {"name": "ev2"}, "eventTime": "2025-01-01T00:00:00.000000Z", "reportingController": "e2e", "reportingInstance": "e2e", "action": "Test", "reason": "Test", "type": "Normal", "regarding": {"kind": "Pod", "name": "web", "namespace": ns}})),
     )
     .await;
     round_trip(
@@ -149,18 +156,35 @@ async fn every_served_kind_round_trips() {
     round_trip(&isolations(&client, ns), object(isolation("shop"))).await;
 
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    round_trip(&crds, widget_crd("Namespaced", "probes", "Probe")).await;
+    // CRDs are cluster-wide: a group of this run's own, so that runs on one cluster never meet.
+    let group = format!("e2e-{}.netfence.io", netfence_e2e::unique_suffix());
+    round_trip(&crds, widget_crd(&group, "Namespaced", "probes", "Probe")).await;
     for (scope, plural, kind) in [
         ("Namespaced", "widgets", "Widget"),
         ("Cluster", "gadgets", "Gadget"),
     ] {
-        crds.create(&PostParams::default(), &widget_crd(scope, plural, kind))
-            .await
-            .expect("crd");
+        let name = format!("{plural}.{group}");
+        crds.create(
+            &PostParams::default(),
+            &widget_crd(&group, scope, plural, kind),
+        )
+        .await
+        .expect("crd");
+        // A real server serves a new CRD's resource once the CRD is established.
+        let established = eventually(Duration::from_secs(30), || async {
+            let crd = crds.get(&name).await.ok()?;
+            crd.status?
+                .conditions?
+                .iter()
+                .any(|condition| condition.type_ == "Established" && condition.status == "True")
+                .then_some(())
+        })
+        .await;
+        assert!(established.is_some(), "{name} is established");
         let resource = ApiResource {
-            group: "e2e.netfence.io".into(),
+            group: group.clone(),
             version: "v1".into(),
-            api_version: "e2e.netfence.io/v1".into(),
+            api_version: format!("{group}/v1"),
             kind: kind.into(),
             plural: plural.into(),
         };
@@ -172,12 +196,9 @@ async fn every_served_kind_round_trips() {
         let instance =
             DynamicObject::new(&format!("{ns}-one"), &resource).data(json!({"spec": {"size": 2}}));
         round_trip(&api, instance).await;
-        crds.delete(
-            &format!("{plural}.e2e.netfence.io"),
-            &DeleteParams::default(),
-        )
-        .await
-        .expect("crd deleted");
+        crds.delete(&name, &DeleteParams::default())
+            .await
+            .expect("crd deleted");
     }
     namespace.cleanup().await;
     cluster.stop().await;
@@ -388,6 +409,159 @@ async fn events_written_as_events_k8s_io_are_served_as_core_events() {
         Some(namespace.name.as_str())
     );
     assert_eq!(found.reporting_component.as_deref(), Some("e2e"));
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// A NetworkPolicy is stored as the real server stores it: a port without a protocol gets TCP,
+/// a policy without `policyTypes` gets `[Ingress]` (plus `Egress` when it has egress rules),
+/// and empty lists and maps are dropped, in the spec and in the metadata. If this fails,
+/// `kubectl get netpol -o yaml` shows the sandbox's policies differently from a cluster's, and
+/// a comparison of stored policies with rendered ones (netfence's drift check) is tested
+/// against a server that does not exist.
+#[tokio::test]
+async fn network_policies_are_defaulted_as_upstream() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("defaulted").await.expect("namespace");
+    let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
+    let created = api
+        .create(
+            &PostParams::default(),
+            &object(json!({
+                "metadata": {"name": "p", "labels": {}, "annotations": {}, "finalizers": []},
+                "spec": {
+                    "podSelector": {"matchLabels": {}, "matchExpressions": []},
+                    "ingress": [],
+                    "egress": [
+                        {"ports": [{"port": 53}, {"port": 53, "protocol": "UDP"}], "to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": []}}]},
+                        {"ports": [], "to": []},
+                    ],
+                },
+            })),
+        )
+        .await
+        .expect("create");
+    let stored = serde_json::to_value(&created).expect("json");
+    assert_eq!(
+        stored["spec"],
+        json!({
+            "podSelector": {},
+            "egress": [
+                {"ports": [{"port": 53, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}], "to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
+                {},
+            ],
+            "policyTypes": ["Ingress", "Egress"],
+        })
+    );
+    for field in ["labels", "annotations", "finalizers"] {
+        assert!(
+            stored["metadata"].get(field).is_none(),
+            "an empty {field} is not stored: {}",
+            stored["metadata"]
+        );
+    }
+    let updated = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"egress": null, "policyTypes": null}})),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(
+        serde_json::to_value(updated.spec).expect("json")["policyTypes"],
+        json!(["Ingress"]),
+        "policyTypes defaults again, without Egress once there are no egress rules"
+    );
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// Events are validated as upstream validates them: a core Event names the namespace of its
+/// object, an `events.k8s.io` Event (what netfence's recorder writes) has an action, a note of
+/// at most 1024 characters and a series of at least 2, and an update changes no more than its
+/// series. If this fails, an Event that a real cluster refuses (and that never reaches
+/// `kubectl describe`) passes every sandbox test.
+#[tokio::test]
+async fn events_are_validated_as_upstream() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("eventcheck").await.expect("namespace");
+    let ns = namespace.name.as_str();
+    let core: Api<Event> = Api::namespaced(cluster.client(), ns);
+    let error = core
+        .create(
+            &PostParams::default(),
+            &object(json!({"metadata": {"name": "elsewhere"}, "involvedObject": {"kind": "Pod", "name": "web", "namespace": "other"}, "reason": "Test"})),
+        )
+        .await
+        .expect_err("the involved object is in another namespace");
+    let refused = status(error);
+    assert_eq!(refused.code, 422, "{}", refused.message);
+    assert_eq!(
+        refused.message,
+        "Event \"elsewhere\" is invalid: involvedObject.namespace: Invalid value: \"other\": does not match event.namespace"
+    );
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(cluster.client(), ns);
+    let event = json!({
+        "metadata": {"name": "noted"}, "eventTime": "2025-01-01T00:00:00.000000Z",
+        "reportingController": "netfence", "reportingInstance": "netfence-0",
+        "reason": "Applied", "type": "Normal", "note": "x".repeat(1025),
+        "regarding": {"kind": "NamespaceIsolation", "name": "shop", "namespace": ns},
+        "series": {"count": 1, "lastObservedTime": "2025-01-01T00:00:00.000000Z"},
+    });
+    let error = events
+        .create(&PostParams::default(), &object(event.clone()))
+        .await
+        .expect_err("no action, too long a note, a series of one");
+    let refused = status(error);
+    assert_eq!(refused.code, 422, "{}", refused.message);
+    let fields: Vec<String> = refused
+        .details
+        .map(|details| details.causes)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|cause| format!("{}: {}", cause.field, cause.message))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "action: Required value",
+            "message: Invalid value: \"\": can have at most 1024 characters",
+            "series.count: Invalid value: \"\": should be at least 2",
+        ]
+    );
+
+    let mut valid = event;
+    valid["action"] = json!("Apply");
+    valid["note"] = json!("first");
+    valid["series"] = Value::Null;
+    events
+        .create(&PostParams::default(), &object(valid))
+        .await
+        .expect("a valid Event");
+    let series = json!({"series": {"count": 2, "lastObservedTime": "2025-01-01T00:01:00.000000Z"}});
+    events
+        .patch("noted", &PatchParams::default(), &Patch::Merge(&series))
+        .await
+        .expect("a repeat counts in the series");
+    let error = events
+        .patch(
+            "noted",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"note": "second"})),
+        )
+        .await
+        .expect_err("the note is immutable");
+    let refused = status(error);
+    assert_eq!(refused.code, 422);
+    assert!(
+        refused
+            .message
+            .contains("message: Invalid value: \"second\": field is immutable"),
+        "{}",
+        refused.message
+    );
     namespace.cleanup().await;
     cluster.stop().await;
 }

@@ -4,7 +4,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use netfence_e2e::Cluster;
 use serde_json::{Value, json};
 
-use super::common::{isolation, isolations, object, status};
+use super::common::{assert_status, isolation, isolations, object, send, status};
 
 /// Create `spec` and return the 422 causes as `field: message`.
 async fn rejected(
@@ -33,68 +33,72 @@ async fn rejected(
 }
 
 /// A NamespaceIsolation that breaks the schema or a CEL rule is refused with 422, and the
-/// message names the field path and says what is wrong. If this fails, `kubectl apply` of a
-/// broken spec succeeds and the mistake only shows later (or never) in the controller.
+/// message names the field path and says what is wrong, word for word as Kubernetes 1.37 says
+/// it (a failed rule on an object shows no value; an OpenAPI error that blocks the CEL rules
+/// adds a `<nil>` cause saying they were not checked). If this fails, `kubectl apply` of a
+/// broken spec succeeds and the mistake only shows later (or never) in the controller, or the
+/// sandbox words it differently from a cluster.
 #[tokio::test]
 async fn a_bad_namespace_isolation_is_refused_with_the_field_path() {
+    const NOT_CHECKED: &str = "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
     let cluster = Cluster::start().await.expect("cluster");
     let namespace = cluster.namespace("invalid").await.expect("namespace");
     let ns = namespace.name.as_str();
     let tiers = json!([{"name": "web", "podSelector": {}}]);
-
-    let (message, causes) = rejected(
-        &cluster,
-        ns,
-        json!({"tiers": tiers, "flows": [{"from": "web", "to": "db"}]}),
-    )
-    .await;
-    assert_eq!(causes[0].0, "spec.flows");
-    assert!(
-        causes[0]
-            .1
-            .contains("every flow's from and to must name a tier declared in spec.tiers"),
-        "{causes:?}"
-    );
-    assert!(
-        message.starts_with("NamespaceIsolation.netfence.io \"bad\" is invalid: spec.flows: "),
-        "{message}"
-    );
-
-    let (_, causes) = rejected(&cluster, ns, json!({"mode": "Audit"})).await;
-    assert_eq!(causes[0].0, "spec.mode");
-    assert!(
-        causes[0].1.contains("Unsupported value: \"Audit\""),
-        "{causes:?}"
-    );
-
-    let both_peers = json!({"sharedServices": [{"name": "x", "direction": "Ingress", "namespace": "a", "ipBlock": {"cidr": "10.0.0.0/8"}}]});
-    let (_, causes) = rejected(&cluster, ns, both_peers).await;
-    let fields: Vec<&str> = causes.iter().map(|(field, _)| field.as_str()).collect();
-    assert!(fields.contains(&"spec.sharedServices[0]"), "{causes:?}");
-    assert!(
-        causes
+    let refusals = [
+        (
+            json!({"tiers": tiers, "flows": [{"from": "web", "to": "db"}]}),
+            vec![
+                "spec.flows: Invalid value: every flow's from and to must name a tier declared in spec.tiers",
+            ],
+        ),
+        (
+            json!({"mode": "Audit"}),
+            vec![
+                "spec.mode: Unsupported value: \"Audit\": supported values: \"Enforce\", \"DryRun\"",
+                NOT_CHECKED,
+            ],
+        ),
+        (
+            json!({"sharedServices": [{"name": "x", "direction": "Ingress", "namespace": "a", "ipBlock": {"cidr": "10.0.0.0/8"}}]}),
+            vec![
+                "spec.sharedServices[0]: Invalid value: a shared service names exactly one peer: namespace, namespaceSelector or ipBlock",
+            ],
+        ),
+        (
+            json!({"tiers": tiers, "flows": [{"from": "web", "to": "web", "ports": [{"port": 70000}]}]}),
+            vec!["spec.flows[0].ports[0].port: Invalid value: port must be between 1 and 65535"],
+        ),
+        (
+            json!({"tiers": [{"podSelector": {}}]}),
+            vec!["spec.tiers[0].name: Required value", NOT_CHECKED],
+        ),
+        (
+            json!({"isolate": "Ingress"}),
+            vec![
+                "spec.isolate: Invalid value: \"string\": spec.isolate in body must be of type array: \"string\"",
+                NOT_CHECKED,
+            ],
+        ),
+    ];
+    for (spec, expected) in refusals {
+        let (message, causes) = rejected(&cluster, ns, spec.clone()).await;
+        let causes: Vec<String> = causes
             .iter()
-            .any(|(_, message)| message.contains("a shared service names exactly one peer")),
-        "{causes:?}"
-    );
-
-    let bad_port = json!({"tiers": tiers, "flows": [{"from": "web", "to": "web", "ports": [{"port": 70000}]}]});
-    let (_, causes) = rejected(&cluster, ns, bad_port).await;
-    assert_eq!(causes[0].0, "spec.flows[0].ports[0].port");
-    assert!(
-        causes[0].1.contains("port must be between 1 and 65535"),
-        "{causes:?}"
-    );
-
-    let (_, causes) = rejected(&cluster, ns, json!({"tiers": [{"podSelector": {}}]})).await;
-    assert_eq!(
-        causes[0],
-        ("spec.tiers[0].name".to_owned(), "Required value".to_owned())
-    );
-
-    let (_, causes) = rejected(&cluster, ns, json!({"isolate": "Ingress"})).await;
-    assert_eq!(causes[0].0, "spec.isolate");
-    assert!(causes[0].1.contains("must be of type array"), "{causes:?}");
+            .map(|(field, message)| format!("{field}: {message}"))
+            .collect();
+        assert_eq!(causes, expected, "{spec}");
+        let listed = if expected.len() == 1 {
+            expected[0].to_owned()
+        } else {
+            format!("[{}]", expected.join(", "))
+        };
+        assert_eq!(
+            message,
+            format!("NamespaceIsolation.netfence.io \"bad\" is invalid: {listed}"),
+            "{spec}"
+        );
+    }
 
     let named_port = json!({"tiers": tiers, "flows": [{"from": "web", "to": "web", "ports": [{"port": "metrics"}]}]});
     let api = isolations(&cluster.client(), ns);
@@ -107,9 +111,11 @@ async fn a_bad_namespace_isolation_is_refused_with_the_field_path() {
     cluster.stop().await;
 }
 
-/// The schema's defaults are stored, and unknown fields are pruned, or refused with
-/// `fieldValidation=Strict` (what kubectl sends). If this fails, a misspelt field in a manifest
-/// is silently ignored, or the stored spec differs from what `kubectl get -o yaml` shows.
+/// The schema's defaults are stored, and unknown fields are pruned; a create with
+/// `fieldValidation=Strict` refuses them with 400, and a server-side apply (what
+/// `kubectl apply --server-side` sends) fails on them whatever the validation, with a 500 that
+/// names the field, as upstream. If this fails, a misspelt field in a manifest is silently
+/// ignored, or the stored spec differs from what `kubectl get -o yaml` shows.
 #[tokio::test]
 async fn defaults_are_stored_and_unknown_fields_pruned_or_refused() {
     let cluster = Cluster::start().await.expect("cluster");
@@ -140,17 +146,124 @@ async fn defaults_are_stored_and_unknown_fields_pruned_or_refused() {
     );
 
     body["metadata"]["name"] = json!("strict");
-    let strict = PatchParams::apply("kubectl").validation_strict();
-    let error = api
-        .patch("strict", &strict, &Patch::Apply(&body))
-        .await
-        .expect_err("strict");
-    let status = status(error);
-    assert_eq!(status.code, 400);
+    // kube's PostParams has no fieldValidation: the create kubectl sends, raw.
+    let text = body.to_string();
+    let head = format!(
+        "POST /apis/netfence.io/v1alpha1/namespaces/{}/namespaceisolations?fieldValidation=Strict HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}",
+        namespace.name,
+        text.len()
+    );
+    let answer = send(&cluster.raw(), &head, text.as_bytes()).await;
+    assert_status(&answer, 400, "BadRequest", "a strict create");
+    assert_eq!(
+        answer.1["message"],
+        "NamespaceIsolation in version \"v1alpha1\" cannot be handled as a NamespaceIsolation: strict decoding error: unknown field \"spec.colour\""
+    );
+
+    for params in [
+        PatchParams::apply("kubectl").validation_strict(),
+        PatchParams::apply("kubectl").validation_ignore(),
+    ] {
+        let error = api
+            .patch("strict", &params, &Patch::Apply(&body))
+            .await
+            .expect_err("an apply with an unknown field");
+        let refused = status(error);
+        assert_eq!(refused.code, 500, "{}", refused.message);
+        assert_eq!(
+            refused.message,
+            "failed to create typed patch object (/strict; netfence.io/v1alpha1, Kind=NamespaceIsolation): .spec.colour: field not declared in schema"
+        );
+    }
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// A built-in kind's misspelt fields are handled as upstream's decoding does: a create with
+/// `fieldValidation=Strict` (what kubectl sends) is refused with 400 naming each, the default
+/// (`Warn`) stores the object without them and says so in `Warning` headers, and a server-side
+/// apply fails with 500. If this fails, `kubectl apply` of a NetworkPolicy with a typo
+/// (`podSelecter`) succeeds in the sandbox, and the policy a cluster would refuse is tested.
+#[tokio::test]
+async fn unknown_fields_of_a_built_in_kind_are_refused_or_dropped() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("typo").await.expect("namespace");
+    let raw = cluster.raw();
+    let policy = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "typo"},
+        "spec": {"podSelector": {}, "podSelecter": {}, "ingress": [{"ports": [{"port": 80, "size": 1}]}]},
+    });
+    let body = policy.to_string();
+    let post = |query: &str| {
+        format!(
+            "POST /apis/networking.k8s.io/v1/namespaces/{}/networkpolicies?{query} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}",
+            namespace.name,
+            body.len()
+        )
+    };
+    let answer = send(&raw, &post("fieldValidation=Strict"), body.as_bytes()).await;
+    assert_status(&answer, 400, "BadRequest", "a strict create");
+    let message = answer.1["message"].as_str().unwrap_or_default().to_owned();
     assert!(
-        status.message.contains(".spec.colour"),
+        message.starts_with(
+            "NetworkPolicy in version \"v1\" cannot be handled as a NetworkPolicy: strict decoding error: "
+        ),
+        "{message}"
+    );
+    for field in [
+        "unknown field \"spec.podSelecter\"",
+        "unknown field \"spec.ingress[0].ports[0].size\"",
+    ] {
+        assert!(message.contains(field), "{field}: {message}");
+    }
+
+    let created = raw
+        .send(&post("fieldValidation=Warn"), body.as_bytes())
+        .await
+        .expect("an answer");
+    assert_eq!(created.code, 201, "{}", created.text);
+    let warnings: Vec<&str> = created
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "warning")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    assert!(
+        warnings.contains(&"299 - \"unknown field \\\"spec.podSelecter\\\"\""),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        created.body["spec"],
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": 80, "protocol": "TCP"}]}], "policyTypes": ["Ingress"]}),
+        "stored without the unknown fields"
+    );
+
+    let policies: kube::Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        kube::Api::namespaced(cluster.client(), &namespace.name);
+    let error = policies
+        .patch(
+            "typo",
+            &PatchParams::apply("kubectl"),
+            &Patch::Apply(&policy),
+        )
+        .await
+        .expect_err("an apply with unknown fields");
+    let refused = status(error);
+    assert_eq!(refused.code, 500, "{}", refused.message);
+    assert!(
+        refused.message.starts_with(
+            "failed to create typed patch object (/typo; networking.k8s.io/v1, Kind=NetworkPolicy): "
+        ),
         "{}",
-        status.message
+        refused.message
+    );
+    assert!(
+        refused
+            .message
+            .contains(".spec.podSelecter: field not declared in schema"),
+        "{}",
+        refused.message
     );
     namespace.cleanup().await;
     cluster.stop().await;

@@ -400,18 +400,6 @@ pub fn context() -> Context<'static> {
     context
 }
 
-fn value_type(value: &Value) -> &'static str {
-    match value {
-        Value::String(_) => "string",
-        Value::Number(number) if number.is_i64() || number.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::Bool(_) => "boolean",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-        Value::Null => "null",
-    }
-}
-
 impl Rules {
     /// Evaluate every rule against an object (and the old object, on update).
     #[must_use]
@@ -553,7 +541,13 @@ impl Rules {
             ),
             Err(error) => format!("{error} evaluating rule: {}", rule.text),
         };
-        let shown = value_type(value);
+        // As Kubernetes 1.37 prints a failed rule: an object's or a list's value is left out,
+        // a scalar is shown as Go prints it.
+        let invalid = match value {
+            Value::Object(_) | Value::Array(_) => format!("Invalid value: {detail}"),
+            Value::String(text) => format!("Invalid value: {text:?}: {detail}"),
+            scalar => format!("Invalid value: {scalar}: {detail}"),
+        };
         let (reason, message) = match rule.reason.as_deref() {
             Some("FieldValueForbidden") => ("FieldValueForbidden", format!("Forbidden: {detail}")),
             Some("FieldValueRequired") => {
@@ -562,10 +556,7 @@ impl Rules {
             Some("FieldValueDuplicate") => {
                 ("FieldValueDuplicate", format!("Duplicate value: {detail}"))
             }
-            _ => (
-                "FieldValueInvalid",
-                format!("Invalid value: \"{shown}\": {detail}"),
-            ),
+            _ => ("FieldValueInvalid", invalid),
         };
         causes.push(FieldCause {
             reason,
@@ -600,7 +591,7 @@ mod tests {
         assert!(evaluate(&schema, &json!({"port": 80})).is_empty());
         assert_eq!(
             evaluate(&schema, &json!({"port": 0})),
-            ["port: Invalid value: \"object\": bad port"]
+            ["port: Invalid value: bad port"]
         );
     }
 
@@ -615,7 +606,7 @@ mod tests {
         assert_eq!(
             evaluate(&schema, &json!({"namespace": "a", "pod-selector": {}})),
             [
-                "Invalid value: \"object\": failed rule: has(self.__namespace__) && !has(self.pod__dash__selector)"
+                "Invalid value: failed rule: has(self.__namespace__) && !has(self.pod__dash__selector)"
             ]
         );
         let wrong = json!({

@@ -626,8 +626,8 @@ pub fn write_managed(object: &mut Value, entries: &[ManagedEntry]) {
         .iter()
         .filter(|entry| !entry.fields.is_empty())
         .map(|entry| {
-            // Upstream's `manager` is `omitempty`: a write without a user agent or
-            // `fieldManager` has an entry without one.
+            // Upstream's `manager` is `omitempty` (though every write names one: `unknown`
+            // when neither `fieldManager` nor a user agent gives a name).
             let mut value = json!({
                 "operation": entry.operation,
                 "apiVersion": entry.api_version,

@@ -13,7 +13,7 @@
 //! Nothing a client sends can crash the server: malformed bodies are 400, unknown paths 404,
 //! bodies over the limit 413, unsupported media types 415, each with a `Status` body.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, fmt::Write as _, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
@@ -317,6 +317,9 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
     };
     let response = match result {
         Ok(response) => response,
+        Err(error) if error.code == 404 => {
+            unserved_path(&shared, parts.uri.path()).unwrap_or_else(|| error_response(&error))
+        }
         Err(error) => error_response(&error),
     };
     shared.record(AuditEntry {
@@ -334,6 +337,35 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         received,
     });
     response
+}
+
+/// What the real server answers for a path outside the APIs it serves, where its 404 is not a
+/// `Status`: Go's plain-text `404 page not found` for an unknown top-level path or API group,
+/// an empty body for an OpenAPI document it does not have. `None` inside a served API.
+fn unserved_path(shared: &Shared, path: &str) -> Option<Response> {
+    let segments: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
+    let page_not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            "404 page not found\n",
+        )
+            .into_response()
+    };
+    match segments.as_slice() {
+        ["apis", group, ..] => {
+            let state = shared.lock_state();
+            discovery::group(&state.catalog, group)
+                .is_none()
+                .then(page_not_found)
+        }
+        [] | ["api" | "apis", ..] => None,
+        ["openapi", ..] => Some(StatusCode::NOT_FOUND.into_response()),
+        _ => Some(page_not_found()),
+    }
 }
 
 fn is_apply(headers: &HeaderMap) -> bool {
@@ -453,9 +485,9 @@ fn decode(bytes: &[u8], media: &str) -> Result<Value, ApiError> {
 
 const BODY_TYPES: [&str; 2] = ["application/json", "application/yaml"];
 
-/// The media type of a create or update body. Protobuf is taken only where `protobuf` is
-/// `Ok`; its `Err` names what was sent for the 415 that says what works instead.
-fn body_media(headers: &HeaderMap, protobuf: Result<(), String>) -> Result<String, ApiError> {
+/// The media type of a create or update body: JSON, YAML or protobuf (which [`decode_body`]
+/// then takes only where the sandbox decodes it).
+fn body_media(headers: &HeaderMap) -> Result<String, ApiError> {
     let media = content_type(headers).unwrap_or("application/json");
     let base = media
         .split(';')
@@ -463,16 +495,15 @@ fn body_media(headers: &HeaderMap, protobuf: Result<(), String>) -> Result<Strin
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    if BODY_TYPES.contains(&base.as_str()) {
+    if BODY_TYPES.contains(&base.as_str()) || base == protobuf::MEDIA_TYPE {
         Ok(base)
-    } else if base == protobuf::MEDIA_TYPE {
-        protobuf.map(|()| base).map_err(protobuf_refused)
     } else {
         Err(ApiError::unsupported_media_type(media, &BODY_TYPES))
     }
 }
 
-/// Whether a create of this resource may send protobuf: only core v1 namespaces.
+/// Whether a create of this resource may send protobuf: only core v1 namespaces. The `Err`
+/// names what was sent, for the 415 that says what works instead.
 fn protobuf_create(info: &ResourceInfo) -> Result<(), String> {
     if info.group.is_empty() && info.version == "v1" && info.plural == "namespaces" {
         Ok(())
@@ -483,15 +514,67 @@ fn protobuf_create(info: &ResourceInfo) -> Result<(), String> {
     }
 }
 
-/// 415 for protobuf the sandbox does not decode: what it decodes, and that JSON works.
-fn protobuf_refused(what: String) -> ApiError {
-    ApiError::protobuf_unsupported(protobuf::DecodeError::Unsupported { what }.to_string())
+/// The start of a body, as upstream quotes it in a decoding error: JSON as text, anything else
+/// in hex, cut at `limit` bytes.
+fn summarize_data(data: &[u8], limit: usize) -> String {
+    let cut = data.get(..limit).filter(|_| data.len() > limit);
+    match (data.first(), cut) {
+        (None, _) => "<empty>".to_owned(),
+        (Some(b'{'), Some(cut)) => format!("{} ...", String::from_utf8_lossy(cut)),
+        (Some(b'{'), None) => String::from_utf8_lossy(data).into_owned(),
+        (_, Some(cut)) => format!("{} ...", hex(cut)),
+        (_, None) => hex(data),
+    }
 }
 
-/// Decode a create's body from its media type.
-fn decode_create(bytes: &[u8], media: &str) -> Result<Value, ApiError> {
+fn hex(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
+
+/// Decode a create's or update's body from its media type. Protobuf without the Kubernetes
+/// prefix is a 400, as upstream; protobuf the sandbox does not decode (`supported` says what
+/// was sent) is a 415 that says what works instead.
+fn decode_body(
+    info: &ResourceInfo,
+    bytes: &[u8],
+    media: &str,
+    supported: Result<(), String>,
+) -> Result<Value, ApiError> {
     if media != protobuf::MEDIA_TYPE {
         return decode(bytes, media);
+    }
+    if !bytes.starts_with(protobuf::MAGIC) {
+        return Err(ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type {}): {} ({})",
+            info.kind,
+            protobuf::DecodeError::Magic,
+            summarize_data(bytes, 30)
+        )));
+    }
+    if let Some((api_version, kind)) = protobuf::envelope_type(bytes)
+        && kind != info.kind
+    {
+        // As upstream's decoder: the envelope's type cannot be converted to the URL's.
+        let version = api_version.rsplit('/').next().unwrap_or_default();
+        let internal = info
+            .group
+            .split('.')
+            .next()
+            .filter(|group| !group.is_empty());
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {target}: converting ({version}.{kind}) to ({package}.{target}): unknown conversion",
+            target = info.kind,
+            package = internal.unwrap_or("core"),
+        )));
+    }
+    if let Err(what) = supported {
+        return Err(ApiError::protobuf_unsupported(
+            protobuf::DecodeError::Unsupported { what }.to_string(),
+        ));
     }
     protobuf::to_json(bytes).map_err(|error| {
         if error.is_unsupported() {
@@ -686,9 +769,9 @@ async fn serve_object(
             Ok(json_response(200, &output.render(&info, list), &[]))
         }
         (&Method::POST, None) => {
-            let media = body_media(headers, protobuf_create(&info))?;
+            let media = body_media(headers)?;
             let bytes = read_body(shared, headers, body).await?;
-            let object = decode_create(&bytes, &media)?;
+            let object = decode_body(&info, &bytes, &media, protobuf_create(&info))?;
             let options = write_options(query, user_agent)?;
             let answer = shared
                 .lock_state()
@@ -696,9 +779,10 @@ async fn serve_object(
             Ok(json_response(answer.code, &answer.body, &answer.warnings))
         }
         (&Method::PUT, Some(name)) => {
-            let media = body_media(headers, Err(format!("an update (PUT) of {}", info.plural)))?;
+            let media = body_media(headers)?;
             let bytes = read_body(shared, headers, body).await?;
-            let object = decode(&bytes, &media)?;
+            let supported = Err(format!("an update (PUT) of {}", info.plural));
+            let object = decode_body(&info, &bytes, &media, supported)?;
             let options = write_options(query, user_agent)?;
             let answer = shared.lock_state().update(
                 &info,

@@ -5,19 +5,28 @@
 //! ?fieldManager=NAME (non-empty)  --> NAME
 //! User-Agent: kubectl/v1.32.4 (linux/amd64) kubernetes/4cb5f07  --> "kubectl"
 //!   (text before the first '/', non-printable characters dropped, at most 128 bytes)
-//! no User-Agent  --> "" (the managedFields entry has no `manager`)
+//! no User-Agent (or nothing printable before its '/')  --> "unknown"
+//!   (apimachinery's `buildManagerInfo` names an empty manager so)
 //! ```
 
 /// Upstream's `FieldManagerMaxLength`, in bytes.
 pub const MAX_LENGTH: usize = 128;
 
+/// The manager upstream records for an empty one.
+pub const UNKNOWN: &str = "unknown";
+
 /// The manager of a non-apply write: `fieldManager` when it is set and not empty, else the
-/// prefix of the user agent.
+/// prefix of the user agent, else `unknown`.
 #[must_use]
 pub fn manager_or_user_agent(field_manager: Option<&str>, user_agent: &str) -> String {
-    match field_manager {
+    let manager = match field_manager {
         Some(manager) if !manager.is_empty() => manager.to_owned(),
         _ => prefix_from_user_agent(user_agent),
+    };
+    if manager.is_empty() {
+        UNKNOWN.to_owned()
+    } else {
+        manager
     }
 }
 
@@ -66,8 +75,8 @@ mod tests {
             "kubectl-create"
         );
         assert_eq!(manager_or_user_agent(None, "netfence"), "netfence");
-        assert_eq!(manager_or_user_agent(None, ""), "");
-        assert_eq!(manager_or_user_agent(None, "/v1"), "");
+        assert_eq!(manager_or_user_agent(None, ""), "unknown");
+        assert_eq!(manager_or_user_agent(None, "/v1"), "unknown");
         assert_eq!(prefix_from_user_agent("my tool\t\u{7f}x/1"), "my toolx");
         assert_eq!(prefix_from_user_agent("a\u{200b}b/1"), "ab");
         assert_eq!(prefix_from_user_agent("é/1"), "é");

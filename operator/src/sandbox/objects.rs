@@ -904,8 +904,14 @@ impl State {
                 "invalid object type: the apply configuration needs apiVersion and kind",
             ));
         }
-        // As the real server's checkName: an apply configuration without a name takes the URL's.
+        // As the real server's checkName: an apply configuration without a name takes the
+        // live object's, and cannot create one (the merged object has no name to check).
         let config_name = name_of(config);
+        if config_name.is_empty() && old.is_none() {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({name} based on URL) was undeterminable: name must be provided"
+            )));
+        }
         if !config_name.is_empty() && config_name != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({config_name}) does not match the name on the URL ({name})"
@@ -1049,36 +1055,44 @@ impl State {
                 ));
             }
         }
+        // As upstream's ObjectMeta (Go slices and maps with omitempty): empty ones are not stored.
+        let metadata = metadata_mut(&mut new);
+        for field in ["labels", "annotations", "finalizers", "ownerReferences"] {
+            let empty = metadata.get(field).is_some_and(|value| {
+                value.is_null()
+                    || value.as_array().is_some_and(Vec::is_empty)
+                    || value.as_object().is_some_and(Map::is_empty)
+            });
+            if empty {
+                metadata.remove(field);
+            }
+        }
         let mut causes = validate_metadata(info, &new);
         let old_view = old.map(|old| present(info, old));
         let admitted = admit(info, new.clone(), old_view.as_ref(), &self.cel);
         causes.extend(admitted.causes.iter().cloned());
         let mut warnings = Vec::new();
+        // Server-side apply converts the configuration to a typed object first: a field the
+        // schema lacks fails the request whatever fieldValidation says (500, as upstream).
+        if matches!(*ownership, Ownership::Apply { .. }) && !admitted.unknown_fields.is_empty() {
+            let mut fields = admitted.unknown_fields.clone();
+            fields.sort();
+            return Err(ApiError::typed_patch(info, &name, &fields));
+        }
         if !admitted.unknown_fields.is_empty() {
             match options.field_validation {
                 FieldValidation::Strict => {
-                    let message = if matches!(*ownership, Ownership::Apply { .. }) {
-                        admitted
-                            .unknown_fields
-                            .iter()
-                            .map(|field| format!("{field}: field not declared in schema"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    } else {
-                        let listed: Vec<String> = admitted
-                            .unknown_fields
-                            .iter()
-                            .map(|field| {
-                                format!("unknown field \"{}\"", field.trim_start_matches('.'))
-                            })
-                            .collect();
-                        format!(
-                            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
-                            listed.join(", "),
-                            kind = info.kind,
-                            version = info.version
-                        )
-                    };
+                    let listed: Vec<String> = admitted
+                        .unknown_fields
+                        .iter()
+                        .map(|field| format!("unknown field \"{}\"", field.trim_start_matches('.')))
+                        .collect();
+                    let message = format!(
+                        "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                        listed.join(", "),
+                        kind = info.kind,
+                        version = info.version
+                    );
                     return Err(ApiError::bad_request(message));
                 }
                 FieldValidation::Warn => {

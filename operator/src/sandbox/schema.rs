@@ -33,7 +33,9 @@ pub struct Admitted {
 }
 
 /// Prune, default and validate a custom resource against its schema and CEL rules. Built-in
-/// kinds pass through unchanged. As upstream, CEL rules run unless a field has the wrong type.
+/// kinds get what [`super::builtin`] reproduces of upstream (NetworkPolicy defaults, Event
+/// validation) and otherwise pass through unchanged. As upstream, CEL rules run only when the
+/// OpenAPI checks found no blocking error (a wrong type, a required field, an enum, a length).
 #[must_use]
 pub fn admit(
     info: &ResourceInfo,
@@ -42,10 +44,14 @@ pub fn admit(
     context: &Context<'_>,
 ) -> Admitted {
     if !info.custom {
+        let mut object = object;
+        let unknown_fields = super::builtin::prune_unknown_fields(info, &mut object);
+        super::builtin::default(info, &mut object);
+        let causes = super::builtin::validate(info, &object, old);
         return Admitted {
             object,
-            unknown_fields: Vec::new(),
-            causes: Vec::new(),
+            unknown_fields,
+            causes,
         };
     }
     let schema = info.schema.as_ref();
@@ -97,11 +103,28 @@ pub fn admit(
             }
         }
     }
-    let blocking = causes
-        .iter()
-        .any(|cause| cause.reason == "FieldValueTypeInvalid");
-    if !blocking && let Some(rules) = &info.rules {
-        causes.extend(rules.evaluate(context, schema, &object, old));
+    // As upstream's hasBlockingErr: a wrong type, a missing required field, an unsupported
+    // enum value, too long a string or too many items, and no CEL rule runs; one cause says so.
+    let blocking = causes.iter().any(|cause| {
+        matches!(
+            cause.reason,
+            "FieldValueTypeInvalid"
+                | "FieldValueRequired"
+                | "FieldValueNotSupported"
+                | "FieldValueTooLong"
+                | "FieldValueTooMany"
+        )
+    });
+    if let Some(rules) = &info.rules {
+        if blocking {
+            causes.push(FieldCause {
+                reason: "FieldValueInvalid",
+                field: "<nil>".to_owned(),
+                message: "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".to_owned(),
+            });
+        } else {
+            causes.extend(rules.evaluate(context, schema, &object, old));
+        }
     }
     Admitted {
         object,

@@ -158,12 +158,21 @@ impl ApiError {
         } else {
             format!("[{}]", listed.join(", "))
         };
+        // events.k8s.io Events are validated as the core Event they share a registry with.
+        let (group, group_kind) = if info.group == "events.k8s.io" {
+            (String::new(), info.kind.clone())
+        } else {
+            (info.group.clone(), info.group_kind())
+        };
         let mut error = ApiError::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {joined}", info.group_kind()),
+            format!("{group_kind} \"{name}\" is invalid: {joined}"),
         );
-        let mut detail = json!({"name": name, "group": info.group, "kind": info.kind});
+        let mut detail = json!({"name": name, "kind": info.kind});
+        if !group.is_empty() {
+            detail["group"] = json!(group);
+        }
         detail["causes"] = causes_json(causes);
         error.details = Some(detail);
         error
@@ -238,6 +247,33 @@ impl ApiError {
         ApiError::new(500, "InternalError", message)
     }
 
+    /// 500 without a reason: what the real server answers for a server-side apply whose
+    /// configuration does not fit the schema (it fails to convert the patch to a typed object,
+    /// whatever `fieldValidation` says, and lists the fields it trips on).
+    #[must_use]
+    pub fn typed_patch(info: &ResourceInfo, name: &str, fields: &[String]) -> Self {
+        let errors = match fields {
+            [field] => format!("{field}: field not declared in schema"),
+            _ => format!(
+                "errors:\n{}",
+                fields
+                    .iter()
+                    .map(|field| format!("  {field}: field not declared in schema"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        };
+        ApiError::new(
+            500,
+            "",
+            format!(
+                "failed to create typed patch object (/{name}; {}, Kind={}): {errors}",
+                info.api_version(),
+                info.kind
+            ),
+        )
+    }
+
     /// Any code, with the reason the real server gives it. Used by fault injection.
     #[must_use]
     pub fn injected(code: u16, info: Option<&ResourceInfo>, name: Option<&str>) -> Self {
@@ -283,6 +319,12 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        // The real server leaves out an empty reason (a 500 from server-side apply has none).
+        if self.reason.is_empty()
+            && let Some(map) = status.as_object_mut()
+        {
+            map.remove("reason");
+        }
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }

@@ -25,7 +25,7 @@ use wire::{Field, WireError, WireValue, fields};
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
 /// The four bytes every Kubernetes protobuf body starts with.
-const MAGIC: &[u8; 4] = b"k8s\0";
+pub const MAGIC: &[u8; 4] = b"k8s\0";
 
 /// The kinds the sandbox decodes from protobuf, as a user reads them in an error.
 pub const ACCEPTED_KINDS: &str = "v1 Namespace (kubectl create namespace)";
@@ -170,6 +170,13 @@ fn envelope(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
         }
     }
     Ok(envelope)
+}
+
+/// The `apiVersion` and `kind` a protobuf body's envelope names, when it can be read.
+#[must_use]
+pub fn envelope_type(body: &[u8]) -> Option<(String, String)> {
+    let envelope = envelope(body.strip_prefix(MAGIC)?).ok()?;
+    (!envelope.kind.is_empty()).then_some((envelope.api_version, envelope.kind))
 }
 
 /// Decode a Kubernetes protobuf request body into the JSON object it encodes.
