@@ -480,10 +480,17 @@ impl Cluster {
         let marker = format!("{AUDIT_MARKER}-{}", unique_suffix());
         let api: Api<Namespace> = Api::all(self.client.clone());
         let _ = api.get_opt(&marker).await;
-        eventually(Duration::from_secs(10), || async {
+        let logged = eventually(Duration::from_secs(10), || async {
             audit.has_uri_ending(&marker).then_some(())
         })
         .await;
+        // A log that never shows the marker is not this cluster's (or is not written): counting
+        // writes in it would pass any "no writes" check.
+        assert!(
+            logged.is_some(),
+            "the audit log {} never showed this scenario's marker request: is it the cluster's? (NETFENCE_E2E_AUDIT_LOG)",
+            audit.path().display()
+        );
     }
 
     /// The operator's requests the real API server's authorizer refused since the scenario

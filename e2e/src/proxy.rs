@@ -46,7 +46,10 @@ struct Shared {
     rules: Mutex<FaultRules>,
     /// Bumped by `close_watches`; every open watch ends when it changes.
     closes: watch::Sender<u64>,
-    /// Watches (and exact lists) from a resourceVersion below this answer 410.
+    /// Watches (and exact lists) from a resourceVersion below this answer 410: every version
+    /// issued before `compact`, as the sandbox's compaction does. A relist that returns the same
+    /// newest version is refused again until something writes (the API server's own lease
+    /// renewals do within seconds).
     compacted_below: AtomicU64,
 }
 

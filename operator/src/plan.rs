@@ -169,7 +169,12 @@ fn predecessor(
         None => Some(Predecessor::Orphaned),
         Some(owner)
             if owner.kind == "NamespaceIsolation"
-                && owner.api_version.starts_with("netfence.io/")
+                // The served version exactly: the garbage collector collects a policy whose
+                // owner it can look up and find gone, so the wait ends. An owner reference a
+                // tenant forged with a version nobody serves is never collected: it is a
+                // conflict, reported, not a wait.
+                && owner.api_version
+                    == <netfence_crd::NamespaceIsolation as kube::Resource>::api_version(&())
                 && owner.name == resource
                 && owner.uid != owner_uid =>
         {

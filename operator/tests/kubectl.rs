@@ -140,6 +140,9 @@ struct Target {
     suffix: Option<String>,
     /// What to delete when the test ends, as `kubectl delete` arguments (real cluster only).
     created: Vec<Vec<String>>,
+    /// The operator's ServiceAccount and bindings: deleted after everything else, since the
+    /// operator releases finalizers while the rest is deleted.
+    grants: Vec<Vec<String>>,
 }
 
 impl Target {
@@ -167,6 +170,7 @@ impl Target {
             processes: vec![child],
             suffix: None,
             created: Vec::new(),
+            grants: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !(target.kubeconfig.exists()
@@ -188,6 +192,7 @@ impl Target {
             processes: Vec::new(),
             suffix: Some(unique_suffix()),
             created: Vec::new(),
+            grants: Vec::new(),
         };
         // `config/crd` installs (structural schemas, CEL cost within budget), as users apply it.
         let crds = repository().join("config/crd");
@@ -220,15 +225,101 @@ impl Target {
         }
     }
 
-    /// Run `netfence run` against the real cluster (the sandbox runs its controller itself).
+    /// A kubeconfig for a ServiceAccount of this test's own, bound to exactly the roles of
+    /// `config/rbac/` (a TokenRequest token, from `kubectl create token`): the operator runs with
+    /// what the installation grants it, so a missing grant is a real 403.
+    fn operator_kubeconfig(&mut self) -> PathBuf {
+        let name = self.name("kubectl-operator");
+        let rbac = repository().join("config");
+        for manifest in [
+            "manager/namespace.yaml",
+            "rbac/cluster_role.yaml",
+            "rbac/leader_election_role.yaml",
+        ] {
+            let path = rbac.join(manifest);
+            self.ok(&[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                path.to_str().expect("UTF-8"),
+            ]);
+        }
+        let subject = format!("netfence-system:{name}");
+        self.ok(&["-n", "netfence-system", "create", "serviceaccount", &name]);
+        self.grants
+            .push(to_args(&["-n", "netfence-system", "serviceaccount", &name]));
+        self.ok(&[
+            "create",
+            "clusterrolebinding",
+            &name,
+            "--clusterrole=netfence",
+            &format!("--serviceaccount={subject}"),
+        ]);
+        self.grants.push(to_args(&["clusterrolebinding", &name]));
+        self.ok(&[
+            "-n",
+            "netfence-system",
+            "create",
+            "rolebinding",
+            &name,
+            "--role=netfence-leader-election",
+            &format!("--serviceaccount={subject}"),
+        ]);
+        self.grants
+            .push(to_args(&["-n", "netfence-system", "rolebinding", &name]));
+        let token = self.ok(&[
+            "-n",
+            "netfence-system",
+            "create",
+            "token",
+            &name,
+            "--duration=2h",
+        ]);
+        let cluster = |field: &str| {
+            self.ok(&[
+                "config",
+                "view",
+                "--minify",
+                "--raw",
+                "-o",
+                &format!("jsonpath={{.clusters[0].cluster.{field}}}"),
+            ])
+        };
+        let server = cluster("server");
+        let authority = match cluster("certificate-authority-data") {
+            data if !data.trim().is_empty() => {
+                format!("certificate-authority-data: {}", data.trim())
+            }
+            _ => format!(
+                "certificate-authority: {}",
+                cluster("certificate-authority").trim()
+            ),
+        };
+        let path = self.cache.with_file_name("operator.kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n  - name: c\n    cluster:\n      server: {}\n      {authority}\nusers:\n  - name: {name}\n    user:\n      token: {}\ncontexts:\n  - name: c\n    context: {{cluster: c, user: {name}}}\ncurrent-context: c\n",
+                server.trim(),
+                token.trim()
+            ),
+        )
+        .expect("the operator's kubeconfig");
+        path
+    }
+
+    /// Run `netfence run` against the real cluster (the sandbox runs its controller itself), as
+    /// a ServiceAccount bound to `config/rbac/`.
     fn start_operator(&mut self) {
         if !self.is_real() {
             return;
         }
+        let kubeconfig = self.operator_kubeconfig();
         let child = Command::new(env!("CARGO_BIN_EXE_netfence"))
             .arg("run")
             .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
+            .arg(&kubeconfig)
             .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -287,7 +378,7 @@ impl Drop for Target {
     fn drop(&mut self) {
         // The operator runs while what the test made is deleted: finalizers of
         // `deletionPolicy: KeepDefaultDeny` resources are released by it.
-        for what in self.created.iter().rev() {
+        for what in self.created.iter().rev().chain(&self.grants) {
             let mut args = vec!["delete", "--ignore-not-found", "--timeout=120s"];
             args.extend(what.iter().map(String::as_str));
             let _ = self.kubectl(&args);
@@ -297,6 +388,11 @@ impl Drop for Target {
             let _ = process.wait();
         }
     }
+}
+
+/// `kubectl` arguments as owned strings.
+fn to_args(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|part| (*part).to_owned()).collect()
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -120,7 +120,10 @@ impl Started {
             Process {
                 name: name.to_owned(),
                 pid: child.id(),
-                program: program.to_owned(),
+                // As /proc/PID/exe names it: a cache behind a symlink is still recognised.
+                program: program
+                    .canonicalize()
+                    .unwrap_or_else(|_| program.to_owned()),
             },
             child,
         ));
@@ -146,6 +149,7 @@ impl Started {
     fn stop_all(&mut self) {
         for (process, child) in self.children.iter_mut().rev() {
             stop(process);
+            let _ = child.kill();
             let _ = child.wait();
         }
         self.children.clear();
@@ -546,6 +550,19 @@ pub fn down(directory: &Path) -> anyhow::Result<()> {
     })?;
     for process in state.processes.iter().rev() {
         stop(process);
+    }
+    let running: Vec<String> = state
+        .processes
+        .iter()
+        .filter(|process| is_alive(process))
+        .map(|process| format!("{} (pid {})", process.name, process.pid))
+        .collect();
+    if !running.is_empty() {
+        bail!(
+            "{} still running after SIGKILL; {} is kept",
+            running.join(", "),
+            directory.display()
+        );
     }
     std::fs::remove_dir_all(directory)
         .with_context(|| format!("failed to remove {}", directory.display()))?;
