@@ -356,8 +356,11 @@ pub struct IpBlock {
 /// A destination port, or a range of them.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
-    validation = Rule::new("!string(self.port).matches('^[0-9]+$') || (int(string(self.port)) >= 1 && int(string(self.port)) <= 65535)")
-        .message("port must be between 1 and 65535")
+    // A number in every form: an int, or a string of digits (refused later, with a hint, by
+    // validation); anything else must look like a port name. A port outside 1-65535 (say
+    // `-99999999999`, which no typed client can even read) never gets in.
+    validation = Rule::new("string(self.port).matches('^[0-9]+$') ? (string(self.port).size() <= 5 && int(string(self.port)) >= 1 && int(string(self.port)) <= 65535) : string(self.port).matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
+        .message("port must be a number from 1 to 65535 or a port name (lowercase letters, digits and '-', at most 15 characters)")
         .field_path(".port"),
     validation = Rule::new("!has(self.endPort) || (string(self.port).matches('^[0-9]+$') && self.endPort >= int(string(self.port)))")
         .message("endPort needs a numeric port, and must be at least port")
@@ -451,6 +454,7 @@ pub struct NamespaceIsolationStatus {
 
     /// How many NetworkPolicies this resource owns (the `Policies` printer column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = i32::MAX))]
     pub policy_count: Option<i32>,
 
     /// In `DryRun` mode: what `Enforce` would write.

@@ -146,6 +146,7 @@ pub struct IsolationTemplateStatus {
 
     /// How many namespaces the template applies to: matched by the selector, not excluded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = i32::MAX))]
     pub matched_namespaces: Option<i32>,
 
     /// Matched namespaces where the template's NamespaceIsolation is not written, and why.

@@ -184,18 +184,38 @@ fn peers() {
     );
 }
 
-/// Ports 1..65535; endPort only with a numeric port and not below it.
+const PORT_REFUSED: &str = "spec.flows[0].ports[0].port: port must be a number from 1 to 65535 or a port name (lowercase letters, digits and '-', at most 15 characters)";
+
+/// Ports 1..65535 in every form (a number, digits as a string); anything else must look like a
+/// port name. A port no typed client can read (`-99999999999`) is refused at admission.
 #[test]
 fn ports() {
     let flow = |ports: Value| json!({"tiers": tiers(), "flows": [{"from": "frontend", "to": "backend", "ports": ports}]});
     assert_eq!(
         validate(&flow(json!([{"port": 0}]))),
-        ["spec.flows[0].ports[0].port: port must be between 1 and 65535"]
+        [PORT_REFUSED]
     );
     assert_eq!(
         validate(&flow(json!([{"port": 65536}]))),
-        ["spec.flows[0].ports[0].port: port must be between 1 and 65535"]
+        [PORT_REFUSED]
     );
+    for refused in [
+        json!(-99_999_999_999_i64),
+        json!(99_999_999_999_i64),
+        json!(-1),
+        json!("-99999999999"),
+        json!("99999999999999999999"),
+        json!("65536"),
+        json!("0"),
+        json!("Web"),
+        json!("-web"),
+    ] {
+        assert_eq!(
+            validate(&flow(json!([{ "port": refused }]))),
+            [PORT_REFUSED],
+            "{refused}"
+        );
+    }
     assert_eq!(
         validate(&flow(json!([{"port": 9000, "endPort": 8000}]))),
         ["spec.flows[0].ports[0].endPort: endPort needs a numeric port, and must be at least port"]

@@ -187,7 +187,12 @@ impl Faults {
 }
 
 /// Read a YAML manifest of the repository (`config/rbac/cluster_role.yaml`) as JSON.
-fn repository_manifest(path: &str) -> anyhow::Result<Value> {
+/// A manifest of this repository (`config/...`), as JSON.
+///
+/// # Errors
+///
+/// When it cannot be read or is not YAML.
+pub fn repository_manifest(path: &str) -> anyhow::Result<Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("failed to read {}", path.display()))?;
@@ -240,8 +245,19 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with sandbox options (ignored against a real cluster).
     pub async fn start_with(options: SandboxOptions) -> anyhow::Result<Cluster> {
+        Cluster::start_as(options, None).await
+    }
+
+    /// Like [`Cluster::start`]; on a real cluster the operator is the ServiceAccount
+    /// `service_account` of netfence-system (the installation's own, `netfence`, for scenarios
+    /// about what names it) instead of one of the scenario's own. Such scenarios must not run
+    /// beside each other: [`Cluster::stop`] removes the ServiceAccount and its bindings.
+    pub async fn start_as(
+        options: SandboxOptions,
+        service_account: Option<&str>,
+    ) -> anyhow::Result<Cluster> {
         if let Some(path) = std::env::var_os(KUBECONFIG_VARIABLE) {
-            Cluster::start_real(&PathBuf::from(path)).await
+            Cluster::start_real(&PathBuf::from(path), service_account).await
         } else {
             let sandbox = Sandbox::start_with("127.0.0.1:0".parse()?, options).await?;
             sandbox.install_netfence_crds()?;
@@ -255,7 +271,10 @@ impl Cluster {
         }
     }
 
-    async fn start_real(kubeconfig: &Path) -> anyhow::Result<Cluster> {
+    async fn start_real(
+        kubeconfig: &Path,
+        service_account: Option<&str>,
+    ) -> anyhow::Result<Cluster> {
         let suffix = unique_suffix();
         let user_agent = format!("netfence-e2e/{suffix}");
         let admin_config = kubeconfig_config(kubeconfig).await?;
@@ -276,7 +295,8 @@ impl Cluster {
         ] {
             apply_object(&client, &repository_manifest(role)?).await?;
         }
-        let service_account = format!("e2e-operator-{suffix}");
+        let service_account =
+            service_account.map_or_else(|| format!("e2e-operator-{suffix}"), str::to_owned);
         let subject = json!([{
             "kind": "ServiceAccount", "name": service_account, "namespace": OPERATOR_NAMESPACE,
         }]);
@@ -347,6 +367,21 @@ impl Cluster {
                 service_account,
             })),
         })
+    }
+
+    /// A client that acts as `user` (on a real cluster the admin impersonates it; the sandbox
+    /// has no users: its own client).
+    ///
+    /// # Errors
+    ///
+    /// When the kubeconfig cannot be read again.
+    pub async fn client_as(&self, user: &str) -> anyhow::Result<Client> {
+        let Some(path) = std::env::var_os(KUBECONFIG_VARIABLE) else {
+            return Ok(self.client.clone());
+        };
+        let mut config = kubeconfig_config(&PathBuf::from(path)).await?;
+        config.auth_info.impersonate = Some(user.to_owned());
+        Ok(Client::try_from(config)?)
     }
 
     /// A client for the cluster (the test's own: cluster-admin on a real cluster).
@@ -676,6 +711,7 @@ pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
 pub struct RunningController {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for RunningController {
@@ -689,13 +725,17 @@ impl RunningController {
     #[must_use]
     pub fn start(prepared: netfence::controller::Prepared) -> RunningController {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(prepared.run(
-            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        RunningController { stop, task }
+        let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = tokio::spawn(prepared.run(ready.clone(), async move {
+            let _ = stopped.await;
+        }));
+        RunningController { stop, task, ready }
+    }
+
+    /// What `/readyz` of this controller would answer: whether every cache has synced.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stop it and wait (at most 10 s) for it to end.

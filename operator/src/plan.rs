@@ -7,8 +7,8 @@
 //! observed [ NetworkPolicy x M ] --/
 //! ```
 //!
-//! Only observed policies that this resource owns count: those carrying the managed-by label and a
-//! controller owner reference to the resource's UID. Anything else in the namespace, even with the
+//! Only observed policies that this resource owns count: those with a controller owner reference
+//! to the resource's UID (labels are restored, not required: removing one does not disown it). Anything else in the namespace, even with the
 //! same name, is never updated or deleted by a plan (an apply to a name held by a foreign
 //! policy is refused by [`Plan::conflicts`] instead), with two exceptions for the policies of an
 //! earlier NamespaceIsolation of the same name in the same namespace:
@@ -65,23 +65,19 @@ impl Plan {
     }
 }
 
-/// Whether `policy` belongs to the resource with UID `owner_uid`: the managed-by label AND a
-/// controller owner reference to that UID. Both are required (invariant 1).
+/// Whether `policy` belongs to the resource with UID `owner_uid`: a controller owner reference
+/// to that UID. Labels are not required: a tenant who removes netfence's labels from a policy
+/// does not make it foreign, and netfence restores them with the spec. A policy with netfence's
+/// labels and no such owner reference is foreign (invariant 1). A UID is not guessable, and the
+/// garbage collector deletes a policy whose owner is gone, so the reference is netfence's own.
 #[must_use]
 pub fn is_owned_by(policy: &NetworkPolicy, owner_uid: &str) -> bool {
-    let labelled = policy
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|labels| labels.get(MANAGED_BY_LABEL))
-        .is_some_and(|value| value == MANAGED_BY);
-    let owned = policy
+    policy
         .metadata
         .owner_references
         .iter()
         .flatten()
-        .any(|owner| owner.uid == owner_uid && owner.controller == Some(true));
-    labelled && owned
+        .any(|owner| owner.uid == owner_uid && owner.controller == Some(true))
 }
 
 /// Compare rendered policies with the policies observed in the resource's namespace (owned or
@@ -394,9 +390,27 @@ mod tests {
 
         let mut squatter = desired[0].clone();
         squatter.metadata.labels = None;
+        squatter.metadata.owner_references = None;
         let plan = super::plan(&desired, &[squatter], UID);
         assert_eq!(plan.conflicts, ["shop-default-deny"]);
         assert_eq!(plan.apply.len(), 3, "the other policies are still created");
+    }
+
+    /// A policy that lost netfence's labels is still this resource's while its controller owner
+    /// reference names the resource: a tenant's `kubectl label ... managed-by-` does not disown
+    /// it, and the plan restores it (labels and spec).
+    #[test]
+    fn removing_a_label_does_not_disown() {
+        let desired = desired();
+        let mut unlabelled = desired[0].clone();
+        unlabelled.metadata.labels = None;
+        unlabelled.spec = None;
+        let plan = plan(&desired[..1], &[unlabelled], UID);
+        assert_eq!(
+            names(&plan.apply),
+            [(ApplyReason::Drifted, "shop-default-deny".to_owned())]
+        );
+        assert!(plan.conflicts.is_empty());
     }
 
     /// What an earlier `shop` left: the default deny it kept without owner is adopted; a policy

@@ -58,6 +58,9 @@ struct Content {
 
 struct Inner {
     content: RwLock<Content>,
+    /// The resourceVersions each event delivered, for the objects a reconcile is writing (see
+    /// [`PolicyCache::track`]), with how many reconciles track each.
+    tracked: std::sync::Mutex<HashMap<(String, String), (usize, Vec<String>)>>,
     synced: tokio::sync::watch::Sender<bool>,
     /// Signalled at every event applied.
     changes: Changes,
@@ -165,6 +168,7 @@ impl Default for PolicyCache {
         PolicyCache {
             inner: Arc::new(Inner {
                 content: RwLock::new(Content::default()),
+                tracked: std::sync::Mutex::new(HashMap::new()),
                 synced: tokio::sync::watch::Sender::new(false),
                 changes: Changes::default(),
             }),
@@ -229,6 +233,12 @@ impl PolicyCache {
     /// relist of an unchanged cluster reconciles nothing for its policies.
     #[allow(clippy::must_use_candidate)] // filling the cache alone (as tests do) ignores them
     pub fn apply(&self, event: &watcher::Event<NetworkPolicy>) -> Vec<NetworkPolicy> {
+        if let watcher::Event::Apply(policy)
+        | watcher::Event::InitApply(policy)
+        | watcher::Event::Delete(policy) = event
+        {
+            self.note_delivered(policy);
+        }
         let changed = self.apply_content(event);
         self.inner.changes.signal();
         changed
@@ -280,6 +290,43 @@ impl PolicyCache {
                 self.inner.synced.send_replace(true);
                 changed
             }
+        }
+    }
+
+    /// Remember `policy`'s resourceVersion if a reconcile tracks it.
+    fn note_delivered(&self, policy: &NetworkPolicy) {
+        let (Some(namespace), Some(name), Some(version)) = (
+            &policy.metadata.namespace,
+            &policy.metadata.name,
+            &policy.metadata.resource_version,
+        ) else {
+            return;
+        };
+        let mut tracked = self.inner.tracked.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, versions)) = tracked.get_mut(&(namespace.clone(), name.clone())) {
+            versions.push(version.clone());
+        }
+    }
+
+    /// Start recording the resourceVersions the watch delivers for these policies of
+    /// `namespace`, until the returned guard is dropped. A reconcile tracks what it is about to
+    /// write, then asks [`Tracked::delivered`] whether the watch delivered its write: the cache
+    /// then holds that write or a later one, whatever else wrote meanwhile, without ever
+    /// comparing resourceVersions (they are opaque) and whether the event came before or after
+    /// the write's answer.
+    #[must_use]
+    pub fn track(&self, namespace: &str, names: &[String]) -> Tracked {
+        let keys: Vec<(String, String)> = names
+            .iter()
+            .map(|name| (namespace.to_owned(), name.clone()))
+            .collect();
+        let mut tracked = self.inner.tracked.lock().unwrap_or_else(PoisonError::into_inner);
+        for key in &keys {
+            tracked.entry(key.clone()).or_default().0 += 1;
+        }
+        Tracked {
+            cache: self.clone(),
+            keys,
         }
     }
 
@@ -364,6 +411,45 @@ impl PolicyCache {
     }
 }
 
+/// Policies whose delivered resourceVersions the cache records (see [`PolicyCache::track`]).
+pub struct Tracked {
+    cache: PolicyCache,
+    keys: Vec<(String, String)>,
+}
+
+impl Tracked {
+    /// Whether the watch delivered `name` at `version` since tracking began.
+    #[must_use]
+    pub fn delivered(&self, namespace: &str, name: &str, version: &str) -> bool {
+        self.cache
+            .inner
+            .tracked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .is_some_and(|(_, versions)| versions.iter().any(|seen| seen == version))
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let mut tracked = self
+            .cache
+            .inner
+            .tracked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for key in &self.keys {
+            if let Some((count, _)) = tracked.get_mut(key) {
+                *count -= 1;
+                if *count == 0 {
+                    tracked.remove(key);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,5 +507,28 @@ mod tests {
         );
         assert!(names(&cache, "a").is_empty());
         assert_eq!(cache.len(), 1);
+    }
+
+    /// A write the watch delivered counts as seen even when someone else's write overtook it
+    /// before the reconcile looked, and whether its event came before or after the answer.
+    #[test]
+    fn a_delivered_write_is_seen_though_overtaken() {
+        let cache = PolicyCache::default();
+        let versioned = |version: &str| {
+            let mut policy = policy("a", "deny");
+            policy.metadata.resource_version = Some(version.to_owned());
+            policy
+        };
+        let tracked = cache.track("a", &["deny".to_owned()]);
+        cache.apply(&watcher::Event::Apply(versioned("7")));
+        cache.apply(&watcher::Event::Apply(versioned("8")));
+        assert!(tracked.delivered("a", "deny", "7"));
+        assert!(!cache.holds("a", "deny", Some("7")), "the tenant's write is newer");
+        assert!(!tracked.delivered("a", "deny", "9"));
+        drop(tracked);
+        assert!(
+            cache.inner.tracked.lock().expect("lock").is_empty(),
+            "nothing is recorded once nobody tracks"
+        );
     }
 }

@@ -52,6 +52,7 @@ const PRUNE_EVERY: SignedDuration = SignedDuration::from_secs(1);
 const NOTE_LIMIT: usize = 1024;
 
 /// Where reconciles queue Events.
+#[derive(Clone)]
 pub struct EventQueue {
     lanes: Vec<mpsc::Sender<(Event, ObjectReference)>>,
     metrics: Arc<Metrics>,

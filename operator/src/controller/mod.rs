@@ -11,6 +11,7 @@
 //! modules. A reconcile in steady state makes no write: the plan is empty and the status unchanged.
 
 mod cache;
+pub mod decode;
 pub mod events;
 mod leader;
 mod reconcile;
@@ -41,6 +42,7 @@ use kube::{
 use netfence_crd::NamespaceIsolation;
 
 pub use cache::{Changes, OwnWrites, PolicyCache};
+use decode::{Lenient, Undecodable};
 pub use events::Recorder;
 pub use leader::{LeaseSettings, run_as_leader};
 pub use reconcile::{Error, reconcile};
@@ -140,9 +142,16 @@ impl Prepared {
         let isolations = self.controller.store();
         let policies = self.policies.clone();
         let publisher = tokio::spawn(self.publisher.run());
+        // Ready once every cache of both controllers holds its first complete list.
+        let templates_synced = self.templates.as_ref().map(PreparedTemplates::synced);
         tokio::spawn(async move {
             if synced(&isolations).await {
                 policies.wait_synced().await;
+                if let Some(templates_synced) = templates_synced
+                    && !templates_synced.await
+                {
+                    return;
+                }
                 ready.store(true, Ordering::Relaxed);
             }
         });
@@ -273,23 +282,67 @@ where
 /// NetworkPolicies that carry the managed-by label.
 #[must_use]
 pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Prepared {
-    let (isolations, policies): (Api<NamespaceIsolation>, Api<NetworkPolicy>) =
-        match settings.namespace.as_deref() {
-            Some(namespace) => (
-                Api::namespaced(client.clone(), namespace),
-                Api::namespaced(client.clone(), namespace),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
+    let (isolations, policies): (
+        Api<Lenient<NamespaceIsolation>>,
+        Api<Lenient<NetworkPolicy>>,
+    ) = match settings.namespace.as_deref() {
+        Some(namespace) => (
+            Api::namespaced(client.clone(), namespace),
+            Api::namespaced(client.clone(), namespace),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: settings.instance.clone(),
+        },
+    );
+    let (event_queue, publisher) = events::queue(recorder, metrics.clone());
     // Both caches drop managedFields: reconciles never read them, and they are most of the
     // size of a server-side-applied object. Lists come in pages of LIST_PAGE (kube's default is
     // 500): a page is held whole, managedFields included, while it is decoded, and 500 policies
-    // with their managedFields take about 20 MB for a moment at every relist.
+    // with their managedFields take about 20 MB for a moment at every relist. Both decode
+    // leniently (see [`decode`]): one object that does not decode never stops a list.
     let policy_cache = PolicyCache::default();
     let cache_writer = policy_cache.clone();
     let own_writes = OwnWrites::default();
     let own_policies = own_writes.clone();
     let own_isolations = own_writes.clone();
+    let bad_policy = {
+        let metrics = metrics.clone();
+        let events = event_queue.clone();
+        move |undecodable: &Undecodable| {
+            metrics.failed("undecodable_policy");
+            tracing::warn!(
+                namespace = undecodable.metadata.namespace.as_deref().unwrap_or_default(),
+                name = undecodable.metadata.name.as_deref().unwrap_or_default(),
+                error = %undecodable,
+                "a NetworkPolicy carrying netfence's labels does not decode: its owner restores it"
+            );
+            let reference = k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("networking.k8s.io/v1".to_owned()),
+                kind: Some("NetworkPolicy".to_owned()),
+                name: undecodable.metadata.name.clone(),
+                namespace: undecodable.metadata.namespace.clone(),
+                uid: undecodable.metadata.uid.clone(),
+                ..Default::default()
+            };
+            events.publish(
+                Event {
+                    type_: EventType::Warning,
+                    reason: "Undecodable".to_owned(),
+                    note: Some(format!(
+                        "netfence cannot read {undecodable}; the NamespaceIsolation that owns it writes it again"
+                    )),
+                    action: "Reconcile".to_owned(),
+                    secondary: None,
+                },
+                reference,
+            );
+        }
+    };
     let policy_events = watcher(
         policies,
         watcher::Config::default()
@@ -297,6 +350,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
             .page_size(LIST_PAGE),
     )
     .default_backoff()
+    .map_ok(move |event| decode::typed(event, &bad_policy))
     .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
     .map_ok(move |event| {
         let changed = cache_writer.apply(&event);
@@ -310,8 +364,21 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     .try_flatten();
     let (isolation_reader, isolation_writer) = reflector::store();
     let isolation_changes = Changes::default();
+    let bad_isolation = {
+        let metrics = metrics.clone();
+        move |undecodable: &Undecodable| {
+            metrics.failed("undecodable_resource");
+            tracing::warn!(
+                namespace = undecodable.metadata.namespace.as_deref().unwrap_or_default(),
+                name = undecodable.metadata.name.as_deref().unwrap_or_default(),
+                error = %undecodable,
+                "a NamespaceIsolation does not decode"
+            );
+        }
+    };
     let isolation_events = watcher(isolations, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
+        .map_ok(move |event| decode::typed(event, &bad_isolation))
         .modify(|resource: &mut NamespaceIsolation| resource.metadata.managed_fields = None)
         .reflect(isolation_writer)
         .inspect_ok({
@@ -320,14 +387,6 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         })
         .try_filter(move |event| std::future::ready(!is_own_write(&own_isolations, event)))
         .applied_objects();
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.to_owned(),
-            instance: settings.instance.clone(),
-        },
-    );
-    let (event_queue, publisher) = events::queue(recorder, metrics.clone());
     let context = Arc::new(Context {
         client,
         policies: policy_cache.clone(),

@@ -34,6 +34,7 @@ use netfence_crd::{
 
 use super::{
     Context, FIELD_MANAGER, FINALIZER,
+    decode::{Lenient, into_typed},
     status::{self, Outcome},
 };
 use crate::{
@@ -178,8 +179,12 @@ async fn reconcile_steps(
         return Ok(Action::await_change());
     }
 
-    // validate (no client)
-    let isolation = match ValidatedIsolation::try_from(resource) {
+    // validate (no client); a resource that did not even decode is invalid as well
+    let validated = match super::decode::undecodable(resource) {
+        Some(errors) => Err(errors),
+        None => ValidatedIsolation::try_from(resource),
+    };
+    let isolation = match validated {
         Ok(isolation) => isolation,
         Err(errors) => {
             let note = format!("{errors}; the previous NetworkPolicies are kept");
@@ -314,7 +319,7 @@ impl<'a> Liveness<'a> {
         if let Some(current) = self.current {
             return Ok(current);
         }
-        let api: Api<NamespaceIsolation> =
+        let api: Api<Lenient<NamespaceIsolation>> =
             Api::namespaced(self.context.client.clone(), self.namespace);
         let found = api
             .get_opt(&self.resource.name_any())
@@ -325,7 +330,7 @@ impl<'a> Liveness<'a> {
                 source,
             })?;
         let current = found.is_some_and(|found| {
-            found.uid() == self.resource.uid() && found.metadata.deletion_timestamp.is_none()
+            found.uid() == self.resource.uid() && found.meta().deletion_timestamp.is_none()
         });
         if !current {
             tracing::debug!("the resource is gone or being deleted: nothing is written for it");
@@ -439,6 +444,14 @@ async fn apply_and_prune(
     let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut versions: Vec<(String, Option<String>)> = Vec::new();
+    // Before any write: the watch may deliver a write before its answer arrives.
+    let names: Vec<String> = plan
+        .apply
+        .iter()
+        .filter_map(|(_, policy)| policy.metadata.name.clone())
+        .chain(plan.delete.iter().cloned())
+        .collect();
+    let tracked = context.policies.track(namespace, &names);
     let taken = if plan
         .apply
         .iter()
@@ -524,7 +537,7 @@ async fn apply_and_prune(
             }
         }
     }
-    wait_for_cache(context, namespace, &versions).await;
+    wait_for_cache(context, namespace, &tracked, &versions).await;
     Ok(())
 }
 
@@ -566,11 +579,20 @@ fn publish_written(context: &Context, resource: &NamespaceIsolation, written: &W
 /// The longest a reconcile waits for the policy cache to see its own writes.
 const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Wait until the reflector holds every written policy at the version the write returned (or no
-/// longer holds a deleted one). The status write that follows triggers another reconcile; with a
+/// Wait until the reflector has seen every written policy: the watch delivered the version the
+/// write returned (the cache then holds it, or a later version someone else wrote since), or no
+/// longer holds a deleted one. The status write that follows triggers another reconcile; with a
 /// stale cache that reconcile would take its own fresh policies for missing ones and write them
-/// again (and call it drift). After [`CACHE_WAIT`] it goes on: the next event corrects anything.
-async fn wait_for_cache(context: &Context, namespace: &str, written: &[(String, Option<String>)]) {
+/// again (and call it drift). A tenant's write that lands right after netfence's must end the
+/// wait at once, not hold the reconcile (and the restoration that write calls for) for the
+/// whole [`CACHE_WAIT`]: the wait never compares resourceVersions, it asks whether this write
+/// went past. After [`CACHE_WAIT`] it goes on: the next event corrects anything.
+async fn wait_for_cache(
+    context: &Context,
+    namespace: &str,
+    tracked: &super::cache::Tracked,
+    written: &[(String, Option<String>)],
+) {
     if written.is_empty() {
         return;
     }
@@ -578,9 +600,13 @@ async fn wait_for_cache(context: &Context, namespace: &str, written: &[(String, 
     let seen = context
         .policies
         .wait_until(deadline, |cache| {
-            written
-                .iter()
-                .all(|(name, version)| cache.holds(namespace, name, version.as_deref()))
+            written.iter().all(|(name, version)| match version {
+                Some(version) => {
+                    cache.holds(namespace, name, Some(version))
+                        || tracked.delivered(namespace, name, version)
+                }
+                None => cache.holds(namespace, name, None),
+            })
         })
         .await;
     if !seen {
@@ -645,7 +671,7 @@ async fn write_status(
     if resource.status.as_ref() == Some(&new) || !liveness.confirm().await? {
         return Ok(false);
     }
-    let api: Api<NamespaceIsolation> = Api::namespaced(context.client.clone(), namespace);
+    let api: Api<Lenient<NamespaceIsolation>> = Api::namespaced(context.client.clone(), namespace);
     let written = match super::apply_status(&api, &resource.name_any(), &new).await {
         Ok(written) => written,
         // Deleted since it was read back: there is nobody left to tell.
@@ -718,7 +744,7 @@ async fn patch_finalizers(
     namespace: &str,
     finalizers: Vec<String>,
 ) -> Result<(), Error> {
-    let api: Api<NamespaceIsolation> = Api::namespaced(context.client.clone(), namespace);
+    let api: Api<Lenient<NamespaceIsolation>> = Api::namespaced(context.client.clone(), namespace);
     let patch = serde_json::json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": resource.resource_version()}
     });
@@ -751,9 +777,10 @@ async fn finalize(
     // The cache may still hold a resource whose finalizer an earlier reconcile released (it is
     // gone since): read it back, and carry out its deletion policy only while it holds the
     // finalizer. Its finalizers are then released from what the API server has.
-    let isolations: Api<NamespaceIsolation> = Api::namespaced(context.client.clone(), namespace);
+    let isolations: Api<Lenient<NamespaceIsolation>> =
+        Api::namespaced(context.client.clone(), namespace);
     let current = match isolations.get_opt(&resource.name_any()).await {
-        Ok(Some(found)) if found.uid() == resource.uid() => found,
+        Ok(Some(found)) if found.uid() == resource.uid() => into_typed(found, &|_| {}),
         Ok(_) => return Ok(()),
         Err(source) => {
             return Err(Error::Read {

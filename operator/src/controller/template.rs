@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use futures::{StreamExt, stream};
+use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::{
     api::core::v1::{Namespace, ObjectReference},
     apimachinery::pkg::apis::meta::v1::Time,
@@ -40,7 +40,11 @@ use netfence_crd::{
 };
 use tracing::Instrument;
 
-use super::{FIELD_MANAGER, Recorder, backoff, publish_event, status, wait_for_cache};
+use super::{
+    FIELD_MANAGER, Recorder, backoff,
+    decode::{self, Lenient, Undecodable, into_typed},
+    publish_event, status, wait_for_cache,
+};
 use crate::{
     metrics::Metrics,
     plan::ApplyReason,
@@ -115,6 +119,17 @@ pub struct PreparedTemplates {
 }
 
 impl PreparedTemplates {
+    /// Resolves once every cache of the template controller has its first complete list (false
+    /// if one's writer is gone).
+    pub fn synced(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let context = self.context.clone();
+        async move {
+            super::synced(&context.templates).await
+                && super::synced(&context.namespaces).await
+                && super::synced(&context.isolations).await
+        }
+    }
+
     /// Run until `shutdown` resolves.
     pub async fn run(
         self,
@@ -155,11 +170,15 @@ pub fn prepare_templates(
     .reflect(namespace_writer)
     .touched_objects();
     let (isolations, isolation_writer) = reflector::store();
+    // Every watch decodes leniently (see [`super::decode`]): one object that does not decode
+    // never stops a list. The NamespaceIsolation controller reports an undecodable resource;
+    // a template restores a generated one (its spec differs from the template's).
     let isolation_events = watcher(
-        Api::<NamespaceIsolation>::all(client.clone()),
+        Api::<Lenient<NamespaceIsolation>>::all(client.clone()),
         watcher::Config::default().page_size(super::LIST_PAGE),
     )
     .default_backoff()
+    .map_ok(|event| decode::typed(event, &|_| {}))
     .modify(|isolation: &mut NamespaceIsolation| {
         if let Some(entries) = isolation.metadata.managed_fields.as_mut() {
             entries.retain(|entry| {
@@ -171,11 +190,23 @@ pub fn prepare_templates(
     })
     .reflect(isolation_writer)
     .touched_objects();
-    let controller = Controller::new(
-        Api::<IsolationTemplate>::all(client.clone()),
+    let (templates, template_writer) = reflector::store();
+    let bad_template = {
+        let metrics = metrics.clone();
+        move |undecodable: &Undecodable| {
+            metrics.failed("undecodable_template");
+            tracing::warn!(name = undecodable.metadata.name.as_deref().unwrap_or_default(), error = %undecodable, "an IsolationTemplate does not decode");
+        }
+    };
+    let template_events = watcher(
+        Api::<Lenient<IsolationTemplate>>::all(client.clone()),
         watcher::Config::default(),
-    );
-    let templates = controller.store();
+    )
+    .default_backoff()
+    .map_ok(move |event| decode::typed(event, &bad_template))
+    .reflect(template_writer)
+    .applied_objects();
+    let controller = Controller::for_stream(template_events, templates.clone());
     let every_template = templates.clone();
     let same_name = templates.clone();
     let controller = controller
@@ -302,8 +333,12 @@ async fn reconcile_steps(
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
 
-    // validate (no client)
-    let validated = match ValidatedTemplate::try_from(template) {
+    // validate (no client); a template that did not even decode is invalid as well
+    let validated = match decode::undecodable(template) {
+        Some(errors) => Err(errors),
+        None => ValidatedTemplate::try_from(template),
+    };
+    let validated = match validated {
         Ok(validated) => validated,
         Err(errors) => {
             let note = format!("{errors}; nothing is generated or changed until it is fixed");
@@ -463,7 +498,7 @@ async fn apply_one(
 ) -> Result<Written, TemplateError> {
     let namespace = isolation.namespace().unwrap_or_default();
     let name = isolation.name_any();
-    let api: Api<NamespaceIsolation> = Api::namespaced(context.client.clone(), &namespace);
+    let api: Api<Lenient<NamespaceIsolation>> = Api::namespaced(context.client.clone(), &namespace);
     let error = |verb, source| TemplateError::Write {
         verb,
         namespace: namespace.clone(),
@@ -476,7 +511,7 @@ async fn apply_one(
             .get_opt(&name)
             .await
             .map_err(|source| error("read", source))?
-            && !template::is_generated_by(&existing, uid)
+            && !template::is_generated_by(&into_typed(existing, &|_| {}), uid)
         {
             return Ok(Written::Conflict(TemplateConflict {
                 namespace: namespace.clone(),
@@ -522,7 +557,7 @@ async fn apply_one(
     .await;
     Ok(Written::Version(
         ObjectRef::new(&name).within(&namespace),
-        applied.metadata.resource_version,
+        applied.meta().resource_version.clone(),
     ))
 }
 
@@ -713,7 +748,7 @@ async fn write_status(
     if template.status.as_ref() == Some(&new) {
         return Ok(false);
     }
-    let api: Api<IsolationTemplate> = Api::all(context.client.clone());
+    let api: Api<Lenient<IsolationTemplate>> = Api::all(context.client.clone());
     let written = super::apply_status(&api, &template.name_any(), &new)
         .await
         .map_err(|source| TemplateError::Status {
@@ -723,7 +758,10 @@ async fn write_status(
     // The next reconcile must see this status, or it would write it again.
     wait_for_cache(
         &context.templates,
-        &[(ObjectRef::from(&written), written.metadata.resource_version)],
+        &[(
+            ObjectRef::new(&template.name_any()),
+            written.meta().resource_version.clone(),
+        )],
     )
     .await;
     Ok(true)
