@@ -653,7 +653,8 @@ fn kubectl_sees_the_field_path_of_an_invalid_isolation() {
 /// without a kubelet), and applying it again, server-side as the README's upgrade does, changes
 /// nothing that conflicts. The sandbox applies what it serves (the namespace and the CRDs) and
 /// names each kind it does not. The cluster-scoped objects only this apply makes (the
-/// ClusterRoleBinding) and the namespaced ones are removed afterwards; the CRDs, the
+/// ClusterRoleBinding, the admission policy and its binding) and the namespaced ones are removed
+/// afterwards; the CRDs, the
 /// `netfence-system` namespace, the ClusterRole and the leader-election Role stay: the e2e
 /// harness applies the same ones. If this fails, the one-command installation fails on a
 /// cluster.
@@ -702,6 +703,8 @@ fn kubectl_apply_k_config_default_is_accepted() {
             "Deployment",
             "PodDisruptionBudget",
             "Service",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ] {
             assert!(
                 stderr.contains(&format!("no matches for kind \"{kind}\"")),
@@ -713,6 +716,8 @@ fn kubectl_apply_k_config_default_is_accepted() {
         return;
     }
     target.created(&["clusterrolebinding", "netfence"]);
+    target.created(&["validatingadmissionpolicybinding", "netfence-generated-policies"]);
+    target.created(&["validatingadmissionpolicy", "netfence-generated-policies"]);
     for (kind, name) in [
         ("deployment", "netfence"),
         ("poddisruptionbudget", "netfence"),
@@ -732,6 +737,8 @@ fn kubectl_apply_k_config_default_is_accepted() {
         "clusterrolebinding.rbac.authorization.k8s.io/netfence",
         "deployment.apps/netfence",
         "poddisruptionbudget.policy/netfence",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/netfence-generated-policies",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io/netfence-generated-policies",
     ] {
         assert!(applied.contains(object), "{object}: {applied}");
     }

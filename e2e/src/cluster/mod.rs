@@ -12,7 +12,8 @@
 //! Everything listens on 127.0.0.1, on free ports. The API server authorizes with RBAC and
 //! writes an audit log (JSON lines, one per request at `ResponseComplete`, the controller-manager's
 //! own requests left out); kube-controller-manager runs the garbage collector, the namespace
-//! controller and the ServiceAccount controller. No kubelet and no CNI: pods are stored, never run.
+//! controller, the ServiceAccount controller and the ClusterRole aggregation (the `edit` role a
+//! tenant gets), each as its own ServiceAccount as kubeadm runs them. No kubelet and no CNI: pods are stored, never run.
 
 pub mod build;
 pub mod certificates;
@@ -75,6 +76,8 @@ omitStages: [RequestReceived, ResponseStarted]
 rules:
   - level: None
     users: [\"system:kube-controller-manager\"]
+  - level: None
+    userGroups: [\"system:serviceaccounts:kube-system\"]
   - level: Metadata
 ";
 
@@ -496,7 +499,12 @@ async fn start_controller_manager(
                 "--authorization-kubeconfig={}",
                 path(&controller_manager_kubeconfig)
             ),
-            "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller".to_owned(),
+            // What the scenarios rely on: garbage collection, namespace deletion, the
+            // `default` ServiceAccount, and the aggregated `admin`/`edit`/`view` roles a
+            // tenant is given. Each controller acts as its own ServiceAccount, as kubeadm
+            // runs them (the admission policy of config/admission/ names those identities).
+            "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,clusterrole-aggregation-controller".to_owned(),
+            "--use-service-account-credentials=true".to_owned(),
             format!(
                 "--service-account-private-key-file={}",
                 path(&files.service_account_key)
