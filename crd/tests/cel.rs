@@ -191,14 +191,8 @@ const PORT_REFUSED: &str = "spec.flows[0].ports[0].port: port must be a number f
 #[test]
 fn ports() {
     let flow = |ports: Value| json!({"tiers": tiers(), "flows": [{"from": "frontend", "to": "backend", "ports": ports}]});
-    assert_eq!(
-        validate(&flow(json!([{"port": 0}]))),
-        [PORT_REFUSED]
-    );
-    assert_eq!(
-        validate(&flow(json!([{"port": 65536}]))),
-        [PORT_REFUSED]
-    );
+    assert_eq!(validate(&flow(json!([{"port": 0}]))), [PORT_REFUSED]);
+    assert_eq!(validate(&flow(json!([{"port": 65536}]))), [PORT_REFUSED]);
     for refused in [
         json!(-99_999_999_999_i64),
         json!(99_999_999_999_i64),

@@ -908,6 +908,26 @@ pub async fn wait_for_reason(
     )
 }
 
+/// The environment variable naming a file every measured figure is also appended to (`.ci/run`
+/// prints them in its summary).
+pub const FIGURES_LOG_VARIABLE: &str = "NETFENCE_FIGURES_LOG";
+
+/// Report a measured figure: on stderr past the test harness's output capture, and in
+/// `$NETFENCE_FIGURES_LOG`. Figures are printed, never asserted beyond the bound a test states.
+pub fn figure(line: &str) {
+    use std::io::Write as _;
+    let line = format!("{}\n", line.trim_end());
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(path) = std::env::var_os(FIGURES_LOG_VARIABLE)
+        && let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = file.write_all(line.as_bytes());
+    }
+}
+
 /// The environment variable naming a file every skip is also appended to (`.ci/run` sets it and
 /// prints the skips, with their reasons, in its summary).
 pub const SKIP_LOG_VARIABLE: &str = "NETFENCE_SKIP_LOG";

@@ -26,8 +26,7 @@ use kube::{
 use netfence::{controller, metrics::Metrics};
 use netfence_crd::{IsolationTemplate, NamespaceIsolation};
 use netfence_e2e::{
-    Cluster, RunningController, TestNamespace, eventually, install_crds, shop, skip,
-    unique_suffix,
+    Cluster, RunningController, TestNamespace, eventually, install_crds, shop, skip, unique_suffix,
 };
 use serde_json::{Value, json};
 
@@ -62,9 +61,12 @@ impl Env {
         } else {
             None
         };
-        let cluster = Cluster::start_as(netfence::sandbox::SandboxOptions::default(), service_account)
-            .await
-            .expect("a cluster to test against");
+        let cluster = Cluster::start_as(
+            netfence::sandbox::SandboxOptions::default(),
+            service_account,
+        )
+        .await
+        .expect("a cluster to test against");
         let client = cluster.client();
         Env {
             cluster,
@@ -186,7 +188,9 @@ impl Env {
     }
 }
 
-fn ready_reason(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> Option<&str> {
+fn ready_reason(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> Option<&str> {
     conditions
         .iter()
         .find(|condition| condition.type_ == "Ready")
@@ -257,7 +261,9 @@ async fn an_unreadable_port_is_refused_at_admission() {
         .await
         .expect_err("the template CRD refuses the port");
     assert!(
-        error.to_string().contains("port must be a number from 1 to 65535"),
+        error
+            .to_string()
+            .contains("port must be a number from 1 to 65535"),
         "{error}"
     );
     env.finish().await;
@@ -276,7 +282,10 @@ async fn install_permissive_crds(client: &Client) {
                 "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
             },
         });
-        let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         api.patch(
             &name,
             &PatchParams::apply("netfence-e2e").force(),
@@ -325,8 +334,7 @@ async fn one_unreadable_object_stops_nothing() {
     .await
     .expect("the unreadable resource reports InvalidSpec");
     assert!(
-        bad_ready.1.contains("spec.flows[0].ports[0].port")
-            && bad_ready.1.contains("-99999999999"),
+        bad_ready.1.contains("spec.flows[0].ports[0].port") && bad_ready.1.contains("-99999999999"),
         "names the field and the value: {}",
         bad_ready.1
     );
@@ -348,7 +356,9 @@ async fn one_unreadable_object_stops_nothing() {
     .await
     .expect("the unreadable template reports InvalidSpec");
     assert!(
-        template_ready.1.contains("spec.template.spec.flows[0].ports[0].port"),
+        template_ready
+            .1
+            .contains("spec.template.spec.flows[0].ports[0].port"),
         "{}",
         template_ready.1
     );
@@ -465,7 +475,10 @@ async fn a_tenant_fighting_the_operator_never_holds_the_deny_open() {
                 .patch(deny, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .expect("the tenant may edit it");
-            (Instant::now(), written.resource_version().unwrap_or_default())
+            (
+                Instant::now(),
+                written.resource_version().unwrap_or_default(),
+            )
         }
     }))
     .await;
@@ -496,7 +509,11 @@ async fn a_tenant_fighting_the_operator_never_holds_the_deny_open() {
     let mut intervals = Vec::new();
     while started.elapsed() < fight {
         let written = api
-            .patch(deny, &PatchParams::default(), &Patch::Merge(&opened(json!({}))))
+            .patch(
+                deny,
+                &PatchParams::default(),
+                &Patch::Merge(&opened(json!({}))),
+            )
             .await
             .expect("the tenant may edit it");
         let open_at = Instant::now();
@@ -519,7 +536,7 @@ async fn a_tenant_fighting_the_operator_never_holds_the_deny_open() {
     let mut sorted = intervals.clone();
     sorted.sort();
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
-    println!(
+    netfence_e2e::figure(&format!(
         "[{}] re-open fight: {} restorations in {:.1} s; deny open {:.1}% of the time; open interval median {:.0} ms, longest {:.0} ms; after a burst of 20 edits closed {:.0} ms after the last",
         env.cluster.kind(),
         intervals.len(),
@@ -528,7 +545,7 @@ async fn a_tenant_fighting_the_operator_never_holds_the_deny_open() {
         median.as_secs_f64() * 1000.0,
         longest.as_secs_f64() * 1000.0,
         burst.as_secs_f64() * 1000.0,
-    );
+    ));
     assert!(
         longest < Duration::from_secs(1),
         "the deny stayed open {longest:?} at once"
@@ -577,7 +594,9 @@ async fn removing_the_label_does_not_disown_a_policy() {
         assert!(
             restored.is_some(),
             "{name}: never restored; it is {:?}",
-            api.get(name).await.map(|policy| (policy.metadata.labels, policy.spec))
+            api.get(name)
+                .await
+                .map(|policy| (policy.metadata.labels, policy.spec))
         );
     }
     let status = env.wait_reason(&namespace, "shop", "Reconciled").await;
@@ -665,7 +684,11 @@ async fn generated_policies_are_tamper_proof() {
     }
 
     let (namespace, _) = &namespaces[0];
-    let tenant_client = env.cluster.client_as(&tenant).await.expect("a tenant client");
+    let tenant_client = env
+        .cluster
+        .client_as(&tenant)
+        .await
+        .expect("a tenant client");
     let tenant_policies: Api<NetworkPolicy> = Api::namespaced(tenant_client, namespace);
     // The policy takes effect once the API server's admission plugin has loaded it.
     let refused = eventually(LIMIT, || async {
@@ -689,7 +712,9 @@ async fn generated_policies_are_tamper_proof() {
     .await
     .expect("the tenant's edit is refused");
     assert!(
-        refused.message.contains("generated by netfence from NamespaceIsolation shop")
+        refused
+            .message
+            .contains("generated by netfence from NamespaceIsolation shop")
             && refused.message.contains("edit namespaceisolation shop"),
         "the message names the owner and what to do: {}",
         refused.message
@@ -700,7 +725,11 @@ async fn generated_policies_are_tamper_proof() {
             .await
             .map(|_| ()),
         tenant_policies
-            .patch("shop-tier-frontend", &PatchParams::default(), &Patch::Merge(unlabel()))
+            .patch(
+                "shop-tier-frontend",
+                &PatchParams::default(),
+                &Patch::Merge(unlabel()),
+            )
             .await
             .map(|_| ()),
     ];
@@ -708,7 +737,11 @@ async fn generated_policies_are_tamper_proof() {
         let Err(kube::Error::Api(status)) = attempt else {
             panic!("the tenant deleted or unlabelled a generated policy: {attempt:?}");
         };
-        assert!(status.message.contains("generated by netfence"), "{}", status.message);
+        assert!(
+            status.message.contains("generated by netfence"),
+            "{}",
+            status.message
+        );
     }
     // The tenant's own policies stay the tenant's.
     let own: NetworkPolicy = serde_json::from_value(json!({
@@ -779,7 +812,12 @@ async fn generated_policies_are_tamper_proof() {
         };
         let api = env.policies(namespace);
         let reached = eventually(LIMIT, || async {
-            let gone = env.isolations(namespace).get_opt("shop").await.ok()?.is_none();
+            let gone = env
+                .isolations(namespace)
+                .get_opt("shop")
+                .await
+                .ok()?
+                .is_none();
             let mut names: Vec<String> = api
                 .list(&ListParams::default())
                 .await
@@ -795,15 +833,20 @@ async fn generated_policies_are_tamper_proof() {
         assert!(
             reached.is_some(),
             "{deletion}: expected {expected:?}, found {:?}",
-            api.list(&ListParams::default())
-                .await
-                .map(|list| list.items.iter().map(ResourceExt::name_any).collect::<Vec<_>>())
+            api.list(&ListParams::default()).await.map(|list| list
+                .items
+                .iter()
+                .map(ResourceExt::name_any)
+                .collect::<Vec<_>>())
         );
     }
     // A kept deny stays protected, and deleting its namespace still removes it.
     let (kept, _) = &namespaces[2];
     let kept_policies: Api<NetworkPolicy> = Api::namespaced(
-        env.cluster.client_as(&tenant).await.expect("a tenant client"),
+        env.cluster
+            .client_as(&tenant)
+            .await
+            .expect("a tenant client"),
         kept,
     );
     assert!(
@@ -819,7 +862,12 @@ async fn generated_policies_are_tamper_proof() {
         .await
         .expect("namespace deleted");
     let gone = eventually(LIMIT, || async {
-        namespaces_api.get_opt(kept).await.ok()?.is_none().then_some(())
+        namespaces_api
+            .get_opt(kept)
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
     })
     .await;
     assert!(gone.is_some(), "namespace {kept} was never deleted");

@@ -716,7 +716,10 @@ fn kubectl_apply_k_config_default_is_accepted() {
         return;
     }
     target.created(&["clusterrolebinding", "netfence"]);
-    target.created(&["validatingadmissionpolicybinding", "netfence-generated-policies"]);
+    target.created(&[
+        "validatingadmissionpolicybinding",
+        "netfence-generated-policies",
+    ]);
     target.created(&["validatingadmissionpolicy", "netfence-generated-policies"]);
     for (kind, name) in [
         ("deployment", "netfence"),

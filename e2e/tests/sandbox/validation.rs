@@ -67,7 +67,9 @@ async fn a_bad_namespace_isolation_is_refused_with_the_field_path() {
         ),
         (
             json!({"tiers": tiers, "flows": [{"from": "web", "to": "web", "ports": [{"port": 70000}]}]}),
-            vec!["spec.flows[0].ports[0].port: Invalid value: port must be between 1 and 65535"],
+            vec![
+                "spec.flows[0].ports[0].port: Invalid value: port must be a number from 1 to 65535 or a port name (lowercase letters, digits and '-', at most 15 characters)",
+            ],
         ),
         (
             json!({"tiers": [{"podSelector": {}}]}),

@@ -25,6 +25,10 @@ use kube::runtime::watcher;
 
 type Namespaces = HashMap<String, BTreeMap<String, Arc<Cached>>>;
 
+/// Per tracked policy (namespace, name): how many reconciles track it, and the resourceVersions
+/// delivered since.
+type Tracking = HashMap<(String, String), (usize, Vec<String>)>;
+
 /// One policy as the cache keeps it: its resourceVersion, and the object (without
 /// managedFields or annotations, which no reconcile reads) as JSON.
 struct Cached {
@@ -60,7 +64,7 @@ struct Inner {
     content: RwLock<Content>,
     /// The resourceVersions each event delivered, for the objects a reconcile is writing (see
     /// [`PolicyCache::track`]), with how many reconciles track each.
-    tracked: std::sync::Mutex<HashMap<(String, String), (usize, Vec<String>)>>,
+    tracked: std::sync::Mutex<Tracking>,
     synced: tokio::sync::watch::Sender<bool>,
     /// Signalled at every event applied.
     changes: Changes,
@@ -302,7 +306,11 @@ impl PolicyCache {
         ) else {
             return;
         };
-        let mut tracked = self.inner.tracked.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tracked = self
+            .inner
+            .tracked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some((_, versions)) = tracked.get_mut(&(namespace.clone(), name.clone())) {
             versions.push(version.clone());
         }
@@ -320,7 +328,11 @@ impl PolicyCache {
             .iter()
             .map(|name| (namespace.to_owned(), name.clone()))
             .collect();
-        let mut tracked = self.inner.tracked.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tracked = self
+            .inner
+            .tracked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for key in &keys {
             tracked.entry(key.clone()).or_default().0 += 1;
         }
@@ -523,7 +535,10 @@ mod tests {
         cache.apply(&watcher::Event::Apply(versioned("7")));
         cache.apply(&watcher::Event::Apply(versioned("8")));
         assert!(tracked.delivered("a", "deny", "7"));
-        assert!(!cache.holds("a", "deny", Some("7")), "the tenant's write is newer");
+        assert!(
+            !cache.holds("a", "deny", Some("7")),
+            "the tenant's write is newer"
+        );
         assert!(!tracked.delivered("a", "deny", "9"));
         drop(tracked);
         assert!(

@@ -37,7 +37,7 @@ pub enum Lenient<K> {
     /// It decoded.
     Decoded(K),
     /// It did not.
-    Undecodable(Undecodable),
+    Undecodable(Box<Undecodable>),
 }
 
 /// An object that does not decode into its Rust type.
@@ -76,12 +76,12 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
                     None => ObjectMeta::default(),
                 };
                 let path = error.path().to_string();
-                Ok(Lenient::Undecodable(Undecodable {
+                Ok(Lenient::Undecodable(Box::new(Undecodable {
                     metadata,
                     path: if path == "." { String::new() } else { path },
                     error: error.into_inner().to_string(),
                     raw,
-                }))
+                })))
             }
         }
     }
@@ -151,8 +151,8 @@ fn salvaged_spec(raw: &serde_json::Value, pointer: &str) -> NamespaceIsolationSp
         NamespaceIsolationSpec::deserialize(serde_json::json!({})).unwrap_or_else(|_| {
             unreachable!("every field of a NamespaceIsolation spec has a default")
         });
-    spec.deletion_policy = part(raw, &format!("{pointer}/deletionPolicy"))
-        .unwrap_or(DeletionPolicy::KeepDefaultDeny);
+    spec.deletion_policy =
+        part(raw, &format!("{pointer}/deletionPolicy")).unwrap_or(DeletionPolicy::KeepDefaultDeny);
     spec
 }
 
@@ -279,12 +279,12 @@ pub fn typed<K: Salvage>(
 mod tests {
     use super::*;
 
-    fn isolation(spec: serde_json::Value) -> serde_json::Value {
+    fn isolation(spec: &serde_json::Value) -> serde_json::Value {
         serde_json::json!({
             "apiVersion": "netfence.io/v1alpha1",
             "kind": "NamespaceIsolation",
             "metadata": {"name": "shop", "namespace": "shop", "uid": "u1", "resourceVersion": "7"},
-            "spec": spec,
+            "spec": spec.clone(),
         })
     }
 
@@ -293,8 +293,8 @@ mod tests {
     #[test]
     fn one_bad_item_does_not_fail_the_list() {
         let list = serde_json::json!([
-            isolation(serde_json::json!({"tiers": [{"name": "web", "podSelector": {}}]})),
-            isolation(serde_json::json!({
+            isolation(&serde_json::json!({"tiers": [{"name": "web", "podSelector": {}}]})),
+            isolation(&serde_json::json!({
                 "deletionPolicy": "Orphan",
                 "flows": [{"from": "a", "to": "b", "ports": [{"port": -99_999_999_999_i64}]}],
             })),
@@ -316,7 +316,7 @@ mod tests {
     #[test]
     fn an_unreadable_deletion_policy_keeps_the_deny() {
         let object: Lenient<NamespaceIsolation> =
-            serde_json::from_value(isolation(serde_json::json!({"deletionPolicy": "Keep"})))
+            serde_json::from_value(isolation(&serde_json::json!({"deletionPolicy": "Keep"})))
                 .expect("decodes leniently");
         let salvaged = into_typed(object, &|_| {});
         assert_eq!(
@@ -325,14 +325,17 @@ mod tests {
         );
         let errors = undecodable(&salvaged).expect("marked");
         assert_eq!(errors.0[0].path, "spec.deletionPolicy");
-        assert!(errors.0[0].message.starts_with("unknown variant"), "{errors}");
+        assert!(
+            errors.0[0].message.starts_with("unknown variant"),
+            "{errors}"
+        );
     }
 
     /// Only the status is unreadable: the spec is kept whole and the object is not marked (its
     /// reconcile writes a status of its own).
     #[test]
     fn an_unreadable_status_keeps_the_spec() {
-        let mut value = isolation(serde_json::json!({"mode": "DryRun"}));
+        let mut value = isolation(&serde_json::json!({"mode": "DryRun"}));
         value["status"] = serde_json::json!({"policyCount": 99_999_999_999_i64});
         let object: Lenient<NamespaceIsolation> =
             serde_json::from_value(value).expect("decodes leniently");
@@ -349,11 +352,27 @@ mod tests {
     /// Nobody can mark a readable object from outside.
     #[test]
     fn the_mark_cannot_be_forged() {
-        let mut value = isolation(serde_json::json!({}));
-        value["metadata"]["annotations"] =
-            serde_json::json!({UNDECODABLE_ANNOTATION: "forged"});
-        let object: Lenient<NamespaceIsolation> =
-            serde_json::from_value(value).expect("decodes");
+        let mut value = isolation(&serde_json::json!({}));
+        value["metadata"]["annotations"] = serde_json::json!({UNDECODABLE_ANNOTATION: "forged"});
+        let object: Lenient<NamespaceIsolation> = serde_json::from_value(value).expect("decodes");
         assert_eq!(undecodable(&into_typed(object, &|_| {})), None);
+    }
+
+    /// A labelled NetworkPolicy that does not decode keeps its place in the cache with no spec:
+    /// its owner's plan finds it drifted and writes it again.
+    #[test]
+    fn an_unreadable_policy_keeps_its_name() {
+        let policy: Lenient<NetworkPolicy> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "shop-default-deny", "namespace": "shop"},
+            "spec": {"podSelector": 5},
+        }))
+        .expect("decodes leniently");
+        let salvaged = into_typed(policy, &|_| {});
+        assert_eq!(salvaged.metadata.name.as_deref(), Some("shop-default-deny"));
+        assert!(salvaged.spec.is_none());
+        let errors = undecodable(&salvaged).expect("marked");
+        assert_eq!(errors.0[0].path, "spec.podSelector");
     }
 }

@@ -310,39 +310,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     let own_writes = OwnWrites::default();
     let own_policies = own_writes.clone();
     let own_isolations = own_writes.clone();
-    let bad_policy = {
-        let metrics = metrics.clone();
-        let events = event_queue.clone();
-        move |undecodable: &Undecodable| {
-            metrics.failed("undecodable_policy");
-            tracing::warn!(
-                namespace = undecodable.metadata.namespace.as_deref().unwrap_or_default(),
-                name = undecodable.metadata.name.as_deref().unwrap_or_default(),
-                error = %undecodable,
-                "a NetworkPolicy carrying netfence's labels does not decode: its owner restores it"
-            );
-            let reference = k8s_openapi::api::core::v1::ObjectReference {
-                api_version: Some("networking.k8s.io/v1".to_owned()),
-                kind: Some("NetworkPolicy".to_owned()),
-                name: undecodable.metadata.name.clone(),
-                namespace: undecodable.metadata.namespace.clone(),
-                uid: undecodable.metadata.uid.clone(),
-                ..Default::default()
-            };
-            events.publish(
-                Event {
-                    type_: EventType::Warning,
-                    reason: "Undecodable".to_owned(),
-                    note: Some(format!(
-                        "netfence cannot read {undecodable}; the NamespaceIsolation that owns it writes it again"
-                    )),
-                    action: "Reconcile".to_owned(),
-                    secondary: None,
-                },
-                reference,
-            );
-        }
-    };
+    let bad_policy = report_undecodable_policy(metrics.clone(), event_queue.clone());
     let policy_events = watcher(
         policies,
         watcher::Config::default()
@@ -364,18 +332,11 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     .try_flatten();
     let (isolation_reader, isolation_writer) = reflector::store();
     let isolation_changes = Changes::default();
-    let bad_isolation = {
-        let metrics = metrics.clone();
-        move |undecodable: &Undecodable| {
-            metrics.failed("undecodable_resource");
-            tracing::warn!(
-                namespace = undecodable.metadata.namespace.as_deref().unwrap_or_default(),
-                name = undecodable.metadata.name.as_deref().unwrap_or_default(),
-                error = %undecodable,
-                "a NamespaceIsolation does not decode"
-            );
-        }
-    };
+    let bad_isolation = report_undecodable(
+        metrics.clone(),
+        "undecodable_resource",
+        "NamespaceIsolation",
+    );
     let isolation_events = watcher(isolations, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
         .map_ok(move |event| decode::typed(event, &bad_isolation))
@@ -426,6 +387,62 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         context,
         templates,
         publisher,
+    }
+}
+
+/// What happens to a resource that does not decode: counted under `reason` and logged (its
+/// reconcile reports it in status, naming the field).
+fn report_undecodable(
+    metrics: Arc<Metrics>,
+    reason: &'static str,
+    kind: &'static str,
+) -> impl Fn(&Undecodable) {
+    move |undecodable: &Undecodable| {
+        metrics.failed(reason);
+        tracing::warn!(
+            kind,
+            namespace = undecodable.metadata.namespace.as_deref().unwrap_or_default(),
+            name = undecodable.metadata.name.as_deref().unwrap_or_default(),
+            error = %undecodable,
+            "a resource does not decode"
+        );
+    }
+}
+
+/// What happens to a labelled NetworkPolicy that does not decode: counted, logged, and a
+/// Warning Event about it (its owner then finds it drifted and writes it again).
+fn report_undecodable_policy(
+    metrics: Arc<Metrics>,
+    events: events::EventQueue,
+) -> impl Fn(&Undecodable) {
+    move |undecodable: &Undecodable| {
+        metrics.failed("undecodable_policy");
+        tracing::warn!(
+            namespace = undecodable.metadata.namespace.as_deref().unwrap_or_default(),
+            name = undecodable.metadata.name.as_deref().unwrap_or_default(),
+            error = %undecodable,
+            "a NetworkPolicy carrying netfence's labels does not decode: its owner restores it"
+        );
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("networking.k8s.io/v1".to_owned()),
+            kind: Some("NetworkPolicy".to_owned()),
+            name: undecodable.metadata.name.clone(),
+            namespace: undecodable.metadata.namespace.clone(),
+            uid: undecodable.metadata.uid.clone(),
+            ..Default::default()
+        };
+        events.publish(
+            Event {
+                type_: EventType::Warning,
+                reason: "Undecodable".to_owned(),
+                note: Some(format!(
+                    "netfence cannot read {undecodable}; the NamespaceIsolation that owns it writes it again"
+                )),
+                action: "Reconcile".to_owned(),
+                secondary: None,
+            },
+            reference,
+        );
     }
 }
 

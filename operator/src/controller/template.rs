@@ -42,7 +42,7 @@ use tracing::Instrument;
 
 use super::{
     FIELD_MANAGER, Recorder, backoff,
-    decode::{self, Lenient, Undecodable, into_typed},
+    decode::{self, Lenient, into_typed},
     publish_event, status, wait_for_cache,
 };
 use crate::{
@@ -191,13 +191,8 @@ pub fn prepare_templates(
     .reflect(isolation_writer)
     .touched_objects();
     let (templates, template_writer) = reflector::store();
-    let bad_template = {
-        let metrics = metrics.clone();
-        move |undecodable: &Undecodable| {
-            metrics.failed("undecodable_template");
-            tracing::warn!(name = undecodable.metadata.name.as_deref().unwrap_or_default(), error = %undecodable, "an IsolationTemplate does not decode");
-        }
-    };
+    let bad_template =
+        super::report_undecodable(metrics.clone(), "undecodable_template", "IsolationTemplate");
     let template_events = watcher(
         Api::<Lenient<IsolationTemplate>>::all(client.clone()),
         watcher::Config::default(),
