@@ -15,11 +15,27 @@ use std::{
 };
 
 pub use netfence_crd::validation::FieldError;
+use netfence_crd::validation::dns_label_problem;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// The largest manifest file read, in bytes. Larger inputs are refused before parsing.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What a namespace name must be, as every refusal of one says it.
+pub const NAMESPACE_RULE: &str = "a namespace is a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters, starting and ending with a letter or digit";
+
+/// Why `namespace` cannot name a namespace, and what it must be, if it cannot. The check is
+/// the CRD's own DNS-1123 label validation ([`dns_label_problem`]).
+#[must_use]
+pub fn namespace_problem(namespace: &str) -> Option<String> {
+    dns_label_problem(namespace)?;
+    Some(if namespace.is_empty() {
+        format!("is empty; {NAMESPACE_RULE}")
+    } else {
+        format!("{namespace:?} is not a valid namespace; {NAMESPACE_RULE}")
+    })
+}
 
 /// One Kubernetes object read from a manifest.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,6 +69,40 @@ impl Document {
             .get("apiVersion")
             .and_then(Value::as_str)
             .unwrap_or("")
+    }
+
+    /// The namespace this document names, when it cannot be one, as the field and what to do:
+    /// its `metadata.namespace` (an empty one too: kubectl would put the object into the
+    /// current context's namespace, and a policy into the wrong one), or a Namespace's
+    /// `metadata.name`, which it must have. A `metadata.namespace` that is not a string is left
+    /// to the typed read, which names its type.
+    #[must_use]
+    pub fn namespace_error(&self) -> Option<FieldError> {
+        if self.kind() == "Namespace" {
+            let name = self.value.pointer("/metadata/name").and_then(Value::as_str);
+            let message = match name {
+                None => Some(format!(
+                    "is missing; a Namespace manifest names its namespace, and {NAMESPACE_RULE}"
+                )),
+                Some(name) => namespace_problem(name),
+            };
+            return message.map(|message| FieldError {
+                path: "metadata.name".to_owned(),
+                message,
+            });
+        }
+        let namespace = self.value.pointer("/metadata/namespace")?.as_str()?;
+        let problem = namespace_problem(namespace)?;
+        Some(FieldError {
+            path: "metadata.namespace".to_owned(),
+            message: if namespace.is_empty() {
+                format!(
+                    "is empty: name the namespace, or leave the field out for `kubectl apply -n` (or `netfence render --namespace`) to set it; {NAMESPACE_RULE}"
+                )
+            } else {
+                problem
+            },
+        })
     }
 
     /// Deserialize into `T`, refusing unknown fields: a misspelt field in a manifest is an error,
@@ -399,6 +449,60 @@ mod tests {
         ]}}))
         .expect_err("unknown field");
         assert_eq!(error.path, "spec.items[1].spek");
+    }
+
+    /// A namespace named by a manifest is a DNS-1123 label; the error names the field and says
+    /// what a namespace is. If this fails, render prints policies for a namespace kubectl
+    /// refuses (or, for an empty one, puts into the current context's namespace).
+    #[test]
+    fn namespaces_are_dns_labels() {
+        let document = |value: Value| Document {
+            source: "f.yaml".to_owned(),
+            value,
+        };
+        let isolation = |namespace: &str| {
+            document(
+                serde_json::json!({"apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation", "metadata": {"name": "a", "namespace": namespace}}),
+            )
+        };
+        assert_eq!(isolation("shop").namespace_error(), None);
+        assert_eq!(
+            document(serde_json::json!({"kind": "Pod", "metadata": {"name": "p"}}))
+                .namespace_error(),
+            None
+        );
+        for (namespace, start) in [
+            (
+                "Bad_NS../x",
+                "\"Bad_NS../x\" is not a valid namespace; a namespace is a DNS-1123 label",
+            ),
+            ("x/y", "\"x/y\" is not a valid namespace"),
+            ("", "is empty: name the namespace, or leave the field out"),
+        ] {
+            let error = isolation(namespace).namespace_error().expect(namespace);
+            assert_eq!(error.path, "metadata.namespace");
+            assert!(error.message.starts_with(start), "{}", error.message);
+        }
+        let long = "a".repeat(64);
+        assert!(isolation(&long).namespace_error().is_some());
+        let nameless =
+            document(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {}}));
+        let error = nameless
+            .namespace_error()
+            .expect("a Namespace needs a name");
+        assert_eq!(error.path, "metadata.name");
+        assert!(
+            error.message.starts_with("is missing; "),
+            "{}",
+            error.message
+        );
+        let bad = document(
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "Team_A"}}),
+        );
+        assert_eq!(
+            bad.namespace_error().map(|error| error.path),
+            Some("metadata.name".to_owned())
+        );
     }
 
     #[test]

@@ -449,3 +449,141 @@ fn a_closed_stdout_ends_every_command_quietly() {
         );
     }
 }
+
+/// What every refusal of a namespace says a namespace is.
+const NAMESPACE_RULE: &str = "a namespace is a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters, starting and ending with a letter or digit";
+
+/// A NamespaceIsolation manifest in `namespace`, with one tier and a flow, as YAML.
+fn isolation_in(namespace: &str) -> String {
+    format!(
+        "apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {{name: lock, namespace: {namespace:?}}}\nspec:\n  tiers: [{{name: web, podSelector: {{matchLabels: {{tier: web}}}}}}]\n  flows: [{{from: web, to: web, ports: [{{port: 80}}]}}]\n"
+    )
+}
+
+/// A NamespaceIsolation whose `metadata.namespace` cannot be a namespace (characters kubectl
+/// refuses, a slash, an empty string, too long) makes render, verify and sandbox refuse their
+/// input: exit 2, one error naming the file, the object and `metadata.namespace`, saying what a
+/// namespace is, and nothing on stdout. If this fails, render prints policies for a namespace no
+/// cluster has (an empty one lands in the current context's namespace when applied), and
+/// verify proves them against nothing, printing dozens of false differences and exiting 1.
+#[test]
+fn an_invalid_metadata_namespace_is_refused_by_every_command() {
+    let long = "a".repeat(64);
+    let too_long = format!("\"{long}\" is not a valid namespace");
+    for (namespace, problem) in [
+        ("Bad_NS../x", "\"Bad_NS../x\" is not a valid namespace"),
+        ("x/y", "\"x/y\" is not a valid namespace"),
+        ("", "is empty: name the namespace, or leave the field out"),
+        (long.as_str(), too_long.as_str()),
+    ] {
+        let file = temp_file("namespace", isolation_in(namespace).as_bytes());
+        let path = file.display().to_string();
+        let expected = format!("{path}: lock: metadata.namespace: ");
+        let output = netfence(&["render", &path]);
+        assert_bad_input(&output, &format!("{expected}{problem}"));
+        assert!(
+            stderr(&output).contains(NAMESPACE_RULE),
+            "{}",
+            stderr(&output)
+        );
+        let output = netfence(&["verify", &path]);
+        assert_bad_input(&output, &format!("error: {expected}{problem}"));
+        assert!(
+            stderr(&output).contains(NAMESPACE_RULE),
+            "{}",
+            stderr(&output)
+        );
+        let kubeconfig = tempfile::NamedTempFile::new().expect("temp file");
+        let output = netfence(&[
+            "sandbox",
+            "--once",
+            "--listen",
+            "127.0.0.1:0",
+            "--kubeconfig",
+            &kubeconfig.path().display().to_string(),
+            "--apply",
+            &path,
+        ]);
+        assert_bad_input(
+            &output,
+            &format!("error: {path}: NamespaceIsolation lock: metadata.namespace: {problem}"),
+        );
+    }
+}
+
+/// A Namespace manifest without a name (or with one that cannot be a namespace), beside the
+/// template that expands over it, is refused: exit 2 naming `metadata.name`, nothing on stdout.
+/// If this fails, render prints the template's policies with `namespace: ""`, which kubectl
+/// applies to the current context's namespace.
+#[test]
+fn a_namespace_manifest_without_a_valid_name_is_refused() {
+    for metadata in ["{labels: {team: a}}", "{name: Team_A, labels: {team: a}}"] {
+        let input =
+            format!("{TEAM_TEMPLATE}---\napiVersion: v1\nkind: Namespace\nmetadata: {metadata}\n");
+        let file = temp_file("nameless", input.as_bytes());
+        let path = file.display().to_string();
+        for command in ["render", "verify"] {
+            let output = netfence(&[command, &path]);
+            assert_bad_input(&output, "metadata.name: ");
+            let stderr = stderr(&output);
+            assert!(stderr.contains(&path), "{stderr}");
+            assert!(stderr.contains(NAMESPACE_RULE), "{stderr}");
+            assert!(
+                !stderr.contains("matches none"),
+                "no note about the refused Namespace: {stderr}"
+            );
+        }
+    }
+    let output = netfence_stdin(
+        &["verify", "-"],
+        "apiVersion: v1\nkind: Namespace\nmetadata: {labels: {a: b}}\n",
+    );
+    assert_bad_input(
+        &output,
+        "error: -: Namespace <unnamed>: metadata.name: is missing; a Namespace manifest names its namespace",
+    );
+}
+
+/// `render --namespace` takes a namespace name only: an empty one or `../UP per` exit 2 with
+/// clap's error naming `--namespace`, and nothing on stdout. If this fails, render prints
+/// `namespace: ""` (applied to the current context's namespace) or a namespace kubectl refuses.
+#[test]
+fn render_refuses_an_invalid_namespace_option() {
+    let input = "apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: lock}\nspec: {}\n";
+    for (namespace, problem) in [
+        ("", "is empty"),
+        ("../UP per", "\"../UP per\" is not a valid namespace"),
+    ] {
+        let output = netfence_stdin(&["render", "-", "--namespace", namespace], input);
+        assert_bad_input(
+            &output,
+            &format!("invalid value '{namespace}' for '--namespace <NAMESPACE>': {problem}"),
+        );
+        assert!(
+            stderr(&output).contains(NAMESPACE_RULE),
+            "{}",
+            stderr(&output)
+        );
+        let output = netfence_stdin(&["render", "-", &format!("-n={namespace}")], input);
+        assert_bad_input(&output, "'--namespace <NAMESPACE>'");
+    }
+}
+
+/// A Pod or NetworkPolicy whose `metadata.namespace` cannot be one is refused by verify with
+/// exit 2, not modelled. If this fails, the matrix shows pods of a namespace no cluster can have.
+#[test]
+fn verify_refuses_pods_and_policies_in_invalid_namespaces() {
+    let input = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: Shop}\nspec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: \"a/b\"}\nspec: {podSelector: {}}\n";
+    let output = netfence_stdin(&["verify", "-"], input);
+    assert_bad_input(
+        &output,
+        "error: -: Pod Shop/web: metadata.namespace: \"Shop\" is not a valid namespace",
+    );
+    assert!(
+        stderr(&output).contains(
+            "error: -: NetworkPolicy a/b/p: metadata.namespace: \"a/b\" is not a valid namespace"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}

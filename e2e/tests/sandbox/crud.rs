@@ -18,7 +18,7 @@ use netfence_e2e::{Cluster, eventually};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
-use super::common::{code, isolation, isolations, object, status};
+use super::common::{code, isolation, isolations, object, send, status};
 
 /// Create, get, replace, merge-patch and delete one object, checking what a client sees.
 async fn round_trip<K>(api: &Api<K>, created: K)
@@ -561,6 +561,204 @@ async fn events_are_validated_as_upstream() {
             .contains("message: Invalid value: \"second\": field is immutable"),
         "{}",
         refused.message
+    );
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// A raw request to the API server under test, with a JSON body unless `body` is `Null`.
+async fn raw_request(
+    cluster: &Cluster,
+    method: &str,
+    path: &str,
+    media: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nContent-Type: {media}\r\nContent-Length: {}",
+        body.len()
+    );
+    send(&cluster.raw(), &head, body.as_bytes()).await
+}
+
+fn text<'a>(answer: &'a (u16, Value), field: &str) -> &'a str {
+    answer.1[field].as_str().unwrap_or_default()
+}
+
+/// An update (PUT) whose body names no object, without `metadata` or with an empty one, is
+/// refused with upstream's 400 and changes nothing. If this fails, a client that loses the
+/// metadata of an object it replaces (a careless script, a broken serializer) rewrites the
+/// object in the sandbox where a cluster refuses.
+#[tokio::test]
+async fn an_update_without_metadata_is_refused() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("nometa").await.expect("namespace");
+    let object = format!(
+        "/apis/networking.k8s.io/v1/namespaces/{}/networkpolicies/p",
+        namespace.name
+    );
+    let collection = object.trim_end_matches("/p").to_owned();
+    let created = raw_request(
+        &cluster,
+        "POST",
+        &collection,
+        "application/json",
+        &json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p"}, "spec": {"podSelector": {}}}),
+    )
+    .await;
+    assert_eq!(created.0, 201, "{}", created.1);
+    for body in [
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "spec": {"podSelector": {"matchLabels": {"a": "b"}}}}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {}, "spec": {"podSelector": {"matchLabels": {"a": "b"}}}}),
+    ] {
+        let answer = raw_request(&cluster, "PUT", &object, "application/json", &body).await;
+        assert_eq!(answer.0, 400, "{body}: {}", answer.1);
+        assert_eq!(text(&answer, "reason"), "BadRequest");
+        assert_eq!(
+            text(&answer, "message"),
+            "the name of the object (p based on URL) was undeterminable: name must be provided"
+        );
+    }
+    let stored = send(&cluster.raw(), &format!("GET {object} HTTP/1.1"), b"").await;
+    assert_eq!(stored.1["spec"]["podSelector"], json!({}), "unchanged");
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// The uid of an object never changes: an update naming another uid is a failed precondition
+/// (409, upstream's storage error word for word), a patch or an apply that changes it is 422
+/// (`metadata.uid: field is immutable`). If this fails, the sandbox silently keeps the old uid
+/// and answers 200 where a cluster refuses, so a client that replaces an object by a stale copy
+/// of another (deleted and recreated) never learns it.
+#[tokio::test]
+async fn a_changed_uid_is_refused() {
+    const OTHER: &str = "00000000-0000-4000-8000-000000000001";
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("uid").await.expect("namespace");
+    let ns = namespace.name.as_str();
+    let object = format!("/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/p");
+    let collection = object.trim_end_matches("/p").to_owned();
+    let created = raw_request(
+        &cluster,
+        "POST",
+        &collection,
+        "application/json",
+        &json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p"}, "spec": {"podSelector": {}}}),
+    )
+    .await;
+    assert_eq!(created.0, 201, "{}", created.1);
+    let uid = created.1["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut other = created.1.clone();
+    other["metadata"]["uid"] = json!(OTHER);
+    // With the current resourceVersion, and with a stale one: the uid is checked first.
+    for resource_version in [created.1["metadata"]["resourceVersion"].clone(), json!("1")] {
+        other["metadata"]["resourceVersion"] = resource_version;
+        let answer = raw_request(&cluster, "PUT", &object, "application/json", &other).await;
+        assert_eq!(answer.0, 409, "{}", answer.1);
+        assert_eq!(text(&answer, "reason"), "Conflict");
+        assert_eq!(
+            text(&answer, "message"),
+            format!(
+                "Operation cannot be fulfilled on networkpolicies.networking.k8s.io \"p\": StorageError: invalid object, Code: 4, Key: /registry/networkpolicies/{ns}/p, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: {OTHER}, UID in object meta: {uid}"
+            )
+        );
+    }
+    let immutable = format!(
+        "NetworkPolicy.networking.k8s.io \"p\" is invalid: metadata.uid: Invalid value: \"{OTHER}\": field is immutable"
+    );
+    for (media, body) in [
+        (
+            "application/merge-patch+json",
+            json!({"metadata": {"uid": OTHER}}),
+        ),
+        (
+            "application/json-patch+json",
+            json!([{"op": "replace", "path": "/metadata/uid", "value": OTHER}]),
+        ),
+        (
+            "application/strategic-merge-patch+json",
+            json!({"metadata": {"uid": OTHER}}),
+        ),
+        (
+            "application/apply-patch+yaml",
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p", "uid": OTHER}}),
+        ),
+    ] {
+        let answer = raw_request(
+            &cluster,
+            "PATCH",
+            &format!("{object}?fieldManager=e2e"),
+            media,
+            &body,
+        )
+        .await;
+        assert_eq!(answer.0, 422, "{media}: {}", answer.1);
+        assert_eq!(text(&answer, "reason"), "Invalid", "{media}");
+        assert_eq!(text(&answer, "message"), immutable, "{media}");
+    }
+    let stored = send(&cluster.raw(), &format!("GET {object} HTTP/1.1"), b"").await;
+    assert_eq!(stored.1["metadata"]["uid"], json!(uid), "unchanged");
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// Namespaces cannot be deleted as a collection (upstream's namespace registry has no
+/// deletecollection: 405, and discovery does not list the verb), nor can a namespaced
+/// resource across every namespace (405 for built-in kinds, the CRD handler's plain 404 for
+/// custom resources). Sent as dry runs, so a server that wrongly serves them deletes nothing.
+/// If this fails, one `DELETE /api/v1/namespaces` deletes `default`, `kube-system` and every
+/// test namespace in the sandbox.
+#[tokio::test]
+async fn namespaces_and_every_namespace_cannot_be_deleted_as_a_collection() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("collection").await.expect("namespace");
+    for path in [
+        "/api/v1/namespaces?dryRun=All",
+        "/apis/networking.k8s.io/v1/networkpolicies?dryRun=All",
+    ] {
+        let answer = raw_request(&cluster, "DELETE", path, "application/json", &Value::Null).await;
+        assert_eq!(answer.0, 405, "{path}: {}", answer.1);
+        assert_eq!(text(&answer, "reason"), "MethodNotAllowed", "{path}");
+        assert_eq!(
+            text(&answer, "message"),
+            "the server does not allow this method on the requested resource"
+        );
+    }
+    let answer = cluster
+        .raw()
+        .send(
+            "DELETE /apis/netfence.io/v1alpha1/namespaceisolations?dryRun=All HTTP/1.1",
+            b"",
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(answer.code, 404, "{}", answer.text);
+    assert_eq!(answer.text, "404 page not found\n");
+    let namespaces: Api<Namespace> = Api::all(cluster.client());
+    for name in ["default", "kube-system", namespace.name.as_str()] {
+        namespaces.get(name).await.expect("still there");
+    }
+    let discovery = send(&cluster.raw(), "GET /api/v1 HTTP/1.1", b"").await;
+    let verbs = discovery.1["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|resource| resource["name"] == "namespaces")
+        .map(|resource| resource["verbs"].clone())
+        .unwrap_or_default();
+    assert_eq!(
+        verbs,
+        json!([
+            "create", "delete", "get", "list", "patch", "update", "watch"
+        ])
     );
     namespace.cleanup().await;
     cluster.stop().await;

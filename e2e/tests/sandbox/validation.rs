@@ -270,3 +270,238 @@ async fn unknown_fields_of_a_built_in_kind_are_refused_or_dropped() {
     namespace.cleanup().await;
     cluster.stop().await;
 }
+
+/// A raw request to the API server under test: `METHOD PATH` with a JSON (or `media`) body.
+async fn request(
+    cluster: &Cluster,
+    method: &str,
+    path: &str,
+    media: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let body = body.to_string();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nContent-Type: {media}\r\nContent-Length: {}",
+        body.len()
+    );
+    send(&cluster.raw(), &head, body.as_bytes()).await
+}
+
+fn message_of(answer: &(u16, Value)) -> &str {
+    answer.1["message"].as_str().unwrap_or_default()
+}
+
+/// A create with a field of the wrong type in a built-in kind (`spec.podSelector: 5`) or in
+/// any object's metadata (`finalizers: [1]`, custom resources too) is refused as upstream's
+/// decoding refuses it: 400, naming the kind and the field. If this fails, the sandbox stores objects no real server holds, and a client that reads them back
+/// into typed objects (netfence, kubectl) fails where a cluster never would.
+#[tokio::test]
+async fn fields_of_the_wrong_type_are_refused_as_upstream_decodes_them() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("types").await.expect("namespace");
+    let policies = format!(
+        "/apis/networking.k8s.io/v1/namespaces/{}/networkpolicies",
+        namespace.name
+    );
+    let isolations = format!(
+        "/apis/netfence.io/v1alpha1/namespaces/{}/namespaceisolations",
+        namespace.name
+    );
+    let policy = |metadata: Value, spec: Value| json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata, "spec": spec});
+    let cases = [
+        (
+            &policies,
+            policy(json!({"name": "p"}), json!({"podSelector": 5})),
+            "NetworkPolicy in version \"v1\" cannot be handled as a NetworkPolicy: ",
+            "spec.podSelector",
+        ),
+        (
+            &policies,
+            policy(
+                json!({"name": "p", "finalizers": [1]}),
+                json!({"podSelector": {}}),
+            ),
+            "NetworkPolicy in version \"v1\" cannot be handled as a NetworkPolicy: ",
+            "finalizers",
+        ),
+        (
+            &isolations,
+            json!({"apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation", "metadata": {"name": "i", "finalizers": [1]}, "spec": {}}),
+            "NamespaceIsolation in version \"v1alpha1\" cannot be handled as a NamespaceIsolation: ",
+            "finalizers",
+        ),
+    ];
+    for (collection, body, prefix, field) in cases {
+        let answer = request(&cluster, "POST", collection, "application/json", &body).await;
+        assert_status(&answer, 400, "BadRequest", field);
+        assert!(message_of(&answer).starts_with(prefix), "{}", answer.1);
+        assert!(message_of(&answer).contains(field), "{}", answer.1);
+    }
+
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// An update, a patch or an apply that would give a field the wrong type is refused as
+/// upstream refuses it: 400 for an update, 422 for a patch (the patched object quoted), 500
+/// for an apply, each naming the field, and the object stays as it was. If this fails, a
+/// patch stores in the sandbox what no cluster would hold.
+#[tokio::test]
+async fn writes_that_give_a_field_the_wrong_type_are_refused() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("retype").await.expect("namespace");
+    let policies = format!(
+        "/apis/networking.k8s.io/v1/namespaces/{}/networkpolicies",
+        namespace.name
+    );
+    let policy = |metadata: Value, spec: Value| json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata, "spec": spec});
+    let good = policy(json!({"name": "p"}), json!({"podSelector": {}}));
+    let created = request(&cluster, "POST", &policies, "application/json", &good).await;
+    assert_eq!(created.0, 201, "{}", created.1);
+    let object = format!("{policies}/p");
+    let mut replaced = created.1.clone();
+    replaced["spec"]["podSelector"] = json!(5);
+    let answer = request(&cluster, "PUT", &object, "application/json", &replaced).await;
+    assert_status(&answer, 400, "BadRequest", "an update");
+    assert!(
+        message_of(&answer).contains("spec.podSelector"),
+        "{}",
+        answer.1
+    );
+    let answer = request(
+        &cluster,
+        "PATCH",
+        &object,
+        "application/merge-patch+json",
+        &json!({"spec": {"podSelector": 5}}),
+    )
+    .await;
+    assert_status(&answer, 422, "Invalid", "a merge patch");
+    assert!(
+        message_of(&answer).starts_with(" \"\" is invalid: patch: Invalid value: "),
+        "{}",
+        answer.1
+    );
+    assert!(
+        message_of(&answer).contains("spec.podSelector"),
+        "{}",
+        answer.1
+    );
+    let answer = request(
+        &cluster,
+        "PATCH",
+        &object,
+        "application/json-patch+json",
+        &json!([{"op": "add", "path": "/metadata/finalizers", "value": [1]}]),
+    )
+    .await;
+    assert_status(&answer, 422, "Invalid", "a JSON patch");
+    assert!(message_of(&answer).contains("finalizers"), "{}", answer.1);
+    let answer = request(
+        &cluster,
+        "PATCH",
+        &format!("{object}?fieldManager=e2e"),
+        "application/apply-patch+yaml",
+        &policy(
+            json!({"name": "p", "finalizers": [1]}),
+            json!({"podSelector": {}}),
+        ),
+    )
+    .await;
+    assert_eq!(answer.0, 500, "{}", answer.1);
+    assert!(
+        message_of(&answer).starts_with(
+            "failed to create typed patch object (/p; networking.k8s.io/v1, Kind=NetworkPolicy): .metadata.finalizers["
+        ),
+        "{}",
+        answer.1
+    );
+    let stored = send(&cluster.raw(), &format!("GET {object} HTTP/1.1"), b"").await;
+    assert_eq!(stored.1["spec"]["podSelector"], json!({}), "unchanged");
+    assert_eq!(stored.1["metadata"].get("finalizers"), None, "unchanged");
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// Owner references are validated as upstream's `ValidateOwnerReferences` does: each names its
+/// owner whole (422 naming the missing apiVersion, kind, name and uid), and at most one is the
+/// controller, word for word. If this fails, the garbage collector and every controller that
+/// follows controller references (netfence's ownership check among them) meet references a
+/// real cluster never holds.
+#[tokio::test]
+async fn owner_references_are_validated_as_upstream() {
+    const NOT_CHECKED: &str = "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("owners").await.expect("namespace");
+    let policies = format!(
+        "/apis/networking.k8s.io/v1/namespaces/{}/networkpolicies",
+        namespace.name
+    );
+    let isolations = format!(
+        "/apis/netfence.io/v1alpha1/namespaces/{}/namespaceisolations",
+        namespace.name
+    );
+    let causes = |answer: &(u16, Value)| -> Vec<String> {
+        answer.1["details"]["causes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|cause| {
+                format!(
+                    "{}: {}",
+                    cause["field"].as_str().unwrap_or_default(),
+                    cause["message"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    let missing: Vec<String> = ["apiVersion", "kind", "name", "uid"]
+        .iter()
+        .map(|field| {
+            format!("metadata.ownerReferences[0].{field}: Required value: must not be empty")
+        })
+        .collect();
+    let empty = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p", "ownerReferences": [{}]}, "spec": {"podSelector": {}}});
+    let answer = request(&cluster, "POST", &policies, "application/json", &empty).await;
+    assert_status(&answer, 422, "Invalid", "an empty owner reference");
+    assert_eq!(causes(&answer), missing);
+    assert_eq!(
+        message_of(&answer),
+        format!(
+            "NetworkPolicy.networking.k8s.io \"p\" is invalid: [{}]",
+            missing.join(", ")
+        )
+    );
+    let empty = json!({"apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation", "metadata": {"name": "i", "ownerReferences": [{}]}, "spec": {}});
+    let answer = request(&cluster, "POST", &isolations, "application/json", &empty).await;
+    assert_status(
+        &answer,
+        422,
+        "Invalid",
+        "an empty owner reference of a custom resource",
+    );
+    let mut expected = missing.clone();
+    expected.push(NOT_CHECKED.to_owned());
+    assert_eq!(
+        causes(&answer),
+        expected,
+        "missing fields block the CEL rules"
+    );
+
+    let two = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p", "ownerReferences": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": "u1", "controller": true, "blockOwnerDeletion": true},
+        {"apiVersion": "v1", "kind": "Secret", "name": "b", "uid": "u2", "controller": true},
+    ]}, "spec": {"podSelector": {}}});
+    let answer = request(&cluster, "POST", &policies, "application/json", &two).await;
+    assert_status(&answer, 422, "Invalid", "two controllers");
+    let only_one = "metadata.ownerReferences: Invalid value: [{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"name\":\"a\",\"uid\":\"u1\",\"controller\":true,\"blockOwnerDeletion\":true},{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"name\":\"b\",\"uid\":\"u2\",\"controller\":true}]: Only one reference can have Controller set to true. Found \"true\" in references for ConfigMap/a and Secret/b";
+    assert_eq!(causes(&answer), [only_one]);
+    assert_eq!(
+        message_of(&answer),
+        format!("NetworkPolicy.networking.k8s.io \"p\" is invalid: {only_one}")
+    );
+    let listed = send(&cluster.raw(), &format!("GET {policies} HTTP/1.1"), b"").await;
+    assert_eq!(listed.1["items"], json!([]), "nothing was stored");
+    namespace.cleanup().await;
+    cluster.stop().await;
+}

@@ -471,3 +471,90 @@ async fn a_watch_ends_at_its_timeout() {
     namespace.cleanup().await;
     cluster.stop().await;
 }
+
+/// `timeoutSeconds` is an integer, as upstream parses it for lists and watches: anything else
+/// is 400 with Go's words; a negative one ends the watch at once with an ERROR event (its
+/// deadline has passed); 0 means the server's own limit, not "end now". If this fails, a
+/// client's typo holds a watch open for 30 minutes, or a watch asked with 0 ends before its
+/// first event.
+#[tokio::test]
+async fn watch_and_list_timeouts_are_integers() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("timeouts").await.expect("namespace");
+    let raw = cluster.raw();
+    let policies = format!(
+        "/apis/networking.k8s.io/v1/namespaces/{}/networkpolicies",
+        namespace.name
+    );
+    for (query, problem) in [
+        ("timeoutSeconds=abc", "parsing \"abc\": invalid syntax"),
+        ("timeoutSeconds=1.5", "parsing \"1.5\": invalid syntax"),
+        (
+            "watch=true&timeoutSeconds=abc",
+            "parsing \"abc\": invalid syntax",
+        ),
+        ("watch=true&timeoutSeconds=", "parsing \"\": invalid syntax"),
+        (
+            "watch=true&timeoutSeconds=99999999999999999999",
+            "parsing \"99999999999999999999\": value out of range",
+        ),
+    ] {
+        let answer = raw
+            .send(&format!("GET {policies}?{query} HTTP/1.1"), b"")
+            .await
+            .expect("an answer");
+        assert_eq!(answer.code, 400, "{query}: {}", answer.text);
+        assert_eq!(answer.body["reason"], "BadRequest", "{query}");
+        assert_eq!(
+            answer.body["message"],
+            format!("strconv.ParseInt: {problem}"),
+            "{query}"
+        );
+    }
+    let answer = tokio::time::timeout(
+        PATIENCE,
+        raw.send(
+            &format!("GET {policies}?watch=true&timeoutSeconds=-5 HTTP/1.1"),
+            b"",
+        ),
+    )
+    .await
+    .expect("the watch ends at once")
+    .expect("an answer");
+    assert_eq!(answer.code, 200, "{}", answer.text);
+    assert_eq!(answer.body["type"], "ERROR", "{}", answer.text);
+    assert_eq!(answer.body["object"]["code"], 500, "{}", answer.text);
+    assert_eq!(
+        answer.body["object"]["message"],
+        "context deadline exceeded"
+    );
+
+    let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
+    let current = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(0), &current)
+        .await
+        .expect("watch")
+        .boxed();
+    api.create(&PostParams::default(), &policy("after", &json!({})))
+        .await
+        .expect("create");
+    loop {
+        match next(&mut stream).await.expect("event") {
+            WatchEvent::Added(object) => {
+                assert_eq!(object.name_any(), "after");
+                break;
+            }
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    namespace.cleanup().await;
+    cluster.stop().await;
+}

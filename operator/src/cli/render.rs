@@ -1,7 +1,9 @@
 //! `netfence render PATH...`: NamespaceIsolation manifests in (and IsolationTemplates, expanded
 //! over the Namespace manifests beside them), the NetworkPolicies netfence would apply out, as
-//! multi-document YAML (or a JSON `List`). Any invalid resource: every error on
-//! stderr as `FILE: NAME: PATH: message`, nothing on stdout, exit 2.
+//! multi-document YAML (or a JSON `List`). Any invalid resource, or a namespace that cannot be
+//! one (a NamespaceIsolation's `metadata.namespace`, a Namespace's `metadata.name`,
+//! `--namespace`): every error on stderr as `FILE: NAME: PATH: message`, nothing on stdout,
+//! exit 2.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -37,8 +39,17 @@ pub struct Args {
     pub output: Format,
 
     /// The namespace of resources whose manifest has none (as `kubectl apply -n` would set it).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = namespace_argument)]
     pub namespace: Option<String>,
+}
+
+/// `--namespace`: a namespace name, or the reason it cannot be one (clap then names the option
+/// and exits 2).
+fn namespace_argument(text: &str) -> Result<String, String> {
+    match manifests::namespace_problem(text) {
+        Some(problem) => Err(problem),
+        None => Ok(text.to_owned()),
+    }
 }
 
 /// The NamespaceIsolations found among `documents`, validated, and those that the
@@ -62,6 +73,13 @@ pub fn isolations(
     for document in documents {
         let prefix = format!("{}: {}", document.source, document.name());
         let kind = document.kind();
+        // The namespaces of what is read: a NamespaceIsolation's own (its policies go there),
+        // and a Namespace manifest's name when templates expand over it.
+        let read = kind == "NamespaceIsolation" || (kind == "Namespace" && has_templates);
+        if let Some(error) = document.namespace_error().filter(|_| read) {
+            errors.push(format!("{prefix}: {error}"));
+            continue;
+        }
         if kind == "Namespace" && has_templates {
             match namespace_info(document) {
                 Ok(namespace) => namespaces.push((document.source.clone(), namespace)),

@@ -206,6 +206,26 @@ pub(super) fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    // As render and verify: a namespace that cannot be one is refused before anything starts.
+    let invalid: Vec<String> = documents
+        .iter()
+        .filter_map(|document| {
+            document.namespace_error().map(|error| {
+                format!(
+                    "{}: {} {}: {error}",
+                    document.source,
+                    document.kind(),
+                    document.name()
+                )
+            })
+        })
+        .collect();
+    if !invalid.is_empty() {
+        for error in &invalid {
+            eprintln!("error: {error}");
+        }
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

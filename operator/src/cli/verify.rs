@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Other kinds are skipped with a note on stderr. Exit codes: 0 verified, 1 an intent proof
-//! failed, 2 bad input (every problem on stderr as `error: FILE: KIND NAME: FIELD: message`).
+//! failed, 2 bad input (every problem on stderr as `error: FILE: KIND NAME: FIELD: message`),
+//! a namespace that cannot be one among them (`metadata.namespace`, a Namespace's
+//! `metadata.name`).
 
 use std::{
     collections::BTreeMap,
@@ -138,6 +140,15 @@ fn classify(documents: Vec<Document>, errors: &mut Vec<String>, notes: &mut Vec<
             ));
             continue;
         }
+        // A namespace that cannot be one: refused here, so no model or proof is built for it
+        // (a NamespaceIsolation's is refused with the other checks of its manifest).
+        if document.kind() != "NamespaceIsolation"
+            && document.kind() != "IsolationTemplate"
+            && let Some(error) = document.namespace_error()
+        {
+            errors.push(format!("{prefix}: {error}"));
+            continue;
+        }
         let kind: &'static str = match document.kind() {
             "Namespace" => "Namespace",
             "Pod" => "Pod",
@@ -208,9 +219,16 @@ fn execute_inner(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::R
         {
             documents.extend(input.namespace_documents.iter().cloned());
         }
-        match super::render::isolations(&documents, &mut notes) {
+        // What templates would generate is no news when the input is refused already (a
+        // Namespace refused above would show as one a template does not match).
+        let mut expansion_notes = Vec::new();
+        let refused = !errors.is_empty();
+        match super::render::isolations(&documents, &mut expansion_notes) {
             Ok(valid) => isolations = valid,
             Err(invalid) => errors.extend(invalid),
+        }
+        if !refused {
+            notes.extend(expansion_notes);
         }
     }
     let cluster = match Cluster::build(&input.namespaces, &input.pods, &input.policies) {

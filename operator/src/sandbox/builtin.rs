@@ -80,6 +80,64 @@ pub fn prune_unknown_fields(info: &ResourceInfo, object: &mut Value) -> Vec<Stri
     paths
 }
 
+/// Why `object` does not decode into the type of its kind, as `field.path: what is wrong`, if it
+/// does not: a field of the wrong type (`spec.podSelector: 5`, `metadata.finalizers: [1]`), which
+/// upstream's decoding refuses before anything else looks at the object. Built-in kinds are
+/// decoded whole into k8s-openapi's types; custom resources only in their `metadata`
+/// (upstream decodes it into `ObjectMeta`; their schema checks the rest, with 422 and the field).
+#[must_use]
+pub fn decode_problem(info: &ResourceInfo, object: &Value) -> Option<String> {
+    use k8s_openapi::{
+        api::{
+            coordination::v1::Lease,
+            core::v1::{Event, Namespace, Pod},
+            networking::v1::NetworkPolicy,
+        },
+        apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    };
+    if info.custom {
+        let metadata = object.get("metadata")?;
+        return problem::<ObjectMeta>(metadata).map(|(path, message)| match path.as_str() {
+            "" => format!("metadata: {message}"),
+            path => format!("metadata.{path}: {message}"),
+        });
+    }
+    let found = match (info.group.as_str(), info.plural.as_str()) {
+        ("", "namespaces") => problem::<Namespace>(object),
+        ("", "pods") => problem::<Pod>(object),
+        ("", "events") => problem::<Event>(object),
+        ("networking.k8s.io", "networkpolicies") => problem::<NetworkPolicy>(object),
+        ("events.k8s.io", "events") => problem::<k8s_openapi::api::events::v1::Event>(object),
+        ("coordination.k8s.io", "leases") => problem::<Lease>(object),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            problem::<CustomResourceDefinition>(object)
+        }
+        _ => None,
+    };
+    found.map(|(path, message)| {
+        if path.is_empty() {
+            message
+        } else {
+            format!("{path}: {message}")
+        }
+    })
+}
+
+/// The field path (empty for the object itself) and serde's words when `value` does not decode
+/// into `K`.
+fn problem<K: serde::de::DeserializeOwned>(value: &Value) -> Option<(String, String)> {
+    serde_path_to_error::deserialize::<_, K>(value)
+        .err()
+        .map(|error| {
+            let path = match error.path().to_string().as_str() {
+                "." => String::new(),
+                path => path.to_owned(),
+            };
+            (path, error.inner().to_string())
+        })
+}
+
 /// Whether `object` decodes into `K`, calling `record` for every field `K` does not have.
 fn ignored<K: serde::de::DeserializeOwned>(
     object: &Value,
@@ -631,6 +689,55 @@ mod tests {
                 "metadata": {"name": "p"},
                 "spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]},
             })
+        );
+    }
+
+    /// A value of the wrong type is named by its field path; a custom resource is decoded only
+    /// in its metadata (its schema checks the rest). If this fails, the sandbox stores objects a
+    /// real server refuses to decode, and typed clients fail to read them back.
+    #[test]
+    fn fields_of_the_wrong_type_are_named() {
+        let catalog = crate::sandbox::resources::Catalog::builtin();
+        let policies = catalog
+            .find("networking.k8s.io", "v1", "networkpolicies")
+            .cloned()
+            .expect("served");
+        for (object, problem) in [
+            (
+                json!({"metadata": {"name": "p"}, "spec": {"podSelector": 5}}),
+                "spec.podSelector: invalid type: integer `5`, expected LabelSelector",
+            ),
+            (
+                json!({"metadata": {"name": "p", "finalizers": [1]}}),
+                "metadata.finalizers[0]: invalid type: integer `1`, expected a string",
+            ),
+            (
+                json!({"spec": {"podSelector": {}, "ingress": [{"ports": [{"port": -99_999_999_999_i64}]}]}}),
+                "spec.ingress[0].ports[0].port: invalid value: integer `-99999999999`, expected a 32-bit integer",
+            ),
+        ] {
+            assert_eq!(decode_problem(&policies, &object).as_deref(), Some(problem));
+        }
+        assert_eq!(
+            decode_problem(
+                &policies,
+                &json!({"metadata": {"name": "p"}, "spec": {"podSelector": {}}})
+            ),
+            None
+        );
+        let mut custom = policies.clone();
+        custom.custom = true;
+        assert_eq!(
+            decode_problem(
+                &custom,
+                &json!({"metadata": {"finalizers": [1]}, "spec": 5})
+            )
+            .as_deref(),
+            Some("metadata.finalizers[0]: invalid type: integer `1`, expected a string")
+        );
+        assert_eq!(
+            decode_problem(&custom, &json!({"metadata": {"name": "c"}, "spec": 5})),
+            None
         );
     }
 

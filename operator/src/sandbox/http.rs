@@ -10,8 +10,9 @@
 //! ```
 //!
 //! Every request goes through fault injection first and lands in the audit log with its code.
-//! Nothing a client sends can crash the server: malformed bodies are 400, unknown paths 404,
-//! bodies over the limit 413, unsupported media types 415, each with a `Status` body.
+//! Nothing a client sends can crash the server: malformed bodies are 400, bodies nested deeper
+//! than [`super::limits`] allows 400 before they are parsed, unknown paths 404, bodies over the
+//! limit 413, unsupported media types 415, each with a `Status` body.
 
 use std::{collections::HashMap, fmt::Write as _, sync::Arc, time::Duration};
 
@@ -27,6 +28,7 @@ use super::{
     Shared,
     audit::AuditEntry,
     discovery,
+    limits::{self, MAX_DEPTH, MAX_YAML_DEPTH, json_too_deep},
     objects::{DeleteOptions, FieldValidation, ListOptions, WriteOptions, check_path_segment},
     patch::PatchType,
     protobuf,
@@ -261,6 +263,25 @@ pub fn request_info(method: &Method, uri: &Uri, headers: &HeaderMap) -> RequestI
     }
 }
 
+/// The response of a watch: its stream of events.
+fn watch_response(body: Body) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache, private"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `text` quoted as Go's `%q` (`strconv.Quote`) quotes it in an error message.
+fn go_quote(text: &str) -> String {
+    // A JSON string escapes what `%q` escapes, in the same `\"`, `\\` and `\n` forms.
+    serde_json::to_string(text).unwrap_or_else(|_| format!("\"{text}\""))
+}
+
 /// The response of a failed request: its `Status`, with `Retry-After` where the error sets one.
 #[must_use]
 pub fn error_response(error: &ApiError) -> Response {
@@ -344,17 +365,6 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
 /// an empty body for an OpenAPI document it does not have. `None` inside a served API.
 fn unserved_path(shared: &Shared, path: &str) -> Option<Response> {
     let segments: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
-    let page_not_found = || {
-        (
-            StatusCode::NOT_FOUND,
-            [
-                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            ],
-            "404 page not found\n",
-        )
-            .into_response()
-    };
     match segments.as_slice() {
         ["apis", group, ..] => {
             let state = shared.lock_state();
@@ -366,6 +376,19 @@ fn unserved_path(shared: &Shared, path: &str) -> Option<Response> {
         ["openapi", ..] => Some(StatusCode::NOT_FOUND.into_response()),
         _ => Some(page_not_found()),
     }
+}
+
+/// Go's plain-text `404 page not found`.
+fn page_not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        "404 page not found\n",
+    )
+        .into_response()
 }
 
 fn is_apply(headers: &HeaderMap) -> bool {
@@ -455,8 +478,23 @@ async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<V
         .map_err(|_| ApiError::too_large(limit))
 }
 
-/// Decode a JSON or YAML body into an object value.
-fn decode(bytes: &[u8], media: &str) -> Result<Value, ApiError> {
+/// What a body is read as: an object of a kind (create, update), a JSON patch of any type, or
+/// a server-side apply configuration. Upstream words a body it cannot read differently for each.
+#[derive(Clone, Copy, Debug)]
+enum BodyRole<'a> {
+    /// A create's or update's object, of this kind.
+    Object(&'a str),
+    /// A JSON merge patch, JSON patch or strategic merge patch.
+    Patch,
+    /// A server-side apply configuration (YAML or JSON).
+    Apply,
+}
+
+/// Decode a JSON or YAML body into a value, refusing one nested deeper than the sandbox walks
+/// safely ([`MAX_DEPTH`] for JSON, [`MAX_YAML_DEPTH`] for YAML), with upstream's words for its
+/// own depth limits. JSON is measured before it is parsed; YAML as it is parsed. An apply
+/// configuration written as JSON (what kubectl and kube clients send) is read as JSON.
+fn decode(bytes: &[u8], media: &str, role: BodyRole<'_>) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "the request body is empty: an object is required",
@@ -468,19 +506,87 @@ fn decode(bytes: &[u8], media: &str) -> Result<Value, ApiError> {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    let value: Value = if media.ends_with("yaml") {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| ApiError::bad_request("error decoding YAML: the body is not UTF-8"))?;
-        serde_saphyr::from_str(text)
-            .map_err(|error| ApiError::bad_request(format!("error decoding YAML: {error}")))?
-    } else {
-        serde_json::from_slice(bytes).map_err(|error| {
+    if !media.ends_with("yaml") && !matches!(role, BodyRole::Apply) {
+        if let Some(opening) = json_too_deep(bytes, MAX_DEPTH) {
+            let limit = format!("invalid character '{opening}' exceeded max depth");
+            return Err(match role {
+                BodyRole::Object(kind) => ApiError::bad_request(format!(
+                    "the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; json parse error: {limit} ({})",
+                    summarize_data(bytes, 30)
+                )),
+                BodyRole::Patch | BodyRole::Apply => {
+                    ApiError::bad_request(format!("invalid JSON patch: {limit} of {MAX_DEPTH}"))
+                }
+            });
+        }
+        return serde_json::from_slice(bytes).map_err(|error| {
             ApiError::bad_request(format!(
                 "couldn't get version/kind; json parse error: {error}"
             ))
-        })?
-    };
-    Ok(value)
+        });
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| ApiError::bad_request("error decoding YAML: the body is not UTF-8"))?;
+    // JSON is YAML: read it as JSON (serde_json stops by itself at 128 levels), as deep as
+    // JSON may go; what does not parse as JSON (`{a: 1}`) is read as YAML below.
+    if text.trim_start().starts_with(['{', '[']) {
+        match serde_json::from_str::<Value>(text) {
+            Ok(value) if limits::depth(&value) <= MAX_DEPTH => return Ok(value),
+            Ok(_) => return Err(yaml_too_deep(bytes, role, None, MAX_DEPTH)),
+            Err(error) if error.to_string().starts_with("recursion limit exceeded") => {
+                return Err(yaml_too_deep(bytes, role, None, MAX_DEPTH));
+            }
+            Err(_) => {}
+        }
+    }
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_YAML_DEPTH;
+    budget.flow_nesting_limit = MAX_YAML_DEPTH;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    serde_saphyr::from_str_with_options(text, options).map_err(|error| match too_deep_at(&error) {
+        Some(line) => yaml_too_deep(bytes, role, Some(line), MAX_YAML_DEPTH),
+        None => ApiError::bad_request(format!("error decoding YAML: {error}")),
+    })
+}
+
+/// The line where YAML went deeper than its budget allows, when that is the error: the
+/// deserializer's depth budget (block and flow collections), or the parser's own limit on flow
+/// collections, which it meets while scanning ahead.
+fn too_deep_at(error: &serde_saphyr::Error) -> Option<u64> {
+    match error {
+        serde_saphyr::Error::WithSnippet { error, .. } => too_deep_at(error),
+        serde_saphyr::Error::Budget {
+            breach: serde_saphyr::budget::BudgetBreach::Depth { .. },
+            location,
+        } => Some(location.line()),
+        serde_saphyr::Error::ExternalMessage { msg, location, .. }
+            if msg == "recursion limit exceeded" =>
+        {
+            Some(location.line())
+        }
+        _ => None,
+    }
+}
+
+/// 400 for a YAML body (or a JSON apply configuration) nested deeper than `limit`, in
+/// upstream's words for each kind of body: with the line where YAML went too deep, without one
+/// for JSON, which upstream converts as a whole.
+fn yaml_too_deep(bytes: &[u8], role: BodyRole<'_>, line: Option<u64>, limit: usize) -> ApiError {
+    let at = line
+        .map(|line| format!("line {line}: "))
+        .unwrap_or_default();
+    let exceeded = format!("yaml: {at}exceeded max depth of {limit}");
+    ApiError::bad_request(match (role, line) {
+        (BodyRole::Object(kind), _) => format!(
+            "the object provided is unrecognized (must be of type {kind}): {exceeded} ({})",
+            summarize_data(bytes, 30)
+        ),
+        (BodyRole::Patch | BodyRole::Apply, Some(_)) => format!("error encoding patch: {exceeded}"),
+        (BodyRole::Patch | BodyRole::Apply, None) => {
+            format!("error decoding patch: error converting YAML to JSON: {exceeded}")
+        }
+    })
 }
 
 const BODY_TYPES: [&str; 2] = ["application/json", "application/yaml"];
@@ -545,7 +651,7 @@ fn decode_body(
     supported: Result<(), String>,
 ) -> Result<Value, ApiError> {
     if media != protobuf::MEDIA_TYPE {
-        return decode(bytes, media);
+        return decode(bytes, media, BodyRole::Object(&info.kind));
     }
     if !bytes.starts_with(protobuf::MAGIC) {
         return Err(ApiError::bad_request(format!(
@@ -610,10 +716,27 @@ fn list_options(query: &HashMap<String, String>) -> Result<ListOptions, ApiError
         ),
         None => None,
     };
+    // As upstream's conversion of the query, `strconv.ParseInt(text, 10, 64)` and its words.
+    let timeout_seconds = match query.get("timeoutSeconds") {
+        Some(text) => Some(text.parse::<i64>().map_err(|error| {
+            let problem = match error.kind() {
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                    "value out of range"
+                }
+                _ => "invalid syntax",
+            };
+            ApiError::bad_request(format!(
+                "strconv.ParseInt: parsing {}: {problem}",
+                go_quote(text)
+            ))
+        })?),
+        None => None,
+    };
     Ok(ListOptions {
         labels,
         fields,
         limit,
+        timeout_seconds,
         continue_token: query
             .get("continue")
             .filter(|token| !token.is_empty())
@@ -687,6 +810,29 @@ fn resolve(shared: &Shared, target: &Target) -> Result<ResourceInfo, ApiError> {
     Ok(info)
 }
 
+/// What upstream answers for a deletecollection it does not serve: namespaces have none (their
+/// registry implements no `DeleteCollection`: 405, so `DELETE /api/v1/namespaces` deletes
+/// nothing), and a namespaced resource has one only inside a namespace (built-in kinds: 405, as
+/// there is no such route; custom resources: the CRD handler's plain-text 404). `None` when the
+/// deletecollection is served.
+fn refuse_delete_collection(
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+) -> Option<Result<Response, ApiError>> {
+    let namespaces = info.group.is_empty() && info.plural == "namespaces";
+    if namespaces || (info.namespaced && namespace.is_none() && !info.custom) {
+        let mut error = ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        );
+        error.details = Some(json!({}));
+        return Some(Err(error));
+    }
+    if info.namespaced && namespace.is_none() {
+        return Some(Ok(page_not_found()));
+    }
+    None
+}
+
 #[allow(clippy::too_many_lines)] // one dispatch table over the verbs
 async fn serve_object(
     shared: &Arc<Shared>,
@@ -723,21 +869,29 @@ async fn serve_object(
     let output = Output::from_accept(accept, include_object);
     match (method, name) {
         (&Method::GET, _) if truthy(query, "watch") => {
-            let mut fields = list_options(query)?.fields;
+            let ListOptions {
+                labels,
+                mut fields,
+                timeout_seconds,
+                ..
+            } = list_options(query)?;
             if let Some(name) = name {
                 let pinned = format!("metadata.name={name}");
                 fields = FieldSelector::parse(&pinned)
                     .map_err(|error| ApiError::bad_request(error.to_string()))?;
             }
-            let timeout = query
-                .get("timeoutSeconds")
-                .and_then(|seconds| seconds.parse::<u64>().ok())
-                .map_or(shared.options.max_watch_timeout, Duration::from_secs)
-                .min(shared.options.max_watch_timeout);
+            // 0 or unset: the server's limit. Negative: the deadline has passed before the
+            // watch starts, and upstream answers one ERROR event saying so.
+            let timeout = match timeout_seconds {
+                Some(seconds) if seconds < 0 => return Ok(watch_response(watch::expired())),
+                Some(seconds) if seconds > 0 => Duration::from_secs(seconds.unsigned_abs())
+                    .min(shared.options.max_watch_timeout),
+                _ => shared.options.max_watch_timeout,
+            };
             let request = WatchRequest {
                 info,
                 namespace: namespace.map(str::to_owned),
-                labels: list_options(query)?.labels,
+                labels,
                 fields,
                 resource_version: query.get("resourceVersion").cloned(),
                 bookmarks: truthy(query, "allowWatchBookmarks"),
@@ -746,15 +900,7 @@ async fn serve_object(
                 output,
             };
             let body = watch::start(shared, request)?;
-            Ok((
-                StatusCode::OK,
-                [
-                    (header::CONTENT_TYPE, "application/json"),
-                    (header::CACHE_CONTROL, "no-cache, private"),
-                ],
-                body,
-            )
-                .into_response())
+            Ok(watch_response(body))
         }
         (&Method::GET, Some(name)) => {
             let object = shared.lock_state().get(&info, namespace, name)?;
@@ -808,14 +954,11 @@ async fn serve_object(
                 ));
             };
             let bytes = read_body(shared, headers, body).await?;
-            let patch = decode(
-                &bytes,
-                if patch_type == PatchType::Apply {
-                    "yaml"
-                } else {
-                    "json"
-                },
-            )?;
+            let patch = if patch_type == PatchType::Apply {
+                decode(&bytes, "yaml", BodyRole::Apply)?
+            } else {
+                decode(&bytes, "json", BodyRole::Patch)?
+            };
             let options = write_options(query, user_agent)?;
             if patch_type != PatchType::Apply && options.force {
                 return Err(ApiError::bad_request(
@@ -847,6 +990,9 @@ async fn serve_object(
             Ok(json_response(answer.code, &answer.body, &answer.warnings))
         }
         (&Method::DELETE, None) => {
+            if let Some(refused) = refuse_delete_collection(&info, namespace) {
+                return refused;
+            }
             let bytes = read_body(shared, headers, body).await?;
             let options = delete_options(query, &bytes)?;
             let list = list_options(query)?;
@@ -864,6 +1010,225 @@ async fn serve_object(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::{
+        objects::State,
+        store::{Change, Store},
+    };
+
+    /// `{"a": {"a": ... 1}}`, `levels` objects deep, as JSON text (built as text: a deep
+    /// `Value` is what the test must not build outside the server's own code).
+    fn nested(levels: usize) -> String {
+        format!("{}1{}", "{\"a\":".repeat(levels), "}".repeat(levels))
+    }
+
+    /// Run `test` on a thread with a tokio worker's stack (2 MiB), where the sandbox serves
+    /// requests: a walk over an object that recursed too deep would abort the test process.
+    fn on_a_worker_stack(test: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(test)
+            .expect("a thread")
+            .join()
+            .expect("no stack overflow, no panic");
+    }
+
+    /// A custom resource whose spec keeps any field, with a CEL rule and a printer column
+    /// over it: what walks a deep object most.
+    fn deep_resource(state: &mut State) -> ResourceInfo {
+        let crd = json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "deeps.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                "names": {"plural": "deeps", "singular": "deep", "kind": "Deep", "listKind": "DeepList"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "additionalPrinterColumns": [{"name": "A", "type": "string", "jsonPath": ".spec.a"}],
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                        "type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                        "x-kubernetes-validations": [{"rule": "self.size() >= 0"}]}}}}}]},
+        });
+        let crds = state
+            .catalog
+            .find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .cloned()
+            .expect("CRDs are served");
+        state
+            .create(&crds, None, crd, &WriteOptions::default())
+            .expect("the CRD");
+        state
+            .catalog
+            .find("example.com", "v1", "deeps")
+            .cloned()
+            .expect("the resource")
+    }
+
+    /// An object nested as deep as the sandbox accepts goes through every step of the server,
+    /// in a debug build and on a worker's stack: decoding, pruning and schema checks, CEL,
+    /// managed fields, merge and JSON patches, server-side apply, lists, Tables and
+    /// serialization. If this fails, [`MAX_DEPTH`] is too high for the recursive walks and a
+    /// client can abort the sandbox with an object it accepts.
+    #[test]
+    fn objects_as_deep_as_the_limit_are_served_on_a_worker_stack() {
+        on_a_worker_stack(|| {
+            let (events, _) = tokio::sync::broadcast::channel::<Arc<Change>>(16);
+            let mut state = State::new(Store::new(100, events));
+            state.create_system_namespaces();
+            let info = deep_resource(&mut state);
+            // The object is level 1, spec level 2: 98 more reach the limit.
+            let body = format!(
+                r#"{{"apiVersion":"example.com/v1","kind":"Deep","metadata":{{"name":"d"}},"spec":{}}}"#,
+                nested(MAX_DEPTH - 1)
+            );
+            let object = decode(
+                body.as_bytes(),
+                "application/json",
+                BodyRole::Object("Deep"),
+            )
+            .expect("as deep as the limit");
+            let options = WriteOptions {
+                field_manager: Some("test".to_owned()),
+                ..WriteOptions::default()
+            };
+            state
+                .create(&info, Some("default"), object, &options)
+                .expect("stored");
+            let merge = decode(
+                format!(r#"{{"spec":{{"b":{}}}}}"#, nested(MAX_DEPTH - 3)).as_bytes(),
+                "json",
+                BodyRole::Patch,
+            )
+            .expect("a merge patch");
+            state
+                .patch(
+                    &info,
+                    Some("default"),
+                    "d",
+                    None,
+                    PatchType::Merge,
+                    &merge,
+                    &options,
+                )
+                .expect("merged");
+            let copy = json!([{"op": "copy", "from": "/spec/b", "path": "/spec/c"}]);
+            state
+                .patch(
+                    &info,
+                    Some("default"),
+                    "d",
+                    None,
+                    PatchType::Json,
+                    &copy,
+                    &options,
+                )
+                .expect("copied");
+            let apply = decode(
+                format!(
+                    r#"{{"apiVersion":"example.com/v1","kind":"Deep","metadata":{{"name":"d"}},"spec":{{"e":{}}}}}"#,
+                    nested(MAX_DEPTH - 3)
+                )
+                .as_bytes(),
+                "yaml",
+                BodyRole::Apply,
+            )
+            .expect("an apply configuration");
+            state
+                .patch(
+                    &info,
+                    Some("default"),
+                    "d",
+                    None,
+                    PatchType::Apply,
+                    &apply,
+                    &options,
+                )
+                .expect("applied");
+            let list = state
+                .list(&info, Some("default"), &ListOptions::default())
+                .expect("listed");
+            let table = Output::Table("Object".to_owned()).render(&info, list.clone());
+            let text = serde_json::to_string(&table).expect("serialized");
+            assert!(
+                limits::depth(&list) > MAX_DEPTH,
+                "the list wraps the object"
+            );
+            let read: Value = serde_json::from_str(&text).expect("a serde_json client reads it");
+            assert_eq!(read["kind"], "Table");
+        });
+    }
+
+    /// A built-in kind with a field it does not have, nested to the limit: pruned through
+    /// serde_ignored on a worker's stack.
+    #[test]
+    fn unknown_fields_as_deep_as_the_limit_are_pruned_on_a_worker_stack() {
+        on_a_worker_stack(|| {
+            let (events, _) = tokio::sync::broadcast::channel::<Arc<Change>>(16);
+            let mut state = State::new(Store::new(100, events));
+            state.create_system_namespaces();
+            let info = state
+                .catalog
+                .find("networking.k8s.io", "v1", "networkpolicies")
+                .cloned()
+                .expect("served");
+            let body = format!(
+                r#"{{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{{"name":"p"}},"spec":{{"podSelector":{{}},"x":{}}}}}"#,
+                nested(MAX_DEPTH - 2)
+            );
+            let object = decode(body.as_bytes(), "json", BodyRole::Object("NetworkPolicy"))
+                .expect("as deep as the limit");
+            let answer = state
+                .create(&info, Some("default"), object, &WriteOptions::default())
+                .expect("stored");
+            assert_eq!(answer.warnings, ["unknown field \"spec.x\""]);
+        });
+    }
+
+    /// Bodies past the limit are refused before they are parsed, in upstream's words, however
+    /// deep they go.
+    #[test]
+    fn bodies_past_the_limit_are_refused_before_parsing() {
+        let deep = format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","spec":{}}}"#,
+            nested(1_000_000)
+        );
+        let error = decode(deep.as_bytes(), "application/json", BodyRole::Object("Pod"))
+            .expect_err("too deep");
+        assert_eq!(
+            error.message,
+            r#"the object provided is unrecognized (must be of type Pod): couldn't get version/kind; json parse error: invalid character '{' exceeded max depth ({"apiVersion":"v1","kind":"Pod ...)"#
+        );
+        let error = decode(deep.as_bytes(), "json", BodyRole::Patch).expect_err("too deep");
+        assert_eq!(
+            error.message,
+            "invalid JSON patch: invalid character '{' exceeded max depth of 100"
+        );
+        let yaml = format!("a:\n  b: {}\n", "[".repeat(100_000));
+        let error = decode(yaml.as_bytes(), "yaml", BodyRole::Apply).expect_err("too deep");
+        assert_eq!(
+            error.message,
+            "error encoding patch: yaml: line 2: exceeded max depth of 64"
+        );
+        let error = decode(yaml.as_bytes(), "application/yaml", BodyRole::Object("Pod"))
+            .expect_err("too deep");
+        assert!(
+            error.message.starts_with("the object provided is unrecognized (must be of type Pod): yaml: line 2: exceeded max depth of 64 (613a0a2020623a"),
+            "{}",
+            error.message
+        );
+        let error = decode(deep.as_bytes(), "yaml", BodyRole::Apply).expect_err("too deep");
+        assert_eq!(
+            error.message,
+            "error decoding patch: error converting YAML to JSON: yaml: exceeded max depth of 100"
+        );
+        let shallow = format!(r#"{{"a":{}}}"#, nested(MAX_DEPTH - 1));
+        decode(shallow.as_bytes(), "json", BodyRole::Patch).expect("as deep as the limit");
+        decode(shallow.as_bytes(), "yaml", BodyRole::Apply).expect("JSON as deep as the limit");
+        let yaml = format!(
+            "a: {}\n",
+            "{a: ".repeat(MAX_YAML_DEPTH - 1) + &"}".repeat(MAX_YAML_DEPTH - 1)
+        );
+        on_a_worker_stack(move || {
+            decode(yaml.as_bytes(), "yaml", BodyRole::Apply).expect("YAML as deep as its limit");
+        });
+    }
 
     #[test]
     fn paths_resolve_like_the_request_info_resolver() {

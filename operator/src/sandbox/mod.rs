@@ -45,6 +45,17 @@
 //!   empty lists dropped; Event validation (core and `events.k8s.io`, create and update);
 //! - server-side apply as upstream where it fails: a configuration with a field the schema
 //!   lacks is a 500 naming it (whatever `fieldValidation`), one without a name cannot create;
+//! - hostile input refused as upstream refuses it, and never a crash ([`limits`]): bodies and
+//!   patch results nested too deep (400, or 422 for a JSON patch that would build them), JSON
+//!   patches of more than 10,000 operations (413) or copying more than 3 MiB (422); a field of
+//!   the wrong type in a built-in kind or in any object's metadata (`spec.podSelector: 5`,
+//!   `finalizers: [1]`: 400 for a create or an update, 422 for a patch, 500 for an apply);
+//!   owner references without apiVersion, kind, name or uid, owned by an Event, or with more
+//!   than one controller (422); an update without a name (400) or naming another uid (409, a
+//!   failed precondition; a patch or apply changing it: 422); `DELETE /api/v1/namespaces` and
+//!   a namespaced deletecollection across every namespace (405; a custom resource's: 404);
+//!   `timeoutSeconds` that is not an integer (400; negative ends a watch at once with an ERROR
+//!   event, 0 means the server's limit);
 //! - Table output for `kubectl get`; an audit log; fault injection.
 //!
 //! What it does not: no scheduler, no kubelet, no controllers other than the garbage collector
@@ -53,6 +64,12 @@
 //! authorization (every request is allowed), no admission webhooks, no conversion between
 //! versions of a custom resource (versions share storage), no CBOR, no aggregated discovery, no
 //! `kubectl exec`/`logs`/`port-forward`. Plain HTTP on loopback only.
+//!
+//! No ValidatingAdmissionPolicies either: the sandbox serves no `admissionregistration.k8s.io`
+//! and enforces no policy. The one netfence ships in `config/` (only netfence, the garbage
+//! collector and the namespace controller may change or delete a generated NetworkPolicy) is
+//! enforced by a real control plane; in the sandbox anyone may edit or delete a generated
+//! policy, and only netfence's drift correction restores it.
 //!
 //! Held to the real server: every scenario of `e2e/tests/sandbox/` and the kubectl scenarios of
 //! `operator/tests/kubectl.rs` run against the sandbox and against kube-apiserver 1.37.2 (etcd,
@@ -97,6 +114,18 @@
 //!   config/default` applies the namespace and the CRDs and fails on the others (kubectl's
 //!   validation: `failed to download openapi`); netfence's installation is for real clusters,
 //!   and the kubectl scenarios apply it to one.
+//! - Nesting is limited to 100 levels in JSON and 64 in YAML ([`limits::MAX_DEPTH`],
+//!   [`limits::MAX_YAML_DEPTH`]), upstream's to 10,000: the sandbox walks objects
+//!   recursively on a tokio worker's 2 MiB stack, and its clients parse with `serde_json`
+//!   (128 levels for a whole response). Past either limit both refuse, with upstream's words
+//!   and each its own number; no Kubernetes object nests anywhere near 64 levels.
+//! - A field of the wrong type is named by its path and serde's words
+//!   (`spec.podSelector: invalid type: integer `5`, expected LabelSelector`), after upstream's
+//!   prefix; upstream names the Go struct field and type (`json: cannot unmarshal number into Go
+//!   struct field NetworkPolicySpec.spec.podSelector of type v1.LabelSelector`). A JSON patch
+//!   that fails (a missing path, too deep a result, too many bytes copied) is a 422 naming the
+//!   operation; upstream's says only "the server rejected our request due to an error in our
+//!   request".
 //! - Server-side apply tracks ownership of what the applier sends; upstream's finer points
 //!   (`.` membership of structs, version conversion of managed fields) are not reproduced. An
 //!   immutable Event field's message shows an object value as JSON, upstream as a Go struct.
@@ -108,6 +137,7 @@ pub mod cel;
 pub mod discovery;
 pub mod fields;
 pub mod http;
+pub mod limits;
 pub mod manager;
 pub mod objects;
 pub mod patch;

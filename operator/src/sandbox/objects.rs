@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use super::{
     apply::{conflict_message, merge_apply, settle_ownership},
     fields::{Scope, read_managed, same_value, track_update, write_managed},
-    patch::{PatchType, json_patch, merge_patch, strip_strategic_directives},
+    patch::{JsonPatchError, PatchType, json_patch, merge_patch, strip_strategic_directives},
     resources::{Catalog, NAMESPACE_NAME_LABEL, ResourceInfo, StoreKey},
     schema::admit,
     selector::{FieldSelector, LabelSelector},
@@ -116,6 +116,9 @@ pub struct ListOptions {
     /// The client asked for `PartialObjectMetadata`: items carry only their metadata, so the
     /// list copies no spec or status (the answer is the same).
     pub metadata_only: bool,
+    /// `timeoutSeconds`: how long a watch may stay open (0 or unset: the server's limit; a
+    /// negative one has expired already). Parsed for lists too, as upstream.
+    pub timeout_seconds: Option<i64>,
 }
 
 /// A successful answer: the HTTP code, the body, and `Warning` headers.
@@ -383,6 +386,107 @@ fn validate_metadata(info: &ResourceInfo, object: &Value) -> Vec<FieldCause> {
             }),
         }
     }
+    causes.extend(owner_reference_causes(object));
+    causes
+}
+
+/// An owner reference as upstream prints it in a message: Go's JSON of `metav1.OwnerReference`,
+/// its fields in declaration order, the strings always, the flags when set.
+fn owner_reference_json(reference: &Value) -> String {
+    let mut fields: Vec<String> = ["apiVersion", "kind", "name", "uid"]
+        .iter()
+        .map(|field| {
+            let text = reference
+                .get(*field)
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            format!("{}:{}", json!(field), json!(text))
+        })
+        .collect();
+    for flag in ["controller", "blockOwnerDeletion"] {
+        if let Some(value) = reference.get(flag).and_then(Value::as_bool) {
+            fields.push(format!("{}:{value}", json!(flag)));
+        }
+    }
+    format!("{{{}}}", fields.join(","))
+}
+
+/// Upstream's `ValidateOwnerReferences`: each reference names its owner whole (apiVersion,
+/// kind, name, uid), no Event owns anything, and at most one reference is the controller.
+fn owner_reference_causes(object: &Value) -> Vec<FieldCause> {
+    let Some(references) = object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    let mut causes = Vec::new();
+    let mut first_controller: Option<String> = None;
+    for (index, reference) in references.iter().enumerate() {
+        let path = format!("metadata.ownerReferences[{index}]");
+        let text = |field: &str| {
+            reference
+                .get(field)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        let required = |field: &str| FieldCause {
+            reason: "FieldValueRequired",
+            field: format!("{path}.{field}"),
+            message: "Required value: must not be empty".to_owned(),
+        };
+        let api_version = text("apiVersion");
+        // schema.ParseGroupVersion: `version` or `group/version`, the version not empty.
+        let version = match api_version.split_once('/') {
+            Some((_, version)) if version.contains('/') => "",
+            Some((_, version)) => version,
+            None => api_version,
+        };
+        if api_version.is_empty() {
+            causes.push(required("apiVersion"));
+        } else if version.is_empty() {
+            causes.push(FieldCause {
+                reason: "FieldValueInvalid",
+                field: format!("{path}.apiVersion"),
+                message: format!(
+                    "Invalid value: {}: must be <group>/<version> or <version>",
+                    json!(api_version)
+                ),
+            });
+        }
+        for field in ["kind", "name", "uid"] {
+            if text(field).is_empty() {
+                causes.push(required(field));
+            }
+        }
+        if api_version == "v1" && text("kind") == "Event" {
+            causes.push(FieldCause {
+                reason: "FieldValueInvalid",
+                field: path.clone(),
+                message: format!(
+                    "Invalid value: {}: /v1, Kind=Event is disallowed from being an owner",
+                    owner_reference_json(reference)
+                ),
+            });
+        }
+        if reference.get("controller") == Some(&Value::Bool(true)) {
+            let current = format!("{}/{}", text("kind"), text("name"));
+            match &first_controller {
+                Some(first) => {
+                    let listed: Vec<String> = references.iter().map(owner_reference_json).collect();
+                    causes.push(FieldCause {
+                        reason: "FieldValueInvalid",
+                        field: "metadata.ownerReferences".to_owned(),
+                        message: format!(
+                            "Invalid value: [{}]: Only one reference can have Controller set to true. Found \"true\" in references for {first} and {current}",
+                            listed.join(",")
+                        ),
+                    });
+                }
+                None => first_controller = Some(current),
+            }
+        }
+    }
     causes
 }
 
@@ -607,6 +711,7 @@ impl State {
     ) -> Result<Answer, ApiError> {
         let mut object = body;
         check_type(info, &object)?;
+        check_decodes(info, &object)?;
         let metadata = metadata_mut(&mut object);
         if metadata
             .get("resourceVersion")
@@ -734,8 +839,15 @@ impl State {
         options: &WriteOptions,
     ) -> Result<Answer, ApiError> {
         check_type(info, &body)?;
+        check_decodes(info, &body)?;
+        // As upstream's checkName: the body names the object it replaces.
         let body_name = name_of(&body);
-        if !body_name.is_empty() && body_name != name {
+        if body_name.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({name} based on URL) was undeterminable: name must be provided"
+            )));
+        }
+        if body_name != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
@@ -746,6 +858,18 @@ impl State {
             .get(&info.store_key(), &key)
             .cloned()
             .ok_or_else(|| ApiError::not_found(info, name))?;
+        // A uid in the body is a precondition (upstream's `defaultUpdatedObjectInfo`), checked
+        // by the storage before the resourceVersion: another uid is another object, 409.
+        let body_uid = uid_of(&body);
+        if !body_uid.is_empty() && body_uid != uid_of(&old) {
+            return Err(ApiError::uid_precondition_failed(
+                info,
+                &key.namespace,
+                name,
+                body_uid,
+                uid_of(&old),
+            ));
+        }
         let requested = body
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
@@ -826,8 +950,13 @@ impl State {
                 }
                 merge_patch(&base, &strip_strategic_directives(patch))
             }
-            PatchType::Json => json_patch(&base, patch).map_err(|error| {
-                ApiError::invalid(
+            PatchType::Json => json_patch(&base, patch).map_err(|error| match error {
+                JsonPatchError::TooManyOperations(_) => ApiError::new(
+                    413,
+                    "RequestEntityTooLarge",
+                    format!("Request entity too large: {error}"),
+                ),
+                JsonPatchError::Decode(_) | JsonPatchError::Failed(_) => ApiError::invalid(
                     info,
                     name,
                     &[FieldCause {
@@ -835,11 +964,14 @@ impl State {
                         field: String::new(),
                         message: format!("the server rejected our request due to an error in our request: {error}"),
                     }],
-                )
+                ),
             })?,
             PatchType::Apply => base,
         };
         check_type(info, &patched)?;
+        if let Some(problem) = super::builtin::decode_problem(info, &patched) {
+            return Err(ApiError::patch_invalid(&patched, &problem));
+        }
         let requested = patched
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
@@ -899,6 +1031,15 @@ impl State {
             ));
         }
         check_type(info, config)?;
+        // Upstream converts the configuration to a typed object first: a field of the wrong
+        // type fails the request with 500, as a field the schema lacks does.
+        if let Some(problem) = super::builtin::decode_problem(info, config) {
+            return Err(ApiError::typed_patch_failed(
+                info,
+                name,
+                &format!(".{problem}"),
+            ));
+        }
         if config.get("apiVersion").is_none() || config.get("kind").is_none() {
             return Err(ApiError::bad_request(
                 "invalid object type: the apply configuration needs apiVersion and kind",
@@ -940,6 +1081,11 @@ impl State {
         {
             return Err(ApiError::stale(info, name));
         }
+        // The configuration's uid does not survive the merge below: a changed one is refused
+        // here, as upstream refuses the merged object.
+        if let Some(cause) = old.as_ref().and_then(|old| changed_uid(old, config)) {
+            return Err(ApiError::invalid(info, name, &[cause]));
+        }
         let entries = old.as_ref().map(read_managed).unwrap_or_default();
         let live = if let Some(old) = &old {
             present(info, old)
@@ -980,6 +1126,8 @@ impl State {
         options: &WriteOptions,
     ) -> Result<Answer, ApiError> {
         let name = key.name.clone();
+        // A patch that changes the uid (an update's is a precondition, refused before).
+        let changed_uid = old.and_then(|old| changed_uid(old, &candidate));
         let mut new = match (old, scope) {
             (Some(old), Scope::Status) => {
                 let mut next = present(info, old);
@@ -1067,9 +1215,10 @@ impl State {
                 metadata.remove(field);
             }
         }
-        let mut causes = validate_metadata(info, &new);
+        let mut causes: Vec<FieldCause> = changed_uid.into_iter().collect();
+        causes.extend(validate_metadata(info, &new));
         let old_view = old.map(|old| present(info, old));
-        let admitted = admit(info, new.clone(), old_view.as_ref(), &self.cel);
+        let admitted = admit(info, new.clone(), old_view.as_ref(), &self.cel, &causes);
         causes.extend(admitted.causes.iter().cloned());
         let mut warnings = Vec::new();
         // Server-side apply converts the configuration to a typed object first: a field the
@@ -1803,6 +1952,29 @@ fn check_type(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `metadata.uid: field is immutable` when `new` names another uid than `old` (none keeps it).
+fn changed_uid(old: &Value, new: &Value) -> Option<FieldCause> {
+    let uid = uid_of(new);
+    (!uid.is_empty() && uid != uid_of(old)).then(|| FieldCause {
+        reason: "FieldValueInvalid",
+        field: "metadata.uid".to_owned(),
+        message: format!("Invalid value: {}: field is immutable", json!(uid)),
+    })
+}
+
+/// 400 when a create's or update's body does not decode into the type of its kind, in
+/// upstream's words for a body it cannot decode.
+fn check_decodes(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
+    match super::builtin::decode_problem(info, object) {
+        Some(problem) => Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {problem}",
+            kind = info.kind,
+            version = info.version
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn encode_continue(revision: u64, last: &ObjectKey) -> String {
     let token =
         json!({"v": "meta.k8s.io/v1", "rv": revision, "start": [last.namespace, last.name]})
@@ -1890,5 +2062,55 @@ fn drop_nulls(value: &mut Value) {
         for field in map.values_mut() {
             drop_nulls(field);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(references: &Value) -> Vec<String> {
+        owner_reference_causes(&json!({"metadata": {"ownerReferences": references}}))
+            .iter()
+            .map(FieldCause::text)
+            .collect()
+    }
+
+    /// Owner references as upstream's `ValidateOwnerReferences` checks them. If this fails, the
+    /// sandbox stores references a real server refuses (or refuses good ones).
+    #[test]
+    fn owner_references_are_checked_as_upstream() {
+        let good = json!({"apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation", "name": "shop", "uid": "u", "controller": true});
+        assert!(messages(&json!([good])).is_empty());
+        assert_eq!(
+            messages(
+                &json!([{"apiVersion": "a/b/c", "kind": "K", "name": "n", "uid": "u"}, {"apiVersion": "a/", "kind": "K", "name": "n", "uid": "u"}])
+            ),
+            [
+                "metadata.ownerReferences[0].apiVersion: Invalid value: \"a/b/c\": must be <group>/<version> or <version>",
+                "metadata.ownerReferences[1].apiVersion: Invalid value: \"a/\": must be <group>/<version> or <version>",
+            ]
+        );
+        assert_eq!(
+            messages(&json!([{"apiVersion": "v1", "kind": "Event", "name": "e", "uid": "u"}])),
+            [
+                "metadata.ownerReferences[0]: Invalid value: {\"apiVersion\":\"v1\",\"kind\":\"Event\",\"name\":\"e\",\"uid\":\"u\"}: /v1, Kind=Event is disallowed from being an owner"
+            ]
+        );
+        let second = json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "b", "uid": "v", "controller": true});
+        let third = json!({"apiVersion": "v1", "kind": "Secret", "name": "c", "uid": "w", "controller": true});
+        let found = messages(&json!([good, second, third]));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].ends_with(
+                "Found \"true\" in references for NamespaceIsolation/shop and ConfigMap/b"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            found[1]
+                .ends_with("Found \"true\" in references for NamespaceIsolation/shop and Secret/c"),
+            "{found:?}"
+        );
     }
 }

@@ -98,10 +98,12 @@ impl ResourceInfo {
         }
     }
 
-    /// The verbs discovery lists.
+    /// The verbs discovery lists: every one, but deletecollection of namespaces (upstream's
+    /// namespace registry has none).
     #[must_use]
     pub fn verbs(&self) -> Vec<&'static str> {
-        vec![
+        let namespaces = self.group.is_empty() && self.plural == "namespaces";
+        [
             "create",
             "delete",
             "deletecollection",
@@ -111,6 +113,9 @@ impl ResourceInfo {
             "update",
             "watch",
         ]
+        .into_iter()
+        .filter(|verb| !(namespaces && *verb == "deletecollection"))
+        .collect()
     }
 }
 

@@ -34,14 +34,16 @@ pub struct Admitted {
 
 /// Prune, default and validate a custom resource against its schema and CEL rules. Built-in
 /// kinds get what [`super::builtin`] reproduces of upstream (NetworkPolicy defaults, Event
-/// validation) and otherwise pass through unchanged. As upstream, CEL rules run only when the
-/// OpenAPI checks found no blocking error (a wrong type, a required field, an enum, a length).
+/// validation) and otherwise pass through unchanged. As upstream, CEL rules run only when
+/// neither the metadata checks (`metadata_causes`, reported by the caller) nor the OpenAPI
+/// checks found a blocking error (a wrong type, a required field, an enum, a length).
 #[must_use]
 pub fn admit(
     info: &ResourceInfo,
     object: Value,
     old: Option<&Value>,
     context: &Context<'_>,
+    metadata_causes: &[FieldCause],
 ) -> Admitted {
     if !info.custom {
         let mut object = object;
@@ -105,7 +107,7 @@ pub fn admit(
     }
     // As upstream's hasBlockingErr: a wrong type, a missing required field, an unsupported
     // enum value, too long a string or too many items, and no CEL rule runs; one cause says so.
-    let blocking = causes.iter().any(|cause| {
+    let blocking = metadata_causes.iter().chain(&causes).any(|cause| {
         matches!(
             cause.reason,
             "FieldValueTypeInvalid"

@@ -134,6 +134,59 @@ impl ApiError {
         error
     }
 
+    /// 409 for an update whose body names another uid than the stored object's: upstream
+    /// takes the body's uid as a precondition, and its storage refuses it in these words.
+    #[must_use]
+    pub fn uid_precondition_failed(
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        given: &str,
+        actual: &str,
+    ) -> Self {
+        // etcd keys: built-in kinds under their plural, CRDs and custom resources under their
+        // group too.
+        let prefix = if info.custom || info.group == "apiextensions.k8s.io" {
+            format!("{}/{}", info.group, info.plural)
+        } else {
+            info.plural.clone()
+        };
+        let key = if namespace.is_empty() {
+            format!("/registry/{prefix}/{name}")
+        } else {
+            format!("/registry/{prefix}/{namespace}/{name}")
+        };
+        let mut error = ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: {given}, UID in object meta: {actual}",
+                info.group_resource()
+            ),
+        );
+        error.details = Some(details(info, name));
+        error
+    }
+
+    /// 422 for a patch whose result does not decode into the type of its kind: upstream quotes
+    /// the patched object and says why, under an empty kind and name.
+    #[must_use]
+    pub fn patch_invalid(patched: &Value, problem: &str) -> Self {
+        let quoted = serde_json::to_string(&patched.to_string()).unwrap_or_default();
+        let cause = FieldCause {
+            reason: "FieldValueInvalid",
+            field: "patch".to_owned(),
+            message: format!("Invalid value: {quoted}: {problem}"),
+        };
+        let mut error = ApiError::new(
+            422,
+            "Invalid",
+            format!(" \"\" is invalid: {}", cause.text()),
+        );
+        error.details = Some(json!({"causes": causes_json(&[cause])}));
+        error
+    }
+
     /// 409 for a server-side apply that touches fields another manager owns.
     #[must_use]
     pub fn apply_conflict(
@@ -263,6 +316,13 @@ impl ApiError {
                     .join("\n")
             ),
         };
+        ApiError::typed_patch_failed(info, name, &errors)
+    }
+
+    /// 500 without a reason for a server-side apply configuration that does not convert to a
+    /// typed object, for the reason `errors` gives (a field of the wrong type, say).
+    #[must_use]
+    pub fn typed_patch_failed(info: &ResourceInfo, name: &str, errors: &str) -> Self {
         ApiError::new(
             500,
             "",

@@ -107,6 +107,22 @@ fn line(event: &Value) -> Bytes {
     Bytes::from(text)
 }
 
+/// A watch that sends `events` and ends.
+fn finished(events: &[Value]) -> Body {
+    let (mut sender, body) = mpsc::channel::<Result<Bytes, Infallible>>(events.len());
+    for event in events {
+        let _ = sender.try_send(Ok(line(event)));
+    }
+    Body::from_stream(body)
+}
+
+/// The answer to a watch whose `timeoutSeconds` is negative: its deadline passed before it
+/// started, and upstream's watch ends at once with one ERROR event saying so (HTTP 200).
+pub fn expired() -> Body {
+    let status = ApiError::internal("context deadline exceeded").to_status();
+    finished(&[json!({"type": "ERROR", "object": status})])
+}
+
 /// Start a watch: the backlog is taken now, the rest streams from a task.
 pub(crate) fn start(shared: &Arc<Shared>, request: WatchRequest) -> Result<Body, ApiError> {
     let mut first = Vec::new();
@@ -144,12 +160,7 @@ pub(crate) fn start(shared: &Arc<Shared>, request: WatchRequest) -> Result<Body,
                         ))
                         .to_status();
                         first.push(json!({"type": "ERROR", "object": status}));
-                        let (mut sender, body) =
-                            mpsc::channel::<Result<Bytes, Infallible>>(first.len());
-                        for event in &first {
-                            let _ = sender.try_send(Ok(line(event)));
-                        }
-                        return Ok(Body::from_stream(body));
+                        return Ok(finished(&first));
                     }
                 }
             }
