@@ -238,6 +238,10 @@ impl ValidatedTemplate {
 /// Labels netfence sets on generated NamespaceIsolations; a template may not set them.
 const RESERVED_LABELS: [&str; 2] = [TEMPLATE_LABEL, "app.kubernetes.io/managed-by"];
 
+/// The annotation the operator marks, in memory only, an object it cannot decode with; nobody
+/// else may set it (a template that did would make every generated resource differ forever).
+pub const UNDECODABLE_ANNOTATION: &str = "netfence.io/undecodable";
+
 impl TryFrom<&IsolationTemplate> for ValidatedTemplate {
     type Error = ValidationErrors;
 
@@ -352,6 +356,14 @@ fn check_template_metadata(metadata: &TemplateMetadata, errors: &mut Vec<FieldEr
         }
     }
     for key in metadata.annotations.keys() {
+        if key == UNDECODABLE_ANNOTATION {
+            push(
+                errors,
+                format!("spec.template.metadata.annotations.{key}"),
+                "is netfence's own marker (never written to a cluster); remove it",
+            );
+            continue;
+        }
         if let Some(problem) = label_key_problem(key) {
             push(
                 errors,

@@ -245,19 +245,8 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with sandbox options (ignored against a real cluster).
     pub async fn start_with(options: SandboxOptions) -> anyhow::Result<Cluster> {
-        Cluster::start_as(options, None).await
-    }
-
-    /// Like [`Cluster::start`]; on a real cluster the operator is the ServiceAccount
-    /// `service_account` of netfence-system (the installation's own, `netfence`, for scenarios
-    /// about what names it) instead of one of the scenario's own. Such scenarios must not run
-    /// beside each other: [`Cluster::stop`] removes the ServiceAccount and its bindings.
-    pub async fn start_as(
-        options: SandboxOptions,
-        service_account: Option<&str>,
-    ) -> anyhow::Result<Cluster> {
         if let Some(path) = std::env::var_os(KUBECONFIG_VARIABLE) {
-            Cluster::start_real(&PathBuf::from(path), service_account).await
+            Cluster::start_real(&PathBuf::from(path)).await
         } else {
             let sandbox = Sandbox::start_with("127.0.0.1:0".parse()?, options).await?;
             sandbox.install_netfence_crds()?;
@@ -271,10 +260,7 @@ impl Cluster {
         }
     }
 
-    async fn start_real(
-        kubeconfig: &Path,
-        service_account: Option<&str>,
-    ) -> anyhow::Result<Cluster> {
+    async fn start_real(kubeconfig: &Path) -> anyhow::Result<Cluster> {
         let suffix = unique_suffix();
         let user_agent = format!("netfence-e2e/{suffix}");
         let admin_config = kubeconfig_config(kubeconfig).await?;
@@ -295,8 +281,7 @@ impl Cluster {
         ] {
             apply_object(&client, &repository_manifest(role)?).await?;
         }
-        let service_account =
-            service_account.map_or_else(|| format!("e2e-operator-{suffix}"), str::to_owned);
+        let service_account = format!("e2e-operator-{suffix}");
         let subject = json!([{
             "kind": "ServiceAccount", "name": service_account, "namespace": OPERATOR_NAMESPACE,
         }]);
@@ -367,6 +352,16 @@ impl Cluster {
                 service_account,
             })),
         })
+    }
+
+    /// The user name the operator under test acts as on a real cluster (its ServiceAccount's,
+    /// `system:serviceaccount:netfence-system:e2e-operator-...`); `None` on the sandbox.
+    #[must_use]
+    pub fn operator_username(&self) -> Option<String> {
+        match &self.target {
+            Target::Real(real) => Some(real.operator_user()),
+            Target::Sandbox(_) => None,
+        }
     }
 
     /// A client that acts as `user` (on a real cluster the admin impersonates it; the sandbox

@@ -52,21 +52,12 @@ struct Env {
 
 impl Env {
     async fn start() -> Env {
-        Env::start_as(None).await
-    }
-
-    async fn start_as(service_account: Option<&str>) -> Env {
         let turn = if std::env::var_os(netfence_e2e::KUBECONFIG_VARIABLE).is_some() {
             Some(TURN.lock().await)
         } else {
             None
         };
-        let cluster = Cluster::start_as(
-            netfence::sandbox::SandboxOptions::default(),
-            service_account,
-        )
-        .await
-        .expect("a cluster to test against");
+        let cluster = Cluster::start().await.expect("a cluster to test against");
         let client = cluster.client();
         Env {
             cluster,
@@ -294,8 +285,16 @@ async fn install_permissive_crds(client: &Client) {
         .await
         .expect("the older CRD applies");
     }
-    // The API server serves the new schema once the CRD's handler is rebuilt.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+/// Create `object` once the API server admits it (a CRD's new schema is served once its
+/// handler is rebuilt).
+async fn create_when_admitted<K: kube::Resource<DynamicType = ()>>(env: &Env, object: &Value) {
+    let created = eventually(Duration::from_secs(30), || async {
+        env.create_raw::<K>(object).await.ok()
+    })
+    .await;
+    assert!(created.is_some(), "the older CRD never admitted {object}");
 }
 
 /// One NamespaceIsolation and one IsolationTemplate no typed client can read, admitted by an
@@ -311,15 +310,8 @@ async fn one_unreadable_object_stops_nothing() {
     let good = env.namespace("hostile-good", &BTreeMap::new()).await;
     install_permissive_crds(&env.client).await;
     let template = format!("hostile-{run}");
-    let created = async {
-        env.create_raw::<NamespaceIsolation>(&unreadable_shop(&bad))
-            .await
-            .expect("the older CRD admits the resource");
-        env.create_raw::<IsolationTemplate>(&unreadable_template(&template, &run))
-            .await
-            .expect("the older CRD admits the template");
-    };
-    created.await;
+    create_when_admitted::<NamespaceIsolation>(&env, &unreadable_shop(&bad)).await;
+    create_when_admitted::<IsolationTemplate>(&env, &unreadable_template(&template, &run)).await;
     env.create_raw::<NamespaceIsolation>(&shop(&good))
         .await
         .expect("created");
@@ -419,6 +411,85 @@ fn is_closed(policy: &NetworkPolicy) -> bool {
         .is_some_and(|spec| spec.ingress.is_none() && spec.egress.is_none())
 }
 
+/// What the tenant's watch saw of the deny: when, its resourceVersion, whether it was closed.
+type Seen = tokio::sync::mpsc::UnboundedReceiver<(Instant, String, bool)>;
+
+/// A merge patch that opens the deny with one ingress rule.
+fn opened(rule: &Value) -> Value {
+    json!({"spec": {"ingress": [rule]}})
+}
+
+/// The burst: twenty edits of the deny within 20 ms, each on its own connection (so that
+/// netfence restores it in the middle of them and more edits land right after its write). How
+/// long until the deny is closed after the last.
+async fn burst(api: &Api<NetworkPolicy>, seen: &mut Seen) -> Duration {
+    let writes = futures::future::join_all((0..20_u16).map(|index| {
+        let api = api.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(u64::from(index))).await;
+            let patch = opened(&json!({"ports": [{"port": 1000 + index}]}));
+            let written = api
+                .patch(DENY, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("the tenant may edit it");
+            (
+                Instant::now(),
+                written.resource_version().unwrap_or_default(),
+            )
+        }
+    }))
+    .await;
+    let last_write = writes.iter().map(|(at, _)| *at).max().expect("writes");
+    let mut pending: std::collections::BTreeSet<String> =
+        writes.into_iter().map(|(_, version)| version).collect();
+    let deadline = Instant::now() + LIMIT;
+    while Instant::now() < deadline {
+        let Ok(Some((at, version, closed))) =
+            tokio::time::timeout(Duration::from_secs(10), seen.recv()).await
+        else {
+            break;
+        };
+        pending.remove(&version);
+        if pending.is_empty() && closed {
+            return at.saturating_duration_since(last_write);
+        }
+    }
+    panic!("the deny was never closed again after the burst");
+}
+
+/// The fight: re-open the deny whenever it is restored, for `length`. How long each opening
+/// lasted, from the tenant's write to the watch seeing the deny closed again.
+async fn fight_for(api: &Api<NetworkPolicy>, seen: &mut Seen, length: Duration) -> Vec<Duration> {
+    let started = Instant::now();
+    let mut intervals = Vec::new();
+    while started.elapsed() < length {
+        let written = api
+            .patch(
+                DENY,
+                &PatchParams::default(),
+                &Patch::Merge(&opened(&json!({}))),
+            )
+            .await
+            .expect("the tenant may edit it");
+        let open_at = Instant::now();
+        let open_version = written.resource_version().unwrap_or_default();
+        let mut seen_open = false;
+        let closed_at = loop {
+            match tokio::time::timeout(Duration::from_secs(30), seen.recv()).await {
+                Ok(Some((_, version, _))) if version == open_version => seen_open = true,
+                Ok(Some((at, _, true))) if seen_open => break at,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => panic!("the deny was never restored after an edit"),
+            }
+        };
+        intervals.push(closed_at.saturating_duration_since(open_at));
+    }
+    intervals
+}
+
+/// The default deny the tenant fights over.
+const DENY: &str = "shop-default-deny";
+
 /// A tenant with `edit` fights the operator: a burst of twenty edits of the default deny within
 /// about 20 ms, then
 /// a loop that re-opens it (`ingress: [{}]`) the moment it is restored, for 30 s. Printed: how
@@ -436,7 +507,7 @@ async fn a_tenant_fighting_the_operator_never_holds_the_deny_open() {
     env.start_controller(Some(&namespace));
     env.wait_reason(&namespace, "shop", "Reconciled").await;
     let api = env.policies(&namespace);
-    let deny = "shop-default-deny";
+    let deny = DENY;
 
     // Every state the deny goes through, as a watch sees it, with when it was seen.
     let (sender, mut seen) = tokio::sync::mpsc::unbounded_channel();
@@ -461,74 +532,13 @@ async fn a_tenant_fighting_the_operator_never_holds_the_deny_open() {
             }
         }
     });
-    let opened = |rule: Value| json!({"spec": {"ingress": [rule]}});
-
-    // The burst: twenty edits within 20 ms, each on its own connection (so that netfence
-    // restores the deny in the middle of it and more edits land right after its write); how
-    // long until the deny is closed after the last.
-    let writes = futures::future::join_all((0..20_u16).map(|index| {
-        let api = api.clone();
-        async move {
-            tokio::time::sleep(Duration::from_millis(u64::from(index))).await;
-            let patch = opened(json!({"ports": [{"port": 1000 + index}]}));
-            let written = api
-                .patch(deny, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .expect("the tenant may edit it");
-            (
-                Instant::now(),
-                written.resource_version().unwrap_or_default(),
-            )
-        }
-    }))
-    .await;
-    let last_write = writes.iter().map(|(at, _)| *at).max().expect("writes");
-    let mut pending: std::collections::BTreeSet<String> =
-        writes.into_iter().map(|(_, version)| version).collect();
-    let mut closed_after_burst = None;
-    let deadline = Instant::now() + LIMIT;
-    while closed_after_burst.is_none() && Instant::now() < deadline {
-        let Ok(Some((at, version, closed))) =
-            tokio::time::timeout(Duration::from_secs(10), seen.recv()).await
-        else {
-            break;
-        };
-        pending.remove(&version);
-        if pending.is_empty() && closed {
-            closed_after_burst = Some(at.saturating_duration_since(last_write));
-        }
-    }
-    let burst = closed_after_burst.expect("the deny is closed again after the burst");
-
-    // The fight: re-open the deny whenever it is restored.
+    let burst = burst(&api, &mut seen).await;
     let fight = std::env::var("NETFENCE_FIGHT_SECONDS")
         .ok()
         .and_then(|seconds| seconds.parse().ok())
         .map_or(FIGHT, Duration::from_secs);
     let started = Instant::now();
-    let mut intervals = Vec::new();
-    while started.elapsed() < fight {
-        let written = api
-            .patch(
-                deny,
-                &PatchParams::default(),
-                &Patch::Merge(&opened(json!({}))),
-            )
-            .await
-            .expect("the tenant may edit it");
-        let open_at = Instant::now();
-        let open_version = written.resource_version().unwrap_or_default();
-        let mut seen_open = false;
-        let closed_at = loop {
-            match tokio::time::timeout(Duration::from_secs(30), seen.recv()).await {
-                Ok(Some((_, version, _))) if version == open_version => seen_open = true,
-                Ok(Some((at, _, true))) if seen_open => break at,
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => panic!("the deny was never restored after an edit"),
-            }
-        };
-        intervals.push(closed_at.saturating_duration_since(open_at));
-    }
+    let intervals = fight_for(&api, &mut seen, fight).await;
     let elapsed = started.elapsed();
     watch.abort();
     let open: Duration = intervals.iter().sum();
@@ -609,16 +619,33 @@ async fn removing_the_label_does_not_disown_a_policy() {
     env.finish().await;
 }
 
-/// The manifests of `config/admission/`, with the binding scoped to namespaces labelled `run`
-/// (the scenario's own; the policy is exactly as shipped).
-fn admission_manifests(run: &str) -> Vec<Value> {
+/// netfence's ServiceAccount as `config/admission/` names it.
+const SHIPPED_OPERATOR: &str = "system:serviceaccount:netfence-system:netfence";
+
+/// The manifests of `config/admission/`, for one scenario: the policy and its binding renamed for
+/// it, the binding scoped to namespaces labelled `run`, and the operator's user name (the
+/// installation's ServiceAccount, which the shipped policy names) replaced by `operator`'s, the
+/// ServiceAccount the scenario's operator runs as. Nothing else differs from what ships; nothing
+/// of an installation's own is touched.
+fn admission_manifests(run: &str, operator: &str) -> Vec<Value> {
+    let name = format!("netfence-e2e-{run}");
     ["generated_policies.yaml", "generated_policies_binding.yaml"]
         .iter()
         .map(|file| {
-            let mut object = netfence_e2e::repository_manifest(&format!("config/admission/{file}"))
-                .expect("a manifest");
+            let path = format!("config/admission/{file}");
+            let shipped = netfence_e2e::repository_manifest(&path).expect("a manifest");
+            let text = serde_json::to_string(&shipped).expect("serializes");
+            if file.starts_with("generated_policies.") {
+                assert!(
+                    text.contains(&format!("'{SHIPPED_OPERATOR}'")),
+                    "{path} names netfence's ServiceAccount"
+                );
+            }
+            let mut object: Value =
+                serde_json::from_str(&text.replace(SHIPPED_OPERATOR, operator)).expect("JSON");
+            object["metadata"]["name"] = json!(name);
             if object["kind"] == "ValidatingAdmissionPolicyBinding" {
-                object["metadata"]["name"] = json!(format!("netfence-e2e-{run}"));
+                object["spec"]["policyName"] = json!(name);
                 object["spec"]["matchResources"] = json!({
                     "namespaceSelector": {"matchLabels": {"netfence.io/e2e-run": run}},
                 });
@@ -628,38 +655,199 @@ fn admission_manifests(run: &str) -> Vec<Value> {
         .collect()
 }
 
-/// `config/admission/`'s ValidatingAdmissionPolicy on a real control plane: a tenant with the
-/// `edit` ClusterRole in its namespace cannot edit, delete or unlabel a generated policy (and is
-/// told which NamespaceIsolation owns it), while its own policies stay its own; netfence's own
-/// writes (a spec change, pruning), `kubectl delete nsi` with each deletion policy and namespace
-/// deletion still work. The operator runs as the installation's ServiceAccount, the one the
-/// policy names. The sandbox runs no admission policies.
-#[tokio::test]
-async fn generated_policies_are_tamper_proof() {
-    if std::env::var_os(netfence_e2e::KUBECONFIG_VARIABLE).is_none() {
-        skip(
-            "generated_policies_are_tamper_proof",
-            "the sandbox does not run ValidatingAdmissionPolicies (config/admission/); this runs on the real control plane",
-        );
-        return;
+/// Remove what [`admission_manifests`] installed.
+async fn remove_admission(client: &Client, manifests: &[Value]) {
+    for manifest in manifests {
+        let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
+        let kind = manifest["kind"].as_str().unwrap_or_default();
+        let resource = ApiResource {
+            group: "admissionregistration.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "admissionregistration.k8s.io/v1".into(),
+            kind: kind.into(),
+            plural: format!("{}s", kind.to_lowercase()),
+        };
+        let _ = Api::<DynamicObject>::all_with(client.clone(), &resource)
+            .delete(name, &DeleteParams::default())
+            .await;
     }
-    let mut env = Env::start_as(Some("netfence")).await;
-    let run = unique_suffix();
-    let labels: BTreeMap<String, String> = [("netfence.io/e2e-run".to_owned(), run.clone())].into();
-    let manifests = admission_manifests(&run);
-    for manifest in &manifests {
-        netfence_e2e::apply_object(&env.client, manifest)
+}
+
+/// A policy of the tenant's own.
+fn tenant_policy(labels: &Value) -> NetworkPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "team-extra", "labels": labels},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    }))
+    .expect("a policy")
+}
+
+/// The refusal's message, or a panic naming what went through.
+fn refused<T: std::fmt::Debug>(what: &str, attempt: kube::Result<T>) -> String {
+    match attempt {
+        Err(kube::Error::Api(status)) => status.message,
+        other => panic!("{what} went through: {other:?}"),
+    }
+}
+
+/// What a tenant with `edit` may and may not do to the policies of `namespace`.
+async fn check_the_tenant(tenant: &Client, namespace: &str) {
+    let policies: Api<NetworkPolicy> = Api::namespaced(tenant.clone(), namespace);
+    // The policy takes effect once the API server's admission plugin has loaded it.
+    let open = Patch::Merge(json!({"spec": {"ingress": [{}]}}));
+    let message = eventually(LIMIT, || async {
+        match policies
+            .patch("shop-default-deny", &PatchParams::default(), &open)
             .await
-            .expect("the admission policy applies");
+        {
+            Err(kube::Error::Api(status)) => Some(status.message),
+            Ok(_) => {
+                // Let netfence restore it before the next try.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                None
+            }
+            Err(other) => panic!("{other}"),
+        }
+    })
+    .await
+    .expect("the tenant's edit is refused");
+    assert!(
+        message.contains("generated by netfence from NamespaceIsolation shop")
+            && message.contains(&format!(
+                "kubectl -n {namespace} edit namespaceisolation shop"
+            )),
+        "the message names the owner and what to do: {message}"
+    );
+    for (what, attempt) in [
+        (
+            "deleting the deny",
+            policies
+                .delete("shop-default-deny", &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "deleting every policy",
+            policies
+                .delete_collection(&DeleteParams::default(), &ListParams::default())
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "unlabelling a tier's policy",
+            policies
+                .patch(
+                    "shop-tier-frontend",
+                    &PatchParams::default(),
+                    &Patch::Merge(unlabel()),
+                )
+                .await
+                .map(|_| ()),
+        ),
+    ] {
+        let message = refused(what, attempt);
+        assert!(
+            message.contains("generated by netfence"),
+            "{what}: {message}"
+        );
     }
-    let tenant = format!("tenant-{run}");
+    // Squatting netfence's label is refused too: such a policy could never be removed again.
+    let message = refused(
+        "creating a policy with netfence's label",
+        policies
+            .create(
+                &PostParams::default(),
+                &tenant_policy(&json!({"app.kubernetes.io/managed-by": "netfence"})),
+            )
+            .await,
+    );
+    assert!(message.contains("only netfence sets it"), "{message}");
+    check_own_policies(&policies).await;
+}
+
+/// The tenant's own policies stay the tenant's, but it cannot give them netfence's label.
+async fn check_own_policies(policies: &Api<NetworkPolicy>) {
+    policies
+        .create(
+            &PostParams::default(),
+            &tenant_policy(&json!({"team": "a"})),
+        )
+        .await
+        .expect("the tenant creates its own policy");
+    let message = refused(
+        "adding netfence's label to the tenant's policy",
+        policies
+            .patch(
+                "team-extra",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "netfence"}}}),
+                ),
+            )
+            .await,
+    );
+    assert!(message.contains("only netfence sets it"), "{message}");
+    policies
+        .patch(
+            "team-extra",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "b"}}})),
+        )
+        .await
+        .expect("the tenant edits its own policy");
+    policies
+        .delete("team-extra", &DeleteParams::default())
+        .await
+        .expect("and deletes it");
+}
+
+/// The policies left in `namespace` once its resource is gone, sorted.
+async fn left_after_deletion(env: &Env, namespace: &str, expected: &[&str]) {
+    let api = env.policies(namespace);
+    let names = || async {
+        let mut names: Vec<String> = api
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect();
+        names.sort();
+        Some(names)
+    };
+    let reached = eventually(LIMIT, || async {
+        let gone = env
+            .isolations(namespace)
+            .get_opt("shop")
+            .await
+            .ok()?
+            .is_none();
+        (gone && names().await? == expected).then_some(())
+    })
+    .await;
+    assert!(
+        reached.is_some(),
+        "{namespace}: expected {expected:?}, found {:?}",
+        names().await
+    );
+}
+
+/// Three namespaces labelled for the scenario, each with `shop` under one deletion policy and
+/// the tenant bound to `edit`.
+async fn tenant_namespaces(
+    env: &mut Env,
+    labels: &BTreeMap<String, String>,
+    tenant: &str,
+) -> Vec<(String, &'static str)> {
     let mut namespaces = Vec::new();
     for (prefix, deletion) in [
         ("hostile-delete", "Delete"),
         ("hostile-orphan", "Orphan"),
         ("hostile-keep", "KeepDefaultDeny"),
     ] {
-        let namespace = env.namespace(prefix, &labels).await;
+        let namespace = env.namespace(prefix, labels).await;
         netfence_e2e::apply_object(
             &env.client,
             &json!({
@@ -678,97 +866,51 @@ async fn generated_policies_are_tamper_proof() {
             .expect("created");
         namespaces.push((namespace, deletion));
     }
+    namespaces
+}
+
+/// `config/admission/`'s ValidatingAdmissionPolicy on a real control plane: a tenant with the
+/// `edit` ClusterRole in its namespace cannot edit, delete (one by one or all at once), unlabel or
+/// squat a generated policy (and is told which NamespaceIsolation owns it), while its own
+/// policies stay its own; netfence's own writes (a spec change, pruning), `kubectl delete nsi`
+/// with each deletion policy and namespace deletion still work. The policy is the shipped one,
+/// with the scenario's operator in place of the installation's ServiceAccount. The sandbox runs no
+/// admission policies.
+#[tokio::test]
+async fn generated_policies_are_tamper_proof() {
+    if std::env::var_os(netfence_e2e::KUBECONFIG_VARIABLE).is_none() {
+        skip(
+            "generated_policies_are_tamper_proof",
+            "the sandbox does not run ValidatingAdmissionPolicies (config/admission/); this runs on the real control plane",
+        );
+        return;
+    }
+    let mut env = Env::start().await;
+    let run = unique_suffix();
+    let labels: BTreeMap<String, String> = [("netfence.io/e2e-run".to_owned(), run.clone())].into();
+    let operator = env.cluster.operator_username().expect("a real cluster");
+    let manifests = admission_manifests(&run, &operator);
+    for manifest in &manifests {
+        netfence_e2e::apply_object(&env.client, manifest)
+            .await
+            .expect("the admission policy applies");
+    }
+    let tenant = format!("tenant-{run}");
+    let namespaces = tenant_namespaces(&mut env, &labels, &tenant).await;
     env.start_controller(None);
     for (namespace, _) in &namespaces {
         env.wait_reason(namespace, "shop", "Reconciled").await;
     }
-
-    let (namespace, _) = &namespaces[0];
     let tenant_client = env
         .cluster
         .client_as(&tenant)
         .await
         .expect("a tenant client");
-    let tenant_policies: Api<NetworkPolicy> = Api::namespaced(tenant_client, namespace);
-    // The policy takes effect once the API server's admission plugin has loaded it.
-    let refused = eventually(LIMIT, || async {
-        match tenant_policies
-            .patch(
-                "shop-default-deny",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"ingress": [{}]}})),
-            )
-            .await
-        {
-            Err(kube::Error::Api(status)) => Some(status),
-            Ok(_) => {
-                // Let netfence restore it before the next try.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                None
-            }
-            Err(other) => panic!("{other}"),
-        }
-    })
-    .await
-    .expect("the tenant's edit is refused");
-    assert!(
-        refused
-            .message
-            .contains("generated by netfence from NamespaceIsolation shop")
-            && refused.message.contains("edit namespaceisolation shop"),
-        "the message names the owner and what to do: {}",
-        refused.message
-    );
-    let attempts = [
-        tenant_policies
-            .delete("shop-default-deny", &DeleteParams::default())
-            .await
-            .map(|_| ()),
-        tenant_policies
-            .patch(
-                "shop-tier-frontend",
-                &PatchParams::default(),
-                &Patch::Merge(unlabel()),
-            )
-            .await
-            .map(|_| ()),
-    ];
-    for attempt in attempts {
-        let Err(kube::Error::Api(status)) = attempt else {
-            panic!("the tenant deleted or unlabelled a generated policy: {attempt:?}");
-        };
-        assert!(
-            status.message.contains("generated by netfence"),
-            "{}",
-            status.message
-        );
-    }
-    // The tenant's own policies stay the tenant's.
-    let own: NetworkPolicy = serde_json::from_value(json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": "team-extra"},
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
-    }))
-    .expect("a policy");
-    tenant_policies
-        .create(&PostParams::default(), &own)
-        .await
-        .expect("the tenant creates its own policy");
-    tenant_policies
-        .patch(
-            "team-extra",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
-        )
-        .await
-        .expect("and edits it");
-    tenant_policies
-        .delete("team-extra", &DeleteParams::default())
-        .await
-        .expect("and deletes it");
+    let (first, _) = &namespaces[0];
+    check_the_tenant(&tenant_client, first).await;
 
     // netfence's own writes go through: a spec change updates one policy and prunes another.
-    env.isolations(namespace)
+    env.isolations(first)
         .patch(
             "shop",
             &PatchParams::default(),
@@ -776,19 +918,14 @@ async fn generated_policies_are_tamper_proof() {
         )
         .await
         .expect("spec changed");
-    env.wait_reason(namespace, "shop", "Reconciled").await;
-    let names: Vec<String> = env
-        .policies(namespace)
-        .list(&ListParams::default())
-        .await
-        .expect("list")
-        .items
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect();
+    env.wait_reason(first, "shop", "Reconciled").await;
     assert!(
-        !names.contains(&"shop-tier-database".to_owned()),
-        "netfence pruned the database tier: {names:?}"
+        env.policies(first)
+            .get_opt("shop-tier-database")
+            .await
+            .expect("read")
+            .is_none(),
+        "netfence pruned the database tier"
     );
 
     // Each deletion policy is carried out.
@@ -799,63 +936,28 @@ async fn generated_policies_are_tamper_proof() {
             .expect("deleted");
     }
     for (namespace, deletion) in &namespaces {
-        let expected: Vec<&str> = match *deletion {
-            "Delete" => vec![],
-            "Orphan" => vec![
+        let expected: &[&str] = match *deletion {
+            "Delete" => &[],
+            "Orphan" => &[
                 "shop-allow-dns",
                 "shop-default-deny",
                 "shop-tier-backend",
                 "shop-tier-database",
                 "shop-tier-frontend",
             ],
-            _ => vec!["shop-allow-dns", "shop-default-deny"],
+            _ => &["shop-allow-dns", "shop-default-deny"],
         };
-        let api = env.policies(namespace);
-        let reached = eventually(LIMIT, || async {
-            let gone = env
-                .isolations(namespace)
-                .get_opt("shop")
-                .await
-                .ok()?
-                .is_none();
-            let mut names: Vec<String> = api
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .iter()
-                .map(ResourceExt::name_any)
-                .collect();
-            names.sort();
-            (gone && names == expected).then_some(())
-        })
-        .await;
-        assert!(
-            reached.is_some(),
-            "{deletion}: expected {expected:?}, found {:?}",
-            api.list(&ListParams::default()).await.map(|list| list
-                .items
-                .iter()
-                .map(ResourceExt::name_any)
-                .collect::<Vec<_>>())
-        );
+        left_after_deletion(&env, namespace, expected).await;
     }
     // A kept deny stays protected, and deleting its namespace still removes it.
     let (kept, _) = &namespaces[2];
-    let kept_policies: Api<NetworkPolicy> = Api::namespaced(
-        env.cluster
-            .client_as(&tenant)
-            .await
-            .expect("a tenant client"),
-        kept,
-    );
-    assert!(
-        kept_policies
+    let message = refused(
+        "deleting the kept deny",
+        Api::<NetworkPolicy>::namespaced(tenant_client, kept)
             .delete("shop-default-deny", &DeleteParams::default())
-            .await
-            .is_err(),
-        "the tenant deleted the kept deny"
+            .await,
     );
+    assert!(message.contains("generated by netfence"), "{message}");
     let namespaces_api: Api<Namespace> = Api::all(env.client.clone());
     namespaces_api
         .delete(kept, &DeleteParams::default())
@@ -871,20 +973,6 @@ async fn generated_policies_are_tamper_proof() {
     })
     .await;
     assert!(gone.is_some(), "namespace {kept} was never deleted");
-
-    for manifest in &manifests {
-        let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
-        let kind = manifest["kind"].as_str().unwrap_or_default();
-        let resource = ApiResource {
-            group: "admissionregistration.k8s.io".into(),
-            version: "v1".into(),
-            api_version: "admissionregistration.k8s.io/v1".into(),
-            kind: kind.into(),
-            plural: format!("{}s", kind.to_lowercase()),
-        };
-        let _ = Api::<DynamicObject>::all_with(env.client.clone(), &resource)
-            .delete(name, &DeleteParams::default())
-            .await;
-    }
+    remove_admission(&env.client, &manifests).await;
     env.finish().await;
 }

@@ -237,13 +237,16 @@ impl PolicyCache {
     /// relist of an unchanged cluster reconciles nothing for its policies.
     #[allow(clippy::must_use_candidate)] // filling the cache alone (as tests do) ignores them
     pub fn apply(&self, event: &watcher::Event<NetworkPolicy>) -> Vec<NetworkPolicy> {
-        if let watcher::Event::Apply(policy)
-        | watcher::Event::InitApply(policy)
-        | watcher::Event::Delete(policy) = event
-        {
-            self.note_delivered(policy);
-        }
         let changed = self.apply_content(event);
+        // Once the content shows it (a relist's objects only at its end): a reconcile that sees
+        // its write delivered then finds the cache holding it or something later.
+        match event {
+            watcher::Event::Apply(policy) | watcher::Event::Delete(policy) => {
+                self.note_delivered(policy);
+            }
+            watcher::Event::InitDone => self.note_relisted(),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
         self.inner.changes.signal();
         changed
     }
@@ -313,6 +316,23 @@ impl PolicyCache {
             .unwrap_or_else(PoisonError::into_inner);
         if let Some((_, versions)) = tracked.get_mut(&(namespace.clone(), name.clone())) {
             versions.push(version.clone());
+        }
+    }
+
+    /// After a relist, record the version now held of every tracked policy.
+    fn note_relisted(&self) {
+        let mut tracked = self
+            .inner
+            .tracked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for ((namespace, name), (_, versions)) in tracked.iter_mut() {
+            if let Some(version) = self
+                .cached(namespace, name)
+                .and_then(|cached| cached.resource_version.clone())
+            {
+                versions.push(version);
+            }
         }
     }
 

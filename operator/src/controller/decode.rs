@@ -28,8 +28,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de::DeserializeOwn
 
 /// The annotation, in memory only, that marks an object salvaged from one that did not decode;
 /// its value is the decoding error. Never written: status writes carry only the status, and
-/// [`typed`] removes it from every object that decoded, so nobody can set it from outside.
-pub const UNDECODABLE_ANNOTATION: &str = "netfence.io/undecodable";
+/// [`into_typed`] removes it from every object it did not mark itself, so nobody can set it from
+/// outside (a template that names it is invalid).
+pub use netfence_crd::template::UNDECODABLE_ANNOTATION;
 
 /// An object that decoded into `K`, or what could be read of one that did not.
 #[derive(Clone, Debug)]
@@ -144,15 +145,19 @@ fn part<T: DeserializeOwned>(raw: &serde_json::Value, pointer: &str) -> Option<T
     T::deserialize(raw.pointer(pointer)?).ok()
 }
 
-/// A spec of defaults, with the deletion policy the object declares when that decodes, else
-/// `KeepDefaultDeny` (deleting a resource that cannot be read keeps its namespace closed).
+/// A spec of defaults, with the deletion policy the object declares: its own when it decodes,
+/// the default (`Delete`) when it declares none, and `KeepDefaultDeny` when it declares one that
+/// cannot be read (deleting such a resource keeps its namespace closed).
 fn salvaged_spec(raw: &serde_json::Value, pointer: &str) -> NamespaceIsolationSpec {
     let mut spec: NamespaceIsolationSpec =
         NamespaceIsolationSpec::deserialize(serde_json::json!({})).unwrap_or_else(|_| {
             unreachable!("every field of a NamespaceIsolation spec has a default")
         });
-    spec.deletion_policy =
-        part(raw, &format!("{pointer}/deletionPolicy")).unwrap_or(DeletionPolicy::KeepDefaultDeny);
+    let declared = format!("{pointer}/deletionPolicy");
+    spec.deletion_policy = match raw.pointer(&declared) {
+        None => DeletionPolicy::default(),
+        Some(_) => part(raw, &declared).unwrap_or(DeletionPolicy::KeepDefaultDeny),
+    };
     spec
 }
 
@@ -243,6 +248,9 @@ pub fn into_typed<K: Salvage>(object: Lenient<K>, on_undecodable: &impl Fn(&Unde
             on_undecodable(&undecodable);
             let (mut object, whole) = K::salvage(&undecodable);
             if whole {
+                if let Some(annotations) = object.meta_mut().annotations.as_mut() {
+                    annotations.remove(UNDECODABLE_ANNOTATION);
+                }
                 return object;
             }
             object
@@ -349,13 +357,33 @@ mod tests {
         assert_eq!(undecodable(&salvaged), None);
     }
 
-    /// Nobody can mark a readable object from outside.
+    /// Nobody can mark a readable object from outside, nor one of which only the status is
+    /// unreadable.
     #[test]
     fn the_mark_cannot_be_forged() {
         let mut value = isolation(&serde_json::json!({}));
-        value["metadata"]["annotations"] = serde_json::json!({UNDECODABLE_ANNOTATION: "forged"});
-        let object: Lenient<NamespaceIsolation> = serde_json::from_value(value).expect("decodes");
+        value["metadata"]["annotations"] =
+            serde_json::json!({UNDECODABLE_ANNOTATION: "spec.tiers\nforged"});
+        let object: Lenient<NamespaceIsolation> =
+            serde_json::from_value(value.clone()).expect("decodes");
         assert_eq!(undecodable(&into_typed(object, &|_| {})), None);
+        value["status"] = serde_json::json!({"policyCount": "many"});
+        let object: Lenient<NamespaceIsolation> =
+            serde_json::from_value(value).expect("decodes leniently");
+        assert!(matches!(object, Lenient::Undecodable(_)));
+        assert_eq!(undecodable(&into_typed(object, &|_| {})), None);
+    }
+
+    /// A resource that declares no deletion policy has the default one, `Delete`: no finalizer
+    /// is added to it for a guess.
+    #[test]
+    fn an_absent_deletion_policy_is_the_default() {
+        let object: Lenient<NamespaceIsolation> =
+            serde_json::from_value(isolation(&serde_json::json!({"mode": "Sometimes"})))
+                .expect("decodes leniently");
+        let salvaged = into_typed(object, &|_| {});
+        assert!(undecodable(&salvaged).is_some());
+        assert_eq!(salvaged.spec.deletion_policy, DeletionPolicy::Delete);
     }
 
     /// A labelled NetworkPolicy that does not decode keeps its place in the cache with no spec:

@@ -171,7 +171,7 @@ async fn reconcile_steps(
     let observed = observe(context, &namespace);
 
     if resource.metadata.deletion_timestamp.is_some() {
-        finalize(resource, context, &namespace, &observed).await?;
+        finalize(resource, context, &namespace).await?;
         return Ok(Action::await_change());
     }
     let mut liveness = Liveness::new(resource, context, &namespace);
@@ -769,7 +769,6 @@ async fn finalize(
     resource: &NamespaceIsolation,
     context: &Context,
     namespace: &str,
-    observed: &[NetworkPolicy],
 ) -> Result<(), Error> {
     if !resource.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
@@ -803,8 +802,25 @@ async fn finalize(
     if !namespace_going {
         let uid = resource.uid().unwrap_or_default();
         let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
-
-        for policy in observed.iter().filter(|policy| is_owned_by(policy, &uid)) {
+        // Every policy it owns, read from the API server: the cache holds only the labelled
+        // ones, and a policy whose label a tenant removed is still this resource's to keep
+        // (its deny must not go to the garbage collector under KeepDefaultDeny).
+        let owned: Vec<NetworkPolicy> = api
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(|source| Error::List {
+                namespace: namespace.to_owned(),
+                source,
+            })?
+            .items
+            .into_iter()
+            .map(|found| NetworkPolicy {
+                metadata: found.metadata,
+                ..NetworkPolicy::default()
+            })
+            .filter(|policy| is_owned_by(policy, &uid))
+            .collect();
+        for policy in &owned {
             let name = policy.metadata.name.clone().unwrap_or_default();
             let kept = match resource.spec.deletion_policy {
                 DeletionPolicy::Orphan => true,

@@ -424,6 +424,9 @@ fn plan_from_caches(
         .iter()
         .filter(|other| other.uid() != template.uid())
         .filter(|other| other.metadata.deletion_timestamp.is_none())
+        // A template netfence cannot read claims nothing: its salvaged spec (no selector, a spec
+        // of defaults) must never make another template yield a namespace to it.
+        .filter(|other| decode::undecodable(other.as_ref()).is_none())
         .filter_map(|other| ValidatedTemplate::try_from(other.as_ref()).ok())
         .collect();
     let others: Vec<&ValidatedTemplate> = others.iter().collect();
@@ -561,7 +564,8 @@ async fn delete_one(
     template: &IsolationTemplate,
     removal: Removal,
 ) -> Result<Written, TemplateError> {
-    let api: Api<NamespaceIsolation> = Api::namespaced(context.client.clone(), &removal.namespace);
+    let api: Api<Lenient<NamespaceIsolation>> =
+        Api::namespaced(context.client.clone(), &removal.namespace);
     let params = DeleteParams {
         preconditions: Some(Preconditions {
             uid: removal.uid.clone(),
