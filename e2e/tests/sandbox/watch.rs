@@ -522,12 +522,17 @@ async fn watch_and_list_timeouts_are_integers() {
     .expect("the watch ends at once")
     .expect("an answer");
     assert_eq!(answer.code, 200, "{}", answer.text);
-    assert_eq!(answer.body["type"], "ERROR", "{}", answer.text);
-    assert_eq!(answer.body["object"]["code"], 500, "{}", answer.text);
-    assert_eq!(
-        answer.body["object"]["message"],
-        "context deadline exceeded"
-    );
+    // A real server races its expired deadline against the stream's start: under load it
+    // sometimes ends the stream before writing the ERROR event (seen in CI: an empty 200). The
+    // sandbox always writes the event; either way the watch ends at once, with no object.
+    if !(cluster.is_real() && answer.body.is_null()) {
+        assert_eq!(answer.body["type"], "ERROR", "{}", answer.text);
+        assert_eq!(answer.body["object"]["code"], 500, "{}", answer.text);
+        assert_eq!(
+            answer.body["object"]["message"],
+            "context deadline exceeded"
+        );
+    }
 
     let api: Api<NetworkPolicy> = Api::namespaced(cluster.client(), &namespace.name);
     let current = api
