@@ -910,10 +910,16 @@ pub const FIGURES_LOG_VARIABLE: &str = "NETFENCE_FIGURES_LOG";
 /// Report a measured figure: on stderr past the test harness's output capture, and in
 /// `$NETFENCE_FIGURES_LOG`. Figures are printed, never asserted beyond the bound a test states.
 pub fn figure(line: &str) {
+    report(FIGURES_LOG_VARIABLE, line);
+}
+
+/// Write `line` to stderr past the test harness's output capture (so it shows even when the
+/// test passes), and append it to the file `$variable` names, if it names one.
+fn report(variable: &str, line: &str) {
     use std::io::Write as _;
     let line = format!("{}\n", line.trim_end());
     let _ = std::io::stderr().write_all(line.as_bytes());
-    if let Some(path) = std::env::var_os(FIGURES_LOG_VARIABLE)
+    if let Some(path) = std::env::var_os(variable)
         && let Ok(mut file) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -930,16 +936,37 @@ pub const SKIP_LOG_VARIABLE: &str = "NETFENCE_SKIP_LOG";
 /// Say that a test is skipped, and why: on stderr past the test harness's output capture (so it
 /// shows in the test output even when the test passes), and in `$NETFENCE_SKIP_LOG`.
 pub fn skip(test: &str, reason: &str) {
-    use std::io::Write as _;
     let target = std::env::var_os(KUBECONFIG_VARIABLE).map_or("sandbox", |_| "real");
-    let line = format!("SKIPPED [{target}] {test}: {reason}\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
-    if let Some(path) = std::env::var_os(SKIP_LOG_VARIABLE)
-        && let Ok(mut file) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-    {
-        let _ = file.write_all(line.as_bytes());
-    }
+    report(
+        SKIP_LOG_VARIABLE,
+        &format!("SKIPPED [{target}] {test}: {reason}"),
+    );
+}
+
+/// The Events of `namespace` with this reason about the object named `regarding`.
+///
+/// # Panics
+///
+/// When the Events cannot be listed.
+pub async fn events(
+    client: &Client,
+    namespace: &str,
+    regarding: &str,
+    reason: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), namespace)
+        .list(&kube::api::ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|event| {
+            event.reason.as_deref() == Some(reason)
+                && event
+                    .regarding
+                    .as_ref()
+                    .and_then(|object| object.name.as_deref())
+                    == Some(regarding)
+        })
+        .collect()
 }

@@ -239,21 +239,7 @@ impl Env {
 
     /// The Events about an object of this namespace, with this reason.
     async fn events(&self, namespace: &str, regarding: &str, reason: &str) -> Vec<Event> {
-        Api::<Event>::namespaced(self.client.clone(), namespace)
-            .list(&ListParams::default())
-            .await
-            .expect("events")
-            .items
-            .into_iter()
-            .filter(|event| {
-                event.reason.as_deref() == Some(reason)
-                    && event
-                        .regarding
-                        .as_ref()
-                        .and_then(|object| object.name.as_deref())
-                        == Some(regarding)
-            })
-            .collect()
+        netfence_e2e::events(&self.client, namespace, regarding, reason).await
     }
 
     /// Stop the controllers, delete the templates and namespaces, stop the sandbox.

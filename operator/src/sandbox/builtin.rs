@@ -397,22 +397,6 @@ impl EventView {
     }
 }
 
-fn required(field: &str) -> FieldCause {
-    FieldCause {
-        reason: "FieldValueRequired",
-        field: field.to_owned(),
-        message: "Required value".to_owned(),
-    }
-}
-
-fn invalid(field: &str, value: &str, detail: &str) -> FieldCause {
-    FieldCause {
-        reason: "FieldValueInvalid",
-        field: field.to_owned(),
-        message: format!("Invalid value: {value:?}: {detail}"),
-    }
-}
-
 /// `legacyValidateEvent`, then, for `events.k8s.io` (`strict`), the checks of
 /// `ValidateEventCreate` or `ValidateEventUpdate`.
 fn validate_event(event: &EventView, old: Option<EventView>, strict: bool) -> Vec<FieldCause> {
@@ -423,19 +407,23 @@ fn validate_event(event: &EventView, old: Option<EventView>, strict: bool) -> Ve
     let series_changed = old.as_ref().is_none_or(|old| old.series != event.series);
     if series_changed && let Some(series) = &event.series {
         if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
-            causes.push(invalid("series.count", "", "should be at least 2"));
+            causes.push(FieldCause::invalid(
+                "series.count",
+                "",
+                "should be at least 2",
+            ));
         }
         if !set(series, "lastObservedTime") {
-            causes.push(required("series.lastObservedTime"));
+            causes.push(FieldCause::required("series.lastObservedTime"));
         }
     }
     match old {
         None => {
             if !event.event_time {
-                causes.push(required("eventTime"));
+                causes.push(FieldCause::required("eventTime"));
             }
             if event.type_ != "Normal" && event.type_ != "Warning" {
-                causes.push(invalid(
+                causes.push(FieldCause::invalid(
                     "type",
                     "",
                     &format!("has invalid value: {}", event.type_),
@@ -448,7 +436,7 @@ fn validate_event(event: &EventView, old: Option<EventView>, strict: bool) -> Ve
                 (event.source_set(), "source"),
             ] {
                 if unset {
-                    causes.push(invalid(field, "", "needs to be unset"));
+                    causes.push(FieldCause::invalid(field, "", "needs to be unset"));
                 }
             }
         }
@@ -512,28 +500,29 @@ fn legacy_event_causes(event: &EventView, strict: bool) -> Vec<FieldCause> {
     let involved = event.involved_namespace.as_str();
     if event.event_time {
         if involved.is_empty() && namespace != "default" && namespace != "kube-system" {
-            causes.push(invalid(
+            causes.push(FieldCause::invalid(
                 "involvedObject.namespace",
                 involved,
                 "does not match event.namespace",
             ));
         }
         if event.reporting_controller.is_empty() {
-            causes.push(required(controller_field));
+            causes.push(FieldCause::required(controller_field));
         }
         if let Some(problem) = qualified_name_problem(&event.reporting_controller) {
-            causes.push(invalid(
+            causes.push(FieldCause::invalid(
                 controller_field,
                 &event.reporting_controller,
                 &problem,
             ));
         }
         if event.reporting_instance.is_empty() {
-            causes.push(required("reportingInstance"));
+            causes.push(FieldCause::required("reportingInstance"));
         }
         let limited = |field: &str, value: &str, limit: usize| {
-            (value.chars().count() > limit)
-                .then(|| invalid(field, "", &format!("can have at most {limit} characters")))
+            (value.chars().count() > limit).then(|| {
+                FieldCause::invalid(field, "", &format!("can have at most {limit} characters"))
+            })
         };
         causes.extend(limited(
             "reportingInstance",
@@ -541,18 +530,18 @@ fn legacy_event_causes(event: &EventView, strict: bool) -> Vec<FieldCause> {
             EVENT_FIELD_LIMIT,
         ));
         if event.action.is_empty() {
-            causes.push(required("action"));
+            causes.push(FieldCause::required("action"));
         }
         causes.extend(limited("action", &event.action, EVENT_FIELD_LIMIT));
         if event.reason.is_empty() {
-            causes.push(required("reason"));
+            causes.push(FieldCause::required("reason"));
         }
         causes.extend(limited("reason", &event.reason, EVENT_FIELD_LIMIT));
         causes.extend(limited("message", &event.message, NOTE_LIMIT));
     } else if (involved.is_empty() && !namespace.is_empty() && namespace != "default")
         || (!involved.is_empty() && involved != namespace)
     {
-        causes.push(invalid(
+        causes.push(FieldCause::invalid(
             "involvedObject.namespace",
             involved,
             "does not match event.namespace",

@@ -312,22 +312,22 @@ fn resources_of_crd(crd: &Value) -> Result<Vec<ResourceInfo>, Vec<FieldCause>> {
     let kind = text("/spec/names/kind");
     let scope = text("/spec/scope");
     if group.is_empty() {
-        causes.push(required("spec.group"));
+        causes.push(FieldCause::required("spec.group"));
     } else if !group.contains('.') {
-        causes.push(invalid(
+        causes.push(FieldCause::invalid(
             "spec.group",
             &group,
             "should be a domain with at least one dot",
         ));
     }
     if plural.is_empty() {
-        causes.push(required("spec.names.plural"));
+        causes.push(FieldCause::required("spec.names.plural"));
     }
     if kind.is_empty() {
-        causes.push(required("spec.names.kind"));
+        causes.push(FieldCause::required("spec.names.kind"));
     }
     if !plural.is_empty() && !group.is_empty() && name != format!("{plural}.{group}") {
-        causes.push(invalid(
+        causes.push(FieldCause::invalid(
             "metadata.name",
             &name,
             "must be spec.names.plural+\".\"+spec.group",
@@ -348,14 +348,14 @@ fn resources_of_crd(crd: &Value) -> Result<Vec<ResourceInfo>, Vec<FieldCause>> {
         .cloned()
         .unwrap_or_default();
     if versions.is_empty() {
-        causes.push(required("spec.versions"));
+        causes.push(FieldCause::required("spec.versions"));
     }
     let storage = versions
         .iter()
         .filter(|version| version.get("storage").and_then(Value::as_bool) == Some(true))
         .count();
     if !versions.is_empty() && storage != 1 {
-        causes.push(invalid(
+        causes.push(FieldCause::invalid(
             "spec.versions",
             &format!("{storage} storage versions"),
             "must have exactly one version marked as storage version",
@@ -370,7 +370,9 @@ fn resources_of_crd(crd: &Value) -> Result<Vec<ResourceInfo>, Vec<FieldCause>> {
             .and_then(Value::as_str)
             .unwrap_or_default();
         if version_name.is_empty() {
-            causes.push(required(&format!("spec.versions[{index}].name")));
+            causes.push(FieldCause::required(&format!(
+                "spec.versions[{index}].name"
+            )));
             continue;
         }
         let Some(schema) = version.pointer("/schema/openAPIV3Schema") else {
@@ -433,22 +435,6 @@ fn resources_of_crd(crd: &Value) -> Result<Vec<ResourceInfo>, Vec<FieldCause>> {
         Ok(defined)
     } else {
         Err(causes)
-    }
-}
-
-fn required(field: &str) -> FieldCause {
-    FieldCause {
-        reason: "FieldValueRequired",
-        field: field.to_owned(),
-        message: "Required value".to_owned(),
-    }
-}
-
-fn invalid(field: &str, value: &str, detail: &str) -> FieldCause {
-    FieldCause {
-        reason: "FieldValueInvalid",
-        field: field.to_owned(),
-        message: format!("Invalid value: \"{value}\": {detail}"),
     }
 }
 

@@ -33,6 +33,26 @@ pub struct FieldCause {
 }
 
 impl FieldCause {
+    /// `field: Required value`.
+    #[must_use]
+    pub fn required(field: &str) -> FieldCause {
+        FieldCause {
+            reason: "FieldValueRequired",
+            field: field.to_owned(),
+            message: "Required value".to_owned(),
+        }
+    }
+
+    /// `field: Invalid value: "value": detail`, the value quoted as Go's `%q` quotes it.
+    #[must_use]
+    pub fn invalid(field: &str, value: &str, detail: &str) -> FieldCause {
+        FieldCause {
+            reason: "FieldValueInvalid",
+            field: field.to_owned(),
+            message: format!("Invalid value: {value:?}: {detail}"),
+        }
+    }
+
     /// `field: message`, the way `field.Error` prints.
     #[must_use]
     pub fn text(&self) -> String {
