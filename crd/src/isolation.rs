@@ -7,7 +7,7 @@
 //!
 //! The `///` docs on every field become the CRD's descriptions, which `kubectl explain nsi.spec`
 //! shows. The `x_kube(validation = ...)` rules are CEL rules the API server enforces at admission;
-//! [`crate::validation`] enforces the same rules again (and what CEL cannot express) in Rust, so
+//! `netfence_core::validate` enforces the same rules again (and what CEL cannot express) in Rust, so
 //! `netfence render` and the controller never act on a spec that admission would have refused.
 
 // `#[kube(printcolumn(...))]` repeats `name = ..., type_ = ...` once per column, which clippy

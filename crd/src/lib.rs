@@ -1,20 +1,16 @@
-//! The custom resources of netfence, their validation and CRD generation. No I/O.
+//! The custom resources of netfence as users write them (their docs are `kubectl explain`), their
+//! CEL rules and CRD generation. Types only: validation lives in `netfence-core`. No I/O.
 //!
 //! ```text
 //! isolation   NamespaceIsolation: the types users write (and their CEL rules)
-//! validation  NamespaceIsolation -> ValidatedIsolation, or every error with its field path
-//! template    IsolationTemplate: the cluster-wide baseline, and -> ValidatedTemplate
+//! template    IsolationTemplate: the cluster-wide baseline
 //! ```
 
 pub mod isolation;
 pub mod template;
-pub mod validation;
 
 pub use isolation::{NamespaceIsolation, NamespaceIsolationSpec, NamespaceIsolationStatus};
-pub use template::{
-    IsolationTemplate, IsolationTemplateSpec, IsolationTemplateStatus, ValidatedTemplate,
-};
-pub use validation::{ValidatedIsolation, ValidationErrors};
+pub use template::{IsolationTemplate, IsolationTemplateSpec, IsolationTemplateStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -1,34 +1,20 @@
 //! The `IsolationTemplate` resource: a cluster-wide baseline that every namespace chosen by label
-//! gets as a generated NamespaceIsolation, and its validation.
-//!
-//! ```text
-//! [ IsolationTemplate ] --ValidatedTemplate::try_from--> [ ValidatedTemplate ]
-//!     x [ Namespace (labels) ] --(operator: template::plan)--> [ NamespaceIsolation per namespace ]
-//! ```
+//! gets as a generated NamespaceIsolation (validated by `netfence_core::validate::template`).
 //!
 //! The admission rules (schema patterns, list bounds and the NamespaceIsolationSpec's CEL rules,
 //! which apply to `spec.template.spec` as they apply to every NamespaceIsolation) refuse what they
-//! can express; [`ValidatedTemplate`] checks everything again in Rust, with field paths below
-//! `spec.template`, so the controller never generates from a template admission would refuse.
+//! can express; the core checks everything again in Rust.
 
 #![allow(clippy::duplicated_attributes)] // printcolumn repeats `name = , type_ =` per column
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    NamespaceIsolation, NamespaceIsolationSpec, ValidatedIsolation, ValidationErrors,
-    validation::{
-        FieldError, dns_label_problem, label_key_problem, label_value_problem, selector_errors,
-    },
-};
-
-/// The label every generated NamespaceIsolation carries, with the template's name as value.
-pub const TEMPLATE_LABEL: &str = "netfence.io/template";
+use crate::NamespaceIsolationSpec;
 
 /// Namespaces no template ever generates into, whatever its selector: the cluster's own.
 pub const ALWAYS_EXCLUDED: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
@@ -163,213 +149,4 @@ pub struct TemplateConflict {
     pub namespace: String,
     /// Why nothing is written there, and what to do.
     pub reason: String,
-}
-
-/// An IsolationTemplate whose every field was checked: what the controller and the CLI expand.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ValidatedTemplate {
-    name: String,
-    uid: Option<String>,
-    created: Option<Time>,
-    selector: LabelSelector,
-    excluded: BTreeSet<String>,
-    isolation_name: String,
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
-    spec: NamespaceIsolationSpec,
-}
-
-impl ValidatedTemplate {
-    /// The template's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The template's UID (absent in manifests).
-    #[must_use]
-    pub fn uid(&self) -> Option<&str> {
-        self.uid.as_deref()
-    }
-
-    /// When the template was created (absent in manifests): the older template wins a namespace.
-    #[must_use]
-    pub fn created(&self) -> Option<&Time> {
-        self.created.as_ref()
-    }
-
-    /// The validated namespace selector.
-    #[must_use]
-    pub fn namespace_selector(&self) -> &LabelSelector {
-        &self.selector
-    }
-
-    /// Whether `namespace` is left out by name: listed in `excludeNamespaces` or always excluded.
-    #[must_use]
-    pub fn excludes(&self, namespace: &str) -> bool {
-        ALWAYS_EXCLUDED.contains(&namespace) || self.excluded.contains(namespace)
-    }
-
-    /// The name of every generated NamespaceIsolation.
-    #[must_use]
-    pub fn isolation_name(&self) -> &str {
-        &self.isolation_name
-    }
-
-    /// The labels of `template.metadata`.
-    #[must_use]
-    pub fn labels(&self) -> &BTreeMap<String, String> {
-        &self.labels
-    }
-
-    /// The annotations of `template.metadata`.
-    #[must_use]
-    pub fn annotations(&self) -> &BTreeMap<String, String> {
-        &self.annotations
-    }
-
-    /// The spec of every generated NamespaceIsolation (valid).
-    #[must_use]
-    pub fn spec(&self) -> &NamespaceIsolationSpec {
-        &self.spec
-    }
-}
-
-/// Labels netfence sets on generated NamespaceIsolations; a template may not set them.
-const RESERVED_LABELS: [&str; 2] = [TEMPLATE_LABEL, "app.kubernetes.io/managed-by"];
-
-/// The annotation the operator marks, in memory only, an object it cannot decode with; nobody
-/// else may set it (a template that did would make every generated resource differ forever).
-pub const UNDECODABLE_ANNOTATION: &str = "netfence.io/undecodable";
-
-impl TryFrom<&IsolationTemplate> for ValidatedTemplate {
-    type Error = ValidationErrors;
-
-    fn try_from(template: &IsolationTemplate) -> Result<Self, Self::Error> {
-        let mut errors = Vec::new();
-        let name = template.metadata.name.clone().unwrap_or_default();
-        let spec = &template.spec;
-        if name.is_empty() {
-            push(&mut errors, "metadata.name", "is required");
-        } else if let Some(problem) = label_value_problem(&name) {
-            // The name is the value of the netfence.io/template label.
-            push(
-                &mut errors,
-                "metadata.name",
-                format!(
-                    "{problem}; the template's name is the value of the {TEMPLATE_LABEL} label on what it generates"
-                ),
-            );
-        }
-        let isolation_name = spec.isolation_name.clone().unwrap_or_else(|| name.clone());
-        if let Some(problem) = dns_label_problem(&isolation_name) {
-            let (path, hint) = if spec.isolation_name.is_some() {
-                ("spec.isolationName", "")
-            } else {
-                (
-                    "metadata.name",
-                    "; it names the generated NamespaceIsolations: set spec.isolationName to a DNS-1123 label",
-                )
-            };
-            push(&mut errors, path, format!("{problem}{hint}"));
-        }
-        errors.extend(selector_errors(
-            &spec.namespace_selector,
-            "spec.namespaceSelector",
-        ));
-        if spec.exclude_namespaces.len() > MAX_EXCLUDED_NAMESPACES {
-            push(
-                &mut errors,
-                "spec.excludeNamespaces",
-                format!(
-                    "has {} entries; at most {MAX_EXCLUDED_NAMESPACES} are allowed: select namespaces by label instead",
-                    spec.exclude_namespaces.len()
-                ),
-            );
-        }
-        for (index, namespace) in spec.exclude_namespaces.iter().enumerate() {
-            if let Some(problem) = dns_label_problem(namespace) {
-                push(
-                    &mut errors,
-                    format!("spec.excludeNamespaces[{index}]"),
-                    problem,
-                );
-            }
-        }
-        let metadata = spec.template.metadata.clone().unwrap_or_default();
-        check_template_metadata(&metadata, &mut errors);
-        // The spec, validated exactly as the generated resource will be.
-        let generated = NamespaceIsolation::new(&isolation_name, spec.template.spec.clone());
-        if let Err(spec_errors) = ValidatedIsolation::try_from(&generated) {
-            for error in spec_errors.0 {
-                // Name problems were reported above, against the field that sets the name.
-                if let Some(rest) = error.path.strip_prefix("spec") {
-                    push(
-                        &mut errors,
-                        format!("spec.template.spec{rest}"),
-                        error.message,
-                    );
-                }
-            }
-        }
-        if !errors.is_empty() {
-            return Err(ValidationErrors(errors));
-        }
-        Ok(ValidatedTemplate {
-            name,
-            uid: template.metadata.uid.clone(),
-            created: template.metadata.creation_timestamp.clone(),
-            selector: spec.namespace_selector.clone(),
-            excluded: spec.exclude_namespaces.iter().cloned().collect(),
-            isolation_name,
-            labels: metadata.labels,
-            annotations: metadata.annotations,
-            spec: spec.template.spec.clone(),
-        })
-    }
-}
-
-fn push(errors: &mut Vec<FieldError>, path: impl Into<String>, message: impl Into<String>) {
-    errors.push(FieldError {
-        path: path.into(),
-        message: message.into(),
-    });
-}
-
-/// Labels and annotations of `template.metadata`: valid keys and values, none that netfence sets.
-fn check_template_metadata(metadata: &TemplateMetadata, errors: &mut Vec<FieldError>) {
-    for (key, value) in &metadata.labels {
-        let path = format!("spec.template.metadata.labels.{key}");
-        if RESERVED_LABELS.contains(&key.as_str()) {
-            push(
-                errors,
-                path,
-                "is set by netfence on every generated NamespaceIsolation; remove it",
-            );
-            continue;
-        }
-        if let Some(problem) = label_key_problem(key) {
-            push(errors, path.clone(), problem);
-        }
-        if let Some(problem) = label_value_problem(value) {
-            push(errors, path, problem);
-        }
-    }
-    for key in metadata.annotations.keys() {
-        if key == UNDECODABLE_ANNOTATION {
-            push(
-                errors,
-                format!("spec.template.metadata.annotations.{key}"),
-                "is netfence's own marker (never written to a cluster); remove it",
-            );
-            continue;
-        }
-        if let Some(problem) = label_key_problem(key) {
-            push(
-                errors,
-                format!("spec.template.metadata.annotations.{key}"),
-                problem,
-            );
-        }
-    }
 }

@@ -1,5 +1,5 @@
 //! A real API server's audit log, read as the sandbox's: each `ResponseComplete` event of
-//! `audit.k8s.io/v1` becomes a `netfence::sandbox::AuditEntry`.
+//! `audit.k8s.io/v1` becomes a `netfence_sandbox::AuditEntry`.
 //!
 //! ```text
 //! kube-apiserver --audit-log-path--> audit.log (JSON lines) --from the offset of the last clear-->
@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use netfence::sandbox::AuditEntry;
+use netfence_sandbox::AuditEntry;
 use serde_json::Value;
 
 /// One audited request and who made it.

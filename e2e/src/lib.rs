@@ -45,8 +45,8 @@ use kube::{
     },
     config::{AuthInfo, KubeConfigOptions, Kubeconfig},
 };
-use netfence::sandbox::{AuditEntry, FaultId, Sandbox, SandboxOptions};
 use netfence_crd::NamespaceIsolation;
+use netfence_sandbox::{AuditEntry, FaultId, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 
 use crate::{audit::AuditLog, proxy::Proxy};
@@ -112,7 +112,7 @@ impl std::fmt::Debug for Cluster {
 #[derive(Clone, Debug)]
 pub enum Faults {
     /// The sandbox's.
-    Sandbox(netfence::sandbox::Faults),
+    Sandbox(netfence_sandbox::Faults),
     /// The proxy's.
     Proxy(proxy::ProxyFaults),
 }
@@ -718,7 +718,7 @@ impl std::fmt::Debug for RunningController {
 impl RunningController {
     /// Run `prepared` until [`RunningController::stop`].
     #[must_use]
-    pub fn start(prepared: netfence::controller::Prepared) -> RunningController {
+    pub fn start(prepared: netfence_controller::Prepared) -> RunningController {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let task = tokio::spawn(prepared.run(ready.clone(), async move {

@@ -6,7 +6,7 @@
 //!          kube::Client (TLS, the operator's ServiceAccount token) --> kube-apiserver
 //! ```
 //!
-//! Requests are classified as the sandbox classifies them (`netfence::sandbox::http::request_info`),
+//! Requests are classified as the sandbox classifies them (`netfence_sandbox::http::request_info`),
 //! so `fail("apply", "networkpolicies", 0.3, 500)` means the same on both. `close_watches` ends
 //! every open watch response, as a server restart or a load balancer does; `compact` answers the
 //! next watch from any resourceVersion issued so far with the real server's 410 `Expired` ERROR
@@ -29,7 +29,7 @@ use axum::{
 };
 use http_body_util::{BodyExt as _, StreamBody};
 use kube::Client;
-use netfence::sandbox::{
+use netfence_sandbox::{
     FaultId,
     audit::{FaultRules, Matcher},
     http::{error_response, request_info},
@@ -121,7 +121,7 @@ impl Proxy {
     }
 }
 
-/// Fault injection into the proxied traffic; the same rules as `netfence::sandbox::Faults`.
+/// Fault injection into the proxied traffic; the same rules as `netfence_sandbox::Faults`.
 #[derive(Clone)]
 pub struct ProxyFaults {
     shared: Arc<Shared>,

@@ -17,9 +17,12 @@ use kube::{
     Api, Client,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
-use netfence::{controller, metrics::Metrics, plan::is_owned_by, render, sandbox::Sandbox};
-use netfence_crd::{NamespaceIsolation, ValidatedIsolation};
+use netfence_controller::{self as controller, metrics::Metrics};
+use netfence_core::ValidatedIsolation;
+use netfence_core::{plan::is_owned_by, render};
+use netfence_crd::NamespaceIsolation;
 use netfence_e2e::{Cluster, RunningController, TestNamespace, shop, shop_without_database, skip};
+use netfence_sandbox::Sandbox;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -262,7 +265,7 @@ async fn examples_converge_to_exactly_the_rendered_policies() {
                 got.metadata
                     .labels
                     .as_ref()
-                    .and_then(|l| l.get(render::ISOLATION_LABEL)),
+                    .and_then(|l| l.get(netfence_core::meta::ISOLATION_LABEL)),
                 Some(&name)
             );
         }

@@ -25,7 +25,8 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
     runtime::reflector::Store,
 };
-use netfence::{controller, metrics::Metrics, plan::is_owned_by};
+use netfence_controller::{self as controller, metrics::Metrics};
+use netfence_core::plan::is_owned_by;
 use netfence_crd::{IsolationTemplate, NamespaceIsolation};
 use netfence_e2e::{Cluster, RunningController, TestNamespace, eventually, shop, unique_suffix};
 use serde_json::{Value, json};

@@ -23,7 +23,7 @@ use kube::{
     api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
     runtime::watcher,
 };
-use netfence::{controller, metrics::Metrics};
+use netfence_controller::{self as controller, metrics::Metrics};
 use netfence_crd::{IsolationTemplate, NamespaceIsolation};
 use netfence_e2e::{
     Cluster, RunningController, TestNamespace, eventually, install_crds, shop, skip, unique_suffix,

@@ -39,15 +39,14 @@ use kube::{
 };
 use netfence::{
     cli::{Cli, Command, run::Args},
-    controller,
     manifests::{self, Document},
-    metrics::Metrics,
-    sandbox::AuditEntry,
 };
+use netfence_controller::{self as controller, metrics::Metrics};
 use netfence_crd::{IsolationTemplate, NamespaceIsolation};
 use netfence_e2e::{
     Cluster, eventually, example_isolations, shop, shop_without_database, skip, wait_for_reason,
 };
+use netfence_sandbox::AuditEntry;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 

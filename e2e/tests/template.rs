@@ -20,9 +20,11 @@ use kube::{
     Api, Client, ResourceExt,
     api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
 };
-use netfence::{controller, metrics::Metrics, sandbox::AuditEntry};
-use netfence_crd::{IsolationTemplate, NamespaceIsolation, template::TEMPLATE_LABEL};
+use netfence_controller::{self as controller, metrics::Metrics};
+use netfence_core::meta::TEMPLATE_LABEL;
+use netfence_crd::{IsolationTemplate, NamespaceIsolation};
 use netfence_e2e::{Cluster, RunningController, TestNamespace, eventually, unique_suffix};
+use netfence_sandbox::AuditEntry;
 use serde_json::{Value, json};
 
 /// How long a scenario waits for convergence (a bound, not a timing assertion).

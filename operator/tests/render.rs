@@ -7,9 +7,12 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use netfence::{
     cli::render::{Format, format_policies, isolations},
     manifests,
-    render::{self, ISOLATION_LABEL, MANAGED_BY, MANAGED_BY_LABEL},
 };
-use netfence_crd::ValidatedIsolation;
+use netfence_core::{
+    ValidatedIsolation,
+    meta::{ISOLATION_LABEL, MANAGED_BY, MANAGED_BY_LABEL},
+    render,
+};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

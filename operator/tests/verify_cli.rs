@@ -68,7 +68,7 @@ fn malformed_policies_are_errors_naming_file_object_and_field() {
         run.stderr
     );
     assert!(
-        run.stderr.contains(&format!("error: {file}: NetworkPolicy web/broken: spec.ingress[0].from[0].ipBlock.cidr: \"10.0.0.0/33\" is not a CIDR: the prefix length is at most 32")),
+        run.stderr.contains(&format!("error: {file}: NetworkPolicy web/broken: spec.ingress[0].from[0].ipBlock.cidr: \"10.0.0.0/33\": prefix length \"33\" must be a number from 0 to 32")),
         "{}",
         run.stderr
     );

@@ -9,13 +9,12 @@ use serde_json::{Value, json};
 use super::common::{assert_status, send};
 
 /// The body of `kubectl create namespace demo` (kubectl v1.32.4), captured from the wire.
-const CREATE_DEMO: &[u8] = include_bytes!(
-    "../../../operator/src/sandbox/protobuf/fixtures/kubectl-create-namespace-demo.bin"
-);
+const CREATE_DEMO: &[u8] =
+    include_bytes!("../../../sandbox/src/protobuf/fixtures/kubectl-create-namespace-demo.bin");
 /// Namespace `shop` with labels `team=web`, `tier=api`, annotation `owner=ops` and spec
 /// finalizer `example.com/hold`, laid out as kubectl's encoder lays out the captured bodies.
 const WITH_LABELS: &[u8] =
-    include_bytes!("../../../operator/src/sandbox/protobuf/fixtures/namespace-with-labels.bin");
+    include_bytes!("../../../sandbox/src/protobuf/fixtures/namespace-with-labels.bin");
 
 const KUBECTL_AGENT: &str = "kubectl/v1.32.4 (linux/amd64) kubernetes/4cb5f07";
 

@@ -11,8 +11,8 @@ use kube::{
     core::PartialObjectMeta,
     runtime::{WatchStreamExt, watcher},
 };
-use netfence::sandbox::SandboxOptions;
 use netfence_e2e::Cluster;
+use netfence_sandbox::SandboxOptions;
 use serde_json::json;
 
 use super::common::object;

@@ -5,7 +5,8 @@
 //! netfence run             the operator: reconcile NamespaceIsolations into NetworkPolicies
 //! netfence verify PATH...   manifests -> who can reach whom, and why; intent proofs
 //! netfence crd              the CustomResourceDefinitions to install
-//! netfence sandbox          an in-memory API server with the CRDs, a kubeconfig, and the manifests applied
+//! netfence sandbox          an in-memory API server with the CRDs, a kubeconfig, and the manifests
+//!                           applied (feature `sandbox`, on by default; a build without it says so)
 //! ```
 //!
 //! Exit codes: 0 success, 1 a check failed (verify), 2 bad input or usage. Output to a pipe the
@@ -15,6 +16,10 @@ pub mod crd;
 pub mod output;
 pub mod render;
 pub mod run;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
+#[cfg(not(feature = "sandbox"))]
+#[path = "no_sandbox.rs"]
 pub mod sandbox;
 pub mod verify;
 

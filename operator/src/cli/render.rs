@@ -8,14 +8,16 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use k8s_openapi::api::{core::v1::Namespace, networking::v1::NetworkPolicy};
-use netfence_crd::{IsolationTemplate, NamespaceIsolation, ValidatedIsolation, ValidatedTemplate};
-
-use super::EXIT_BAD_INPUT;
-use crate::{
-    manifests::{self, Document},
+use netfence_core::{
+    ValidatedIsolation, ValidatedTemplate,
+    meta::FIELD_MANAGER,
     render,
     template::{self, NamespaceInfo, World},
 };
+use netfence_crd::{IsolationTemplate, NamespaceIsolation};
+
+use super::EXIT_BAD_INPUT;
+use crate::manifests::{self, Document};
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
@@ -182,7 +184,7 @@ fn expand(
                 isolations: &written,
                 templates: &others,
                 operator_namespace: None,
-                field_manager: crate::controller::FIELD_MANAGER,
+                field_manager: FIELD_MANAGER,
             },
         );
         if plan.matched.is_empty() {

@@ -15,8 +15,8 @@ use netfence_crd::{IsolationTemplate, NamespaceIsolation};
 
 use std::sync::{Arc, atomic::AtomicBool};
 
-use crate::{
-    controller,
+use netfence_controller::{
+    self as controller,
     metrics::{self, Health, Metrics},
 };
 

@@ -18,15 +18,13 @@ use serde_json::{Value, json};
 use std::sync::{Arc, atomic::AtomicBool};
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netfence_crd::{IsolationTemplate, NamespaceIsolation, ValidatedIsolation};
+use netfence_controller::{self as controller, metrics::Metrics};
+use netfence_core::ValidatedIsolation;
+use netfence_crd::{IsolationTemplate, NamespaceIsolation};
+use netfence_sandbox::{ResourceInfo, Sandbox, SandboxError};
+use netfence_verify::intent;
 
-use crate::{
-    controller,
-    manifests::{self, Document},
-    metrics::Metrics,
-    sandbox::{ResourceInfo, Sandbox, SandboxError},
-    verify::intent,
-};
+use crate::manifests::{self, Document};
 
 use super::{EXIT_BAD_INPUT, output::say};
 

@@ -1,5 +1,5 @@
 //! `netfence verify PATH...`: read manifests, compute who can reach whom with the pure
-//! [`crate::verify`] engine, and print it.
+//! [`netfence_verify`] engine, and print it.
 //!
 //! ```text
 //! PATH... --manifests::load--> Namespaces, Pods, NetworkPolicies --Cluster::build--> matrix (table | json)
@@ -24,10 +24,9 @@ use k8s_openapi::api::{
 };
 
 use super::EXIT_BAD_INPUT;
-use crate::{
-    manifests::{self, Document},
-    verify::{self, Cluster, Probe, intent, report},
-};
+use netfence_verify::{self as verify, Cluster, Probe, intent, report};
+
+use crate::manifests::{self, Document};
 
 /// Exit code when a check failed: an intent proof found a difference.
 pub const EXIT_CHECK_FAILED: u8 = 1;
@@ -355,7 +354,7 @@ fn explain_one(
 /// the cluster or the repository holds), or, when the input has none, against the policies
 /// netfence renders for it. Returns whether the proof failed.
 fn prove(
-    isolation: &netfence_crd::ValidatedIsolation,
+    isolation: &netfence_core::ValidatedIsolation,
     input_policies: &[NetworkPolicy],
     format: Format,
     out: &mut dyn Write,
@@ -369,7 +368,7 @@ fn prove(
         .collect();
     let (policies, against) = if found.is_empty() {
         (
-            crate::render::network_policies(isolation),
+            netfence_core::render::network_policies(isolation),
             "the policies netfence renders for it".to_owned(),
         )
     } else {

@@ -17,16 +17,14 @@ use kube::{
     Api, Client, Resource,
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
-use netfence::{
-    cli::run::USER_AGENT,
-    controller::{
-        FIELD_MANAGER,
-        status::{self, Outcome},
-    },
+use netfence::cli::run::USER_AGENT;
+use netfence_core::{
+    meta::FIELD_MANAGER,
     plan,
-    sandbox::Sandbox,
+    status::{self, Outcome},
 };
 use netfence_crd::NamespaceIsolation;
+use netfence_sandbox::Sandbox;
 use serde_json::json;
 
 use crate::{
@@ -128,7 +126,7 @@ impl Env {
         &self,
         phase: &str,
         started: Instant,
-    ) -> anyhow::Result<Vec<netfence::sandbox::AuditEntry>> {
+    ) -> anyhow::Result<Vec<netfence_sandbox::AuditEntry>> {
         let entries = self.sandbox.audit();
         if self.settings.dump_audit {
             let path = self.settings.work_dir.join(format!("{phase}.audit"));

@@ -23,11 +23,9 @@ use kube::{
     api::{PartialObjectMeta, PostParams, ResourceExt},
     runtime::{WatchStreamExt, watcher},
 };
-use netfence::{
-    render,
-    sandbox::{AuditEntry, Sandbox, SandboxOptions},
-};
-use netfence_crd::{NamespaceIsolation, ValidatedIsolation};
+use netfence_core::{ValidatedIsolation, render};
+use netfence_crd::NamespaceIsolation;
+use netfence_sandbox::{AuditEntry, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 
 /// The name of every benchmark NamespaceIsolation (one per namespace).
@@ -418,7 +416,7 @@ impl Policies {
         // Metadata only: the uid is all it needs, and full objects would make the benchmark's
         // own watch cost the sandbox more than the operator's.
         let synced = Arc::clone(&tracker.synced);
-        let selector = netfence::controller::managed_selector();
+        let selector = netfence_controller::managed_selector();
         let task = tokio::spawn(async move {
             let mut events = watcher(api, watcher::Config::default().labels(&selector))
                 .default_backoff()

@@ -1,0 +1,604 @@
+//! The controllers: NamespaceIsolations in, their NetworkPolicies kept true; IsolationTemplates
+//! in, their NamespaceIsolations kept true. The I/O around the pure `netfence_core`.
+//!
+//! ```text
+//! watch NamespaceIsolation ----------------------------\
+//! reflect NetworkPolicy (managed-by=netfence) ----------+--> reconcile(resource)
+//!                                                        validate -> render -> plan -> apply/prune -> status
+//! ```
+//!
+//! Each step is a named function; `validate`, `render` and `plan` are pure and live in their own
+//! modules. A reconcile in steady state makes no write: the plan is empty and the status unchanged.
+
+mod cache;
+pub mod decode;
+pub mod events;
+mod leader;
+pub mod metrics;
+mod reconcile;
+mod template;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::{
+    Api, Client,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::{Event, EventType, Reporter},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use netfence_crd::NamespaceIsolation;
+
+pub use cache::{Changes, OwnWrites, PolicyCache};
+use decode::{Lenient, Undecodable};
+pub use events::Recorder;
+pub use leader::{LeaseSettings, run_as_leader};
+pub use reconcile::{Error, reconcile};
+pub use template::{PreparedTemplates, TemplateError, prepare_templates};
+
+pub use netfence_core::meta::{FIELD_MANAGER, FINALIZER};
+use netfence_core::{
+    meta::{ISOLATION_LABEL, MANAGED_BY, MANAGED_BY_LABEL},
+    status,
+};
+
+use crate::metrics::Metrics;
+
+/// The first retry delay after a failed reconcile; it doubles up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest retry delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// The NetworkPolicies carrying the managed-by label, as last observed, by namespace.
+    pub policies: PolicyCache,
+    /// The NamespaceIsolations, as last observed (the controller's own cache).
+    pub isolations: Store<NamespaceIsolation>,
+    /// Signalled whenever `isolations` changes.
+    pub isolation_changes: Changes,
+    /// What this controller wrote, so that its own writes trigger no reconcile.
+    pub own_writes: OwnWrites,
+    /// Consecutive failures per resource, for exponential backoff.
+    pub failures: std::sync::Mutex<HashMap<ObjectRef<NamespaceIsolation>, u32>>,
+    /// The counters.
+    pub metrics: Arc<Metrics>,
+    /// Queues Events about the resources (published by a task of their own).
+    pub events: events::EventQueue,
+    /// One permit per reconcile that may run (`--concurrency`), handed out first come, first
+    /// served. kube's own limit keeps waiting reconciles in a hash set and starts them in no
+    /// order: under a burst (900 policies deleted at once) the first deleted waited as long as
+    /// the last, and the slowest restorations took the whole burst.
+    pub permits: tokio::sync::Semaphore,
+}
+
+/// The label selector of the policies netfence watches: only its own.
+#[must_use]
+pub fn managed_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
+}
+
+/// The retry delay after `failures` consecutive failures: 1 s doubling, at most 5 min.
+#[must_use]
+pub fn backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    MIN_BACKOFF.saturating_mul(1 << exponent).min(MAX_BACKOFF)
+}
+
+/// What `netfence run` and `netfence sandbox` tell the controller.
+pub struct Settings {
+    /// Watch one namespace; `None` watches all.
+    pub namespace: Option<String>,
+    /// How many resources are reconciled at once.
+    pub concurrency: u16,
+    /// This instance's name in Events (the pod name in a cluster).
+    pub instance: Option<String>,
+    /// Run the IsolationTemplate controller too (cluster-wide only: templates and namespaces are
+    /// cluster-scoped).
+    pub templates: bool,
+    /// netfence's own namespace: no template ever generates into it.
+    pub operator_namespace: Option<String>,
+}
+
+/// A controller ready to run: read its store (for metrics) before running it.
+pub struct Prepared {
+    controller: Controller<NamespaceIsolation>,
+    policies: PolicyCache,
+    context: Arc<Context>,
+    templates: Option<PreparedTemplates>,
+    publisher: events::Publisher,
+}
+
+impl Prepared {
+    /// The controller's view of NamespaceIsolations.
+    #[must_use]
+    pub fn store(&self) -> Store<NamespaceIsolation> {
+        self.controller.store()
+    }
+
+    /// Run until `shutdown` resolves. `ready` is set once both caches have synced.
+    pub async fn run(
+        self,
+        ready: Arc<AtomicBool>,
+        shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    ) {
+        let isolations = self.controller.store();
+        let policies = self.policies.clone();
+        let publisher = tokio::spawn(self.publisher.run());
+        // Ready once every cache of both controllers holds its first complete list.
+        let templates_synced = self.templates.as_ref().map(PreparedTemplates::synced);
+        tokio::spawn(async move {
+            if synced(&isolations).await {
+                policies.wait_synced().await;
+                if let Some(templates_synced) = templates_synced
+                    && !templates_synced.await
+                {
+                    return;
+                }
+                ready.store(true, Ordering::Relaxed);
+            }
+        });
+        let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+        // Ended with the run, even when the run is dropped (under leader election a stop is a
+        // drop, and `shutdown` never resolves).
+        let _close_permits = AbortOnDrop(tokio::spawn({
+            let shutdown = shutdown.clone();
+            let context = Arc::downgrade(&self.context);
+            async move {
+                shutdown.await;
+                if let Some(context) = context.upgrade() {
+                    context.permits.close();
+                }
+            }
+        }));
+        let store = self.controller.store();
+        let isolations = self
+            .controller
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile, error_policy, self.context)
+            .take_until(forceful_shutdown(shutdown.clone(), store))
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "reconcile did not complete");
+                }
+            });
+        match self.templates {
+            Some(templates) => {
+                futures::join!(isolations, templates.run(shutdown));
+            }
+            None => isolations.await,
+        }
+        // The controller and its context are gone, so the queue is closed: publish what is left.
+        if tokio::time::timeout(Duration::from_secs(5), publisher)
+            .await
+            .is_err()
+        {
+            tracing::warn!("Events still queued at shutdown were not published");
+        }
+    }
+}
+
+/// A task that ends when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Each watch backs off its own errors (`default_backoff`, client-go's schedule). kube's
+/// controller would also pause all its triggers after any error, on top: after a 410 Gone both
+/// watches then relisted 4 s later instead of about 1 s, and drift went unnoticed meanwhile.
+struct NoTriggerBackoff;
+
+impl Iterator for NoTriggerBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoTriggerBackoff {
+    fn reset(&mut self) {}
+}
+
+/// Whether a watch event only reports this controller's own last write (it then triggers no
+/// reconcile; the caches still apply it).
+fn is_own_write<K: kube::Resource<DynamicType = ()>>(
+    own: &OwnWrites,
+    event: &watcher::Event<K>,
+) -> bool {
+    matches!(event, watcher::Event::Apply(object) if own.take(object))
+}
+
+/// How long a stop waits for the reconciles in flight before it drops them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// When a controller stops even with reconciles in flight: [`SHUTDOWN_GRACE`] after `shutdown`,
+/// or at once if its store had no complete list yet.
+///
+/// kube's graceful shutdown cuts the watches, then waits for the store to be ready before its
+/// runner can end; a store whose first list was cut never becomes ready, so a stop during the
+/// first list (a SIGTERM right after start, `netfence sandbox --once` on an empty sandbox) would
+/// wait forever. Nothing has been reconciled before that list, so there is nothing to wait for.
+async fn forceful_shutdown<K>(shutdown: impl std::future::Future<Output = ()>, store: Store<K>)
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    shutdown.await;
+    // One poll: a pending answer leaves no waker anyone depends on, since the stop is at once.
+    if let Some(Ok(())) = futures::FutureExt::now_or_never(store.wait_until_ready()) {
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    }
+}
+
+/// How many reconciles may wait for each permit (see [`Context::permits`]).
+const WAITING_PER_PERMIT: u16 = 32;
+
+/// How many objects a list page holds (see [`prepare`]).
+const LIST_PAGE: u32 = 100;
+
+/// Wait until a store has its first complete list; false if its writer is gone.
+///
+/// kube's `Store::wait_until_ready` wakes only the last task that polled it (a oneshot channel
+/// keeps one waker), and the controller itself waits on the NamespaceIsolation store: a second
+/// waiter could sleep forever and `/readyz` never turn ready. Polling again every 100 ms
+/// re-registers the waker and sees the value once any waiter has taken it.
+async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(result) =
+            tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await
+        {
+            return result.is_ok();
+        }
+    }
+}
+
+/// Build the NamespaceIsolation controller: it watches the resources and reflects the
+/// NetworkPolicies that carry the managed-by label.
+#[must_use]
+pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Prepared {
+    let (isolations, policies): (
+        Api<Lenient<NamespaceIsolation>>,
+        Api<Lenient<NetworkPolicy>>,
+    ) = match settings.namespace.as_deref() {
+        Some(namespace) => (
+            Api::namespaced(client.clone(), namespace),
+            Api::namespaced(client.clone(), namespace),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: settings.instance.clone(),
+        },
+    );
+    let (event_queue, publisher) = events::queue(recorder, metrics.clone());
+    // Both caches drop managedFields: reconciles never read them, and they are most of the
+    // size of a server-side-applied object. Lists come in pages of LIST_PAGE (kube's default is
+    // 500): a page is held whole, managedFields included, while it is decoded, and 500 policies
+    // with their managedFields take about 20 MB for a moment at every relist. Both decode
+    // leniently (see [`decode`]): one object that does not decode never stops a list.
+    let policy_cache = PolicyCache::default();
+    let cache_writer = policy_cache.clone();
+    let own_writes = OwnWrites::default();
+    let own_policies = own_writes.clone();
+    let own_isolations = own_writes.clone();
+    let bad_policy = report_undecodable_policy(metrics.clone(), event_queue.clone());
+    let policy_events = watcher(
+        policies,
+        watcher::Config::default()
+            .labels(&managed_selector())
+            .page_size(LIST_PAGE),
+    )
+    .default_backoff()
+    .map_ok(move |event| decode::typed(event, &bad_policy))
+    .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
+    .map_ok(move |event| {
+        let changed = cache_writer.apply(&event);
+        let triggers = if is_own_write(&own_policies, &event) {
+            Vec::new()
+        } else {
+            changed
+        };
+        futures::stream::iter(triggers.into_iter().map(Ok))
+    })
+    .try_flatten();
+    let (isolation_reader, isolation_writer) = reflector::store();
+    let isolation_changes = Changes::default();
+    let bad_isolation = report_undecodable(
+        metrics.clone(),
+        "undecodable_resource",
+        "NamespaceIsolation",
+    );
+    let isolation_events = watcher(isolations, watcher::Config::default().page_size(LIST_PAGE))
+        .default_backoff()
+        .map_ok(move |event| decode::typed(event, &bad_isolation))
+        .modify(|resource: &mut NamespaceIsolation| resource.metadata.managed_fields = None)
+        .reflect(isolation_writer)
+        .inspect_ok({
+            let changes = isolation_changes.clone();
+            move |_| changes.signal()
+        })
+        .try_filter(move |event| std::future::ready(!is_own_write(&own_isolations, event)))
+        .applied_objects();
+    let context = Arc::new(Context {
+        client,
+        policies: policy_cache.clone(),
+        isolations: isolation_reader.clone(),
+        isolation_changes,
+        own_writes,
+        failures: std::sync::Mutex::new(HashMap::new()),
+        metrics,
+        events: event_queue,
+        permits: tokio::sync::Semaphore::new(usize::from(settings.concurrency.max(1))),
+    });
+    let controller = Controller::for_stream(isolation_events, isolation_reader)
+        .watches_stream(policy_events, reconcile_targets)
+        .trigger_backoff(NoTriggerBackoff)
+        // The permits in the context limit reconciles, in arrival order; kube's own limit only
+        // bounds how many wait for a permit (its runner polls every one of them at each wake-up,
+        // so an unbounded number made convergence quadratic).
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(
+                settings
+                    .concurrency
+                    .max(1)
+                    .saturating_mul(WAITING_PER_PERMIT),
+            ),
+        );
+    let templates = (settings.templates && settings.namespace.is_none()).then(|| {
+        prepare_templates(
+            context.client.clone(),
+            settings.operator_namespace.clone(),
+            settings.instance.clone(),
+            context.metrics.clone(),
+        )
+    });
+    Prepared {
+        controller,
+        policies: policy_cache,
+        context,
+        templates,
+        publisher,
+    }
+}
+
+/// What happens to a resource that does not decode: counted under `reason` and logged (its
+/// reconcile reports it in status, naming the field).
+fn report_undecodable(
+    metrics: Arc<Metrics>,
+    reason: &'static str,
+    kind: &'static str,
+) -> impl Fn(&Undecodable) {
+    move |undecodable: &Undecodable| {
+        metrics.failed(reason);
+        tracing::warn!(
+            kind,
+            namespace = undecodable.metadata.namespace.as_deref().unwrap_or_default(),
+            name = undecodable.metadata.name.as_deref().unwrap_or_default(),
+            error = %undecodable,
+            "a resource does not decode"
+        );
+    }
+}
+
+/// What happens to a labelled NetworkPolicy that does not decode: counted, logged, and a
+/// Warning Event about it (its owner then finds it drifted and writes it again).
+fn report_undecodable_policy(
+    metrics: Arc<Metrics>,
+    events: events::EventQueue,
+) -> impl Fn(&Undecodable) {
+    move |undecodable: &Undecodable| {
+        metrics.failed("undecodable_policy");
+        tracing::warn!(
+            namespace = undecodable.metadata.namespace.as_deref().unwrap_or_default(),
+            name = undecodable.metadata.name.as_deref().unwrap_or_default(),
+            error = %undecodable,
+            "a NetworkPolicy carrying netfence's labels does not decode: its owner restores it"
+        );
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("networking.k8s.io/v1".to_owned()),
+            kind: Some("NetworkPolicy".to_owned()),
+            name: undecodable.metadata.name.clone(),
+            namespace: undecodable.metadata.namespace.clone(),
+            uid: undecodable.metadata.uid.clone(),
+            ..Default::default()
+        };
+        events.publish(
+            Event {
+                type_: EventType::Warning,
+                reason: "Undecodable".to_owned(),
+                note: Some(format!(
+                    "netfence cannot read {undecodable}; the NamespaceIsolation that owns it writes it again"
+                )),
+                action: "Reconcile".to_owned(),
+                secondary: None,
+            },
+            reference,
+        );
+    }
+}
+
+/// The resources a policy's change must reconcile: its owners of netfence's kind (as kube's
+/// `owns` maps them) or, for a policy without one, the resource its `netfence.io/isolation`
+/// label names in its namespace. Such a policy was kept by an earlier resource of that name
+/// (`KeepDefaultDeny`, `Orphan`), and a resource of that name takes it back once it sees it
+/// unowned: its orphaning must wake that resource even when the cache learns of it late.
+fn reconcile_targets(policy: NetworkPolicy) -> Vec<ObjectRef<NamespaceIsolation>> {
+    let metadata = policy.metadata;
+    let namespace = metadata.namespace.as_deref();
+    let owners: Vec<ObjectRef<NamespaceIsolation>> = metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter_map(|owner| ObjectRef::from_owner_ref(namespace, owner, ()))
+        .collect();
+    if !owners.is_empty() {
+        return owners;
+    }
+    let labelled = metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(ISOLATION_LABEL));
+    match (labelled, namespace) {
+        (Some(name), Some(namespace)) => vec![ObjectRef::new(name).within(namespace)],
+        _ => Vec::new(),
+    }
+}
+
+/// The longest a reconcile waits for a cache to see its own writes.
+const CACHE_WAIT: Duration = Duration::from_secs(5);
+
+/// Wait until `store` holds every written object at the version its write returned (`None`: no
+/// longer holds it). The status write that follows a reconcile triggers another; with a stale
+/// cache that one would take fresh objects for missing ones and write them again. After
+/// [`CACHE_WAIT`] it goes on: the next event corrects anything.
+async fn wait_for_cache<K>(store: &Store<K>, written: &[(ObjectRef<K>, Option<String>)])
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    if written.is_empty() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+    loop {
+        let seen = written.iter().all(|(reference, version)| {
+            let cached = store.get(reference);
+            match version {
+                Some(version) => cached.is_some_and(|object| {
+                    object
+                        .meta()
+                        .resource_version
+                        .as_deref()
+                        .is_some_and(|cached| at_least(cached, version))
+                }),
+                None => cached.is_none(),
+            }
+        });
+        if seen || tokio::time::Instant::now() >= deadline {
+            if !seen {
+                tracing::debug!("the cache did not catch up with this reconcile's writes");
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether the cached `resourceVersion` is the written one or a later one. Versions are opaque
+/// to clients, but every API server (etcd's revision, the sandbox's counter) writes decimal
+/// numbers; anything else is compared for equality. Without "later", an object that moved on
+/// meanwhile (a status written by the other controller) would be waited for in vain.
+fn at_least(cached: &str, written: &str) -> bool {
+    match (cached.parse::<u64>(), written.parse::<u64>()) {
+        (Ok(cached), Ok(written)) => cached >= written,
+        _ => cached == written,
+    }
+}
+
+/// Server-side apply `status` to the status subresource of `name`, as netfence's field manager:
+/// fields it no longer sends (an old plannedChanges, a resolved conflict) are removed, which a
+/// merge patch would leave, and the status would never settle.
+async fn apply_status<K>(
+    api: &Api<K>,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> kube::Result<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &kube::api::PatchParams::apply(FIELD_MANAGER).force(),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await
+}
+
+/// Publish an Event about `regarding`, with `related` as its second object. A failure to publish
+/// is logged, never fatal: Events are for people, the status is the contract.
+async fn publish_event(
+    recorder: &Recorder,
+    regarding: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: related,
+    };
+    if let Err(error) = recorder.publish(&event, regarding).await {
+        tracing::warn!(%error, reason, "failed to publish an Event");
+    }
+}
+
+/// After a failure: retry with this resource's own exponential backoff. (`error_policy` is
+/// synchronous, so the failure count is raised in `reconcile` and only read here.)
+#[allow(clippy::needless_pass_by_value)] // the signature is kube's `Controller::run` contract
+fn error_policy(resource: Arc<NamespaceIsolation>, error: &Error, context: Arc<Context>) -> Action {
+    let failures = context
+        .failures
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&ObjectRef::from(resource.as_ref()))
+        .copied()
+        .unwrap_or(1);
+    let delay = backoff(failures);
+    tracing::warn!(
+        namespace = resource.metadata.namespace.as_deref().unwrap_or_default(),
+        name = resource.metadata.name.as_deref().unwrap_or_default(),
+        %error,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The backoff doubles from 1 s and stops at 5 minutes: a failing resource neither hammers the
+    /// API server nor waits forever.
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        let delays: Vec<u64> = (1..=12).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+}

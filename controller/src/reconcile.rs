@@ -1,0 +1,976 @@
+//! One reconcile of one NamespaceIsolation, as named steps:
+//!
+//! ```text
+//! finalize? -> validate -> render -> observe -> plan -> apply + prune (Enforce) -> status
+//! ```
+//!
+//! An invalid spec stops after `validate` with status `InvalidSpec`: nothing in the cluster
+//! changes. A failed write stops with status `ApplyFailed` and an error, so the controller
+//! retries with this resource's backoff. The caches lag behind the API server, so before its
+//! first write a reconcile reads its resource back: one that is gone or being deleted gets no
+//! write at all (see [`Liveness`]).
+
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use k8s_openapi::{
+    api::{core::v1::Namespace, networking::v1::NetworkPolicy},
+    apimachinery::pkg::apis::meta::v1::Time,
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+        reflector::ObjectRef,
+    },
+};
+use netfence_core::{
+    ValidatedIsolation,
+    plan::{self, ApplyReason, is_owned_by},
+    render::{self, PolicyRole},
+    status::{self, Outcome},
+};
+use netfence_crd::{
+    NamespaceIsolation,
+    isolation::{DeletionPolicy, Mode, PlannedChanges},
+};
+
+use super::{
+    Context, FIELD_MANAGER, FINALIZER,
+    decode::{Lenient, into_typed},
+};
+
+/// How long a resource whose policy names are taken by foreign policies waits to look again.
+const CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a converged resource waits before it is checked again without any event.
+const RESYNC: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How long a resource waits when a policy it renders is still owned by an earlier resource of
+/// its name (being garbage-collected or orphaned); that policy's change usually wakes it first.
+const PENDING_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why a reconcile did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The resource has no namespace or UID (it did not come from an API server).
+    #[error("NamespaceIsolation {0} has no namespace or uid")]
+    Incomplete(String),
+    /// A NetworkPolicy write failed.
+    #[error("failed to {verb} NetworkPolicy {namespace}/{name}")]
+    Write {
+        /// read, apply, orphan or delete.
+        verb: &'static str,
+        /// The namespace.
+        namespace: String,
+        /// The policy name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The NetworkPolicies of a namespace could not be listed.
+    #[error("failed to list the NetworkPolicies of namespace {namespace}")]
+    List {
+        /// The namespace.
+        namespace: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The resource could not be read back before a write.
+    #[error("failed to read NamespaceIsolation {namespace}/{name}")]
+    Read {
+        /// The namespace.
+        namespace: String,
+        /// The resource name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A status or finalizer write failed.
+    #[error("failed to update NamespaceIsolation {namespace}/{name}")]
+    Update {
+        /// The namespace.
+        namespace: String,
+        /// The resource name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// The label of the failure counter.
+    #[must_use]
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Incomplete(_) => "incomplete",
+            Error::Write { .. } => "policy_write",
+            Error::List { .. } => "policy_list",
+            Error::Read { .. } => "resource_read",
+            Error::Update { .. } => "resource_update",
+        }
+    }
+}
+
+/// Reconcile one NamespaceIsolation, and keep its failure count for the backoff.
+pub async fn reconcile(
+    resource: Arc<NamespaceIsolation>,
+    context: Arc<Context>,
+) -> Result<Action, Error> {
+    // The permits close when the controller is asked to stop: a reconcile still waiting for
+    // one then writes nothing (the watches are cut, its caches would no longer move on).
+    let Ok(_permit) = context.permits.acquire().await else {
+        return Ok(Action::await_change());
+    };
+    context.metrics.reconciles.inc();
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = resource.metadata.namespace.as_deref().unwrap_or_default(),
+        name = %resource.name_any()
+    );
+    let result = reconcile_steps(&resource, &context).instrument(span).await;
+    context
+        .metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    let key = ObjectRef::from(resource.as_ref());
+    let mut failures = context
+        .failures
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match &result {
+        Ok(_) => {
+            failures.remove(&key);
+        }
+        Err(error) => {
+            context.metrics.failed(error.metric_label());
+            *failures.entry(key).or_insert(0) += 1;
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_lines)] // the named steps, in order, read best as one function
+async fn reconcile_steps(
+    resource: &NamespaceIsolation,
+    context: &Context,
+) -> Result<Action, Error> {
+    let (Some(namespace), Some(uid)) = (resource.namespace(), resource.uid()) else {
+        return Err(Error::Incomplete(resource.name_any()));
+    };
+    // Before the policies' first list is in, every policy would look missing: a restart would
+    // apply them all again and report drift that is not there.
+    context.policies.wait_synced().await;
+    let observed = observe(context, &namespace);
+
+    if resource.metadata.deletion_timestamp.is_some() {
+        finalize(resource, context, &namespace).await?;
+        return Ok(Action::await_change());
+    }
+    let mut liveness = Liveness::new(resource, context, &namespace);
+    if !ensure_finalizer(resource, context, &namespace, &mut liveness).await? {
+        return Ok(Action::await_change());
+    }
+
+    // validate (no client); a resource that did not even decode is invalid as well
+    let validated = match super::decode::undecodable(resource) {
+        Some(errors) => Err(errors),
+        None => ValidatedIsolation::try_from(resource),
+    };
+    let isolation = match validated {
+        Ok(isolation) => isolation,
+        Err(errors) => {
+            let note = format!("{errors}; the previous NetworkPolicies are kept");
+            let outcome = Outcome::InvalidSpec {
+                errors,
+                policies: owned_names(&observed, &uid),
+            };
+            if write_status(resource, context, &namespace, &outcome, &mut liveness).await? {
+                event(context, resource, EventType::Warning, "InvalidSpec", note);
+            }
+            return Ok(Action::await_change());
+        }
+    };
+    // render (no client)
+    let desired = render::network_policies(&isolation);
+    // plan (no client)
+    let plan = plan::plan(&desired, &observed, &uid);
+
+    if isolation.mode() == Mode::DryRun {
+        let mut update = changed(&plan, ApplyReason::Drifted);
+        update.extend(changed(&plan, ApplyReason::Adopted));
+        let planned = PlannedChanges {
+            create: changed(&plan, ApplyReason::Missing),
+            update,
+            delete: plan.delete.clone(),
+        };
+        let outcome = Outcome::DryRun {
+            policies: owned_names(&observed, &uid),
+            planned,
+        };
+        write_status(resource, context, &namespace, &outcome, &mut liveness).await?;
+        return Ok(Action::requeue(RESYNC));
+    }
+
+    // An earlier resource of this name still owns some of these names: it is gone, and its
+    // policies are about to be deleted or orphaned. Nothing is written (and no conflict
+    // reported) until they are; their change wakes this resource.
+    if !plan.pending.is_empty() {
+        tracing::info!(policies = ?plan.pending, "waiting for an earlier resource of this name to release its NetworkPolicies");
+        return Ok(Action::requeue(PENDING_RECHECK));
+    }
+
+    // apply and prune (client). If a policy netfence does not own holds the default deny's
+    // name, nothing is written: netfence's allows must never go out without netfence's deny.
+    let deny = PolicyRole::DefaultDeny.policy_name(&resource.name_any());
+    let mut written = Written::default();
+    let result = if plan.conflicts.contains(&deny) || plan.is_empty() {
+        Ok(())
+    } else if liveness.confirm().await? {
+        apply_plan(context, resource, &namespace, &uid, &plan, &mut written).await
+    } else {
+        return Ok(Action::await_change());
+    };
+    let policies = existing_policies(&observed, &uid, &written);
+    if let Err(error) = result {
+        let message = error_message(&error);
+        let outcome = Outcome::ApplyFailed {
+            message: message.clone(),
+            policies,
+        };
+        if let Err(status_error) =
+            write_status(resource, context, &namespace, &outcome, &mut liveness).await
+        {
+            tracing::warn!(error = %error_message(&status_error), "failed to report ApplyFailed in status");
+        }
+        event(
+            context,
+            resource,
+            EventType::Warning,
+            "ApplyFailed",
+            message,
+        );
+        return Err(error);
+    }
+    let mut conflicts = plan.conflicts.clone();
+    conflicts.extend(written.conflicts.iter().cloned());
+    let outcome = if conflicts.is_empty() {
+        Outcome::Reconciled { policies }
+    } else {
+        Outcome::ApplyFailed {
+            message: taken_message(&conflicts, &deny),
+            policies,
+        }
+    };
+    let wrote = write_status(resource, context, &namespace, &outcome, &mut liveness).await?;
+    if wrote && let Outcome::ApplyFailed { message, .. } = outcome {
+        event(
+            context,
+            resource,
+            EventType::Warning,
+            "ApplyFailed",
+            message,
+        );
+    }
+    // A hand-written policy that holds a name carries no netfence label, so its deletion wakes
+    // nothing: look again soon.
+    Ok(Action::requeue(if conflicts.is_empty() {
+        RESYNC
+    } else {
+        CONFLICT_RECHECK
+    }))
+}
+
+/// Whether this reconcile may still write for its resource, asked of the API server (not of the
+/// cache) once, right before its first write, and remembered.
+///
+/// The caches lag: a reconcile queued by the deletion of a deleted resource's policies runs with
+/// that resource still cached, takes the policies for drift, and would write them back, owned by
+/// a UID that no longer exists (garbage collection removes them again, but not the Event that
+/// said they "differed from the spec and were restored"). A reconcile that writes nothing (the
+/// steady state) never asks. What is written between the read and the write for a resource
+/// deleted meanwhile is the garbage collector's to remove.
+struct Liveness<'a> {
+    resource: &'a NamespaceIsolation,
+    context: &'a Context,
+    namespace: &'a str,
+    current: Option<bool>,
+}
+
+impl<'a> Liveness<'a> {
+    fn new(resource: &'a NamespaceIsolation, context: &'a Context, namespace: &'a str) -> Self {
+        Liveness {
+            resource,
+            context,
+            namespace,
+            current: None,
+        }
+    }
+
+    /// True while the resource exists with this UID and is not being deleted.
+    async fn confirm(&mut self) -> Result<bool, Error> {
+        if let Some(current) = self.current {
+            return Ok(current);
+        }
+        let api: Api<Lenient<NamespaceIsolation>> =
+            Api::namespaced(self.context.client.clone(), self.namespace);
+        let found = api
+            .get_opt(&self.resource.name_any())
+            .await
+            .map_err(|source| Error::Read {
+                namespace: self.namespace.to_owned(),
+                name: self.resource.name_any(),
+                source,
+            })?;
+        let current = found.is_some_and(|found| {
+            found.uid() == self.resource.uid() && found.meta().deletion_timestamp.is_none()
+        });
+        if !current {
+            tracing::debug!("the resource is gone or being deleted: nothing is written for it");
+        }
+        self.current = Some(current);
+        Ok(current)
+    }
+}
+
+/// The names of the policies that exist and are this resource's after this reconcile: those it
+/// owned before, and those it wrote, less those it deleted (or found gone).
+fn existing_policies(observed: &[NetworkPolicy], uid: &str, written: &Written) -> Vec<String> {
+    let mut names: std::collections::BTreeSet<String> =
+        owned_names(observed, uid).into_iter().collect();
+    names.extend(
+        written
+            .created
+            .iter()
+            .chain(&written.updated)
+            .chain(&written.restored)
+            .chain(&written.adopted)
+            .cloned(),
+    );
+    for name in written.deleted.iter().chain(&written.vanished) {
+        names.remove(name);
+    }
+    names.into_iter().collect()
+}
+
+/// One sentence per rendered policy whose name a policy this resource does not own holds.
+fn taken_message(conflicts: &[String], deny: &str) -> String {
+    conflicts
+        .iter()
+        .map(|name| {
+            if name == deny {
+                format!(
+                    "NetworkPolicy {name} exists and is not this resource's, so none of its policies is written (no allow goes out without its default deny): delete or rename it"
+                )
+            } else {
+                format!(
+                    "NetworkPolicy {name} exists and is not this resource's, and netfence never overwrites it: delete or rename it"
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The policies of the namespace that carry the managed-by label, from the cache (no API call).
+/// [`plan::plan`] tells this resource's own from the others.
+fn observe(context: &Context, namespace: &str) -> Vec<NetworkPolicy> {
+    context.policies.in_namespace(namespace)
+}
+
+/// The names of the policies this resource owns.
+fn owned_names(policies: &[NetworkPolicy], uid: &str) -> Vec<String> {
+    policies
+        .iter()
+        .filter(|policy| is_owned_by(policy, uid))
+        .filter_map(|policy| policy.metadata.name.clone())
+        .collect()
+}
+
+fn changed(plan: &plan::Plan, reason: ApplyReason) -> Vec<String> {
+    plan.apply
+        .iter()
+        .filter(|(why, _)| *why == reason)
+        .filter_map(|(_, policy)| policy.metadata.name.clone())
+        .collect()
+}
+
+/// What one reconcile wrote, for its Events and status.
+#[derive(Debug, Default)]
+struct Written {
+    created: Vec<String>,
+    updated: Vec<String>,
+    restored: Vec<String>,
+    adopted: Vec<String>,
+    deleted: Vec<String>,
+    /// Deleted by someone else before this reconcile could.
+    vanished: Vec<String>,
+    /// Rendered names held by a policy netfence does not own (found by listing).
+    conflicts: Vec<String>,
+}
+
+/// Apply and prune, recording in `written` what was written, and the names of policies that
+/// could not be created because an object netfence does not own already holds the name (the
+/// cache holds only labelled policies, so when a policy is missing, the namespace's policies are
+/// listed once before anything is created: netfence never takes over a hand-written policy).
+async fn apply_plan(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    namespace: &str,
+    uid: &str,
+    plan: &plan::Plan,
+    written: &mut Written,
+) -> Result<(), Error> {
+    let result = apply_and_prune(context, resource, namespace, uid, plan, written).await;
+    publish_written(context, resource, written);
+    result
+}
+
+async fn apply_and_prune(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    namespace: &str,
+    uid: &str,
+    plan: &plan::Plan,
+    done: &mut Written,
+) -> Result<(), Error> {
+    let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut versions: Vec<(String, Option<String>)> = Vec::new();
+    // Before any write: the watch may deliver a write before its answer arrives.
+    let names: Vec<String> = plan
+        .apply
+        .iter()
+        .filter_map(|(_, policy)| policy.metadata.name.clone())
+        .chain(plan.delete.iter().cloned())
+        .collect();
+    let tracked = context.policies.track(namespace, &names);
+    let taken = if plan
+        .apply
+        .iter()
+        .any(|(reason, _)| *reason == ApplyReason::Missing)
+    {
+        api.list_metadata(&ListParams::default())
+            .await
+            .map_err(|source| Error::List {
+                namespace: namespace.to_owned(),
+                source,
+            })?
+            .items
+            .into_iter()
+            .filter_map(|found| Some((found.metadata.name.clone()?, found.metadata)))
+            .collect()
+    } else {
+        std::collections::HashMap::new()
+    };
+    for (reason, policy) in &plan.apply {
+        let name = policy.metadata.name.clone().unwrap_or_default();
+        if *reason == ApplyReason::Missing
+            && let Some(existing) = taken.get(&name)
+        {
+            let existing = NetworkPolicy {
+                metadata: existing.clone(),
+                ..NetworkPolicy::default()
+            };
+            if !is_owned_by(&existing, uid) {
+                let is_deny = name == PolicyRole::DefaultDeny.policy_name(&resource.name_any());
+                done.conflicts.push(name);
+                if is_deny {
+                    // Fail closed: no allow without the deny (see reconcile_steps).
+                    return Ok(());
+                }
+                continue;
+            }
+        }
+        let applied = api
+            .patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
+            .await
+            .map_err(|source| Error::Write {
+                verb: "apply",
+                namespace: namespace.to_owned(),
+                name: name.clone(),
+                source,
+            })?;
+        context.own_writes.record(&applied);
+        versions.push((name.clone(), applied.metadata.resource_version));
+        context.metrics.policies_applied.inc();
+        if is_drift(resource, *reason, &name) {
+            context.metrics.drift_corrections.inc();
+            tracing::info!(policy = %name, "drift corrected");
+            done.restored.push(name);
+        } else if *reason == ApplyReason::Adopted {
+            tracing::info!(policy = %name, "adopted");
+            done.adopted.push(name);
+        } else if *reason == ApplyReason::Missing {
+            tracing::info!(policy = %name, "created");
+            done.created.push(name);
+        } else {
+            tracing::info!(policy = %name, "updated");
+            done.updated.push(name);
+        }
+    }
+    for name in &plan.delete {
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => {
+                versions.push((name.clone(), None));
+                context.metrics.policies_deleted.inc();
+                tracing::info!(policy = %name, "deleted");
+                done.deleted.push(name.clone());
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                done.vanished.push(name.clone());
+            }
+            Err(source) => {
+                return Err(Error::Write {
+                    verb: "delete",
+                    namespace: namespace.to_owned(),
+                    name: name.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    wait_for_cache(context, namespace, &tracked, &versions).await;
+    Ok(())
+}
+
+/// One Event per kind of change a reconcile made (not one per policy: a namespace converging
+/// writes 9 policies, and Events are writes too), each naming the policies.
+fn publish_written(context: &Context, resource: &NamespaceIsolation, written: &Written) {
+    let notes = [
+        (
+            "DriftCorrected",
+            &written.restored,
+            "differed from the spec and was restored",
+            "differed from the spec and were restored",
+        ),
+        ("PolicyApplied", &written.created, "created", "created"),
+        ("PolicyApplied", &written.updated, "updated", "updated"),
+        (
+            "PolicyApplied",
+            &written.adopted,
+            "adopted (kept without owner by an earlier NamespaceIsolation of this name)",
+            "adopted (kept without owner by an earlier NamespaceIsolation of this name)",
+        ),
+        (
+            "PolicyDeleted",
+            &written.deleted,
+            "is no longer rendered and was deleted",
+            "are no longer rendered and were deleted",
+        ),
+    ];
+    for (reason, names, one, many) in notes {
+        let note = match names.as_slice() {
+            [] => continue,
+            [name] => format!("NetworkPolicy {name} {one}"),
+            names => format!("NetworkPolicies {} {many}", names.join(", ")),
+        };
+        event(context, resource, EventType::Normal, reason, note);
+    }
+}
+
+/// The longest a reconcile waits for the policy cache to see its own writes.
+const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Wait until the reflector has seen every written policy: the watch delivered the version the
+/// write returned (the cache then holds it, or a later version someone else wrote since), or no
+/// longer holds a deleted one. The status write that follows triggers another reconcile; with a
+/// stale cache that reconcile would take its own fresh policies for missing ones and write them
+/// again (and call it drift). A tenant's write that lands right after netfence's must end the
+/// wait at once, not hold the reconcile (and the restoration that write calls for) for the
+/// whole [`CACHE_WAIT`]: the wait never compares resourceVersions, it asks whether this write
+/// went past. After [`CACHE_WAIT`] it goes on: the next event corrects anything.
+async fn wait_for_cache(
+    context: &Context,
+    namespace: &str,
+    tracked: &super::cache::Tracked,
+    written: &[(String, Option<String>)],
+) {
+    if written.is_empty() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+    let seen = context
+        .policies
+        .wait_until(deadline, |cache| {
+            written.iter().all(|(name, version)| match version {
+                Some(version) => {
+                    cache.holds(namespace, name, Some(version))
+                        || tracked.delivered(namespace, name, version)
+                }
+                None => cache.holds(namespace, name, None),
+            })
+        })
+        .await;
+    if !seen {
+        tracing::debug!("the policy cache did not catch up with this reconcile's writes");
+    }
+}
+
+/// Whether writing `name` corrects drift rather than carrying out a spec change: the status says
+/// this generation was already reconciled, and the policy was then in place.
+fn is_drift(resource: &NamespaceIsolation, reason: ApplyReason, name: &str) -> bool {
+    let Some(status) = resource.status.as_ref() else {
+        return false;
+    };
+    let reconciled = status.observed_generation == resource.metadata.generation
+        && status
+            .conditions
+            .iter()
+            .any(|condition| condition.type_ == status::READY && condition.reason == "Reconciled");
+    reconciled
+        && match reason {
+            ApplyReason::Drifted => true,
+            ApplyReason::Missing => status.policies.iter().any(|policy| policy == name),
+            ApplyReason::Adopted => false,
+        }
+}
+
+/// Queue an Event about the resource (see [`super::events`]): a reconcile never waits for one.
+/// Events are for people, the status is the contract.
+fn event(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    context.events.publish(event, resource.object_ref(&()));
+}
+
+/// Patch the status only when it changed, and only for a resource that is still there (see
+/// [`Liveness`]): a steady-state reconcile writes nothing. Returns whether it wrote.
+async fn write_status(
+    resource: &NamespaceIsolation,
+    context: &Context,
+    namespace: &str,
+    outcome: &Outcome,
+    liveness: &mut Liveness<'_>,
+) -> Result<bool, Error> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let new = status::status(
+        outcome,
+        resource.metadata.generation,
+        resource.status.as_ref(),
+        now,
+    );
+    if resource.status.as_ref() == Some(&new) || !liveness.confirm().await? {
+        return Ok(false);
+    }
+    let api: Api<Lenient<NamespaceIsolation>> = Api::namespaced(context.client.clone(), namespace);
+    let written = match super::apply_status(&api, &resource.name_any(), &new).await {
+        Ok(written) => written,
+        // Deleted since it was read back: there is nobody left to tell.
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
+        Err(source) => return Err(update_error(resource, namespace, source)),
+    };
+    context.own_writes.record(&written);
+    wait_for_resource(context, resource).await;
+    Ok(true)
+}
+
+/// Wait until the resource cache has moved past the version this reconcile read (it then holds
+/// the status just written, or something newer). The policy writes of this reconcile have
+/// already queued another reconcile; with a stale resource it would see the old status and
+/// write the new one again. After [`CACHE_WAIT`] it goes on.
+async fn wait_for_resource(context: &Context, resource: &NamespaceIsolation) {
+    let key = ObjectRef::from(resource);
+    let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+    context
+        .isolation_changes
+        .wait_until(deadline, || {
+            context.isolations.get(&key).is_none_or(|cached| {
+                cached.metadata.resource_version != resource.metadata.resource_version
+            })
+        })
+        .await;
+}
+
+fn update_error(resource: &NamespaceIsolation, namespace: &str, source: kube::Error) -> Error {
+    Error::Update {
+        namespace: namespace.to_owned(),
+        name: resource.name_any(),
+        source,
+    }
+}
+
+/// `Orphan` and `KeepDefaultDeny` need a finalizer to act before the owner is gone; `Delete`
+/// needs none (garbage collection removes the policies). Returns false when the resource is gone
+/// or being deleted (see [`Liveness`]): the reconcile then writes nothing.
+async fn ensure_finalizer(
+    resource: &NamespaceIsolation,
+    context: &Context,
+    namespace: &str,
+    liveness: &mut Liveness<'_>,
+) -> Result<bool, Error> {
+    let wanted = resource.spec.deletion_policy != DeletionPolicy::Delete;
+    let present = resource.finalizers().iter().any(|f| f == FINALIZER);
+    if wanted == present {
+        return Ok(true);
+    }
+    if !liveness.confirm().await? {
+        return Ok(false);
+    }
+    let mut finalizers: Vec<String> = resource
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    if wanted {
+        finalizers.push(FINALIZER.to_owned());
+    }
+    patch_finalizers(resource, context, namespace, finalizers).await?;
+    Ok(true)
+}
+
+async fn patch_finalizers(
+    resource: &NamespaceIsolation,
+    context: &Context,
+    namespace: &str,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
+    let api: Api<Lenient<NamespaceIsolation>> = Api::namespaced(context.client.clone(), namespace);
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": resource.resource_version()}
+    });
+    match api
+        .patch(
+            &resource.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        // Gone already: no finalizer left to add or release.
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(update_error(resource, namespace, source)),
+    }
+}
+
+/// Carry out the deletion policy, then release the finalizer. A resource whose namespace is
+/// being deleted releases it at once: it never blocks the namespace.
+async fn finalize(
+    resource: &NamespaceIsolation,
+    context: &Context,
+    namespace: &str,
+) -> Result<(), Error> {
+    if !resource.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    // The cache may still hold a resource whose finalizer an earlier reconcile released (it is
+    // gone since): read it back, and carry out its deletion policy only while it holds the
+    // finalizer. Its finalizers are then released from what the API server has.
+    let isolations: Api<Lenient<NamespaceIsolation>> =
+        Api::namespaced(context.client.clone(), namespace);
+    let current = match isolations.get_opt(&resource.name_any()).await {
+        Ok(Some(found)) if found.uid() == resource.uid() => into_typed(found, &|_| {}),
+        Ok(_) => return Ok(()),
+        Err(source) => {
+            return Err(Error::Read {
+                namespace: namespace.to_owned(),
+                name: resource.name_any(),
+                source,
+            });
+        }
+    };
+    if !current.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let resource = &current;
+    let namespaces: Api<Namespace> = Api::all(context.client.clone());
+    let namespace_going = match namespaces.get_opt(namespace).await {
+        Ok(Some(found)) => found.metadata.deletion_timestamp.is_some(),
+        Ok(None) => true,
+        Err(source) => return Err(update_error(resource, namespace, source)),
+    };
+    if !namespace_going {
+        let uid = resource.uid().unwrap_or_default();
+        let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
+        // Every policy it owns, read from the API server: the cache holds only the labelled
+        // ones, and a policy whose label a tenant removed is still this resource's to keep
+        // (its deny must not go to the garbage collector under KeepDefaultDeny).
+        let owned: Vec<NetworkPolicy> = api
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(|source| Error::List {
+                namespace: namespace.to_owned(),
+                source,
+            })?
+            .items
+            .into_iter()
+            .map(|found| NetworkPolicy {
+                metadata: found.metadata,
+                ..NetworkPolicy::default()
+            })
+            .filter(|policy| is_owned_by(policy, &uid))
+            .collect();
+        for policy in &owned {
+            let name = policy.metadata.name.clone().unwrap_or_default();
+            let kept = match resource.spec.deletion_policy {
+                DeletionPolicy::Orphan => true,
+                DeletionPolicy::KeepDefaultDeny => {
+                    role_of(&resource.name_any(), &name).is_some_and(|role| role.fails_closed())
+                }
+                DeletionPolicy::Delete => false,
+            };
+            let result = if kept {
+                // Remove this resource's owner reference, and only it (the JSON patch tests the
+                // uid first), so garbage collection leaves the policy alone.
+                match orphan_patch(policy, &uid) {
+                    Some(patch) => api
+                        .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+                        .await
+                        .map(|_| ()),
+                    None => Ok(()),
+                }
+            } else {
+                api.delete(&name, &DeleteParams::background())
+                    .await
+                    .map(|_| ())
+            };
+            match result {
+                // Gone already: nothing left to keep or delete.
+                Ok(()) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Write {
+                        verb: if kept { "orphan" } else { "delete" },
+                        namespace: namespace.to_owned(),
+                        name,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    let finalizers = resource
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    patch_finalizers(resource, context, namespace, finalizers).await
+}
+
+/// A JSON patch that removes the owner reference to `uid`, after testing that it is still at
+/// that position.
+fn orphan_patch(policy: &NetworkPolicy, uid: &str) -> Option<json_patch::Patch> {
+    let index = policy
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .position(|owner| owner.uid == uid)?;
+    serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": format!("/metadata/ownerReferences/{index}/uid"), "value": uid},
+        {"op": "remove", "path": format!("/metadata/ownerReferences/{index}")},
+    ]))
+    .ok()
+}
+
+/// The role of a policy from its name, for a resource named `resource`.
+fn role_of(resource: &str, policy: &str) -> Option<PolicyRole> {
+    let suffix = policy.strip_prefix(resource)?.strip_prefix('-')?;
+    match suffix {
+        "default-deny" => Some(PolicyRole::DefaultDeny),
+        "allow-dns" => Some(PolicyRole::AllowDns),
+        "same-namespace" => Some(PolicyRole::SameNamespace),
+        other => other
+            .strip_prefix("tier-")
+            .map(|tier| PolicyRole::Tier(tier.to_owned()))
+            .or_else(|| {
+                other
+                    .strip_prefix("shared-")
+                    .map(|name| PolicyRole::Shared(name.to_owned()))
+            }),
+    }
+}
+
+/// An error and its causes as one sentence, for a status message or an Event: each cause
+/// once, and of an API error only the message the API server gave (a `kube::Error`'s own text
+/// repeats that message and adds a debug dump of the whole Status).
+pub(super) fn error_message(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = String::new();
+    let mut next = Some(error);
+    while let Some(current) = next {
+        let text = match current.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(status)) if !status.message.is_empty() => status.message.clone(),
+            Some(kube::Error::Api(status)) => format!("{} ({})", status.reason, status.code),
+            _ => current.to_string(),
+        };
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+        if matches!(
+            current.downcast_ref::<kube::Error>(),
+            Some(kube::Error::Api(_))
+        ) {
+            break;
+        }
+        next = current.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    /// An API error reads as one sentence: what failed, then the API server's message, once,
+    /// without the debug dump a `kube::Error` carries in its own text.
+    #[test]
+    fn an_api_error_is_one_sentence() {
+        let status = Status::failure(
+            "NetworkPolicy.networking.k8s.io \"shop-tier-web\" is invalid: metadata.name: Invalid value: \"shop-tier-web\": must be no more than 253 characters",
+            "Invalid",
+        )
+        .with_code(422);
+        let error = Error::Write {
+            verb: "apply",
+            namespace: "shop".into(),
+            name: "shop-tier-web".into(),
+            source: kube::Error::Api(Box::new(status)),
+        };
+        assert_eq!(
+            error_message(&error),
+            "failed to apply NetworkPolicy shop/shop-tier-web: NetworkPolicy.networking.k8s.io \"shop-tier-web\" is invalid: metadata.name: Invalid value: \"shop-tier-web\": must be no more than 253 characters"
+        );
+    }
+
+    /// A name taken by a policy netfence does not own: one sentence each, and the default deny's
+    /// says that nothing is written.
+    #[test]
+    fn taken_names_get_one_sentence_each() {
+        let message = taken_message(
+            &["shop-default-deny".into(), "shop-tier-web".into()],
+            "shop-default-deny",
+        );
+        let sentences: Vec<&str> = message.split("; ").collect();
+        assert_eq!(sentences.len(), 2, "{message}");
+        assert!(sentences[0].starts_with("NetworkPolicy shop-default-deny exists"));
+        assert!(sentences[0].contains("none of its policies is written"));
+        assert!(sentences[1].starts_with("NetworkPolicy shop-tier-web exists"));
+    }
+}

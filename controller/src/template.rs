@@ -1,0 +1,766 @@
+//! The template controller: IsolationTemplates in, a generated NamespaceIsolation in every
+//! namespace each one matches, kept in line with it.
+//!
+//! ```text
+//! watch IsolationTemplate ----------------------------------\
+//! reflect Namespace (any change: every template) -------------+--> reconcile(template)
+//! reflect NamespaceIsolation (owner template, same name) ----/     validate -> plan -> apply/delete -> status
+//! ```
+//!
+//! The plan is pure ([`crate::template::plan`]); this module reads the caches, carries the plan
+//! out by server-side apply and writes the template's status. A reconcile in steady state makes
+//! no write. Deleting a template deletes what it generated through owner-reference garbage
+//! collection (each generated resource's own `deletionPolicy` then applies to its policies).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::{
+    api::core::v1::{Namespace, ObjectReference},
+    apimachinery::pkg::apis::meta::v1::Time,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, Preconditions},
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::{EventType, Reporter},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use netfence_core::{
+    ValidatedTemplate, ValidationErrors,
+    plan::ApplyReason,
+    template::{self, NamespaceInfo, NotReady, Removal, TemplatePlan, World},
+};
+use netfence_crd::{
+    IsolationTemplate, IsolationTemplateStatus, NamespaceIsolation, template::TemplateConflict,
+};
+use tracing::Instrument;
+
+use super::{
+    FIELD_MANAGER, Recorder, backoff,
+    decode::{self, Lenient, into_typed},
+    publish_event, status, wait_for_cache,
+};
+use crate::metrics::Metrics;
+
+/// How often a template is looked at again without any event.
+const RESYNC: Duration = Duration::from_secs(3600);
+
+/// How many generated resources one reconcile writes at once.
+const WRITE_CONCURRENCY: usize = 8;
+
+/// Why a template reconcile did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The template has no UID (it did not come from an API server).
+    #[error("IsolationTemplate {0} has no uid")]
+    Incomplete(String),
+    /// Writing a generated NamespaceIsolation failed.
+    #[error("failed to {verb} NamespaceIsolation {namespace}/{name}")]
+    Write {
+        /// read, apply or delete.
+        verb: &'static str,
+        /// The namespace.
+        namespace: String,
+        /// The resource name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing the template's status failed.
+    #[error("failed to update the status of IsolationTemplate {name}")]
+    Status {
+        /// The template.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl TemplateError {
+    /// The label of the failure counter.
+    #[must_use]
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            TemplateError::Incomplete(_) => "template_incomplete",
+            TemplateError::Write { .. } => "template_write",
+            TemplateError::Status { .. } => "template_status",
+        }
+    }
+}
+
+/// What every template reconcile shares.
+pub struct TemplateContext {
+    client: Client,
+    namespaces: Store<Namespace>,
+    isolations: Store<NamespaceIsolation>,
+    templates: Store<IsolationTemplate>,
+    failures: Mutex<HashMap<String, u32>>,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    operator_namespace: Option<String>,
+}
+
+/// The template controller, ready to run.
+pub struct PreparedTemplates {
+    controller: Controller<IsolationTemplate>,
+    context: Arc<TemplateContext>,
+}
+
+impl PreparedTemplates {
+    /// Resolves once every cache of the template controller has its first complete list (false
+    /// if one's writer is gone).
+    pub fn synced(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let context = self.context.clone();
+        async move {
+            super::synced(&context.templates).await
+                && super::synced(&context.namespaces).await
+                && super::synced(&context.isolations).await
+        }
+    }
+
+    /// Run until `shutdown` resolves.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
+    ) {
+        let store = self.controller.store();
+        self.controller
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile, error_policy, self.context)
+            .take_until(super::forceful_shutdown(shutdown, store))
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "template reconcile did not complete");
+                }
+            })
+            .await;
+    }
+}
+
+/// Build the template controller: it watches IsolationTemplates, and reflects Namespaces and
+/// NamespaceIsolations (of every namespace: a resource it does not own is a conflict to see).
+#[must_use]
+pub fn prepare_templates(
+    client: Client,
+    operator_namespace: Option<String>,
+    instance: Option<String>,
+    metrics: Arc<Metrics>,
+) -> PreparedTemplates {
+    let (namespaces, namespace_writer) = reflector::store();
+    // Both caches keep only what a plan reads: namespaces' managedFields never, a
+    // NamespaceIsolation's only netfence's own apply entry (the labels it set).
+    let namespace_events = watcher(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default().page_size(super::LIST_PAGE),
+    )
+    .default_backoff()
+    .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
+    .reflect(namespace_writer)
+    .touched_objects();
+    let (isolations, isolation_writer) = reflector::store();
+    // Every watch decodes leniently (see [`super::decode`]): one object that does not decode
+    // never stops a list. The NamespaceIsolation controller reports an undecodable resource;
+    // a template restores a generated one (its spec differs from the template's).
+    let isolation_events = watcher(
+        Api::<Lenient<NamespaceIsolation>>::all(client.clone()),
+        watcher::Config::default().page_size(super::LIST_PAGE),
+    )
+    .default_backoff()
+    .map_ok(|event| decode::typed(event, &|_| {}))
+    .modify(|isolation: &mut NamespaceIsolation| {
+        if let Some(entries) = isolation.metadata.managed_fields.as_mut() {
+            entries.retain(|entry| {
+                entry.manager.as_deref() == Some(FIELD_MANAGER)
+                    && entry.operation.as_deref() == Some("Apply")
+                    && entry.subresource.as_deref().unwrap_or_default().is_empty()
+            });
+        }
+    })
+    .reflect(isolation_writer)
+    .touched_objects();
+    let (templates, template_writer) = reflector::store();
+    let bad_template =
+        super::report_undecodable(metrics.clone(), "undecodable_template", "IsolationTemplate");
+    let template_events = watcher(
+        Api::<Lenient<IsolationTemplate>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map_ok(move |event| decode::typed(event, &bad_template))
+    .reflect(template_writer)
+    .applied_objects();
+    let controller = Controller::for_stream(template_events, templates.clone());
+    let every_template = templates.clone();
+    let same_name = templates.clone();
+    let controller = controller
+        // A namespace created, relabelled or deleted may change what any template matches.
+        .watches_stream(namespace_events, move |_| {
+            every_template
+                .state()
+                .iter()
+                .map(|template| ObjectRef::from_obj(template.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        // A generated resource changed (its template restores it), or a resource of a
+        // template's isolation name came or went (a conflict starts or ends).
+        .watches_stream(isolation_events, move |isolation: NamespaceIsolation| {
+            let name = isolation.name_any();
+            same_name
+                .state()
+                .iter()
+                .filter(|template| {
+                    template
+                        .spec
+                        .isolation_name
+                        .as_deref()
+                        .unwrap_or(&template.name_any())
+                        == name
+                        || isolation.owner_references().iter().any(|owner| {
+                            owner.controller == Some(true)
+                                && owner.kind == IsolationTemplate::kind(&())
+                                && owner.name == template.name_any()
+                        })
+                })
+                .map(|template| ObjectRef::from_obj(template.as_ref()))
+                .collect::<Vec<_>>()
+        });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance,
+        },
+    );
+    PreparedTemplates {
+        controller,
+        context: Arc::new(TemplateContext {
+            client,
+            namespaces,
+            isolations,
+            templates,
+            failures: Mutex::new(HashMap::new()),
+            metrics,
+            recorder,
+            operator_namespace,
+        }),
+    }
+}
+
+#[allow(clippy::needless_pass_by_value)] // the signature is kube's `Controller::run` contract
+fn error_policy(
+    template: Arc<IsolationTemplate>,
+    error: &TemplateError,
+    context: Arc<TemplateContext>,
+) -> Action {
+    let failures = context
+        .failures
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&template.name_any())
+        .copied()
+        .unwrap_or(1);
+    let delay = backoff(failures);
+    tracing::warn!(template = %template.name_any(), %error, retry_in = ?delay, "template reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Reconcile one IsolationTemplate, and keep its failure count for the backoff.
+pub async fn reconcile(
+    template: Arc<IsolationTemplate>,
+    context: Arc<TemplateContext>,
+) -> Result<Action, TemplateError> {
+    let span = tracing::info_span!("template", name = %template.name_any());
+    let result = reconcile_steps(&template, &context).instrument(span).await;
+    let mut failures = context
+        .failures
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match &result {
+        Ok(_) => {
+            failures.remove(&template.name_any());
+        }
+        Err(error) => {
+            context.metrics.failed(error.metric_label());
+            *failures.entry(template.name_any()).or_insert(0) += 1;
+        }
+    }
+    result
+}
+
+/// What a template reconcile ended with.
+enum Outcome {
+    /// Every matched namespace holds the generated resource (or reports a conflict); some of
+    /// those resources may report that they cannot apply.
+    Done(TemplatePlan, Vec<NotReady>),
+    /// The spec is invalid: nothing generated or changed.
+    InvalidSpec(ValidationErrors),
+    /// Writes failed; they are retried.
+    ApplyFailed(TemplatePlan, String),
+}
+
+async fn reconcile_steps(
+    template: &IsolationTemplate,
+    context: &TemplateContext,
+) -> Result<Action, TemplateError> {
+    if template.metadata.deletion_timestamp.is_some() {
+        // Garbage collection removes the generated resources: they are owned by the template.
+        return Ok(Action::await_change());
+    }
+    if template.uid().is_none() {
+        return Err(TemplateError::Incomplete(template.name_any()));
+    }
+    // A plan made from half-filled caches would delete what it cannot see matched. (`synced`,
+    // not `wait_until_ready`: that wakes only the last of the reconciles waiting on it, and
+    // with several templates the others would wait forever.)
+    if !(super::synced(&context.namespaces).await && super::synced(&context.isolations).await) {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+
+    // validate (no client); a template that did not even decode is invalid as well
+    let validated = match decode::undecodable(template) {
+        Some(errors) => Err(errors),
+        None => ValidatedTemplate::try_from(template),
+    };
+    let validated = match validated {
+        Ok(validated) => validated,
+        Err(errors) => {
+            let note = format!("{errors}; nothing is generated or changed until it is fixed");
+            if write_status(template, context, &Outcome::InvalidSpec(errors)).await? {
+                event(
+                    context,
+                    template,
+                    EventType::Warning,
+                    "InvalidSpec",
+                    note,
+                    None,
+                )
+                .await;
+            }
+            return Ok(Action::await_change());
+        }
+    };
+    // plan (no client)
+    let plan = plan_from_caches(template, &validated, context);
+    // apply and delete (client)
+    let (plan, failure) = execute(template, context, plan).await;
+    if let Some(error) = failure {
+        let message = super::reconcile::error_message(&error);
+        let outcome = Outcome::ApplyFailed(plan, message.clone());
+        if let Err(status_error) = write_status(template, context, &outcome).await {
+            tracing::warn!(error = %status_error, "failed to report ApplyFailed in status");
+        }
+        event(
+            context,
+            template,
+            EventType::Warning,
+            "ApplyFailed",
+            message,
+            None,
+        )
+        .await;
+        return Err(error);
+    }
+    let conflicts: Vec<String> = plan
+        .conflicts
+        .iter()
+        .map(|conflict| conflict.namespace.clone())
+        .collect();
+    // Whether what it generated can do its job: a generated resource that reports Ready=False
+    // (a policy name taken, a write refused) makes the template not Ready either.
+    let isolations = context.isolations.state();
+    let isolations: Vec<&NamespaceIsolation> = isolations.iter().map(AsRef::as_ref).collect();
+    let not_ready = template::not_ready(&validated, &plan, &isolations);
+    if write_status(template, context, &Outcome::Done(plan, not_ready)).await?
+        && !conflicts.is_empty()
+    {
+        let note = format!(
+            "not written in {} namespace(s): {}",
+            conflicts.len(),
+            conflicts.join(", ")
+        );
+        event(
+            context,
+            template,
+            EventType::Warning,
+            "Conflict",
+            note,
+            None,
+        )
+        .await;
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+/// The plan for `validated` against the caches: namespaces, NamespaceIsolations, and the other
+/// templates (valid, not being deleted).
+fn plan_from_caches(
+    template: &IsolationTemplate,
+    validated: &ValidatedTemplate,
+    context: &TemplateContext,
+) -> TemplatePlan {
+    let namespaces: Vec<NamespaceInfo> = context
+        .namespaces
+        .state()
+        .iter()
+        .map(|namespace| NamespaceInfo::from(namespace.as_ref()))
+        .collect();
+    let isolations = context.isolations.state();
+    let isolations: Vec<&NamespaceIsolation> = isolations.iter().map(AsRef::as_ref).collect();
+    let others: Vec<ValidatedTemplate> = context
+        .templates
+        .state()
+        .iter()
+        .filter(|other| other.uid() != template.uid())
+        .filter(|other| other.metadata.deletion_timestamp.is_none())
+        // A template netfence cannot read claims nothing: its salvaged spec (no selector, a spec
+        // of defaults) must never make another template yield a namespace to it.
+        .filter(|other| decode::undecodable(other.as_ref()).is_none())
+        .filter_map(|other| ValidatedTemplate::try_from(other.as_ref()).ok())
+        .collect();
+    let others: Vec<&ValidatedTemplate> = others.iter().collect();
+    template::plan(
+        validated,
+        &World {
+            namespaces: &namespaces,
+            isolations: &isolations,
+            templates: &others,
+            operator_namespace: context.operator_namespace.as_deref(),
+            field_manager: FIELD_MANAGER,
+        },
+    )
+}
+
+/// Carry out the plan: every write is tried; the first error is returned beside the plan (with
+/// the conflicts found on the way added to it).
+async fn execute(
+    template: &IsolationTemplate,
+    context: &TemplateContext,
+    mut plan: TemplatePlan,
+) -> (TemplatePlan, Option<TemplateError>) {
+    let uid = template.uid().unwrap_or_default();
+    let applies = std::mem::take(&mut plan.apply);
+    let results: Vec<Result<Written, TemplateError>> = stream::iter(applies)
+        .map(|(reason, isolation)| apply_one(context, template, &uid, reason, isolation))
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .chain(
+            stream::iter(plan.delete.clone())
+                .map(|removal| delete_one(context, template, removal))
+                .buffer_unordered(WRITE_CONCURRENCY),
+        )
+        .collect()
+        .await;
+    let mut written = Vec::new();
+    let mut failure = None;
+    for result in results {
+        match result {
+            Ok(Written::Version(reference, version)) => written.push((reference, version)),
+            Ok(Written::Conflict(conflict)) => plan.conflicts.push(conflict),
+            Ok(Written::Nothing) => {}
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    plan.conflicts.sort();
+    wait_for_cache(&context.isolations, &written).await;
+    (plan, failure)
+}
+
+enum Written {
+    /// Written: the object and the resourceVersion it got (`None`: deleted).
+    Version(ObjectRef<NamespaceIsolation>, Option<String>),
+    /// The name is held by a resource the template does not own.
+    Conflict(TemplateConflict),
+    /// Nothing to do after all.
+    Nothing,
+}
+
+async fn apply_one(
+    context: &TemplateContext,
+    template: &IsolationTemplate,
+    uid: &str,
+    reason: ApplyReason,
+    isolation: NamespaceIsolation,
+) -> Result<Written, TemplateError> {
+    let namespace = isolation.namespace().unwrap_or_default();
+    let name = isolation.name_any();
+    let api: Api<Lenient<NamespaceIsolation>> = Api::namespaced(context.client.clone(), &namespace);
+    let error = |verb, source| TemplateError::Write {
+        verb,
+        namespace: namespace.clone(),
+        name: name.clone(),
+        source,
+    };
+    if reason == ApplyReason::Missing {
+        // The cache may not have seen a resource created a moment ago: never take one over.
+        if let Some(existing) = api
+            .get_opt(&name)
+            .await
+            .map_err(|source| error("read", source))?
+            && !template::is_generated_by(&into_typed(existing, &|_| {}), uid)
+        {
+            return Ok(Written::Conflict(TemplateConflict {
+                namespace: namespace.clone(),
+                reason: format!(
+                    "NamespaceIsolation {name} exists and this template does not own it (written by hand or by GitOps); netfence never overwrites it: delete it to adopt the template, or list the namespace in spec.excludeNamespaces"
+                ),
+            }));
+        }
+    }
+    let mut body = serde_json::to_value(&isolation)
+        .map_err(|source| error("apply", kube::Error::SerdeError(source)))?;
+    if let Some(object) = body.as_object_mut() {
+        object.remove("status");
+    }
+    let applied = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|source| error("apply", source))?;
+    let verb = if reason == ApplyReason::Missing {
+        "created"
+    } else {
+        "updated"
+    };
+    tracing::info!(namespace = %namespace, name = %name, "NamespaceIsolation {verb}");
+    let reason_name = if reason == ApplyReason::Missing {
+        "IsolationCreated"
+    } else {
+        "IsolationUpdated"
+    };
+    let note = format!("NamespaceIsolation {namespace}/{name} {verb} from the template");
+    event(
+        context,
+        template,
+        EventType::Normal,
+        reason_name,
+        note,
+        Some(reference(&namespace, &name)),
+    )
+    .await;
+    Ok(Written::Version(
+        ObjectRef::new(&name).within(&namespace),
+        applied.meta().resource_version.clone(),
+    ))
+}
+
+async fn delete_one(
+    context: &TemplateContext,
+    template: &IsolationTemplate,
+    removal: Removal,
+) -> Result<Written, TemplateError> {
+    let api: Api<Lenient<NamespaceIsolation>> =
+        Api::namespaced(context.client.clone(), &removal.namespace);
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: removal.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&removal.name, &params).await {
+        Ok(_) => {
+            tracing::info!(namespace = %removal.namespace, name = %removal.name, "NamespaceIsolation deleted");
+            let note = format!(
+                "NamespaceIsolation {}/{} deleted: the template no longer applies to the namespace",
+                removal.namespace, removal.name
+            );
+            event(
+                context,
+                template,
+                EventType::Normal,
+                "IsolationDeleted",
+                note,
+                Some(reference(&removal.namespace, &removal.name)),
+            )
+            .await;
+            Ok(Written::Version(
+                ObjectRef::new(&removal.name).within(&removal.namespace),
+                None,
+            ))
+        }
+        // Gone already, or replaced by another object (the uid precondition failed).
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
+            Ok(Written::Nothing)
+        }
+        Err(source) => Err(TemplateError::Write {
+            verb: "delete",
+            namespace: removal.namespace,
+            name: removal.name,
+            source,
+        }),
+    }
+}
+
+fn reference(namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(NamespaceIsolation::api_version(&()).into_owned()),
+        kind: Some(NamespaceIsolation::kind(&()).into_owned()),
+        namespace: Some(namespace.to_owned()),
+        name: Some(name.to_owned()),
+        ..ObjectReference::default()
+    }
+}
+
+async fn event(
+    context: &TemplateContext,
+    template: &IsolationTemplate,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    related: Option<ObjectReference>,
+) {
+    publish_event(
+        &context.recorder,
+        &template.object_ref(&()),
+        type_,
+        reason,
+        note,
+        related,
+    )
+    .await;
+}
+
+/// The status for `outcome`, keeping the previous transition time when Ready did not flip (pure).
+fn template_status(
+    template: &IsolationTemplate,
+    outcome: &Outcome,
+    now: Time,
+) -> IsolationTemplateStatus {
+    let previous = template.status.as_ref();
+    let (matched, conflicts) = match outcome {
+        Outcome::Done(plan, _) | Outcome::ApplyFailed(plan, _) => (
+            Some(i32::try_from(plan.matched.len()).unwrap_or(i32::MAX)),
+            plan.conflicts.clone(),
+        ),
+        // An invalid template keeps what it reported last: nothing changed.
+        Outcome::InvalidSpec(_) => (
+            previous.and_then(|status| status.matched_namespaces),
+            previous
+                .map(|status| status.conflicts.clone())
+                .unwrap_or_default(),
+        ),
+    };
+    let (ready, reason, message) = match outcome {
+        Outcome::Done(plan, not_ready) if plan.conflicts.is_empty() && not_ready.is_empty() => (
+            "True",
+            "Reconciled",
+            format!(
+                "{} namespace(s) hold the generated NamespaceIsolation",
+                plan.matched.len()
+            ),
+        ),
+        Outcome::Done(plan, not_ready) if plan.conflicts.is_empty() => (
+            "False",
+            "IsolationNotReady",
+            not_ready_message(
+                template
+                    .spec
+                    .isolation_name
+                    .as_deref()
+                    .unwrap_or(&template.name_any()),
+                plan,
+                not_ready,
+            ),
+        ),
+        Outcome::Done(plan, _) => (
+            "False",
+            "Conflict",
+            format!(
+                "{} of {} matched namespace(s) hold a NamespaceIsolation this template does not own; see status.conflicts",
+                plan.conflicts.len(),
+                plan.matched.len()
+            ),
+        ),
+        Outcome::InvalidSpec(errors) => (
+            "False",
+            "InvalidSpec",
+            format!("{errors}; nothing is generated or changed until it is fixed"),
+        ),
+        Outcome::ApplyFailed(_, message) => ("False", "ApplyFailed", message.clone()),
+    };
+    let generation = template.metadata.generation;
+    let previous_conditions = previous.map(|status| status.conditions.as_slice());
+    IsolationTemplateStatus {
+        observed_generation: generation,
+        conditions: vec![status::ready_condition(
+            previous_conditions.unwrap_or_default(),
+            ready,
+            reason,
+            message,
+            generation,
+            now,
+        )],
+        selector: netfence_core::selector::Selector::parse(&template.spec.namespace_selector)
+            .ok()
+            .map(|selector| selector.to_string()),
+        matched_namespaces: matched,
+        conflicts,
+    }
+}
+
+/// How many not-Ready namespaces a template's message names before it counts the rest.
+const NAMED_NOT_READY: usize = 5;
+
+/// `NamespaceIsolation baseline is not Ready in 1 of 2 matched namespace(s): team-a (ApplyFailed:
+/// ...)`: the first few namespaces, each with its resource's reason and message.
+fn not_ready_message(name: &str, plan: &TemplatePlan, not_ready: &[NotReady]) -> String {
+    let mut listed: Vec<String> = not_ready
+        .iter()
+        .take(NAMED_NOT_READY)
+        .map(|entry| format!("{} ({}: {})", entry.namespace, entry.reason, entry.message))
+        .collect();
+    if not_ready.len() > NAMED_NOT_READY {
+        listed.push(format!("and {} more", not_ready.len() - NAMED_NOT_READY));
+    }
+    format!(
+        "NamespaceIsolation {name} is not Ready in {} of {} matched namespace(s): {}",
+        not_ready.len(),
+        plan.matched.len(),
+        listed.join("; ")
+    )
+}
+
+/// Write the status when it changed (server-side apply on the status subresource). Returns
+/// whether it wrote.
+async fn write_status(
+    template: &IsolationTemplate,
+    context: &TemplateContext,
+    outcome: &Outcome,
+) -> Result<bool, TemplateError> {
+    let new = template_status(template, outcome, Time(k8s_openapi::jiff::Timestamp::now()));
+    if template.status.as_ref() == Some(&new) {
+        return Ok(false);
+    }
+    let api: Api<Lenient<IsolationTemplate>> = Api::all(context.client.clone());
+    let written = super::apply_status(&api, &template.name_any(), &new)
+        .await
+        .map_err(|source| TemplateError::Status {
+            name: template.name_any(),
+            source,
+        })?;
+    // The next reconcile must see this status, or it would write it again.
+    wait_for_cache(
+        &context.templates,
+        &[(
+            ObjectRef::new(&template.name_any()),
+            written.meta().resource_version.clone(),
+        )],
+    )
+    .await;
+    Ok(true)
+}

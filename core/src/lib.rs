@@ -1,0 +1,28 @@
+//! The pure core of netfence: values in, values out. No client, no async runtime, no clock, no
+//! file reads (`cargo tree -p netfence-core` shows no kube client, tokio or hyper).
+//!
+//! ```text
+//! names      DNS-1123 names, label keys and values, port names: each rule written once
+//! selector   LabelSelector -> Selector (validated, sorted), and matching labels
+//! cidr       "10.0.0.0/8" -> Cidr, and matching addresses
+//! meta       the labels, annotations, finalizer and field manager netfence writes
+//! validate   NamespaceIsolation / IsolationTemplate -> Validated* (parsed selectors and CIDRs), or every error
+//! manifests  the text of a manifest -> its documents, typed with field paths
+//! render     ValidatedIsolation -> NetworkPolicies
+//! plan       rendered + observed policies -> the writes that make them equal
+//! template   IsolationTemplate x namespaces -> the NamespaceIsolations to write
+//! status     the outcome of a reconcile -> the resource's status
+//! ```
+
+pub mod cidr;
+pub mod manifests;
+pub mod meta;
+pub mod names;
+pub mod plan;
+pub mod render;
+pub mod selector;
+pub mod status;
+pub mod template;
+pub mod validate;
+
+pub use validate::{ValidatedIsolation, ValidatedTemplate, ValidationErrors};

@@ -1,0 +1,468 @@
+//! Plan: the rendered policies and the owned policies observed in the cluster in, the writes that
+//! make the cluster match out. Pure: the controller applies a plan, and `mode: DryRun` reports one.
+//!
+//! ```text
+//! desired [ NetworkPolicy x N ] --\
+//!                                  +--> Plan { apply: changed or missing, delete: owned but not desired, unchanged }
+//! observed [ NetworkPolicy x M ] --/
+//! ```
+//!
+//! Only observed policies that this resource owns count: those with a controller owner reference
+//! to the resource's UID (labels are restored, not required: removing one does not disown it). Anything else in the namespace, even with the
+//! same name, is never updated or deleted by a plan (an apply to a name held by a foreign
+//! policy is refused by [`Plan::conflicts`] instead), with two exceptions for the policies of an
+//! earlier NamespaceIsolation of the same name in the same namespace:
+//!
+//! - one that it left behind without owner (`deletionPolicy: KeepDefaultDeny` or `Orphan`) and
+//!   that still carries netfence's labels for this resource name is taken back
+//!   ([`ApplyReason::Adopted`]), as a ReplicaSet adopts the orphaned pods its selector matches:
+//!   nobody else owns it, netfence wrote it for this very name, and the namespace kept it only
+//!   to stay closed until a resource of that name is back. A policy with any other controller,
+//!   or without netfence's labels, stays untouched;
+//! - one still owned by it (that resource is gone: the garbage collector is about to delete the
+//!   policy, or its orphaning is still on its way to the cache) is [`Plan::pending`]: neither
+//!   foreign nor this resource's yet.
+
+use std::{borrow::Borrow, collections::BTreeMap};
+
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
+
+use crate::meta::{ISOLATION_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
+
+/// Why a policy is in [`Plan::apply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ApplyReason {
+    /// No policy of that name exists.
+    Missing,
+    /// It exists, but its spec, labels or owner reference differ from the rendered ones.
+    Drifted,
+    /// It exists without a controller, labelled by netfence for this resource's name: kept by
+    /// an earlier resource of this name, and taken back.
+    Adopted,
+}
+
+/// The writes that make the owned policies of one resource equal the rendered ones.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Policies to server-side apply, with why.
+    pub apply: Vec<(ApplyReason, NetworkPolicy)>,
+    /// Names of owned policies that are no longer rendered.
+    pub delete: Vec<String>,
+    /// Names of rendered policies that already match.
+    pub unchanged: Vec<String>,
+    /// Names of rendered policies held by an object this resource does not own: never written.
+    pub conflicts: Vec<String>,
+    /// Names of rendered policies still owned by an earlier resource of this name, which no
+    /// longer exists: not written until they are deleted or orphaned.
+    pub pending: Vec<String>,
+}
+
+impl Plan {
+    /// Whether the plan writes nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.apply.is_empty() && self.delete.is_empty()
+    }
+}
+
+/// Whether `policy` belongs to the resource with UID `owner_uid`: a controller owner reference
+/// to that UID. Labels are not required: a tenant who removes netfence's labels from a policy
+/// does not make it foreign, and netfence restores them with the spec. A policy with netfence's
+/// labels and no such owner reference is foreign (invariant 1). A UID is not guessable, and the
+/// garbage collector deletes a policy whose owner is gone, so the reference is netfence's own.
+#[must_use]
+pub fn is_owned_by(policy: &NetworkPolicy, owner_uid: &str) -> bool {
+    policy
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|owner| owner.uid == owner_uid && owner.controller == Some(true))
+}
+
+/// Compare rendered policies with the policies observed in the resource's namespace (owned or
+/// shared, e.g. `Arc`s from a cache: nothing is copied).
+#[must_use]
+pub fn plan<P: Borrow<NetworkPolicy>>(
+    desired: &[NetworkPolicy],
+    observed: &[P],
+    owner_uid: &str,
+) -> Plan {
+    let observed: BTreeMap<&str, &NetworkPolicy> = observed
+        .iter()
+        .map(Borrow::borrow)
+        .filter_map(|policy: &NetworkPolicy| Some((policy.metadata.name.as_deref()?, policy)))
+        .collect();
+    let mut plan = Plan::default();
+    for policy in desired {
+        let name = policy.metadata.name.as_deref().unwrap_or_default();
+        match observed.get(name) {
+            None => plan.apply.push((ApplyReason::Missing, policy.clone())),
+            Some(existing) if !is_owned_by(existing, owner_uid) => {
+                match predecessor(existing, policy, owner_uid) {
+                    Some(Predecessor::Orphaned) => {
+                        plan.apply.push((ApplyReason::Adopted, policy.clone()));
+                    }
+                    Some(Predecessor::Owning) => plan.pending.push(name.to_owned()),
+                    None => plan.conflicts.push(name.to_owned()),
+                }
+            }
+            Some(existing) if matches(policy, existing) => plan.unchanged.push(name.to_owned()),
+            Some(_) => plan.apply.push((ApplyReason::Drifted, policy.clone())),
+        }
+    }
+    let desired_names: Vec<&str> = desired
+        .iter()
+        .filter_map(|policy| policy.metadata.name.as_deref())
+        .collect();
+    for (name, existing) in observed {
+        if is_owned_by(existing, owner_uid) && !desired_names.contains(&name) {
+            plan.delete.push(name.to_owned());
+        }
+    }
+    plan
+}
+
+/// How an observed policy that this resource does not own relates to an earlier resource of the
+/// same name in the same namespace.
+enum Predecessor {
+    /// Kept without owner, with netfence's labels for this name: to adopt.
+    Orphaned,
+    /// Still controlled by that earlier resource (another UID, the same kind and name).
+    Owning,
+}
+
+/// Whether `existing`, which holds the name of the rendered policy `desired`, was left by an
+/// earlier NamespaceIsolation of this name (`desired` carries the name in its isolation label).
+/// A policy being deleted, without netfence's labels, or controlled by anything else is not.
+fn predecessor(
+    existing: &NetworkPolicy,
+    desired: &NetworkPolicy,
+    owner_uid: &str,
+) -> Option<Predecessor> {
+    let label = |policy: &NetworkPolicy, key: &str| {
+        policy
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(key))
+            .cloned()
+    };
+    let resource = label(desired, ISOLATION_LABEL)?;
+    if existing.metadata.deletion_timestamp.is_some()
+        || label(existing, MANAGED_BY_LABEL).as_deref() != Some(MANAGED_BY)
+        || label(existing, ISOLATION_LABEL).as_deref() != Some(resource.as_str())
+    {
+        return None;
+    }
+    let controller = existing
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|owner| owner.controller == Some(true));
+    match controller {
+        None => Some(Predecessor::Orphaned),
+        Some(owner)
+            if owner.kind == "NamespaceIsolation"
+                // The served version exactly: the garbage collector collects a policy whose
+                // owner it can look up and find gone, so the wait ends. An owner reference a
+                // tenant forged with a version nobody serves is never collected: it is a
+                // conflict, reported, not a wait.
+                && owner.api_version
+                    == <netfence_crd::NamespaceIsolation as kube::Resource>::api_version(&())
+                && owner.name == resource
+                && owner.uid != owner_uid =>
+        {
+            Some(Predecessor::Owning)
+        }
+        Some(_) => None,
+    }
+}
+
+/// Whether an observed policy already carries everything netfence renders: the same spec, every
+/// rendered label with its value, and the owner references. Labels and annotations that others
+/// add are theirs and do not count as drift.
+fn matches(desired: &NetworkPolicy, observed: &NetworkPolicy) -> bool {
+    let labels_present = desired
+        .metadata
+        .labels
+        .iter()
+        .flatten()
+        .all(|(key, value)| {
+            observed
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(key))
+                == Some(value)
+        });
+    let owners_present = desired
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .all(|owner| {
+            observed
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|existing| existing == owner)
+        });
+    labels_present && owners_present && normalized_spec(desired) == normalized_spec(observed)
+}
+
+/// The spec by what it means: the server defaults a missing port protocol to TCP, and an empty
+/// rule list is the same as none (the API server drops empty lists). Compared as typed values:
+/// equal exactly when their JSON is.
+fn normalized_spec(policy: &NetworkPolicy) -> NetworkPolicySpec {
+    let mut spec = policy.spec.clone().unwrap_or_default();
+    if spec.ingress.as_ref().is_some_and(Vec::is_empty) {
+        spec.ingress = None;
+    }
+    if spec.egress.as_ref().is_some_and(Vec::is_empty) {
+        spec.egress = None;
+    }
+    let rules_ports = spec
+        .ingress
+        .iter_mut()
+        .flatten()
+        .flat_map(|rule| rule.ports.iter_mut().flatten())
+        .chain(
+            spec.egress
+                .iter_mut()
+                .flatten()
+                .flat_map(|rule| rule.ports.iter_mut().flatten()),
+        );
+    for port in rules_ports {
+        port.protocol.get_or_insert_with(|| "TCP".to_owned());
+    }
+    spec
+}
+
+/// The body netfence server-side applies for a rendered policy: rule lists it leaves empty are
+/// sent as `[]`, so that netfence owns them. Without that, a rule someone adds by hand to a list
+/// netfence never sent would belong to them, and no apply could remove it.
+#[must_use]
+pub fn apply_body(policy: &NetworkPolicy) -> NetworkPolicy {
+    let mut body = policy.clone();
+    if let Some(spec) = body.spec.as_mut() {
+        spec.ingress.get_or_insert_with(Vec::new);
+        spec.egress.get_or_insert_with(Vec::new);
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ValidatedIsolation;
+    use k8s_openapi::api::networking::v1::NetworkPolicyIngressRule;
+    use netfence_crd::NamespaceIsolation;
+
+    use super::*;
+    use crate::render;
+
+    const UID: &str = "11111111-2222-3333-4444-555555555555";
+
+    fn desired() -> Vec<NetworkPolicy> {
+        let resource: NamespaceIsolation = serde_json::from_value(serde_json::json!({
+            "apiVersion": "netfence.io/v1alpha1",
+            "kind": "NamespaceIsolation",
+            "metadata": {"name": "shop", "namespace": "shop", "uid": UID},
+            "spec": {
+                "tiers": [{"name": "web", "podSelector": {"matchLabels": {"app": "web"}}},
+                          {"name": "api", "podSelector": {"matchLabels": {"app": "api"}}}],
+                "flows": [{"from": "web", "to": "api", "ports": [{"port": 8080}]}],
+            },
+        }))
+        .expect("resource");
+        render::network_policies(&ValidatedIsolation::try_from(&resource).expect("valid"))
+    }
+
+    fn names(policies: &[(ApplyReason, NetworkPolicy)]) -> Vec<(ApplyReason, String)> {
+        policies
+            .iter()
+            .map(|(reason, policy)| (*reason, policy.metadata.name.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    /// Nothing in the cluster: every policy is created. All present and equal: nothing is
+    /// written (a steady-state reconcile makes zero writes).
+    #[test]
+    fn missing_then_steady() {
+        let desired = desired();
+        let first = plan::<NetworkPolicy>(&desired, &[], UID);
+        assert_eq!(first.apply.len(), 4);
+        assert!(
+            first
+                .apply
+                .iter()
+                .all(|(reason, _)| *reason == ApplyReason::Missing)
+        );
+        let steady = plan(&desired, &desired, UID);
+        assert!(steady.is_empty(), "{steady:?}");
+        assert_eq!(steady.unchanged.len(), 4);
+    }
+
+    /// An edited rule, a changed selector, a removed label: each is drift to correct.
+    #[test]
+    fn edits_are_drift() {
+        let desired = desired();
+        let mut edited = desired.clone();
+        edited[3]
+            .spec
+            .as_mut()
+            .expect("spec")
+            .ingress
+            .get_or_insert_with(Vec::new)
+            .push(NetworkPolicyIngressRule::default());
+        edited[2].spec.as_mut().expect("spec").pod_selector =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector::default());
+        edited[0]
+            .metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .remove(crate::meta::ISOLATION_LABEL);
+        let plan = plan(&desired, &edited, UID);
+        assert_eq!(
+            names(&plan.apply),
+            [
+                (ApplyReason::Drifted, "shop-default-deny".to_owned()),
+                (ApplyReason::Drifted, "shop-tier-web".to_owned()),
+                (ApplyReason::Drifted, "shop-tier-api".to_owned()),
+            ]
+        );
+        assert!(plan.delete.is_empty());
+    }
+
+    /// The body applied claims both rule lists, and an empty list is not drift.
+    #[test]
+    fn apply_body_claims_rule_lists() {
+        let desired = desired();
+        let body = apply_body(&desired[0]);
+        let spec = body.spec.as_ref().expect("spec");
+        assert_eq!(spec.ingress.as_deref(), Some(&[][..]));
+        assert_eq!(spec.egress.as_deref(), Some(&[][..]));
+        assert!(plan(&desired[..1], &[body], UID).apply.is_empty());
+    }
+
+    /// Labels and annotations added by others (Argo CD, a policy engine) are not drift.
+    #[test]
+    fn foreign_labels_are_not_drift() {
+        let desired = desired();
+        let mut observed = desired.clone();
+        for policy in &mut observed {
+            policy
+                .metadata
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert("team".into(), "payments".into());
+        }
+        assert!(plan(&desired, &observed, UID).is_empty());
+    }
+
+    /// An owned policy no longer rendered is deleted; a hand-written one, or one with the label
+    /// but owned by something else, never is, even when its name collides with a rendered one.
+    #[test]
+    fn prunes_only_what_it_owns() {
+        let desired = desired();
+        let mut observed = desired.clone();
+        let mut stale = desired[3].clone();
+        stale.metadata.name = Some("shop-tier-old".into());
+        observed.push(stale);
+        let mut foreign = desired[0].clone();
+        foreign.metadata.name = Some("hand-written".into());
+        foreign.metadata.owner_references = None;
+        observed.push(foreign);
+        let mut other_owner = desired[1].clone();
+        other_owner.metadata.name = Some("other".into());
+        other_owner
+            .metadata
+            .owner_references
+            .as_mut()
+            .expect("owners")[0]
+            .uid = "other".into();
+        observed.push(other_owner);
+        let plan = plan(&desired, &observed, UID);
+        assert_eq!(plan.delete, ["shop-tier-old"]);
+        assert!(plan.apply.is_empty());
+
+        let mut squatter = desired[0].clone();
+        squatter.metadata.labels = None;
+        squatter.metadata.owner_references = None;
+        let plan = super::plan(&desired, &[squatter], UID);
+        assert_eq!(plan.conflicts, ["shop-default-deny"]);
+        assert_eq!(plan.apply.len(), 3, "the other policies are still created");
+    }
+
+    /// A policy that lost netfence's labels is still this resource's while its controller owner
+    /// reference names the resource: a tenant's `kubectl label ... managed-by-` does not disown
+    /// it, and the plan restores it (labels and spec).
+    #[test]
+    fn removing_a_label_does_not_disown() {
+        let desired = desired();
+        let mut unlabelled = desired[0].clone();
+        unlabelled.metadata.labels = None;
+        unlabelled.spec = None;
+        let plan = plan(&desired[..1], &[unlabelled], UID);
+        assert_eq!(
+            names(&plan.apply),
+            [(ApplyReason::Drifted, "shop-default-deny".to_owned())]
+        );
+        assert!(plan.conflicts.is_empty());
+    }
+
+    /// What an earlier `shop` left: the default deny it kept without owner is adopted; a policy
+    /// it still owns is pending. With another controller, without netfence's labels, or
+    /// labelled for another resource, a policy of a rendered name stays a conflict.
+    #[test]
+    fn a_predecessors_policies_are_adopted_or_awaited() {
+        let desired = desired();
+        let mut kept = desired[0].clone();
+        kept.metadata.owner_references = None;
+        let mut owned_by_predecessor = desired[1].clone();
+        owned_by_predecessor
+            .metadata
+            .owner_references
+            .as_mut()
+            .expect("owners")[0]
+            .uid = "earlier".into();
+        let plan = plan(&desired[..2], &[kept.clone(), owned_by_predecessor], UID);
+        assert_eq!(
+            names(&plan.apply),
+            [(ApplyReason::Adopted, "shop-default-deny".to_owned())]
+        );
+        assert_eq!(
+            plan.pending,
+            [desired[1].metadata.name.clone().unwrap_or_default()]
+        );
+        assert!(plan.conflicts.is_empty());
+
+        let mut other_controller = desired[0].clone();
+        if let Some(owner) = other_controller.metadata.owner_references.as_mut() {
+            owner[0].name = "other".into();
+            owner[0].uid = "other".into();
+        }
+        let mut unlabelled = kept.clone();
+        unlabelled
+            .metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .remove(MANAGED_BY_LABEL);
+        let mut other_resource = kept.clone();
+        other_resource
+            .metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .insert(crate::meta::ISOLATION_LABEL.into(), "other".into());
+        for foreign in [other_controller, unlabelled, other_resource] {
+            let plan = super::plan(&desired[..1], &[foreign], UID);
+            assert_eq!(plan.conflicts, ["shop-default-deny"]);
+            assert!(plan.apply.is_empty() && plan.pending.is_empty());
+        }
+    }
+}

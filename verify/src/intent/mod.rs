@@ -1,0 +1,358 @@
+//! The intent proof: the connections a NamespaceIsolation's policies allow are exactly the ones
+//! it declares (its flows, DNS and shared services, on exactly their ports), nothing missing and
+//! nothing extra.
+//!
+//! ```text
+//! ValidatedIsolation --world::build--> model world (endpoints, probes, warnings)
+//!        |                                   |
+//!        +--declared: what the spec says     +--NetworkPolicies (rendered, or any others) --engine--> what they allow
+//!                              \___________ compare every ordered pair, every probe ___________/
+//!                                                        |
+//!                                      Proof { differences, allowed matrix, warnings }
+//! ```
+//!
+//! The spec is read directly ([`declared`]); the policies are evaluated by the same engine as
+//! `netfence verify` ([`super::reachability`]). Neither side uses the renderer's code, so a
+//! renderer bug shows up as a difference such as
+//! `backend -> database 5432/TCP: declared but blocked by the ingress of database (...)`.
+
+pub mod declared;
+pub mod world;
+
+use std::{collections::BTreeMap, fmt, fmt::Write as _};
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use netfence_core::ValidatedIsolation;
+use serde::Serialize;
+
+use super::{
+    evaluate::{Decision, Side, Verdict},
+    model::{Cluster, ModelErrors, Probe},
+    reachability::reachability,
+};
+pub use world::{Endpoint, World};
+
+/// Why a proof could not be attempted.
+#[derive(Debug, thiserror::Error)]
+pub enum IntentError {
+    /// The policies to prove are not valid NetworkPolicies.
+    #[error("the policies to prove are invalid: {0}")]
+    Policies(#[source] ModelErrors),
+}
+
+/// One connection where the policies and the spec disagree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    /// The source, as the world names it (a tier, `ns/pod`, `external ADDRESS`).
+    pub from: String,
+    /// The destination.
+    pub to: String,
+    /// The destination port.
+    pub port: u16,
+    /// The protocol.
+    pub protocol: &'static str,
+    /// What the spec says: `true` declared (so the policies block it), `false` not declared (so
+    /// the policies allow something extra).
+    pub declared: bool,
+    /// What the policies decided, and why.
+    pub reason: String,
+}
+
+impl fmt::Display for Difference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let probe = format!("{}/{}", self.port, self.protocol);
+        if self.declared {
+            write!(
+                f,
+                "{} -> {} {probe}: declared but blocked by {}",
+                self.from, self.to, self.reason
+            )
+        } else {
+            write!(
+                f,
+                "{} -> {} {probe}: allowed but not declared ({})",
+                self.from, self.to, self.reason
+            )
+        }
+    }
+}
+
+/// The outcome of one proof.
+#[derive(Clone, Debug)]
+pub struct Proof {
+    /// `namespace/name` of the isolation.
+    pub isolation: String,
+    /// The model world.
+    pub world: World,
+    /// Per ordered pair of endpoints (indices into `world.endpoints`), the probes the policies
+    /// allow; pairs with none are absent.
+    pub allowed: BTreeMap<(usize, usize), Vec<Probe>>,
+    /// Every disagreement, sorted by source, destination and probe.
+    pub differences: Vec<Difference>,
+}
+
+impl Proof {
+    /// Whether the policies allow exactly what the spec declares.
+    #[must_use]
+    pub fn holds(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+/// Describe why the blocking sides of `decision` block.
+fn blocked_by(decision: &Decision, cluster: &Cluster, from: &str, to: &str) -> String {
+    let policies = |indices: &[usize]| {
+        indices
+            .iter()
+            .map(|&index| cluster.policies()[index].key())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if let Side::Blocked { isolated_by } = &decision.egress {
+        parts.push(format!(
+            "the egress of {from} (isolated by {}; no egress rule allows it)",
+            policies(isolated_by)
+        ));
+    }
+    if let Side::Blocked { isolated_by } = &decision.ingress {
+        parts.push(format!(
+            "the ingress of {to} (isolated by {}; no ingress rule allows it)",
+            policies(isolated_by)
+        ));
+    }
+    parts.join(" and ")
+}
+
+/// Prove that `policies` allow exactly what `isolation` declares, in its model world.
+pub fn prove(
+    isolation: &ValidatedIsolation,
+    policies: &[NetworkPolicy],
+) -> Result<Proof, IntentError> {
+    let world = world::build(isolation);
+    let policies = Cluster::build(&[], &[], policies).map_err(IntentError::Policies)?;
+    let cluster = Cluster::from_parts(
+        world.namespaces.clone(),
+        world
+            .endpoints
+            .iter()
+            .map(|endpoint| endpoint.pod.clone())
+            .collect(),
+        policies.policies().to_vec(),
+    );
+    // The engine sorts pods; find each endpoint's index there.
+    let index: Vec<usize> = world
+        .endpoints
+        .iter()
+        .map(|endpoint| cluster.pod_index(&endpoint.pod.key()).unwrap_or_default())
+        .collect();
+    let matrix = reachability(&cluster, &world.probes);
+    let declared = declared::Declared::new(isolation, &world);
+
+    let mut allowed: BTreeMap<(usize, usize), Vec<Probe>> = BTreeMap::new();
+    let mut differences = Vec::new();
+    for (from, source) in world.endpoints.iter().enumerate() {
+        for (to, destination) in world.endpoints.iter().enumerate() {
+            if from == to {
+                continue;
+            }
+            for (probe_index, probe) in matrix.probes().iter().enumerate() {
+                let verdict = matrix.verdict(probe_index, index[from], index[to]);
+                let is_allowed = verdict == Verdict::Allowed;
+                if is_allowed {
+                    allowed.entry((from, to)).or_default().push(*probe);
+                }
+                let is_declared = declared.allows(&source.pod, &destination.pod, *probe);
+                if is_allowed == is_declared {
+                    continue;
+                }
+                let decision = matrix.decision(probe_index, index[from], index[to]);
+                let reason = if is_declared {
+                    blocked_by(&decision, &cluster, &source.label, &destination.label)
+                } else {
+                    decision
+                        .reason(&cluster, &source.pod, &destination.pod)
+                        .trim_start_matches("allowed: ")
+                        .to_owned()
+                };
+                differences.push(Difference {
+                    from: source.label.clone(),
+                    to: destination.label.clone(),
+                    port: probe.port,
+                    protocol: probe.protocol.as_str(),
+                    declared: is_declared,
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(Proof {
+        isolation: format!("{}/{}", world.namespace, isolation.name()),
+        world,
+        allowed,
+        differences,
+    })
+}
+
+/// Probes, compact: `8080/TCP`, `53/TCP,UDP`, `metrics=30000/TCP` for a named port, or `all`
+/// when every probe of the world passes.
+fn compact(probes: &[Probe], world: &World) -> String {
+    if probes.len() == world.probes.len() {
+        return "all".to_owned();
+    }
+    let mut by_port: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
+    for probe in probes {
+        by_port
+            .entry(probe.port)
+            .or_default()
+            .push(probe.protocol.as_str());
+    }
+    by_port
+        .into_iter()
+        .map(|(port, protocols)| {
+            let name = world
+                .named_ports
+                .iter()
+                .find(|named| named.number == port)
+                .and_then(|named| named.name.as_deref())
+                .map(|name| format!("{name}="))
+                .unwrap_or_default();
+            format!("{name}{port}/{}", protocols.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The matrix of the endpoints inside the namespace: rows from, columns to, cells the allowed
+/// ports.
+fn grid(proof: &Proof, inside: &[usize]) -> String {
+    let world = &proof.world;
+    let mut out = String::new();
+    let cell = |from: usize, to: usize| {
+        if from == to {
+            "-".to_owned()
+        } else {
+            proof
+                .allowed
+                .get(&(from, to))
+                .map_or_else(|| ".".to_owned(), |probes| compact(probes, world))
+        }
+    };
+    let label_width = inside
+        .iter()
+        .map(|&index| world.endpoints[index].label.len())
+        .max()
+        .unwrap_or(0);
+    let widths: Vec<usize> = inside
+        .iter()
+        .map(|&to| {
+            inside
+                .iter()
+                .map(|&from| cell(from, to).len())
+                .chain([world.endpoints[to].label.len()])
+                .max()
+                .unwrap_or(1)
+        })
+        .collect();
+    let mut header = format!("{:label_width$}", "");
+    for (&to, width) in inside.iter().zip(&widths) {
+        let _ = write!(header, "  {:<width$}", world.endpoints[to].label);
+    }
+    let _ = writeln!(out, "{}", header.trim_end());
+    for &from in inside {
+        let mut line = format!("{:<label_width$}", world.endpoints[from].label);
+        for (&to, width) in inside.iter().zip(&widths) {
+            let _ = write!(line, "  {:<width$}", cell(from, to));
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+/// The proof as text: warnings, the tier-by-tier matrix of the namespace, the connections
+/// across its boundary, then `intent holds` or every difference.
+#[must_use]
+pub fn report(proof: &Proof) -> String {
+    let world = &proof.world;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "NamespaceIsolation {}: model world of {} endpoints, {} probes",
+        proof.isolation,
+        world.endpoints.len(),
+        world.probes.len()
+    );
+    for warning in &world.warnings {
+        let _ = writeln!(out, "warning: {warning}");
+    }
+    let inside: Vec<usize> = (0..world.endpoints.len())
+        .filter(|&index| {
+            let pod = &world.endpoints[index].pod;
+            !pod.external && pod.namespace == world.namespace
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "\ninside {} (rows: from, columns: to; cells: the allowed ports, . none)",
+        world.namespace
+    );
+    out.push_str(&grid(proof, &inside));
+    let _ = writeln!(
+        out,
+        "\nacross the boundary of {} (allowed ports)",
+        world.namespace
+    );
+    let mut any = false;
+    for (&(from, to), probes) in &proof.allowed {
+        if inside.contains(&from) == inside.contains(&to) {
+            continue;
+        }
+        any = true;
+        let _ = writeln!(
+            out,
+            "  {} -> {}: {}",
+            world.endpoints[from].label,
+            world.endpoints[to].label,
+            compact(probes, world)
+        );
+    }
+    if !any {
+        let _ = writeln!(out, "  nothing");
+    }
+    let _ = writeln!(out);
+    if proof.holds() {
+        let _ = write!(
+            out,
+            "intent holds: the allowed connections are exactly the declared flows, DNS and shared services, on exactly their ports"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "intent does not hold: {} difference(s) between the policies and the spec",
+            proof.differences.len()
+        );
+        let lines: Vec<String> = proof
+            .differences
+            .iter()
+            .map(|difference| format!("  {difference}"))
+            .collect();
+        let _ = write!(out, "{}", lines.join("\n"));
+    }
+    out
+}
+
+/// The proof as one JSON object: `isolation`, `holds`, `endpoints`, `probes`, `warnings`, `differences`.
+#[must_use]
+pub fn json(proof: &Proof) -> serde_json::Value {
+    serde_json::json!({
+        "isolation": proof.isolation,
+        "holds": proof.holds(),
+        "endpoints": proof.world.endpoints.len(),
+        "probes": proof.world.probes.len(),
+        "warnings": proof.world.warnings,
+        "differences": proof.differences,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,616 @@
+//! The model world of an intent proof: the smallest set of endpoints that can tell a correct
+//! set of policies from a wrong one.
+//!
+//! ```text
+//! ValidatedIsolation --build--> World { endpoints (pods and external addresses), probes, warnings }
+//! ```
+//!
+//! In the isolation's namespace: for each tier a pod whose labels satisfy its selector, for each
+//! pair of overlapping tiers a pod in both, and a pod in no tier. Across the boundary: for each
+//! DNS or shared-service peer, a namespace and a pod that match it and, where a pod selector
+//! narrows the peer, a pod of that namespace that does not; a namespace outside them all with a
+//! pod. For each `ipBlock`: an address inside it, one inside each `except`, and one outside.
+//! Model pods carry no address (so only the external endpoints stand for `ipBlock`s) and declare
+//! every port name the spec uses. Probes: every port number the spec names (and each range's
+//! ends and neighbours), the numbers behind its port names, and one port it never names, each
+//! over TCP, UDP and SCTP.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use netfence_core::{
+    ValidatedIsolation,
+    validate::{Peer, PortValue, Ports, ValidPort},
+};
+use netfence_crd::isolation::{NAMESPACE_NAME_LABEL, Protocol};
+
+use super::super::{
+    cidr::Cidr,
+    model::{ContainerPort, NamespaceInfo, PodInfo, Probe},
+    selector::{Labels, Requirement, Selector},
+};
+
+/// The label that marks model pods built to be outside a selector.
+pub const MODEL_LABEL: &str = "netfence.io/model-world";
+
+/// The pseudo-namespace of external addresses (they match only `ipBlock` peers).
+pub const EXTERNAL_NAMESPACE: &str = "external";
+
+/// One endpoint of the model world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The pod or address, as the engine sees it.
+    pub pod: PodInfo,
+    /// How reports name it: tier names for pods of the namespace, `ns/name` for peers,
+    /// `external ADDRESS` for addresses.
+    pub label: String,
+}
+
+/// The model world of one isolation.
+#[derive(Clone, Debug)]
+pub struct World {
+    /// The isolation's namespace.
+    pub namespace: String,
+    /// The namespaces of the world, with their labels.
+    pub namespaces: Vec<NamespaceInfo>,
+    /// Every endpoint.
+    pub endpoints: Vec<Endpoint>,
+    /// The probes, sorted.
+    pub probes: Vec<Probe>,
+    /// The port names the spec uses, and the numbers model pods declare them on.
+    pub named_ports: Vec<ContainerPort>,
+    /// Tier selectors that overlap or that no pod can satisfy, and places the world could not
+    /// be built as intended.
+    pub warnings: Vec<String>,
+}
+
+/// What one label key must satisfy across several selectors.
+#[derive(Default)]
+struct KeyConstraint {
+    allowed: Option<BTreeSet<String>>,
+    excluded: BTreeSet<String>,
+    exists: bool,
+    absent: bool,
+}
+
+/// Labels that satisfy every selector, or `None` when no pod can.
+#[must_use]
+pub fn satisfying(selectors: &[&Selector]) -> Option<Labels> {
+    let mut keys: BTreeMap<&str, KeyConstraint> = BTreeMap::new();
+    for requirement in selectors
+        .iter()
+        .flat_map(|selector| selector.requirements())
+    {
+        let constraint = keys.entry(requirement.key()).or_default();
+        match requirement {
+            Requirement::In { values, .. } => {
+                constraint.allowed = Some(match constraint.allowed.take() {
+                    None => values.clone(),
+                    Some(allowed) => allowed.intersection(values).cloned().collect(),
+                });
+            }
+            Requirement::NotIn { values, .. } => constraint.excluded.extend(values.iter().cloned()),
+            Requirement::Exists { .. } => constraint.exists = true,
+            Requirement::DoesNotExist { .. } => constraint.absent = true,
+        }
+    }
+    let mut labels = Labels::new();
+    for (key, constraint) in keys {
+        if constraint.absent {
+            if constraint.exists || constraint.allowed.is_some() {
+                return None;
+            }
+            continue;
+        }
+        if let Some(allowed) = &constraint.allowed {
+            let value = allowed.difference(&constraint.excluded).next()?;
+            labels.insert(key.to_owned(), value.clone());
+        } else if constraint.exists {
+            // One of these is not excluded: there are more candidates than exclusions.
+            let value = (0..=constraint.excluded.len())
+                .map(|index| {
+                    if index == 0 {
+                        "x".to_owned()
+                    } else {
+                        format!("x{index}")
+                    }
+                })
+                .find(|value| !constraint.excluded.contains(value))?;
+            labels.insert(key.to_owned(), value);
+        }
+    }
+    Some(labels)
+}
+
+/// Labels that satisfy none of `selectors`, or `None` if the simple candidates all match one.
+fn satisfying_none(selectors: &[&Selector], marker: &str) -> Option<Labels> {
+    [
+        Labels::new(),
+        Labels::from([(MODEL_LABEL.to_owned(), marker.to_owned())]),
+    ]
+    .into_iter()
+    .find(|labels| selectors.iter().all(|selector| !selector.matches(labels)))
+}
+
+fn describe(labels: &Labels) -> String {
+    if labels.is_empty() {
+        return "no labels".to_owned();
+    }
+    let pairs: Vec<String> = labels
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    format!("labels {}", pairs.join(", "))
+}
+
+fn pod(namespace: &str, name: &str, labels: Labels, ports: &[ContainerPort]) -> PodInfo {
+    PodInfo {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        labels,
+        ips: Vec::new(),
+        ports: ports.to_vec(),
+        host_network: false,
+        external: false,
+        namespace_index: 0,
+    }
+}
+
+/// Every port of the spec: (ports, the DNS ports).
+fn all_ports(isolation: &ValidatedIsolation) -> Vec<ValidPort> {
+    let only = |ports: &Ports| match ports {
+        Ports::All => Vec::new(),
+        Ports::Only(ports) => ports.clone(),
+    };
+    let mut ports: Vec<ValidPort> = isolation
+        .flows()
+        .iter()
+        .flat_map(|flow| only(&flow.ports))
+        .collect();
+    ports.extend(
+        isolation
+            .shared_services()
+            .iter()
+            .flat_map(|service| only(&service.ports)),
+    );
+    if let Some(dns) = isolation.dns() {
+        ports.extend(dns.ports.iter().cloned());
+    }
+    ports
+}
+
+/// The named ports every model pod declares: each name the spec uses, on a number the spec
+/// does not name, with the protocol of its first use.
+fn named_ports(ports: &[ValidPort], numbers: &BTreeSet<u16>) -> Vec<ContainerPort> {
+    let mut declared: Vec<ContainerPort> = Vec::new();
+    let mut next = 30_000u16;
+    for port in ports {
+        if let PortValue::Name(name) = &port.port {
+            if declared
+                .iter()
+                .any(|known| known.name.as_deref() == Some(name.as_str()))
+            {
+                continue;
+            }
+            while numbers.contains(&next) {
+                next += 1;
+            }
+            declared.push(ContainerPort {
+                name: Some(name.clone()),
+                number: next,
+                protocol: port.protocol,
+            });
+            next += 1;
+        }
+    }
+    declared
+}
+
+fn probes(ports: &[ValidPort], named: &[ContainerPort]) -> Vec<Probe> {
+    let mut numbers = BTreeSet::new();
+    for port in ports {
+        if let PortValue::Number(start) = port.port {
+            let end = port.end_port.unwrap_or(start);
+            numbers.extend([start, end]);
+            numbers.extend(start.checked_sub(1).filter(|n| *n > 0));
+            numbers.extend(end.checked_add(1));
+        }
+    }
+    numbers.extend(named.iter().map(|port| port.number));
+    // A port the spec never names: what "every other port" means.
+    if let Some(unnamed) = [9u16, 1, 65_535, 12_345]
+        .into_iter()
+        .find(|port| !numbers.contains(port))
+    {
+        numbers.insert(unnamed);
+    }
+    let mut probes: Vec<Probe> = numbers
+        .into_iter()
+        .flat_map(|port| {
+            [Protocol::TCP, Protocol::UDP, Protocol::SCTP]
+                .into_iter()
+                .map(move |protocol| Probe { port, protocol })
+        })
+        .collect();
+    probes.sort();
+    probes
+}
+
+/// Addresses for an `ipBlock`: one inside it (outside every except), the first of each except,
+/// and one just outside the range.
+fn block_addresses(range: &Cidr, excepts: &[Cidr]) -> Vec<(IpAddr, &'static str)> {
+    let step = |address: IpAddr, delta: i128| -> Option<IpAddr> {
+        match address {
+            IpAddr::V4(v4) => {
+                let value = i128::from(u32::from(v4)) + delta;
+                u32::try_from(value)
+                    .ok()
+                    .map(|value| IpAddr::V4(value.into()))
+            }
+            IpAddr::V6(v6) => {
+                let value = u128::from(v6).checked_add_signed(delta)?;
+                Some(IpAddr::V6(value.into()))
+            }
+        }
+    };
+    let inside = |address: &IpAddr| {
+        range.contains(address) && !excepts.iter().any(|block| block.contains(address))
+    };
+    let mut candidates = vec![
+        step(range.first(), 1),
+        Some(range.first()),
+        step(range.last(), -1),
+        Some(range.last()),
+    ];
+    for block in excepts {
+        candidates.push(step(block.last(), 1));
+        candidates.push(step(block.first(), -1));
+    }
+    let mut addresses = Vec::new();
+    if let Some(address) = candidates
+        .into_iter()
+        .flatten()
+        .find(|address| inside(address))
+    {
+        addresses.push((address, "inside"));
+    }
+    for block in excepts {
+        addresses.push((block.first(), "in an except"));
+    }
+    if let Some(outside) = step(range.last(), 1)
+        .filter(|address| !range.contains(address))
+        .or_else(|| step(range.first(), -1).filter(|address| !range.contains(address)))
+    {
+        addresses.push((outside, "outside"));
+    }
+    addresses
+}
+
+/// Builds the world step by step.
+struct Builder {
+    namespace: String,
+    namespaces: BTreeMap<String, Labels>,
+    endpoints: Vec<Endpoint>,
+    warnings: Vec<String>,
+    ports: Vec<ContainerPort>,
+    external: BTreeSet<IpAddr>,
+}
+
+impl Builder {
+    fn add(&mut self, mut pod: PodInfo, label: String) {
+        self.namespaces.entry(pod.namespace.clone()).or_default();
+        // Pod names are unique per namespace (a shared service may be called "dns").
+        let base = pod.name.clone();
+        let mut suffix = 1;
+        while self
+            .endpoints
+            .iter()
+            .any(|known| known.pod.namespace == pod.namespace && known.pod.name == pod.name)
+        {
+            suffix += 1;
+            pod.name = format!("{base}-{suffix}");
+        }
+        self.endpoints.push(Endpoint { pod, label });
+    }
+
+    /// A namespace matching `selector`, named after its name label or `fallback`.
+    fn peer_namespace(
+        &mut self,
+        selector: &Selector,
+        fallback: &str,
+        what: &str,
+    ) -> Option<String> {
+        let Some(mut labels) = satisfying(&[selector]) else {
+            self.warnings.push(format!(
+                "{what}: no namespace can satisfy its namespace selector"
+            ));
+            return None;
+        };
+        let name = if let Some(name) = labels.get(NAMESPACE_NAME_LABEL) {
+            name.clone()
+        } else {
+            {
+                let name = (1..=self.namespaces.len() + 2)
+                    .map(|index| {
+                        if index == 1 {
+                            fallback.to_owned()
+                        } else {
+                            format!("{fallback}-{index}")
+                        }
+                    })
+                    .find(|name| {
+                        let mut candidate = labels.clone();
+                        candidate.insert(NAMESPACE_NAME_LABEL.to_owned(), name.clone());
+                        name != &self.namespace && selector.matches(&candidate)
+                    })?;
+                labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.clone());
+                name
+            }
+        };
+        let entry = self.namespaces.entry(name.clone()).or_default();
+        for (key, value) in labels {
+            if entry.get(&key).is_some_and(|known| *known != value) {
+                self.warnings.push(format!(
+                    "{what}: namespace {name} cannot also carry {key}={value}; the model world keeps {key}={}",
+                    entry[&key]
+                ));
+                continue;
+            }
+            entry.insert(key, value);
+        }
+        Some(name)
+    }
+
+    fn peer(&mut self, peer: &Peer, what: &str, slug: &str) {
+        match peer {
+            Peer::Pods {
+                namespace_selector,
+                pod_selector,
+            } => {
+                let namespace_selector = &namespace_selector.selector;
+                let pod_selector = match pod_selector {
+                    Some(selector) => selector.selector.clone(),
+                    None => Selector::everything(),
+                };
+                let Some(namespace) =
+                    self.peer_namespace(namespace_selector, &format!("{slug}-namespace"), what)
+                else {
+                    return;
+                };
+                match satisfying(&[&pod_selector]) {
+                    Some(labels) => {
+                        let pod = pod(&namespace, &format!("{slug}-peer"), labels, &self.ports);
+                        let label = pod.key();
+                        self.add(pod, label);
+                    }
+                    None => self
+                        .warnings
+                        .push(format!("{what}: no pod can satisfy its pod selector")),
+                }
+                if !pod_selector.is_everything()
+                    && let Some(labels) = satisfying_none(&[&pod_selector], "other")
+                {
+                    let pod = pod(&namespace, &format!("{slug}-other"), labels, &self.ports);
+                    let label = pod.key();
+                    self.add(pod, label);
+                }
+            }
+            Peer::IpBlock(block) => {
+                for (address, _) in block_addresses(&block.cidr, &block.except) {
+                    self.external.insert(address);
+                }
+            }
+        }
+    }
+}
+
+/// Build the model world of `isolation`.
+#[must_use]
+pub fn build(isolation: &ValidatedIsolation) -> World {
+    let namespace = isolation.namespace().unwrap_or("default").to_owned();
+    let spec_ports = all_ports(isolation);
+    let numbers: BTreeSet<u16> = spec_ports
+        .iter()
+        .filter_map(|port| match port.port {
+            PortValue::Number(number) => Some(number),
+            PortValue::Name(_) => None,
+        })
+        .collect();
+    let ports = named_ports(&spec_ports, &numbers);
+    let mut builder = Builder {
+        namespace: namespace.clone(),
+        namespaces: BTreeMap::from([(namespace.clone(), Labels::new())]),
+        endpoints: Vec::new(),
+        warnings: Vec::new(),
+        ports: ports.clone(),
+        external: BTreeSet::new(),
+    };
+    builder.tiers(isolation);
+    if let Some(dns) = isolation.dns() {
+        for (index, peer) in dns.peers.iter().enumerate() {
+            let slug = if index == 0 {
+                "dns".to_owned()
+            } else {
+                format!("dns{index}")
+            };
+            builder.peer(peer, "dns", &slug);
+        }
+    }
+    for service in isolation.shared_services() {
+        builder.peer(
+            &service.peer,
+            &format!("shared service {}", service.name),
+            &service.name,
+        );
+    }
+    builder.outside();
+    builder.finish(probes(&spec_ports, &ports))
+}
+
+impl Builder {
+    /// A pod per tier, a pod per pair of overlapping tiers, and a pod in no tier.
+    fn tiers(&mut self, isolation: &ValidatedIsolation) {
+        let namespace = self.namespace.clone();
+        let ports = self.ports.clone();
+        let tiers: Vec<&Selector> = isolation
+            .tiers()
+            .iter()
+            .map(|tier| &tier.pod_selector.selector)
+            .collect();
+        for (tier, selector) in isolation.tiers().iter().zip(&tiers) {
+            match satisfying(&[selector]) {
+                Some(labels) => self.add(
+                    pod(&namespace, &format!("tier-{}", tier.name), labels, &ports),
+                    tier.name.clone(),
+                ),
+                None => self.warnings.push(format!(
+                    "tier {}: no pod can satisfy its selector ({selector}); the tier is empty",
+                    tier.name
+                )),
+            }
+        }
+        for (first, (first_tier, first_selector)) in
+            isolation.tiers().iter().zip(&tiers).enumerate()
+        {
+            for (second_tier, second_selector) in
+                isolation.tiers().iter().zip(&tiers).skip(first + 1)
+            {
+                if let Some(labels) = satisfying(&[first_selector, second_selector]) {
+                    self.warnings.push(format!(
+                        "tiers {} and {} overlap: a pod with {} is in both, and gets the traffic of both",
+                        first_tier.name,
+                        second_tier.name,
+                        describe(&labels)
+                    ));
+                    let name = format!("tiers-{}-{}", first_tier.name, second_tier.name);
+                    self.add(
+                        pod(&namespace, &name, labels, &ports),
+                        format!("{}+{}", first_tier.name, second_tier.name),
+                    );
+                }
+            }
+        }
+        match satisfying_none(&tiers, "no-tier") {
+            Some(labels) => self.add(pod(&namespace, "no-tier", labels, &ports), "(no tier)".to_owned()),
+            None => self.warnings.push(
+                "every pod of the namespace is in some tier: the model world has no pod outside the tiers"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// A namespace outside every peer, with a pod; then the external addresses.
+    fn outside(&mut self) {
+        let ports = self.ports.clone();
+        let outside = (1..=self.namespaces.len() + 1)
+            .map(|index| {
+                if index == 1 {
+                    "netfence-outside".to_owned()
+                } else {
+                    format!("netfence-outside-{index}")
+                }
+            })
+            .find(|name| !self.namespaces.contains_key(name))
+            .unwrap_or_default();
+        self.add(
+            pod(&outside, "outside", Labels::new(), &ports),
+            format!("{outside}/outside"),
+        );
+        for address in std::mem::take(&mut self.external) {
+            let mut endpoint = pod(EXTERNAL_NAMESPACE, &address.to_string(), Labels::new(), &[]);
+            endpoint.ips = vec![address];
+            endpoint.external = true;
+            self.add(endpoint, format!("external {address}"));
+        }
+    }
+
+    fn finish(mut self, probes: Vec<Probe>) -> World {
+        // Labels must tell endpoints apart.
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for endpoint in &mut self.endpoints {
+            let count = seen.entry(endpoint.label.clone()).or_insert(0);
+            *count += 1;
+            if *count > 1 {
+                endpoint.label = format!("{} #{count}", endpoint.label);
+            }
+        }
+        let namespaces = self
+            .namespaces
+            .into_iter()
+            .map(|(name, mut labels)| {
+                labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.clone());
+                NamespaceInfo { name, labels }
+            })
+            .collect();
+        World {
+            namespace: self.namespace,
+            namespaces,
+            endpoints: self.endpoints,
+            probes,
+            named_ports: self.ports,
+            warnings: self.warnings,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn selector(yaml: &str) -> Selector {
+        Selector::parse(&serde_saphyr::from_str(yaml).expect("selector")).expect("valid")
+    }
+
+    /// If this fails, the model world builds tier pods that are not in their tier (the proof
+    /// would then test nothing), or reports satisfiable selectors as impossible.
+    #[test]
+    fn labels_are_found_for_satisfiable_selectors_only() {
+        let tier = selector(
+            "{matchLabels: {tier: web}, matchExpressions: [{key: track, operator: NotIn, values: [canary]}, {key: zone, operator: Exists}]}",
+        );
+        let labels = satisfying(&[&tier]).expect("satisfiable");
+        assert!(tier.matches(&labels), "{labels:?}");
+        let impossible = selector(
+            "{matchLabels: {tier: web}, matchExpressions: [{key: tier, operator: NotIn, values: [web]}]}",
+        );
+        assert_eq!(satisfying(&[&impossible]), None);
+        let absent = selector(
+            "{matchExpressions: [{key: tier, operator: DoesNotExist}, {key: tier, operator: Exists}]}",
+        );
+        assert_eq!(satisfying(&[&absent]), None);
+        let web = selector("{matchLabels: {tier: web}}");
+        let api = selector("{matchLabels: {tier: api}}");
+        assert_eq!(
+            satisfying(&[&web, &api]),
+            None,
+            "disjoint tiers do not overlap"
+        );
+        let any_tier = selector("{matchExpressions: [{key: tier, operator: Exists}]}");
+        assert!(satisfying(&[&web, &any_tier]).is_some(), "these overlap");
+    }
+
+    /// If this fails, the ipBlock endpoints of the world stop probing the edges of the block:
+    /// an except that is ignored, or a range that is too wide, would go unnoticed.
+    #[test]
+    fn block_addresses_probe_inside_except_and_outside() {
+        let cidr = |text: &str| Cidr::parse(text).expect("valid");
+        let addresses = block_addresses(&cidr("10.0.0.0/24"), &[cidr("10.0.0.0/28")]);
+        let text: Vec<String> = addresses
+            .iter()
+            .map(|(address, kind)| format!("{address} {kind}"))
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "10.0.0.254 inside",
+                "10.0.0.0 in an except",
+                "10.0.1.0 outside"
+            ]
+        );
+        let single = block_addresses(&cidr("169.254.20.10/32"), &[]);
+        assert_eq!(single[0].0.to_string(), "169.254.20.10");
+        assert_eq!(single[1].0.to_string(), "169.254.20.11");
+    }
+}
