@@ -20,7 +20,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{resources::ResourceInfo, status::FieldCause};
+use super::{cause::FieldCause, resources::ResourceInfo};
 
 /// The longest `reportingInstance`, `action` and `reason` of an Event.
 const EVENT_FIELD_LIMIT: usize = 128;

@@ -133,6 +133,7 @@
 pub mod apply;
 pub mod audit;
 pub mod builtin;
+pub mod cause;
 pub mod cel;
 pub mod discovery;
 pub mod fields;

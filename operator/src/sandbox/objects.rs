@@ -24,12 +24,13 @@ use serde_json::{Map, Value, json};
 
 use super::{
     apply::{conflict_message, merge_apply, settle_ownership},
+    cause::FieldCause,
     fields::{Scope, read_managed, same_value, track_update, write_managed},
     patch::{JsonPatchError, PatchType, json_patch, merge_patch, strip_strategic_directives},
     resources::{Catalog, NAMESPACE_NAME_LABEL, ResourceInfo, StoreKey},
     schema::admit,
     selector::{FieldSelector, LabelSelector},
-    status::{ApiError, FieldCause, deleted},
+    status::{ApiError, deleted},
     store::{Expired, ObjectKey, Store},
 };
 
