@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use super::{
     cause::FieldCause,
-    fields::{ListType, list_type, same_keys},
+    structure::{ListType, list_type, same_keys},
 };
 
 /// The deepest a rule may nest: cel-go's parser refuses more ("max recursion depth exceeded"),

@@ -148,6 +148,7 @@ pub mod schema;
 pub mod selector;
 pub mod status;
 pub mod store;
+pub mod structure;
 pub mod table;
 pub mod watch;
 
