@@ -140,6 +140,7 @@ pub mod fields;
 pub mod http;
 pub mod limits;
 pub mod manager;
+pub mod names;
 pub mod objects;
 pub mod patch;
 pub mod protobuf;

@@ -26,6 +26,7 @@ use super::{
     apply::{conflict_message, merge_apply, settle_ownership},
     cause::FieldCause,
     fields::{Scope, read_managed, same_value, track_update, write_managed},
+    names::{check_path_segment, label_value, name_causes, qualified_name},
     patch::{JsonPatchError, PatchType, json_patch, merge_patch, strip_strategic_directives},
     resources::{Catalog, NAMESPACE_NAME_LABEL, ResourceInfo, StoreKey},
     schema::admit,
@@ -242,105 +243,6 @@ fn generation_view(object: &Value, info: &ResourceInfo) -> Value {
         }
     }
     view
-}
-
-/// A path segment (name or namespace in a URL) the server can store: `Name parameter invalid`.
-pub fn check_path_segment(segment: &str) -> Result<(), ApiError> {
-    let problem = if segment == "." {
-        Some("may not be '.'")
-    } else if segment == ".." {
-        Some("may not be '..'")
-    } else if segment.contains('/') {
-        Some("may not contain '/'")
-    } else if segment.contains('%') {
-        Some("may not contain '%'")
-    } else {
-        None
-    };
-    match problem {
-        Some(problem) => Err(ApiError::bad_request(format!(
-            "Name parameter invalid: \"{segment}\": {problem}"
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// The shape of a DNS-1123 label, `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, without its length limit.
-fn dns_label_shape(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
-
-/// A DNS-1123 subdomain as Kubernetes checks it (`IsDNS1123Subdomain`): labels joined by dots,
-/// at most 253 characters in all. Unlike DNS itself, no limit applies to each label.
-fn dns_subdomain(name: &str) -> bool {
-    name.len() <= 253 && name.split('.').all(dns_label_shape)
-}
-
-fn label_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .last()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-}
-
-fn label_value(value: &str) -> bool {
-    value.is_empty() || label_name(value)
-}
-
-fn qualified_name(key: &str) -> bool {
-    match key.split_once('/') {
-        Some((prefix, name)) => dns_subdomain(prefix) && label_name(name),
-        None => label_name(key),
-    }
-}
-
-/// Why `name` is not a valid name for `info`'s kind, as the real server words it: a namespace's
-/// name is a DNS-1123 label, every other served kind's a DNS-1123 subdomain.
-fn name_causes(info: &ResourceInfo, name: &str) -> Vec<FieldCause> {
-    let namespace = info.group.is_empty() && info.plural == "namespaces";
-    let (limit, shaped, shape) = if namespace {
-        (
-            63,
-            dns_label_shape(name),
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-        )
-    } else {
-        (
-            253,
-            name.split('.').all(dns_label_shape),
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-        )
-    };
-    let mut causes = Vec::new();
-    if name.len() > limit {
-        causes.push(FieldCause {
-            reason: "FieldValueInvalid",
-            field: "metadata.name".to_owned(),
-            message: format!("Invalid value: \"{name}\": must be no more than {limit} characters"),
-        });
-    }
-    if !shaped {
-        causes.push(FieldCause {
-            reason: "FieldValueInvalid",
-            field: "metadata.name".to_owned(),
-            message: format!("Invalid value: \"{name}\": {shape}"),
-        });
-    }
-    causes
 }
 
 /// `metadata` checks every kind gets: the name, label keys and values.
