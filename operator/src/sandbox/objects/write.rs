@@ -157,15 +157,15 @@ impl State {
         {
             map.remove("status");
         }
-        let mut answer = self.commit(
+        let write = Write {
             info,
-            &key,
-            None,
-            object,
+            key: &key,
+            old: None,
             ownership,
-            Scope::of(info, None),
+            scope: Scope::of(info, None),
             options,
-        )?;
+        };
+        let mut answer = self.commit(&write, object)?;
         answer.code = 201;
         Ok(answer)
     }
@@ -242,15 +242,16 @@ impl State {
         } else if let Some(managed) = old.pointer("/metadata/managedFields") {
             metadata_mut(&mut candidate).insert("managedFields".to_owned(), managed.clone());
         }
-        self.commit(
+        let ownership = Ownership::Update(options.manager());
+        let write = Write {
             info,
-            &key,
-            Some(&old),
-            candidate,
-            &Ownership::Update(options.manager()),
+            key: &key,
+            old: Some(&old),
+            ownership: &ownership,
             scope,
             options,
-        )
+        };
+        self.commit(&write, candidate)
     }
 
     /// Patch an object or its status: merge, JSON, strategic merge, or server-side apply.
@@ -331,15 +332,16 @@ impl State {
                 "metadata.name: the name of a patched object cannot change",
             ));
         }
-        self.commit(
+        let ownership = Ownership::Update(options.manager());
+        let write = Write {
             info,
-            &key,
-            Some(&old),
-            patched,
-            &Ownership::Update(options.manager()),
+            key: &key,
+            old: Some(&old),
+            ownership: &ownership,
             scope,
             options,
-        )
+        };
+        self.commit(&write, patched)
     }
 
     #[allow(clippy::too_many_arguments)] // the request, unpacked once by `patch`
@@ -367,67 +369,7 @@ impl State {
                 retry_after: None,
             });
         };
-        if !config.is_object() {
-            return Err(ApiError::bad_request(
-                "error decoding YAML: the apply configuration is not an object",
-            ));
-        }
-        check_type(info, config)?;
-        // Upstream converts the configuration to a typed object first: a field of the wrong
-        // type fails the request with 500, as a field the schema lacks does.
-        if let Some(problem) = builtin::decode_problem(info, config) {
-            return Err(ApiError::typed_patch_failed(
-                info,
-                name,
-                &format!(".{problem}"),
-            ));
-        }
-        if config.get("apiVersion").is_none() || config.get("kind").is_none() {
-            return Err(ApiError::bad_request(
-                "invalid object type: the apply configuration needs apiVersion and kind",
-            ));
-        }
-        // As the real server's checkName: an apply configuration without a name takes the
-        // live object's, and cannot create one (the merged object has no name to check).
-        let config_name = name_of(config);
-        if config_name.is_empty() && old.is_none() {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({name} based on URL) was undeterminable: name must be provided"
-            )));
-        }
-        if !config_name.is_empty() && config_name != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({config_name}) does not match the name on the URL ({name})"
-            )));
-        }
-        if let (Some(body_namespace), Some(namespace)) = (
-            config
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str),
-            namespace,
-        ) && body_namespace != namespace
-        {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
-        if let Some(requested) = config
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .filter(|requested| !requested.is_empty())
-            && old
-                .as_ref()
-                .and_then(|old| old.pointer("/metadata/resourceVersion"))
-                .and_then(Value::as_str)
-                != Some(requested)
-        {
-            return Err(ApiError::stale(info, name));
-        }
-        // The configuration's uid does not survive the merge below: a changed one is refused
-        // here, as upstream refuses the merged object.
-        if let Some(cause) = old.as_ref().and_then(|old| changed_uid(old, config)) {
-            return Err(ApiError::invalid(info, name, &[cause]));
-        }
+        check_apply_config(info, namespace, name, old.as_ref(), config)?;
         let entries = old.as_ref().map(read_managed).unwrap_or_default();
         let live = if let Some(old) = &old {
             present(info, old)
@@ -450,27 +392,124 @@ impl State {
             force: options.force,
         };
         match old {
-            Some(old) => self.commit(info, key, Some(&old), candidate, &ownership, scope, options),
+            Some(old) => {
+                let write = Write {
+                    info,
+                    key,
+                    old: Some(&old),
+                    ownership: &ownership,
+                    scope,
+                    options,
+                };
+                self.commit(&write, candidate)
+            }
             None => self.create_named(info, namespace, name, candidate, &ownership, options),
         }
     }
 
-    /// The write pipeline shared by create, update, patch and apply.
-    #[allow(clippy::too_many_arguments, clippy::too_many_lines)] // one pipeline, in the order the real server runs it
-    fn commit(
-        &mut self,
-        info: &ResourceInfo,
-        key: &ObjectKey,
-        old: Option<&Value>,
-        candidate: Value,
-        ownership: &Ownership,
-        scope: Scope,
-        options: &WriteOptions,
-    ) -> Result<Answer, ApiError> {
-        let name = key.name.clone();
+    /// The write pipeline shared by create, update, patch and apply, in the order the real
+    /// server runs it: each step refuses the write or hands the object on.
+    fn commit(&mut self, write: &Write<'_>, candidate: Value) -> Result<Answer, ApiError> {
         // A patch that changes the uid (an update's is a precondition, refused before).
-        let changed_uid = old.and_then(|old| changed_uid(old, &candidate));
-        let mut new = match (old, scope) {
+        let changed_uid = write.old.and_then(|old| changed_uid(old, &candidate));
+        let mut new = write.with_server_fields(candidate);
+        write.check_finalizers(&new)?;
+        drop_empty_metadata(&mut new);
+        let old_view = write.old.map(|old| present(write.info, old));
+        let (mut new, warnings) = self.admission(write, &new, old_view.as_ref(), changed_uid)?;
+        write.record_managers(old_view.as_ref(), &mut new)?;
+        kind_rules(write.info, write.old, &mut new);
+        write.set_generation(&mut new);
+        let unchanged = write.keep_resource_version(&mut new);
+        if unchanged || write.options.dry_run {
+            return Ok(Answer {
+                code: 200,
+                body: new,
+                warnings,
+            });
+        }
+        let body = self.store_write(write, new)?;
+        Ok(Answer {
+            code: 200,
+            body: present(write.info, &body),
+            warnings,
+        })
+    }
+
+    /// Admission: the metadata checks, the schema and CEL rules, fields the schema lacks (by
+    /// `fieldValidation`) and an apply's conflicts. The admitted object and the `Warning`s, or
+    /// the refusal: every cause at once, after a typed-patch, strict-decoding or conflict error.
+    fn admission(
+        &self,
+        write: &Write<'_>,
+        new: &Value,
+        old_view: Option<&Value>,
+        changed_uid: Option<FieldCause>,
+    ) -> Result<(Value, Vec<String>), ApiError> {
+        let mut causes: Vec<FieldCause> = changed_uid.into_iter().collect();
+        causes.extend(validate_metadata(write.info, new));
+        let admitted = admit(write.info, new.clone(), old_view, &self.cel, &causes);
+        causes.extend(admitted.causes.iter().cloned());
+        let warnings = write.unknown_fields(&admitted.unknown_fields)?;
+        write.check_conflicts(old_view, &admitted.object, new)?;
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(write.info, &write.key.name, &causes));
+        }
+        Ok((admitted.object, warnings))
+    }
+
+    /// Store the written object (or remove it, when the write dropped the last finalizer of an
+    /// object being deleted), register a CRD, and run the garbage collector. The stored object.
+    fn store_write(&mut self, write: &Write<'_>, new: Value) -> Result<Value, ApiError> {
+        let Write { info, key, .. } = *write;
+        if info.plural == "customresourcedefinitions"
+            && info.group == "apiextensions.k8s.io"
+            && let Err(causes) = self.catalog.register_crd(&new)
+        {
+            return Err(ApiError::invalid(info, &key.name, &causes));
+        }
+        let resource = info.store_key();
+        let body = if is_deleting(&new) && finalizers_of(&new).is_empty() {
+            let removed = self.remove(&resource, key);
+            self.collect_garbage();
+            removed.unwrap_or(new)
+        } else {
+            let stored = self.store.put(&resource, key.clone(), new);
+            self.mirror_event(&resource, key, Some(&stored));
+            if !self.dangling_owners(&stored).is_empty() {
+                self.dangling.push((resource.clone(), key.clone()));
+            }
+            self.collect_garbage();
+            stored
+        };
+        Ok(body)
+    }
+}
+
+/// One write on its way to the store: everything [`State::commit`] needs but the object.
+struct Write<'a> {
+    /// The resource written.
+    info: &'a ResourceInfo,
+    /// Where the object is stored.
+    key: &'a ObjectKey,
+    /// The stored object the write replaces; `None` for a create.
+    old: Option<&'a Value>,
+    /// Who writes, and how managed fields record it.
+    ownership: &'a Ownership,
+    /// The object or its status.
+    scope: Scope,
+    /// `dryRun`, `fieldValidation`.
+    options: &'a WriteOptions,
+}
+
+impl Write<'_> {
+    /// The candidate with what the client may not change taken from the stored object: a
+    /// status write changes only status (and managed fields), an object write keeps the
+    /// server's metadata, and its status when the resource has a status subresource. Then the
+    /// type, name and namespace the URL says.
+    fn with_server_fields(&self, candidate: Value) -> Value {
+        let (info, key) = (self.info, self.key);
+        let mut new = match (self.old, self.scope) {
             (Some(old), Scope::Status) => {
                 let mut next = present(info, old);
                 match candidate.get("status") {
@@ -521,22 +560,27 @@ impl State {
         new["apiVersion"] = json!(info.api_version());
         new["kind"] = json!(info.kind);
         let metadata = metadata_mut(&mut new);
-        metadata.insert("name".to_owned(), json!(name));
+        metadata.insert("name".to_owned(), json!(key.name));
         if info.namespaced {
             metadata.insert("namespace".to_owned(), json!(key.namespace));
         } else {
             metadata.remove("namespace");
         }
-        if let Some(old) = old {
+        new
+    }
+
+    /// 422 when a finalizer is added to an object being deleted.
+    fn check_finalizers(&self, new: &Value) -> Result<(), ApiError> {
+        if let Some(old) = self.old {
             let old_finalizers: BTreeSet<String> = finalizers_of(old).into_iter().collect();
             if is_deleting(old)
-                && finalizers_of(&new)
+                && finalizers_of(new)
                     .iter()
                     .any(|finalizer| !old_finalizers.contains(finalizer))
             {
                 return Err(ApiError::invalid(
-                    info,
-                    &name,
+                    self.info,
+                    &self.key.name,
                     &[FieldCause {
                         reason: "FieldValueForbidden",
                         field: "metadata.finalizers".to_owned(),
@@ -545,71 +589,69 @@ impl State {
                 ));
             }
         }
-        // As upstream's ObjectMeta (Go slices and maps with omitempty): empty ones are not stored.
-        let metadata = metadata_mut(&mut new);
-        for field in ["labels", "annotations", "finalizers", "ownerReferences"] {
-            let empty = metadata.get(field).is_some_and(|value| {
-                value.is_null()
-                    || value.as_array().is_some_and(Vec::is_empty)
-                    || value.as_object().is_some_and(Map::is_empty)
-            });
-            if empty {
-                metadata.remove(field);
-            }
-        }
-        let mut causes: Vec<FieldCause> = changed_uid.into_iter().collect();
-        causes.extend(validate_metadata(info, &new));
-        let old_view = old.map(|old| present(info, old));
-        let admitted = admit(info, new.clone(), old_view.as_ref(), &self.cel, &causes);
-        causes.extend(admitted.causes.iter().cloned());
+        Ok(())
+    }
+
+    /// Fields the schema does not declare: the `Warning`s they give, or the refusal.
+    fn unknown_fields(&self, unknown: &[String]) -> Result<Vec<String>, ApiError> {
         let mut warnings = Vec::new();
         // Server-side apply converts the configuration to a typed object first: a field the
         // schema lacks fails the request whatever fieldValidation says (500, as upstream).
-        if matches!(*ownership, Ownership::Apply { .. }) && !admitted.unknown_fields.is_empty() {
-            let mut fields = admitted.unknown_fields.clone();
+        if matches!(*self.ownership, Ownership::Apply { .. }) && !unknown.is_empty() {
+            let mut fields = unknown.to_vec();
             fields.sort();
-            return Err(ApiError::typed_patch(info, &name, &fields));
+            return Err(ApiError::typed_patch(self.info, &self.key.name, &fields));
         }
-        if !admitted.unknown_fields.is_empty() {
-            match options.field_validation {
+        if !unknown.is_empty() {
+            match self.options.field_validation {
                 FieldValidation::Strict => {
-                    let listed: Vec<String> = admitted
-                        .unknown_fields
+                    let listed: Vec<String> = unknown
                         .iter()
                         .map(|field| format!("unknown field \"{}\"", field.trim_start_matches('.')))
                         .collect();
                     let message = format!(
                         "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
                         listed.join(", "),
-                        kind = info.kind,
-                        version = info.version
+                        kind = self.info.kind,
+                        version = self.info.version
                     );
                     return Err(ApiError::bad_request(message));
                 }
                 FieldValidation::Warn => {
-                    warnings.extend(admitted.unknown_fields.iter().map(|field| {
+                    warnings.extend(unknown.iter().map(|field| {
                         format!("unknown field \"{}\"", field.trim_start_matches('.'))
                     }));
                 }
                 FieldValidation::Ignore => {}
             }
         }
+        Ok(warnings)
+    }
+
+    /// 409 when an apply would take fields another manager owns, without `force`; `new` is
+    /// the object before admission (its managed fields), `admitted` after.
+    fn check_conflicts(
+        &self,
+        old_view: Option<&Value>,
+        admitted: &Value,
+        new: &Value,
+    ) -> Result<(), ApiError> {
         if let Ownership::Apply {
             manager,
             config_set,
             force,
-        } = ownership
+        } = self.ownership
         {
-            let entries = read_managed(&new);
+            let entries = read_managed(new);
             if let Err(conflicts) = settle_ownership(
-                old_view.as_ref(),
-                &admitted.object,
+                old_view,
+                admitted,
                 config_set,
                 &entries,
-                scope,
+                self.scope,
                 manager,
                 *force,
-                &info.api_version(),
+                &self.info.api_version(),
                 &now(),
             ) {
                 let causes: Vec<FieldCause> = conflicts
@@ -621,21 +663,23 @@ impl State {
                     })
                     .collect();
                 return Err(ApiError::apply_conflict(
-                    info,
-                    &name,
+                    self.info,
+                    &self.key.name,
                     conflict_message(&conflicts),
                     &causes,
                 ));
             }
         }
-        if !causes.is_empty() {
-            return Err(ApiError::invalid(info, &name, &causes));
-        }
-        let mut new = admitted.object;
+        Ok(())
+    }
+
+    /// `metadata.managedFields` after the write: an update's manager takes the fields it
+    /// changed, an apply's the fields of its configuration (conflicts were checked before).
+    fn record_managers(&self, old_view: Option<&Value>, new: &mut Value) -> Result<(), ApiError> {
         let stamp = now();
-        let api_version = info.api_version();
-        let mut entries = read_managed(&new);
-        match ownership {
+        let api_version = self.info.api_version();
+        let mut entries = read_managed(new);
+        match self.ownership {
             Ownership::Update(manager) => {
                 if manager.len() > MAX_FIELD_MANAGER {
                     return Err(ApiError::bad_request(format!(
@@ -644,10 +688,10 @@ impl State {
                 }
                 track_update(
                     &mut entries,
-                    old_view.as_ref(),
-                    &new,
-                    &info.schema,
-                    scope,
+                    old_view,
+                    new,
+                    &self.info.schema,
+                    self.scope,
                     manager,
                     &api_version,
                     &stamp,
@@ -659,11 +703,11 @@ impl State {
                 force,
             } => {
                 entries = settle_ownership(
-                    old_view.as_ref(),
-                    &new,
+                    old_view,
+                    new,
                     config_set,
                     &entries,
-                    scope,
+                    self.scope,
                     manager,
                     *force,
                     &api_version,
@@ -672,70 +716,135 @@ impl State {
                 .unwrap_or(entries);
             }
         }
-        write_managed(&mut new, &entries);
-        kind_rules(info, old, &mut new);
-        let generation = match old {
+        write_managed(new, &entries);
+        Ok(())
+    }
+
+    /// `metadata.generation`: 1 for a create; one more than before when the write changed
+    /// more than metadata (and status, for a resource with a status subresource).
+    fn set_generation(&self, new: &mut Value) {
+        let generation = match self.old {
             None => 1,
             Some(old) => {
                 let previous = old
                     .pointer("/metadata/generation")
                     .and_then(Value::as_i64)
                     .unwrap_or(1);
-                if same_value(&generation_view(old, info), &generation_view(&new, info)) {
+                if same_value(
+                    &generation_view(old, self.info),
+                    &generation_view(new, self.info),
+                ) {
                     previous
                 } else {
                     previous + 1
                 }
             }
         };
-        metadata_mut(&mut new).insert("generation".to_owned(), json!(generation));
-        if let Some(old) = old {
-            if let Some(version) = old.pointer("/metadata/resourceVersion") {
-                metadata_mut(&mut new).insert("resourceVersion".to_owned(), version.clone());
-            }
-            if same_value(&present(info, old), &new) {
-                return Ok(Answer {
-                    code: 200,
-                    body: new,
-                    warnings,
-                });
-            }
-        } else {
-            metadata_mut(&mut new).remove("resourceVersion");
-        }
-        if options.dry_run {
-            return Ok(Answer {
-                code: 200,
-                body: new,
-                warnings,
-            });
-        }
-        if info.plural == "customresourcedefinitions"
-            && info.group == "apiextensions.k8s.io"
-            && let Err(causes) = self.catalog.register_crd(&new)
-        {
-            return Err(ApiError::invalid(info, &name, &causes));
-        }
-        let resource = info.store_key();
-        let body = if is_deleting(&new) && finalizers_of(&new).is_empty() {
-            let removed = self.remove(&resource, key);
-            self.collect_garbage();
-            removed.unwrap_or(new)
-        } else {
-            let stored = self.store.put(&resource, key.clone(), new);
-            self.mirror_event(&resource, key, Some(&stored));
-            if !self.dangling_owners(&stored).is_empty() {
-                self.dangling.push((resource.clone(), key.clone()));
-            }
-            self.collect_garbage();
-            stored
-        };
-        Ok(Answer {
-            code: 200,
-            body: present(info, &body),
-            warnings,
-        })
+        metadata_mut(new).insert("generation".to_owned(), json!(generation));
     }
+
+    /// The stored `resourceVersion` put on the object (a create's removed), and whether the
+    /// write changes nothing: such a write is answered without storing anything.
+    fn keep_resource_version(&self, new: &mut Value) -> bool {
+        if let Some(old) = self.old {
+            if let Some(version) = old.pointer("/metadata/resourceVersion") {
+                metadata_mut(new).insert("resourceVersion".to_owned(), version.clone());
+            }
+            same_value(&present(self.info, old), new)
+        } else {
+            metadata_mut(new).remove("resourceVersion");
+            false
+        }
+    }
+}
+
+/// As upstream's ObjectMeta (Go slices and maps with omitempty): empty labels, annotations,
+/// finalizers and owner references are not stored.
+fn drop_empty_metadata(object: &mut Value) {
+    let metadata = metadata_mut(object);
+    for field in ["labels", "annotations", "finalizers", "ownerReferences"] {
+        let empty = metadata.get(field).is_some_and(|value| {
+            value.is_null()
+                || value.as_array().is_some_and(Vec::is_empty)
+                || value.as_object().is_some_and(Map::is_empty)
+        });
+        if empty {
+            metadata.remove(field);
+        }
+    }
+}
+
+/// The checks of an apply configuration before it is merged, in the real server's order: an
+/// object, of the URL's kind, that decodes into its type, naming the URL's object and
+/// namespace, at the stored resourceVersion if it names one, with the stored uid.
+fn check_apply_config(
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    old: Option<&Value>,
+    config: &Value,
+) -> Result<(), ApiError> {
+    if !config.is_object() {
+        return Err(ApiError::bad_request(
+            "error decoding YAML: the apply configuration is not an object",
+        ));
+    }
+    check_type(info, config)?;
+    // Upstream converts the configuration to a typed object first: a field of the wrong
+    // type fails the request with 500, as a field the schema lacks does.
+    if let Some(problem) = builtin::decode_problem(info, config) {
+        return Err(ApiError::typed_patch_failed(
+            info,
+            name,
+            &format!(".{problem}"),
+        ));
+    }
+    if config.get("apiVersion").is_none() || config.get("kind").is_none() {
+        return Err(ApiError::bad_request(
+            "invalid object type: the apply configuration needs apiVersion and kind",
+        ));
+    }
+    // As the real server's checkName: an apply configuration without a name takes the
+    // live object's, and cannot create one (the merged object has no name to check).
+    let config_name = name_of(config);
+    if config_name.is_empty() && old.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({name} based on URL) was undeterminable: name must be provided"
+        )));
+    }
+    if !config_name.is_empty() && config_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({config_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if let (Some(body_namespace), Some(namespace)) = (
+        config
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str),
+        namespace,
+    ) && body_namespace != namespace
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    if let Some(requested) = config
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|requested| !requested.is_empty())
+        && old
+            .and_then(|old| old.pointer("/metadata/resourceVersion"))
+            .and_then(Value::as_str)
+            != Some(requested)
+    {
+        return Err(ApiError::stale(info, name));
+    }
+    // The configuration's uid does not survive the merge that follows: a changed one is
+    // refused here, as upstream refuses the merged object.
+    if let Some(cause) = old.and_then(|old| changed_uid(old, config)) {
+        return Err(ApiError::invalid(info, name, &[cause]));
+    }
+    Ok(())
 }
 
 /// What the server sets on some kinds: namespace labels and phase, CRD status.
