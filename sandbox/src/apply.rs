@@ -19,11 +19,13 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::fields::{
-    FieldPath, FieldSet, ListType, ManagedEntry, Scope, child_schema, field_set, is_atomic_object,
-    items_schema, list_type, remove_at, root_child_schema, same_keys, same_value, tracked,
-    value_at,
+    FieldPath, FieldSet, ManagedEntry, Scope, field_set, remove_at, root_child_schema, same_value,
+    tracked, value_at,
 };
 use super::resources::metadata_schema;
+use super::structure::{
+    ListType, child_schema, is_atomic_object, items_schema, list_type, same_keys,
+};
 
 /// Merge `config` into `live`, as server-side apply does, by the schema's list types.
 #[must_use]

@@ -20,14 +20,12 @@
 
 use serde_json::{Map, Value};
 
-use super::{resources::ResourceInfo, status::FieldCause};
+use super::{cause::FieldCause, names::qualified_name_problem, resources::ResourceInfo};
 
 /// The longest `reportingInstance`, `action` and `reason` of an Event.
 const EVENT_FIELD_LIMIT: usize = 128;
 /// The longest note (message) of an Event.
 const NOTE_LIMIT: usize = 1024;
-/// The longest qualified name part (`reportingController`).
-const QUALIFIED_NAME_LIMIT: usize = 63;
 
 /// Default and normalise a built-in object as the real server stores it.
 pub fn default(info: &ResourceInfo, object: &mut Value) {
@@ -548,49 +546,6 @@ fn legacy_event_causes(event: &EventView, strict: bool) -> Vec<FieldCause> {
         ));
     }
     causes
-}
-
-/// Why `name` is not a qualified name (`[prefix/]name`), in upstream's words; `None` when it
-/// is one. An empty name is reported by the caller as required, and here as invalid too, as
-/// upstream does.
-fn qualified_name_problem(name: &str) -> Option<String> {
-    const NAME_MESSAGE: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
-    let (prefix, part) = match name.split_once('/') {
-        Some((prefix, part)) => (Some(prefix), part),
-        None => (None, name),
-    };
-    if part.is_empty() {
-        return Some("name part must be non-empty".to_owned());
-    }
-    if part.len() > QUALIFIED_NAME_LIMIT {
-        return Some(format!(
-            "name part must be no more than {QUALIFIED_NAME_LIMIT} bytes"
-        ));
-    }
-    let edges_alphanumeric = part.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && part.ends_with(|c: char| c.is_ascii_alphanumeric());
-    let characters = part
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !(edges_alphanumeric && characters) {
-        return Some(NAME_MESSAGE.to_owned());
-    }
-    if let Some(prefix) = prefix {
-        let subdomain = !prefix.is_empty()
-            && prefix.len() <= 253
-            && prefix.split('.').all(|label| {
-                !label.is_empty()
-                    && label.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    && label.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    && label
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            });
-        if !subdomain {
-            return Some("prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".to_owned());
-        }
-    }
-    None
 }
 
 #[cfg(test)]

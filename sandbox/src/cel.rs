@@ -30,8 +30,8 @@ use kube::core::cel::{
 use serde_json::Value;
 
 use super::{
-    fields::{ListType, list_type, same_keys},
-    status::FieldCause,
+    cause::FieldCause,
+    structure::{ListType, list_type, same_keys},
 };
 
 /// The deepest a rule may nest: cel-go's parser refuses more ("max recursion depth exceeded"),

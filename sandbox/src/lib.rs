@@ -12,6 +12,37 @@
 //!                                           '-- store: objects, resourceVersion, history --> watch
 //! ```
 //!
+//! Layers, lowest first: each module uses only modules listed above it (the import graph is a
+//! DAG; keep it one). What it does, then what it uses:
+//!
+//! ```text
+//! cause      FieldCause: one invalid field of a 422                          -
+//! structure  a schema node's list type, map type, child and item schemas      -
+//! limits     nesting and size limits of bodies and patches                   -
+//! manager    the default field manager, from the User-Agent                  -
+//! audit      the audit log and fault rules                                   -
+//! protobuf   the protobuf body of `kubectl create namespace`, as JSON         -
+//! cel        a CRD's CEL rules: compile, evaluate                            cause, structure
+//! resources  the catalog: ResourceInfo, StoreKey, built-ins, CRDs            cause, cel
+//! status     Status bodies (ApiError)                                        cause, resources
+//! names      name and label rules, to be replaced by the shared crate        cause, resources, status
+//! selector   label and field selectors                                       names
+//! fields     managed fields (fieldsV1), write scopes                         resources, structure
+//! apply      server-side apply: merge, ownership, conflicts                  fields, resources, structure
+//! patch      merge, JSON and strategic merge patches                         limits
+//! builtin    built-in kinds: pruning, defaults, validation                   cause, names, resources
+//! schema     admission: OpenAPI schema and CEL, built-in kinds               builtin, cause, resources
+//! store      objects, resourceVersion, history, change feed                  resources
+//! discovery  discovery and OpenAPI v3 documents                              resources
+//! table      Table output for `kubectl get`                                  resources
+//! objects    State: writes, deletion and GC, reads (one impl, seven files)    apply builtin cause cel fields manager
+//!                                                                            names patch resources schema selector status store
+//! watch      watch streams                                                   objects resources selector status store table
+//! http       routes, verbs, bodies, faults, audit                            audit discovery limits names objects patch
+//!                                                                            protobuf resources selector status table watch
+//! (this)     Sandbox: the server, its options, faults, CRD installation      audit http objects resources store
+//! ```
+//!
 //! `README.md` beside this file is the user-facing description (quick start, fault injection).
 //!
 //! What it implements:
@@ -133,12 +164,14 @@
 pub mod apply;
 pub mod audit;
 pub mod builtin;
+pub mod cause;
 pub mod cel;
 pub mod discovery;
 pub mod fields;
 pub mod http;
 pub mod limits;
 pub mod manager;
+pub mod names;
 pub mod objects;
 pub mod patch;
 pub mod protobuf;
@@ -147,6 +180,7 @@ pub mod schema;
 pub mod selector;
 pub mod status;
 pub mod store;
+pub mod structure;
 pub mod table;
 pub mod watch;
 

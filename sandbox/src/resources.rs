@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::status::FieldCause;
+use super::cause::FieldCause;
 
 /// The CEL rules of a custom resource version, compiled once when its CRD is registered.
 pub type CompiledRules = super::cel::Rules;

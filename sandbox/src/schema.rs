@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use kube::core::cel::cel::Context;
 use serde_json::{Map, Value};
 
-use super::{resources::ResourceInfo, status::FieldCause};
+use super::{cause::FieldCause, resources::ResourceInfo};
 
 /// An object after admission: pruned and defaulted, the unknown fields that were dropped
 /// (for `fieldValidation=Strict|Warn`), and every invalid field.

@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use super::names::{valid_key, valid_value};
+
 /// A parsed label selector: every requirement must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LabelSelector {
@@ -138,24 +140,6 @@ fn parse_requirement(part: &str) -> Result<Requirement, SelectorError> {
         });
     }
     Ok(Requirement::Exists(valid_key(part).ok_or_else(error)?))
-}
-
-fn valid_key(key: &str) -> Option<String> {
-    let name = key.rsplit('/').next().unwrap_or(key);
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    ok.then(|| key.to_owned())
-}
-
-fn valid_value(value: &str) -> Option<String> {
-    let ok = value.len() <= 63
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    ok.then(|| value.to_owned())
 }
 
 /// A parsed field selector: `metadata.name=x,metadata.namespace!=y`.

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::resources::ResourceInfo;
+use super::{cause::FieldCause, resources::ResourceInfo};
 
 /// A failed request, as the API server reports it: an HTTP code, a machine-readable reason
 /// (`NotFound`, `Conflict`, `Invalid`...), a message, and optional details.
@@ -19,49 +19,6 @@ pub struct ApiError {
     pub details: Option<Value>,
     /// Seconds the client should wait before retrying (`Retry-After`), for 429 and 503.
     pub retry_after: Option<u64>,
-}
-
-/// One invalid field of a 422 answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldCause {
-    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueNotSupported`...
-    pub reason: &'static str,
-    /// The field path, `spec.flows[1].to`.
-    pub field: String,
-    /// What is wrong, without the field path: `Required value`, `Invalid value: "x": ...`.
-    pub message: String,
-}
-
-impl FieldCause {
-    /// `field: Required value`.
-    #[must_use]
-    pub fn required(field: &str) -> FieldCause {
-        FieldCause {
-            reason: "FieldValueRequired",
-            field: field.to_owned(),
-            message: "Required value".to_owned(),
-        }
-    }
-
-    /// `field: Invalid value: "value": detail`, the value quoted as Go's `%q` quotes it.
-    #[must_use]
-    pub fn invalid(field: &str, value: &str, detail: &str) -> FieldCause {
-        FieldCause {
-            reason: "FieldValueInvalid",
-            field: field.to_owned(),
-            message: format!("Invalid value: {value:?}: {detail}"),
-        }
-    }
-
-    /// `field: message`, the way `field.Error` prints.
-    #[must_use]
-    pub fn text(&self) -> String {
-        if self.field.is_empty() {
-            self.message.clone()
-        } else {
-            format!("{}: {}", self.field, self.message)
-        }
-    }
 }
 
 impl ApiError {
