@@ -346,6 +346,19 @@ impl Env {
         created
     }
 
+    /// Delete a template [`Env::create_template`] made, now.
+    ///
+    /// # Panics
+    ///
+    /// When the API refuses.
+    pub async fn delete_template(&mut self, name: &str) {
+        self.templates()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("template deleted");
+        self.templates.retain(|template| template != name);
+    }
+
     /// Wait until the resource exists (a template may not have generated it yet) and its status
     /// describes its generation with this Ready reason.
     ///
