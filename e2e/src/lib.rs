@@ -19,6 +19,7 @@
 
 pub mod audit;
 pub mod cluster;
+pub mod env;
 pub mod proxy;
 pub mod raw;
 
@@ -49,6 +50,7 @@ use netfence_crd::NamespaceIsolation;
 use netfence_sandbox::{AuditEntry, FaultId, Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 
+pub use crate::env::{Env, Reconciles};
 use crate::{audit::AuditLog, proxy::Proxy};
 
 /// The environment variable that points the scenarios at a real cluster.
@@ -477,6 +479,51 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Forget the requests audited so far once the operator has written nothing for `quiet`:
+    /// the boundary before a count of writes, so that the trailing writes of an earlier
+    /// convergence are not counted. On a real cluster each clear first waits until the log has
+    /// caught up with what the API server answered (a marker request).
+    ///
+    /// # Panics
+    ///
+    /// When the operator is still writing after a minute.
+    pub async fn audit_clear_when_quiet(&self, quiet: Duration) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            self.audit_clear_settled().await;
+            tokio::time::sleep(quiet).await;
+            let writes: Vec<String> = self
+                .audit()
+                .await
+                .into_iter()
+                .filter(|entry| {
+                    matches!(
+                        entry.verb.as_str(),
+                        "create" | "update" | "patch" | "apply" | "delete" | "deletecollection"
+                    )
+                })
+                .map(|entry| format!("{} {}", entry.verb, entry.uri))
+                .collect();
+            if writes.is_empty() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the operator still writes after a minute: {writes:#?}"
+            );
+        }
+    }
+
+    /// [`Cluster::audit_clear`], once the log shows every request answered so far.
+    async fn audit_clear_settled(&self) {
+        if let Target::Real(real) = &self.target
+            && let Some(audit) = &real.audit
+        {
+            self.audit_settle(audit).await;
+        }
+        self.audit_clear();
     }
 
     /// The requests of this scenario since the last clear: the test client's and the operator's
@@ -935,12 +982,37 @@ pub const SKIP_LOG_VARIABLE: &str = "NETFENCE_SKIP_LOG";
 
 /// Say that a test is skipped, and why: on stderr past the test harness's output capture (so it
 /// shows in the test output even when the test passes), and in `$NETFENCE_SKIP_LOG`.
+///
+/// Under `CI=true` a skip that `.ci/documented-skips` does not list (as `[target] test: why`)
+/// fails the test itself, not only `.ci/run`'s summary: a test that cannot run where CI runs it
+/// must say so in that file.
+///
+/// # Panics
+///
+/// Under `CI=true`, when the skip is not documented.
 pub fn skip(test: &str, reason: &str) {
     let target = std::env::var_os(KUBECONFIG_VARIABLE).map_or("sandbox", |_| "real");
     report(
         SKIP_LOG_VARIABLE,
         &format!("SKIPPED [{target}] {test}: {reason}"),
     );
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/documented-skips");
+        let documented = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            is_documented_skip(&documented, target, test),
+            "[{target}] {test} skipped under CI=true, and {} does not list it: {reason}",
+            path.display()
+        );
+    }
+}
+
+/// Whether `documented` (the text of `.ci/documented-skips`) lists `[target] test: ...`.
+fn is_documented_skip(documented: &str, target: &str, test: &str) -> bool {
+    let key = format!("[{target}] {test}:");
+    documented
+        .lines()
+        .any(|line| !line.starts_with('#') && line.starts_with(&key))
 }
 
 /// The Events of `namespace` with this reason about the object named `regarding`.
@@ -969,4 +1041,18 @@ pub async fn events(
                     == Some(regarding)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_documented_skip;
+
+    #[test]
+    fn a_skip_is_documented_only_for_its_target_and_name() {
+        let documented = "# [sandbox] commented: no\n[real] preflight: why\n";
+        assert!(is_documented_skip(documented, "real", "preflight"));
+        assert!(!is_documented_skip(documented, "sandbox", "preflight"));
+        assert!(!is_documented_skip(documented, "real", "preflight_more"));
+        assert!(!is_documented_skip(documented, "sandbox", "commented"));
+    }
 }

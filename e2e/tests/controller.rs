@@ -14,146 +14,30 @@ use std::{
 
 use k8s_openapi::api::{events::v1::Event, networking::v1::NetworkPolicy};
 use kube::{
-    Api, Client,
+    Api,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use netfence_controller::{self as controller, metrics::Metrics};
-use netfence_core::ValidatedIsolation;
-use netfence_core::{plan::is_owned_by, render};
+use netfence_core::{ValidatedIsolation, plan::is_owned_by, render};
 use netfence_crd::NamespaceIsolation;
-use netfence_e2e::{Cluster, RunningController, TestNamespace, shop, shop_without_database, skip};
+use netfence_e2e::{Env, shop, shop_without_database, skip};
 use netfence_sandbox::Sandbox;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::oneshot;
 
-/// A running controller scoped to one namespace.
-struct Running {
-    namespace: String,
-    controller: RunningController,
-}
-
-/// A cluster (sandbox or real) with netfence's CRDs, and controllers for the test's namespaces.
-struct Env {
-    cluster: Cluster,
-    client: Client,
-    /// The operator's client: on a real cluster, its ServiceAccount through the proxy.
-    operator: Client,
-    metrics: Arc<Metrics>,
-    controllers: Vec<Running>,
-    namespaces: Vec<TestNamespace>,
-}
-
-impl Env {
-    async fn start() -> Env {
-        let cluster = Cluster::start().await.expect("a cluster to test against");
-        let client = cluster.client();
-        let operator = cluster.operator_client();
-        Env {
-            cluster,
-            client,
-            operator,
-            metrics: Arc::new(Metrics::default()),
-            controllers: Vec::new(),
-            namespaces: Vec::new(),
-        }
-    }
-
-    fn audit_clear(&self) {
-        self.cluster.audit_clear();
-    }
-
-    /// A namespace of this test's own, without a controller.
-    async fn bare_namespace(&mut self, prefix: &str) -> String {
-        let namespace = self
-            .cluster
-            .namespace(prefix)
-            .await
-            .expect("namespace created");
-        let name = namespace.name.clone();
-        self.namespaces.push(namespace);
-        name
-    }
-
-    /// A namespace of this test's own, with a controller watching it.
-    async fn namespace(&mut self, prefix: &str) -> String {
-        let name = self.bare_namespace(prefix).await;
-        self.start_controller(&name);
-        name
-    }
-
-    fn start_controller(&mut self, namespace: &str) {
-        let prepared = controller::prepare(
-            self.operator.clone(),
-            &controller::Settings {
-                namespace: Some(namespace.to_owned()),
-                concurrency: 4,
-                instance: Some("e2e".into()),
-                templates: false,
-                operator_namespace: None,
-            },
-            self.metrics.clone(),
-        );
-        self.controllers.push(Running {
-            namespace: namespace.to_owned(),
-            controller: RunningController::start(prepared),
-        });
-    }
-
-    async fn stop_controllers(&mut self) -> Vec<String> {
-        let mut namespaces = Vec::new();
-        for running in self.controllers.drain(..) {
-            running.controller.stop().await;
-            namespaces.push(running.namespace);
-        }
-        namespaces
-    }
-
-    /// Stop the controllers, delete the namespaces, stop the sandbox.
-    async fn finish(mut self) {
-        self.stop_controllers().await;
-        for namespace in self.namespaces.drain(..) {
-            namespace.cleanup().await;
-        }
-        self.cluster.stop().await;
-    }
-
-    fn isolations(&self, namespace: &str) -> Api<NamespaceIsolation> {
-        Api::namespaced(self.client.clone(), namespace)
-    }
-
-    fn policies(&self, namespace: &str) -> Api<NetworkPolicy> {
-        Api::namespaced(self.client.clone(), namespace)
-    }
-
-    async fn create(&self, resource: &Value) -> NamespaceIsolation {
-        let resource: NamespaceIsolation =
-            serde_json::from_value(resource.clone()).expect("a NamespaceIsolation");
-        let namespace = resource.metadata.namespace.clone().expect("namespace");
-        self.isolations(&namespace)
-            .create(&PostParams::default(), &resource)
-            .await
-            .expect("created")
-    }
-
-    /// Wait until the resource's status describes its current generation with this reason.
-    async fn wait_reason(&self, namespace: &str, name: &str, reason: &str) -> NamespaceIsolation {
-        netfence_e2e::wait_for_reason(&self.isolations(namespace), name, reason)
-            .await
-            .unwrap_or_else(|error| panic!("{error:#}"))
-    }
-
-    async fn policy_names(&self, namespace: &str) -> BTreeSet<String> {
-        self.policies(namespace)
-            .list(&ListParams::default())
-            .await
-            .expect("list")
-            .items
-            .into_iter()
-            .filter_map(|policy| policy.metadata.name)
-            .collect()
-    }
-
+/// What only these scenarios ask of the shared [`Env`].
+trait ControllerEnv {
     /// Write requests to NetworkPolicies and NamespaceIsolations since the last clear.
+    async fn writes(&self) -> Vec<String>;
+
+    /// Poll `check` until it holds (at most 10 s).
+    async fn eventually<F, Fut>(&self, what: &str, check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>;
+}
+
+impl ControllerEnv for Env {
     async fn writes(&self) -> Vec<String> {
         self.cluster
             .audit()
@@ -227,7 +111,7 @@ async fn examples_converge_to_exactly_the_rendered_policies() {
             .as_str()
             .expect("namespace")
             .to_owned();
-        let namespace = env.namespace(&prefix).await;
+        let namespace = env.watched_namespace(&prefix).await;
         resource["metadata"]["namespace"] = json!(namespace);
         let name = resource["metadata"]["name"]
             .as_str()
@@ -283,7 +167,9 @@ async fn examples_converge_to_exactly_the_rendered_policies() {
     env.finish().await;
 }
 
-/// Steady state: once Ready, a resync and an operator restart make zero writes.
+/// Steady state: once Ready, a resync (every watch relists after a compaction) and an operator
+/// restart make zero writes. Each check first waits until the controller has reconciled the
+/// resource again, so a controller that died fails instead of passing.
 #[tokio::test]
 async fn steady_state_and_restart_make_no_writes() {
     let mut env = Env::start().await;
@@ -293,22 +179,25 @@ async fn steady_state_and_restart_make_no_writes() {
     {
         return;
     }
-    let ns = env.namespace("steady").await;
+    let ns = env.watched_namespace("steady").await;
     env.create(&shop(&ns)).await;
     env.wait_reason(&ns, "shop", "Reconciled").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    env.audit_clear();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.cluster
+        .audit_clear_when_quiet(Duration::from_millis(300))
+        .await;
+
+    env.relist_and_wait(1).await;
     assert_eq!(
         env.writes().await,
         Vec::<String>::new(),
         "writes in steady state"
     );
 
+    let before = env.reconciles();
     for namespace in env.stop_controllers().await {
-        env.start_controller(&namespace);
+        env.start_controller(namespace.as_deref());
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.wait_reconciled(before, 1, "a restart").await;
     assert_eq!(
         env.writes().await,
         Vec::<String>::new(),
@@ -322,7 +211,7 @@ async fn steady_state_and_restart_make_no_writes() {
 #[tokio::test]
 async fn drift_is_restored_with_an_event() {
     let mut env = Env::start().await;
-    let ns = env.namespace("drift").await;
+    let ns = env.watched_namespace("drift").await;
     env.create(&shop(&ns)).await;
     env.wait_reason(&ns, "shop", "Reconciled").await;
     let policies = env.policies(&ns);
@@ -386,12 +275,13 @@ async fn spec_changes_write_only_what_changed() {
     {
         return;
     }
-    let ns = env.namespace("change").await;
+    let ns = env.watched_namespace("change").await;
     env.create(&shop(&ns)).await;
     env.wait_reason(&ns, "shop", "Reconciled").await;
     let isolations = env.isolations(&ns);
 
-    env.audit_clear();
+    env.cluster.audit_clear();
+    let before = env.reconciles();
     let mut spec = shop(&ns)["spec"].clone();
     spec["flows"]
         .as_array_mut()
@@ -406,7 +296,7 @@ async fn spec_changes_write_only_what_changed() {
         .await
         .expect("add a flow");
     env.wait_reason(&ns, "shop", "Reconciled").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.wait_reconciled(before, 1, "a flow added").await;
     let applied: BTreeSet<String> = env
         .writes()
         .await
@@ -442,7 +332,7 @@ async fn spec_changes_write_only_what_changed() {
 #[tokio::test]
 async fn foreign_policies_are_never_touched() {
     let mut env = Env::start().await;
-    let ns = env.namespace("foreign").await;
+    let ns = env.watched_namespace("foreign").await;
     let policies = env.policies(&ns);
     let hand_written: NetworkPolicy = serde_json::from_value(json!({
         "metadata": {"name": "hand-written"},
@@ -469,11 +359,12 @@ async fn foreign_policies_are_never_touched() {
                 .expect("create"),
         );
     }
+    let before = env.reconciles();
     env.create(&shop(&ns)).await;
     let failed = env.wait_reason(&ns, "shop", "ApplyFailed").await;
     let message = &failed.status.expect("status").conditions[0].message;
     assert!(message.contains("shop-tier-database"), "{message}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.wait_reconciled(before, 1, "the resource created").await;
     for original in &created {
         let name = original.metadata.name.as_deref().expect("name");
         let now = policies.get(name).await.expect("still there");
@@ -492,7 +383,7 @@ async fn invalid_update_changes_nothing() {
     if !env.cluster.needs_audit("invalid_update_changes_nothing") {
         return;
     }
-    let ns = env.namespace("invalid").await;
+    let ns = env.watched_namespace("invalid").await;
     env.create(&shop(&ns)).await;
     env.wait_reason(&ns, "shop", "Reconciled").await;
     let before = env
@@ -501,7 +392,8 @@ async fn invalid_update_changes_nothing() {
         .await
         .expect("list")
         .items;
-    env.audit_clear();
+    env.cluster.audit_clear();
+    let reconciled = env.reconciles();
     env.isolations(&ns)
         .patch(
             "shop",
@@ -515,6 +407,8 @@ async fn invalid_update_changes_nothing() {
         .await
         .expect("admitted");
     let invalid = env.wait_reason(&ns, "shop", "InvalidSpec").await;
+    env.wait_reconciled(reconciled, 1, "an invalid update")
+        .await;
     let message = &invalid.status.expect("status").conditions[0].message;
     assert!(
         message.contains("spec.tiers[0].podSelector.matchLabels.tier"),
@@ -550,7 +444,7 @@ async fn invalid_update_changes_nothing() {
 #[tokio::test]
 async fn dry_run_writes_nothing_and_reports() {
     let mut env = Env::start().await;
-    let ns = env.namespace("dry").await;
+    let ns = env.watched_namespace("dry").await;
     let mut resource = shop(&ns);
     resource["spec"]["mode"] = json!("DryRun");
     env.create(&resource).await;
@@ -588,7 +482,7 @@ async fn deletion_policies() {
             vec!["shop-allow-dns", "shop-default-deny"],
         ),
     ] {
-        let namespace = env.namespace(prefix).await;
+        let namespace = env.watched_namespace(prefix).await;
         let namespace = namespace.as_str();
         let mut resource = shop(namespace);
         resource["spec"]["deletionPolicy"] = json!(policy);
@@ -650,7 +544,7 @@ async fn converges_through_faults() {
     .expect("policy");
     let mut namespaces = Vec::new();
     for index in 0..5 {
-        let namespace = env.namespace(&format!("faults-{index}")).await;
+        let namespace = env.watched_namespace(&format!("faults-{index}")).await;
         namespaces.push(namespace.clone());
         env.policies(&namespace)
             .create(&PostParams::default(), &foreign)
@@ -688,7 +582,7 @@ async fn converges_through_faults() {
 #[tokio::test]
 async fn only_the_leader_reconciles_and_the_standby_takes_over() {
     let mut env = Env::start().await;
-    let namespace = env.bare_namespace("leader").await;
+    let namespace = env.namespace("leader").await;
     let settings = controller::Settings {
         namespace: Some(namespace.clone()),
         concurrency: 2,
@@ -776,7 +670,7 @@ async fn only_the_leader_reconciles_and_the_standby_takes_over() {
 #[tokio::test]
 async fn policies_never_inherit_gitops_labels_or_annotations() {
     let mut env = Env::start().await;
-    let ns = env.namespace("gitops").await;
+    let ns = env.watched_namespace("gitops").await;
     let mut resource = shop(&ns);
     resource["metadata"]["labels"] = json!({
         "argocd.argoproj.io/instance": "team-apps",
@@ -831,11 +725,12 @@ async fn switching_to_dry_run_keeps_the_policies() {
     {
         return;
     }
-    let ns = env.namespace("switch").await;
+    let ns = env.watched_namespace("switch").await;
     env.create(&shop(&ns)).await;
     env.wait_reason(&ns, "shop", "Reconciled").await;
     let before = env.policy_names(&ns).await;
-    env.audit_clear();
+    env.cluster.audit_clear();
+    let reconciled = env.reconciles();
     env.isolations(&ns)
         .patch(
             "shop",
@@ -845,6 +740,8 @@ async fn switching_to_dry_run_keeps_the_policies() {
         .await
         .expect("switched to DryRun");
     let dry = env.wait_reason(&ns, "shop", "DryRun").await;
+    env.wait_reconciled(reconciled, 1, "the switch to DryRun")
+        .await;
     assert_eq!(env.policy_names(&ns).await, before);
     let policy_writes: Vec<_> = env
         .writes()
@@ -881,11 +778,15 @@ async fn convergence_makes_the_minimum_writes() {
     {
         return;
     }
-    let ns = env.namespace("minimum").await;
-    env.audit_clear();
+    let ns = env.watched_namespace("minimum").await;
+    env.cluster.audit_clear();
+    let before = env.reconciles();
     env.create(&shop(&ns)).await;
     env.wait_reason(&ns, "shop", "Reconciled").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.wait_reconciled(before, 1, "the resource created").await;
+    // Everything the controller's watches delivered up to here (its own writes among them) is
+    // processed before the relist's reconcile ends; that reconcile writes nothing.
+    env.relist_and_wait(1).await;
     let writes = env.writes().await;
     let applies = writes
         .iter()
@@ -944,7 +845,7 @@ async fn dry_run_then_enforce_clears_planned_changes() {
     {
         return;
     }
-    let ns = env.namespace("enforce").await;
+    let ns = env.watched_namespace("enforce").await;
     let mut resource = shop(&ns);
     resource["spec"]["mode"] = json!("DryRun");
     env.create(&resource).await;
@@ -959,9 +860,10 @@ async fn dry_run_then_enforce_clears_planned_changes() {
         .expect("enforce");
     let enforced = env.wait_reason(&ns, "shop", "Reconciled").await;
     assert_eq!(enforced.status.expect("status").planned_changes, None);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    env.audit_clear();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.cluster
+        .audit_clear_when_quiet(Duration::from_millis(300))
+        .await;
+    env.relist_and_wait(1).await;
     assert_eq!(env.writes().await, Vec::<String>::new());
     env.finish().await;
 }
@@ -971,7 +873,7 @@ async fn dry_run_then_enforce_clears_planned_changes() {
 #[tokio::test]
 async fn a_foreign_default_deny_name_blocks_every_write() {
     let mut env = Env::start().await;
-    let ns = env.namespace("deny-taken").await;
+    let ns = env.watched_namespace("deny-taken").await;
     let squatter: NetworkPolicy = serde_json::from_value(json!({
         "metadata": {"name": "shop-default-deny"},
         "spec": {"podSelector": {"matchLabels": {"only": "this"}}},
@@ -981,11 +883,12 @@ async fn a_foreign_default_deny_name_blocks_every_write() {
         .create(&PostParams::default(), &squatter)
         .await
         .expect("create");
+    let before = env.reconciles();
     env.create(&shop(&ns)).await;
     let failed = env.wait_reason(&ns, "shop", "ApplyFailed").await;
     let message = &failed.status.expect("status").conditions[0].message;
     assert!(message.contains("shop-default-deny"), "{message}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.wait_reconciled(before, 1, "the resource created").await;
     assert_eq!(
         env.policy_names(&ns).await,
         BTreeSet::from(["shop-default-deny".to_owned()])
@@ -998,7 +901,7 @@ async fn a_foreign_default_deny_name_blocks_every_write() {
 #[tokio::test]
 async fn readiness_is_set_once_the_caches_sync() {
     let mut env = Env::start().await;
-    let namespace = env.bare_namespace("ready").await;
+    let namespace = env.namespace("ready").await;
     let prepared = controller::prepare(
         env.operator.clone(),
         &controller::Settings {
@@ -1064,7 +967,7 @@ async fn a_stop_during_the_first_list_ends_the_controllers() {
 #[tokio::test]
 async fn repeated_events_fold_only_when_their_note_is_the_same() {
     let mut env = Env::start().await;
-    let ns = env.namespace("events").await;
+    let ns = env.watched_namespace("events").await;
     env.create(&shop(&ns)).await;
     env.wait_reason(&ns, "shop", "Reconciled").await;
     let resource: NamespaceIsolation = Api::namespaced(env.client.clone(), &ns)
