@@ -8,11 +8,14 @@
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 COPY . .
-# --locked: exactly the crate versions of Cargo.lock. The caches keep the registry and the
-# build between image builds; the binary is copied out of the cached target directory.
+# --locked: exactly the crate versions of Cargo.lock. --no-default-features: without the
+# `sandbox` feature, so the image carries no in-memory API server (a test double); its
+# `netfence sandbox` says which build has one (.ci/run checks the binary). The caches keep the
+# registry and the build between image builds; the binary is copied out of the cached target
+# directory.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p netfence \
+    cargo build --release --locked -p netfence --no-default-features \
     && cp target/release/netfence /usr/local/bin/netfence
 # The release profile keeps line tables for backtraces (133 MB); the image keeps the symbols,
 # so a panic still names its functions, and drops the debug sections (25 MB).

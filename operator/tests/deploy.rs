@@ -1105,9 +1105,10 @@ fn kubectl_kustomize_renders_the_installation() {
 }
 
 /// If this fails, the image is built from other crate versions than Cargo.lock (`--locked`
-/// missing), runs as root or as another user than the Deployment declares (with
-/// `runAsNonRoot`, a non-numeric or mismatched user keeps the pod from starting), or is not
-/// the minimal distroless runtime. Docker itself is not needed.
+/// missing), ships the sandbox (a test double: `--no-default-features` missing), runs as root
+/// or as another user than the Deployment declares (with `runAsNonRoot`, a non-numeric or
+/// mismatched user keeps the pod from starting), or is not the minimal distroless runtime.
+/// Docker itself is not needed.
 #[test]
 fn the_dockerfile_builds_locked_and_runs_as_the_deployments_user() {
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
@@ -1127,8 +1128,8 @@ fn the_dockerfile_builds_locked_and_runs_as_the_deployments_user() {
         "{runtime}"
     );
     assert!(
-        dockerfile.contains("cargo build --release --locked -p netfence"),
-        "the release binary is built with --locked"
+        dockerfile.contains("cargo build --release --locked -p netfence --no-default-features"),
+        "the release binary is built with --locked and without the sandbox"
     );
     let user = instructions
         .iter()

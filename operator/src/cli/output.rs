@@ -28,7 +28,9 @@ pub fn line(text: &str) {
     let _ = write_stdout(&format!("{text}\n"));
 }
 
-/// `println!` for [`line`]: `say!("applied {name}")`, `say!()` for an empty line.
+/// `println!` for [`line`]: `say!("applied {name}")`, `say!()` for an empty line. Used by
+/// `netfence sandbox`, which a build without the `sandbox` feature does not have.
+#[cfg_attr(not(feature = "sandbox"), allow(unused_macros))]
 macro_rules! say {
     () => {
         $crate::cli::output::line("")
@@ -37,4 +39,5 @@ macro_rules! say {
         $crate::cli::output::line(&format!($($arg)*))
     };
 }
+#[cfg_attr(not(feature = "sandbox"), allow(unused_imports))]
 pub(crate) use say;
