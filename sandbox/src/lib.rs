@@ -322,7 +322,7 @@ impl Shared {
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// use netfence::sandbox::Sandbox;
+/// use netfence_sandbox::Sandbox;
 /// let sandbox = Sandbox::start("127.0.0.1:0".parse()?).await?;
 /// sandbox.install_netfence_crds()?;
 /// let client = sandbox.client()?;
