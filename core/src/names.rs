@@ -8,15 +8,24 @@
 /// What a namespace name must be, as every refusal of one says it.
 pub const NAMESPACE_RULE: &str = "a namespace is a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters, starting and ending with a letter or digit";
 
+/// The longest DNS-1123 label (a namespace's name).
+pub const DNS_LABEL_MAX: usize = 63;
+
+/// The longest DNS-1123 subdomain (most objects' names, a label key's prefix).
+pub const DNS_SUBDOMAIN_MAX: usize = 253;
+
+/// The longest label value, and the longest name part of a label key.
+pub const LABEL_NAME_MAX: usize = 63;
+
 /// Why `name` is not a DNS-1123 label (lowercase alphanumerics and `-`, at most 63), if it is not.
 #[must_use]
 pub fn dns_label_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("is empty; use a DNS-1123 label such as \"backend\"".to_owned());
     }
-    if name.len() > 63 {
+    if name.len() > DNS_LABEL_MAX {
         return Some(format!(
-            "\"{name}\" is {} characters; a DNS-1123 label has at most 63",
+            "\"{name}\" is {} characters; a DNS-1123 label has at most {DNS_LABEL_MAX}",
             name.len()
         ));
     }
@@ -40,14 +49,23 @@ pub fn is_dns_label_shape(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// DNS-1123 labels joined by `.`, any length: a DNS-1123 subdomain without its 253-character
+/// limit. As upstream's `IsDNS1123Subdomain`, a part between dots has no length limit of its own.
+#[must_use]
+pub fn is_dns_subdomain_shape(name: &str) -> bool {
+    name.split('.').all(is_dns_label_shape)
+}
+
 /// Why `name` is not a DNS-1123 subdomain (at most 253 characters, labels joined by `.`), if it
-/// is not. As upstream's `IsDNS1123Subdomain`, a part between dots has no length limit of its own.
+/// is not.
 #[must_use]
 pub fn dns_subdomain_problem(name: &str) -> Option<String> {
-    if name.len() > 253 {
-        return Some(format!("\"{name}\" is longer than 253 characters"));
+    if name.len() > DNS_SUBDOMAIN_MAX {
+        return Some(format!(
+            "\"{name}\" is longer than {DNS_SUBDOMAIN_MAX} characters"
+        ));
     }
-    if name.split('.').all(is_dns_label_shape) {
+    if is_dns_subdomain_shape(name) {
         None
     } else {
         Some(format!(
@@ -56,47 +74,114 @@ pub fn dns_subdomain_problem(name: &str) -> Option<String> {
     }
 }
 
+/// Alphanumerics, `-`, `_` and `.`, starting and ending with an alphanumeric, any length but
+/// empty: a non-empty label value, or a label key's name part, without the 63-character limit.
+#[must_use]
+pub fn is_label_name_shape(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes
+            .iter()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
+}
+
+/// What [`is_label_name_shape`] asks, as the problems here say it.
+const LABEL_NAME_SHAPE: &str =
+    "must be alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric";
+
+/// One thing wrong with a label key (a qualified name, `[prefix/]name`), as upstream's
+/// `IsQualifiedName` tells them apart: each fault is one of its messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelKeyFault {
+    /// More than one `/`: nothing else is checked.
+    Slashes,
+    /// A `/` with nothing before it.
+    PrefixEmpty,
+    /// A prefix longer than [`DNS_SUBDOMAIN_MAX`].
+    PrefixTooLong,
+    /// A prefix that is not shaped as a DNS-1123 subdomain.
+    PrefixShape,
+    /// Nothing after the `/`, or an empty key.
+    NameEmpty,
+    /// A name part longer than [`LABEL_NAME_MAX`].
+    NameTooLong,
+    /// A name part that is not alphanumerics, `-`, `_` and `.` with alphanumeric ends.
+    NameShape,
+}
+
+/// Every fault of `key` as a label key, in the order upstream reports them; empty when the key
+/// is valid. As upstream, an empty name part is also a [`LabelKeyFault::NameShape`].
+#[must_use]
+pub fn label_key_faults(key: &str) -> Vec<LabelKeyFault> {
+    let mut faults = Vec::new();
+    let (prefix, name) = match key.split_once('/') {
+        Some((_, rest)) if rest.contains('/') => return vec![LabelKeyFault::Slashes],
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    match prefix {
+        Some("") => faults.push(LabelKeyFault::PrefixEmpty),
+        Some(prefix) => {
+            if prefix.len() > DNS_SUBDOMAIN_MAX {
+                faults.push(LabelKeyFault::PrefixTooLong);
+            }
+            if !is_dns_subdomain_shape(prefix) {
+                faults.push(LabelKeyFault::PrefixShape);
+            }
+        }
+        None => {}
+    }
+    if name.is_empty() {
+        faults.push(LabelKeyFault::NameEmpty);
+    } else if name.len() > LABEL_NAME_MAX {
+        faults.push(LabelKeyFault::NameTooLong);
+    }
+    if !is_label_name_shape(name) {
+        faults.push(LabelKeyFault::NameShape);
+    }
+    faults
+}
+
 /// Why `key` is not a label key (`[prefix/]name`: a DNS-1123 subdomain, `/`, and a name of at
 /// most 63 alphanumerics, `-`, `_` and `.`), if it is not. Annotation keys follow the same rule.
 #[must_use]
 pub fn label_key_problem(key: &str) -> Option<String> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    if let Some(prefix) = prefix
-        && (prefix.is_empty() || dns_subdomain_problem(prefix).is_some())
-    {
-        return Some(format!(
+    let fault = *label_key_faults(key).first()?;
+    let prefix = key.split_once('/').map_or("", |(prefix, _)| prefix);
+    let name = key.rsplit('/').next().unwrap_or(key);
+    Some(match fault {
+        LabelKeyFault::Slashes => {
+            "has more than one '/'; a label key is a name with an optional prefix and '/', such as example.com/team".to_owned()
+        }
+        LabelKeyFault::PrefixEmpty
+        | LabelKeyFault::PrefixTooLong
+        | LabelKeyFault::PrefixShape => format!(
             "prefix \"{prefix}\" must be a DNS-1123 subdomain such as example.com"
-        ));
-    }
-    if name.is_empty() {
-        return Some("has an empty name part".to_owned());
-    }
-    label_value_problem(name).map(|problem| format!("name part {problem}"))
+        ),
+        LabelKeyFault::NameEmpty => "has an empty name part".to_owned(),
+        LabelKeyFault::NameTooLong => format!(
+            "name part is {} characters; at most {LABEL_NAME_MAX}",
+            name.len()
+        ),
+        LabelKeyFault::NameShape => format!("name part {LABEL_NAME_SHAPE}"),
+    })
 }
 
 /// Why `value` is not a label value (empty, or at most 63 alphanumerics, `-`, `_` and `.`,
 /// starting and ending with an alphanumeric), if it is not.
 #[must_use]
 pub fn label_value_problem(value: &str) -> Option<String> {
-    if value.len() > 63 {
-        return Some(format!("is {} characters; at most 63", value.len()));
+    if value.len() > LABEL_NAME_MAX {
+        return Some(format!(
+            "is {} characters; at most {LABEL_NAME_MAX}",
+            value.len()
+        ));
     }
-    let bytes = value.as_bytes();
-    let valid = bytes
-        .iter()
-        .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'));
-    let edges = bytes.first().is_none_or(u8::is_ascii_alphanumeric)
-        && bytes.last().is_none_or(u8::is_ascii_alphanumeric);
-    if valid && edges {
+    if value.is_empty() || is_label_name_shape(value) {
         None
     } else {
-        Some(
-            "must be alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
-                .to_owned(),
-        )
+        Some(LABEL_NAME_SHAPE.to_owned())
     }
 }
 
@@ -147,6 +232,42 @@ mod tests {
         }
         assert!(label_key_problem(&"a".repeat(64)).is_some());
         assert_eq!(label_key_problem(&format!("{}/x", "a".repeat(70))), None);
+    }
+
+    /// If this fails, the sandbox and netfence's own validation disagree with the API server on
+    /// which label keys exist, and each fault upstream reports is not told apart.
+    #[test]
+    fn label_key_faults_follow_upstream_order() {
+        use LabelKeyFault::{
+            NameEmpty, NameShape, NameTooLong, PrefixEmpty, PrefixShape, PrefixTooLong, Slashes,
+        };
+        assert_eq!(label_key_faults("example.com/team"), []);
+        assert_eq!(label_key_faults("a/b/c"), [Slashes]);
+        assert_eq!(label_key_faults("/x"), [PrefixEmpty]);
+        assert_eq!(label_key_faults("x/"), [NameEmpty, NameShape]);
+        assert_eq!(label_key_faults(""), [NameEmpty, NameShape]);
+        assert_eq!(label_key_faults("Bad.IO/x"), [PrefixShape]);
+        assert_eq!(
+            label_key_faults(&format!("{}/-", "a".repeat(254))),
+            [PrefixTooLong, NameShape]
+        );
+        assert_eq!(label_key_faults(&"a".repeat(64)), [NameTooLong]);
+        assert_eq!(label_key_faults(&"-".repeat(64)), [NameTooLong, NameShape]);
+        assert!(
+            label_key_problem("a/b/c").is_some_and(|problem| problem.contains("more than one '/'"))
+        );
+    }
+
+    #[test]
+    fn label_values_and_name_shapes() {
+        for valid in ["", "a", "A.b_c-9", &"z".repeat(63)] {
+            assert_eq!(label_value_problem(valid), None, "{valid}");
+        }
+        for invalid in ["-a", "a-", "a b", "a/b", &"z".repeat(64)] {
+            assert!(label_value_problem(invalid).is_some(), "{invalid}");
+        }
+        assert!(!is_label_name_shape(""));
+        assert!(is_label_name_shape(&"z".repeat(100)));
     }
 
     #[test]

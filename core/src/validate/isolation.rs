@@ -26,7 +26,7 @@ use crate::{
 
 /// The longest resource name: it is the value of the `netfence.io/isolation` label on every
 /// generated policy, and label values hold at most 63 characters.
-pub const MAX_RESOURCE_NAME: usize = 63;
+pub const MAX_RESOURCE_NAME: usize = crate::names::LABEL_NAME_MAX;
 
 /// A port that passed validation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
