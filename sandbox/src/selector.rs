@@ -2,29 +2,22 @@
 //! parameters with the grammar of the real server.
 //!
 //! ```text
-//! "tier=web,env!=prod,app in (a,b),!legacy" --parse--> [ Requirement x 4 ] --matches--> bool
+//! "tier=web,env!=prod,app in (a,b),!legacy" --parse--> core Selector [ Requirement x 4 ] --matches(labels)--> bool
 //! ```
 
 use std::collections::BTreeSet;
 
+use netfence_core::{
+    names::{label_key_problem, label_value_problem},
+    selector::{Labels, Requirement, Selector},
+};
 use serde_json::Value;
 
-use super::names::{valid_key, valid_value};
-
-/// A parsed label selector: every requirement must hold.
+/// A parsed `labelSelector`: the core's [`Selector`], so the sandbox matches labels with the
+/// same requirements and the same key and value rules as netfence itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LabelSelector {
-    requirements: Vec<Requirement>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Requirement {
-    Exists(String),
-    NotExists(String),
-    Equals(String, String),
-    NotEquals(String, String),
-    In(String, BTreeSet<String>),
-    NotIn(String, BTreeSet<String>),
+    selector: Selector,
 }
 
 /// An unparsable selector; the server answers 400.
@@ -36,10 +29,11 @@ impl LabelSelector {
     /// Whether the selector selects everything.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.requirements.is_empty()
+        self.selector.is_everything()
     }
 
-    /// Parse `labelSelector`.
+    /// Parse `labelSelector`: `a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x,y)`, `a`, `!a`,
+    /// joined by commas. `a=b` is the core's `a in (b)`, and `a!=b` its `a notin (b)`.
     pub fn parse(text: &str) -> Result<Self, SelectorError> {
         let mut requirements = Vec::new();
         for part in split_top_level(text) {
@@ -49,29 +43,38 @@ impl LabelSelector {
             }
             requirements.push(parse_requirement(part)?);
         }
-        Ok(LabelSelector { requirements })
+        Ok(LabelSelector {
+            selector: Selector::from_requirements(requirements),
+        })
     }
 
     /// Whether an object's labels (`metadata.labels`) satisfy every requirement.
     #[must_use]
     pub fn matches(&self, object: &Value) -> bool {
-        let labels = object.pointer("/metadata/labels");
-        let label = |key: &str| labels.and_then(|map| map.get(key)).and_then(Value::as_str);
-        self.requirements
-            .iter()
-            .all(|requirement| match requirement {
-                Requirement::Exists(key) => label(key).is_some(),
-                Requirement::NotExists(key) => label(key).is_none(),
-                Requirement::Equals(key, value) => label(key) == Some(value.as_str()),
-                Requirement::NotEquals(key, value) => label(key) != Some(value.as_str()),
-                Requirement::In(key, values) => {
-                    label(key).is_some_and(|found| values.contains(found))
-                }
-                Requirement::NotIn(key, values) => {
-                    label(key).is_none_or(|found| !values.contains(found))
-                }
-            })
+        if self.selector.is_everything() {
+            return true;
+        }
+        let labels: Labels = object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
+            .collect();
+        self.selector.matches(&labels)
     }
+}
+
+/// `key` if it is a label key (the core's rule), or `None`.
+fn valid_key(key: &str) -> Option<String> {
+    label_key_problem(key).is_none().then(|| key.to_owned())
+}
+
+/// `value` if it is a label value (the core's rule), or `None`.
+fn valid_value(value: &str) -> Option<String> {
+    label_value_problem(value)
+        .is_none()
+        .then(|| value.to_owned())
 }
 
 /// Split on commas that are not inside `( )`.
@@ -97,21 +100,21 @@ fn split_top_level(text: &str) -> Vec<&str> {
 fn parse_requirement(part: &str) -> Result<Requirement, SelectorError> {
     let error = || SelectorError(part.to_owned());
     if let Some(key) = part.strip_prefix('!') {
-        return Ok(Requirement::NotExists(
-            valid_key(key.trim()).ok_or_else(error)?,
-        ));
+        return Ok(Requirement::DoesNotExist {
+            key: valid_key(key.trim()).ok_or_else(error)?,
+        });
     }
     if let Some((key, value)) = part.split_once("!=") {
-        return Ok(Requirement::NotEquals(
-            valid_key(key.trim()).ok_or_else(error)?,
-            valid_value(value.trim()).ok_or_else(error)?,
-        ));
+        return Ok(Requirement::NotIn {
+            key: valid_key(key.trim()).ok_or_else(error)?,
+            values: BTreeSet::from([valid_value(value.trim()).ok_or_else(error)?]),
+        });
     }
     if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('=')) {
-        return Ok(Requirement::Equals(
-            valid_key(key.trim()).ok_or_else(error)?,
-            valid_value(value.trim()).ok_or_else(error)?,
-        ));
+        return Ok(Requirement::In {
+            key: valid_key(key.trim()).ok_or_else(error)?,
+            values: BTreeSet::from([valid_value(value.trim()).ok_or_else(error)?]),
+        });
     }
     let words: Vec<&str> = part.splitn(2, char::is_whitespace).collect();
     if words.len() == 2 {
@@ -134,12 +137,14 @@ fn parse_requirement(part: &str) -> Result<Requirement, SelectorError> {
             values.insert(valid_value(value.trim()).ok_or_else(error)?);
         }
         return Ok(if negated {
-            Requirement::NotIn(key, values)
+            Requirement::NotIn { key, values }
         } else {
-            Requirement::In(key, values)
+            Requirement::In { key, values }
         });
     }
-    Ok(Requirement::Exists(valid_key(part).ok_or_else(error)?))
+    Ok(Requirement::Exists {
+        key: valid_key(part).ok_or_else(error)?,
+    })
 }
 
 /// A parsed field selector: `metadata.name=x,metadata.namespace!=y`.
@@ -240,6 +245,13 @@ mod tests {
     fn malformed_selectors_are_errors() {
         assert!(LabelSelector::parse("tier in web").is_err());
         assert!(LabelSelector::parse("ti er=web").is_err());
+        assert!(
+            LabelSelector::parse("a/b/c=web").is_err(),
+            "one '/' at most"
+        );
+        assert!(LabelSelector::parse("-tier=web").is_err());
+        assert!(LabelSelector::parse("tier=-web").is_err());
+        assert!(LabelSelector::parse("example.com/tier=web").is_ok());
         assert!(FieldSelector::parse("metadata.name").is_err());
     }
 
