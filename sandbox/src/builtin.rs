@@ -20,7 +20,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{cause::FieldCause, names::qualified_name_problem, resources::ResourceInfo};
+use super::{cause::FieldCause, names::qualified_name_problems, resources::ResourceInfo};
 
 /// The longest `reportingInstance`, `action` and `reason` of an Event.
 const EVENT_FIELD_LIMIT: usize = 128;
@@ -507,7 +507,7 @@ fn legacy_event_causes(event: &EventView, strict: bool) -> Vec<FieldCause> {
         if event.reporting_controller.is_empty() {
             causes.push(FieldCause::required(controller_field));
         }
-        if let Some(problem) = qualified_name_problem(&event.reporting_controller) {
+        for problem in qualified_name_problems(&event.reporting_controller) {
             causes.push(FieldCause::invalid(
                 controller_field,
                 &event.reporting_controller,
@@ -752,10 +752,16 @@ mod tests {
 
     #[test]
     fn qualified_names_follow_upstream() {
-        assert_eq!(qualified_name_problem("netfence"), None);
-        assert_eq!(qualified_name_problem("netfence.io/controller"), None);
-        assert!(qualified_name_problem("-bad").is_some());
-        assert!(qualified_name_problem("Bad.IO/x").is_some());
-        assert!(qualified_name_problem(&"a".repeat(64)).is_some());
+        assert!(qualified_name_problems("netfence").is_empty());
+        assert!(qualified_name_problems("netfence.io/controller").is_empty());
+        assert_eq!(qualified_name_problems("-bad").len(), 1);
+        assert_eq!(qualified_name_problems("Bad.IO/x").len(), 1);
+        assert_eq!(
+            qualified_name_problems(&"a".repeat(64)),
+            ["name part must be no more than 63 bytes"]
+        );
+        let slashes = qualified_name_problems("a/b/c");
+        assert_eq!(slashes.len(), 1);
+        assert!(slashes[0].starts_with("a qualified name must consist of"));
     }
 }

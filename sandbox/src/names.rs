@@ -1,21 +1,33 @@
-//! Kubernetes name and label rules, every one the sandbox checks, gathered here so that they can
-//! be replaced in one place by the shared copy (issue 14). They are kept as they were where they
-//! came from, differences included: `valid_key` (selectors) accepts `a/b/c`, `qualified_name`
-//! (metadata labels) and `qualified_name_problem` (Event `reportingController`) do not.
+//! The API server's name and label rules, in its words. Which names and keys are valid is
+//! decided once, in `netfence_core::names`; this module only words each refusal as upstream does.
 //!
 //! ```text
-//! object names, URL segments --> check_path_segment, name_causes (dns_label_shape, dns_subdomain)
-//! metadata.labels            --> qualified_name, label_value (label_name)
-//! Event reportingController  --> qualified_name_problem
-//! labelSelector              --> valid_key, valid_value
+//! object names, URL segments --> check_path_segment, name_causes
+//! metadata.labels            --> qualified_name_problems, label_value_problems
+//! Event reportingController  --> qualified_name_problems
+//! labelSelector              --> the core's label_key_problem, label_value_problem (selector.rs)
 //! ```
 //!
 //! Uses `cause`, `status` (the 400 and 422 they answer) and `resources` (which kind a name is for).
 
+use netfence_core::names::{
+    DNS_LABEL_MAX, DNS_SUBDOMAIN_MAX, LABEL_NAME_MAX, LabelKeyFault, is_dns_label_shape,
+    is_dns_subdomain_shape, is_label_name_shape, label_key_faults,
+};
+
 use super::{cause::FieldCause, resources::ResourceInfo, status::ApiError};
 
-/// The longest qualified name part (`reportingController`).
-const QUALIFIED_NAME_LIMIT: usize = 63;
+/// Upstream's words for the shape of a DNS-1123 label.
+const DNS_LABEL_RULE: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+
+/// Upstream's words for the shape of a DNS-1123 subdomain.
+const DNS_SUBDOMAIN_RULE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+
+/// Upstream's words for the shape of a label value.
+pub const LABEL_VALUE_RULE: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+
+/// Upstream's words for the shape of a qualified name's name part.
+const QUALIFIED_NAME_RULE: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 
 /// A path segment (name or namespace in a URL) the server can store: `Name parameter invalid`.
 pub fn check_path_segment(segment: &str) -> Result<(), ApiError> {
@@ -38,74 +50,18 @@ pub fn check_path_segment(segment: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The shape of a DNS-1123 label, `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, without its length limit.
-#[must_use]
-pub fn dns_label_shape(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
-
-/// A DNS-1123 subdomain as Kubernetes checks it (`IsDNS1123Subdomain`): labels joined by dots,
-/// at most 253 characters in all. Unlike DNS itself, no limit applies to each label.
-#[must_use]
-pub fn dns_subdomain(name: &str) -> bool {
-    name.len() <= 253 && name.split('.').all(dns_label_shape)
-}
-
-/// A label name (the name part of a key), or a non-empty label value: at most 63 characters,
-/// alphanumerics, `-`, `_` and `.`, alphanumeric at both ends.
-#[must_use]
-pub fn label_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .last()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-}
-
-/// A label value: empty, or shaped as [`label_name`].
-#[must_use]
-pub fn label_value(value: &str) -> bool {
-    value.is_empty() || label_name(value)
-}
-
-/// A qualified name (a label key): `[prefix/]name`, the prefix a DNS-1123 subdomain.
-#[must_use]
-pub fn qualified_name(key: &str) -> bool {
-    match key.split_once('/') {
-        Some((prefix, name)) => dns_subdomain(prefix) && label_name(name),
-        None => label_name(key),
-    }
-}
-
 /// Why `name` is not a valid name for `info`'s kind, as the real server words it: a namespace's
 /// name is a DNS-1123 label, every other served kind's a DNS-1123 subdomain.
 #[must_use]
 pub fn name_causes(info: &ResourceInfo, name: &str) -> Vec<FieldCause> {
     let namespace = info.group.is_empty() && info.plural == "namespaces";
     let (limit, shaped, shape) = if namespace {
-        (
-            63,
-            dns_label_shape(name),
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-        )
+        (DNS_LABEL_MAX, is_dns_label_shape(name), DNS_LABEL_RULE)
     } else {
         (
-            253,
-            name.split('.').all(dns_label_shape),
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+            DNS_SUBDOMAIN_MAX,
+            is_dns_subdomain_shape(name),
+            DNS_SUBDOMAIN_RULE,
         )
     };
     let mut causes = Vec::new();
@@ -126,69 +82,41 @@ pub fn name_causes(info: &ResourceInfo, name: &str) -> Vec<FieldCause> {
     causes
 }
 
-/// Why `name` is not a qualified name (`[prefix/]name`), in upstream's words; `None` when it
-/// is one. An empty name is reported by the caller as required, and here as invalid too, as
-/// upstream does.
+/// Why `key` is not a qualified name (`[prefix/]name`, a label key), one message for each fault
+/// the core finds, in upstream's words and order (`IsQualifiedName`); empty when it is one. An
+/// empty name is reported here as invalid, besides the caller's "required", as upstream does.
 #[must_use]
-pub fn qualified_name_problem(name: &str) -> Option<String> {
-    const NAME_MESSAGE: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
-    let (prefix, part) = match name.split_once('/') {
-        Some((prefix, part)) => (Some(prefix), part),
-        None => (None, name),
-    };
-    if part.is_empty() {
-        return Some("name part must be non-empty".to_owned());
-    }
-    if part.len() > QUALIFIED_NAME_LIMIT {
-        return Some(format!(
-            "name part must be no more than {QUALIFIED_NAME_LIMIT} bytes"
-        ));
-    }
-    let edges_alphanumeric = part.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && part.ends_with(|c: char| c.is_ascii_alphanumeric());
-    let characters = part
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !(edges_alphanumeric && characters) {
-        return Some(NAME_MESSAGE.to_owned());
-    }
-    if let Some(prefix) = prefix {
-        let subdomain = !prefix.is_empty()
-            && prefix.len() <= 253
-            && prefix.split('.').all(|label| {
-                !label.is_empty()
-                    && label.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    && label.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    && label
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            });
-        if !subdomain {
-            return Some("prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".to_owned());
-        }
-    }
-    None
+pub fn qualified_name_problems(key: &str) -> Vec<String> {
+    label_key_faults(key)
+        .into_iter()
+        .map(|fault| match fault {
+            LabelKeyFault::Slashes => format!(
+                "a qualified name {QUALIFIED_NAME_RULE} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+            ),
+            LabelKeyFault::PrefixEmpty => "prefix part must be non-empty".to_owned(),
+            LabelKeyFault::PrefixTooLong => {
+                format!("prefix part must be no more than {DNS_SUBDOMAIN_MAX} characters")
+            }
+            LabelKeyFault::PrefixShape => format!("prefix part {DNS_SUBDOMAIN_RULE}"),
+            LabelKeyFault::NameEmpty => "name part must be non-empty".to_owned(),
+            LabelKeyFault::NameTooLong => {
+                format!("name part must be no more than {LABEL_NAME_MAX} bytes")
+            }
+            LabelKeyFault::NameShape => format!("name part {QUALIFIED_NAME_RULE}"),
+        })
+        .collect()
 }
 
-/// A label selector's key as the sandbox's selector parser accepts it (at most 63 characters
-/// after the last `/`; alphanumerics, `-`, `_`, `.` and `/`), or `None`.
+/// Why `value` is not a label value, one message for each fault, in upstream's words and order
+/// (`IsValidLabelValue`); empty when it is one.
 #[must_use]
-pub fn valid_key(key: &str) -> Option<String> {
-    let name = key.rsplit('/').next().unwrap_or(key);
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    ok.then(|| key.to_owned())
-}
-
-/// A label selector's value as the sandbox's selector parser accepts it, or `None`.
-#[must_use]
-pub fn valid_value(value: &str) -> Option<String> {
-    let ok = value.len() <= 63
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    ok.then(|| value.to_owned())
+pub fn label_value_problems(value: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if value.len() > LABEL_NAME_MAX {
+        problems.push(format!("must be no more than {LABEL_NAME_MAX} characters"));
+    }
+    if !value.is_empty() && !is_label_name_shape(value) {
+        problems.push(LABEL_VALUE_RULE.to_owned());
+    }
+    problems
 }

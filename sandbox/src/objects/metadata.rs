@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 use super::super::{
     builtin,
     cause::FieldCause,
-    names::{check_path_segment, label_value, name_causes, qualified_name},
+    names::{
+        LABEL_VALUE_RULE, check_path_segment, label_value_problems, name_causes,
+        qualified_name_problems,
+    },
     resources::ResourceInfo,
     status::ApiError,
 };
@@ -35,33 +38,41 @@ pub(super) fn validate_metadata(info: &ResourceInfo, object: &Value) -> Vec<Fiel
         causes.extend(name_causes(info, name));
     }
     if let Some(labels) = object.pointer("/metadata/labels") {
-        match labels.as_object() {
-            Some(labels) => {
-                for (key, value) in labels {
-                    if !qualified_name(key) {
-                        causes.push(FieldCause {
-                            reason: "FieldValueInvalid",
-                            field: "metadata.labels".to_owned(),
-                            message: format!("Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
-                        });
-                    }
-                    if !value.as_str().is_some_and(label_value) {
-                        causes.push(FieldCause {
-                            reason: "FieldValueInvalid",
-                            field: "metadata.labels".to_owned(),
-                            message: format!("Invalid value: {value}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
-                        });
-                    }
-                }
-            }
-            None => causes.push(FieldCause {
-                reason: "FieldValueTypeInvalid",
-                field: "metadata.labels".to_owned(),
-                message: "Invalid value: \"labels\": must be a map of strings".to_owned(),
-            }),
-        }
+        causes.extend(label_causes(labels));
     }
     causes.extend(owner_reference_causes(object));
+    causes
+}
+
+/// Upstream's `ValidateLabels`: each key a qualified name, each value a label value, every
+/// fault its own cause. Which keys and values are valid is the core's rule.
+fn label_causes(labels: &Value) -> Vec<FieldCause> {
+    let Some(labels) = labels.as_object() else {
+        return vec![FieldCause {
+            reason: "FieldValueTypeInvalid",
+            field: "metadata.labels".to_owned(),
+            message: "Invalid value: \"labels\": must be a map of strings".to_owned(),
+        }];
+    };
+    let invalid = |shown: String, problem: String| FieldCause {
+        reason: "FieldValueInvalid",
+        field: "metadata.labels".to_owned(),
+        message: format!("Invalid value: {shown}: {problem}"),
+    };
+    let mut causes = Vec::new();
+    for (key, value) in labels {
+        for problem in qualified_name_problems(key) {
+            causes.push(invalid(format!("\"{key}\""), problem));
+        }
+        // A value that is not a string is refused when the object is decoded; here it is
+        // worded as a value of the wrong shape.
+        let problems = value
+            .as_str()
+            .map_or_else(|| vec![LABEL_VALUE_RULE.to_owned()], label_value_problems);
+        for problem in problems {
+            causes.push(invalid(value.to_string(), problem));
+        }
+    }
     causes
 }
 
@@ -263,5 +274,41 @@ mod tests {
                 .ends_with("Found \"true\" in references for NamespaceIsolation/shop and Secret/c"),
             "{found:?}"
         );
+    }
+
+    /// Label keys and values as upstream's `ValidateLabels` checks them. If this fails, the
+    /// sandbox stores labels a real server refuses (`a/b/c` was once taken), and a selector that
+    /// works in the sandbox fails on a cluster.
+    #[test]
+    fn labels_are_checked_as_upstream() {
+        let texts = |labels: Value| -> Vec<String> {
+            label_causes(&labels).iter().map(FieldCause::text).collect()
+        };
+        assert!(
+            texts(json!({"app": "web", "example.com/team": "", "a.b/c_d": "X.y-z"})).is_empty()
+        );
+        let slashes = texts(json!({"a/b/c": "v"}));
+        assert_eq!(slashes.len(), 1, "{slashes:?}");
+        assert!(
+            slashes[0].starts_with(
+                "metadata.labels: Invalid value: \"a/b/c\": a qualified name must consist of"
+            ),
+            "{slashes:?}"
+        );
+        assert_eq!(texts(json!({"Bad.IO/x": "v"})).len(), 1);
+        assert_eq!(
+            texts(json!({"x/": "v"})).len(),
+            2,
+            "empty name part, and not its shape"
+        );
+        let value = texts(json!({"app": "-web"}));
+        assert_eq!(value.len(), 1, "{value:?}");
+        assert!(
+            value[0].starts_with(
+                "metadata.labels: Invalid value: \"-web\": a valid label must be an empty string"
+            ),
+            "{value:?}"
+        );
+        assert_eq!(texts(json!({"app": "a".repeat(64)})).len(), 1);
     }
 }
