@@ -29,6 +29,8 @@ use k8s_openapi::{
 };
 use netfence_crd::isolation::{Direction, NAMESPACE_NAME_LABEL, Protocol};
 
+use netfence_core::names::port_name_problem;
+
 use super::{
     cidr::Cidr,
     selector::{Labels, Requirement, Selector},
@@ -794,13 +796,8 @@ impl PolicyChecker<'_> {
                     );
                     return None;
                 }
-                if !is_port_name(name) {
-                    self.problem(
-                        &format!("{field}.port"),
-                        format!(
-                            "{name:?} is not a port name (1 to 15 lowercase letters, digits and '-', with at least one letter); write a number without quotes, or the name of a container port"
-                        ),
-                    );
+                if let Some(problem) = port_name_problem(name) {
+                    self.problem(&format!("{field}.port"), problem);
                     return None;
                 }
                 PortSpec::Named(name.clone())
@@ -811,19 +808,6 @@ impl PolicyChecker<'_> {
             port: spec,
         })
     }
-}
-
-/// An IANA service name, as Kubernetes requires of a named port.
-fn is_port_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 15
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && name.chars().any(|c| c.is_ascii_lowercase())
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.contains("--")
 }
 
 fn policy_info(
@@ -1017,6 +1001,10 @@ mod tests {
         assert_eq!(
             errors.0[2].to_string(),
             "NetworkPolicy x/bad: spec.ingress[0].from[0].ipBlock.cidr: \"10.0.0.0/33\": prefix length \"33\" must be a number from 0 to 32"
+        );
+        assert_eq!(
+            errors.0[8].to_string(),
+            "NetworkPolicy x/bad: spec.ingress[0].ports[3].port: \"8080\" is a number written as a string; write it without quotes"
         );
     }
 
