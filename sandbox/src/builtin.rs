@@ -762,6 +762,6 @@ mod tests {
         );
         let slashes = qualified_name_problems("a/b/c");
         assert_eq!(slashes.len(), 1);
-        assert!(slashes[0].starts_with("a qualified name must consist of"));
+        assert!(slashes[0].starts_with("a valid label key must consist of"));
     }
 }

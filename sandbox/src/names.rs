@@ -91,11 +91,11 @@ pub fn qualified_name_problems(key: &str) -> Vec<String> {
         .into_iter()
         .map(|fault| match fault {
             LabelKeyFault::Slashes => format!(
-                "a qualified name {QUALIFIED_NAME_RULE} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+                "a valid label key {QUALIFIED_NAME_RULE} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
             ),
             LabelKeyFault::PrefixEmpty => "prefix part must be non-empty".to_owned(),
             LabelKeyFault::PrefixTooLong => {
-                format!("prefix part must be no more than {DNS_SUBDOMAIN_MAX} characters")
+                format!("prefix part must be no more than {DNS_SUBDOMAIN_MAX} bytes")
             }
             LabelKeyFault::PrefixShape => format!("prefix part {DNS_SUBDOMAIN_RULE}"),
             LabelKeyFault::NameEmpty => "name part must be non-empty".to_owned(),
@@ -113,7 +113,7 @@ pub fn qualified_name_problems(key: &str) -> Vec<String> {
 pub fn label_value_problems(value: &str) -> Vec<String> {
     let mut problems = Vec::new();
     if value.len() > LABEL_NAME_MAX {
-        problems.push(format!("must be no more than {LABEL_NAME_MAX} characters"));
+        problems.push(format!("must be no more than {LABEL_NAME_MAX} bytes"));
     }
     if !value.is_empty() && !is_label_name_shape(value) {
         problems.push(LABEL_VALUE_RULE.to_owned());

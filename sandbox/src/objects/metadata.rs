@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(slashes.len(), 1, "{slashes:?}");
         assert!(
             slashes[0].starts_with(
-                "metadata.labels: Invalid value: \"a/b/c\": a qualified name must consist of"
+                "metadata.labels: Invalid value: \"a/b/c\": a valid label key must consist of"
             ),
             "{slashes:?}"
         );
