@@ -505,3 +505,112 @@ async fn owner_references_are_validated_as_upstream() {
     namespace.cleanup().await;
     cluster.stop().await;
 }
+
+/// Label keys and values are validated as upstream's `ValidateLabels` does: one cause for each
+/// fault, word for word, and a `labelSelector` with a key that is no label key is refused with
+/// 400. If this fails, the sandbox stores labels a real server refuses (it once took `a/b/c`),
+/// and a selector or label that works in the sandbox fails on a cluster.
+#[tokio::test]
+async fn labels_are_validated_as_upstream() {
+    const NAME_RULE: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+    const VALUE_RULE: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("labels").await.expect("namespace");
+    let policies = format!(
+        "/apis/networking.k8s.io/v1/namespaces/{}/networkpolicies",
+        namespace.name
+    );
+    let causes = |answer: &(u16, Value)| -> Vec<String> {
+        answer.1["details"]["causes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|cause| {
+                format!(
+                    "{}: {}",
+                    cause["field"].as_str().unwrap_or_default(),
+                    cause["message"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    let long = "a".repeat(64);
+    let cases = [
+        (
+            json!({"a/b/c": "v"}),
+            vec![format!(
+                "metadata.labels: Invalid value: \"a/b/c\": a valid label key {NAME_RULE} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+            )],
+        ),
+        (
+            json!({"-a": "v"}),
+            vec![format!(
+                "metadata.labels: Invalid value: \"-a\": name part {NAME_RULE}"
+            )],
+        ),
+        (
+            json!({"x/": "v"}),
+            vec![
+                "metadata.labels: Invalid value: \"x/\": name part must be non-empty".to_owned(),
+                format!("metadata.labels: Invalid value: \"x/\": name part {NAME_RULE}"),
+            ],
+        ),
+        (
+            json!({"/x": "v"}),
+            vec!["metadata.labels: Invalid value: \"/x\": prefix part must be non-empty".to_owned()],
+        ),
+        (
+            json!({"Bad.IO/x": "v"}),
+            vec!["metadata.labels: Invalid value: \"Bad.IO/x\": prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".to_owned()],
+        ),
+        (
+            json!({(long.clone()): "v"}),
+            vec![format!(
+                "metadata.labels: Invalid value: \"{long}\": name part must be no more than 63 bytes"
+            )],
+        ),
+        (
+            json!({(format!("{}/x", "b".repeat(254))): "v"}),
+            vec![format!(
+                "metadata.labels: Invalid value: \"{}/x\": prefix part must be no more than 253 bytes",
+                "b".repeat(254)
+            )],
+        ),
+        (
+            json!({"app": "-web"}),
+            vec![format!(
+                "metadata.labels: Invalid value: \"-web\": {VALUE_RULE}"
+            )],
+        ),
+        (
+            json!({"app": long.clone()}),
+            vec![format!(
+                "metadata.labels: Invalid value: \"{long}\": must be no more than 63 bytes"
+            )],
+        ),
+    ];
+    for (labels, expected) in cases {
+        let body = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "m", "labels": labels}, "spec": {"podSelector": {}}});
+        let answer = request(&cluster, "POST", &policies, "application/json", &body).await;
+        assert_status(&answer, 422, "Invalid", &labels.to_string());
+        assert_eq!(causes(&answer), expected, "{labels}");
+    }
+    let good = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "m", "labels": {"example.com/team": "", "app": "web"}}, "spec": {"podSelector": {}}});
+    let answer = request(&cluster, "POST", &policies, "application/json", &good).await;
+    assert_eq!(answer.0, 201, "{}", answer.1);
+    for selector in ["a/b/c", "-a=b", "a=-b", "a%20in%20(-b)"] {
+        let head = format!("GET {policies}?labelSelector={selector} HTTP/1.1");
+        let answer = send(&cluster.raw(), &head, b"").await;
+        assert_status(&answer, 400, "BadRequest", selector);
+    }
+    let head = format!("GET {policies}?labelSelector=example.com/team,app%20in%20(web) HTTP/1.1");
+    let listed = send(&cluster.raw(), &head, b"").await;
+    assert_eq!(
+        listed.1["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        listed.1
+    );
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
