@@ -291,6 +291,22 @@ fn message_of(answer: &(u16, Value)) -> &str {
     answer.1["message"].as_str().unwrap_or_default()
 }
 
+/// A 422's causes, each as `field: message`.
+fn causes_of(answer: &(u16, Value)) -> Vec<String> {
+    answer.1["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|cause| {
+            format!(
+                "{}: {}",
+                cause["field"].as_str().unwrap_or_default(),
+                cause["message"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
 /// A create with a field of the wrong type in a built-in kind (`spec.podSelector: 5`) or in
 /// any object's metadata (`finalizers: [1]`, custom resources too) is refused as upstream's
 /// decoding refuses it: 400, naming the kind and the field. If this fails, the sandbox stores objects no real server holds, and a client that reads them back
@@ -441,20 +457,6 @@ async fn owner_references_are_validated_as_upstream() {
         "/apis/netfence.io/v1alpha1/namespaces/{}/namespaceisolations",
         namespace.name
     );
-    let causes = |answer: &(u16, Value)| -> Vec<String> {
-        answer.1["details"]["causes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|cause| {
-                format!(
-                    "{}: {}",
-                    cause["field"].as_str().unwrap_or_default(),
-                    cause["message"].as_str().unwrap_or_default()
-                )
-            })
-            .collect()
-    };
     let missing: Vec<String> = ["apiVersion", "kind", "name", "uid"]
         .iter()
         .map(|field| {
@@ -464,7 +466,7 @@ async fn owner_references_are_validated_as_upstream() {
     let empty = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p", "ownerReferences": [{}]}, "spec": {"podSelector": {}}});
     let answer = request(&cluster, "POST", &policies, "application/json", &empty).await;
     assert_status(&answer, 422, "Invalid", "an empty owner reference");
-    assert_eq!(causes(&answer), missing);
+    assert_eq!(causes_of(&answer), missing);
     assert_eq!(
         message_of(&answer),
         format!(
@@ -483,7 +485,7 @@ async fn owner_references_are_validated_as_upstream() {
     let mut expected = missing.clone();
     expected.push(NOT_CHECKED.to_owned());
     assert_eq!(
-        causes(&answer),
+        causes_of(&answer),
         expected,
         "missing fields block the CEL rules"
     );
@@ -495,7 +497,7 @@ async fn owner_references_are_validated_as_upstream() {
     let answer = request(&cluster, "POST", &policies, "application/json", &two).await;
     assert_status(&answer, 422, "Invalid", "two controllers");
     let only_one = "metadata.ownerReferences: Invalid value: [{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"name\":\"a\",\"uid\":\"u1\",\"controller\":true,\"blockOwnerDeletion\":true},{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"name\":\"b\",\"uid\":\"u2\",\"controller\":true}]: Only one reference can have Controller set to true. Found \"true\" in references for ConfigMap/a and Secret/b";
-    assert_eq!(causes(&answer), [only_one]);
+    assert_eq!(causes_of(&answer), [only_one]);
     assert_eq!(
         message_of(&answer),
         format!("NetworkPolicy.networking.k8s.io \"p\" is invalid: {only_one}")
@@ -520,20 +522,6 @@ async fn labels_are_validated_as_upstream() {
         "/apis/networking.k8s.io/v1/namespaces/{}/networkpolicies",
         namespace.name
     );
-    let causes = |answer: &(u16, Value)| -> Vec<String> {
-        answer.1["details"]["causes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|cause| {
-                format!(
-                    "{}: {}",
-                    cause["field"].as_str().unwrap_or_default(),
-                    cause["message"].as_str().unwrap_or_default()
-                )
-            })
-            .collect()
-    };
     let long = "a".repeat(64);
     let cases = [
         (
@@ -593,7 +581,7 @@ async fn labels_are_validated_as_upstream() {
         let body = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "m", "labels": labels}, "spec": {"podSelector": {}}});
         let answer = request(&cluster, "POST", &policies, "application/json", &body).await;
         assert_status(&answer, 422, "Invalid", &labels.to_string());
-        assert_eq!(causes(&answer), expected, "{labels}");
+        assert_eq!(causes_of(&answer), expected, "{labels}");
     }
     let good = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "m", "labels": {"example.com/team": "", "app": "web"}}, "spec": {"podSelector": {}}});
     let answer = request(&cluster, "POST", &policies, "application/json", &good).await;
