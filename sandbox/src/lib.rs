@@ -25,8 +25,8 @@
 //! cel        a CRD's CEL rules: compile, evaluate                            cause, structure
 //! resources  the catalog: ResourceInfo, StoreKey, built-ins, CRDs            cause, cel
 //! status     Status bodies (ApiError)                                        cause, resources
-//! names      name and label rules, to be replaced by the shared crate        cause, resources, status
-//! selector   label and field selectors                                       names
+//! names      upstream's words for bad names and labels (rules: the core)     cause, resources, status
+//! selector   label selectors as the core's Selector, field selectors         -
 //! fields     managed fields (fieldsV1), write scopes                         resources, structure
 //! apply      server-side apply: merge, ownership, conflicts                  fields, resources, structure
 //! patch      merge, JSON and strategic merge patches                         limits
