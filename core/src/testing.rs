@@ -3,11 +3,12 @@
 //! proptest is never in the binary: `cargo tree -p netfence -e normal` shows no proptest).
 //!
 //! ```text
-//! spec()              --> NamespaceIsolationSpec, always valid (ValidatedIsolation::try_from holds)
+//! spec()                   --> NamespaceIsolationSpec, always valid (ValidatedIsolation::try_from holds)
 //! resource(name, ns, spec) --> the NamespaceIsolation around it, with a UID
 //! ```
 //!
-//! It covers two shapes, each drawn half of the time where they differ:
+//! It covers the union of two shapes, mixed where they differ (a selector, a port, a CIDR, a
+//! peer namespace is drawn from one or the other):
 //!
 //! - random: selectors over small key and value alphabets (`[a-c]` = `[x-z]{1,2}`, every
 //!   operator, the empty selector), any port number, port ranges and names with any protocol,
@@ -224,7 +225,12 @@ fn shared_service(
         ip_block().prop_map(|block| (None, None, None, Some(block))),
     ];
     (prop::sample::select(isolate), peer, tiers, ports()).prop_map(
-        move |(direction, (namespace, namespace_selector, pod_selector, ip_block), tiers, ports)| {
+        move |(
+            direction,
+            (namespace, namespace_selector, pod_selector, ip_block),
+            tiers,
+            ports,
+        )| {
             SharedService {
                 name: format!("shared-{index}"),
                 direction,
