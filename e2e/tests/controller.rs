@@ -553,17 +553,6 @@ async fn converges_through_faults() {
         env.create(&shop(&namespace)).await;
     }
     for namespace in &namespaces {
-        for _ in 0..600 {
-            let current = env.isolations(namespace).get("shop").await;
-            let done = current
-                .ok()
-                .and_then(|c| c.status)
-                .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "Reconciled"));
-            if done {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         env.wait_reason(namespace, "shop", "Reconciled").await;
         assert!(env.policy_names(namespace).await.contains("keep-me"));
         assert_eq!(env.policy_names(namespace).await.len(), 6);
