@@ -12,6 +12,7 @@
 //! plan       rendered + observed policies -> the writes that make them equal
 //! template   IsolationTemplate x namespaces -> the NamespaceIsolations to write
 //! status     the outcome of a reconcile -> the resource's status
+//! testing    random valid specs for property tests (feature `testing`, dev-dependencies only)
 //! ```
 
 pub mod cidr;
@@ -23,6 +24,8 @@ pub mod render;
 pub mod selector;
 pub mod status;
 pub mod template;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validate;
 
 pub use validate::{ValidatedIsolation, ValidatedTemplate, ValidationErrors};

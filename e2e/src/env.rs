@@ -15,12 +15,16 @@
 //! reconcile ends) have moved past a value read before the change and no reconcile is in
 //! flight. A controller that died fails that wait instead of passing the check.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use k8s_openapi::api::{events::v1::Event, networking::v1::NetworkPolicy};
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, ListParams, PostParams},
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams, PostParams},
 };
 use netfence_controller::{self as controller, metrics::Metrics};
 use netfence_crd::{IsolationTemplate, NamespaceIsolation};
@@ -413,12 +417,74 @@ impl Env {
         }
     }
 
+    /// The Ready condition's reason and message of a NamespaceIsolation read as raw JSON: one
+    /// that no typed client can read (an older CRD admitted it) still has a status.
+    pub async fn raw_ready(&self, namespace: &str, name: &str) -> Option<(String, String)> {
+        let resource = ApiResource::erase::<NamespaceIsolation>(&());
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let found = api.get_opt(name).await.ok()??;
+        raw_ready(&found.data)
+    }
+
+    /// Create an object of kind `K` given as JSON, as kubectl would send it: untyped, so that it
+    /// may hold what no typed client could (a port that does not fit in 32 bits).
+    ///
+    /// # Panics
+    ///
+    /// When `object` is not a Kubernetes object.
+    pub async fn create_raw<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        object: &Value,
+    ) -> kube::Result<DynamicObject> {
+        let resource = ApiResource::erase::<K>(&());
+        let api: Api<DynamicObject> = match object.pointer("/metadata/namespace") {
+            Some(Value::String(namespace)) => {
+                Api::namespaced_with(self.client.clone(), namespace, &resource)
+            }
+            _ => Api::all_with(self.client.clone(), &resource),
+        };
+        let object: DynamicObject = serde_json::from_value(object.clone()).expect("an object");
+        api.create(&PostParams::default(), &object).await
+    }
+
+    /// Wait until the template's status describes its generation and `check` holds on it.
+    ///
+    /// # Panics
+    ///
+    /// When that does not happen within [`LIMIT`], with the last status.
+    pub async fn wait_template(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&IsolationTemplate) -> bool,
+    ) -> IsolationTemplate {
+        crate::wait_template(&self.templates(), LIMIT, name, what, check).await
+    }
+
+    /// Wait until `namespace` holds exactly these NetworkPolicies.
+    ///
+    /// # Panics
+    ///
+    /// When that does not happen within [`LIMIT`], with what it holds.
+    pub async fn wait_policies(&self, namespace: &str, expected: &BTreeSet<String>) {
+        let reached = eventually(LIMIT, || async {
+            (self.policy_names(namespace).await == *expected).then_some(())
+        })
+        .await;
+        let holds = self.policy_names(namespace).await;
+        assert!(
+            reached.is_some(),
+            "{namespace} never held exactly {expected:?}: it holds {holds:?}"
+        );
+    }
+
     /// The names of the NetworkPolicies of `namespace`.
     ///
     /// # Panics
     ///
     /// When they cannot be listed.
-    pub async fn policy_names(&self, namespace: &str) -> std::collections::BTreeSet<String> {
+    pub async fn policy_names(&self, namespace: &str) -> BTreeSet<String> {
         self.policies(namespace)
             .list(&ListParams::default())
             .await
@@ -463,4 +529,19 @@ pub fn ready_reason(isolation: &NamespaceIsolation) -> Option<&str> {
         .iter()
         .find(|condition| condition.type_ == "Ready")
         .map(|condition| condition.reason.as_str())
+}
+
+/// The Ready condition's reason and message in a raw object.
+#[must_use]
+pub fn raw_ready(data: &Value) -> Option<(String, String)> {
+    data.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|condition| condition["type"] == "Ready")
+        .map(|condition| {
+            (
+                condition["reason"].as_str().unwrap_or_default().to_owned(),
+                condition["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
 }

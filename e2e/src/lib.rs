@@ -1045,7 +1045,70 @@ pub async fn events(
 
 #[cfg(test)]
 mod tests {
-    use super::is_documented_skip;
+    use super::{KUBECONFIG_VARIABLE, SKIP_LOG_VARIABLE, is_documented_skip, skip};
+
+    /// Run one of the `probe_*` tests below in a child process of this test binary, as CI runs
+    /// a scenario (`CI=true`, on the sandbox, no skip log of CI's own touched): whether it
+    /// passed, and its output.
+    fn probe_under_ci(probe: &str) -> (bool, String) {
+        let output = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+            .args([
+                "--exact",
+                probe,
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("CI", "true")
+            .env_remove(KUBECONFIG_VARIABLE)
+            .env_remove(SKIP_LOG_VARIABLE)
+            .output()
+            .expect("the probe runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    }
+
+    #[test]
+    #[ignore = "a probe: skip_under_ci_fails_unless_documented runs it under CI=true"]
+    fn probe_undocumented_skip() {
+        skip("no_such_scenario", "a probe of the undocumented skip");
+    }
+
+    #[test]
+    #[ignore = "a probe: skip_under_ci_fails_unless_documented runs it under CI=true"]
+    fn probe_documented_skip() {
+        skip(
+            "generated_policies_are_tamper_proof",
+            "a probe of a skip .ci/documented-skips lists for the sandbox",
+        );
+    }
+
+    /// If this fails, a scenario that skips where CI runs it passes CI without anyone having
+    /// written down why (or a documented skip fails CI): a skipped test must be visible, and
+    /// only a documented one may pass.
+    #[test]
+    fn skip_under_ci_fails_unless_documented() {
+        let (passed, output) = probe_under_ci("tests::probe_undocumented_skip");
+        assert!(
+            !passed,
+            "an undocumented skip passed under CI=true: {output}"
+        );
+        assert!(
+            output.contains("SKIPPED [sandbox] no_such_scenario")
+                && output.contains("does not list it"),
+            "{output}"
+        );
+        let (passed, output) = probe_under_ci("tests::probe_documented_skip");
+        assert!(passed, "a documented skip failed under CI=true: {output}");
+        assert!(
+            output.contains("SKIPPED [sandbox] generated_policies_are_tamper_proof"),
+            "{output}"
+        );
+    }
 
     #[test]
     fn a_skip_is_documented_only_for_its_target_and_name() {

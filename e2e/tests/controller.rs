@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::{events::v1::Event, networking::v1::NetworkPolicy};
+use k8s_openapi::api::{coordination::v1::Lease, events::v1::Event, networking::v1::NetworkPolicy};
 use kube::{
     Api,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
@@ -20,7 +20,7 @@ use kube::{
 use netfence_controller::{self as controller, metrics::Metrics};
 use netfence_core::{ValidatedIsolation, plan::is_owned_by, render};
 use netfence_crd::NamespaceIsolation;
-use netfence_e2e::{Env, shop, shop_without_database, skip};
+use netfence_e2e::{Env, env::LIMIT, eventually, shop, shop_without_database, skip};
 use netfence_sandbox::Sandbox;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -553,17 +553,6 @@ async fn converges_through_faults() {
         env.create(&shop(&namespace)).await;
     }
     for namespace in &namespaces {
-        for _ in 0..600 {
-            let current = env.isolations(namespace).get("shop").await;
-            let done = current
-                .ok()
-                .and_then(|c| c.status)
-                .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "Reconciled"));
-            if done {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         env.wait_reason(namespace, "shop", "Reconciled").await;
         assert!(env.policy_names(namespace).await.contains("keep-me"));
         assert_eq!(env.policy_names(namespace).await.len(), 6);
@@ -575,6 +564,24 @@ async fn converges_through_faults() {
         "{text}"
     );
     env.finish().await;
+}
+
+/// Wait until the Lease `netfence` of `namespace` names `identity` as its holder.
+async fn wait_lease_holder(env: &Env, namespace: &str, identity: &str) {
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), namespace);
+    let holder = || async {
+        let lease = leases.get_opt("netfence").await.ok()??;
+        lease.spec?.holder_identity
+    };
+    let held = eventually(LIMIT, || async {
+        (holder().await.as_deref() == Some(identity)).then_some(())
+    })
+    .await;
+    assert!(
+        held.is_some(),
+        "{identity} never held the Lease; its holder is {:?}",
+        holder().await
+    );
 }
 
 /// Leader election: two operators on one cluster, only the Lease holder reconciles; stop it and
@@ -627,7 +634,8 @@ async fn only_the_leader_reconciles_and_the_standby_takes_over() {
     };
     let first_metrics = Arc::new(Metrics::default());
     let (stop_first, first) = start("first", first_metrics.clone());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The first holds the Lease before the second starts.
+    wait_lease_holder(&env, &namespace, "first").await;
     let second_metrics = Arc::new(Metrics::default());
     let (stop_second, second) = start("second", second_metrics.clone());
 
@@ -652,12 +660,7 @@ async fn only_the_leader_reconciles_and_the_standby_takes_over() {
     second_resource["metadata"]["name"] = json!("shop-two");
     env.create(&second_resource).await;
     // The standby notices a released or expired Lease on its next poll (within the 15 s lease).
-    for _ in 0..40 {
-        if reconciles(&second_metrics) != "0" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    wait_lease_holder(&env, &namespace, "second").await;
     env.wait_reason(&namespace, "shop-two", "Reconciled").await;
     assert_ne!(reconciles(&second_metrics), "0", "the standby took over");
     let _ = stop_second.send(());

@@ -2,273 +2,37 @@
 //! scenario that caught it: it failed before the fix and passes after.
 //!
 //! Every scenario runs against its own sandbox, or against the cluster of
-//! `NETFENCE_E2E_KUBECONFIG` in namespaces of its own. The operator under test gets
-//! [`Cluster::operator_client`] (on a real cluster, a ServiceAccount bound only to what
-//! `config/rbac/` grants); the test's own writes use [`Cluster::client`]. Against a real cluster
-//! the scenarios of this file take turns: the template scenarios run cluster-wide controllers,
+//! `NETFENCE_E2E_KUBECONFIG` in namespaces of its own, in the shared [`Env`]. The operator under
+//! test gets [`Env::operator`] (on a real cluster, a ServiceAccount bound only to what
+//! `config/rbac/` grants); the test's own writes use [`Env::client`]. Against a real cluster the
+//! scenarios of this file take turns ([`Env::start_alone`]): the template scenarios run cluster-wide controllers,
 //! which would also reconcile the other scenarios' resources. A real cluster must not run
 //! netfence itself meanwhile.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    sync::Arc,
-    time::Duration,
-};
+use std::collections::BTreeSet;
 
 use futures::future::join_all;
 use k8s_openapi::{
-    api::{core::v1::Namespace, events::v1::Event, networking::v1::NetworkPolicy},
+    api::{core::v1::Namespace, networking::v1::NetworkPolicy},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client, ResourceExt,
+    Api, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
-    runtime::reflector::Store,
 };
-use netfence_controller::{self as controller, metrics::Metrics};
 use netfence_core::plan::is_owned_by;
 use netfence_crd::{IsolationTemplate, NamespaceIsolation};
-use netfence_e2e::{Cluster, RunningController, TestNamespace, eventually, shop, unique_suffix};
+use netfence_e2e::{
+    Env,
+    env::{LIMIT, RUN_LABEL, counter},
+    eventually, shop,
+};
 use serde_json::{Value, json};
-
-/// How long a scenario waits for convergence (a bound, not a timing assertion). A real
-/// cluster's garbage collector learns a new CRD's kinds on its next discovery resync (30 s).
-const LIMIT: Duration = Duration::from_secs(90);
 
 /// How long the controller's watch of NamespaceIsolations stays away while a round of
 /// deletions happens (see `deleting_every_isolation_at_once_writes_nothing_for_them`): longer
 /// than a real garbage collector takes to delete their policies.
-const WATCH_GAP: Duration = Duration::from_secs(5);
-
-/// The label key that ties a run's namespaces to its templates.
-const RUN_LABEL: &str = "netfence.io/e2e-run";
-
-/// Against a real cluster, one scenario at a time (see the module doc).
-static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A cluster with netfence's CRDs, the scenario's namespaces, templates and controllers.
-struct Env {
-    cluster: Cluster,
-    client: Client,
-    run: String,
-    controllers: Vec<RunningController>,
-    namespaces: Vec<TestNamespace>,
-    templates: Vec<String>,
-    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
-}
-
-impl Env {
-    async fn start() -> Env {
-        let cluster = Cluster::start().await.expect("a cluster to test against");
-        let turn = if cluster.sandbox().is_none() {
-            Some(TURN.lock().await)
-        } else {
-            None
-        };
-        let client = cluster.client();
-        Env {
-            cluster,
-            client,
-            run: unique_suffix(),
-            controllers: Vec::new(),
-            namespaces: Vec::new(),
-            templates: Vec::new(),
-            _turn: turn,
-        }
-    }
-
-    /// A namespace of the scenario's own; `selected` ones carry the run's label, which its
-    /// templates select.
-    async fn namespace(&mut self, prefix: &str, selected: bool) -> String {
-        let labels: BTreeMap<String, String> = if selected {
-            [(RUN_LABEL.to_owned(), self.run.clone())].into()
-        } else {
-            BTreeMap::new()
-        };
-        let namespace = self
-            .cluster
-            .namespace_labelled(prefix, &labels)
-            .await
-            .expect("namespace created");
-        let name = namespace.name.clone();
-        self.namespaces.push(namespace);
-        name
-    }
-
-    /// Start netfence's controllers as `netfence run` does: for one namespace, or cluster-wide
-    /// with the template controller. Returns their counters and their view of the resources.
-    fn start_controller(
-        &mut self,
-        namespace: Option<&str>,
-        concurrency: u16,
-    ) -> (Arc<Metrics>, Store<NamespaceIsolation>) {
-        let metrics = Arc::new(Metrics::default());
-        let prepared = controller::prepare(
-            self.cluster.operator_client(),
-            &controller::Settings {
-                namespace: namespace.map(str::to_owned),
-                concurrency,
-                instance: Some("e2e".into()),
-                templates: namespace.is_none(),
-                operator_namespace: Some("netfence-system".into()),
-            },
-            metrics.clone(),
-        );
-        let store = prepared.store();
-        self.controllers.push(RunningController::start(prepared));
-        (metrics, store)
-    }
-
-    fn isolations(&self, namespace: &str) -> Api<NamespaceIsolation> {
-        Api::namespaced(self.client.clone(), namespace)
-    }
-
-    fn policies(&self, namespace: &str) -> Api<NetworkPolicy> {
-        Api::namespaced(self.client.clone(), namespace)
-    }
-
-    fn templates(&self) -> Api<IsolationTemplate> {
-        Api::all(self.client.clone())
-    }
-
-    async fn create(&self, resource: &Value) -> NamespaceIsolation {
-        let resource: NamespaceIsolation =
-            serde_json::from_value(resource.clone()).expect("a NamespaceIsolation");
-        let namespace = resource.namespace().expect("a namespace");
-        self.isolations(&namespace)
-            .create(&PostParams::default(), &resource)
-            .await
-            .expect("created")
-    }
-
-    async fn create_policy(&self, namespace: &str, policy: &Value) -> NetworkPolicy {
-        let policy: NetworkPolicy =
-            serde_json::from_value(policy.clone()).expect("a NetworkPolicy");
-        self.policies(namespace)
-            .create(&PostParams::default(), &policy)
-            .await
-            .expect("policy created")
-    }
-
-    async fn create_template(&mut self, template: &Value) -> IsolationTemplate {
-        let template: IsolationTemplate =
-            serde_json::from_value(template.clone()).expect("an IsolationTemplate");
-        let created = self
-            .templates()
-            .create(&PostParams::default(), &template)
-            .await
-            .expect("template created");
-        self.templates.push(created.name_any());
-        created
-    }
-
-    /// Wait until the resource exists (a template may not have generated it yet) and its status
-    /// describes its generation with this Ready reason.
-    async fn wait_reason(&self, namespace: &str, name: &str, reason: &str) -> NamespaceIsolation {
-        self.wait_isolation(
-            namespace,
-            name,
-            &format!("Ready reason {reason}"),
-            |isolation| {
-                ready(isolation).is_some_and(|ready| ready.ends_with(&format!("/{reason}")))
-            },
-        )
-        .await
-    }
-
-    /// Wait until `check` holds on the resource (read fresh each time).
-    async fn wait_isolation(
-        &self,
-        namespace: &str,
-        name: &str,
-        what: &str,
-        check: impl Fn(&NamespaceIsolation) -> bool,
-    ) -> NamespaceIsolation {
-        let api = self.isolations(namespace);
-        let found = eventually(LIMIT, || {
-            let api = api.clone();
-            let check = &check;
-            async move { api.get_opt(name).await.ok()?.filter(|found| check(found)) }
-        })
-        .await;
-        match found {
-            Some(found) => found,
-            None => panic!(
-                "{namespace}/{name} never reached: {what}; last status: {:?}",
-                api.get_opt(name)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|i| i.status)
-            ),
-        }
-    }
-
-    /// Wait until the template's status describes its generation and `check` holds on it.
-    async fn wait_template(
-        &self,
-        name: &str,
-        what: &str,
-        check: impl Fn(&IsolationTemplate) -> bool,
-    ) -> IsolationTemplate {
-        netfence_e2e::wait_template(&self.templates(), LIMIT, name, what, check).await
-    }
-
-    async fn policy_names(&self, namespace: &str) -> BTreeSet<String> {
-        self.policies(namespace)
-            .list(&ListParams::default())
-            .await
-            .expect("list")
-            .items
-            .into_iter()
-            .filter_map(|policy| policy.metadata.name)
-            .collect()
-    }
-
-    /// Wait until the namespace holds exactly these policies.
-    async fn wait_policies(&self, namespace: &str, expected: &BTreeSet<String>) {
-        let reached = eventually(LIMIT, || async {
-            (self.policy_names(namespace).await == *expected).then_some(())
-        })
-        .await;
-        let holds = self.policy_names(namespace).await;
-        assert!(
-            reached.is_some(),
-            "{namespace} never held exactly {expected:?}: it holds {holds:?}"
-        );
-    }
-
-    /// The Events about an object of this namespace, with this reason.
-    async fn events(&self, namespace: &str, regarding: &str, reason: &str) -> Vec<Event> {
-        netfence_e2e::events(&self.client, namespace, regarding, reason).await
-    }
-
-    /// Stop the controllers, delete the templates and namespaces, stop the sandbox.
-    async fn finish(mut self) {
-        for name in std::mem::take(&mut self.templates) {
-            let _ = self
-                .templates()
-                .delete(&name, &DeleteParams::default())
-                .await;
-        }
-        for running in self.controllers.drain(..) {
-            running.stop().await;
-        }
-        for namespace in self.namespaces.drain(..) {
-            namespace.cleanup().await;
-        }
-        self.cluster.stop().await;
-    }
-}
-
-/// One counter of the controller's metrics (0 when it was never set).
-fn counter(metrics: &Metrics, name: &str) -> u64 {
-    metrics
-        .encode(None)
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} "))?.parse().ok())
-        .unwrap_or_default()
-}
+const WATCH_GAP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The `shop` resource under another name.
 fn shop_named(namespace: &str, name: &str) -> Value {
@@ -349,9 +113,9 @@ fn template_ready(template: &IsolationTemplate) -> Option<(String, String)> {
 async fn deleting_every_isolation_at_once_writes_nothing_for_them() {
     const RESOURCES: usize = 12;
     const ROUNDS: usize = 3;
-    let mut env = Env::start().await;
-    let namespace = env.namespace("delete-all", false).await;
-    let (metrics, _) = env.start_controller(Some(&namespace), 1);
+    let mut env = Env::start_alone().await;
+    let namespace = env.namespace("delete-all").await;
+    let metrics = env.start_controller_with_concurrency(Some(&namespace), 1);
     let faults = env.cluster.faults();
     let api = env.isolations(&namespace);
     let mut previous_sentinel: Option<String> = None;
@@ -408,8 +172,8 @@ async fn deleting_every_isolation_at_once_writes_nothing_for_them() {
 /// scenarios that pass on the sandbox leave policies behind on a real cluster (or the reverse).
 #[tokio::test]
 async fn a_policy_whose_owner_is_gone_is_garbage_collected() {
-    let mut env = Env::start().await;
-    let namespace = env.namespace("dangling", false).await;
+    let mut env = Env::start_alone().await;
+    let namespace = env.namespace("dangling").await;
     let api = env.isolations(&namespace);
     let gone = env.create(&shop_named(&namespace, "gone")).await;
     let kept = env.create(&shop_named(&namespace, "kept")).await;
@@ -506,9 +270,9 @@ fn baseline_policies() -> BTreeSet<String> {
 /// policies by hand.
 #[tokio::test]
 async fn a_recreated_isolation_takes_back_what_its_predecessor_kept() {
-    let mut env = Env::start().await;
-    env.start_controller(None, 4);
-    let namespace = env.namespace("kept", true).await;
+    let mut env = Env::start_alone().await;
+    env.start_controller(None);
+    let namespace = env.run_namespace("kept", true).await;
     let template = env.create_template(&kept_baseline(&env.run, "kept")).await;
     let template = template.name_any();
     let first = env.wait_reason(&namespace, "baseline", "Reconciled").await;
@@ -562,10 +326,10 @@ async fn a_recreated_isolation_takes_back_what_its_predecessor_kept() {
 /// a namespace it manages has none of its policies.
 #[tokio::test]
 async fn a_template_is_not_ready_while_a_generated_resource_cannot_apply() {
-    let mut env = Env::start().await;
-    env.start_controller(None, 4);
-    let healthy = env.namespace("healthy", true).await;
-    let blocked = env.namespace("blocked", true).await;
+    let mut env = Env::start_alone().await;
+    env.start_controller(None);
+    let healthy = env.run_namespace("healthy", true).await;
+    let blocked = env.run_namespace("blocked", true).await;
     env.create_policy(&blocked, &hand_written("baseline-default-deny"))
         .await;
     let template = env.create_template(&kept_baseline(&env.run, "truth")).await;
@@ -607,11 +371,11 @@ async fn a_template_is_not_ready_while_a_generated_resource_cannot_apply() {
 /// watching Events, and the message is kilobytes of repeated API errors.
 #[tokio::test]
 async fn taken_policy_names_are_reported_truthfully() {
-    let mut env = Env::start().await;
-    let tiers = env.namespace("taken-tiers", false).await;
-    let deny = env.namespace("taken-deny", false).await;
-    env.start_controller(Some(&tiers), 4);
-    env.start_controller(Some(&deny), 4);
+    let mut env = Env::start_alone().await;
+    let tiers = env.namespace("taken-tiers").await;
+    let deny = env.namespace("taken-deny").await;
+    env.start_controller(Some(&tiers));
+    env.start_controller(Some(&deny));
     for name in ["shop-tier-database", "shop-tier-frontend"] {
         env.create_policy(&tiers, &hand_written(name)).await;
     }
@@ -680,9 +444,9 @@ async fn taken_policy_names_are_reported_truthfully() {
 /// resource goes ApplyFailed on the sandbox, where a real cluster takes its policies.
 #[tokio::test]
 async fn an_isolation_with_a_long_name_reconciles() {
-    let mut env = Env::start().await;
-    let namespace = env.namespace("long-name", false).await;
-    env.start_controller(Some(&namespace), 4);
+    let mut env = Env::start_alone().await;
+    let namespace = env.namespace("long-name").await;
+    env.start_controller(Some(&namespace));
     let name = format!("shop-{}", "a".repeat(52));
     assert_eq!(name.len(), 57);
     env.create(&shop_named(&namespace, &name)).await;
@@ -697,8 +461,8 @@ async fn an_isolation_with_a_long_name_reconciles() {
 /// (or the reverse), and what a user tries there does not hold on a cluster.
 #[tokio::test]
 async fn object_names_follow_the_api_servers_rules() {
-    let mut env = Env::start().await;
-    let namespace = env.namespace("names", false).await;
+    let mut env = Env::start_alone().await;
+    let namespace = env.namespace("names").await;
     let long_part = format!("p{}", "x".repeat(99));
     env.create_policy(&namespace, &hand_written(&long_part))
         .await;
@@ -778,7 +542,7 @@ fn as_go_writes(value: Value) -> Value {
 /// to force ownership of the CRDs away from the installer.
 #[tokio::test]
 async fn the_crds_apply_again_without_a_conflict() {
-    let env = Env::start().await;
+    let env = Env::start_alone().await;
     let api: Api<CustomResourceDefinition> = Api::all(env.client.clone());
     for crd in netfence_crd::crds() {
         let name = crd.name_any();

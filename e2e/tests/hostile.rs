@@ -15,7 +15,7 @@ use std::{
 
 use futures::StreamExt;
 use k8s_openapi::{
-    api::{core::v1::Namespace, events::v1::Event, networking::v1::NetworkPolicy},
+    api::{core::v1::Namespace, networking::v1::NetworkPolicy},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -23,170 +23,19 @@ use kube::{
     api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
     runtime::watcher,
 };
-use netfence_controller::{self as controller, metrics::Metrics};
 use netfence_crd::{IsolationTemplate, NamespaceIsolation};
 use netfence_e2e::{
-    Cluster, RunningController, TestNamespace, eventually, install_crds, shop, skip, unique_suffix,
+    Env,
+    env::{LIMIT, RUN_LABEL, raw_ready},
+    eventually, install_crds, shop, skip,
 };
 use serde_json::{Value, json};
-
-/// How long a scenario waits for convergence (a bound, not a timing assertion).
-const LIMIT: Duration = Duration::from_secs(90);
 
 /// How long the tenant fights the operator (`NETFENCE_FIGHT_SECONDS` overrides).
 const FIGHT: Duration = Duration::from_secs(30);
 
-/// Against a real cluster, one scenario at a time (see the module doc).
-static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// The port no typed client can read: it does not fit in 32 bits.
 const UNREADABLE_PORT: i64 = -99_999_999_999;
-
-struct Env {
-    cluster: Cluster,
-    client: Client,
-    namespaces: Vec<TestNamespace>,
-    controllers: Vec<RunningController>,
-    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
-}
-
-impl Env {
-    async fn start() -> Env {
-        let turn = if std::env::var_os(netfence_e2e::KUBECONFIG_VARIABLE).is_some() {
-            Some(TURN.lock().await)
-        } else {
-            None
-        };
-        let cluster = Cluster::start().await.expect("a cluster to test against");
-        let client = cluster.client();
-        Env {
-            cluster,
-            client,
-            namespaces: Vec::new(),
-            controllers: Vec::new(),
-            _turn: turn,
-        }
-    }
-
-    async fn namespace(&mut self, prefix: &str, labels: &BTreeMap<String, String>) -> String {
-        let namespace = self
-            .cluster
-            .namespace_labelled(prefix, labels)
-            .await
-            .expect("namespace created");
-        let name = namespace.name.clone();
-        self.namespaces.push(namespace);
-        name
-    }
-
-    /// Start netfence's controllers as `netfence run` does: for one namespace, or cluster-wide
-    /// with the template controller.
-    fn start_controller(&mut self, namespace: Option<&str>) -> std::sync::Arc<Metrics> {
-        let metrics = std::sync::Arc::new(Metrics::default());
-        let prepared = controller::prepare(
-            self.cluster.operator_client(),
-            &controller::Settings {
-                namespace: namespace.map(str::to_owned),
-                concurrency: 4,
-                instance: Some("e2e".into()),
-                templates: namespace.is_none(),
-                operator_namespace: Some("netfence-system".into()),
-            },
-            metrics.clone(),
-        );
-        self.controllers.push(RunningController::start(prepared));
-        metrics
-    }
-
-    fn isolations(&self, namespace: &str) -> Api<NamespaceIsolation> {
-        Api::namespaced(self.client.clone(), namespace)
-    }
-
-    fn policies(&self, namespace: &str) -> Api<NetworkPolicy> {
-        Api::namespaced(self.client.clone(), namespace)
-    }
-
-    /// Create any JSON object of netfence's kinds, as kubectl would send it (no typed client
-    /// could hold an unreadable port).
-    async fn create_raw<K: kube::Resource<DynamicType = ()>>(
-        &self,
-        object: &Value,
-    ) -> kube::Result<DynamicObject> {
-        let resource = ApiResource::erase::<K>(&());
-        let api: Api<DynamicObject> = match object.pointer("/metadata/namespace") {
-            Some(Value::String(namespace)) => {
-                Api::namespaced_with(self.client.clone(), namespace, &resource)
-            }
-            _ => Api::all_with(self.client.clone(), &resource),
-        };
-        let object: DynamicObject = serde_json::from_value(object.clone()).expect("an object");
-        api.create(&PostParams::default(), &object).await
-    }
-
-    /// Wait until the resource's Ready condition has this reason for its generation.
-    async fn wait_reason(&self, namespace: &str, name: &str, reason: &str) -> NamespaceIsolation {
-        let api = self.isolations(namespace);
-        let found = eventually(LIMIT, || {
-            let api = api.clone();
-            async move {
-                // Read leniently: the resource may be one no typed client can read.
-                let found = api.get_opt(name).await.ok()??;
-                let status = found.status.as_ref()?;
-                (status.observed_generation == found.metadata.generation
-                    && ready_reason(&status.conditions) == Some(reason))
-                .then_some(found)
-            }
-        })
-        .await;
-        found.unwrap_or_else(|| panic!("{namespace}/{name} never reached Ready reason {reason}"))
-    }
-
-    /// The Ready condition of a resource no typed client can read, from its raw JSON.
-    async fn raw_ready(&self, namespace: &str, name: &str) -> Option<(String, String)> {
-        let resource = ApiResource::erase::<NamespaceIsolation>(&());
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), namespace, &resource);
-        let found = api.get_opt(name).await.ok()??;
-        ready_of(&found.data)
-    }
-
-    async fn events(&self, namespace: &str, regarding: &str, reason: &str) -> Vec<Event> {
-        netfence_e2e::events(&self.client, namespace, regarding, reason).await
-    }
-
-    async fn finish(self) {
-        for controller in self.controllers {
-            controller.stop().await;
-        }
-        for namespace in self.namespaces {
-            namespace.cleanup().await;
-        }
-        self.cluster.stop().await;
-    }
-}
-
-fn ready_reason(
-    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-) -> Option<&str> {
-    conditions
-        .iter()
-        .find(|condition| condition.type_ == "Ready")
-        .map(|condition| condition.reason.as_str())
-}
-
-/// The Ready condition's reason and message in a raw object.
-fn ready_of(data: &Value) -> Option<(String, String)> {
-    data.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|condition| condition["type"] == "Ready")
-        .map(|condition| {
-            (
-                condition["reason"].as_str().unwrap_or_default().to_owned(),
-                condition["message"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-}
 
 /// `shop`, with a flow port no typed client can read.
 fn unreadable_shop(namespace: &str) -> Value {
@@ -204,7 +53,7 @@ fn unreadable_template(name: &str, run: &str) -> Value {
         "kind": "IsolationTemplate",
         "metadata": {"name": name},
         "spec": {
-            "namespaceSelector": {"matchLabels": {"netfence.io/e2e-run": run}},
+            "namespaceSelector": {"matchLabels": {RUN_LABEL: run}},
             "template": {"spec": body["spec"]},
         },
     })
@@ -214,8 +63,8 @@ fn unreadable_template(name: &str, run: &str) -> Value {
 /// used to check only ports written as digits, and `-99999999999` got in, to stop the operator.
 #[tokio::test]
 async fn an_unreadable_port_is_refused_at_admission() {
-    let mut env = Env::start().await;
-    let namespace = env.namespace("hostile-admission", &BTreeMap::new()).await;
+    let mut env = Env::start_alone().await;
+    let namespace = env.namespace("hostile-admission").await;
     for port in [json!(UNREADABLE_PORT), json!("-99999999999"), json!(0)] {
         let mut resource = shop(&namespace);
         resource["spec"]["flows"][0]["ports"] = json!([{ "port": port }]);
@@ -232,7 +81,7 @@ async fn an_unreadable_port_is_refused_at_admission() {
     }
     let error = env
         .create_raw::<IsolationTemplate>(&unreadable_template(
-            &format!("hostile-{}", unique_suffix()),
+            &format!("hostile-{}", env.run),
             "none",
         ))
         .await
@@ -290,10 +139,10 @@ async fn create_when_admitted<K: kube::Resource<DynamicType = ()>>(env: &Env, ob
 /// second: nothing anywhere was reconciled and `/readyz` never turned ready.
 #[tokio::test]
 async fn one_unreadable_object_stops_nothing() {
-    let mut env = Env::start().await;
-    let run = unique_suffix();
-    let bad = env.namespace("hostile-bad", &BTreeMap::new()).await;
-    let good = env.namespace("hostile-good", &BTreeMap::new()).await;
+    let mut env = Env::start_alone().await;
+    let run = env.run.clone();
+    let bad = env.namespace("hostile-bad").await;
+    let good = env.namespace("hostile-good").await;
     install_permissive_crds(&env.client).await;
     let template = format!("hostile-{run}");
     create_when_admitted::<NamespaceIsolation>(&env, &unreadable_shop(&bad)).await;
@@ -329,7 +178,7 @@ async fn one_unreadable_object_stops_nothing() {
     );
     let template_ready = eventually(LIMIT, || async {
         let found = templates.get_opt(&template).await.ok()??;
-        ready_of(&found.data).filter(|(reason, _)| reason == "InvalidSpec")
+        raw_ready(&found.data).filter(|(reason, _)| reason == "InvalidSpec")
     })
     .await
     .expect("the unreadable template reports InvalidSpec");
@@ -342,10 +191,7 @@ async fn one_unreadable_object_stops_nothing() {
     );
     // `/readyz` tells the truth: every cache of both controllers synced (it polls them).
     let ready = eventually(Duration::from_secs(10), || async {
-        env.controllers
-            .iter()
-            .all(RunningController::is_ready)
-            .then_some(())
+        env.controllers_ready().then_some(())
     })
     .await;
     assert!(ready.is_some(), "the operator never turned ready");
@@ -485,8 +331,8 @@ const DENY: &str = "shop-default-deny";
 /// 99% of the time); the longest interval must now stay under a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tenant_fighting_the_operator_never_holds_the_deny_open() {
-    let mut env = Env::start().await;
-    let namespace = env.namespace("hostile-fight", &BTreeMap::new()).await;
+    let mut env = Env::start_alone().await;
+    let namespace = env.namespace("hostile-fight").await;
     env.create_raw::<NamespaceIsolation>(&shop(&namespace))
         .await
         .expect("created");
@@ -559,8 +405,8 @@ async fn a_tenant_fighting_the_operator_never_holds_the_deny_open() {
 /// default deny, the namespace stayed open.
 #[tokio::test]
 async fn removing_the_label_does_not_disown_a_policy() {
-    let mut env = Env::start().await;
-    let namespace = env.namespace("hostile-label", &BTreeMap::new()).await;
+    let mut env = Env::start_alone().await;
+    let namespace = env.namespace("hostile-label").await;
     env.create_raw::<NamespaceIsolation>(&shop(&namespace))
         .await
         .expect("created");
@@ -633,7 +479,7 @@ fn admission_manifests(run: &str, operator: &str) -> Vec<Value> {
             if object["kind"] == "ValidatingAdmissionPolicyBinding" {
                 object["spec"]["policyName"] = json!(name);
                 object["spec"]["matchResources"] = json!({
-                    "namespaceSelector": {"matchLabels": {"netfence.io/e2e-run": run}},
+                    "namespaceSelector": {"matchLabels": {RUN_LABEL: run}},
                 });
             }
             object
@@ -677,6 +523,15 @@ fn refused<T: std::fmt::Debug>(what: &str, attempt: kube::Result<T>) -> String {
     }
 }
 
+/// Wait until netfence has closed the policy `name` again.
+async fn wait_closed(policies: &Api<NetworkPolicy>, name: &str) {
+    let closed = eventually(LIMIT, || async {
+        policies.get(name).await.ok().filter(is_closed).map(|_| ())
+    })
+    .await;
+    assert!(closed.is_some(), "netfence never closed {name} again");
+}
+
 /// What a tenant with `edit` may and may not do to the policies of `namespace`.
 async fn check_the_tenant(tenant: &Client, namespace: &str) {
     let policies: Api<NetworkPolicy> = Api::namespaced(tenant.clone(), namespace);
@@ -689,8 +544,8 @@ async fn check_the_tenant(tenant: &Client, namespace: &str) {
         {
             Err(kube::Error::Api(status)) => Some(status.message),
             Ok(_) => {
-                // Let netfence restore it before the next try.
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Not loaded yet: let netfence restore the deny before the next try.
+                wait_closed(&policies, DENY).await;
                 None
             }
             Err(other) => panic!("{other}"),
@@ -833,7 +688,7 @@ async fn tenant_namespaces(
         ("hostile-orphan", "Orphan"),
         ("hostile-keep", "KeepDefaultDeny"),
     ] {
-        let namespace = env.namespace(prefix, labels).await;
+        let namespace = env.namespace_labelled(prefix, labels).await;
         netfence_e2e::apply_object(
             &env.client,
             &json!({
@@ -871,9 +726,9 @@ async fn generated_policies_are_tamper_proof() {
         );
         return;
     }
-    let mut env = Env::start().await;
-    let run = unique_suffix();
-    let labels: BTreeMap<String, String> = [("netfence.io/e2e-run".to_owned(), run.clone())].into();
+    let mut env = Env::start_alone().await;
+    let run = env.run.clone();
+    let labels: BTreeMap<String, String> = [(RUN_LABEL.to_owned(), run.clone())].into();
     let operator = env.cluster.operator_username().expect("a real cluster");
     let manifests = admission_manifests(&run, &operator);
     for manifest in &manifests {

@@ -39,12 +39,6 @@ async fn start() -> Env {
 trait TemplateEnv {
     async fn netfence_writes(&self) -> (BTreeMap<String, Vec<String>>, usize);
     fn template(&self, name: &str) -> Value;
-    async fn wait_template(
-        &self,
-        name: &str,
-        what: &str,
-        check: impl Fn(&IsolationTemplate) -> bool,
-    ) -> IsolationTemplate;
     async fn wait_invalid(&self, name: &str, field: &str) -> IsolationTemplate;
     async fn wait_generated(&self, namespace: &str, policies: usize) -> NamespaceIsolation;
     async fn wait_flow_port(&self, namespace: &str, port: u16);
@@ -92,16 +86,6 @@ impl TemplateEnv for Env {
                 },
             },
         })
-    }
-
-    /// Wait until the template's status describes its generation and `check` holds on it.
-    async fn wait_template(
-        &self,
-        name: &str,
-        what: &str,
-        check: impl Fn(&IsolationTemplate) -> bool,
-    ) -> IsolationTemplate {
-        netfence_e2e::wait_template(&self.templates(), LIMIT, name, what, check).await
     }
 
     /// Wait until the template's status is InvalidSpec with a message that names `field`.

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netfence_core::{ValidatedIsolation, manifests, render};
+use netfence_core::{ValidatedIsolation, manifests, render, testing};
 use netfence_crd::NamespaceIsolation;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -180,107 +180,6 @@ fn overlapping_and_impossible_tiers_are_warned_about() {
     );
 }
 
-fn port() -> impl Strategy<Value = Value> {
-    prop::sample::select(vec![
-        json!({"port": 80}),
-        json!({"port": 8080, "protocol": "TCP"}),
-        json!({"port": 53, "protocol": "UDP"}),
-        json!({"port": 9000, "endPort": 9002}),
-        json!({"port": "http"}),
-        json!({"port": "metrics", "protocol": "TCP"}),
-        json!({"port": 5000, "protocol": "SCTP"}),
-    ])
-}
-
-fn ports() -> impl Strategy<Value = Option<Value>> {
-    prop::option::weighted(
-        0.8,
-        prop::collection::vec(port(), 1..3).prop_map(Value::from),
-    )
-}
-
-fn tier_selector(index: usize) -> impl Strategy<Value = Value> {
-    prop_oneof![
-        4 => Just(json!({"matchLabels": {"tier": format!("t{index}")}})),
-        1 => Just(json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": [format!("t{index}"), "shared"]}]})),
-        1 => Just(json!({"matchLabels": {"app": "x"}})),
-        1 => Just(json!({"matchExpressions": [{"key": "canary", "operator": "DoesNotExist"}, {"key": "tier", "operator": "NotIn", "values": ["t0"]}]})),
-    ]
-}
-
-fn shared_service(index: usize, tiers: usize) -> impl Strategy<Value = Value> {
-    (
-        prop::sample::select(vec!["Ingress", "Egress"]),
-        prop_oneof![
-            Just(json!({"namespace": "ingress-nginx"})),
-            Just(json!({"namespace": "monitoring", "podSelector": {"matchLabels": {"app": "prometheus"}}})),
-            Just(json!({"namespaceSelector": {"matchLabels": {"team": "platform"}}})),
-            Just(json!({"namespaceSelector": {}, "podSelector": {"matchExpressions": [{"key": "role", "operator": "In", "values": ["client"]}]}})),
-            Just(json!({"ipBlock": {"cidr": "203.0.113.0/24", "except": ["203.0.113.0/28"]}})),
-            Just(json!({"ipBlock": {"cidr": "10.0.0.0/8"}})),
-        ],
-        prop::option::of(prop::sample::subsequence((0..tiers).collect::<Vec<_>>(), 1..=tiers.max(1))),
-        ports(),
-    )
-        .prop_map(move |(direction, peer, tiers, ports)| {
-            let mut service = peer;
-            service["name"] = json!(format!("s{index}"));
-            service["direction"] = json!(direction);
-            if let Some(tiers) = tiers {
-                service["tiers"] = json!(tiers.iter().map(|tier| format!("t{tier}")).collect::<Vec<_>>());
-            }
-            if let Some(ports) = ports {
-                service["ports"] = ports;
-            }
-            service
-        })
-}
-
-fn spec() -> impl Strategy<Value = Value> {
-    (1usize..4).prop_flat_map(|tiers| {
-        (
-            (0..tiers).map(tier_selector).collect::<Vec<_>>(),
-            prop::collection::vec((0..tiers, 0..tiers, ports()), 0..4),
-            prop::sample::select(vec![vec!["Ingress", "Egress"], vec!["Ingress"], vec!["Egress"]]),
-            prop::sample::select(vec!["Deny", "Allow"]),
-            prop_oneof![
-                Just(json!({})),
-                Just(json!({"enabled": false})),
-                Just(json!({"namespace": "dns-system", "ipBlocks": [{"cidr": "169.254.20.10/32"}]})),
-            ],
-            (0usize..3).prop_flat_map(move |count| (0..count).map(|index| shared_service(index, tiers)).collect::<Vec<_>>()),
-        )
-            .prop_map(|(selectors, flows, isolate, same_namespace, dns, services)| {
-                let tiers: Vec<Value> = selectors
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, selector)| json!({"name": format!("t{index}"), "podSelector": selector}))
-                    .collect();
-                let flows: Vec<Value> = flows
-                    .into_iter()
-                    .map(|(from, to, ports)| {
-                        let mut flow = json!({"from": format!("t{from}"), "to": format!("t{to}")});
-                        if let Some(ports) = ports {
-                            flow["ports"] = ports;
-                        }
-                        flow
-                    })
-                    .collect();
-                // A shared service must go in an isolated direction.
-                let services: Vec<Value> = services
-                    .into_iter()
-                    .filter(|service| isolate.contains(&service["direction"].as_str().unwrap_or_default()))
-                    .collect();
-                json!({
-                    "apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation",
-                    "metadata": {"name": "random", "namespace": "team"},
-                    "spec": {"isolate": isolate, "sameNamespace": same_namespace, "dns": dns,
-                             "tiers": tiers, "flows": flows, "sharedServices": services},
-                })
-            })
-    })
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
@@ -288,11 +187,12 @@ proptest! {
     /// than the spec declares (or the proof misreads one of them): the printed proof names the
     /// differing connections.
     #[test]
-    fn rendered_policies_prove_random_specs(value in spec()) {
+    fn rendered_policies_prove_random_specs(spec in testing::spec()) {
+        // Through JSON, as a manifest reaches `netfence verify`.
+        let value = serde_json::to_value(testing::resource("random", "team", spec)).expect("serializes");
         let resource: NamespaceIsolation = manifests::typed(&value).expect("NamespaceIsolation");
-        let isolation = ValidatedIsolation::try_from(&resource);
-        prop_assume!(isolation.is_ok(), "invalid spec: {:?}", isolation.err());
-        let isolation = isolation.expect("checked");
+        let isolation = ValidatedIsolation::try_from(&resource)
+            .map_err(|errors| TestCaseError::fail(format!("generator made an invalid spec: {errors}")))?;
         let proof = prove(&isolation, &render::network_policies(&isolation)).expect("proof runs");
         prop_assert!(proof.holds(), "{}\n{}", serde_json::to_string(&value).unwrap_or_default(), report(&proof));
     }
