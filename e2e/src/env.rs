@@ -22,7 +22,7 @@ use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, ListParams, PostParams},
 };
-use netfence::{controller, metrics::Metrics};
+use netfence_controller::{self as controller, metrics::Metrics};
 use netfence_crd::{IsolationTemplate, NamespaceIsolation};
 use serde_json::Value;
 
