@@ -10,7 +10,7 @@
 //! first write a reconcile reads its resource back: one that is gone or being deleted gets no
 //! write at all (see [`Liveness`]).
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use tracing::Instrument;
 
@@ -825,9 +825,11 @@ async fn finalize(
             let name = policy.metadata.name.clone().unwrap_or_default();
             let kept = match resource.spec.deletion_policy {
                 DeletionPolicy::Orphan => true,
-                DeletionPolicy::KeepDefaultDeny => {
-                    role_of(&resource.name_any(), &name).is_some_and(|role| role.fails_closed())
-                }
+                DeletionPolicy::KeepDefaultDeny => render::fails_closed(
+                    &resource.name_any(),
+                    &name,
+                    policy.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+                ),
                 DeletionPolicy::Delete => false,
             };
             let result = if kept {
@@ -883,24 +885,6 @@ fn orphan_patch(policy: &NetworkPolicy, uid: &str) -> Option<json_patch::Patch> 
         {"op": "remove", "path": format!("/metadata/ownerReferences/{index}")},
     ]))
     .ok()
-}
-
-/// The role of a policy from its name, for a resource named `resource`.
-fn role_of(resource: &str, policy: &str) -> Option<PolicyRole> {
-    let suffix = policy.strip_prefix(resource)?.strip_prefix('-')?;
-    match suffix {
-        "default-deny" => Some(PolicyRole::DefaultDeny),
-        "allow-dns" => Some(PolicyRole::AllowDns),
-        "same-namespace" => Some(PolicyRole::SameNamespace),
-        other => other
-            .strip_prefix("tier-")
-            .map(|tier| PolicyRole::Tier(tier.to_owned()))
-            .or_else(|| {
-                other
-                    .strip_prefix("shared-")
-                    .map(|name| PolicyRole::Shared(name.to_owned()))
-            }),
-    }
 }
 
 /// An error and its causes as one sentence, for a status message or an Event: each cause

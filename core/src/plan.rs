@@ -25,7 +25,11 @@
 
 use std::{borrow::Borrow, collections::BTreeMap};
 
-use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
+use k8s_openapi::{
+    api::networking::v1::{NetworkPolicy, NetworkPolicySpec},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use netfence_crd::NamespaceIsolationStatus;
 
 use crate::meta::{ISOLATION_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 
@@ -72,12 +76,82 @@ impl Plan {
 /// garbage collector deletes a policy whose owner is gone, so the reference is netfence's own.
 #[must_use]
 pub fn is_owned_by(policy: &NetworkPolicy, owner_uid: &str) -> bool {
-    policy
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|owner| owner.uid == owner_uid && owner.controller == Some(true))
+    crate::meta::is_controlled_by(&policy.metadata, owner_uid)
+}
+
+/// Conflicts: of the `creating` names (objects a reconcile is about to create, because its cache
+/// holds none of them), those that an object not controlled by `owner_uid` already holds, by
+/// what the API server answered (`found`: the metadata of the objects of that namespace, by
+/// name). The caches hold only what netfence labels, or lag behind: netfence never takes over
+/// a hand-written object, so these are reported and never written. Both controllers decide
+/// with this one function (policies of a NamespaceIsolation, NamespaceIsolations of a template).
+#[must_use]
+pub fn taken<'a>(
+    creating: impl IntoIterator<Item = &'a str>,
+    found: &BTreeMap<String, ObjectMeta>,
+    owner_uid: &str,
+) -> Vec<String> {
+    creating
+        .into_iter()
+        .filter(|name| {
+            found
+                .get(*name)
+                .is_some_and(|meta| !crate::meta::is_controlled_by(meta, owner_uid))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The applies of `plan` that may go out once `taken` names are known to be held by others, and
+/// the conflicts to report. The applies keep their order; a taken name is skipped, and when the
+/// default deny (`deny`) is taken nothing from there on goes out: netfence's allows never go out
+/// without netfence's deny (the deny renders first, so then nothing goes out at all).
+#[must_use]
+pub fn without_taken<'a>(
+    plan: &'a Plan,
+    taken: &[String],
+    deny: &str,
+) -> (Vec<&'a (ApplyReason, NetworkPolicy)>, Vec<String>) {
+    let mut applies = Vec::new();
+    let mut conflicts = Vec::new();
+    for apply in &plan.apply {
+        let name = apply.1.metadata.name.as_deref().unwrap_or_default();
+        if apply.0 == ApplyReason::Missing && taken.iter().any(|taken| taken == name) {
+            conflicts.push(name.to_owned());
+            if name == deny {
+                return (Vec::new(), conflicts);
+            }
+            continue;
+        }
+        applies.push(apply);
+    }
+    (applies, conflicts)
+}
+
+/// Drift: whether writing the policy `name` for `reason` corrects drift rather than carrying out
+/// a spec change. It does when the resource's status says this generation was already
+/// reconciled, and the policy was then in place: changed since (`Drifted`), or deleted since
+/// (`Missing`, and the status listed it). An adoption is never drift.
+#[must_use]
+pub fn is_drift(
+    status: Option<&NamespaceIsolationStatus>,
+    generation: Option<i64>,
+    reason: ApplyReason,
+    name: &str,
+) -> bool {
+    let Some(status) = status else {
+        return false;
+    };
+    let reconciled = status.observed_generation == generation
+        && status.conditions.iter().any(|condition| {
+            condition.type_ == crate::status::READY && condition.reason == "Reconciled"
+        });
+    reconciled
+        && match reason {
+            ApplyReason::Drifted => true,
+            ApplyReason::Missing => status.policies.iter().any(|policy| policy == name),
+            ApplyReason::Adopted => false,
+        }
 }
 
 /// Compare rendered policies with the policies observed in the resource's namespace (owned or
@@ -464,5 +538,145 @@ mod tests {
             assert_eq!(plan.conflicts, ["shop-default-deny"]);
             assert!(plan.apply.is_empty() && plan.pending.is_empty());
         }
+    }
+
+    fn metadata(owner_uid: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            owner_references: owner_uid.map(|uid| vec![render::owner_reference("shop", uid)]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// Conflicts: a name the API server shows held by an object this resource does not control
+    /// (hand-written, no owner, or another owner) is taken; its own, or a name nobody holds, is
+    /// free. A merely labelled policy is not this resource's.
+    #[test]
+    fn names_held_by_others_are_taken() {
+        let mut labelled = metadata(None);
+        labelled.labels = Some(render::labels("shop", &render::PolicyRole::DefaultDeny));
+        let found: BTreeMap<String, ObjectMeta> = [
+            ("mine".to_owned(), metadata(Some(UID))),
+            ("hand-written".to_owned(), metadata(None)),
+            ("other-owner".to_owned(), metadata(Some("other"))),
+            ("labelled".to_owned(), labelled),
+        ]
+        .into();
+        let taken = taken(
+            ["mine", "hand-written", "other-owner", "labelled", "free"],
+            &found,
+            UID,
+        );
+        assert_eq!(taken, ["hand-written", "other-owner", "labelled"]);
+    }
+
+    /// A taken tier name is skipped and reported while the rest goes out; a taken default deny
+    /// stops everything (no allow without the deny). Only creations are checked: an update or an
+    /// adoption is of a policy the plan already saw.
+    #[test]
+    fn a_taken_deny_stops_every_write() {
+        let plan = plan::<NetworkPolicy>(&desired(), &[], UID);
+        let name = |index: usize| {
+            plan.apply[index]
+                .1
+                .metadata
+                .name
+                .clone()
+                .unwrap_or_default()
+        };
+        let deny = name(0);
+        assert_eq!(deny, "shop-default-deny");
+
+        let (applies, conflicts) = without_taken(&plan, &[name(2)], &deny);
+        assert_eq!(conflicts, [name(2)]);
+        assert_eq!(applies.len(), plan.apply.len() - 1);
+        assert!(
+            applies
+                .iter()
+                .all(|(_, policy)| policy.metadata.name != Some(name(2)))
+        );
+
+        let (applies, conflicts) = without_taken(&plan, &[name(2), deny.clone()], &deny);
+        assert!(applies.is_empty());
+        assert_eq!(conflicts, std::slice::from_ref(&deny));
+
+        let mut drifted = plan.clone();
+        drifted.apply[0].0 = ApplyReason::Drifted;
+        let (applies, conflicts) = without_taken(&drifted, std::slice::from_ref(&deny), &deny);
+        assert_eq!(applies.len(), plan.apply.len());
+        assert!(conflicts.is_empty());
+    }
+
+    fn reconciled(generation: i64, policies: &[&str]) -> NamespaceIsolationStatus {
+        crate::status::status(
+            &crate::status::Outcome::Reconciled {
+                policies: policies.iter().map(|name| (*name).to_owned()).collect(),
+            },
+            Some(generation),
+            None,
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+        )
+    }
+
+    /// Drift is a change to a policy of a generation already reconciled: an edit, or the deletion
+    /// of a policy the status listed. A new spec, a policy new to the spec, a status that is not
+    /// Reconciled, and an adoption are not drift (no DriftCorrected Event, no drift counter).
+    #[test]
+    fn drift_is_a_change_after_reconciling_this_generation() {
+        let status = reconciled(3, &["shop-default-deny"]);
+        assert!(is_drift(
+            Some(&status),
+            Some(3),
+            ApplyReason::Drifted,
+            "shop-tier-api"
+        ));
+        assert!(is_drift(
+            Some(&status),
+            Some(3),
+            ApplyReason::Missing,
+            "shop-default-deny"
+        ));
+        assert!(!is_drift(
+            Some(&status),
+            Some(3),
+            ApplyReason::Missing,
+            "shop-tier-api"
+        ));
+        assert!(!is_drift(
+            Some(&status),
+            Some(3),
+            ApplyReason::Adopted,
+            "shop-default-deny"
+        ));
+        assert!(!is_drift(
+            Some(&status),
+            Some(4),
+            ApplyReason::Drifted,
+            "shop-default-deny"
+        ));
+        assert!(!is_drift(
+            None,
+            Some(3),
+            ApplyReason::Drifted,
+            "shop-default-deny"
+        ));
+        let failed = crate::status::status(
+            &crate::status::Outcome::ApplyFailed {
+                message: "refused".to_owned(),
+                policies: vec!["shop-default-deny".to_owned()],
+            },
+            Some(3),
+            None,
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+        );
+        assert!(!is_drift(
+            Some(&failed),
+            Some(3),
+            ApplyReason::Drifted,
+            "shop-default-deny"
+        ));
     }
 }

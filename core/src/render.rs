@@ -31,10 +31,13 @@ use netfence_crd::{
     isolation::{Direction, SameNamespace},
 };
 
-use crate::meta::{ISOLATION_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::meta::{
+    ISOLATION_LABEL, MANAGED_BY, MANAGED_BY_LABEL, ROLE_LABEL, SHARED_SERVICE_LABEL, TIER_LABEL,
+};
 use crate::validate::{Peer, PortValue, Ports, ValidPort, ValidatedIsolation};
 
-/// What a generated policy is for; its name is `<resource>-<suffix>`.
+/// What a generated policy is for; its name is `<resource>-<suffix>`, and its labels say it
+/// ([`PolicyRole::labels`], read back by [`PolicyRole::from_labels`]).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PolicyRole {
     /// `<resource>-default-deny`.
@@ -59,6 +62,46 @@ impl PolicyRole {
             PolicyRole::SameNamespace => format!("{resource}-same-namespace"),
             PolicyRole::Tier(tier) => format!("{resource}-tier-{tier}"),
             PolicyRole::Shared(name) => format!("{resource}-shared-{name}"),
+        }
+    }
+
+    /// The value of [`ROLE_LABEL`] for this role.
+    #[must_use]
+    pub fn label_value(&self) -> &'static str {
+        match self {
+            PolicyRole::DefaultDeny => "default-deny",
+            PolicyRole::AllowDns => "allow-dns",
+            PolicyRole::SameNamespace => "same-namespace",
+            PolicyRole::Tier(_) => "tier",
+            PolicyRole::Shared(_) => "shared",
+        }
+    }
+
+    /// The labels that carry this role on its policy: [`ROLE_LABEL`], and for a tier or a shared
+    /// service its name under [`TIER_LABEL`] or [`SHARED_SERVICE_LABEL`] (a tier name may be 63
+    /// characters, the most a label value holds, so it never shares a value with the role).
+    #[must_use]
+    pub fn labels(&self) -> Vec<(&'static str, String)> {
+        let mut labels = vec![(ROLE_LABEL, self.label_value().to_owned())];
+        match self {
+            PolicyRole::Tier(tier) => labels.push((TIER_LABEL, tier.clone())),
+            PolicyRole::Shared(name) => labels.push((SHARED_SERVICE_LABEL, name.clone())),
+            PolicyRole::DefaultDeny | PolicyRole::AllowDns | PolicyRole::SameNamespace => {}
+        }
+        labels
+    }
+
+    /// The role that a policy's labels carry, if they carry one whole.
+    #[must_use]
+    pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<PolicyRole> {
+        let named = |key: &str| labels.get(key).cloned();
+        match labels.get(ROLE_LABEL)?.as_str() {
+            "default-deny" => Some(PolicyRole::DefaultDeny),
+            "allow-dns" => Some(PolicyRole::AllowDns),
+            "same-namespace" => Some(PolicyRole::SameNamespace),
+            "tier" => named(TIER_LABEL).map(PolicyRole::Tier),
+            "shared" => named(SHARED_SERVICE_LABEL).map(PolicyRole::Shared),
+            _ => None,
         }
     }
 
@@ -180,14 +223,36 @@ pub fn roles_and_policies(isolation: &ValidatedIsolation) -> Vec<(PolicyRole, Ne
         .collect()
 }
 
-/// The labels of every policy generated for the resource named `resource`.
+/// The labels of the policy with `role` generated for the resource named `resource`: managed-by,
+/// the resource's name, and the role.
 #[must_use]
-pub fn labels(resource: &str) -> BTreeMap<String, String> {
-    [
+pub fn labels(resource: &str, role: &PolicyRole) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = [
         (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
         (ISOLATION_LABEL.to_owned(), resource.to_owned()),
     ]
-    .into()
+    .into();
+    labels.extend(
+        role.labels()
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value)),
+    );
+    labels
+}
+
+/// Whether the policy named `name` with `labels`, of the resource named `resource`, is one that
+/// `deletionPolicy: KeepDefaultDeny` keeps (the default deny or the DNS allow). The role is read
+/// from the labels netfence writes; a policy that carries none (a tenant stripped them, or an
+/// older netfence wrote it) is kept when its name is the one the default deny or the DNS allow
+/// renders to: the deny never goes to the garbage collector for want of a label.
+#[must_use]
+pub fn fails_closed(resource: &str, name: &str, labels: &BTreeMap<String, String>) -> bool {
+    match PolicyRole::from_labels(labels) {
+        Some(role) => role.fails_closed(),
+        None => [PolicyRole::DefaultDeny, PolicyRole::AllowDns]
+            .iter()
+            .any(|role| role.policy_name(resource) == name),
+    }
 }
 
 /// The controller owner reference to a NamespaceIsolation with this name and UID.
@@ -207,7 +272,7 @@ fn metadata(isolation: &ValidatedIsolation, role: &PolicyRole) -> ObjectMeta {
     ObjectMeta {
         name: Some(role.policy_name(isolation.name())),
         namespace: isolation.namespace().map(str::to_owned),
-        labels: Some(labels(isolation.name())),
+        labels: Some(labels(isolation.name(), role)),
         owner_references: isolation
             .uid()
             .map(|uid| vec![owner_reference(isolation.name(), uid)]),
@@ -366,4 +431,63 @@ fn merge_by_ports(
             (peers, ports)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every role reads back from the labels it writes: the deletion policy keeps the right
+    /// policies whatever their names look like.
+    #[test]
+    fn roles_read_back_from_their_labels() {
+        let long_tier = "t".repeat(63);
+        for role in [
+            PolicyRole::DefaultDeny,
+            PolicyRole::AllowDns,
+            PolicyRole::SameNamespace,
+            PolicyRole::Tier(long_tier.clone()),
+            PolicyRole::Shared("metrics".to_owned()),
+        ] {
+            let labels = labels("shop", &role);
+            assert_eq!(PolicyRole::from_labels(&labels), Some(role.clone()));
+            assert!(labels.values().all(|value| value.len() <= 63), "{labels:?}");
+        }
+        assert_eq!(
+            labels("shop", &PolicyRole::Tier("api".to_owned())),
+            BTreeMap::from([
+                (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+                (ISOLATION_LABEL.to_owned(), "shop".to_owned()),
+                (ROLE_LABEL.to_owned(), "tier".to_owned()),
+                (TIER_LABEL.to_owned(), "api".to_owned()),
+            ])
+        );
+    }
+
+    /// A tier named like a role does not pass for one: the role is a label of its own.
+    #[test]
+    fn a_tier_named_default_deny_is_a_tier() {
+        let role = PolicyRole::Tier("default-deny".to_owned());
+        let labels = labels("shop", &role);
+        assert!(!fails_closed("shop", &role.policy_name("shop"), &labels));
+        assert!(fails_closed(
+            "shop",
+            "anything",
+            &super::labels("shop", &PolicyRole::AllowDns)
+        ));
+    }
+
+    /// A policy whose role labels a tenant stripped is kept under KeepDefaultDeny only when it is
+    /// the default deny or the DNS allow by its rendered name; a role label without its name
+    /// carries no role.
+    #[test]
+    fn a_policy_without_role_labels_falls_back_to_its_rendered_name() {
+        let none = BTreeMap::new();
+        assert!(fails_closed("shop", "shop-default-deny", &none));
+        assert!(fails_closed("shop", "shop-allow-dns", &none));
+        assert!(!fails_closed("shop", "shop-tier-api", &none));
+        assert!(!fails_closed("shop", "shop-same-namespace", &none));
+        let half: BTreeMap<String, String> = [(ROLE_LABEL.to_owned(), "tier".to_owned())].into();
+        assert_eq!(PolicyRole::from_labels(&half), None);
+    }
 }

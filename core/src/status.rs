@@ -1,11 +1,19 @@
-//! Status: the outcome of a reconcile in, the NamespaceIsolation's status out (pure). Follows the
-//! API conventions and kstatus: `observedGeneration`, one `Ready` condition whose
-//! `lastTransitionTime` moves only when its status changes.
+//! Status: the outcome of a reconcile in, the status of its NamespaceIsolation or
+//! IsolationTemplate out (pure). Follows the API conventions and kstatus: `observedGeneration`,
+//! one `Ready` condition whose `lastTransitionTime` moves only when its status changes.
+//!
+//! ```text
+//! Outcome         + previous status + now -> NamespaceIsolationStatus
+//! TemplateOutcome + previous status + now -> IsolationTemplateStatus
+//! ```
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use netfence_crd::{NamespaceIsolationStatus, isolation::PlannedChanges};
+use netfence_crd::{IsolationTemplateStatus, NamespaceIsolationStatus, isolation::PlannedChanges};
 
-use crate::validate::ValidationErrors;
+use crate::{
+    template::{NotReady, TemplatePlan},
+    validate::{ValidatedTemplate, ValidationErrors},
+};
 
 /// The type of the one condition netfence writes.
 pub const READY: &str = "Ready";
@@ -132,6 +140,153 @@ fn sorted(planned: &PlannedChanges) -> PlannedChanges {
     planned
 }
 
+/// One sentence per rendered policy whose name a policy this resource does not own holds; the
+/// default deny's (`deny`) says that nothing is written.
+#[must_use]
+pub fn taken_message(conflicts: &[String], deny: &str) -> String {
+    conflicts
+        .iter()
+        .map(|name| {
+            if name == deny {
+                format!(
+                    "NetworkPolicy {name} exists and is not this resource's, so none of its policies is written (no allow goes out without its default deny): delete or rename it"
+                )
+            } else {
+                format!(
+                    "NetworkPolicy {name} exists and is not this resource's, and netfence never overwrites it: delete or rename it"
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What a template reconcile ended with.
+#[derive(Clone, Debug)]
+pub enum TemplateOutcome<'a> {
+    /// Every matched namespace holds the generated resource (or reports a conflict); some of
+    /// those resources may report that they cannot apply.
+    Done {
+        /// The valid template.
+        template: &'a ValidatedTemplate,
+        /// The plan carried out, with the conflicts found on the way.
+        plan: &'a TemplatePlan,
+        /// The generated resources that say they cannot do their job.
+        not_ready: &'a [NotReady],
+    },
+    /// The spec is invalid: nothing generated or changed.
+    InvalidSpec(&'a ValidationErrors),
+    /// Writes failed; they are retried.
+    ApplyFailed {
+        /// The valid template.
+        template: &'a ValidatedTemplate,
+        /// The plan, with the conflicts found on the way.
+        plan: &'a TemplatePlan,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// How many not-Ready namespaces a template's message names before it counts the rest.
+const NAMED_NOT_READY: usize = 5;
+
+/// The status of a template at `generation` for `outcome`, keeping the previous transition time
+/// when Ready did not flip. The selector shown is the validated template's parsed one; an invalid
+/// template keeps what it reported last (selector, matched namespaces, conflicts): nothing
+/// changed.
+#[must_use]
+pub fn template_status(
+    outcome: &TemplateOutcome<'_>,
+    generation: Option<i64>,
+    previous: Option<&IsolationTemplateStatus>,
+    now: Time,
+) -> IsolationTemplateStatus {
+    let (selector, matched, conflicts) = match outcome {
+        TemplateOutcome::Done { template, plan, .. }
+        | TemplateOutcome::ApplyFailed { template, plan, .. } => (
+            Some(template.namespace_selector().to_string()),
+            Some(i32::try_from(plan.matched.len()).unwrap_or(i32::MAX)),
+            plan.conflicts.clone(),
+        ),
+        TemplateOutcome::InvalidSpec(_) => (
+            previous.and_then(|status| status.selector.clone()),
+            previous.and_then(|status| status.matched_namespaces),
+            previous
+                .map(|status| status.conflicts.clone())
+                .unwrap_or_default(),
+        ),
+    };
+    let (ready, reason, message) = match outcome {
+        TemplateOutcome::Done {
+            plan, not_ready, ..
+        } if plan.conflicts.is_empty() && not_ready.is_empty() => (
+            "True",
+            "Reconciled",
+            format!(
+                "{} namespace(s) hold the generated NamespaceIsolation",
+                plan.matched.len()
+            ),
+        ),
+        TemplateOutcome::Done {
+            template,
+            plan,
+            not_ready,
+        } if plan.conflicts.is_empty() => (
+            "False",
+            "IsolationNotReady",
+            not_ready_message(template.isolation_name(), plan, not_ready),
+        ),
+        TemplateOutcome::Done { plan, .. } => (
+            "False",
+            "Conflict",
+            format!(
+                "{} of {} matched namespace(s) hold a NamespaceIsolation this template does not own; see status.conflicts",
+                plan.conflicts.len(),
+                plan.matched.len()
+            ),
+        ),
+        TemplateOutcome::InvalidSpec(errors) => (
+            "False",
+            "InvalidSpec",
+            format!("{errors}; nothing is generated or changed until it is fixed"),
+        ),
+        TemplateOutcome::ApplyFailed { message, .. } => ("False", "ApplyFailed", message.clone()),
+    };
+    IsolationTemplateStatus {
+        observed_generation: generation,
+        conditions: vec![ready_condition(
+            previous.map_or(&[], |status| status.conditions.as_slice()),
+            ready,
+            reason,
+            message,
+            generation,
+            now,
+        )],
+        selector,
+        matched_namespaces: matched,
+        conflicts,
+    }
+}
+
+/// `NamespaceIsolation baseline is not Ready in 1 of 2 matched namespace(s): team-a (ApplyFailed:
+/// ...)`: the first few namespaces, each with its resource's reason and message.
+fn not_ready_message(name: &str, plan: &TemplatePlan, not_ready: &[NotReady]) -> String {
+    let mut listed: Vec<String> = not_ready
+        .iter()
+        .take(NAMED_NOT_READY)
+        .map(|entry| format!("{} ({}: {})", entry.namespace, entry.reason, entry.message))
+        .collect();
+    if not_ready.len() > NAMED_NOT_READY {
+        listed.push(format!("and {} more", not_ready.len() - NAMED_NOT_READY));
+    }
+    format!(
+        "NamespaceIsolation {name} is not Ready in {} of {} matched namespace(s): {}",
+        not_ready.len(),
+        plan.matched.len(),
+        listed.join("; ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +330,137 @@ mod tests {
         assert_eq!(bad.conditions[0].status, "False");
         assert_eq!(bad.conditions[0].last_transition_time, time(200));
         assert_eq!(bad.observed_generation, Some(2));
+    }
+
+    /// A name taken by a policy netfence does not own: one sentence each, and the default deny's
+    /// says that nothing is written.
+    #[test]
+    fn taken_names_get_one_sentence_each() {
+        let message = taken_message(
+            &["shop-default-deny".into(), "shop-tier-web".into()],
+            "shop-default-deny",
+        );
+        let sentences: Vec<&str> = message.split("; ").collect();
+        assert_eq!(sentences.len(), 2, "{message}");
+        assert!(sentences[0].starts_with("NetworkPolicy shop-default-deny exists"));
+        assert!(sentences[0].contains("none of its policies is written"));
+        assert!(sentences[1].starts_with("NetworkPolicy shop-tier-web exists"));
+    }
+
+    fn template(selector: &serde_json::Value) -> netfence_crd::IsolationTemplate {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "netfence.io/v1alpha1",
+            "kind": "IsolationTemplate",
+            "metadata": {"name": "baseline", "uid": "t1", "generation": 2},
+            "spec": {"namespaceSelector": selector, "isolationName": "team", "template": {"spec": {}}},
+        }))
+        .expect("template")
+    }
+
+    fn plan(matched: &[&str], conflicts: &[&str]) -> TemplatePlan {
+        TemplatePlan {
+            matched: matched.iter().map(|name| (*name).to_owned()).collect(),
+            conflicts: conflicts
+                .iter()
+                .map(|namespace| netfence_crd::template::TemplateConflict {
+                    namespace: (*namespace).to_owned(),
+                    reason: "taken".to_owned(),
+                })
+                .collect(),
+            ..TemplatePlan::default()
+        }
+    }
+
+    fn not_ready(count: usize) -> Vec<NotReady> {
+        (0..count)
+            .map(|index| NotReady {
+                namespace: format!("team-{index}"),
+                reason: "ApplyFailed".to_owned(),
+                message: "refused".to_owned(),
+            })
+            .collect()
+    }
+
+    /// Template status: Reconciled when every matched namespace holds a Ready resource;
+    /// IsolationNotReady naming at most five namespaces; Conflict before either; the selector is
+    /// the validated one, written in its canonical form.
+    #[test]
+    fn template_status_says_why_it_is_not_ready() {
+        let resource =
+            template(&serde_json::json!({"matchLabels": {"tier": "team", "env": "prod"}}));
+        let validated = ValidatedTemplate::try_from(&resource).expect("valid");
+        let done = |plan: &TemplatePlan, not_ready: &[NotReady]| {
+            template_status(
+                &TemplateOutcome::Done {
+                    template: &validated,
+                    plan,
+                    not_ready,
+                },
+                Some(2),
+                None,
+                time(100),
+            )
+        };
+        let ready = done(&plan(&["a", "b"], &[]), &[]);
+        assert_eq!(ready.conditions[0].reason, "Reconciled");
+        assert_eq!(ready.matched_namespaces, Some(2));
+        assert_eq!(ready.selector.as_deref(), Some("env=prod, tier=team"));
+        assert_eq!(ready.observed_generation, Some(2));
+
+        let seven = not_ready(7);
+        let waiting = done(&plan(&["a"], &[]), &seven);
+        assert_eq!(waiting.conditions[0].status, "False");
+        assert_eq!(waiting.conditions[0].reason, "IsolationNotReady");
+        let message = &waiting.conditions[0].message;
+        assert!(
+            message.starts_with("NamespaceIsolation team is not Ready in 7 of 1 matched"),
+            "{message}"
+        );
+        assert!(
+            message.contains("team-4 (ApplyFailed: refused)"),
+            "{message}"
+        );
+        assert!(!message.contains("team-5"), "{message}");
+        assert!(message.ends_with("and 2 more"), "{message}");
+
+        let conflicted = done(&plan(&["a", "b"], &["b"]), &seven);
+        assert_eq!(conflicted.conditions[0].reason, "Conflict");
+        assert_eq!(conflicted.conflicts.len(), 1);
+    }
+
+    /// An invalid template changes nothing it reported: the selector, matched namespaces and
+    /// conflicts stay as they were, only Ready says InvalidSpec.
+    #[test]
+    fn an_invalid_template_keeps_what_it_reported() {
+        let resource = template(&serde_json::json!({"matchLabels": {"tier": "team"}}));
+        let validated = ValidatedTemplate::try_from(&resource).expect("valid");
+        let before = template_status(
+            &TemplateOutcome::Done {
+                template: &validated,
+                plan: &plan(&["a", "b"], &["b"]),
+                not_ready: &[],
+            },
+            Some(2),
+            None,
+            time(100),
+        );
+        let invalid = template(&serde_json::json!({"matchLabels": {"tier": "no spaces allowed"}}));
+        let errors = ValidatedTemplate::try_from(&invalid).expect_err("invalid");
+        let after = template_status(
+            &TemplateOutcome::InvalidSpec(&errors),
+            Some(3),
+            Some(&before),
+            time(200),
+        );
+        assert_eq!(after.selector, before.selector);
+        assert_eq!(after.matched_namespaces, Some(2));
+        assert_eq!(after.conflicts, before.conflicts);
+        assert_eq!(after.conditions[0].reason, "InvalidSpec");
+        assert_eq!(
+            after.conditions[0].last_transition_time,
+            time(100),
+            "Ready was already False"
+        );
+        assert_eq!(after.observed_generation, Some(3));
     }
 }

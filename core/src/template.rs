@@ -170,12 +170,7 @@ pub fn generated(template: &ValidatedTemplate, namespace: &str) -> NamespaceIsol
 /// Whether `isolation` is controlled by the template with UID `uid`.
 #[must_use]
 pub fn is_generated_by(isolation: &NamespaceIsolation, uid: &str) -> bool {
-    isolation
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|owner| owner.uid == uid && owner.controller == Some(true))
+    crate::meta::is_controlled_by(&isolation.metadata, uid)
 }
 
 /// The template that controls `isolation`, by name, if one does.

@@ -693,21 +693,25 @@ async fn policies_never_inherit_gitops_labels_or_annotations() {
         .expect("list")
         .items
     {
-        let labels: BTreeSet<String> = policy
-            .metadata
-            .labels
-            .unwrap_or_default()
-            .into_keys()
-            .collect();
-        assert_eq!(
-            labels,
-            BTreeSet::from([
-                "app.kubernetes.io/managed-by".to_owned(),
-                "netfence.io/isolation".to_owned(),
-            ]),
-            "{:?}",
-            policy.metadata.name
-        );
+        let labels = policy.metadata.labels.unwrap_or_default();
+        // netfence's own labels, and nothing else: the role, and for a tier or a shared
+        // service the label that names it.
+        let mut expected = BTreeSet::from([
+            "app.kubernetes.io/managed-by".to_owned(),
+            "netfence.io/isolation".to_owned(),
+            "netfence.io/role".to_owned(),
+        ]);
+        match labels.get("netfence.io/role").map(String::as_str) {
+            Some("tier") => {
+                expected.insert("netfence.io/tier".to_owned());
+            }
+            Some("shared") => {
+                expected.insert("netfence.io/shared-service".to_owned());
+            }
+            _ => {}
+        }
+        let keys: BTreeSet<String> = labels.into_keys().collect();
+        assert_eq!(keys, expected, "{:?}", policy.metadata.name);
         assert!(
             policy.metadata.annotations.unwrap_or_default().is_empty(),
             "{:?}",
