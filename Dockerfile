@@ -17,8 +17,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p netfence --no-default-features \
     && cp target/release/netfence /usr/local/bin/netfence
-# The release profile keeps line tables for backtraces (133 MB); the image keeps the symbols,
-# so a panic still names its functions, and drops the debug sections (25 MB).
+# The release profile builds no debug info; the image keeps the symbols, so a panic still names
+# its functions, and drops any debug section the standard library brings.
 RUN strip --strip-debug /usr/local/bin/netfence
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -16,10 +16,10 @@ pub mod events;
 mod leader;
 pub mod metrics;
 mod reconcile;
+pub mod skeleton;
 mod template;
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -74,7 +74,7 @@ pub struct Context {
     /// What this controller wrote, so that its own writes trigger no reconcile.
     pub own_writes: OwnWrites,
     /// Consecutive failures per resource, for exponential backoff.
-    pub failures: std::sync::Mutex<HashMap<ObjectRef<NamespaceIsolation>, u32>>,
+    pub failures: skeleton::Failures<ObjectRef<NamespaceIsolation>>,
     /// The counters.
     pub metrics: Arc<Metrics>,
     /// Queues Events about the resources (published by a task of their own).
@@ -351,7 +351,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         isolations: isolation_reader.clone(),
         isolation_changes,
         own_writes,
-        failures: std::sync::Mutex::new(HashMap::new()),
+        failures: skeleton::Failures::default(),
         metrics,
         events: event_queue,
         permits: tokio::sync::Semaphore::new(usize::from(settings.concurrency.max(1))),
@@ -373,8 +373,8 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     let templates = (settings.templates && settings.namespace.is_none()).then(|| {
         prepare_templates(
             context.client.clone(),
+            context.events.clone(),
             settings.operator_namespace.clone(),
-            settings.instance.clone(),
             context.metrics.clone(),
         )
     });
@@ -545,48 +545,12 @@ where
     .await
 }
 
-/// Publish an Event about `regarding`, with `related` as its second object. A failure to publish
-/// is logged, never fatal: Events are for people, the status is the contract.
-async fn publish_event(
-    recorder: &Recorder,
-    regarding: &k8s_openapi::api::core::v1::ObjectReference,
-    type_: EventType,
-    reason: &str,
-    note: String,
-    related: Option<k8s_openapi::api::core::v1::ObjectReference>,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: related,
-    };
-    if let Err(error) = recorder.publish(&event, regarding).await {
-        tracing::warn!(%error, reason, "failed to publish an Event");
-    }
-}
-
-/// After a failure: retry with this resource's own exponential backoff. (`error_policy` is
-/// synchronous, so the failure count is raised in `reconcile` and only read here.)
+/// After a failure: retry with this resource's own exponential backoff (see [`skeleton`]).
 #[allow(clippy::needless_pass_by_value)] // the signature is kube's `Controller::run` contract
 fn error_policy(resource: Arc<NamespaceIsolation>, error: &Error, context: Arc<Context>) -> Action {
-    let failures = context
+    context
         .failures
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&ObjectRef::from(resource.as_ref()))
-        .copied()
-        .unwrap_or(1);
-    let delay = backoff(failures);
-    tracing::warn!(
-        namespace = resource.metadata.namespace.as_deref().unwrap_or_default(),
-        name = resource.metadata.name.as_deref().unwrap_or_default(),
-        %error,
-        retry_in = ?delay,
-        "reconcile failed"
-    );
-    Action::requeue(delay)
+        .error_policy(&ObjectRef::from(resource.as_ref()), error)
 }
 
 #[cfg(test)]

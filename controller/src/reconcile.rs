@@ -16,16 +16,12 @@ use tracing::Instrument;
 
 use k8s_openapi::{
     api::{core::v1::Namespace, networking::v1::NetworkPolicy},
-    apimachinery::pkg::apis::meta::v1::Time,
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
 };
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
-    runtime::{
-        controller::Action,
-        events::{Event, EventType},
-        reflector::ObjectRef,
-    },
+    runtime::{controller::Action, events::EventType, reflector::ObjectRef},
 };
 use netfence_core::{
     ValidatedIsolation,
@@ -105,10 +101,8 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// The label of the failure counter.
-    #[must_use]
-    pub fn metric_label(&self) -> &'static str {
+impl super::skeleton::ReconcileError for Error {
+    fn metric_label(&self) -> &'static str {
         match self {
             Error::Incomplete(_) => "incomplete",
             Error::Write { .. } => "policy_write",
@@ -141,20 +135,11 @@ pub async fn reconcile(
         .metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
-    let key = ObjectRef::from(resource.as_ref());
-    let mut failures = context
-        .failures
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    match &result {
-        Ok(_) => {
-            failures.remove(&key);
-        }
-        Err(error) => {
-            context.metrics.failed(error.metric_label());
-            *failures.entry(key).or_insert(0) += 1;
-        }
-    }
+    context.failures.record(
+        &ObjectRef::from(resource.as_ref()),
+        &result,
+        &context.metrics,
+    );
     result
 }
 
@@ -266,7 +251,7 @@ async fn reconcile_steps(
         Outcome::Reconciled { policies }
     } else {
         Outcome::ApplyFailed {
-            message: taken_message(&conflicts, &deny),
+            message: status::taken_message(&conflicts, &deny),
             policies,
         }
     };
@@ -361,25 +346,6 @@ fn existing_policies(observed: &[NetworkPolicy], uid: &str, written: &Written) -
     names.into_iter().collect()
 }
 
-/// One sentence per rendered policy whose name a policy this resource does not own holds.
-fn taken_message(conflicts: &[String], deny: &str) -> String {
-    conflicts
-        .iter()
-        .map(|name| {
-            if name == deny {
-                format!(
-                    "NetworkPolicy {name} exists and is not this resource's, so none of its policies is written (no allow goes out without its default deny): delete or rename it"
-                )
-            } else {
-                format!(
-                    "NetworkPolicy {name} exists and is not this resource's, and netfence never overwrites it: delete or rename it"
-                )
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 /// The policies of the namespace that carry the managed-by label, from the cache (no API call).
 /// [`plan::plan`] tells this resource's own from the others.
 fn observe(context: &Context, namespace: &str) -> Vec<NetworkPolicy> {
@@ -453,11 +419,18 @@ async fn apply_and_prune(
         .chain(plan.delete.iter().cloned())
         .collect();
     let tracked = context.policies.track(namespace, &names);
-    let taken = if plan
+    // Conflicts: a policy about to be created whose name an object this resource does not
+    // control already holds (the cache holds only what netfence labels). One metadata list of
+    // the namespace, only when something is to be created.
+    let creating: Vec<&str> = plan
         .apply
         .iter()
-        .any(|(reason, _)| *reason == ApplyReason::Missing)
-    {
+        .filter(|(reason, _)| *reason == ApplyReason::Missing)
+        .filter_map(|(_, policy)| policy.metadata.name.as_deref())
+        .collect();
+    let found: std::collections::BTreeMap<String, ObjectMeta> = if creating.is_empty() {
+        std::collections::BTreeMap::new()
+    } else {
         api.list_metadata(&ListParams::default())
             .await
             .map_err(|source| Error::List {
@@ -468,28 +441,20 @@ async fn apply_and_prune(
             .into_iter()
             .filter_map(|found| Some((found.metadata.name.clone()?, found.metadata)))
             .collect()
-    } else {
-        std::collections::HashMap::new()
     };
-    for (reason, policy) in &plan.apply {
-        let name = policy.metadata.name.clone().unwrap_or_default();
-        if *reason == ApplyReason::Missing
-            && let Some(existing) = taken.get(&name)
-        {
-            let existing = NetworkPolicy {
-                metadata: existing.clone(),
-                ..NetworkPolicy::default()
-            };
-            if !is_owned_by(&existing, uid) {
-                let is_deny = name == PolicyRole::DefaultDeny.policy_name(&resource.name_any());
-                done.conflicts.push(name);
-                if is_deny {
-                    // Fail closed: no allow without the deny (see reconcile_steps).
-                    return Ok(());
-                }
-                continue;
-            }
-        }
+    let taken = plan::taken(creating, &found, uid);
+    let deny = PolicyRole::DefaultDeny.policy_name(&resource.name_any());
+    // Fail closed: a taken default deny stops every write (see reconcile_steps).
+    let (writes, conflicts) = plan::without_taken(plan, &taken, &deny);
+    let deny_taken = conflicts.contains(&deny);
+    done.conflicts.extend(conflicts);
+    if deny_taken {
+        return Ok(());
+    }
+    for (reason, policy) in writes {
+        let Some(name) = policy.metadata.name.clone() else {
+            continue; // render names every policy
+        };
         let applied = api
             .patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
             .await
@@ -502,7 +467,12 @@ async fn apply_and_prune(
         context.own_writes.record(&applied);
         versions.push((name.clone(), applied.metadata.resource_version));
         context.metrics.policies_applied.inc();
-        if is_drift(resource, *reason, &name) {
+        if plan::is_drift(
+            resource.status.as_ref(),
+            resource.metadata.generation,
+            *reason,
+            &name,
+        ) {
             context.metrics.drift_corrections.inc();
             tracing::info!(policy = %name, "drift corrected");
             done.restored.push(name);
@@ -615,27 +585,7 @@ async fn wait_for_cache(
     }
 }
 
-/// Whether writing `name` corrects drift rather than carrying out a spec change: the status says
-/// this generation was already reconciled, and the policy was then in place.
-fn is_drift(resource: &NamespaceIsolation, reason: ApplyReason, name: &str) -> bool {
-    let Some(status) = resource.status.as_ref() else {
-        return false;
-    };
-    let reconciled = status.observed_generation == resource.metadata.generation
-        && status
-            .conditions
-            .iter()
-            .any(|condition| condition.type_ == status::READY && condition.reason == "Reconciled");
-    reconciled
-        && match reason {
-            ApplyReason::Drifted => true,
-            ApplyReason::Missing => status.policies.iter().any(|policy| policy == name),
-            ApplyReason::Adopted => false,
-        }
-}
-
-/// Queue an Event about the resource (see [`super::events`]): a reconcile never waits for one.
-/// Events are for people, the status is the contract.
+/// Queue an Event about the resource (see [`super::skeleton::event`]).
 fn event(
     context: &Context,
     resource: &NamespaceIsolation,
@@ -643,14 +593,14 @@ fn event(
     reason: &str,
     note: String,
 ) {
-    let event = Event {
+    super::skeleton::event(
+        &context.events,
+        resource.object_ref(&()),
         type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    context.events.publish(event, resource.object_ref(&()));
+        reason,
+        note,
+        None,
+    );
 }
 
 /// Patch the status only when it changed, and only for a resource that is still there (see
@@ -941,20 +891,5 @@ mod tests {
             error_message(&error),
             "failed to apply NetworkPolicy shop/shop-tier-web: NetworkPolicy.networking.k8s.io \"shop-tier-web\" is invalid: metadata.name: Invalid value: \"shop-tier-web\": must be no more than 253 characters"
         );
-    }
-
-    /// A name taken by a policy netfence does not own: one sentence each, and the default deny's
-    /// says that nothing is written.
-    #[test]
-    fn taken_names_get_one_sentence_each() {
-        let message = taken_message(
-            &["shop-default-deny".into(), "shop-tier-web".into()],
-            "shop-default-deny",
-        );
-        let sentences: Vec<&str> = message.split("; ").collect();
-        assert_eq!(sentences.len(), 2, "{message}");
-        assert!(sentences[0].starts_with("NetworkPolicy shop-default-deny exists"));
-        assert!(sentences[0].contains("none of its policies is written"));
-        assert!(sentences[1].starts_with("NetworkPolicy shop-tier-web exists"));
     }
 }

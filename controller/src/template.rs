@@ -12,11 +12,7 @@
 //! no write. Deleting a template deletes what it generated through owner-reference garbage
 //! collection (each generated resource's own `deletionPolicy` then applies to its policies).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::{
@@ -29,27 +25,26 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
-        events::{EventType, Reporter},
+        events::EventType,
         reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
 use netfence_core::{
-    ValidatedTemplate, ValidationErrors,
+    ValidatedTemplate,
     plan::ApplyReason,
-    template::{self, NamespaceInfo, NotReady, Removal, TemplatePlan, World},
+    status::TemplateOutcome,
+    template::{self, NamespaceInfo, Removal, TemplatePlan, World},
 };
-use netfence_crd::{
-    IsolationTemplate, IsolationTemplateStatus, NamespaceIsolation, template::TemplateConflict,
-};
+use netfence_crd::{IsolationTemplate, NamespaceIsolation, template::TemplateConflict};
 use tracing::Instrument;
 
 use super::{
-    FIELD_MANAGER, Recorder, backoff,
+    FIELD_MANAGER,
     decode::{self, Lenient, into_typed},
-    publish_event, status, wait_for_cache,
+    status, wait_for_cache,
 };
-use crate::metrics::Metrics;
+use crate::{events::EventQueue, metrics::Metrics, skeleton::Failures};
 
 /// How often a template is looked at again without any event.
 const RESYNC: Duration = Duration::from_secs(3600);
@@ -87,10 +82,8 @@ pub enum TemplateError {
     },
 }
 
-impl TemplateError {
-    /// The label of the failure counter.
-    #[must_use]
-    pub fn metric_label(&self) -> &'static str {
+impl super::skeleton::ReconcileError for TemplateError {
+    fn metric_label(&self) -> &'static str {
         match self {
             TemplateError::Incomplete(_) => "template_incomplete",
             TemplateError::Write { .. } => "template_write",
@@ -105,9 +98,9 @@ pub struct TemplateContext {
     namespaces: Store<Namespace>,
     isolations: Store<NamespaceIsolation>,
     templates: Store<IsolationTemplate>,
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Failures<ObjectRef<IsolationTemplate>>,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    events: EventQueue,
     operator_namespace: Option<String>,
 }
 
@@ -153,8 +146,8 @@ impl PreparedTemplates {
 #[must_use]
 pub fn prepare_templates(
     client: Client,
+    events: EventQueue,
     operator_namespace: Option<String>,
-    instance: Option<String>,
     metrics: Arc<Metrics>,
 ) -> PreparedTemplates {
     let (namespaces, namespace_writer) = reflector::store();
@@ -235,13 +228,6 @@ pub fn prepare_templates(
                 .map(|template| ObjectRef::from_obj(template.as_ref()))
                 .collect::<Vec<_>>()
         });
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.to_owned(),
-            instance,
-        },
-    );
     PreparedTemplates {
         controller,
         context: Arc::new(TemplateContext {
@@ -249,9 +235,9 @@ pub fn prepare_templates(
             namespaces,
             isolations,
             templates,
-            failures: Mutex::new(HashMap::new()),
+            failures: Failures::default(),
             metrics,
-            recorder,
+            events,
             operator_namespace,
         }),
     }
@@ -263,16 +249,9 @@ fn error_policy(
     error: &TemplateError,
     context: Arc<TemplateContext>,
 ) -> Action {
-    let failures = context
+    context
         .failures
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&template.name_any())
-        .copied()
-        .unwrap_or(1);
-    let delay = backoff(failures);
-    tracing::warn!(template = %template.name_any(), %error, retry_in = ?delay, "template reconcile failed");
-    Action::requeue(delay)
+        .error_policy(&ObjectRef::from(template.as_ref()), error)
 }
 
 /// Reconcile one IsolationTemplate, and keep its failure count for the backoff.
@@ -282,31 +261,12 @@ pub async fn reconcile(
 ) -> Result<Action, TemplateError> {
     let span = tracing::info_span!("template", name = %template.name_any());
     let result = reconcile_steps(&template, &context).instrument(span).await;
-    let mut failures = context
-        .failures
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    match &result {
-        Ok(_) => {
-            failures.remove(&template.name_any());
-        }
-        Err(error) => {
-            context.metrics.failed(error.metric_label());
-            *failures.entry(template.name_any()).or_insert(0) += 1;
-        }
-    }
+    context.failures.record(
+        &ObjectRef::from(template.as_ref()),
+        &result,
+        &context.metrics,
+    );
     result
-}
-
-/// What a template reconcile ended with.
-enum Outcome {
-    /// Every matched namespace holds the generated resource (or reports a conflict); some of
-    /// those resources may report that they cannot apply.
-    Done(TemplatePlan, Vec<NotReady>),
-    /// The spec is invalid: nothing generated or changed.
-    InvalidSpec(ValidationErrors),
-    /// Writes failed; they are retried.
-    ApplyFailed(TemplatePlan, String),
 }
 
 async fn reconcile_steps(
@@ -336,7 +296,7 @@ async fn reconcile_steps(
         Ok(validated) => validated,
         Err(errors) => {
             let note = format!("{errors}; nothing is generated or changed until it is fixed");
-            if write_status(template, context, &Outcome::InvalidSpec(errors)).await? {
+            if write_status(template, context, &TemplateOutcome::InvalidSpec(&errors)).await? {
                 event(
                     context,
                     template,
@@ -344,8 +304,7 @@ async fn reconcile_steps(
                     "InvalidSpec",
                     note,
                     None,
-                )
-                .await;
+                );
             }
             return Ok(Action::await_change());
         }
@@ -356,7 +315,11 @@ async fn reconcile_steps(
     let (plan, failure) = execute(template, context, plan).await;
     if let Some(error) = failure {
         let message = super::reconcile::error_message(&error);
-        let outcome = Outcome::ApplyFailed(plan, message.clone());
+        let outcome = TemplateOutcome::ApplyFailed {
+            template: &validated,
+            plan: &plan,
+            message: message.clone(),
+        };
         if let Err(status_error) = write_status(template, context, &outcome).await {
             tracing::warn!(error = %status_error, "failed to report ApplyFailed in status");
         }
@@ -367,8 +330,7 @@ async fn reconcile_steps(
             "ApplyFailed",
             message,
             None,
-        )
-        .await;
+        );
         return Err(error);
     }
     let conflicts: Vec<String> = plan
@@ -381,9 +343,12 @@ async fn reconcile_steps(
     let isolations = context.isolations.state();
     let isolations: Vec<&NamespaceIsolation> = isolations.iter().map(AsRef::as_ref).collect();
     let not_ready = template::not_ready(&validated, &plan, &isolations);
-    if write_status(template, context, &Outcome::Done(plan, not_ready)).await?
-        && !conflicts.is_empty()
-    {
+    let outcome = TemplateOutcome::Done {
+        template: &validated,
+        plan: &plan,
+        not_ready: &not_ready,
+    };
+    if write_status(template, context, &outcome).await? && !conflicts.is_empty() {
         let note = format!(
             "not written in {} namespace(s): {}",
             conflicts.len(),
@@ -396,8 +361,7 @@ async fn reconcile_steps(
             "Conflict",
             note,
             None,
-        )
-        .await;
+        );
     }
     Ok(Action::requeue(RESYNC))
 }
@@ -550,8 +514,7 @@ async fn apply_one(
         reason_name,
         note,
         Some(reference(&namespace, &name)),
-    )
-    .await;
+    );
     Ok(Written::Version(
         ObjectRef::new(&name).within(&namespace),
         applied.meta().resource_version.clone(),
@@ -586,8 +549,7 @@ async fn delete_one(
                 "IsolationDeleted",
                 note,
                 Some(reference(&removal.namespace, &removal.name)),
-            )
-            .await;
+            );
             Ok(Written::Version(
                 ObjectRef::new(&removal.name).within(&removal.namespace),
                 None,
@@ -616,7 +578,8 @@ fn reference(namespace: &str, name: &str) -> ObjectReference {
     }
 }
 
-async fn event(
+/// Queue an Event about the template (see [`super::skeleton::event`]).
+fn event(
     context: &TemplateContext,
     template: &IsolationTemplate,
     type_: EventType,
@@ -624,115 +587,14 @@ async fn event(
     note: String,
     related: Option<ObjectReference>,
 ) {
-    publish_event(
-        &context.recorder,
-        &template.object_ref(&()),
+    super::skeleton::event(
+        &context.events,
+        template.object_ref(&()),
         type_,
         reason,
         note,
         related,
-    )
-    .await;
-}
-
-/// The status for `outcome`, keeping the previous transition time when Ready did not flip (pure).
-fn template_status(
-    template: &IsolationTemplate,
-    outcome: &Outcome,
-    now: Time,
-) -> IsolationTemplateStatus {
-    let previous = template.status.as_ref();
-    let (matched, conflicts) = match outcome {
-        Outcome::Done(plan, _) | Outcome::ApplyFailed(plan, _) => (
-            Some(i32::try_from(plan.matched.len()).unwrap_or(i32::MAX)),
-            plan.conflicts.clone(),
-        ),
-        // An invalid template keeps what it reported last: nothing changed.
-        Outcome::InvalidSpec(_) => (
-            previous.and_then(|status| status.matched_namespaces),
-            previous
-                .map(|status| status.conflicts.clone())
-                .unwrap_or_default(),
-        ),
-    };
-    let (ready, reason, message) = match outcome {
-        Outcome::Done(plan, not_ready) if plan.conflicts.is_empty() && not_ready.is_empty() => (
-            "True",
-            "Reconciled",
-            format!(
-                "{} namespace(s) hold the generated NamespaceIsolation",
-                plan.matched.len()
-            ),
-        ),
-        Outcome::Done(plan, not_ready) if plan.conflicts.is_empty() => (
-            "False",
-            "IsolationNotReady",
-            not_ready_message(
-                template
-                    .spec
-                    .isolation_name
-                    .as_deref()
-                    .unwrap_or(&template.name_any()),
-                plan,
-                not_ready,
-            ),
-        ),
-        Outcome::Done(plan, _) => (
-            "False",
-            "Conflict",
-            format!(
-                "{} of {} matched namespace(s) hold a NamespaceIsolation this template does not own; see status.conflicts",
-                plan.conflicts.len(),
-                plan.matched.len()
-            ),
-        ),
-        Outcome::InvalidSpec(errors) => (
-            "False",
-            "InvalidSpec",
-            format!("{errors}; nothing is generated or changed until it is fixed"),
-        ),
-        Outcome::ApplyFailed(_, message) => ("False", "ApplyFailed", message.clone()),
-    };
-    let generation = template.metadata.generation;
-    let previous_conditions = previous.map(|status| status.conditions.as_slice());
-    IsolationTemplateStatus {
-        observed_generation: generation,
-        conditions: vec![status::ready_condition(
-            previous_conditions.unwrap_or_default(),
-            ready,
-            reason,
-            message,
-            generation,
-            now,
-        )],
-        selector: netfence_core::selector::Selector::parse(&template.spec.namespace_selector)
-            .ok()
-            .map(|selector| selector.to_string()),
-        matched_namespaces: matched,
-        conflicts,
-    }
-}
-
-/// How many not-Ready namespaces a template's message names before it counts the rest.
-const NAMED_NOT_READY: usize = 5;
-
-/// `NamespaceIsolation baseline is not Ready in 1 of 2 matched namespace(s): team-a (ApplyFailed:
-/// ...)`: the first few namespaces, each with its resource's reason and message.
-fn not_ready_message(name: &str, plan: &TemplatePlan, not_ready: &[NotReady]) -> String {
-    let mut listed: Vec<String> = not_ready
-        .iter()
-        .take(NAMED_NOT_READY)
-        .map(|entry| format!("{} ({}: {})", entry.namespace, entry.reason, entry.message))
-        .collect();
-    if not_ready.len() > NAMED_NOT_READY {
-        listed.push(format!("and {} more", not_ready.len() - NAMED_NOT_READY));
-    }
-    format!(
-        "NamespaceIsolation {name} is not Ready in {} of {} matched namespace(s): {}",
-        not_ready.len(),
-        plan.matched.len(),
-        listed.join("; ")
-    )
+    );
 }
 
 /// Write the status when it changed (server-side apply on the status subresource). Returns
@@ -740,9 +602,14 @@ fn not_ready_message(name: &str, plan: &TemplatePlan, not_ready: &[NotReady]) ->
 async fn write_status(
     template: &IsolationTemplate,
     context: &TemplateContext,
-    outcome: &Outcome,
+    outcome: &TemplateOutcome<'_>,
 ) -> Result<bool, TemplateError> {
-    let new = template_status(template, outcome, Time(k8s_openapi::jiff::Timestamp::now()));
+    let new = status::template_status(
+        outcome,
+        template.metadata.generation,
+        template.status.as_ref(),
+        Time(k8s_openapi::jiff::Timestamp::now()),
+    );
     if template.status.as_ref() == Some(&new) {
         return Ok(false);
     }
