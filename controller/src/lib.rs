@@ -470,57 +470,6 @@ fn reconcile_targets(policy: NetworkPolicy) -> Vec<ObjectRef<NamespaceIsolation>
     }
 }
 
-/// The longest a reconcile waits for a cache to see its own writes.
-const CACHE_WAIT: Duration = Duration::from_secs(5);
-
-/// Wait until `store` holds every written object at the version its write returned (`None`: no
-/// longer holds it). The status write that follows a reconcile triggers another; with a stale
-/// cache that one would take fresh objects for missing ones and write them again. After
-/// [`CACHE_WAIT`] it goes on: the next event corrects anything.
-async fn wait_for_cache<K>(store: &Store<K>, written: &[(ObjectRef<K>, Option<String>)])
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    if written.is_empty() {
-        return;
-    }
-    let deadline = tokio::time::Instant::now() + CACHE_WAIT;
-    loop {
-        let seen = written.iter().all(|(reference, version)| {
-            let cached = store.get(reference);
-            match version {
-                Some(version) => cached.is_some_and(|object| {
-                    object
-                        .meta()
-                        .resource_version
-                        .as_deref()
-                        .is_some_and(|cached| at_least(cached, version))
-                }),
-                None => cached.is_none(),
-            }
-        });
-        if seen || tokio::time::Instant::now() >= deadline {
-            if !seen {
-                tracing::debug!("the cache did not catch up with this reconcile's writes");
-            }
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Whether the cached `resourceVersion` is the written one or a later one. Versions are opaque
-/// to clients, but every API server (etcd's revision, the sandbox's counter) writes decimal
-/// numbers; anything else is compared for equality. Without "later", an object that moved on
-/// meanwhile (a status written by the other controller) would be waited for in vain.
-fn at_least(cached: &str, written: &str) -> bool {
-    match (cached.parse::<u64>(), written.parse::<u64>()) {
-        (Ok(cached), Ok(written)) => cached >= written,
-        _ => cached == written,
-    }
-}
-
 /// Server-side apply `status` to the status subresource of `name`, as netfence's field manager:
 /// fields it no longer sends (an old plannedChanges, a resolved conflict) are removed, which a
 /// merge patch would leave, and the status would never settle.

@@ -37,6 +37,7 @@ use netfence_crd::{
 use super::{
     Context, FIELD_MANAGER, FINALIZER,
     decode::{Lenient, into_typed},
+    skeleton::CACHE_WAIT,
 };
 
 /// How long a resource whose policy names are taken by foreign policies waits to look again.
@@ -546,9 +547,6 @@ fn publish_written(context: &Context, resource: &NamespaceIsolation, written: &W
         event(context, resource, EventType::Normal, reason, note);
     }
 }
-
-/// The longest a reconcile waits for the policy cache to see its own writes.
-const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Wait until the reflector has seen every written policy: the watch delivered the version the
 /// write returned (the cache then holds it, or a later version someone else wrote since), or no

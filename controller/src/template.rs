@@ -42,9 +42,14 @@ use tracing::Instrument;
 use super::{
     FIELD_MANAGER,
     decode::{self, Lenient, into_typed},
-    status, wait_for_cache,
+    status,
 };
-use crate::{events::EventQueue, metrics::Metrics, skeleton::Failures};
+use crate::{
+    cache::Changes,
+    events::EventQueue,
+    metrics::Metrics,
+    skeleton::{Failures, Wrote, wait_until_shown},
+};
 
 /// How often a template is looked at again without any event.
 const RESYNC: Duration = Duration::from_secs(3600);
@@ -98,6 +103,10 @@ pub struct TemplateContext {
     namespaces: Store<Namespace>,
     isolations: Store<NamespaceIsolation>,
     templates: Store<IsolationTemplate>,
+    /// Signalled after every event the NamespaceIsolation cache applied.
+    isolation_changes: Changes,
+    /// Signalled after every event the template cache applied.
+    template_changes: Changes,
     failures: Failures<ObjectRef<IsolationTemplate>>,
     metrics: Arc<Metrics>,
     events: EventQueue,
@@ -162,6 +171,7 @@ pub fn prepare_templates(
     .reflect(namespace_writer)
     .touched_objects();
     let (isolations, isolation_writer) = reflector::store();
+    let isolation_changes = Changes::default();
     // Every watch decodes leniently (see [`super::decode`]): one object that does not decode
     // never stops a list. The NamespaceIsolation controller reports an undecodable resource;
     // a template restores a generated one (its spec differs from the template's).
@@ -181,8 +191,13 @@ pub fn prepare_templates(
         }
     })
     .reflect(isolation_writer)
+    .inspect_ok({
+        let changes = isolation_changes.clone();
+        move |_| changes.signal()
+    })
     .touched_objects();
     let (templates, template_writer) = reflector::store();
+    let template_changes = Changes::default();
     let bad_template =
         super::report_undecodable(metrics.clone(), "undecodable_template", "IsolationTemplate");
     let template_events = watcher(
@@ -192,6 +207,10 @@ pub fn prepare_templates(
     .default_backoff()
     .map_ok(move |event| decode::typed(event, &bad_template))
     .reflect(template_writer)
+    .inspect_ok({
+        let changes = template_changes.clone();
+        move |_| changes.signal()
+    })
     .applied_objects();
     let controller = Controller::for_stream(template_events, templates.clone());
     let every_template = templates.clone();
@@ -235,6 +254,8 @@ pub fn prepare_templates(
             namespaces,
             isolations,
             templates,
+            isolation_changes,
+            template_changes,
             failures: Failures::default(),
             metrics,
             events,
@@ -437,13 +458,13 @@ async fn execute(
         }
     }
     plan.conflicts.sort();
-    wait_for_cache(&context.isolations, &written).await;
+    wait_until_shown(&context.isolations, &context.isolation_changes, &written).await;
     (plan, failure)
 }
 
 enum Written {
-    /// Written: the object and the resourceVersion it got (`None`: deleted).
-    Version(ObjectRef<NamespaceIsolation>, Option<String>),
+    /// Written: the object, and what the cache should come to show of it.
+    Version(ObjectRef<NamespaceIsolation>, Wrote),
     /// The name is held by a resource the template does not own.
     Conflict(TemplateConflict),
     /// Nothing to do after all.
@@ -482,6 +503,12 @@ async fn apply_one(
             }));
         }
     }
+    let cache_key = ObjectRef::new(&name).within(&namespace);
+    // Read before writing: the watch may deliver the write before its answer arrives.
+    let before = context
+        .isolations
+        .get(&cache_key)
+        .and_then(|cached| cached.metadata.resource_version.clone());
     let mut body = serde_json::to_value(&isolation)
         .map_err(|source| error("apply", kube::Error::SerdeError(source)))?;
     if let Some(object) = body.as_object_mut() {
@@ -516,8 +543,11 @@ async fn apply_one(
         Some(reference(&namespace, &name)),
     );
     Ok(Written::Version(
-        ObjectRef::new(&name).within(&namespace),
-        applied.meta().resource_version.clone(),
+        cache_key,
+        Wrote {
+            version: applied.meta().resource_version.clone(),
+            before,
+        },
     ))
 }
 
@@ -552,7 +582,10 @@ async fn delete_one(
             );
             Ok(Written::Version(
                 ObjectRef::new(&removal.name).within(&removal.namespace),
-                None,
+                Wrote {
+                    version: None,
+                    before: None,
+                },
             ))
         }
         // Gone already, or replaced by another object (the uid precondition failed).
@@ -621,11 +654,15 @@ async fn write_status(
             source,
         })?;
     // The next reconcile must see this status, or it would write it again.
-    wait_for_cache(
+    wait_until_shown(
         &context.templates,
+        &context.template_changes,
         &[(
             ObjectRef::new(&template.name_any()),
-            written.meta().resource_version.clone(),
+            Wrote {
+                version: written.meta().resource_version.clone(),
+                before: template.metadata.resource_version.clone(),
+            },
         )],
     )
     .await;
