@@ -749,7 +749,11 @@ async fn finalize(
         Err(source) => return Err(update_error(resource, namespace, source)),
     };
     if !namespace_going {
-        let uid = resource.uid().unwrap_or_default();
+        // A resource read from the API server has a UID; one without is refused, never taken
+        // for an owner of nothing (that would orphan or delete what it owns).
+        let Some(uid) = resource.uid() else {
+            return Err(Error::Incomplete(resource.name_any()));
+        };
         let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
         // Every policy it owns, read from the API server: the cache holds only the labelled
         // ones, and a policy whose label a tenant removed is still this resource's to keep
@@ -770,7 +774,9 @@ async fn finalize(
             .filter(|policy| is_owned_by(policy, &uid))
             .collect();
         for policy in &owned {
-            let name = policy.metadata.name.clone().unwrap_or_default();
+            let Some(name) = policy.metadata.name.clone() else {
+                continue; // a listed object always has its name
+            };
             let kept = match resource.spec.deletion_policy {
                 DeletionPolicy::Orphan => true,
                 DeletionPolicy::KeepDefaultDeny => render::fails_closed(

@@ -60,8 +60,9 @@ const WRITE_CONCURRENCY: usize = 8;
 /// Why a template reconcile did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    /// The template has no UID (it did not come from an API server).
-    #[error("IsolationTemplate {0} has no uid")]
+    /// The template has no UID (it did not come from an API server), or a resource it would
+    /// generate has no namespace.
+    #[error("{0} has no uid or no namespace: it did not come from an API server")]
     Incomplete(String),
     /// Writing a generated NamespaceIsolation failed.
     #[error("failed to {verb} NamespaceIsolation {namespace}/{name}")]
@@ -298,9 +299,12 @@ async fn reconcile_steps(
         // Garbage collection removes the generated resources: they are owned by the template.
         return Ok(Action::await_change());
     }
-    if template.uid().is_none() {
-        return Err(TemplateError::Incomplete(template.name_any()));
-    }
+    let Some(uid) = template.uid() else {
+        return Err(TemplateError::Incomplete(format!(
+            "IsolationTemplate {}",
+            template.name_any()
+        )));
+    };
     // A plan made from half-filled caches would delete what it cannot see matched. (`synced`,
     // not `wait_until_ready`: that wakes only the last of the reconciles waiting on it, and
     // with several templates the others would wait forever.)
@@ -333,7 +337,7 @@ async fn reconcile_steps(
     // plan (no client)
     let plan = plan_from_caches(template, &validated, context);
     // apply and delete (client)
-    let (plan, failure) = execute(template, context, plan).await;
+    let (plan, failure) = execute(template, &uid, context, plan).await;
     if let Some(error) = failure {
         let message = super::reconcile::error_message(&error);
         let outcome = TemplateOutcome::ApplyFailed {
@@ -430,13 +434,13 @@ fn plan_from_caches(
 /// the conflicts found on the way added to it).
 async fn execute(
     template: &IsolationTemplate,
+    uid: &str,
     context: &TemplateContext,
     mut plan: TemplatePlan,
 ) -> (TemplatePlan, Option<TemplateError>) {
-    let uid = template.uid().unwrap_or_default();
     let applies = std::mem::take(&mut plan.apply);
     let results: Vec<Result<Written, TemplateError>> = stream::iter(applies)
-        .map(|(reason, isolation)| apply_one(context, template, &uid, reason, isolation))
+        .map(|(reason, isolation)| apply_one(context, template, uid, reason, isolation))
         .buffer_unordered(WRITE_CONCURRENCY)
         .chain(
             stream::iter(plan.delete.clone())
@@ -478,8 +482,13 @@ async fn apply_one(
     reason: ApplyReason,
     isolation: NamespaceIsolation,
 ) -> Result<Written, TemplateError> {
-    let namespace = isolation.namespace().unwrap_or_default();
     let name = isolation.name_any();
+    // The plan names a namespace for every resource it generates.
+    let Some(namespace) = isolation.namespace() else {
+        return Err(TemplateError::Incomplete(format!(
+            "NamespaceIsolation {name}"
+        )));
+    };
     let api: Api<Lenient<NamespaceIsolation>> = Api::namespaced(context.client.clone(), &namespace);
     let error = |verb, source| TemplateError::Write {
         verb,
