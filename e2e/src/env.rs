@@ -239,6 +239,16 @@ impl Env {
         watched
     }
 
+    /// Kill every controller, as SIGKILL would; returns what each watched, to start them again.
+    pub async fn kill_controllers(&mut self) -> Vec<Option<String>> {
+        let mut watched = Vec::new();
+        for running in self.controllers.drain(..) {
+            running.controller.kill().await;
+            watched.push(running.namespace);
+        }
+        watched
+    }
+
     /// Whether every running controller's caches have synced (what `/readyz` answers).
     #[must_use]
     pub fn controllers_ready(&self) -> bool {

@@ -19,6 +19,8 @@
 
 pub mod audit;
 pub mod cluster;
+pub mod dataplane;
+pub mod packets;
 pub mod env;
 pub mod proxy;
 pub mod raw;
@@ -220,6 +222,60 @@ pub async fn apply_object(client: &Client, object: &Value) -> anyhow::Result<()>
     .await
     .with_context(|| format!("failed to apply {kind} {name}"))?;
     Ok(())
+}
+
+/// netfence's ServiceAccount as `config/admission/` names it.
+const SHIPPED_OPERATOR: &str = "system:serviceaccount:netfence-system:netfence";
+
+/// The manifests of `config/admission/` for one scenario: the policy and its binding named
+/// `name`, the binding scoped to the namespaces `namespace_selector` selects, and the operator's
+/// user name (the installation's ServiceAccount, which the shipped policy names) replaced by
+/// `operator`, the ServiceAccount the scenario's operator runs as. Nothing else differs from what
+/// ships; nothing of an installation's own is touched.
+///
+/// # Errors
+///
+/// When a shipped manifest cannot be read, or no longer names netfence's ServiceAccount.
+pub fn admission_manifests(
+    name: &str,
+    operator: &str,
+    namespace_selector: &Value,
+) -> anyhow::Result<Vec<Value>> {
+    let mut manifests = Vec::new();
+    for file in ["generated_policies.yaml", "generated_policies_binding.yaml"] {
+        let path = format!("config/admission/{file}");
+        let shipped = repository_manifest(&path)?;
+        let text = serde_json::to_string(&shipped)?;
+        if file.starts_with("generated_policies.") && !text.contains(&format!("'{SHIPPED_OPERATOR}'")) {
+            bail!("{path} no longer names netfence's ServiceAccount {SHIPPED_OPERATOR}");
+        }
+        let mut object: Value = serde_json::from_str(&text.replace(SHIPPED_OPERATOR, operator))?;
+        object["metadata"]["name"] = json!(name);
+        if object["kind"] == "ValidatingAdmissionPolicyBinding" {
+            object["spec"]["policyName"] = json!(name);
+            object["spec"]["matchResources"] = json!({"namespaceSelector": namespace_selector});
+        }
+        manifests.push(object);
+    }
+    Ok(manifests)
+}
+
+/// Remove what [`admission_manifests`] installed.
+pub async fn remove_admission(client: &Client, manifests: &[Value]) {
+    for manifest in manifests {
+        let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
+        let kind = manifest["kind"].as_str().unwrap_or_default();
+        let resource = ApiResource {
+            group: "admissionregistration.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "admissionregistration.k8s.io/v1".into(),
+            kind: kind.into(),
+            plural: format!("{}s", kind.to_lowercase()),
+        };
+        let _ = Api::<DynamicObject>::all_with(client.clone(), &resource)
+            .delete(name, &DeleteParams::default())
+            .await;
+    }
 }
 
 /// A client for the cluster of `path` that names itself `user_agent`.
@@ -778,6 +834,12 @@ impl RunningController {
     #[must_use]
     pub fn is_ready(&self) -> bool {
         self.ready.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Kill it, as SIGKILL would: no shutdown, its leases and watches simply end.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
     }
 
     /// Stop it and wait (at most 10 s) for it to end.

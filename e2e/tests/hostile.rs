@@ -451,60 +451,6 @@ async fn removing_the_label_does_not_disown_a_policy() {
     env.finish().await;
 }
 
-/// netfence's ServiceAccount as `config/admission/` names it.
-const SHIPPED_OPERATOR: &str = "system:serviceaccount:netfence-system:netfence";
-
-/// The manifests of `config/admission/`, for one scenario: the policy and its binding renamed for
-/// it, the binding scoped to namespaces labelled `run`, and the operator's user name (the
-/// installation's ServiceAccount, which the shipped policy names) replaced by `operator`'s, the
-/// ServiceAccount the scenario's operator runs as. Nothing else differs from what ships; nothing
-/// of an installation's own is touched.
-fn admission_manifests(run: &str, operator: &str) -> Vec<Value> {
-    let name = format!("netfence-e2e-{run}");
-    ["generated_policies.yaml", "generated_policies_binding.yaml"]
-        .iter()
-        .map(|file| {
-            let path = format!("config/admission/{file}");
-            let shipped = netfence_e2e::repository_manifest(&path).expect("a manifest");
-            let text = serde_json::to_string(&shipped).expect("serializes");
-            if file.starts_with("generated_policies.") {
-                assert!(
-                    text.contains(&format!("'{SHIPPED_OPERATOR}'")),
-                    "{path} names netfence's ServiceAccount"
-                );
-            }
-            let mut object: Value =
-                serde_json::from_str(&text.replace(SHIPPED_OPERATOR, operator)).expect("JSON");
-            object["metadata"]["name"] = json!(name);
-            if object["kind"] == "ValidatingAdmissionPolicyBinding" {
-                object["spec"]["policyName"] = json!(name);
-                object["spec"]["matchResources"] = json!({
-                    "namespaceSelector": {"matchLabels": {RUN_LABEL: run}},
-                });
-            }
-            object
-        })
-        .collect()
-}
-
-/// Remove what [`admission_manifests`] installed.
-async fn remove_admission(client: &Client, manifests: &[Value]) {
-    for manifest in manifests {
-        let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
-        let kind = manifest["kind"].as_str().unwrap_or_default();
-        let resource = ApiResource {
-            group: "admissionregistration.k8s.io".into(),
-            version: "v1".into(),
-            api_version: "admissionregistration.k8s.io/v1".into(),
-            kind: kind.into(),
-            plural: format!("{}s", kind.to_lowercase()),
-        };
-        let _ = Api::<DynamicObject>::all_with(client.clone(), &resource)
-            .delete(name, &DeleteParams::default())
-            .await;
-    }
-}
-
 /// A policy of the tenant's own.
 fn tenant_policy(labels: &Value) -> NetworkPolicy {
     serde_json::from_value(json!({
@@ -730,7 +676,12 @@ async fn generated_policies_are_tamper_proof() {
     let run = env.run.clone();
     let labels: BTreeMap<String, String> = [(RUN_LABEL.to_owned(), run.clone())].into();
     let operator = env.cluster.operator_username().expect("a real cluster");
-    let manifests = admission_manifests(&run, &operator);
+    let manifests = netfence_e2e::admission_manifests(
+        &format!("netfence-e2e-{run}"),
+        &operator,
+        &json!({"matchLabels": {RUN_LABEL: run}}),
+    )
+    .expect("the shipped admission policy");
     for manifest in &manifests {
         netfence_e2e::apply_object(&env.client, manifest)
             .await
@@ -814,6 +765,6 @@ async fn generated_policies_are_tamper_proof() {
     })
     .await;
     assert!(gone.is_some(), "namespace {kept} was never deleted");
-    remove_admission(&env.client, &manifests).await;
+    netfence_e2e::remove_admission(&env.client, &manifests).await;
     env.finish().await;
 }

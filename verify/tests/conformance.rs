@@ -7,46 +7,12 @@
 //! (rows are sources, columns destinations; `.` connected, `X` blocked, `-` the pod itself,
 //! which upstream ignores too).
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
+use std::path::{Path, PathBuf};
+
+use netfence_verify::{
+    self as verify, Cluster, Probe, Verdict,
+    conformance::{self, Expectation, parse_table},
 };
-
-use k8s_openapi::api::{
-    core::v1::{Namespace, Pod},
-    networking::v1::NetworkPolicy,
-};
-use netfence_core::manifests::{self, Document};
-use netfence_verify::{self as verify, Cluster, Probe, Verdict};
-use serde::Deserialize;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Expectation {
-    #[allow(dead_code)]
-    api_version: String,
-    #[allow(dead_code)]
-    kind: String,
-    metadata: Metadata,
-    /// `upstream` (translated from network_policy.go) or `netfence` (our own).
-    origin: String,
-    /// The upstream test's name, or what the case checks.
-    title: String,
-    expected: Vec<ProbeTable>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Metadata {
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProbeTable {
-    probe: String,
-    table: String,
-}
 
 /// A parsed case.
 struct Case {
@@ -83,88 +49,14 @@ fn case_files() -> Vec<PathBuf> {
 
 fn load_case(file: &Path) -> Result<Case, String> {
     let text = std::fs::read_to_string(file).map_err(|error| error.to_string())?;
-    let documents =
-        manifests::parse(&file.display().to_string(), &text).map_err(|error| error.to_string())?;
-    let mut namespaces = Vec::new();
-    let mut pods = Vec::new();
-    let mut policies = Vec::new();
-    let mut expected = None;
-    let typed = |document: &Document| -> Result<_, String> {
-        Ok(match document.kind() {
-            "Namespace" => (Some(document.typed::<Namespace>()), None, None),
-            "Pod" => (None, Some(document.typed::<Pod>()), None),
-            "NetworkPolicy" => (None, None, Some(document.typed::<NetworkPolicy>())),
-            _ => (None, None, None),
-        })
-    };
-    for document in &documents {
-        let error = |error: manifests::FieldError| {
-            format!("{} {}: {error}", document.kind(), document.name())
-        };
-        match typed(document)? {
-            (Some(namespace), _, _) => namespaces.push(namespace.map_err(error)?),
-            (_, Some(pod), _) => pods.push(pod.map_err(error)?),
-            (_, _, Some(policy)) => policies.push(policy.map_err(error)?),
-            _ if document.kind() == "ExpectedReachability" => {
-                expected = Some(document.typed::<Expectation>().map_err(error)?);
-            }
-            _ => return Err(format!("unexpected kind {}", document.kind())),
-        }
-    }
-    let expected = expected.ok_or("no ExpectedReachability document")?;
-    let cluster =
-        Cluster::build(&namespaces, &pods, &policies).map_err(|error| error.to_string())?;
+    let case = conformance::parse_case(&file.display().to_string(), &text)?;
+    let cluster = Cluster::build(&case.namespaces, &case.pods, &case.policies)
+        .map_err(|error| error.to_string())?;
     Ok(Case {
         file: file.to_path_buf(),
         cluster,
-        expected,
+        expected: case.expected,
     })
-}
-
-/// The pods a table lists, and (from, to) -> allowed.
-type Table = (Vec<String>, BTreeMap<(String, String), bool>);
-
-/// Parse a truth table.
-fn parse_table(table: &str) -> Result<Table, String> {
-    let mut lines = table.lines().filter(|line| !line.trim().is_empty());
-    let header: Vec<String> = lines
-        .next()
-        .ok_or("empty table")?
-        .split_whitespace()
-        .skip(1)
-        .map(str::to_owned)
-        .collect();
-    let mut cells = BTreeMap::new();
-    let mut rows = Vec::new();
-    for line in lines {
-        let mut tokens = line.split_whitespace();
-        let from = tokens.next().ok_or("empty row")?.to_owned();
-        let values: Vec<&str> = tokens.collect();
-        if values.len() != header.len() {
-            return Err(format!(
-                "row {from} has {} cells for {} columns",
-                values.len(),
-                header.len()
-            ));
-        }
-        for (to, value) in header.iter().zip(values) {
-            match value {
-                "." => cells.insert((from.clone(), to.clone()), true),
-                "X" => cells.insert((from.clone(), to.clone()), false),
-                "-" if from == *to => None,
-                other => {
-                    return Err(format!(
-                        "cell {from} -> {to}: {other:?} is not '.', 'X' or '-' (diagonal)"
-                    ));
-                }
-            };
-        }
-        rows.push(from);
-    }
-    if rows != header {
-        return Err("rows and columns must list the same pods in the same order".to_owned());
-    }
-    Ok((header, cells))
 }
 
 /// Every difference between a case's expected tables and the engine, one line each.

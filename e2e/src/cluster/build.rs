@@ -4,6 +4,7 @@
 //! ```text
 //! e2e/upstream/kubernetes/go.{mod,sum} --go build--> kube-apiserver, kube-controller-manager
 //! e2e/upstream/etcd/go.{mod,sum}       --go build--> etcd
+//! e2e/upstream/kube-router/go.{mod,sum} --go build--> kube-router (the packet suite's dataplane)
 //!     => $NETFENCE_UPSTREAM_CACHE (default ~/.cache/netfence/upstream)/<versions>-<sha256 of the pins>/
 //! ```
 //!
@@ -70,6 +71,17 @@ fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))
 }
 
+/// The first six bytes of a digest, in hex: enough to tell pins apart in a folder name.
+fn short_hash(digest: &[u8]) -> String {
+    digest
+        .iter()
+        .take(6)
+        .fold(String::new(), |mut hash, byte| {
+            let _ = write!(hash, "{byte:02x}");
+            hash
+        })
+}
+
 /// The cache key of the pins: the versions, then the SHA-256 of every go.mod and go.sum.
 fn cache_key(upstream: &Path) -> anyhow::Result<(String, String, String)> {
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
@@ -79,13 +91,7 @@ fn cache_key(upstream: &Path) -> anyhow::Result<(String, String, String)> {
             context.update(read(&upstream.join(module).join(file))?.as_bytes());
         }
     }
-    let digest = context.finish();
-    let hash = digest.as_ref()[..6]
-        .iter()
-        .fold(String::new(), |mut hash, byte| {
-            let _ = write!(hash, "{byte:02x}");
-            hash
-        });
+    let hash = short_hash(context.finish().as_ref());
     let kubernetes = required_version(
         &read(&upstream.join("kubernetes/go.mod"))?,
         "k8s.io/kubernetes",
@@ -252,6 +258,47 @@ pub fn ensure() -> anyhow::Result<Binaries> {
         let _ = std::fs::remove_dir_all(&partial);
     }
     Ok(binaries)
+}
+
+/// kube-router of the pin in `e2e/upstream/kube-router/`, built into the cache the first time: the
+/// NetworkPolicy dataplane of the packet suite (its firewall only). Returns it and its version.
+pub fn ensure_kube_router() -> anyhow::Result<(PathBuf, String)> {
+    const MODULE: &str = "github.com/cloudnativelabs/kube-router/v2";
+    let module_directory = upstream_directory().join("kube-router");
+    let go_mod = read(&module_directory.join("go.mod"))?;
+    let version = required_version(&go_mod, MODULE)
+        .with_context(|| format!("e2e/upstream/kube-router/go.mod requires no {MODULE}"))?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(RECIPE.as_bytes());
+    context.update(go_mod.as_bytes());
+    context.update(read(&module_directory.join("go.sum"))?.as_bytes());
+    let hash = short_hash(context.finish().as_ref());
+    let directory = cache_root().join(format!("kube-router-{version}-{hash}"));
+    let program = directory.join("kube-router");
+    if program.is_file() {
+        return Ok((program, version));
+    }
+    let partial = cache_root().join(format!(
+        "kube-router-{version}-{hash}.partial-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&partial)
+        .with_context(|| format!("failed to create {}", partial.display()))?;
+    go_build(
+        &module_directory,
+        &partial.join("kube-router"),
+        &[&format!("{MODULE}/cmd/kube-router")],
+        &format!("-X {MODULE}/pkg/version.Version={version}"),
+    )?;
+    if std::fs::rename(&partial, &directory).is_err() && !program.is_file() {
+        bail!(
+            "failed to move {} to {}",
+            partial.display(),
+            directory.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&partial);
+    Ok((program, version))
 }
 
 #[cfg(test)]

@@ -159,7 +159,9 @@ impl Started {
     }
 }
 
-fn is_alive(process: &Process) -> bool {
+/// Whether the process still runs the program it was started with (not a zombie, not a reused id).
+#[must_use]
+pub fn is_alive(process: &Process) -> bool {
     let proc = PathBuf::from(format!("/proc/{}", process.pid));
     let zombie = std::fs::read_to_string(proc.join("stat"))
         .ok()
@@ -182,7 +184,7 @@ fn signal(process: &Process, name: &str) {
 }
 
 /// Stop one process: SIGTERM, then SIGKILL after 10 s.
-fn stop(process: &Process) {
+pub fn stop(process: &Process) {
     if !is_alive(process) {
         return;
     }

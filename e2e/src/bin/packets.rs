@@ -1,0 +1,286 @@
+//! `packets`: netfence's generated NetworkPolicies enforced by a real dataplane (kube-router's
+//! firewall), connectivity measured with real connections. See `netfence_e2e::packets`.
+//!
+//! ```text
+//! packets [--cases DIR]... [--no-conformance] [--no-fail-closed] [--dir DIR [--keep]]
+//!   outside: build the upstream programs (cached), make the node's netns (or reuse DIR's)
+//!   --ip netns exec--> inside: control plane, kube-router, operator, the three parts
+//!   outside: tear everything down (unless --keep or reused): `ip netns del`, processes stopped
+//! packets --down --dir DIR     stop what `--keep` left running
+//! ```
+//!
+//! Ends with `packets: N connections measured, M differ`, exit code 0 only when M is 0.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use netfence_e2e::{
+    Env, cluster,
+    dataplane::{self, NETNS_PREFIX},
+    packets::{Harness, Totals, conformance, examples, fail_closed, require_root},
+};
+
+/// The environment variable that tells the process it runs inside the node's network namespace.
+const INSIDE: &str = "NETFENCE_PACKETS_NETNS";
+
+/// Real packets through kube-router for netfence's examples, the conformance corpus, and
+/// fail-closed under disruption.
+#[derive(Parser)]
+#[command(name = "packets", args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    agent: Option<Hidden>,
+    /// Also measure every NamespaceIsolation in this folder's manifests (with the Namespaces
+    /// beside them), after examples/. Repeatable.
+    #[arg(long = "cases", value_name = "DIR")]
+    cases: Vec<PathBuf>,
+    /// Skip the conformance corpus on packets (point 3), for a quick run.
+    #[arg(long)]
+    no_conformance: bool,
+    /// Skip the fail-closed scenario (point 4), for a quick run.
+    #[arg(long)]
+    no_fail_closed: bool,
+    /// The folder for the control plane, kube-router's log and the state. A folder holding a
+    /// running stack (left by --keep) is reused. Default: a new temporary folder.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Leave the stack running for a later run with the same --dir (stop it with --down).
+    #[arg(long)]
+    keep: bool,
+    /// Stop the stack that --keep left in --dir, and exit.
+    #[arg(long, requires = "dir")]
+    down: bool,
+}
+
+#[derive(Subcommand)]
+enum Hidden {
+    /// The harness's agent in a pod's network namespace (internal).
+    #[command(hide = true)]
+    Agent {
+        /// The ports to serve: `80/TCP,53/UDP`.
+        #[arg(long, default_value = "")]
+        listen: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Hidden::Agent { listen }) = &cli.agent {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("agent: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return match runtime.block_on(netfence_e2e::dataplane::agent::serve(listen)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("agent: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("packets: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = if let Ok(netns) = std::env::var(INSIDE) {
+        runtime.block_on(inside(&cli, &netns))
+    } else {
+        runtime.block_on(outside(&cli))
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("packets: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn stop_stack(directory: &Path) {
+    if let Ok(state) = dataplane::read_state(directory) {
+        cluster::stop(&state.kube_router);
+        dataplane::delete_namespaces(&state.netns);
+    }
+    let control_plane = directory.join("cluster");
+    if control_plane.join(cluster::STATE_FILE).is_file()
+        && let Err(error) = cluster::down(&control_plane)
+    {
+        eprintln!("packets: {error:#}");
+    }
+}
+
+/// Prepare (build, the node's netns), run the suite inside it, tear down.
+async fn outside(cli: &Cli) -> anyhow::Result<ExitCode> {
+    require_root()?;
+    if cli.down {
+        let directory = cli.dir.clone().context("--down needs --dir")?;
+        stop_stack(&directory);
+        let _ = std::fs::remove_dir_all(&directory);
+        println!("packets: stopped what ran in {}", directory.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let directory = match &cli.dir {
+        Some(directory) => directory.clone(),
+        None => std::env::temp_dir().join(format!("netfence-packets-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&directory)
+        .with_context(|| format!("failed to create {}", directory.display()))?;
+    let directory = directory.canonicalize()?;
+    let reused = dataplane::read_state(&directory).ok().filter(dataplane::is_running);
+    let netns = match &reused {
+        Some(state) => {
+            println!("packets: reusing the stack in {} (netns {})", directory.display(), state.netns);
+            state.netns.clone()
+        }
+        None => {
+            // Built here, with the module proxy in reach; the node's netns has no way out.
+            tokio::task::spawn_blocking(|| -> anyhow::Result<()> {
+                cluster::build::ensure()?;
+                cluster::build::ensure_kube_router()?;
+                Ok(())
+            })
+            .await??;
+            let netns = format!("{NETNS_PREFIX}{}", std::process::id());
+            dataplane::create_node(&netns)?;
+            netns
+        }
+    };
+    let program = std::env::current_exe()?;
+    let status = tokio::process::Command::new("ip")
+        .args(["netns", "exec", &netns])
+        .arg(&program)
+        .args(std::env::args_os().skip(1))
+        .env(INSIDE, &netns)
+        .env("NETFENCE_PACKETS_DIR", &directory)
+        .env(
+            netfence_e2e::KUBECONFIG_VARIABLE,
+            directory.join("cluster").join(cluster::KUBECONFIG_FILE),
+        )
+        .status()
+        .await
+        .context("failed to run ip netns exec")?;
+    if cli.keep || reused.is_some() {
+        println!(
+            "packets: the stack keeps running in {} (netns {netns}); stop it with `packets --down --dir {}`",
+            directory.display(),
+            directory.display()
+        );
+    } else {
+        stop_stack(&directory);
+        dataplane::delete_namespaces(&netns);
+        let _ = std::fs::remove_dir_all(&directory);
+    }
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Inside the node's netns: bring up what is missing, run the parts, report.
+async fn inside(cli: &Cli, netns: &str) -> anyhow::Result<ExitCode> {
+    let directory = PathBuf::from(
+        std::env::var("NETFENCE_PACKETS_DIR").context("NETFENCE_PACKETS_DIR is not set")?,
+    );
+    let started = std::time::Instant::now();
+    let control_plane = directory.join("cluster");
+    let kubeconfig = control_plane.join(cluster::KUBECONFIG_FILE);
+    if dataplane::read_state(&directory).ok().filter(dataplane::is_running).is_none() {
+        let state = cluster::up(&control_plane).await?;
+        println!(
+            "packets: Kubernetes {} (etcd {}) at {} in netns {netns}",
+            state.kubernetes_version, state.etcd_version, state.server
+        );
+        let client = cluster::client_from(&kubeconfig).await?;
+        dataplane::register_node(&client).await?;
+        let (program, version) = cluster::build::ensure_kube_router()?;
+        let process = dataplane::start_kube_router(&program, &kubeconfig, &directory)?;
+        std::fs::write(
+            directory.join(dataplane::STATE_FILE),
+            serde_json::to_string_pretty(&dataplane::State {
+                netns: netns.to_owned(),
+                kube_router: process,
+                kube_router_version: version.clone(),
+            })?,
+        )?;
+        println!("packets: kube-router {version} (firewall only) on node {}", dataplane::NODE_IP);
+    }
+    let mut env = Env::start_alone().await;
+    env.start_controller(None);
+    let harness = Harness::new(
+        env.client.clone(),
+        directory.clone(),
+        netns,
+        std::env::current_exe()?,
+    );
+    if !harness.sctp {
+        println!("packets: this kernel has no SCTP sockets: SCTP probes are not measured (each part says how many)");
+    }
+    let mut totals = Totals::default();
+    let mut rows = Vec::new();
+
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut sources = vec![repository.join("examples")];
+    sources.extend(cli.cases.iter().cloned());
+    let cases = examples::load(&sources)?;
+    println!("packets: {} NamespaceIsolations from {}", cases.len(), sources.iter().map(|source| source.display().to_string()).collect::<Vec<_>>().join(", "));
+    for case in &cases {
+        match examples::run_case(&harness, &env, case, &mut totals).await {
+            Ok(row) => rows.push(row),
+            Err(error) => {
+                totals.differ += 1;
+                println!("== {}: FAILED: {error:#}", case.source.display());
+            }
+        }
+    }
+    let examples_summary = format!(
+        "examples: {} NamespaceIsolations, {} connections measured, {} differ",
+        rows.len(),
+        rows.iter().map(|row| row.connections).sum::<usize>(),
+        rows.iter().map(|row| row.differences).sum::<usize>()
+    );
+    totals.lines.insert(0, examples_summary);
+
+    if !cli.no_conformance && let Err(error) = conformance::run(&harness, &conformance::corpus(), &mut totals).await {
+        totals.differ += 1;
+        println!("== conformance on packets: FAILED: {error:#}");
+    }
+    if !cli.no_fail_closed {
+        match cases.iter().find(|case| case.source.ends_with("examples/three-tier.yaml")) {
+            Some(case) => {
+                if let Err(error) = fail_closed::run(&harness, &mut env, case, &mut totals).await {
+                    totals.differ += 1;
+                    println!("== fail-closed on packets: FAILED: {error:#}");
+                }
+            }
+            None => {
+                totals.differ += 1;
+                println!("== fail-closed on packets: FAILED: examples/three-tier.yaml has no NamespaceIsolation");
+            }
+        }
+    }
+    env.finish().await;
+
+    println!();
+    println!("{}", examples::table(&rows));
+    for line in &totals.lines {
+        println!("{line}");
+    }
+    println!("packets: took {} s", started.elapsed().as_secs());
+    println!("packets: {} connections measured, {} differ", totals.measured, totals.differ);
+    Ok(if totals.differ == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,337 @@
+//! Point 3: the conformance corpus (`verify/tests/conformance/`, translated from Kubernetes' own
+//! network policy e2e tests) on real packets.
+//!
+//! ```text
+//! each case: namespaces x, y, z (the case's labels), pods a, b, c (the case's labels, IPs and
+//! ports; kept between cases when unchanged), the case's NetworkPolicies only --kube-router synced-->
+//! every cell of every expected table, a new connection: measured vs upstream table vs verify
+//! ```
+//!
+//! A cell where kube-router disagrees with both the upstream table and `netfence verify` (which
+//! agree, as the engine's own test proves) is kube-router's: it is reported, and counted as a
+//! difference unless `e2e/packets/kube-router-differences` documents it (case, probe, cell, why).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    net::{IpAddr, Ipv4Addr},
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
+use kube::{
+    Api,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+};
+use netfence_crd::isolation::Protocol;
+use netfence_verify::{
+    Cluster, Probe, Verdict,
+    conformance::{Case, parse_case, parse_table},
+    reachability,
+};
+use serde_json::{Value, json};
+
+use super::{Endpoint, Harness, Totals};
+use crate::apply_object;
+
+/// The corpus in the repository.
+#[must_use]
+pub fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../verify/tests/conformance")
+}
+
+/// The documented disagreements of kube-router: `case probe from->to: why` lines.
+fn documented() -> BTreeSet<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packets/kube-router-differences");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once(':').map(|(cell, _)| cell.trim().to_owned()))
+        .collect()
+}
+
+fn load(directory: &Path) -> anyhow::Result<Vec<(String, Case)>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(directory)
+        .with_context(|| format!("failed to read {}", directory.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "yaml"))
+        .collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("failed to read {}", file.display()))?;
+        let case = parse_case(&file.display().to_string(), &text)
+            .map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
+        cases.push((case.expected.metadata.name.clone(), case));
+    }
+    Ok(cases)
+}
+
+/// A pod of the world, as the harness made it.
+struct Running {
+    /// Its manifest's spec, to tell when a case needs it made anew.
+    spec: Value,
+    address: Ipv4Addr,
+    endpoint: Endpoint,
+}
+
+fn pod_address(pod: &Pod) -> Option<Ipv4Addr> {
+    pod.status
+        .as_ref()?
+        .pod_ip
+        .as_ref()?
+        .parse()
+        .ok()
+}
+
+fn labels_patch(current: Option<&BTreeMap<String, String>>, wanted: Option<&BTreeMap<String, String>>) -> Value {
+    let mut labels = serde_json::Map::new();
+    for key in current.into_iter().flatten().map(|(key, _)| key) {
+        labels.insert(key.clone(), Value::Null);
+    }
+    for (key, value) in wanted.into_iter().flatten() {
+        labels.insert(key.clone(), json!(value));
+    }
+    labels.remove(netfence_crd::isolation::NAMESPACE_NAME_LABEL);
+    json!({"metadata": {"labels": labels}})
+}
+
+/// Make the cluster hold exactly the case's world: its namespaces' and pods' labels, its pods
+/// (made anew when their spec or address changed), its policies and no other in x, y, z.
+async fn arrange(
+    harness: &Harness,
+    case: &Case,
+    running: &mut BTreeMap<String, Running>,
+) -> anyhow::Result<()> {
+    for namespace in &case.namespaces {
+        let name = namespace.metadata.name.clone().unwrap_or_default();
+        apply_object(
+            &harness.client,
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        )
+        .await?;
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(harness.client.clone());
+        let current = api.get(&name).await?;
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(labels_patch(
+                current.metadata.labels.as_ref(),
+                namespace.metadata.labels.as_ref(),
+            )),
+        )
+        .await?;
+    }
+    for pod in &case.pods {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let key = format!("{namespace}/{name}");
+        let address = pod_address(pod).with_context(|| format!("pod {key} has no status.podIP"))?;
+        let spec = serde_json::to_value(&pod.spec)?;
+        let reuse = running
+            .get(&key)
+            .is_some_and(|known| known.spec == spec && known.address == address);
+        if reuse {
+            let api: Api<Pod> = Api::namespaced(harness.client.clone(), &namespace);
+            let current = api.get(&name).await?;
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(labels_patch(
+                    current.metadata.labels.as_ref(),
+                    pod.metadata.labels.as_ref(),
+                )),
+            )
+            .await?;
+            if let Some(known) = running.get_mut(&key) {
+                known.endpoint.info.labels = pod.metadata.labels.clone().unwrap_or_default();
+            }
+            continue;
+        }
+        if let Some(old) = running.remove(&key) {
+            harness.remove_pod(&namespace, &name, old.endpoint.network).await;
+        }
+        if !harness.reserve(address) {
+            anyhow::bail!("pod {key}: address {address} is taken");
+        }
+        let manifest = serde_json::to_value(pod)?;
+        let network = harness.create_pod(&manifest, address).await?;
+        let mut info_pod = pod.clone();
+        info_pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            pod_ip: Some(address.to_string()),
+            ..Default::default()
+        });
+        let cluster = Cluster::build(&[], &[info_pod], &[])
+            .map_err(|errors| anyhow::anyhow!("pod {key}: {errors}"))?;
+        let info = cluster.pods()[0].clone();
+        running.insert(
+            key,
+            Running {
+                spec,
+                address,
+                endpoint: Endpoint {
+                    label: format!("{namespace}/{name}"),
+                    info,
+                    network,
+                },
+            },
+        );
+    }
+    // Only the case's policies, in the case's namespaces.
+    let wanted: BTreeSet<(String, String)> = case
+        .policies
+        .iter()
+        .map(|policy| {
+            (
+                policy.metadata.namespace.clone().unwrap_or_default(),
+                policy.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    for namespace in &case.namespaces {
+        let name = namespace.metadata.name.clone().unwrap_or_default();
+        let api: Api<NetworkPolicy> = Api::namespaced(harness.client.clone(), &name);
+        for policy in api.list(&ListParams::default()).await?.items {
+            let policy_name = policy.metadata.name.clone().unwrap_or_default();
+            if !wanted.contains(&(name.clone(), policy_name.clone())) {
+                api.delete(&policy_name, &DeleteParams::default()).await?;
+            }
+        }
+    }
+    for policy in &case.policies {
+        let mut object = serde_json::to_value(policy)?;
+        object["apiVersion"] = json!("networking.k8s.io/v1");
+        object["kind"] = json!("NetworkPolicy");
+        apply_object(&harness.client, &object).await?;
+    }
+    Ok(())
+}
+
+/// Run every case of `directory` on real packets; print each case's cells that disagree.
+///
+/// # Errors
+///
+/// When the corpus cannot be read or the world cannot be made.
+pub async fn run(harness: &Harness, directory: &Path, totals: &mut Totals) -> anyhow::Result<()> {
+    let cases = load(directory)?;
+    let documented = documented();
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    let mut cells_measured = 0u64;
+    let mut agreeing_cases = 0usize;
+    let mut kube_router_own = 0u64;
+    let mut counted = 0u64;
+    let mut skipped_sctp = 0usize;
+    let mut report = String::new();
+    for (name, case) in &cases {
+        arrange(harness, case, &mut running).await?;
+        harness.synced().await?;
+        let endpoints: Vec<&Running> = running.values().collect();
+        let index_of: BTreeMap<String, usize> = endpoints
+            .iter()
+            .enumerate()
+            .map(|(index, known)| (known.endpoint.info.key(), index))
+            .collect();
+        let cluster = Cluster::build(&case.namespaces, &case.pods, &case.policies)
+            .map_err(|errors| anyhow::anyhow!("case {name}: {errors}"))?;
+        let mut case_differences = 0u64;
+        for table in &case.expected.expected {
+            let probe: Probe = table
+                .probe
+                .parse()
+                .map_err(|error| anyhow::anyhow!("case {name}: {error}"))?;
+            if probe.protocol == Protocol::SCTP && !harness.sctp {
+                skipped_sctp += 1;
+                continue;
+            }
+            let (_, cells) = parse_table(&table.table)
+                .map_err(|error| anyhow::anyhow!("case {name} {}: {error}", table.probe))?;
+            let matrix = reachability(&cluster, &[probe]);
+            let (endpoints, index_of) = (&endpoints, &index_of);
+            let probes = cells.iter().map(|((from, to), allowed)| async move {
+                let (Some(&from_index), Some(&to_index)) = (index_of.get(from), index_of.get(to))
+                else {
+                    return (from, to, *allowed, None);
+                };
+                let destination = endpoints[to_index].address;
+                let outcome = endpoints[from_index]
+                    .endpoint
+                    .network
+                    .agent
+                    .probe(
+                        probe.protocol,
+                        std::net::SocketAddr::new(IpAddr::V4(destination), probe.port),
+                    )
+                    .await;
+                (from, to, *allowed, Some(outcome))
+            });
+            let results = futures::future::join_all(probes).await;
+            for (from, to, upstream, outcome) in results {
+                cells_measured += 1;
+                let Some(outcome) = outcome else {
+                    case_differences += 1;
+                    let _ = writeln!(report, "  {name} {probe} {from}->{to}: the pod is not in the world");
+                    continue;
+                };
+                let measured = outcome.connected();
+                let verify = match (cluster.pod_index(from), cluster.pod_index(to)) {
+                    (Some(from_index), Some(to_index)) => {
+                        matrix.verdict(0, from_index, to_index) == Verdict::Allowed
+                    }
+                    _ => false,
+                };
+                if measured == upstream && upstream == verify && !matches!(outcome, super::Outcome::Error(_)) {
+                    continue;
+                }
+                let cell = format!("{name} {probe} {from}->{to}");
+                let whose = if upstream == verify && measured != upstream {
+                    kube_router_own += 1;
+                    "kube-router's own"
+                } else {
+                    "netfence verify or the table"
+                };
+                let is_documented = documented.contains(&cell);
+                if !is_documented {
+                    counted += 1;
+                    case_differences += 1;
+                }
+                let _ = writeln!(
+                    report,
+                    "  {cell}: measured {} ({outcome:?}), upstream {}, netfence verify {} [{whose}{}]",
+                    super::word(measured),
+                    super::word(upstream),
+                    super::word(verify),
+                    if is_documented { ", documented" } else { "" }
+                );
+            }
+        }
+        if case_differences == 0 {
+            agreeing_cases += 1;
+        }
+    }
+    for (key, known) in running {
+        let (namespace, name) = key.split_once('/').unwrap_or_default();
+        harness.remove_pod(namespace, name, known.endpoint.network).await;
+    }
+    let names: BTreeSet<String> = cases
+        .iter()
+        .flat_map(|(_, case)| case.namespaces.iter().filter_map(|namespace| namespace.metadata.name.clone()))
+        .collect();
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(harness.client.clone());
+    for name in names {
+        let _ = api.delete(&name, &DeleteParams::default()).await;
+    }
+    let summary = format!(
+        "conformance on packets: {} cases, {cells_measured} cells measured, {agreeing_cases} cases agree on every cell with the upstream table and netfence verify; {kube_router_own} cells are kube-router's own disagreements; {skipped_sctp} SCTP tables not measured (no SCTP in this kernel)",
+        cases.len()
+    );
+    println!("== {summary}");
+    print!("{report}");
+    totals.measured += cells_measured;
+    totals.differ += counted;
+    totals.lines.push(summary);
+    Ok(())
+}
