@@ -38,6 +38,9 @@ struct Cli {
     /// beside them), after examples/. Repeatable.
     #[arg(long = "cases", value_name = "DIR")]
     cases: Vec<PathBuf>,
+    /// Skip the examples and --cases (point 2), to run the other parts alone.
+    #[arg(long)]
+    no_examples: bool,
     /// Skip the conformance corpus on packets (point 3), for a quick run.
     #[arg(long)]
     no_conformance: bool,
@@ -215,6 +218,8 @@ async fn inside(cli: &Cli, netns: &str) -> anyhow::Result<ExitCode> {
         )?;
         println!("packets: kube-router {version} (firewall only) on node {}", dataplane::NODE_IP);
     }
+    // Pods of an earlier run on a reused stack are gone with it.
+    dataplane::delete_pod_namespaces(netns);
     let mut env = Env::start_alone().await;
     env.start_controller(None);
     let harness = Harness::new(
@@ -234,7 +239,7 @@ async fn inside(cli: &Cli, netns: &str) -> anyhow::Result<ExitCode> {
     sources.extend(cli.cases.iter().cloned());
     let cases = examples::load(&sources)?;
     println!("packets: {} NamespaceIsolations from {}", cases.len(), sources.iter().map(|source| source.display().to_string()).collect::<Vec<_>>().join(", "));
-    for case in &cases {
+    for case in cases.iter().filter(|_| !cli.no_examples) {
         match examples::run_case(&harness, &env, case, &mut totals).await {
             Ok(row) => rows.push(row),
             Err(error) => {

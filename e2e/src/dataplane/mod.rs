@@ -110,7 +110,10 @@ pub fn namespaces_named(prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Make the node's network namespace: loopback up, the node's address on it, forwarding on.
+/// Make the node's network namespace: loopback up, the node's address on it, forwarding on, and
+/// no rate limit on the ICMP errors kube-router's REJECT sends (by default a host answers one
+/// source with one port-unreachable a second after a burst of six: a refused connect would then
+/// wait for its SYN's retransmission, a second later).
 ///
 /// # Errors
 ///
@@ -124,7 +127,9 @@ pub fn create_node(netns: &str) -> anyhow::Result<()> {
         .arg(
             "echo 1 > /proc/sys/net/ipv4/ip_forward && \
              echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter && \
-             echo 0 > /proc/sys/net/ipv4/conf/default/rp_filter",
+             echo 0 > /proc/sys/net/ipv4/conf/default/rp_filter && \
+             echo 0 > /proc/sys/net/ipv4/icmp_ratelimit && \
+             echo 1000000 > /proc/sys/net/ipv4/icmp_msgs_per_sec",
         )
         .status()
         .context("failed to run ip netns exec")?;
@@ -134,11 +139,16 @@ pub fn create_node(netns: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Delete the run's network namespaces: the pods' (`NETNS-*`), then the node's.
-pub fn delete_namespaces(netns: &str) {
+/// Delete the pods' network namespaces of the node `netns` (`NETNS-*`), with their veths.
+pub fn delete_pod_namespaces(netns: &str) {
     for pod in namespaces_named(&format!("{netns}-")) {
         let _ = ip(&["netns", "del", &pod]);
     }
+}
+
+/// Delete the run's network namespaces: the pods', then the node's.
+pub fn delete_namespaces(netns: &str) {
+    delete_pod_namespaces(netns);
     let _ = ip(&["netns", "del", netns]);
 }
 

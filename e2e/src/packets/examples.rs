@@ -259,7 +259,7 @@ pub(crate) async fn build(
             let address = harness.allocate();
             info.ips = vec![IpAddr::V4(address)];
             harness
-                .create_pod(&pod_manifest(&info, world, harness.sctp), address)
+                .create_pod(&pod_manifest(&info, world, harness.sctp), address, &[])
                 .await?
         };
         made.endpoints.push(Endpoint {
@@ -330,6 +330,7 @@ pub async fn run_case(
             .file_name()
             .map_or_else(|| case.source.display().to_string(), |file| file.to_string_lossy().into_owned())
     );
+    let started = std::time::Instant::now();
     let mut made = Made::default();
     let mut notes = world.warnings.clone();
     let result = measure_case(harness, env, case, &validated, &world, &mut made, &mut notes, &title).await;
@@ -344,6 +345,7 @@ pub async fn run_case(
     for note in &notes {
         println!("  note: {note}");
     }
+    println!("  took {:.1} s", started.elapsed().as_secs_f64());
     totals.measured += u64::try_from(row.connections).unwrap_or(u64::MAX);
     totals.differ += u64::try_from(row.differences).unwrap_or(u64::MAX);
     Ok(row)

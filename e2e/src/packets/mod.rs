@@ -175,12 +175,18 @@ impl Harness {
     }
 
     /// Create the Pod of `manifest` (its status replaced by ours) at `address`, with its network
-    /// and agent, as a kubelet would run it.
+    /// and agent, as a kubelet would run it: the agent serves the ports the containers declare,
+    /// and `also` (ports a test probes that the pod does not declare).
     ///
     /// # Errors
     ///
     /// When the API server refuses it or the network cannot be made.
-    pub async fn create_pod(&self, manifest: &Value, address: Ipv4Addr) -> anyhow::Result<PodNetwork> {
+    pub async fn create_pod(
+        &self,
+        manifest: &Value,
+        address: Ipv4Addr,
+        also: &[(u16, Protocol)],
+    ) -> anyhow::Result<PodNetwork> {
         let namespace = manifest["metadata"]["namespace"]
             .as_str()
             .context("a pod without a namespace")?
@@ -206,12 +212,20 @@ impl Harness {
                     attempts += 1;
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
+                // Left by an earlier run that stopped half-way: this run's pod replaces it.
+                Err(kube::Error::Api(status)) if attempts < 60 && status.code == 409 => {
+                    attempts += 1;
+                    let _ = pods.delete(&name, &DeleteParams::default().grace_period(0)).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
                 Err(error) => return Err(error).with_context(|| format!("failed to create pod {namespace}/{name}")),
             }
         }
+        let mut ports = declared_ports(&manifest);
+        ports.extend(also.iter().filter(|port| !ports.contains(port)).copied().collect::<Vec<_>>());
         let network = self
             .pods
-            .create(address, &self.served(&declared_ports(&manifest)))
+            .create(address, &self.served(&ports))
             .await
             .with_context(|| format!("failed to give pod {namespace}/{name} a network"))?;
         let address = address.to_string();
