@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Action {
     /// Build the upstream programs (once per pin, cached outside the clone) and print where
-    /// they are; `up` does this first.
+    /// they are; `up` does this first. kube-router (the packet suite's dataplane) too.
     Build,
     /// Build kubectl of the same Kubernetes release (once, cached) and print its folder, for a
     /// machine without kubectl.
@@ -48,7 +48,8 @@ async fn main() -> ExitCode {
                 kubectl.parent().unwrap_or(std::path::Path::new(".")).display()
             );
         }),
-        Action::Build => cluster::build::ensure().map(|binaries| {
+        Action::Build => cluster::build::ensure().and_then(|binaries| {
+            let (kube_router, kube_router_version) = cluster::build::ensure_kube_router()?;
             println!(
                 "Kubernetes {} and etcd {} built:",
                 binaries.kubernetes_version, binaries.etcd_version
@@ -60,6 +61,8 @@ async fn main() -> ExitCode {
             ] {
                 println!("  {}", program.display());
             }
+            println!("kube-router {kube_router_version} built:\n  {}", kube_router.display());
+            Ok(())
         }),
         Action::Up { dir } => cluster::up(&dir).await.map(|state| {
             let kubeconfig = dir.join(cluster::KUBECONFIG_FILE);

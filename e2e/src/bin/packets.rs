@@ -38,15 +38,8 @@ struct Cli {
     /// beside them), after examples/. Repeatable.
     #[arg(long = "cases", value_name = "DIR")]
     cases: Vec<PathBuf>,
-    /// Skip the examples and --cases (point 2), to run the other parts alone.
-    #[arg(long)]
-    no_examples: bool,
-    /// Skip the conformance corpus on packets (point 3), for a quick run.
-    #[arg(long)]
-    no_conformance: bool,
-    /// Skip the fail-closed scenario (point 4), for a quick run.
-    #[arg(long)]
-    no_fail_closed: bool,
+    #[command(flatten)]
+    skip: Skip,
     /// The folder for the control plane, kube-router's log and the state. A folder holding a
     /// running stack (left by --keep) is reused. Default: a new temporary folder.
     #[arg(long)]
@@ -57,6 +50,20 @@ struct Cli {
     /// Stop the stack that --keep left in --dir, and exit.
     #[arg(long, requires = "dir")]
     down: bool,
+}
+
+/// Parts to leave out, for a quick run.
+#[derive(clap::Args)]
+struct Skip {
+    /// Skip the examples and --cases (point 2), to run the other parts alone.
+    #[arg(long)]
+    no_examples: bool,
+    /// Skip the conformance corpus on packets (point 3).
+    #[arg(long)]
+    no_conformance: bool,
+    /// Skip the fail-closed scenario (point 4).
+    #[arg(long)]
+    no_fail_closed: bool,
 }
 
 #[derive(Subcommand)]
@@ -73,7 +80,10 @@ enum Hidden {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Hidden::Agent { listen }) = &cli.agent {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(runtime) => runtime,
             Err(error) => {
                 eprintln!("agent: {error}");
@@ -88,7 +98,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("packets: {error}");
@@ -139,24 +152,27 @@ async fn outside(cli: &Cli) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&directory)
         .with_context(|| format!("failed to create {}", directory.display()))?;
     let directory = directory.canonicalize()?;
-    let reused = dataplane::read_state(&directory).ok().filter(dataplane::is_running);
-    let netns = match &reused {
-        Some(state) => {
-            println!("packets: reusing the stack in {} (netns {})", directory.display(), state.netns);
-            state.netns.clone()
-        }
-        None => {
-            // Built here, with the module proxy in reach; the node's netns has no way out.
-            tokio::task::spawn_blocking(|| -> anyhow::Result<()> {
-                cluster::build::ensure()?;
-                cluster::build::ensure_kube_router()?;
-                Ok(())
-            })
-            .await??;
-            let netns = format!("{NETNS_PREFIX}{}", std::process::id());
-            dataplane::create_node(&netns)?;
-            netns
-        }
+    let reused = dataplane::read_state(&directory)
+        .ok()
+        .filter(dataplane::is_running);
+    let netns = if let Some(state) = &reused {
+        println!(
+            "packets: reusing the stack in {} (netns {})",
+            directory.display(),
+            state.netns
+        );
+        state.netns.clone()
+    } else {
+        // Built here, with the module proxy in reach; the node's netns has no way out.
+        tokio::task::spawn_blocking(|| -> anyhow::Result<()> {
+            cluster::build::ensure()?;
+            cluster::build::ensure_kube_router()?;
+            Ok(())
+        })
+        .await??;
+        let netns = format!("{NETNS_PREFIX}{}", std::process::id());
+        dataplane::create_node(&netns)?;
+        netns
     };
     let program = std::env::current_exe()?;
     let status = tokio::process::Command::new("ip")
@@ -190,34 +206,106 @@ async fn outside(cli: &Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Bring up, in this network namespace, the control plane and kube-router (unless they run).
+async fn bring_up(directory: &Path, netns: &str) -> anyhow::Result<()> {
+    if dataplane::read_state(directory).is_ok_and(|state| dataplane::is_running(&state)) {
+        return Ok(());
+    }
+    let control_plane = directory.join("cluster");
+    let kubeconfig = control_plane.join(cluster::KUBECONFIG_FILE);
+    let state = cluster::up(&control_plane).await?;
+    println!(
+        "packets: Kubernetes {} (etcd {}) at {} in netns {netns}",
+        state.kubernetes_version, state.etcd_version, state.server
+    );
+    let client = cluster::client_from(&kubeconfig).await?;
+    dataplane::register_node(&client).await?;
+    let (program, version) = cluster::build::ensure_kube_router()?;
+    let process = dataplane::start_kube_router(&program, &kubeconfig, directory)?;
+    std::fs::write(
+        directory.join(dataplane::STATE_FILE),
+        serde_json::to_string_pretty(&dataplane::State {
+            netns: netns.to_owned(),
+            kube_router: process,
+            kube_router_version: version.clone(),
+        })?,
+    )?;
+    println!(
+        "packets: kube-router {version} (firewall only) on node {}",
+        dataplane::NODE_IP
+    );
+    Ok(())
+}
+
+/// The three parts; a part that fails counts as one difference and the others still run.
+async fn run_parts(
+    cli: &Cli,
+    harness: &Harness,
+    env: &mut Env,
+    totals: &mut Totals,
+) -> anyhow::Result<Vec<examples::Row>> {
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut sources = vec![repository.join("examples")];
+    sources.extend(cli.cases.iter().cloned());
+    let cases = examples::load(&sources)?;
+    let mut rows = Vec::new();
+    if !cli.skip.no_examples {
+        println!(
+            "packets: {} NamespaceIsolations from {}",
+            cases.len(),
+            sources
+                .iter()
+                .map(|source| source.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for case in &cases {
+            match examples::run_case(harness, env, case, totals).await {
+                Ok(row) => rows.push(row),
+                Err(error) => {
+                    totals.differ += 1;
+                    println!("== {}: FAILED: {error:#}", case.source.display());
+                }
+            }
+        }
+        totals.lines.push(format!(
+            "examples: {} NamespaceIsolations, {} connections measured, {} differ",
+            rows.len(),
+            rows.iter().map(|row| row.connections).sum::<usize>(),
+            rows.iter().map(|row| row.differences).sum::<usize>()
+        ));
+    }
+    if !cli.skip.no_conformance
+        && let Err(error) = conformance::run(harness, &conformance::corpus(), totals).await
+    {
+        totals.differ += 1;
+        println!("== conformance on packets: FAILED: {error:#}");
+    }
+    if !cli.skip.no_fail_closed {
+        let three_tier = cases
+            .iter()
+            .find(|case| case.source.ends_with("examples/three-tier.yaml"))
+            .cloned()
+            .context("examples/three-tier.yaml has no NamespaceIsolation");
+        let result = match three_tier {
+            Ok(case) => fail_closed::run(harness, env, &case, totals).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            totals.differ += 1;
+            println!("== fail-closed on packets: FAILED: {error:#}");
+        }
+    }
+    Ok(rows)
+}
+
 /// Inside the node's netns: bring up what is missing, run the parts, report.
 async fn inside(cli: &Cli, netns: &str) -> anyhow::Result<ExitCode> {
     let directory = PathBuf::from(
         std::env::var("NETFENCE_PACKETS_DIR").context("NETFENCE_PACKETS_DIR is not set")?,
     );
     let started = std::time::Instant::now();
-    let control_plane = directory.join("cluster");
-    let kubeconfig = control_plane.join(cluster::KUBECONFIG_FILE);
-    if dataplane::read_state(&directory).ok().filter(dataplane::is_running).is_none() {
-        let state = cluster::up(&control_plane).await?;
-        println!(
-            "packets: Kubernetes {} (etcd {}) at {} in netns {netns}",
-            state.kubernetes_version, state.etcd_version, state.server
-        );
-        let client = cluster::client_from(&kubeconfig).await?;
-        dataplane::register_node(&client).await?;
-        let (program, version) = cluster::build::ensure_kube_router()?;
-        let process = dataplane::start_kube_router(&program, &kubeconfig, &directory)?;
-        std::fs::write(
-            directory.join(dataplane::STATE_FILE),
-            serde_json::to_string_pretty(&dataplane::State {
-                netns: netns.to_owned(),
-                kube_router: process,
-                kube_router_version: version.clone(),
-            })?,
-        )?;
-        println!("packets: kube-router {version} (firewall only) on node {}", dataplane::NODE_IP);
-    }
+    bring_up(&directory, netns).await?;
     // Pods of an earlier run on a reused stack are gone with it.
     dataplane::delete_pod_namespaces(netns);
     let mut env = Env::start_alone().await;
@@ -229,52 +317,16 @@ async fn inside(cli: &Cli, netns: &str) -> anyhow::Result<ExitCode> {
         std::env::current_exe()?,
     );
     if !harness.sctp {
-        println!("packets: this kernel has no SCTP sockets: SCTP probes are not measured (each part says how many)");
+        netfence_e2e::skip_in(
+            "packets",
+            "sctp_probes",
+            "this kernel has no SCTP sockets: SCTP probes are not measured on packets (each part says how many; netfence verify and the intent still cover them)",
+        );
     }
     let mut totals = Totals::default();
-    let mut rows = Vec::new();
-
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut sources = vec![repository.join("examples")];
-    sources.extend(cli.cases.iter().cloned());
-    let cases = examples::load(&sources)?;
-    println!("packets: {} NamespaceIsolations from {}", cases.len(), sources.iter().map(|source| source.display().to_string()).collect::<Vec<_>>().join(", "));
-    for case in cases.iter().filter(|_| !cli.no_examples) {
-        match examples::run_case(&harness, &env, case, &mut totals).await {
-            Ok(row) => rows.push(row),
-            Err(error) => {
-                totals.differ += 1;
-                println!("== {}: FAILED: {error:#}", case.source.display());
-            }
-        }
-    }
-    let examples_summary = format!(
-        "examples: {} NamespaceIsolations, {} connections measured, {} differ",
-        rows.len(),
-        rows.iter().map(|row| row.connections).sum::<usize>(),
-        rows.iter().map(|row| row.differences).sum::<usize>()
-    );
-    totals.lines.insert(0, examples_summary);
-
-    if !cli.no_conformance && let Err(error) = conformance::run(&harness, &conformance::corpus(), &mut totals).await {
-        totals.differ += 1;
-        println!("== conformance on packets: FAILED: {error:#}");
-    }
-    if !cli.no_fail_closed {
-        match cases.iter().find(|case| case.source.ends_with("examples/three-tier.yaml")) {
-            Some(case) => {
-                if let Err(error) = fail_closed::run(&harness, &mut env, case, &mut totals).await {
-                    totals.differ += 1;
-                    println!("== fail-closed on packets: FAILED: {error:#}");
-                }
-            }
-            None => {
-                totals.differ += 1;
-                println!("== fail-closed on packets: FAILED: examples/three-tier.yaml has no NamespaceIsolation");
-            }
-        }
-    }
+    let rows = run_parts(cli, &harness, &mut env, &mut totals).await;
     env.finish().await;
+    let rows = rows?;
 
     println!();
     println!("{}", examples::table(&rows));
@@ -282,7 +334,15 @@ async fn inside(cli: &Cli, netns: &str) -> anyhow::Result<ExitCode> {
         println!("{line}");
     }
     println!("packets: took {} s", started.elapsed().as_secs());
-    println!("packets: {} connections measured, {} differ", totals.measured, totals.differ);
+    println!(
+        "packets: {} connections measured, {} differ",
+        totals.measured, totals.differ
+    );
+    netfence_e2e::figure(&format!(
+        "packets (kube-router): {}; took {} s",
+        totals.lines.join("; "),
+        started.elapsed().as_secs()
+    ));
     Ok(if totals.differ == 0 {
         ExitCode::SUCCESS
     } else {

@@ -73,13 +73,10 @@ fn read(path: &Path) -> anyhow::Result<String> {
 
 /// The first six bytes of a digest, in hex: enough to tell pins apart in a folder name.
 fn short_hash(digest: &[u8]) -> String {
-    digest
-        .iter()
-        .take(6)
-        .fold(String::new(), |mut hash, byte| {
-            let _ = write!(hash, "{byte:02x}");
-            hash
-        })
+    digest.iter().take(6).fold(String::new(), |mut hash, byte| {
+        let _ = write!(hash, "{byte:02x}");
+        hash
+    })
 }
 
 /// The cache key of the pins: the versions, then the SHA-256 of every go.mod and go.sum.

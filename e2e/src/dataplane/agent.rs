@@ -106,7 +106,9 @@ pub async fn serve(listen: &str) -> anyhow::Result<()> {
         let (port, protocol) = item
             .split_once('/')
             .with_context(|| format!("{item:?} is not PORT/PROTOCOL"))?;
-        let port: u16 = port.parse().with_context(|| format!("bad port in {item:?}"))?;
+        let port: u16 = port
+            .parse()
+            .with_context(|| format!("bad port in {item:?}"))?;
         match parse_protocol(protocol) {
             Some(Protocol::TCP) => {
                 let listener = TcpListener::bind(("0.0.0.0", port))
@@ -186,12 +188,13 @@ fn classify(error: &std::io::Error) -> Outcome {
 
 async fn probe(protocol: Protocol, address: SocketAddr) -> Outcome {
     match protocol {
-        Protocol::TCP => match tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(address)).await
-        {
-            Ok(Ok(_)) => Outcome::Connected,
-            Ok(Err(error)) => classify(&error),
-            Err(_) => Outcome::Timeout,
-        },
+        Protocol::TCP => {
+            match tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(address)).await {
+                Ok(Ok(_)) => Outcome::Connected,
+                Ok(Err(error)) => classify(&error),
+                Err(_) => Outcome::Timeout,
+            }
+        }
         Protocol::UDP => {
             let socket = match UdpSocket::bind(("0.0.0.0", 0)).await {
                 Ok(socket) => socket,
@@ -318,5 +321,59 @@ impl Agent {
     /// Stop it.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the agent writes, the harness reads back as the same outcome.
+    #[test]
+    fn outcomes_survive_the_pipe() {
+        for outcome in [
+            Outcome::Connected,
+            Outcome::Refused,
+            Outcome::Timeout,
+            Outcome::Error("no route\nto host".to_owned()),
+        ] {
+            let read = Outcome::parse(&outcome.word());
+            match outcome {
+                Outcome::Error(_) => {
+                    assert_eq!(read, Outcome::Error("no route to host".to_owned()));
+                }
+                other => assert_eq!(read, other),
+            }
+        }
+        assert_eq!(
+            listen_argument(&[(80, Protocol::TCP), (53, Protocol::UDP)]),
+            "80/TCP,53/UDP"
+        );
+    }
+
+    /// A real agent on loopback: a listening port connects, a closed one is refused, a UDP
+    /// echo comes back.
+    #[tokio::test]
+    async fn probes_tell_open_from_closed() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let open = listener.local_addr().expect("address");
+        tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+        let closed = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind")
+            .local_addr()
+            .expect("address");
+        let echo = UdpSocket::bind(("127.0.0.1", 0)).await.expect("bind");
+        let echo_address = echo.local_addr().expect("address");
+        tokio::spawn(async move {
+            let mut buffer = [0u8; 64];
+            while let Ok((length, peer)) = echo.recv_from(&mut buffer).await {
+                let _ = echo.send_to(&buffer[..length], peer).await;
+            }
+        });
+        assert_eq!(probe(Protocol::TCP, open).await, Outcome::Connected);
+        assert_eq!(probe(Protocol::TCP, closed).await, Outcome::Refused);
+        assert_eq!(probe(Protocol::UDP, echo_address).await, Outcome::Connected);
+        assert_eq!(probe(Protocol::UDP, closed).await, Outcome::Refused);
     }
 }

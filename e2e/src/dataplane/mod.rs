@@ -121,7 +121,15 @@ pub fn namespaces_named(prefix: &str) -> Vec<String> {
 pub fn create_node(netns: &str) -> anyhow::Result<()> {
     ip(&["netns", "add", netns])?;
     ip(&["-n", netns, "link", "set", "lo", "up"])?;
-    ip(&["-n", netns, "addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"])?;
+    ip(&[
+        "-n",
+        netns,
+        "addr",
+        "add",
+        &format!("{NODE_IP}/32"),
+        "dev",
+        "lo",
+    ])?;
     let status = Command::new("ip")
         .args(["netns", "exec", netns, "sh", "-c"])
         .arg(
@@ -172,7 +180,8 @@ pub fn read_state(directory: &Path) -> anyhow::Result<State> {
     let path = directory.join(STATE_FILE);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("failed to read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a dataplane's state", path.display()))
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a dataplane's state", path.display()))
 }
 
 /// Whether the dataplane of `state` still runs.
@@ -384,10 +393,20 @@ impl Pods {
             &[
                 "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &netns,
             ],
-            &["-n", &netns, "addr", "add", &format!("{address_text}/32"), "dev", "eth0"],
+            &[
+                "-n",
+                &netns,
+                "addr",
+                "add",
+                &format!("{address_text}/32"),
+                "dev",
+                "eth0",
+            ],
             &["-n", &netns, "link", "set", "eth0", "up"],
             &["-n", &netns, "route", "add", &node, "dev", "eth0"],
-            &["-n", &netns, "route", "add", "default", "via", &node, "dev", "eth0"],
+            &[
+                "-n", &netns, "route", "add", "default", "via", &node, "dev", "eth0",
+            ],
             &["link", "set", &veth, "up"],
             &["route", "add", &format!("{address_text}/32"), "dev", &veth],
         ];

@@ -14,7 +14,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
 };
 
@@ -26,14 +26,14 @@ use kube::{
 };
 use netfence_crd::isolation::Protocol;
 use netfence_verify::{
-    Cluster,
-    cidr::Cidr, Probe, Verdict,
+    Cluster, Probe, Verdict,
+    cidr::Cidr,
     conformance::{Case, parse_case, parse_table},
     reachability,
 };
 use serde_json::{Value, json};
 
-use super::{Endpoint, Harness, Totals};
+use super::{Endpoint, Harness, Outcome, Totals, word};
 use crate::apply_object;
 
 /// The corpus in the repository.
@@ -58,7 +58,10 @@ fn load(directory: &Path) -> anyhow::Result<Vec<(String, Case)>> {
         .with_context(|| format!("failed to read {}", directory.display()))?
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "yaml"))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "yaml")
+        })
         .collect();
     files.sort();
     let mut cases = Vec::new();
@@ -81,15 +84,13 @@ struct Running {
 }
 
 fn pod_address(pod: &Pod) -> Option<Ipv4Addr> {
-    pod.status
-        .as_ref()?
-        .pod_ip
-        .as_ref()?
-        .parse()
-        .ok()
+    pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok()
 }
 
-fn labels_patch(current: Option<&BTreeMap<String, String>>, wanted: Option<&BTreeMap<String, String>>) -> Value {
+fn labels_patch(
+    current: Option<&BTreeMap<String, String>>,
+    wanted: Option<&BTreeMap<String, String>>,
+) -> Value {
     let mut labels = serde_json::Map::new();
     for key in current.into_iter().flatten().map(|(key, _)| key) {
         labels.insert(key.clone(), Value::Null);
@@ -121,12 +122,19 @@ fn canonical(text: &mut Value, policy: &str, notes: &mut Vec<String>) {
 /// them) to its network (`0.0.0.0/4`): Kubernetes refuses host bits since 1.33's stricter IP
 /// validation, and every NetworkPolicy implementation (and `netfence verify`) reads both the same.
 fn canonical_blocks(policy: &mut Value, notes: &mut Vec<String>) {
-    let name = policy["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    let name = policy["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     for (direction, peers) in [("ingress", "from"), ("egress", "to")] {
         let Some(rules) = policy["spec"][direction].as_array_mut() else {
             continue;
         };
-        for peer in rules.iter_mut().filter_map(|rule| rule[peers].as_array_mut()).flatten() {
+        for peer in rules
+            .iter_mut()
+            .filter_map(|rule| rule[peers].as_array_mut())
+            .flatten()
+        {
             let Some(block) = peer.get_mut("ipBlock") else {
                 continue;
             };
@@ -197,7 +205,9 @@ async fn arrange(
             continue;
         }
         if let Some(old) = running.remove(&key) {
-            harness.remove_pod(&namespace, &name, old.endpoint.network).await;
+            harness
+                .remove_pod(&namespace, &name, old.endpoint.network)
+                .await;
         }
         if !harness.reserve(address) {
             anyhow::bail!("pod {key}: address {address} is taken");
@@ -225,7 +235,15 @@ async fn arrange(
             },
         );
     }
-    // Only the case's policies, in the case's namespaces.
+    arrange_policies(harness, case, notes).await
+}
+
+/// Only the case's policies in the case's namespaces.
+async fn arrange_policies(
+    harness: &Harness,
+    case: &Case,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<()> {
     let wanted: BTreeSet<(String, String)> = case
         .policies
         .iter()
@@ -256,6 +274,122 @@ async fn arrange(
     Ok(())
 }
 
+/// What the cases measured so far.
+#[derive(Default)]
+struct Tally {
+    cells: u64,
+    agreeing_cases: usize,
+    kube_router_own: u64,
+    counted: u64,
+    skipped_sctp: usize,
+    report: String,
+}
+
+/// Measure every cell of one case's tables (the world arranged and synced), and compare.
+async fn measure_case(
+    harness: &Harness,
+    name: &str,
+    case: &Case,
+    running: &BTreeMap<String, Running>,
+    documented: &BTreeSet<String>,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    let endpoints: Vec<&Running> = running.values().collect();
+    let index_of: BTreeMap<String, usize> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(index, known)| (known.endpoint.info.key(), index))
+        .collect();
+    let cluster = Cluster::build(&case.namespaces, &case.pods, &case.policies)
+        .map_err(|errors| anyhow::anyhow!("case {name}: {errors}"))?;
+    let mut case_differences = 0u64;
+    for table in &case.expected.expected {
+        let probe: Probe = table
+            .probe
+            .parse()
+            .map_err(|error| anyhow::anyhow!("case {name}: {error}"))?;
+        if probe.protocol == Protocol::SCTP && !harness.sctp {
+            tally.skipped_sctp += 1;
+            continue;
+        }
+        let (_, cells) = parse_table(&table.table)
+            .map_err(|error| anyhow::anyhow!("case {name} {}: {error}", table.probe))?;
+        let matrix = reachability(&cluster, &[probe]);
+        let (endpoints, index_of) = (&endpoints, &index_of);
+        let attempts = cells.iter().map(|((from, to), allowed)| async move {
+            let (Some(&from_index), Some(&to_index)) = (index_of.get(from), index_of.get(to))
+            else {
+                return (from, to, *allowed, None);
+            };
+            let destination = SocketAddr::new(IpAddr::V4(endpoints[to_index].address), probe.port);
+            let outcome = endpoints[from_index]
+                .endpoint
+                .network
+                .agent
+                .probe(probe.protocol, destination)
+                .await;
+            (from, to, *allowed, Some(outcome))
+        });
+        for (from, to, upstream, outcome) in futures::future::join_all(attempts).await {
+            tally.cells += 1;
+            let cell = format!("{name} {probe} {from}->{to}");
+            let Some(outcome) = outcome else {
+                case_differences += 1;
+                let _ = writeln!(tally.report, "  {cell}: the pod is not in the world");
+                continue;
+            };
+            let measured = outcome.connected();
+            let verify = match (cluster.pod_index(from), cluster.pod_index(to)) {
+                (Some(from_index), Some(to_index)) => {
+                    matrix.verdict(0, from_index, to_index) == Verdict::Allowed
+                }
+                _ => false,
+            };
+            let failed = matches!(outcome, Outcome::Error(_));
+            if measured == upstream && upstream == verify && !failed {
+                continue;
+            }
+            let whose = if upstream == verify && measured != upstream {
+                tally.kube_router_own += 1;
+                "kube-router's own"
+            } else {
+                "netfence verify or the table"
+            };
+            let is_documented = documented.contains(&cell);
+            if !is_documented {
+                tally.counted += 1;
+                case_differences += 1;
+            }
+            let _ = writeln!(
+                tally.report,
+                "  {cell}: measured {} ({outcome:?}), upstream {}, netfence verify {} [{whose}{}]",
+                word(measured),
+                word(upstream),
+                word(verify),
+                if is_documented { ", documented" } else { "" }
+            );
+        }
+    }
+    if case_differences == 0 {
+        tally.agreeing_cases += 1;
+    }
+    Ok(())
+}
+
+/// Every port a table probes: each pod listens on all of them, declared or not, so that a table
+/// expecting a connection on 53 to a pod that declares only 80 and 81 measures the firewall,
+/// not a missing listener.
+fn probed_ports(cases: &[(String, Case)]) -> Vec<(u16, Protocol)> {
+    cases
+        .iter()
+        .flat_map(|(_, case)| &case.expected.expected)
+        .filter_map(|table| table.probe.parse::<Probe>().ok())
+        .map(|probe| (probe.port, probe.protocol))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// Run every case of `directory` on real packets; print each case's cells that disagree.
 ///
 /// # Errors
@@ -264,141 +398,120 @@ async fn arrange(
 pub async fn run(harness: &Harness, directory: &Path, totals: &mut Totals) -> anyhow::Result<()> {
     let cases = load(directory)?;
     let documented = documented();
+    let ports = probed_ports(&cases);
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
-    let mut cells_measured = 0u64;
-    let mut agreeing_cases = 0usize;
-    let mut kube_router_own = 0u64;
-    let mut counted = 0u64;
-    let mut skipped_sctp = 0usize;
-    let mut report = String::new();
+    let mut tally = Tally::default();
     let mut notes = Vec::new();
-    // Every pod listens on every port a table probes, declared or not: a table that expects a
-    // connection on 53 to a pod that declares only 80 and 81 measures the firewall, not a
-    // missing listener.
-    let probed: Vec<(u16, Protocol)> = cases
-        .iter()
-        .flat_map(|(_, case)| &case.expected.expected)
-        .filter_map(|table| table.probe.parse::<Probe>().ok())
-        .map(|probe| (probe.port, probe.protocol))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
     let mut failure = None;
     for (name, case) in &cases {
-        if let Err(error) = arrange(harness, case, &mut running, &probed, &mut notes).await {
+        let measured = async {
+            arrange(harness, case, &mut running, &ports, &mut notes).await?;
+            harness.synced().await?;
+            measure_case(harness, name, case, &running, &documented, &mut tally).await
+        }
+        .await;
+        if let Err(error) = measured {
             failure = Some(error.context(format!("case {name}")));
             break;
-        }
-        harness.synced().await?;
-        let endpoints: Vec<&Running> = running.values().collect();
-        let index_of: BTreeMap<String, usize> = endpoints
-            .iter()
-            .enumerate()
-            .map(|(index, known)| (known.endpoint.info.key(), index))
-            .collect();
-        let cluster = Cluster::build(&case.namespaces, &case.pods, &case.policies)
-            .map_err(|errors| anyhow::anyhow!("case {name}: {errors}"))?;
-        let mut case_differences = 0u64;
-        for table in &case.expected.expected {
-            let probe: Probe = table
-                .probe
-                .parse()
-                .map_err(|error| anyhow::anyhow!("case {name}: {error}"))?;
-            if probe.protocol == Protocol::SCTP && !harness.sctp {
-                skipped_sctp += 1;
-                continue;
-            }
-            let (_, cells) = parse_table(&table.table)
-                .map_err(|error| anyhow::anyhow!("case {name} {}: {error}", table.probe))?;
-            let matrix = reachability(&cluster, &[probe]);
-            let (endpoints, index_of) = (&endpoints, &index_of);
-            let probes = cells.iter().map(|((from, to), allowed)| async move {
-                let (Some(&from_index), Some(&to_index)) = (index_of.get(from), index_of.get(to))
-                else {
-                    return (from, to, *allowed, None);
-                };
-                let destination = endpoints[to_index].address;
-                let outcome = endpoints[from_index]
-                    .endpoint
-                    .network
-                    .agent
-                    .probe(
-                        probe.protocol,
-                        std::net::SocketAddr::new(IpAddr::V4(destination), probe.port),
-                    )
-                    .await;
-                (from, to, *allowed, Some(outcome))
-            });
-            let results = futures::future::join_all(probes).await;
-            for (from, to, upstream, outcome) in results {
-                cells_measured += 1;
-                let Some(outcome) = outcome else {
-                    case_differences += 1;
-                    let _ = writeln!(report, "  {name} {probe} {from}->{to}: the pod is not in the world");
-                    continue;
-                };
-                let measured = outcome.connected();
-                let verify = match (cluster.pod_index(from), cluster.pod_index(to)) {
-                    (Some(from_index), Some(to_index)) => {
-                        matrix.verdict(0, from_index, to_index) == Verdict::Allowed
-                    }
-                    _ => false,
-                };
-                if measured == upstream && upstream == verify && !matches!(outcome, super::Outcome::Error(_)) {
-                    continue;
-                }
-                let cell = format!("{name} {probe} {from}->{to}");
-                let whose = if upstream == verify && measured != upstream {
-                    kube_router_own += 1;
-                    "kube-router's own"
-                } else {
-                    "netfence verify or the table"
-                };
-                let is_documented = documented.contains(&cell);
-                if !is_documented {
-                    counted += 1;
-                    case_differences += 1;
-                }
-                let _ = writeln!(
-                    report,
-                    "  {cell}: measured {} ({outcome:?}), upstream {}, netfence verify {} [{whose}{}]",
-                    super::word(measured),
-                    super::word(upstream),
-                    super::word(verify),
-                    if is_documented { ", documented" } else { "" }
-                );
-            }
-        }
-        if case_differences == 0 {
-            agreeing_cases += 1;
         }
     }
     for (key, known) in running {
         let (namespace, name) = key.split_once('/').unwrap_or_default();
-        harness.remove_pod(namespace, name, known.endpoint.network).await;
-    }
-    if let Some(error) = failure {
-        return Err(error);
+        harness
+            .remove_pod(namespace, name, known.endpoint.network)
+            .await;
     }
     let names: BTreeSet<String> = cases
         .iter()
-        .flat_map(|(_, case)| case.namespaces.iter().filter_map(|namespace| namespace.metadata.name.clone()))
+        .flat_map(|(_, case)| {
+            case.namespaces
+                .iter()
+                .filter_map(|namespace| namespace.metadata.name.clone())
+        })
         .collect();
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(harness.client.clone());
     for name in names {
         let _ = api.delete(&name, &DeleteParams::default()).await;
     }
+    if let Some(error) = failure {
+        return Err(error);
+    }
     let summary = format!(
-        "conformance on packets: {} cases, {cells_measured} cells measured, {agreeing_cases} cases agree on every cell with the upstream table and netfence verify; {kube_router_own} cells are kube-router's own disagreements; {skipped_sctp} SCTP tables not measured (no SCTP in this kernel)",
-        cases.len()
+        "conformance on packets: {} cases, {} cells measured, {} cases agree on every cell with the upstream table and netfence verify; {} cells are kube-router's own disagreements; {} SCTP tables not measured (no SCTP in this kernel)",
+        cases.len(),
+        tally.cells,
+        tally.agreeing_cases,
+        tally.kube_router_own,
+        tally.skipped_sctp
     );
     println!("== {summary}");
     for note in &notes {
         println!("  note: {note}");
     }
-    print!("{report}");
-    totals.measured += cells_measured;
-    totals.differ += counted;
+    print!("{}", tally.report);
+    totals.measured += tally.cells;
+    totals.differ += tally.counted;
     totals.lines.push(summary);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Upstream's host-bit CIDRs are applied as their network, and each rewrite is noted.
+    #[test]
+    fn host_bit_blocks_become_their_network() {
+        let mut policy = json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "egress": [{"to": [
+                    {"ipBlock": {"cidr": "10.244.0.10/4", "except": ["10.244.0.10/32"]}},
+                    {"podSelector": {}},
+                ]}],
+                "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}],
+            },
+        });
+        let mut notes = Vec::new();
+        canonical_blocks(&mut policy, &mut notes);
+        assert_eq!(
+            policy["spec"]["egress"][0]["to"][0]["ipBlock"]["cidr"],
+            "0.0.0.0/4"
+        );
+        assert_eq!(
+            policy["spec"]["egress"][0]["to"][0]["ipBlock"]["except"][0],
+            "10.244.0.10/32"
+        );
+        // A peer without an ipBlock gets none.
+        assert!(
+            policy["spec"]["egress"][0]["to"][1]
+                .get("ipBlock")
+                .is_none()
+        );
+        assert_eq!(
+            policy["spec"]["ingress"][0]["from"][0]["ipBlock"]["cidr"],
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            notes,
+            [
+                "policy p: ipBlock 10.244.0.10/4 applied as 0.0.0.0/4 (the API server refuses host bits)"
+            ]
+        );
+    }
+
+    /// A case's labels replace the current ones: missing keys are removed (null in a merge patch),
+    /// the name label the API server keeps is never touched.
+    #[test]
+    fn labels_are_replaced_not_merged() {
+        let current = BTreeMap::from([
+            ("old".to_owned(), "1".to_owned()),
+            ("kubernetes.io/metadata.name".to_owned(), "x".to_owned()),
+        ]);
+        let wanted = BTreeMap::from([("pod".to_owned(), "a".to_owned())]);
+        assert_eq!(
+            labels_patch(Some(&current), Some(&wanted)),
+            json!({"metadata": {"labels": {"old": null, "pod": "a"}}})
+        );
+    }
 }

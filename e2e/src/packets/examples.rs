@@ -188,11 +188,11 @@ async fn wait_namespaces_gone(harness: &Harness, names: &[String]) {
         let Ok(list) = api.list(&ListParams::default()).await else {
             break;
         };
-        if !list
-            .items
-            .iter()
-            .any(|namespace| names.iter().any(|name| Some(name) == namespace.metadata.name.as_ref()))
-        {
+        if !list.items.iter().any(|namespace| {
+            names
+                .iter()
+                .any(|name| Some(name) == namespace.metadata.name.as_ref())
+        }) {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
@@ -206,7 +206,11 @@ pub(crate) async fn remove(harness: &Harness, made: Made) {
             harness.remove_external(endpoint.network).await;
         } else {
             harness
-                .remove_pod(&endpoint.info.namespace, &endpoint.info.name, endpoint.network)
+                .remove_pod(
+                    &endpoint.info.namespace,
+                    &endpoint.info.name,
+                    endpoint.network,
+                )
                 .await;
         }
     }
@@ -251,7 +255,10 @@ pub(crate) async fn build(
                 continue;
             };
             if !harness.reserve(address) {
-                notes.push(format!("{}: not measured (the address is taken)", endpoint.label));
+                notes.push(format!(
+                    "{}: not measured (the address is taken)",
+                    endpoint.label
+                ));
                 continue;
             }
             harness.create_external(address, &ports).await?
@@ -271,8 +278,65 @@ pub(crate) async fn build(
     Ok(())
 }
 
+/// The two expectations of a measured connection: `netfence verify` on the cluster's objects,
+/// and the spec read directly.
+struct Expectations<'a> {
+    matrix: netfence_verify::Reachability<'a>,
+    /// Each endpoint's index in the verify model.
+    index: &'a [usize],
+    /// The model world with the endpoints' real addresses.
+    world: World,
+    validated: &'a ValidatedIsolation,
+}
+
+impl Expectations<'_> {
+    /// One line per connection where the measurement, verify and the intent do not all agree, or
+    /// the probe failed.
+    fn differences(&self, endpoints: &[Endpoint], measured: &[Measured]) -> Vec<String> {
+        let probe_index: BTreeMap<Probe, usize> = self
+            .matrix
+            .probes()
+            .iter()
+            .enumerate()
+            .map(|(position, probe)| (*probe, position))
+            .collect();
+        let declared = Declared::new(self.validated, &self.world);
+        let mut differences = Vec::new();
+        for measurement in measured {
+            let (from, to) = (&endpoints[measurement.from], &endpoints[measurement.to]);
+            let connected = measurement.outcome.connected();
+            let verify = probe_index.get(&measurement.probe).is_some_and(|probe| {
+                verdict_allows(self.matrix.verdict(
+                    *probe,
+                    self.index[measurement.from],
+                    self.index[measurement.to],
+                ))
+            });
+            let intent = declared.allows(&from.info, &to.info, measurement.probe);
+            let failed = matches!(measurement.outcome, super::Outcome::Error(_));
+            if failed || connected != verify || connected != intent {
+                differences.push(format!(
+                    "  {} -> {} {}: measured {} ({:?}), netfence verify: {}, declared: {}",
+                    from.label,
+                    to.label,
+                    measurement.probe,
+                    if connected { "connected" } else { "blocked" },
+                    measurement.outcome,
+                    word(verify),
+                    word(intent),
+                ));
+            }
+        }
+        differences
+    }
+}
+
 /// Apply the case's NamespaceIsolation in `namespace`, as its file has it.
-pub(crate) async fn apply_isolation(harness: &Harness, case: &Case, namespace: &str) -> anyhow::Result<()> {
+pub(crate) async fn apply_isolation(
+    harness: &Harness,
+    case: &Case,
+    namespace: &str,
+) -> anyhow::Result<()> {
     let mut resource = serde_json::to_value(&case.isolation)?;
     resource["apiVersion"] = json!("netfence.io/v1alpha1");
     resource["kind"] = json!("NamespaceIsolation");
@@ -301,7 +365,10 @@ pub(crate) async fn wait_ready(env: &Env, namespace: &str, name: &str) {
 fn world_with_addresses(world: &World, endpoints: &[Endpoint]) -> World {
     let mut world = world.clone();
     for model in &mut world.endpoints {
-        if let Some(endpoint) = endpoints.iter().find(|endpoint| endpoint.info.key() == model.pod.key()) {
+        if let Some(endpoint) = endpoints
+            .iter()
+            .find(|endpoint| endpoint.info.key() == model.pod.key())
+        {
             model.pod.ips.clone_from(&endpoint.info.ips);
         }
     }
@@ -326,14 +393,18 @@ pub async fn run_case(
     let name = validated.name().to_owned();
     let title = format!(
         "{}: {namespace}/{name}",
-        case.source
-            .file_name()
-            .map_or_else(|| case.source.display().to_string(), |file| file.to_string_lossy().into_owned())
+        case.source.file_name().map_or_else(
+            || case.source.display().to_string(),
+            |file| file.to_string_lossy().into_owned()
+        )
     );
     let started = std::time::Instant::now();
     let mut made = Made::default();
     let mut notes = world.warnings.clone();
-    let result = measure_case(harness, env, case, &validated, &world, &mut made, &mut notes, &title).await;
+    let result = measure_case(
+        harness, env, case, &validated, &world, &mut made, &mut notes, &title,
+    )
+    .await;
     // The resource first (its finalizer removes its policies), then what the world made.
     let _ = env
         .isolations(&namespace)
@@ -388,56 +459,29 @@ async fn measure_case(
     let measured = harness.measure(endpoints, &probes).await;
 
     let (cluster, index) = harness.verify_model(endpoints).await?;
-    let matrix = reachability(&cluster, &probes);
-    let probe_index: BTreeMap<Probe, usize> = matrix
-        .probes()
+    let labels: Vec<String> = endpoints
         .iter()
-        .enumerate()
-        .map(|(position, probe)| (*probe, position))
+        .map(|endpoint| endpoint.label.clone())
         .collect();
-    let declared_world = world_with_addresses(world, endpoints);
-    let declared = Declared::new(validated, &declared_world);
-
-    let labels: Vec<String> = endpoints.iter().map(|endpoint| endpoint.label.clone()).collect();
     let mut report = String::new();
-    let mut differences = Vec::new();
-    for failure in &closed {
-        differences.push(format!(
-            "  open baseline: {} -> {} {}: {:?} with no policy (expected connected: the harness's listener or route is broken)",
-            labels[failure.from], labels[failure.to], failure.probe, failure.outcome
-        ));
-    }
-    let mut allowed = 0;
-    let mut blocked = 0;
-    for measurement in &measured {
-        let connected = measurement.outcome.connected();
-        if connected {
-            allowed += 1;
-        } else {
-            blocked += 1;
-        }
-        let verify = probe_index.get(&measurement.probe).is_some_and(|probe| {
-            verdict_allows(matrix.verdict(*probe, index[measurement.from], index[measurement.to]))
-        });
-        let intent = declared.allows(
-            &endpoints[measurement.from].info,
-            &endpoints[measurement.to].info,
-            measurement.probe,
-        );
-        let failed = matches!(measurement.outcome, super::Outcome::Error(_));
-        if failed || connected != verify || connected != intent {
-            differences.push(format!(
-                "  {} -> {} {}: measured {} ({:?}), netfence verify: {}, declared: {}",
-                labels[measurement.from],
-                labels[measurement.to],
-                measurement.probe,
-                if connected { "connected" } else { "blocked" },
-                measurement.outcome,
-                word(verify),
-                word(intent),
-            ));
-        }
-    }
+    let mut differences: Vec<String> = closed
+        .iter()
+        .map(|failure| {
+            format!(
+                "  open baseline: {} -> {} {}: {:?} with no policy (expected connected: the harness's listener or route is broken)",
+                labels[failure.from], labels[failure.to], failure.probe, failure.outcome
+            )
+        })
+        .collect();
+    let expectations = Expectations {
+        matrix: reachability(&cluster, &probes),
+        index: &index,
+        world: world_with_addresses(world, endpoints),
+        validated,
+    };
+    differences.extend(expectations.differences(endpoints, &measured));
+    let allowed = measured.iter().filter(|m| m.outcome.connected()).count();
+    let blocked = measured.len() - allowed;
     let pairs = measured
         .iter()
         .map(|m| (m.from, m.to))
@@ -456,9 +500,16 @@ async fn measure_case(
     let _ = writeln!(
         report,
         "  probes: {}",
-        probes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+        probes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
-    let _ = writeln!(report, "  connected probes per pair (rows from, columns to):");
+    let _ = writeln!(
+        report,
+        "  connected probes per pair (rows from, columns to):"
+    );
     report.push_str(&grid(&labels, &measured));
     for difference in &differences {
         let _ = writeln!(report, "{difference}");
@@ -488,8 +539,62 @@ pub fn table(rows: &[Row]) -> String {
         let _ = writeln!(
             text,
             "| {} | {} | {} | {} | {} | {} | {} |",
-            row.example, row.endpoints, row.pairs, row.probes, row.allowed, row.blocked, row.differences
+            row.example,
+            row.endpoints,
+            row.pairs,
+            row.probes,
+            row.allowed,
+            row.blocked,
+            row.differences
         );
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only addresses a network namespace can hold stand for an ipBlock's outside hosts.
+    #[test]
+    fn hostable_addresses_are_ipv4_unicast() {
+        for (address, hostable_here) in [
+            ("203.0.113.7", true),
+            ("169.254.20.10", true),
+            ("0.0.0.1", false),
+            ("127.0.0.2", false),
+            ("224.0.0.1", false),
+            ("255.255.255.255", false),
+            ("2001:db8::1", false),
+        ] {
+            let address: IpAddr = address.parse().expect("an address");
+            assert_eq!(hostable(address).is_some(), hostable_here, "{address}");
+        }
+    }
+
+    /// A model pod's Pod keeps its named ports and declares every probed port (unnamed), so its
+    /// agent listens where a probe goes; SCTP only when the kernel has it.
+    #[test]
+    fn pods_declare_named_and_probed_ports() {
+        let text = "apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: shop, namespace: shop}\nspec:\n  tiers:\n    - {name: web, podSelector: {matchLabels: {tier: web}}}\n    - {name: db, podSelector: {matchLabels: {tier: db}}}\n  flows:\n    - {from: web, to: db, ports: [{port: sql}, {port: 5432}]}\n";
+        let isolation: NamespaceIsolation = serde_saphyr::from_str(text).expect("a resource");
+        let validated = ValidatedIsolation::try_from(&isolation).expect("valid");
+        let world = world::build(&validated);
+        let web = &world.endpoints[0].pod;
+        let pod = pod_manifest(web, &world, false);
+        let ports = super::super::declared_ports(&pod);
+        assert!(ports.contains(&(5432, Protocol::TCP)), "{ports:?}");
+        assert!(ports.contains(&(5432, Protocol::UDP)), "{ports:?}");
+        assert!(
+            !ports
+                .iter()
+                .any(|(_, protocol)| *protocol == Protocol::SCTP),
+            "{ports:?}"
+        );
+        let named = &pod["spec"]["containers"][0]["ports"][0];
+        assert_eq!(named["name"], "sql");
+        assert_eq!(pod["metadata"]["labels"]["tier"], "web");
+        let with_sctp = super::super::declared_ports(&pod_manifest(web, &world, true));
+        assert!(with_sctp.contains(&(5432, Protocol::SCTP)), "{with_sctp:?}");
+    }
 }

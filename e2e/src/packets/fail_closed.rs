@@ -18,6 +18,7 @@
 
 use std::{
     collections::BTreeMap,
+    fmt::Write as _,
     net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex,
@@ -98,11 +99,21 @@ const PHASES: [&str; 5] = [
     "tenant with edit, admission policy installed: delete and open refused",
 ];
 
-async fn generated(client: &Client, namespace: &str, role: &str, tier: Option<&str>) -> anyhow::Result<String> {
+async fn generated(
+    client: &Client,
+    namespace: &str,
+    role: &str,
+    tier: Option<&str>,
+) -> anyhow::Result<String> {
     let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), namespace);
-    let mut selector = format!("{}={},{}={role}", meta::MANAGED_BY_LABEL, meta::MANAGED_BY, meta::ROLE_LABEL);
+    let mut selector = format!(
+        "{}={},{}={role}",
+        meta::MANAGED_BY_LABEL,
+        meta::MANAGED_BY,
+        meta::ROLE_LABEL
+    );
     if let Some(tier) = tier {
-        selector.push_str(&format!(",{}={tier}", meta::TIER_LABEL));
+        let _ = write!(selector, ",{}={tier}", meta::TIER_LABEL);
     }
     api.list(&ListParams::default().labels(&selector))
         .await?
@@ -134,7 +145,12 @@ async fn wait_restored(client: &Client, namespace: &str) -> anyhow::Result<()> {
 ///
 /// When the world cannot be made or the operator does not converge.
 #[allow(clippy::too_many_lines)]
-pub async fn run(harness: &Harness, env: &mut Env, case: &Case, totals: &mut Totals) -> anyhow::Result<()> {
+pub async fn run(
+    harness: &Harness,
+    env: &mut Env,
+    case: &Case,
+    totals: &mut Totals,
+) -> anyhow::Result<()> {
     let validated = ValidatedIsolation::try_from(&case.isolation)
         .map_err(|errors| anyhow::anyhow!("{}: {errors}", case.source.display()))?;
     let world = world::build(&validated);
@@ -314,15 +330,23 @@ pub async fn run(harness: &Harness, env: &mut Env, case: &Case, totals: &mut Tot
         Ok::<_, anyhow::Error>((attempts, refusals))
     }
     .await;
-    let _ = env.isolations(&namespace).delete(&name, &DeleteParams::default()).await;
+    let _ = env
+        .isolations(&namespace)
+        .delete(&name, &DeleteParams::default())
+        .await;
     examples::remove(harness, made).await;
     let (attempts, refusals) = result?;
 
     let phases = figures(&attempts, PHASES.len());
     let mut forbidden_total = 0;
     let mut forbidden_connected = 0;
-    println!("== fail-closed on packets ({}: {namespace}/{name}), a probe every 25 ms per connection:", case.source.display());
-    println!("   forbidden: (no tier) -> database and frontend -> database 5432/TCP; allowed: backend -> database 5432/TCP");
+    println!(
+        "== fail-closed on packets ({}: {namespace}/{name}), a probe every 25 ms per connection:",
+        case.source.display()
+    );
+    println!(
+        "   forbidden: (no tier) -> database and frontend -> database 5432/TCP; allowed: backend -> database 5432/TCP"
+    );
     for (index, (figure, title)) in phases.iter().zip(PHASES).enumerate() {
         forbidden_total += figure.forbidden_attempts;
         forbidden_connected += figure.forbidden_connected;
@@ -348,7 +372,11 @@ pub async fn run(harness: &Harness, env: &mut Env, case: &Case, totals: &mut Tot
     println!("   the tenant's requests refused by admission: {counted:?}");
     let allowed_attempts: u64 = phases.iter().map(|figure| figure.allowed_attempts).sum();
     let allowed_connected: u64 = phases.iter().map(|figure| figure.allowed_connected).sum();
-    let longest = phases.iter().map(|figure| figure.longest_outage).max().unwrap_or_default();
+    let longest = phases
+        .iter()
+        .map(|figure| figure.longest_outage)
+        .max()
+        .unwrap_or_default();
     let summary = format!(
         "fail-closed: forbidden {forbidden_connected} of {forbidden_total} attempts connected; allowed {allowed_connected} of {allowed_attempts} connected, longest outage {} ms; {} tenant requests refused",
         longest.as_millis(),

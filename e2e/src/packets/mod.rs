@@ -19,6 +19,7 @@ pub mod fail_closed;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
     sync::Mutex,
@@ -149,7 +150,10 @@ impl Harness {
     ///
     /// Never in practice: the range holds 32,768 addresses.
     pub fn allocate(&self) -> Ipv4Addr {
-        let mut used = self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let start = u32::from(Ipv4Addr::new(10, 244, 128, 1));
         let address = (start..start + 32_000)
             .map(Ipv4Addr::from)
@@ -208,21 +212,33 @@ impl Harness {
         loop {
             match pods.create(&PostParams::default(), &pod).await {
                 Ok(_) => break,
-                Err(kube::Error::Api(status)) if attempts < 60 && status.message.contains("serviceaccount") => {
+                Err(kube::Error::Api(status))
+                    if attempts < 60 && status.message.contains("serviceaccount") =>
+                {
                     attempts += 1;
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 // Left by an earlier run that stopped half-way: this run's pod replaces it.
                 Err(kube::Error::Api(status)) if attempts < 60 && status.code == 409 => {
                     attempts += 1;
-                    let _ = pods.delete(&name, &DeleteParams::default().grace_period(0)).await;
+                    let _ = pods
+                        .delete(&name, &DeleteParams::default().grace_period(0))
+                        .await;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(error) => return Err(error).with_context(|| format!("failed to create pod {namespace}/{name}")),
+                Err(error) => {
+                    return Err(error)
+                        .with_context(|| format!("failed to create pod {namespace}/{name}"));
+                }
             }
         }
         let mut ports = declared_ports(&manifest);
-        ports.extend(also.iter().filter(|port| !ports.contains(port)).copied().collect::<Vec<_>>());
+        ports.extend(
+            also.iter()
+                .filter(|port| !ports.contains(port))
+                .copied()
+                .collect::<Vec<_>>(),
+        );
         let network = self
             .pods
             .create(address, &self.served(&ports))
@@ -270,7 +286,9 @@ impl Harness {
     /// Delete a pod at once (no kubelet to wait for) and its network.
     pub async fn remove_pod(&self, namespace: &str, name: &str, network: PodNetwork) {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let _ = pods.delete(name, &DeleteParams::default().grace_period(0)).await;
+        let _ = pods
+            .delete(name, &DeleteParams::default().grace_period(0))
+            .await;
         self.release(network.address);
         network.remove().await;
     }
@@ -309,10 +327,8 @@ impl Harness {
         }
         stream::iter(attempts)
             .map(|(from, to, probe)| async move {
-                let address = SocketAddr::new(
-                    IpAddr::V4(endpoints[to].network.address),
-                    probe.port,
-                );
+                let address =
+                    SocketAddr::new(IpAddr::V4(endpoints[to].network.address), probe.port);
                 let outcome = endpoints[from]
                     .network
                     .agent
@@ -336,16 +352,26 @@ impl Harness {
     /// # Errors
     ///
     /// When listing fails or the objects do not make a model.
-    pub async fn verify_model(&self, endpoints: &[Endpoint]) -> anyhow::Result<(Cluster, Vec<usize>)> {
+    pub async fn verify_model(
+        &self,
+        endpoints: &[Endpoint],
+    ) -> anyhow::Result<(Cluster, Vec<usize>)> {
         let list = ListParams::default();
-        let namespaces = Api::<Namespace>::all(self.client.clone()).list(&list).await?.items;
-        let pods = Api::<Pod>::all(self.client.clone()).list(&list).await?.items;
+        let namespaces = Api::<Namespace>::all(self.client.clone())
+            .list(&list)
+            .await?
+            .items;
+        let pods = Api::<Pod>::all(self.client.clone())
+            .list(&list)
+            .await?
+            .items;
         let policies = Api::<NetworkPolicy>::all(self.client.clone())
             .list(&list)
             .await?
             .items;
-        let cluster = Cluster::build(&namespaces, &pods, &policies)
-            .map_err(|errors| anyhow::anyhow!("netfence verify refuses the cluster's objects: {errors}"))?;
+        let cluster = Cluster::build(&namespaces, &pods, &policies).map_err(|errors| {
+            anyhow::anyhow!("netfence verify refuses the cluster's objects: {errors}")
+        })?;
         let mut infos = cluster.pods().to_vec();
         infos.extend(
             endpoints
@@ -371,15 +397,6 @@ impl Harness {
     }
 }
 
-/// `.` connected, `X` refused or timed out, `!` the probe failed.
-fn symbol(outcome: &Outcome) -> char {
-    match outcome {
-        Outcome::Connected => '.',
-        Outcome::Refused | Outcome::Timeout => 'X',
-        Outcome::Error(_) => '!',
-    }
-}
-
 /// A grid of what was measured: rows from, columns to, each cell the number of probes that
 /// connected (`.` none, `-` the endpoint itself).
 #[must_use]
@@ -396,11 +413,11 @@ pub fn grid(labels: &[String], measured: &[Measured]) -> String {
     let width = labels.iter().map(String::len).max().unwrap_or(4).max(4);
     let mut text = format!("    {:width$}", "from \\ to");
     for (column, _) in labels.iter().enumerate() {
-        text.push_str(&format!(" {column:>4}"));
+        let _ = write!(text, " {column:>4}");
     }
     text.push('\n');
     for (row, label) in labels.iter().enumerate() {
-        text.push_str(&format!("{row:>3} {label:width$}"));
+        let _ = write!(text, "{row:>3} {label:width$}");
         for column in 0..labels.len() {
             let cell = if row == column {
                 "-".to_owned()
@@ -411,7 +428,7 @@ pub fn grid(labels: &[String], measured: &[Measured]) -> String {
                     Some(count) => count.to_string(),
                 }
             };
-            text.push_str(&format!(" {cell:>4}"));
+            let _ = write!(text, " {cell:>4}");
         }
         text.push('\n');
     }
@@ -442,10 +459,4 @@ pub fn require_root() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// `symbol` for a report line.
-#[must_use]
-pub fn outcome_symbol(outcome: &Outcome) -> char {
-    symbol(outcome)
 }
