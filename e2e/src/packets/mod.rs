@@ -299,13 +299,38 @@ impl Harness {
         network.remove().await;
     }
 
-    /// Wait until kube-router's rules reflect the cluster as it is now.
+    /// Wait until kube-router's rules reflect the cluster as it is now; then forget the tracked
+    /// connections, so that what is measured next is new connections only.
     ///
     /// # Errors
     ///
-    /// When kube-router does not sync in time.
+    /// When kube-router does not sync in time, or conntrack fails.
     pub async fn synced(&self) -> anyhow::Result<()> {
-        dataplane::wait_synced(&self.directory, SystemTime::now()).await
+        dataplane::wait_synced(&self.directory, SystemTime::now()).await?;
+        self.forget_connections()
+    }
+
+    /// Forget every tracked connection of the node: each probe after this is a new connection
+    /// to the firewall. Without it, a probe whose source port an earlier, allowed connection
+    /// used a moment before can match that connection's conntrack entry (a SYN while it is in
+    /// LAST_ACK is "established" to conntrack) and pass kube-router's first rule, which accepts
+    /// established flows, as on every NetworkPolicy engine (seen once in 280 probes).
+    ///
+    /// # Errors
+    ///
+    /// When `conntrack` (Debian package conntrack) is missing or fails.
+    pub fn forget_connections(&self) -> anyhow::Result<()> {
+        let output = std::process::Command::new("conntrack")
+            .arg("-F")
+            .output()
+            .context("failed to run `conntrack -F` (Debian package conntrack)")?;
+        if !output.status.success() {
+            bail!(
+                "conntrack -F failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
     }
 
     /// Every ordered pair of `endpoints` (not an endpoint to itself, not between two external
