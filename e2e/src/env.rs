@@ -231,19 +231,22 @@ impl Env {
 
     /// Stop every controller, as on SIGTERM; returns what each watched, to start them again.
     pub async fn stop_controllers(&mut self) -> Vec<Option<String>> {
-        let mut watched = Vec::new();
-        for running in self.controllers.drain(..) {
-            running.controller.stop().await;
-            watched.push(running.namespace);
-        }
-        watched
+        self.end_controllers(false).await
     }
 
     /// Kill every controller, as SIGKILL would; returns what each watched, to start them again.
     pub async fn kill_controllers(&mut self) -> Vec<Option<String>> {
+        self.end_controllers(true).await
+    }
+
+    async fn end_controllers(&mut self, kill: bool) -> Vec<Option<String>> {
         let mut watched = Vec::new();
         for running in self.controllers.drain(..) {
-            running.controller.kill().await;
+            if kill {
+                running.controller.kill().await;
+            } else {
+                running.controller.stop().await;
+            }
             watched.push(running.namespace);
         }
         watched

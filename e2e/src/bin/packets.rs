@@ -34,14 +34,15 @@ const INSIDE: &str = "NETFENCE_PACKETS_NETNS";
 struct Cli {
     #[command(subcommand)]
     agent: Option<Hidden>,
-    /// Also measure every NamespaceIsolation in this folder's manifests (with the Namespaces
-    /// beside them), after examples/. Repeatable.
+    /// Also measure every NamespaceIsolation in this folder's manifests (recursively), after
+    /// examples/; its namespaces and peers are those of its model world. Repeatable.
     #[arg(long = "cases", value_name = "DIR")]
     cases: Vec<PathBuf>,
     #[command(flatten)]
     skip: Skip,
     /// The folder for the control plane, kube-router's log and the state. A folder holding a
-    /// running stack (left by --keep) is reused. Default: a new temporary folder.
+    /// running stack (left by --keep) is reused, and left running. Default: a new temporary
+    /// folder, removed at the end.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Leave the stack running for a later run with the same --dir (stop it with --down).
@@ -122,7 +123,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn stop_stack(directory: &Path) {
+/// Stop what runs in `directory` and remove only the files the suite wrote there (the folder
+/// itself only when `remove_folder`: the temporary one it made).
+fn stop_stack(directory: &Path, remove_folder: bool) {
     if let Ok(state) = dataplane::read_state(directory) {
         cluster::stop(&state.kube_router);
         dataplane::delete_namespaces(&state.netns);
@@ -133,6 +136,12 @@ fn stop_stack(directory: &Path) {
     {
         eprintln!("packets: {error:#}");
     }
+    for file in [dataplane::STATE_FILE, dataplane::KUBE_ROUTER_LOG] {
+        let _ = std::fs::remove_file(directory.join(file));
+    }
+    if remove_folder {
+        let _ = std::fs::remove_dir(directory);
+    }
 }
 
 /// Prepare (build, the node's netns), run the suite inside it, tear down.
@@ -140,8 +149,14 @@ async fn outside(cli: &Cli) -> anyhow::Result<ExitCode> {
     require_root()?;
     if cli.down {
         let directory = cli.dir.clone().context("--down needs --dir")?;
-        stop_stack(&directory);
-        let _ = std::fs::remove_dir_all(&directory);
+        if dataplane::read_state(&directory).is_err() {
+            anyhow::bail!(
+                "{} holds no stack started by `packets --keep` (no {}); nothing was stopped or removed",
+                directory.display(),
+                dataplane::STATE_FILE
+            );
+        }
+        stop_stack(&directory, false);
         println!("packets: stopped what ran in {}", directory.display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -195,9 +210,8 @@ async fn outside(cli: &Cli) -> anyhow::Result<ExitCode> {
             directory.display()
         );
     } else {
-        stop_stack(&directory);
+        stop_stack(&directory, cli.dir.is_none());
         dataplane::delete_namespaces(&netns);
-        let _ = std::fs::remove_dir_all(&directory);
     }
     Ok(if status.success() {
         ExitCode::SUCCESS

@@ -535,11 +535,18 @@ async fn start_controller_manager(
 
 /// The state `up` wrote in `directory`.
 pub fn read_state(directory: &Path) -> anyhow::Result<State> {
-    let path = directory.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path)
+    read_json(&directory.join(STATE_FILE), "a control plane's state")
+}
+
+/// A JSON file the harness wrote: `what` names it in the error.
+///
+/// # Errors
+///
+/// When it cannot be read or is not `T`.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a control plane's state", path.display()))
+    serde_json::from_str(&text).with_context(|| format!("{} is not {what}", path.display()))
 }
 
 /// Stop the control plane of `directory` and remove the folder. A folder that `up` did not

@@ -2,7 +2,7 @@
 //! declares and opens connections to other pods when asked, each a new one.
 //!
 //! ```text
-//! packets (node's netns) --stdin: "ID TCP 10.244.0.11 80\n"--> agent (pod's netns)
+//! packets (node's netns) --stdin: "ID 10.244.0.11 80/TCP\n"--> agent (pod's netns)
 //!                        <--stdout: "ID connected" | "ID refused" | "ID timeout" | "ID error WHY"--
 //! ```
 //!
@@ -25,6 +25,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use netfence_crd::isolation::Protocol;
+use netfence_verify::Probe;
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
     net::{TcpListener, TcpStream, UdpSocket},
@@ -74,23 +75,14 @@ impl Outcome {
     }
 }
 
-/// `80/TCP` as the agent's command line takes it.
+/// `80/TCP,53/UDP` as the agent's command line takes it (`netfence verify`'s probe format).
 #[must_use]
 pub fn listen_argument(ports: &[(u16, Protocol)]) -> String {
     ports
         .iter()
-        .map(|(port, protocol)| format!("{port}/{}", protocol.as_str()))
+        .map(|&(port, protocol)| Probe { port, protocol }.to_string())
         .collect::<Vec<_>>()
         .join(",")
-}
-
-fn parse_protocol(text: &str) -> Option<Protocol> {
-    match text {
-        "TCP" => Some(Protocol::TCP),
-        "UDP" => Some(Protocol::UDP),
-        "SCTP" => Some(Protocol::SCTP),
-        _ => None,
-    }
 }
 
 // --- inside the pod ------------------------------------------------------------------------------
@@ -103,14 +95,9 @@ fn parse_protocol(text: &str) -> Option<Protocol> {
 /// When a port cannot be bound or the argument does not parse.
 pub async fn serve(listen: &str) -> anyhow::Result<()> {
     for item in listen.split(',').filter(|item| !item.is_empty()) {
-        let (port, protocol) = item
-            .split_once('/')
-            .with_context(|| format!("{item:?} is not PORT/PROTOCOL"))?;
-        let port: u16 = port
-            .parse()
-            .with_context(|| format!("bad port in {item:?}"))?;
-        match parse_protocol(protocol) {
-            Some(Protocol::TCP) => {
+        let Probe { port, protocol } = item.parse::<Probe>()?;
+        match protocol {
+            Protocol::TCP => {
                 let listener = TcpListener::bind(("0.0.0.0", port))
                     .await
                     .with_context(|| format!("failed to listen on {port}/TCP"))?;
@@ -120,7 +107,7 @@ pub async fn serve(listen: &str) -> anyhow::Result<()> {
                     }
                 });
             }
-            Some(Protocol::UDP) => {
+            Protocol::UDP => {
                 let socket = UdpSocket::bind(("0.0.0.0", port))
                     .await
                     .with_context(|| format!("failed to listen on {port}/UDP"))?;
@@ -131,8 +118,7 @@ pub async fn serve(listen: &str) -> anyhow::Result<()> {
                     }
                 });
             }
-            Some(Protocol::SCTP) => {}
-            None => bail!("{item:?}: the protocol is TCP, UDP or SCTP"),
+            Protocol::SCTP => {}
         }
     }
     let (lines, mut replies) = mpsc::unbounded_channel::<String>();
@@ -150,17 +136,12 @@ pub async fn serve(listen: &str) -> anyhow::Result<()> {
         let lines = lines.clone();
         tokio::spawn(async move {
             let mut words = line.split_whitespace();
-            let (Some(id), Some(protocol), Some(address), Some(port)) =
-                (words.next(), words.next(), words.next(), words.next())
+            let (Some(id), Some(address), Some(target)) = (words.next(), words.next(), words.next())
             else {
                 return;
             };
-            let outcome = match (
-                parse_protocol(protocol),
-                address.parse::<IpAddr>(),
-                port.parse::<u16>(),
-            ) {
-                (Some(protocol), Ok(address), Ok(port)) => {
+            let outcome = match (address.parse::<IpAddr>(), target.parse::<Probe>()) {
+                (Ok(address), Ok(Probe { port, protocol })) => {
                     probe(protocol, SocketAddr::new(address, port)).await
                 }
                 _ => Outcome::Error(format!("cannot read the request {line:?}")),
@@ -173,16 +154,14 @@ pub async fn serve(listen: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refused is kube-router's answer (REJECT with port-unreachable) or a reset; anything else (a
+/// host or network unreachable: a broken route) is the harness's failure, never a verdict.
 fn classify(error: &std::io::Error) -> Outcome {
     match error.kind() {
         std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => {
             Outcome::Refused
         }
-        _ => match error.raw_os_error() {
-            // EHOSTUNREACH, ENETUNREACH: an ICMP unreachable of another code.
-            Some(113 | 101) => Outcome::Refused,
-            _ => Outcome::Error(error.to_string()),
-        },
+        _ => Outcome::Error(error.to_string()),
     }
 }
 
@@ -300,10 +279,12 @@ impl Agent {
             pending.insert(id, sender);
         }
         let request = format!(
-            "{id} {} {} {}\n",
-            protocol.as_str(),
+            "{id} {} {}\n",
             address.ip(),
-            address.port()
+            Probe {
+                port: address.port(),
+                protocol
+            }
         );
         {
             let mut stdin = self.stdin.lock().await;

@@ -177,11 +177,7 @@ pub struct State {
 ///
 /// When there is none.
 pub fn read_state(directory: &Path) -> anyhow::Result<State> {
-    let path = directory.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("failed to read {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a dataplane's state", path.display()))
+    crate::cluster::read_json(&directory.join(STATE_FILE), "a dataplane's state")
 }
 
 /// Whether the dataplane of `state` still runs.
@@ -271,7 +267,10 @@ pub fn start_kube_router(
 struct Sync {
     /// When it started (kube-router names a sync by its start time in Unix nanoseconds).
     version: u128,
+    /// Its rules were restored.
     finished: bool,
+    /// It stopped half-way ("Aborting sync"): not a sync to wait for.
+    aborted: bool,
 }
 
 fn syncs(log: &str) -> Vec<Sync> {
@@ -282,12 +281,18 @@ fn syncs(log: &str) -> Vec<Sync> {
                 syncs.push(Sync {
                     version,
                     finished: false,
+                    aborted: false,
                 });
             }
+        } else if line.contains("Aborting sync")
+            && let Some(last) = syncs.last_mut()
+        {
+            // kube-router logs "sync iptables took" after an aborted sync too (a deferred line).
+            last.aborted = true;
         } else if line.contains("sync iptables took")
             && let Some(last) = syncs.last_mut()
         {
-            last.finished = true;
+            last.finished = !last.aborted;
         }
     }
     syncs
@@ -452,17 +457,21 @@ mod tests {
 I1201 19:51:53.693860 network_policy_controller.go:240] Starting sync of iptables with version: 100
 I1201 19:51:53.745537 network_policy_controller.go:237] sync iptables took 51.697144ms
 I1201 19:51:54.693860 network_policy_controller.go:240] Starting sync of iptables with version: 200
+E1201 19:51:54.693890 network_policy_controller.go:250] Aborting sync. Failed to build network policies: x
+I1201 19:51:54.693900 network_policy_controller.go:237] sync iptables took 1ms
 ";
         assert_eq!(
             syncs(log),
             vec![
                 Sync {
                     version: 100,
-                    finished: true
+                    finished: true,
+                    aborted: false,
                 },
                 Sync {
                     version: 200,
-                    finished: false
+                    finished: false,
+                    aborted: true,
                 }
             ]
         );

@@ -9,7 +9,7 @@
 //! ```
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
@@ -24,15 +24,15 @@ use kube::{
 use netfence_core::{ValidatedIsolation, manifests};
 use netfence_crd::{NamespaceIsolation, isolation::Protocol};
 use netfence_verify::{
-    Probe,
+    Probe, Verdict,
     intent::{World, declared::Declared, world},
     reachability,
     selector::Labels,
 };
 use serde_json::{Value, json};
 
-use super::{Endpoint, Harness, Measured, Totals, grid, verdict_allows, word};
-use crate::{Env, apply_object, env::ready_reason};
+use super::{Endpoint, Harness, Measured, Totals, grid, word};
+use crate::{Env, apply_object};
 
 /// One NamespaceIsolation to measure, and the file it came from.
 #[derive(Clone, Debug)]
@@ -244,21 +244,30 @@ pub(crate) async fn build(
         .iter()
         .map(|probe| (probe.port, probe.protocol))
         .collect();
+    // The external hosts' addresses are the spec's, a pod's is any free one: reserve those first.
+    let mut hosts = BTreeSet::new();
+    for endpoint in world.endpoints.iter().filter(|endpoint| endpoint.pod.external) {
+        match endpoint.pod.ips.first().copied().and_then(hostable) {
+            Some(address) if harness.reserve(address) => {
+                hosts.insert(address);
+            }
+            Some(_) => notes.push(format!(
+                "{}: NOT MEASURED (the address is taken)",
+                endpoint.label
+            )),
+            None => notes.push(format!(
+                "{}: NOT MEASURED (not an IPv4 unicast address a network namespace can hold)",
+                endpoint.label
+            )),
+        }
+    }
     for endpoint in &world.endpoints {
         let mut info = endpoint.pod.clone();
         let network = if info.external {
             let Some(address) = info.ips.first().copied().and_then(hostable) else {
-                notes.push(format!(
-                    "{}: not measured (not an IPv4 unicast address a network namespace can hold)",
-                    endpoint.label
-                ));
                 continue;
             };
-            if !harness.reserve(address) {
-                notes.push(format!(
-                    "{}: not measured (the address is taken)",
-                    endpoint.label
-                ));
+            if !hosts.contains(&address) {
                 continue;
             }
             harness.create_external(address, &ports).await?
@@ -306,11 +315,8 @@ impl Expectations<'_> {
             let (from, to) = (&endpoints[measurement.from], &endpoints[measurement.to]);
             let connected = measurement.outcome.connected();
             let verify = probe_index.get(&measurement.probe).is_some_and(|probe| {
-                verdict_allows(self.matrix.verdict(
-                    *probe,
-                    self.index[measurement.from],
-                    self.index[measurement.to],
-                ))
+                self.matrix.verdict(*probe, self.index[measurement.from], self.index[measurement.to])
+                    == Verdict::Allowed
             });
             let intent = declared.allows(&from.info, &to.info, measurement.probe);
             let failed = matches!(measurement.outcome, super::Outcome::Error(_));
@@ -347,18 +353,11 @@ pub(crate) async fn apply_isolation(
     apply_object(&harness.client, &resource).await
 }
 
-/// Wait until the resource's Ready condition is True for its current generation.
-pub(crate) async fn wait_ready(env: &Env, namespace: &str, name: &str) {
-    env.wait_isolation(namespace, name, "Ready and current", |isolation| {
-        ready_reason(isolation).is_some()
-            && isolation.status.as_ref().is_some_and(|status| {
-                status
-                    .conditions
-                    .iter()
-                    .any(|condition| condition.type_ == "Ready" && condition.status == "True")
-            })
-    })
-    .await;
+/// Wait until the resource is Ready for its current generation; an error (never a panic) when
+/// it is not within 10 s, with its last status.
+pub(crate) async fn wait_ready(env: &Env, namespace: &str, name: &str) -> anyhow::Result<()> {
+    crate::wait_for_reason(&env.isolations(namespace), name, netfence_core::status::READY).await?;
+    Ok(())
 }
 
 /// The world as the declared side reads it: the model pods with their real addresses.
@@ -454,7 +453,7 @@ async fn measure_case(
     let closed: Vec<&Measured> = baseline.iter().filter(|m| !m.outcome.connected()).collect();
 
     apply_isolation(harness, case, &world.namespace).await?;
-    wait_ready(env, &world.namespace, validated.name()).await;
+    wait_ready(env, &world.namespace, validated.name()).await?;
     harness.synced().await?;
     let measured = harness.measure(endpoints, &probes).await;
 
@@ -485,7 +484,7 @@ async fn measure_case(
     let pairs = measured
         .iter()
         .map(|m| (m.from, m.to))
-        .collect::<std::collections::BTreeSet<_>>()
+        .collect::<BTreeSet<_>>()
         .len();
     let _ = writeln!(
         report,

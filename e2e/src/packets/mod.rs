@@ -37,7 +37,7 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use netfence_crd::isolation::Protocol;
-use netfence_verify::{Cluster, Probe, Verdict, model::PodInfo};
+use netfence_verify::{Cluster, Probe, model::PodInfo};
 use serde_json::{Value, json};
 
 use crate::dataplane::{self, NODE_IP, Outcome, PodNetwork, Pods};
@@ -239,25 +239,32 @@ impl Harness {
                 .copied()
                 .collect::<Vec<_>>(),
         );
-        let network = self
-            .pods
-            .create(address, &self.served(&ports))
-            .await
-            .with_context(|| format!("failed to give pod {namespace}/{name} a network"))?;
+        let network = match self.pods.create(address, &self.served(&ports)).await {
+            Ok(network) => network,
+            Err(error) => {
+                let _ = pods.delete(&name, &DeleteParams::default().grace_period(0)).await;
+                return Err(error)
+                    .with_context(|| format!("failed to give pod {namespace}/{name} a network"));
+            }
+        };
         let address = address.to_string();
-        pods.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {
-                "phase": "Running",
-                "hostIP": NODE_IP.to_string(),
-                "hostIPs": [{"ip": NODE_IP.to_string()}],
-                "podIP": address,
-                "podIPs": [{"ip": address}],
-            }})),
-        )
-        .await
-        .with_context(|| format!("failed to write pod {namespace}/{name}'s status"))?;
+        let status = pods
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {
+                    "phase": "Running",
+                    "hostIP": NODE_IP.to_string(),
+                    "hostIPs": [{"ip": NODE_IP.to_string()}],
+                    "podIP": address,
+                    "podIPs": [{"ip": address}],
+                }})),
+            )
+            .await;
+        if let Err(error) = status {
+            self.remove_pod(&namespace, &name, network).await;
+            return Err(error).with_context(|| format!("failed to write pod {namespace}/{name}'s status"));
+        }
         Ok(network)
     }
 
@@ -464,12 +471,6 @@ pub fn grid(labels: &[String], measured: &[Measured]) -> String {
 #[must_use]
 pub fn word(allowed: bool) -> &'static str {
     if allowed { "allowed" } else { "blocked" }
-}
-
-/// `verify`'s verdict as allowed or not.
-#[must_use]
-pub fn verdict_allows(verdict: Verdict) -> bool {
-    !matches!(verdict, Verdict::Blocked)
 }
 
 /// Fail unless this process runs as root.
