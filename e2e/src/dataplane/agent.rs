@@ -136,7 +136,8 @@ pub async fn serve(listen: &str) -> anyhow::Result<()> {
         let lines = lines.clone();
         tokio::spawn(async move {
             let mut words = line.split_whitespace();
-            let (Some(id), Some(address), Some(target)) = (words.next(), words.next(), words.next())
+            let (Some(id), Some(address), Some(target)) =
+                (words.next(), words.next(), words.next())
             else {
                 return;
             };

@@ -246,7 +246,11 @@ pub(crate) async fn build(
         .collect();
     // The external hosts' addresses are the spec's, a pod's is any free one: reserve those first.
     let mut hosts = BTreeSet::new();
-    for endpoint in world.endpoints.iter().filter(|endpoint| endpoint.pod.external) {
+    for endpoint in world
+        .endpoints
+        .iter()
+        .filter(|endpoint| endpoint.pod.external)
+    {
         match endpoint.pod.ips.first().copied().and_then(hostable) {
             Some(address) if harness.reserve(address) => {
                 hosts.insert(address);
@@ -315,8 +319,11 @@ impl Expectations<'_> {
             let (from, to) = (&endpoints[measurement.from], &endpoints[measurement.to]);
             let connected = measurement.outcome.connected();
             let verify = probe_index.get(&measurement.probe).is_some_and(|probe| {
-                self.matrix.verdict(*probe, self.index[measurement.from], self.index[measurement.to])
-                    == Verdict::Allowed
+                self.matrix.verdict(
+                    *probe,
+                    self.index[measurement.from],
+                    self.index[measurement.to],
+                ) == Verdict::Allowed
             });
             let intent = declared.allows(&from.info, &to.info, measurement.probe);
             let failed = matches!(measurement.outcome, super::Outcome::Error(_));
@@ -353,10 +360,10 @@ pub(crate) async fn apply_isolation(
     apply_object(&harness.client, &resource).await
 }
 
-/// Wait until the resource is Ready for its current generation; an error (never a panic) when
-/// it is not within 10 s, with its last status.
+/// Wait until the resource is Ready (reason `Reconciled`: its policies match its spec) for its
+/// current generation; an error (never a panic) when it is not within 10 s, with its last status.
 pub(crate) async fn wait_ready(env: &Env, namespace: &str, name: &str) -> anyhow::Result<()> {
-    crate::wait_for_reason(&env.isolations(namespace), name, netfence_core::status::READY).await?;
+    crate::wait_for_reason(&env.isolations(namespace), name, "Reconciled").await?;
     Ok(())
 }
 

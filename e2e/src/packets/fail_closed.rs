@@ -133,11 +133,18 @@ async fn generated(
 }
 
 /// Every generated policy of `namespace`: name -> spec.
-async fn generated_specs(client: &Client, namespace: &str) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+async fn generated_specs(
+    client: &Client,
+    namespace: &str,
+) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
     let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), namespace);
     let selector = format!("{}={}", meta::MANAGED_BY_LABEL, meta::MANAGED_BY);
     let mut specs = BTreeMap::new();
-    for policy in api.list(&ListParams::default().labels(&selector)).await?.items {
+    for policy in api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+    {
         if let Some(name) = policy.metadata.name.clone() {
             specs.insert(name, serde_json::to_value(&policy.spec)?);
         }
@@ -224,7 +231,11 @@ async fn disrupt(
         let database = generated(&client, namespace, "tier", Some("database")).await?;
         policies.delete(&deny, &DeleteParams::default()).await?;
         policies
-            .patch(&database, &PatchParams::default(), &Patch::Merge(json!({"spec": {"ingress": []}})))
+            .patch(
+                &database,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"ingress": []}})),
+            )
             .await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
         anyhow::Ok(())
@@ -265,7 +276,10 @@ async fn disrupt(
         .find(|flow| flow.from == "backend" && flow.to == "database")
         .context("three-tier.yaml has no backend -> database flow")?;
     let mut ports = flow.ports.clone().unwrap_or_default();
-    let mut extra = ports.first().cloned().context("the backend -> database flow has no port")?;
+    let mut extra = ports
+        .first()
+        .cloned()
+        .context("the backend -> database flow has no port")?;
     extra.port = k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(5433);
     ports.push(extra);
     flow.ports = Some(ports);
@@ -273,9 +287,15 @@ async fn disrupt(
     examples::wait_ready(env, namespace, &name).await?;
     harness.synced().await?;
     let added = SocketAddr::new(IpAddr::V4(endpoints[roles.database].network.address), 5433);
-    let outcome = endpoints[roles.backend].network.agent.probe(Protocol::TCP, added).await;
+    let outcome = endpoints[roles.backend]
+        .network
+        .agent
+        .probe(Protocol::TCP, added)
+        .await;
     if !outcome.connected() {
-        anyhow::bail!("backend -> database 5433/TCP, added to the spec, did not connect: {outcome:?}");
+        anyhow::bail!(
+            "backend -> database 5433/TCP, added to the spec, did not connect: {outcome:?}"
+        );
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -304,7 +324,11 @@ async fn disrupt(
 
 /// A tenant bound to `edit` in `namespace` tries, twenty times each, to delete the deny and to
 /// open the database's policy to everyone; every request must be refused (403).
-async fn tenant_attempts(env: &Env, client: &Client, namespace: &str) -> anyhow::Result<Vec<String>> {
+async fn tenant_attempts(
+    env: &Env,
+    client: &Client,
+    namespace: &str,
+) -> anyhow::Result<Vec<String>> {
     let tenant = "packets-tenant";
     apply_object(
         client,
@@ -316,12 +340,17 @@ async fn tenant_attempts(env: &Env, client: &Client, namespace: &str) -> anyhow:
         }),
     )
     .await?;
-    let tenant_policies: Api<NetworkPolicy> = Api::namespaced(env.cluster.client_as(tenant).await?, namespace);
+    let tenant_policies: Api<NetworkPolicy> =
+        Api::namespaced(env.cluster.client_as(tenant).await?, namespace);
     let deny = generated(client, namespace, "default-deny", None).await?;
     let database = generated(client, namespace, "tier", Some("database")).await?;
     // The admission policy takes effect once the API server has loaded it.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while tenant_policies.delete(&deny, &DeleteParams::default().dry_run()).await.is_ok() {
+    while tenant_policies
+        .delete(&deny, &DeleteParams::default().dry_run())
+        .await
+        .is_ok()
+    {
         if Instant::now() > deadline {
             anyhow::bail!("the admission policy did not take effect within 30 s");
         }
@@ -329,15 +358,26 @@ async fn tenant_attempts(env: &Env, client: &Client, namespace: &str) -> anyhow:
     }
     let mut refusals = Vec::new();
     for _ in 0..20 {
-        match tenant_policies.delete(&deny, &DeleteParams::default()).await {
-            Err(kube::Error::Api(status)) if status.code == 403 => refusals.push("delete deny".to_owned()),
+        match tenant_policies
+            .delete(&deny, &DeleteParams::default())
+            .await
+        {
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                refusals.push("delete deny".to_owned());
+            }
             other => anyhow::bail!("the tenant's deletion of the deny was not refused: {other:?}"),
         }
         match tenant_policies
-            .patch(&database, &PatchParams::default(), &Patch::Merge(json!({"spec": {"ingress": [{}]}})))
+            .patch(
+                &database,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"ingress": [{}]}})),
+            )
             .await
         {
-            Err(kube::Error::Api(status)) if status.code == 403 => refusals.push("open database policy".to_owned()),
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                refusals.push("open database policy".to_owned());
+            }
             other => anyhow::bail!("the tenant's opening edit was not refused: {other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -354,7 +394,12 @@ async fn tenant_attempts(env: &Env, client: &Client, namespace: &str) -> anyhow:
 ///
 /// When the world cannot be made, the operator does not converge or restore, or a tenant's
 /// request is not refused.
-pub async fn run(harness: &Harness, env: &mut Env, case: &Case, totals: &mut Totals) -> anyhow::Result<()> {
+pub async fn run(
+    harness: &Harness,
+    env: &mut Env,
+    case: &Case,
+    totals: &mut Totals,
+) -> anyhow::Result<()> {
     let validated = ValidatedIsolation::try_from(&case.isolation)
         .map_err(|errors| anyhow::anyhow!("{}: {errors}", case.source.display()))?;
     let world = world::build(&validated);
@@ -370,7 +415,11 @@ pub async fn run(harness: &Harness, env: &mut Env, case: &Case, totals: &mut Tot
         let roles = Roles::find(&made.endpoints)?;
         let endpoints = &made.endpoints;
         let target = SocketAddr::new(IpAddr::V4(endpoints[roles.database].network.address), 5432);
-        let pairs = [(roles.backend, false), (roles.no_tier, true), (roles.frontend, true)];
+        let pairs = [
+            (roles.backend, false),
+            (roles.no_tier, true),
+            (roles.frontend, true),
+        ];
         let phase = std::sync::atomic::AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let attempts: Mutex<Vec<Attempt>> = Mutex::default();
@@ -381,12 +430,19 @@ pub async fn run(harness: &Harness, env: &mut Env, case: &Case, totals: &mut Tot
                 let current = phase.load(Ordering::Relaxed);
                 let at = Instant::now();
                 let probes = pairs.iter().map(|(from, forbidden)| async move {
-                    let outcome = endpoints[*from].network.agent.probe(Protocol::TCP, target).await;
+                    let outcome = endpoints[*from]
+                        .network
+                        .agent
+                        .probe(Protocol::TCP, target)
+                        .await;
                     Attempt {
                         phase: current,
                         forbidden: *forbidden,
                         connected: outcome.connected(),
-                        clean: matches!(outcome, super::Outcome::Connected | super::Outcome::Refused),
+                        clean: matches!(
+                            outcome,
+                            super::Outcome::Connected | super::Outcome::Refused
+                        ),
                         at,
                     }
                 });
@@ -406,20 +462,32 @@ pub async fn run(harness: &Harness, env: &mut Env, case: &Case, totals: &mut Tot
         Ok::<_, anyhow::Error>((attempts, refusals?))
     }
     .await;
-    let _ = env.isolations(&namespace).delete(&name, &DeleteParams::default()).await;
+    let _ = env
+        .isolations(&namespace)
+        .delete(&name, &DeleteParams::default())
+        .await;
     examples::remove(harness, made).await;
     let (attempts, refusals) = result?;
     report(case, &namespace, &name, &attempts, &refusals, totals);
     Ok(())
 }
 
-fn report(case: &Case, namespace: &str, name: &str, attempts: &[Attempt], refusals: &[String], totals: &mut Totals) {
+fn report(
+    case: &Case,
+    namespace: &str,
+    name: &str,
+    attempts: &[Attempt],
+    refusals: &[String],
+    totals: &mut Totals,
+) {
     let phases = figures(attempts, PHASES.len());
     println!(
         "== fail-closed on packets ({}: {namespace}/{name}), a probe every 25 ms per connection:",
         case.source.display()
     );
-    println!("   forbidden: (no tier) -> database and frontend -> database 5432/TCP; allowed: backend -> database 5432/TCP");
+    println!(
+        "   forbidden: (no tier) -> database and frontend -> database 5432/TCP; allowed: backend -> database 5432/TCP"
+    );
     for (index, (figure, title)) in phases.iter().zip(PHASES).enumerate() {
         #[allow(clippy::cast_precision_loss)]
         let rate = if figure.allowed_attempts == 0 {
@@ -448,9 +516,15 @@ fn report(case: &Case, namespace: &str, name: &str, attempts: &[Attempt], refusa
     // Converged, before any disruption, the allowed connection must always connect.
     let converged_failures = phases[0].allowed_attempts - phases[0].allowed_connected;
     if converged_failures > 0 {
-        println!("   DIFFERENCE: {converged_failures} allowed attempts failed while converged (phase 0)");
+        println!(
+            "   DIFFERENCE: {converged_failures} allowed attempts failed while converged (phase 0)"
+        );
     }
-    let longest = phases.iter().map(|figure| figure.longest_outage).max().unwrap_or_default();
+    let longest = phases
+        .iter()
+        .map(|figure| figure.longest_outage)
+        .max()
+        .unwrap_or_default();
     let summary = format!(
         "fail-closed: forbidden {forbidden_connected} of {} attempts connected; allowed {} of {} connected, longest outage {} ms; {unclean} attempts timed out or failed; {} tenant requests refused",
         sum(|figure| figure.forbidden_attempts),

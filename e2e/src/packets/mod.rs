@@ -242,7 +242,9 @@ impl Harness {
         let network = match self.pods.create(address, &self.served(&ports)).await {
             Ok(network) => network,
             Err(error) => {
-                let _ = pods.delete(&name, &DeleteParams::default().grace_period(0)).await;
+                let _ = pods
+                    .delete(&name, &DeleteParams::default().grace_period(0))
+                    .await;
                 return Err(error)
                     .with_context(|| format!("failed to give pod {namespace}/{name} a network"));
             }
@@ -263,7 +265,8 @@ impl Harness {
             .await;
         if let Err(error) = status {
             self.remove_pod(&namespace, &name, network).await;
-            return Err(error).with_context(|| format!("failed to write pod {namespace}/{name}'s status"));
+            return Err(error)
+                .with_context(|| format!("failed to write pod {namespace}/{name}'s status"));
         }
         Ok(network)
     }
