@@ -144,9 +144,19 @@ fn stop_stack(directory: &Path, remove_folder: bool) {
     }
 }
 
+/// `examples/` and every `--cases` folder.
+fn sources(cli: &Cli) -> Vec<PathBuf> {
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut sources = vec![repository.join("examples")];
+    sources.extend(cli.cases.iter().cloned());
+    sources
+}
+
 /// Prepare (build, the node's netns), run the suite inside it, tear down.
 async fn outside(cli: &Cli) -> anyhow::Result<ExitCode> {
     require_root()?;
+    // Bad input is refused before anything starts.
+    examples::load(&sources(cli))?;
     if cli.down {
         let directory = cli.dir.clone().context("--down needs --dir")?;
         if dataplane::read_state(&directory).is_err() {
@@ -258,9 +268,7 @@ async fn run_parts(
     env: &mut Env,
     totals: &mut Totals,
 ) -> anyhow::Result<Vec<examples::Row>> {
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut sources = vec![repository.join("examples")];
-    sources.extend(cli.cases.iter().cloned());
+    let sources = sources(cli);
     let cases = examples::load(&sources)?;
     let mut rows = Vec::new();
     if !cli.skip.no_examples {
