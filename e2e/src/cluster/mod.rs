@@ -104,32 +104,44 @@ struct Started {
     children: Vec<(Process, Child)>,
 }
 
+/// Start `program ARGS` logging to `DIR/NAME.log`, in a process group of its own: a Ctrl-C to
+/// the harness does not reach it, and it outlives the harness until it is stopped.
+///
+/// # Errors
+///
+/// When the log cannot be made or the program cannot start.
+pub fn spawn_logged(
+    directory: &Path,
+    name: &str,
+    program: &Path,
+    args: &[String],
+) -> anyhow::Result<(Process, Child)> {
+    let log_path = directory.join(format!("{name}.log"));
+    let log = File::create(&log_path)
+        .with_context(|| format!("failed to create {}", log_path.display()))?;
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("failed to start {}", program.display()))?;
+    let process = Process {
+        name: name.to_owned(),
+        pid: child.id(),
+        // As /proc/PID/exe names it: a cache behind a symlink is still recognised.
+        program: program
+            .canonicalize()
+            .unwrap_or_else(|_| program.to_owned()),
+    };
+    Ok((process, child))
+}
+
 impl Started {
     fn spawn(&mut self, name: &str, program: &Path, args: &[String]) -> anyhow::Result<()> {
-        let log_path = self.directory.join(format!("{name}.log"));
-        let log = File::create(&log_path)
-            .with_context(|| format!("failed to create {}", log_path.display()))?;
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // A process group of its own: a Ctrl-C to `up` or to the tests does not reach it,
-            // and it outlives `up` until `down`.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("failed to start {}", program.display()))?;
-        self.children.push((
-            Process {
-                name: name.to_owned(),
-                pid: child.id(),
-                // As /proc/PID/exe names it: a cache behind a symlink is still recognised.
-                program: program
-                    .canonicalize()
-                    .unwrap_or_else(|_| program.to_owned()),
-            },
-            child,
-        ));
+        let started = spawn_logged(&self.directory, name, program, args)?;
+        self.children.push(started);
         Ok(())
     }
 

@@ -15,9 +15,7 @@
 pub mod agent;
 
 use std::{
-    fs::File,
     net::Ipv4Addr,
-    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -231,35 +229,20 @@ pub fn start_kube_router(
     kubeconfig: &Path,
     directory: &Path,
 ) -> anyhow::Result<Process> {
-    let log_path = directory.join(KUBE_ROUTER_LOG);
-    let log = File::create(&log_path)
-        .with_context(|| format!("failed to create {}", log_path.display()))?;
-    let child = Command::new(program)
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .args([
-            "--run-firewall=true",
-            "--run-router=false",
-            "--run-service-proxy=false",
-            &format!("--hostname-override={NODE_NAME}"),
-            "--health-port=0",
-            "--metrics-port=0",
-            "--iptables-sync-period=10s",
-            // Info logs carry the sync markers `wait_synced` reads.
-            "-v=1",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("failed to start {}", program.display()))?;
-    Ok(Process {
-        name: "kube-router".to_owned(),
-        pid: child.id(),
-        program: program
-            .canonicalize()
-            .unwrap_or_else(|_| program.to_owned()),
-    })
+    let args = [
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--run-firewall=true".to_owned(),
+        "--run-router=false".to_owned(),
+        "--run-service-proxy=false".to_owned(),
+        format!("--hostname-override={NODE_NAME}"),
+        "--health-port=0".to_owned(),
+        "--metrics-port=0".to_owned(),
+        "--iptables-sync-period=10s".to_owned(),
+        // Info logs carry the sync markers `wait_synced` reads.
+        "-v=1".to_owned(),
+    ];
+    let (process, _child) = crate::cluster::spawn_logged(directory, "kube-router", program, &args)?;
+    Ok(process)
 }
 
 /// One sync of kube-router's rules, as its log tells.
