@@ -276,7 +276,7 @@ pub(crate) async fn build(
             }
             harness.create_external(address, &ports).await?
         } else {
-            let address = harness.allocate();
+            let address = harness.allocate()?;
             info.ips = vec![IpAddr::V4(address)];
             harness
                 .create_pod(&pod_manifest(&info, world, harness.sctp), address, &[])
@@ -588,7 +588,10 @@ mod tests {
         let world = world::build(&validated);
         let web = &world.endpoints[0].pod;
         let pod = pod_manifest(web, &world, false);
-        let ports = super::super::declared_ports(&pod);
+        let typed = |pod: Value| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(pod).expect("a Pod")
+        };
+        let ports = super::super::declared_ports(&typed(pod.clone())).expect("ports");
         assert!(ports.contains(&(5432, Protocol::TCP)), "{ports:?}");
         assert!(ports.contains(&(5432, Protocol::UDP)), "{ports:?}");
         assert!(
@@ -600,7 +603,8 @@ mod tests {
         let named = &pod["spec"]["containers"][0]["ports"][0];
         assert_eq!(named["name"], "sql");
         assert_eq!(pod["metadata"]["labels"]["tier"], "web");
-        let with_sctp = super::super::declared_ports(&pod_manifest(web, &world, true));
+        let with_sctp =
+            super::super::declared_ports(&typed(pod_manifest(web, &world, true))).expect("ports");
         assert!(with_sctp.contains(&(5432, Protocol::SCTP)), "{with_sctp:?}");
     }
 }

@@ -101,34 +101,21 @@ pub struct Totals {
     pub lines: Vec<String>,
 }
 
-fn protocol_name(protocol: Protocol) -> &'static str {
-    protocol.as_str()
-}
-
-/// The TCP and UDP ports a Pod manifest's containers declare (what its agent serves).
-#[must_use]
-pub fn declared_ports(pod: &Value) -> Vec<(u16, Protocol)> {
-    let mut ports = BTreeSet::new();
-    for container in pod["spec"]["containers"].as_array().into_iter().flatten() {
-        for port in container["ports"].as_array().into_iter().flatten() {
-            let Some(number) = port["containerPort"]
-                .as_u64()
-                .and_then(|number| u16::try_from(number).ok())
-            else {
-                continue;
-            };
-            let protocol = match port["protocol"].as_str().unwrap_or("TCP") {
-                "UDP" => Protocol::UDP,
-                "SCTP" => Protocol::SCTP,
-                _ => Protocol::TCP,
-            };
-            ports.insert((number, protocol_name(protocol), protocol));
-        }
-    }
-    ports
-        .into_iter()
-        .map(|(number, _, protocol)| (number, protocol))
-        .collect()
+/// The ports a Pod's containers declare (what its agent serves), as `netfence verify` reads
+/// them (protocol TCP when absent).
+///
+/// # Errors
+///
+/// When verify refuses the Pod.
+pub fn declared_ports(pod: &Pod) -> anyhow::Result<Vec<(u16, Protocol)>> {
+    let model = Cluster::build(&[], std::slice::from_ref(pod), &[])
+        .map_err(|errors| anyhow::anyhow!("the pod's ports: {errors}"))?;
+    let ports: BTreeSet<(u16, Protocol)> = model
+        .pods()
+        .iter()
+        .flat_map(|info| info.ports.iter().map(|port| (port.number, port.protocol)))
+        .collect();
+    Ok(ports.into_iter().collect())
 }
 
 impl Harness {
@@ -146,21 +133,21 @@ impl Harness {
 
     /// A free pod address in 10.244.128.0/17.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// Never in practice: the range holds 32,768 addresses.
-    pub fn allocate(&self) -> Ipv4Addr {
+    /// When every address of the range is taken.
+    pub fn allocate(&self) -> anyhow::Result<Ipv4Addr> {
         let mut used = self
             .used
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let start = u32::from(Ipv4Addr::new(10, 244, 128, 1));
-        let address = (start..start + 32_000)
+        let address = (start..u32::from(Ipv4Addr::new(10, 244, 255, 255)))
             .map(Ipv4Addr::from)
             .find(|address| !used.contains(address))
-            .unwrap_or(Ipv4Addr::new(10, 244, 255, 254));
+            .context("every pod address of 10.244.128.0/17 is taken")?;
         used.insert(address);
-        address
+        Ok(address)
     }
 
     /// Reserve `address` (a case's own, or an external one); false when it is taken.
@@ -206,6 +193,7 @@ impl Harness {
         manifest["spec"]["automountServiceAccountToken"] = json!(false);
         let pod: Pod = serde_json::from_value(manifest.clone())
             .with_context(|| format!("pod {namespace}/{name} is not a Pod"))?;
+        let mut ports = declared_ports(&pod).with_context(|| format!("pod {namespace}/{name}"))?;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         // A new namespace has no `default` ServiceAccount for a moment: Pod admission waits for it.
         let mut attempts = 0;
@@ -232,7 +220,6 @@ impl Harness {
                 }
             }
         }
-        let mut ports = declared_ports(&manifest);
         ports.extend(
             also.iter()
                 .filter(|port| !ports.contains(port))
