@@ -6,15 +6,17 @@
 //! selector   LabelSelector -> Selector (validated, sorted), and matching labels
 //! cidr       "10.0.0.0/8" -> Cidr, and matching addresses
 //! meta       the labels, annotations, finalizer and field manager netfence writes
-//! validate   NamespaceIsolation / IsolationTemplate -> Validated* (parsed selectors and CIDRs), or every error
+//! validate   NamespaceIsolation / IsolationTemplate / ClusterBaseline -> Validated* (parsed selectors and CIDRs), or every error
 //! manifests  the text of a manifest -> its documents, typed with field paths
 //! render     ValidatedIsolation -> NetworkPolicies
+//! baseline   ValidatedBaseline x engine x covered namespaces -> the engine's objects, or the fields it cannot express
 //! plan       rendered + observed policies -> the writes that make them equal
 //! template   IsolationTemplate x namespaces -> the NamespaceIsolations to write
 //! status     the outcome of a reconcile -> the resource's status
 //! testing    random valid specs for property tests (feature `testing`, dev-dependencies only)
 //! ```
 
+pub mod baseline;
 pub mod cidr;
 pub mod manifests;
 pub mod meta;
@@ -28,4 +30,4 @@ pub mod template;
 pub mod testing;
 pub mod validate;
 
-pub use validate::{ValidatedIsolation, ValidatedTemplate, ValidationErrors};
+pub use validate::{ValidatedBaseline, ValidatedIsolation, ValidatedTemplate, ValidationErrors};

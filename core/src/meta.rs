@@ -21,6 +21,8 @@ pub const TIER_LABEL: &str = "netfence.io/tier";
 pub const SHARED_SERVICE_LABEL: &str = "netfence.io/shared-service";
 /// The label every generated NamespaceIsolation carries, with the template's name as value.
 pub const TEMPLATE_LABEL: &str = "netfence.io/template";
+/// The label every object a ClusterBaseline renders carries, with the baseline's name as value.
+pub const BASELINE_LABEL: &str = "netfence.io/baseline";
 /// The annotation the operator marks, in memory only, an object it cannot decode with; nobody
 /// else may set it (a template that did would make every generated resource differ forever).
 pub const UNDECODABLE_ANNOTATION: &str = "netfence.io/undecodable";

@@ -22,7 +22,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
 };
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::Resource;
 use netfence_crd::{IsolationTemplate, NamespaceIsolation, template::TemplateConflict};
 
@@ -117,21 +117,21 @@ pub fn applies_to(
 /// creation time (manifests) count as younger than any with one; ties go by name.
 #[must_use]
 pub fn is_older(a: &ValidatedTemplate, b: &ValidatedTemplate) -> bool {
-    let key = |template: &ValidatedTemplate| {
-        (
-            template.created().map(|time| time.0),
-            template.name().to_owned(),
-        )
-    };
-    let (created_a, name_a) = key(a);
-    let (created_b, name_b) = key(b);
-    let by_time = match (created_a, created_b) {
-        (Some(a), Some(b)) => a.cmp(&b),
+    older((a.created(), a.name()), (b.created(), b.name()))
+}
+
+/// Whether the resource created at `a.0` and named `a.1` is older than `b`: earlier creation
+/// first (a manifest without a creation time counts as newest), then the smaller name. The one
+/// rule for templates and baselines that claim the same namespace.
+#[must_use]
+pub fn older(a: (Option<&Time>, &str), b: (Option<&Time>, &str)) -> bool {
+    let by_time = match (a.0, b.0) {
+        (Some(a), Some(b)) => a.0.cmp(&b.0),
         (Some(_), None) => Ordering::Less,
         (None, Some(_)) => Ordering::Greater,
         (None, None) => Ordering::Equal,
     };
-    by_time.then_with(|| name_a.cmp(&name_b)) == Ordering::Less
+    by_time.then_with(|| a.1.cmp(b.1)) == Ordering::Less
 }
 
 /// The NamespaceIsolation `template` generates in `namespace`: its spec, the template's labels and

@@ -3,12 +3,18 @@
 //!
 //! ```text
 //! isolation   NamespaceIsolation: the types users write (and their CEL rules)
-//! template    IsolationTemplate: the cluster-wide baseline
+//! template    IsolationTemplate: a NamespaceIsolation for every namespace chosen by label
+//! baseline    ClusterBaseline: cluster-wide zero trust, rendered to one engine's cluster-wide kinds
+//! engines     the other engines' kinds netfence renders and verifies (ClusterNetworkPolicy,
+//!             Calico, Cilium): their wire format, not netfence's resources
 //! ```
 
+pub mod baseline;
+pub mod engines;
 pub mod isolation;
 pub mod template;
 
+pub use baseline::{ClusterBaseline, ClusterBaselineSpec, ClusterBaselineStatus};
 pub use isolation::{NamespaceIsolation, NamespaceIsolationSpec, NamespaceIsolationStatus};
 pub use template::{IsolationTemplate, IsolationTemplateSpec, IsolationTemplateStatus};
 
@@ -21,5 +27,9 @@ pub const GROUP: &str = "netfence.io";
 /// Every CustomResourceDefinition netfence installs, in a stable order.
 #[must_use]
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![NamespaceIsolation::crd(), IsolationTemplate::crd()]
+    vec![
+        NamespaceIsolation::crd(),
+        IsolationTemplate::crd(),
+        ClusterBaseline::crd(),
+    ]
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use netfence::{
-    cli::render::{Format, format_policies, isolations},
+    cli::render::{Format, baselines, format_policies, isolations},
     manifests,
 };
 use netfence_core::{
@@ -13,6 +13,7 @@ use netfence_core::{
     meta::{ISOLATION_LABEL, MANAGED_BY, MANAGED_BY_LABEL},
     render,
 };
+use netfence_crd::baseline::Engine;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -302,5 +303,40 @@ fn checked_in_crds_are_generated() {
             "{} differs from the generated CRD; regenerate it with `cargo run -- crd --output-dir config/crd` and commit the result",
             file.display()
         );
+    }
+}
+
+/// Every example ClusterBaseline (`examples/baselines/`) rendered for every engine, compared
+/// whole: the objects, or the fields the engine cannot express (then nothing is rendered). A
+/// change here changes what the operator applies cluster-wide: review it line by line.
+#[test]
+fn baselines_render_as_reviewed_for_every_engine() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("examples/baselines"))
+        .expect("examples/baselines exists")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "one example per engine");
+    for file in files {
+        let documents = manifests::load(std::slice::from_ref(&file)).expect("example loads");
+        let stem = file
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .expect("file name");
+        // The example's own engine renders.
+        baselines(&documents, None, &mut Vec::new())
+            .unwrap_or_else(|errors| panic!("{}: {errors:?}", file.display()));
+        for engine in Engine::ALL {
+            let text = match baselines(&documents, Some(engine), &mut Vec::new()) {
+                Ok(objects) => {
+                    assert!(!objects.is_empty(), "{stem} {engine:?}: nothing rendered");
+                    format_policies(&objects, Format::Yaml).expect("serializes")
+                }
+                // Paths from the repository's root, wherever it is checked out.
+                Err(errors) => format!("refused:\n{}\n", errors.join("\n"))
+                    .replace(&format!("{}/", repo().display()), ""),
+            };
+            insta::assert_snapshot!(format!("baseline-{stem}-{}", engine.as_str()), text);
+        }
     }
 }

@@ -4,17 +4,20 @@
 //! ```text
 //! [ NamespaceIsolation ] --TryFrom--> [ ValidatedIsolation ]   parsed selectors and CIDRs; tiers by index
 //! [ IsolationTemplate ]  --TryFrom--> [ ValidatedTemplate ]    its spec validated as the generated resource's
+//! [ ClusterBaseline ]    --TryFrom--> [ ValidatedBaseline ]    its baseline validated as a NamespaceIsolation's
 //!                                 \-> [ ValidationErrors ]     every bad field, with its path
 //! ```
 //!
 //! The rules themselves (names, label keys and values, selectors, CIDRs, ports) are written once,
 //! in [`crate::names`], [`crate::selector`] and [`crate::cidr`].
 
+pub mod baseline;
 pub mod isolation;
 pub mod template;
 
 use std::fmt;
 
+pub use baseline::{ValidGuardrail, ValidatedBaseline};
 pub use isolation::{
     MAX_RESOURCE_NAME, Peer, PortValue, Ports, ValidDns, ValidFlow, ValidIpBlock, ValidPort,
     ValidSelector, ValidSharedService, ValidTier, ValidatedIsolation, namespace_name_selector,

@@ -1,20 +1,21 @@
-//! `netfence render PATH...`: NamespaceIsolation manifests in (and IsolationTemplates, expanded
-//! over the Namespace manifests beside them), the NetworkPolicies netfence would apply out, as
-//! multi-document YAML (or a JSON `List`). Any invalid resource, or a namespace that cannot be
+//! `netfence render PATH...`: NamespaceIsolation manifests in (and IsolationTemplates and
+//! ClusterBaselines, expanded over the Namespace manifests beside them), what netfence would apply
+//! out (NetworkPolicies, and each baseline's objects for its engine), as multi-document YAML (or a
+//! JSON `List`). Any invalid resource, or a namespace that cannot be
 //! one (a NamespaceIsolation's `metadata.namespace`, a Namespace's `metadata.name`,
 //! `--namespace`): every error on stderr as `FILE: NAME: PATH: message`, nothing on stdout,
 //! exit 2.
 
 use std::{path::PathBuf, process::ExitCode};
 
-use k8s_openapi::api::{core::v1::Namespace, networking::v1::NetworkPolicy};
+use k8s_openapi::api::core::v1::Namespace;
 use netfence_core::{
-    ValidatedIsolation, ValidatedTemplate,
+    ValidatedBaseline, ValidatedIsolation, ValidatedTemplate, baseline,
     meta::FIELD_MANAGER,
     render,
     template::{self, NamespaceInfo, World},
 };
-use netfence_crd::{IsolationTemplate, NamespaceIsolation};
+use netfence_crd::{ClusterBaseline, IsolationTemplate, NamespaceIsolation, baseline::Engine};
 
 use super::EXIT_BAD_INPUT;
 use crate::manifests::{self, Document};
@@ -43,6 +44,15 @@ pub struct Args {
     /// The namespace of resources whose manifest has none (as `kubectl apply -n` would set it).
     #[arg(short, long, value_parser = namespace_argument)]
     pub namespace: Option<String>,
+
+    /// The engine ClusterBaselines render to, over their `spec.engine`: ClusterNetworkPolicy,
+    /// Calico, Cilium or NetworkPolicy (without either: ClusterNetworkPolicy).
+    #[arg(long, value_parser = engine_argument)]
+    pub engine: Option<Engine>,
+}
+
+fn engine_argument(text: &str) -> Result<Engine, String> {
+    text.parse()
 }
 
 /// `--namespace`: a namespace name, or the reason it cannot be one (clap then names the option
@@ -71,7 +81,7 @@ pub fn isolations(
     let expected_api_version = format!("{}/v1alpha1", netfence_crd::GROUP);
     let has_templates = documents
         .iter()
-        .any(|document| document.kind() == "IsolationTemplate");
+        .any(|document| matches!(document.kind(), "IsolationTemplate" | "ClusterBaseline"));
     for document in documents {
         let prefix = format!("{}: {}", document.source, document.name());
         let kind = document.kind();
@@ -89,9 +99,13 @@ pub fn isolations(
             }
             continue;
         }
+        if kind == "ClusterBaseline" {
+            // Read by `baselines`.
+            continue;
+        }
         if kind != "NamespaceIsolation" && kind != "IsolationTemplate" {
             notes.push(format!(
-                "{}: skipping {} {} (not a NamespaceIsolation or IsolationTemplate)",
+                "{}: skipping {} {} (not a NamespaceIsolation, IsolationTemplate or ClusterBaseline)",
                 document.source,
                 if kind.is_empty() {
                     "object without kind"
@@ -154,6 +168,100 @@ pub fn isolations(
     Ok(valid)
 }
 
+/// What the ClusterBaselines among `documents` render to, over the Namespace manifests among them
+/// (`engine` overrides each one's `spec.engine`); or every error, one line each as
+/// `FILE: NAME: PATH: message` (invalid fields, and fields the engine cannot express).
+pub fn baselines(
+    documents: &[Document],
+    engine: Option<Engine>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<baseline::Object>, Vec<String>> {
+    let expected_api_version = format!("{}/v1alpha1", netfence_crd::GROUP);
+    let mut valid: Vec<(String, ValidatedBaseline)> = Vec::new();
+    let mut namespaces = Vec::new();
+    let mut errors = Vec::new();
+    let has_baselines = documents
+        .iter()
+        .any(|document| document.kind() == "ClusterBaseline");
+    if !has_baselines {
+        return Ok(Vec::new());
+    }
+    for document in documents {
+        let prefix = format!("{}: {}", document.source, document.name());
+        match document.kind() {
+            // Its errors are reported by `isolations`.
+            "Namespace" => {
+                if let Ok(namespace) = namespace_info(document) {
+                    namespaces.push((namespace.name, namespace.labels));
+                }
+            }
+            "ClusterBaseline" => {
+                if document.api_version() != expected_api_version {
+                    errors.push(format!(
+                        "{prefix}: apiVersion: \"{}\" is not served; use {expected_api_version}",
+                        document.api_version()
+                    ));
+                    continue;
+                }
+                if valid
+                    .iter()
+                    .any(|(_, other)| other.name() == document.name())
+                {
+                    errors.push(format!(
+                        "{prefix}: metadata.name: ClusterBaseline declared twice; keep one"
+                    ));
+                    continue;
+                }
+                match document.typed::<ClusterBaseline>() {
+                    Ok(resource) => {
+                        match ValidatedBaseline::try_from(&resource) {
+                            Ok(validated) => valid.push((document.source.clone(), validated)),
+                            Err(invalid) => errors.extend(invalid.0.iter().map(|error| {
+                                format!("{prefix}: {}: {}", error.path, error.message)
+                            })),
+                        }
+                    }
+                    Err(error) => errors.push(format!("{prefix}: {error}")),
+                }
+            }
+            _ => {}
+        }
+    }
+    let all: Vec<&ValidatedBaseline> = valid.iter().map(|(_, baseline)| baseline).collect();
+    let mut objects = Vec::new();
+    for (source, validated) in &valid {
+        let coverage = baseline::coverage(validated, &all, &namespaces, None);
+        if coverage.covered.is_empty() {
+            notes.push(format!(
+                "{source}: ClusterBaseline {} covers none of the {} Namespace manifest(s) given; its cluster-wide objects are rendered all the same (pass the namespaces it should cover, such as `kubectl get namespaces -o yaml`, for its per-namespace ones)",
+                validated.name(),
+                namespaces.len()
+            ));
+        }
+        for (namespace, winner) in &coverage.lost {
+            notes.push(format!(
+                "{source}: ClusterBaseline {}: namespace {namespace} is left out: the older ClusterBaseline {winner} covers it",
+                validated.name()
+            ));
+        }
+        let engine = baseline::engine(validated, engine);
+        match baseline::render(validated, engine, &coverage) {
+            Ok(rendered) => objects.extend(rendered),
+            Err(unsupported) => errors.extend(
+                unsupported
+                    .0
+                    .iter()
+                    .map(|problem| format!("{source}: {}: {problem}", validated.name())),
+            ),
+        }
+    }
+    if errors.is_empty() {
+        Ok(objects)
+    } else {
+        Err(errors)
+    }
+}
+
 /// A Namespace manifest's name and labels (read leniently: only those matter here).
 fn namespace_info(document: &Document) -> Result<NamespaceInfo, manifests::FieldError> {
     let namespace: Namespace = document.lenient()?;
@@ -212,9 +320,19 @@ fn expand(
     generated
 }
 
-/// The text `netfence render` prints for these policies.
-pub fn format_policies(
-    policies: &[NetworkPolicy],
+/// One object `netfence render` prints.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Rendered {
+    /// A NamespaceIsolation's NetworkPolicy.
+    Policy(Box<k8s_openapi::api::networking::v1::NetworkPolicy>),
+    /// A ClusterBaseline's object.
+    Baseline(baseline::Object),
+}
+
+/// The text `netfence render` prints for these objects.
+pub fn format_policies<T: serde::Serialize>(
+    policies: &[T],
     format: Format,
 ) -> Result<String, Box<dyn std::error::Error>> {
     Ok(match format {
@@ -244,12 +362,18 @@ pub(super) fn run(args: &Args) -> ExitCode {
     };
     let mut notes = Vec::new();
     let result = isolations(&documents, &mut notes);
+    let baseline_result = baselines(&documents, args.engine, &mut notes);
     for note in &notes {
         eprintln!("note: {note}");
     }
-    let isolations = match result {
-        Ok(isolations) => isolations,
-        Err(errors) => {
+    let (isolations, baseline_objects) = match (result, baseline_result) {
+        (Ok(isolations), Ok(objects)) => (isolations, objects),
+        (result, baseline_result) => {
+            let errors: Vec<String> = [result.err(), baseline_result.err()]
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect();
             for error in &errors {
                 eprintln!("{error}");
             }
@@ -257,19 +381,21 @@ pub(super) fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    if isolations.is_empty() {
+    if isolations.is_empty() && baseline_objects.is_empty() {
         let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
         eprintln!(
-            "error: no NamespaceIsolation (apiVersion netfence.io/v1alpha1) found in {}",
+            "error: no NamespaceIsolation or ClusterBaseline (apiVersion netfence.io/v1alpha1) found in {}",
             paths.join(", ")
         );
         return ExitCode::from(EXIT_BAD_INPUT);
     }
-    let policies: Vec<NetworkPolicy> = isolations
+    let policies: Vec<Rendered> = isolations
         .into_iter()
         .flat_map(|isolation| {
             render::network_policies(&isolation.with_default_namespace(args.namespace.clone()))
         })
+        .map(|policy| Rendered::Policy(Box::new(policy)))
+        .chain(baseline_objects.into_iter().map(Rendered::Baseline))
         .collect();
     match format_policies(&policies, args.output) {
         Ok(text) => match super::output::write_stdout(&text) {
