@@ -18,6 +18,8 @@ use k8s_openapi::api::{
     networking::v1::NetworkPolicy,
 };
 use netfence_core::manifests;
+
+use crate::cluster_wide::ClusterWidePolicies;
 use serde::Deserialize;
 
 /// The expectation document of a case.
@@ -36,6 +38,24 @@ pub struct Expectation {
     pub title: String,
     /// One table per probe.
     pub expected: Vec<ProbeTable>,
+    /// Single connections, in the order upstream checks them (the ClusterNetworkPolicy corpus,
+    /// translated from network-policy-api's conformance tests, which check pairs, not tables).
+    #[serde(default)]
+    pub checks: Vec<Check>,
+}
+
+/// One connection and what a conformant cluster does with it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// The client, `namespace/pod`.
+    pub from: String,
+    /// The server, `namespace/pod`.
+    pub to: String,
+    /// `80/TCP`.
+    pub probe: String,
+    /// Whether it connects.
+    pub connected: bool,
 }
 
 /// The expectation's metadata.
@@ -65,6 +85,8 @@ pub struct Case {
     pub pods: Vec<Pod>,
     /// The NetworkPolicies.
     pub policies: Vec<NetworkPolicy>,
+    /// The cluster-wide policies of other kinds (ClusterNetworkPolicy, Calico, Cilium).
+    pub cluster_wide: ClusterWidePolicies,
     /// What a conformant cluster does.
     pub expected: Expectation,
 }
@@ -81,6 +103,7 @@ pub fn parse_case(source: &str, text: &str) -> Result<Case, String> {
         namespaces: Vec::new(),
         pods: Vec::new(),
         policies: Vec::new(),
+        cluster_wide: ClusterWidePolicies::default(),
         expected: Expectation {
             api_version: String::new(),
             kind: String::new(),
@@ -90,6 +113,7 @@ pub fn parse_case(source: &str, text: &str) -> Result<Case, String> {
             origin: String::new(),
             title: String::new(),
             expected: Vec::new(),
+            checks: Vec::new(),
         },
     };
     let mut expected = false;
@@ -101,6 +125,22 @@ pub fn parse_case(source: &str, text: &str) -> Result<Case, String> {
             "Namespace" => case.namespaces.push(document.typed().map_err(error)?),
             "Pod" => case.pods.push(document.typed().map_err(error)?),
             "NetworkPolicy" => case.policies.push(document.typed().map_err(error)?),
+            "ClusterNetworkPolicy" => case
+                .cluster_wide
+                .cluster_network_policies
+                .push(document.typed().map_err(error)?),
+            "GlobalNetworkPolicy" => case
+                .cluster_wide
+                .calico_policies
+                .push(document.typed().map_err(error)?),
+            "Tier" => case
+                .cluster_wide
+                .calico_tiers
+                .push(document.typed().map_err(error)?),
+            "CiliumClusterwideNetworkPolicy" => case
+                .cluster_wide
+                .cilium_policies
+                .push(document.typed().map_err(error)?),
             "ExpectedReachability" => {
                 case.expected = document.typed().map_err(error)?;
                 expected = true;

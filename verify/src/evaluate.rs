@@ -10,11 +10,19 @@
 //! (any `from`/`to` item; inside an item, namespace AND pod selectors) and the port (any `ports`
 //! item; named ports are looked up on the destination pod). Policies only add: there is no
 //! order and no deny rule. Pods with `hostNetwork: true` are not governed by NetworkPolicy.
+//!
+//! Cluster-wide policies of other kinds add stages around that one ([`Stage`]): the ordered ones
+//! before it (ClusterNetworkPolicy Admin, Calico tiers before `default`, Cilium deny rules) decide
+//! with their first matching rule (`Pass` skips the rest of its tier; a Calico tier whose
+//! policies select the pod and match nothing denies); then the namespace stage (NetworkPolicies,
+//! and the allows of Calico's `default` tier and of Cilium, which add up); then, for a pod nothing
+//! there isolates, the ordered ones after it (ClusterNetworkPolicy Baseline).
 
 use netfence_crd::isolation::Direction;
 
 use super::model::{
-    Cluster, NamespaceScope, Peer, PodInfo, Policy, PortMatch, PortSpec, Probe, Rule,
+    Action, Cluster, EndOfTier, NamespaceScope, Order, Peer, PodInfo, Policy, PortMatch, PortSpec,
+    Probe, Rule, Stage,
 };
 
 /// The outcome of one connection.
@@ -40,18 +48,24 @@ pub struct RuleRef {
 }
 
 impl RuleRef {
-    /// `ns/policy ingress[0]`.
+    /// `ns/policy ingress[0]`, or `ClusterNetworkPolicy/name egress[0] (rule-name)`.
     #[must_use]
     pub fn describe(&self, cluster: &Cluster) -> String {
-        let field = match self.direction {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
+        let policy = &cluster.policies()[self.policy];
+        let slot = match self.direction {
+            Direction::Ingress => 0,
+            Direction::Egress => 1,
         };
-        format!(
-            "{} {field}[{}]",
-            cluster.policies()[self.policy].key(),
-            self.rule
-        )
+        let field = policy
+            .cluster_wide()
+            .map_or(["ingress", "egress"][slot], |wide| wide.fields[slot]);
+        let name = policy
+            .rules(self.direction)
+            .and_then(|rules| rules.get(self.rule))
+            .and_then(|rule| rule.name.as_deref())
+            .map(|name| format!(" ({name})"))
+            .unwrap_or_default();
+        format!("{} {field}[{}]{name}", policy.key(), self.rule)
     }
 }
 
@@ -72,13 +86,29 @@ pub enum Side {
         /// The policies that isolate the pod in this direction.
         isolated_by: Vec<usize>,
     },
+    /// The first matching rule of an ordered cluster-wide policy decided.
+    Decided {
+        /// The rule.
+        rule: RuleRef,
+        /// Allowed (Accept, Allow) or denied.
+        allowed: bool,
+    },
+    /// Policies of a tier whose end denies select the pod, and none of their rules matches.
+    EndOfTier {
+        /// Those policies.
+        policies: Vec<usize>,
+    },
 }
 
 impl Side {
     /// Whether this side lets the connection through.
     #[must_use]
     pub fn passes(&self) -> bool {
-        !matches!(self, Side::Blocked { .. })
+        match self {
+            Side::NotIsolated | Side::Allowed { .. } => true,
+            Side::Blocked { .. } | Side::EndOfTier { .. } => false,
+            Side::Decided { allowed, .. } => *allowed,
+        }
     }
 }
 
@@ -93,10 +123,17 @@ pub struct Decision {
     pub ingress: Side,
 }
 
-/// Whether a policy selects `pod` (same namespace, labels match).
+/// Whether a policy selects `pod`: same namespace (or, for a cluster-wide one, a namespace its
+/// selector matches; never a `hostNetwork` pod), labels match.
 #[must_use]
-pub fn selects(policy: &Policy, pod: &PodInfo) -> bool {
-    !pod.external && policy.namespace == pod.namespace && policy.pod_selector.matches(&pod.labels)
+pub fn selects(cluster: &Cluster, policy: &Policy, pod: &PodInfo) -> bool {
+    if pod.external || !policy.pod_selector.matches(&pod.labels) {
+        return false;
+    }
+    match policy.cluster_wide() {
+        None => policy.namespace == pod.namespace,
+        Some(wide) => !pod.host_network && wide.namespaces.matches(cluster.namespace_labels(pod)),
+    }
 }
 
 /// Whether `peer` matches `pod` (an external address matches only `ipBlock` peers).
@@ -114,6 +151,7 @@ pub fn peer_matches(cluster: &Cluster, peer: &Peer, pod: &PodInfo) -> bool {
             namespace_ok && pods.matches(&pod.labels)
         }
         Peer::IpBlock(block) => pod.ips.iter().any(|ip| block.contains(ip)),
+        Peer::External(block) => pod.external && pod.ips.iter().any(|ip| block.contains(ip)),
     }
 }
 
@@ -153,16 +191,122 @@ pub fn rule_port_matches(rule: &Rule, probe: Probe, destination: &PodInfo) -> bo
     })
 }
 
-/// The indices of the policies that isolate `pod` in `direction`.
+/// The indices of the policies of the namespace stage that isolate `pod` in `direction`.
 #[must_use]
 pub fn isolating_policies(cluster: &Cluster, pod: &PodInfo, direction: Direction) -> Vec<usize> {
     cluster
         .policies()
         .iter()
         .enumerate()
-        .filter(|(_, policy)| policy.rules(direction).is_some() && selects(policy, pod))
+        .filter(|(_, policy)| {
+            *policy.stage() == Stage::Namespace
+                && policy.isolates(direction)
+                && selects(cluster, policy, pod)
+        })
         .map(|(index, _)| index)
         .collect()
+}
+
+/// The indices of the policies of the namespace stage whose `direction` rules apply to `pod`
+/// (isolating or not).
+fn contributing_policies(cluster: &Cluster, pod: &PodInfo, direction: Direction) -> Vec<usize> {
+    cluster
+        .policies()
+        .iter()
+        .enumerate()
+        .filter(|(_, policy)| {
+            *policy.stage() == Stage::Namespace
+                && policy.rules(direction).is_some()
+                && selects(cluster, policy, pod)
+        })
+        .map(|(index, _)| index)
+        .collect()
+}
+
+/// The ordered stage before (`before`) or after the namespace stage, for one side: the first
+/// matching rule decides; `None` when nothing there decides.
+fn ordered(
+    cluster: &Cluster,
+    before: bool,
+    direction: Direction,
+    pod: &PodInfo,
+    peer: &PodInfo,
+    destination: &PodInfo,
+    probe: Probe,
+) -> Option<Side> {
+    let mut candidates: Vec<(&Order, String, usize)> = cluster
+        .policies()
+        .iter()
+        .enumerate()
+        .filter_map(|(index, policy)| {
+            let ((Stage::Before(order), true) | (Stage::After(order), false)) =
+                (policy.stage(), before)
+            else {
+                return None;
+            };
+            (policy.rules(direction).is_some() && selects(cluster, policy, pod))
+                .then(|| (order, policy.key(), index))
+        })
+        .collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    candidates.sort();
+    let mut start = 0;
+    while start < candidates.len() {
+        let tier = (candidates[start].0.tier_order, &candidates[start].0.tier);
+        let end = start
+            + candidates[start..]
+                .iter()
+                .take_while(|(order, _, _)| (order.tier_order, &order.tier) == tier)
+                .count();
+        let mut passed = false;
+        'tier: for &(_, _, policy) in &candidates[start..end] {
+            let rules = cluster.policies()[policy]
+                .rules(direction)
+                .unwrap_or_default();
+            for (index, rule) in rules.iter().enumerate() {
+                if !(rule_peer_matches(cluster, rule, peer)
+                    && rule_port_matches(rule, probe, destination))
+                {
+                    continue;
+                }
+                let rule_ref = RuleRef {
+                    policy,
+                    direction,
+                    rule: index,
+                };
+                match rule.action {
+                    Action::Allow => {
+                        return Some(Side::Decided {
+                            rule: rule_ref,
+                            allowed: true,
+                        });
+                    }
+                    Action::Deny => {
+                        return Some(Side::Decided {
+                            rule: rule_ref,
+                            allowed: false,
+                        });
+                    }
+                    Action::Pass => {
+                        passed = true;
+                        break 'tier;
+                    }
+                }
+            }
+        }
+        if !passed && candidates[start].0.end_of_tier == EndOfTier::Deny {
+            return Some(Side::EndOfTier {
+                policies: candidates[start..end]
+                    .iter()
+                    .map(|(_, _, policy)| *policy)
+                    .collect(),
+            });
+        }
+        start = end;
+    }
+    None
 }
 
 /// One side: `pod` is the source (egress) or the destination (ingress), `peer` the other end.
@@ -174,12 +318,16 @@ fn side(
     destination: &PodInfo,
     probe: Probe,
 ) -> Side {
+    if let Some(side) = ordered(cluster, true, direction, pod, peer, destination, probe) {
+        return side;
+    }
     let isolated_by = isolating_policies(cluster, pod, direction);
     if isolated_by.is_empty() {
-        return Side::NotIsolated;
+        return ordered(cluster, false, direction, pod, peer, destination, probe)
+            .unwrap_or(Side::NotIsolated);
     }
     let mut allowed_by = Vec::new();
-    for &policy in &isolated_by {
+    for policy in contributing_policies(cluster, pod, direction) {
         for (rule_index, rule) in cluster.policies()[policy]
             .rules(direction)
             .unwrap_or_default()
@@ -268,6 +416,18 @@ impl Decision {
             Side::Blocked { isolated_by } => format!(
                 "{direction} isolated by {} and no rule allows it",
                 policies(isolated_by)
+            ),
+            Side::Decided {
+                rule,
+                allowed: true,
+            } => format!("{direction} accepted by {}", rule.describe(cluster)),
+            Side::Decided {
+                rule,
+                allowed: false,
+            } => format!("{direction} denied by {}", rule.describe(cluster)),
+            Side::EndOfTier { policies: indices } => format!(
+                "{direction} selected by {} and no rule of its tier matches: the tier denies",
+                policies(indices)
             ),
         };
         match self.verdict {

@@ -11,7 +11,8 @@ use netfence_crd::isolation::Direction;
 
 use super::{
     evaluate::{
-        Decision, Verdict, decide, isolating_policies, peer_matches, port_matches, selects,
+        Decision, RuleRef, Side, Verdict, decide, isolating_policies, peer_matches, port_matches,
+        selects,
     },
     model::{Cluster, PodInfo, Probe},
 };
@@ -43,6 +44,9 @@ pub struct SideReport {
     pub selected_other_direction: Vec<String>,
     /// Every rule of the isolating policies, checked.
     pub rules: Vec<RuleCheck>,
+    /// What decided before or after the NetworkPolicies (a cluster-wide rule, or a tier's end),
+    /// when something there did.
+    pub decided: Option<String>,
 }
 
 /// The explanation of one connection.
@@ -77,12 +81,16 @@ fn side_report(
         .policies()
         .iter()
         .enumerate()
-        .filter(|(index, policy)| selects(policy, pod) && !isolated.contains(index))
+        .filter(|(index, policy)| {
+            policy.cluster_wide().is_none()
+                && selects(cluster, policy, pod)
+                && !isolated.contains(index)
+        })
         .map(|(_, policy)| policy.key())
         .collect();
-    let (rule_field, peer_field) = match direction {
-        Direction::Ingress => ("ingress", "from"),
-        Direction::Egress => ("egress", "to"),
+    let peer_field = match direction {
+        Direction::Ingress => "from",
+        Direction::Egress => "to",
     };
     let mut rules = Vec::new();
     for &index in &isolated {
@@ -120,7 +128,12 @@ fn side_report(
             let allows = (peers.is_empty() || peers.iter().any(|(_, ok)| *ok))
                 && (ports.is_empty() || ports.iter().any(|(_, ok)| *ok));
             rules.push(RuleCheck {
-                rule: format!("{} {rule_field}[{rule_index}]", policy.key()),
+                rule: RuleRef {
+                    policy: index,
+                    direction,
+                    rule: rule_index,
+                }
+                .describe(cluster),
                 peers,
                 ports,
                 allows,
@@ -129,6 +142,7 @@ fn side_report(
     }
     SideReport {
         direction,
+        decided: None,
         pod: pod.key(),
         isolated_by: isolated
             .iter()
@@ -146,6 +160,42 @@ pub fn explain(cluster: &Cluster, from: usize, to: usize, probe: Probe) -> Expla
     let destination = &cluster.pods()[to];
     let decision = decide(cluster, from, to, probe);
     let reason = decision.reason(cluster, source, destination);
+    let decided = |side: &Side| match side {
+        Side::Decided { rule, allowed } => Some(format!(
+            "decided by the cluster-wide rule {}: {}",
+            rule.describe(cluster),
+            if *allowed { "accepted" } else { "denied" }
+        )),
+        Side::EndOfTier { policies } => Some(format!(
+            "selected by {} and no rule of that tier matches: the tier's end denies",
+            policies
+                .iter()
+                .map(|&index| cluster.policies()[index].key())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Side::NotIsolated | Side::Allowed { .. } | Side::Blocked { .. } => None,
+    };
+    let mut sides = [
+        side_report(
+            cluster,
+            Direction::Egress,
+            source,
+            destination,
+            destination,
+            probe,
+        ),
+        side_report(
+            cluster,
+            Direction::Ingress,
+            destination,
+            source,
+            destination,
+            probe,
+        ),
+    ];
+    sides[0].decided = decided(&decision.egress);
+    sides[1].decided = decided(&decision.ingress);
     Explanation {
         from: source.key(),
         to: destination.key(),
@@ -155,24 +205,7 @@ pub fn explain(cluster: &Cluster, from: usize, to: usize, probe: Probe) -> Expla
             .filter(|pod| pod.host_network)
             .map(|pod| pod.key())
             .collect(),
-        sides: [
-            side_report(
-                cluster,
-                Direction::Egress,
-                source,
-                destination,
-                destination,
-                probe,
-            ),
-            side_report(
-                cluster,
-                Direction::Ingress,
-                destination,
-                source,
-                destination,
-                probe,
-            ),
-        ],
+        sides,
         decision,
         reason,
     }
@@ -202,6 +235,10 @@ impl fmt::Display for Explanation {
                 Direction::Egress => "egress",
             };
             writeln!(f)?;
+            if let Some(decided) = &side.decided {
+                writeln!(f, "{direction} of {}: {decided}", side.pod)?;
+                continue;
+            }
             if side.isolated_by.is_empty() {
                 writeln!(
                     f,

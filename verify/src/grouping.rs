@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use netfence_crd::isolation::{Direction, Protocol};
 
 use super::{
-    evaluate::peer_matches,
+    evaluate::{peer_matches, selects},
     model::{Cluster, NamespaceScope, Peer, PortMatch, PortSpec, Probe},
     selector::Selector,
 };
@@ -243,6 +243,14 @@ fn selections(index: &Index<'_>) -> Vec<Vec<u32>> {
     let pods = index.cluster.pods();
     let mut selected_by: Vec<Vec<u32>> = vec![Vec::new(); pods.len()];
     for (policy_index, policy) in index.cluster.policies().iter().enumerate() {
+        if policy.cluster_wide().is_some() {
+            for (pod_index, pod) in pods.iter().enumerate() {
+                if selects(index.cluster, policy, pod) {
+                    selected_by[pod_index].push(policy_index as u32);
+                }
+            }
+            continue;
+        }
         for pod in index.pods_in(&policy.namespace) {
             if !pods[pod].external && policy.pod_selector.matches(&pods[pod].labels) {
                 selected_by[pod].push(policy_index as u32);
@@ -294,7 +302,7 @@ fn memberships(index: &Index<'_>, peers: &[&Peer]) -> Vec<Vec<u32>> {
                     }
                 }
             }
-            Peer::IpBlock(_) => {
+            Peer::IpBlock(_) | Peer::External(_) => {
                 for (pod_index, pod) in pods.iter().enumerate() {
                     if peer_matches(cluster, peer, pod) {
                         add(pod_index);
@@ -386,7 +394,7 @@ pub fn group(cluster: &Cluster) -> Groups {
                     .selected_by
                     .iter()
                     .map(|&policy| policy as usize)
-                    .filter(|&policy| policies[policy].rules(direction).is_some())
+                    .filter(|&policy| policies[policy].isolates(direction))
                     .collect::<Vec<usize>>()
             };
             [of(Direction::Ingress), of(Direction::Egress)]

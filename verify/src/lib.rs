@@ -20,6 +20,7 @@
 //! - [`explain`]: the explanation of one connection; [`report`]: the matrix as tables;
 //! - [`intent`]: the proof that a NamespaceIsolation's policies allow exactly what it declares.
 
+pub mod cluster_wide;
 pub mod conformance;
 pub mod evaluate;
 pub mod explain;

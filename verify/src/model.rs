@@ -33,6 +33,7 @@ use netfence_core::names::port_name_problem;
 
 use super::{
     cidr::Cidr,
+    cluster_wide::{self, ClusterWidePolicies},
     selector::{Labels, Requirement, Selector},
 };
 
@@ -183,8 +184,10 @@ pub enum Peer {
         /// The pods in them (`{}` when `podSelector` is absent: every pod).
         pods: Selector,
     },
-    /// Addresses.
+    /// Addresses (they match pods too, by their addresses).
     IpBlock(IpBlock),
+    /// Addresses outside the cluster only, never a pod's (Cilium's CIDR rules).
+    External(IpBlock),
 }
 
 impl fmt::Display for Peer {
@@ -213,6 +216,7 @@ impl fmt::Display for Peer {
                 write!(f, "pods {pods} in {namespaces}")
             }
             Peer::IpBlock(block) => write!(f, "{block}"),
+            Peer::External(block) => write!(f, "{block} outside the cluster"),
         }
     }
 }
@@ -254,32 +258,143 @@ impl fmt::Display for PortMatch {
 /// One ingress or egress rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
-    /// The peers (`from` or `to`); `None` when absent or empty: every source or destination.
+    /// The peers (`from` or `to`); `None` when absent or empty in a NetworkPolicy: every source
+    /// or destination. `Some(vec![])` matches nothing (a Cilium rule without peers).
     pub peers: Option<Vec<Peer>>,
     /// The ports; `None` when absent or empty: every port.
     pub ports: Option<Vec<PortMatch>>,
+    /// What a match does: always `Allow` in a NetworkPolicy.
+    pub action: Action,
+    /// The rule's own name, where the kind has one.
+    pub name: Option<String>,
 }
 
-/// A validated NetworkPolicy.
+/// What a matching rule does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    /// Allow (`Accept` in a ClusterNetworkPolicy).
+    Allow,
+    /// Drop.
+    Deny,
+    /// Skip the rest of the tier.
+    Pass,
+}
+
+/// Where a policy is evaluated, relative to the NetworkPolicies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// Before them, ordered: the first matching rule decides (ClusterNetworkPolicy Admin tier,
+    /// Calico tiers before `default`, Cilium deny rules).
+    Before(Order),
+    /// With them: allows add up, and a policy that selects a pod (and isolates) isolates it.
+    Namespace,
+    /// After them, for pods no policy of the namespace stage isolates, ordered
+    /// (ClusterNetworkPolicy Baseline tier, Calico tiers after `default`).
+    After(Order),
+}
+
+/// The position of an ordered policy: its tier, then its order inside it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Order {
+    /// The tier's order (lower first), in thousandths.
+    pub tier_order: i64,
+    /// The tier's name: `Pass` skips the rest of it.
+    pub tier: String,
+    /// The policy's order in the tier (priority; lower first), in thousandths.
+    pub order: i64,
+    /// What happens when policies of the tier select a pod and none of their rules matches.
+    pub end_of_tier: EndOfTier,
+}
+
+/// The end of a tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EndOfTier {
+    /// On to the next tier (ClusterNetworkPolicy, Cilium; a Calico tier that passes).
+    Continue,
+    /// Drop (a Calico tier's default).
+    Deny,
+}
+
+/// A validated NetworkPolicy, or the part of a cluster-wide policy of another kind that one
+/// stage evaluates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
-    /// The policy's namespace.
+    /// The policy's namespace (empty for a cluster-wide policy).
     pub namespace: String,
     /// The policy's name.
     pub name: String,
-    /// The pods it selects, in its namespace.
+    /// The pods it selects, in its namespace (or in the namespaces of `namespace_selector`).
     pub pod_selector: Selector,
     /// Its ingress rules when `Ingress` is among its policy types (explicit or inferred).
     pub ingress: Option<Vec<Rule>>,
     /// Its egress rules when `Egress` is among its policy types (explicit or inferred).
     pub egress: Option<Vec<Rule>>,
+    /// The kind and what it is built from; [`Scope::NetworkPolicy`] for a NetworkPolicy.
+    pub scope: Scope,
+}
+
+/// What a [`Policy`] is, beyond a NetworkPolicy's fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// A namespaced NetworkPolicy.
+    #[default]
+    NetworkPolicy,
+    /// A cluster-wide policy of another kind.
+    ClusterWide(Box<ClusterWide>),
+}
+
+/// The cluster-wide part of a policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterWide {
+    /// `ClusterNetworkPolicy`, `GlobalNetworkPolicy` or `CiliumClusterwideNetworkPolicy`.
+    pub kind: &'static str,
+    /// The namespaces whose pods it selects (with [`Policy::pod_selector`]).
+    pub namespaces: Selector,
+    /// Where it is evaluated.
+    pub stage: Stage,
+    /// In the namespace stage, per direction (ingress, egress): whether selecting a pod isolates
+    /// it (Cilium's `enableDefaultDeny`); a policy that does not only adds allows.
+    pub isolates: [bool; 2],
+    /// The names of its rule lists (ingress, egress), for messages: `ingress`, `ingressDeny`.
+    pub fields: [&'static str; 2],
 }
 
 impl Policy {
-    /// `namespace/name`.
+    /// `namespace/name`, or `Kind/name` for a cluster-wide policy.
     #[must_use]
     pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+        match &self.scope {
+            Scope::NetworkPolicy => format!("{}/{}", self.namespace, self.name),
+            Scope::ClusterWide(wide) => format!("{}/{}", wide.kind, self.name),
+        }
+    }
+
+    /// The cluster-wide part, if the policy is one.
+    #[must_use]
+    pub fn cluster_wide(&self) -> Option<&ClusterWide> {
+        match &self.scope {
+            Scope::NetworkPolicy => None,
+            Scope::ClusterWide(wide) => Some(wide),
+        }
+    }
+
+    /// Where the policy is evaluated.
+    #[must_use]
+    pub fn stage(&self) -> &Stage {
+        self.cluster_wide()
+            .map_or(&Stage::Namespace, |wide| &wide.stage)
+    }
+
+    /// Whether selecting a pod isolates it in `direction` (in the namespace stage).
+    #[must_use]
+    pub fn isolates(&self, direction: Direction) -> bool {
+        self.rules(direction).is_some()
+            && self.cluster_wide().is_none_or(|wide| {
+                wide.isolates[match direction {
+                    Direction::Ingress => 0,
+                    Direction::Egress => 1,
+                }]
+            })
     }
 
     /// The rules of one direction, when the policy isolates that direction.
@@ -349,6 +464,16 @@ impl Cluster {
         pods: &[Pod],
         policies: &[NetworkPolicy],
     ) -> Result<Cluster, ModelErrors> {
+        Self::build_with(namespaces, pods, policies, &ClusterWidePolicies::default())
+    }
+
+    /// [`Cluster::build`], with the cluster-wide policies of other engines too.
+    pub fn build_with(
+        namespaces: &[Namespace],
+        pods: &[Pod],
+        policies: &[NetworkPolicy],
+        cluster_wide: &ClusterWidePolicies,
+    ) -> Result<Cluster, ModelErrors> {
         let mut errors = Vec::new();
         let mut notes = Vec::new();
 
@@ -402,6 +527,13 @@ impl Cluster {
                 }
             }
         }
+        let mut seen_wide = BTreeSet::new();
+        for (kind, name) in cluster_wide_names(cluster_wide) {
+            if !seen_wide.insert((kind, name.clone())) {
+                errors.push(ModelError::Duplicate { kind, object: name });
+            }
+        }
+        policy_infos.extend(cluster_wide::policies(cluster_wide, &mut errors));
         if !errors.is_empty() {
             return Err(ModelErrors(errors));
         }
@@ -542,6 +674,39 @@ impl Cluster {
     }
 }
 
+/// The kind and name of every cluster-wide object.
+fn cluster_wide_names(objects: &ClusterWidePolicies) -> Vec<(&'static str, String)> {
+    let name = |metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        metadata.name.clone().unwrap_or_default()
+    };
+    let mut names = Vec::new();
+    names.extend(
+        objects
+            .cluster_network_policies
+            .iter()
+            .map(|object| ("ClusterNetworkPolicy", name(&object.metadata))),
+    );
+    names.extend(
+        objects
+            .calico_policies
+            .iter()
+            .map(|object| ("GlobalNetworkPolicy", name(&object.metadata))),
+    );
+    names.extend(
+        objects
+            .calico_tiers
+            .iter()
+            .map(|object| ("Tier", name(&object.metadata))),
+    );
+    names.extend(
+        objects
+            .cilium_policies
+            .iter()
+            .map(|object| ("CiliumClusterwideNetworkPolicy", name(&object.metadata))),
+    );
+    names
+}
+
 fn invalid(
     kind: &'static str,
     object: &str,
@@ -659,20 +824,21 @@ fn pod_info(pod: &Pod, errors: &mut Vec<ModelError>, notes: &mut Vec<String>) ->
 }
 
 /// Collects the problems of one policy, with its identity.
-struct PolicyChecker<'a> {
-    object: String,
-    errors: &'a mut Vec<ModelError>,
-    failed: bool,
+pub(crate) struct PolicyChecker<'a> {
+    pub(crate) kind: &'static str,
+    pub(crate) object: String,
+    pub(crate) errors: &'a mut Vec<ModelError>,
+    pub(crate) failed: bool,
 }
 
 impl PolicyChecker<'_> {
-    fn problem(&mut self, field: &str, message: impl Into<String>) {
+    pub(crate) fn problem(&mut self, field: &str, message: impl Into<String>) {
         self.failed = true;
         self.errors
-            .push(invalid("NetworkPolicy", &self.object, field, message));
+            .push(invalid(self.kind, &self.object, field, message));
     }
 
-    fn selector(&mut self, selector: Option<&LabelSelector>, field: &str) -> Selector {
+    pub(crate) fn selector(&mut self, selector: Option<&LabelSelector>, field: &str) -> Selector {
         let Some(selector) = selector else {
             return Selector::everything();
         };
@@ -687,7 +853,7 @@ impl PolicyChecker<'_> {
         }
     }
 
-    fn cidr(&mut self, text: &str, field: &str) -> Option<Cidr> {
+    pub(crate) fn cidr(&mut self, text: &str, field: &str) -> Option<Cidr> {
         match Cidr::parse(text) {
             Ok(cidr) => Some(cidr),
             Err(problem) => {
@@ -743,7 +909,7 @@ impl PolicyChecker<'_> {
         Some(Peer::Pods { namespaces, pods })
     }
 
-    fn port(&mut self, port: &NetworkPolicyPort, field: &str) -> Option<PortMatch> {
+    pub(crate) fn port(&mut self, port: &NetworkPolicyPort, field: &str) -> Option<PortMatch> {
         let protocol = match port.protocol.as_deref() {
             None => Protocol::TCP,
             Some(text) => {
@@ -835,6 +1001,7 @@ fn policy_info(
         ));
     }
     let mut checker = PolicyChecker {
+        kind: "NetworkPolicy",
         object: format!("{namespace}/{name}"),
         errors,
         failed: false,
@@ -868,14 +1035,24 @@ fn policy_info(
         let field = format!("spec.ingress[{rule_index}]");
         let peers = checker.peers(rule.from.as_deref(), &namespace, &format!("{field}.from"));
         let ports = checker.ports(rule.ports.as_deref(), &format!("{field}.ports"));
-        ingress.push(Rule { peers, ports });
+        ingress.push(Rule {
+            peers,
+            ports,
+            action: Action::Allow,
+            name: None,
+        });
     }
     let mut egress = Vec::new();
     for (rule_index, rule) in spec.egress.iter().flatten().enumerate() {
         let field = format!("spec.egress[{rule_index}]");
         let peers = checker.peers(rule.to.as_deref(), &namespace, &format!("{field}.to"));
         let ports = checker.ports(rule.ports.as_deref(), &format!("{field}.ports"));
-        egress.push(Rule { peers, ports });
+        egress.push(Rule {
+            peers,
+            ports,
+            action: Action::Allow,
+            name: None,
+        });
     }
     if checker.failed {
         return None;
@@ -886,6 +1063,7 @@ fn policy_info(
         pod_selector,
         ingress: ingress_type.then_some(ingress),
         egress: egress_type.then_some(egress),
+        scope: Scope::NetworkPolicy,
     })
 }
 

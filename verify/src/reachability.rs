@@ -18,7 +18,7 @@ use netfence_crd::isolation::Direction;
 use serde::Serialize;
 
 use super::{
-    evaluate::{Decision, RuleRef, Side, Verdict},
+    evaluate::{Decision, RuleRef, Side, Verdict, decide},
     grouping::{Bitset, Groups, direction_index, group},
     model::{Cluster, Probe},
 };
@@ -31,6 +31,8 @@ pub struct Reachability<'a> {
     probes: Vec<Probe>,
     /// Per probe, `class_count * class_count` bits: `source * class_count + destination`.
     matrices: Vec<Bitset>,
+    /// Cluster-wide policies take part: decisions come from the reference semantics.
+    general: bool,
 }
 
 /// One connection of the matrix, as `netfence verify -o json` prints it.
@@ -57,16 +59,49 @@ pub fn reachability<'a>(cluster: &'a Cluster, probes: &[Probe]) -> Reachability<
     probes.sort();
     probes.dedup();
     let groups = group(cluster);
+    let general = cluster
+        .policies()
+        .iter()
+        .any(|policy| policy.cluster_wide().is_some());
     let matrices = probes
         .iter()
-        .map(|&probe| class_matrix(&groups, probe))
+        .map(|&probe| {
+            if general {
+                general_class_matrix(cluster, &groups, probe)
+            } else {
+                class_matrix(&groups, probe)
+            }
+        })
         .collect();
     Reachability {
         cluster,
         groups,
         probes,
         matrices,
+        general,
     }
+}
+
+/// The class matrix for one probe when cluster-wide policies take part (ordered stages, actions,
+/// tiers): the reference semantics, once per class pair, on each class's first member (classes
+/// are built so that every member behaves alike under every policy).
+fn general_class_matrix(cluster: &Cluster, groups: &Groups, probe: Probe) -> Bitset {
+    let classes = groups.class_count();
+    let mut matrix = Bitset::empty(classes * classes);
+    for source in 0..classes {
+        for destination in 0..classes {
+            let decision = decide(
+                cluster,
+                groups.members[source][0],
+                groups.members[destination][0],
+                probe,
+            );
+            if decision.verdict == Verdict::Allowed {
+                matrix.insert(source * classes + destination);
+            }
+        }
+    }
+    matrix
 }
 
 /// The class matrix for one probe.
@@ -224,6 +259,14 @@ impl<'a> Reachability<'a> {
 
     fn class_decision(&self, probe: usize, source: usize, destination: usize) -> Decision {
         let probe_value = self.probes[probe];
+        if self.general {
+            return decide(
+                self.cluster,
+                self.groups.members[source][0],
+                self.groups.members[destination][0],
+                probe_value,
+            );
+        }
         let side = |direction: Direction, pod_class: usize, peer_class: usize| {
             let isolated_by =
                 self.groups.isolated_by[pod_class][direction_index(direction)].clone();

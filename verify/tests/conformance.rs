@@ -1,4 +1,5 @@
-//! The conformance corpus: every case under `tests/conformance/` (and under each directory of
+//! The conformance corpus: every case under `tests/conformance/` and `tests/conformance/cluster-network-policy/`
+//! (ClusterNetworkPolicy, from network-policy-api's conformance tests), and under each directory of
 //! `NETFENCE_CONFORMANCE_DIRS`, colon-separated, for cases netfence was not developed against)
 //! runs through the verify engine, and every cell of its expected reachability table is checked.
 //!
@@ -22,7 +23,8 @@ struct Case {
 }
 
 fn case_files() -> Vec<PathBuf> {
-    let mut directories = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance")];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    let mut directories = vec![root.join("cluster-network-policy"), root];
     if let Ok(extra) = std::env::var("NETFENCE_CONFORMANCE_DIRS") {
         directories.extend(
             extra
@@ -50,8 +52,13 @@ fn case_files() -> Vec<PathBuf> {
 fn load_case(file: &Path) -> Result<Case, String> {
     let text = std::fs::read_to_string(file).map_err(|error| error.to_string())?;
     let case = conformance::parse_case(&file.display().to_string(), &text)?;
-    let cluster = Cluster::build(&case.namespaces, &case.pods, &case.policies)
-        .map_err(|error| error.to_string())?;
+    let cluster = Cluster::build_with(
+        &case.namespaces,
+        &case.pods,
+        &case.policies,
+        &case.cluster_wide,
+    )
+    .map_err(|error| error.to_string())?;
     Ok(Case {
         file: file.to_path_buf(),
         cluster,
@@ -112,6 +119,67 @@ fn check(case: &Case) -> Vec<String> {
             }
         }
     }
+    failures.extend(check_connections(case));
+    failures
+}
+
+/// Every difference between a case's single-connection checks and the engine (both the
+/// reference semantics and the matrix), one line each.
+fn check_connections(case: &Case) -> Vec<String> {
+    let name = &case.expected.metadata.name;
+    let mut failures = Vec::new();
+    for check in &case.expected.checks {
+        let context = format!(
+            "case {name} ({}) {} -> {} {}",
+            case.file.display(),
+            check.from,
+            check.to,
+            check.probe
+        );
+        let probe: Probe = match check.probe.parse() {
+            Ok(probe) => probe,
+            Err(error) => {
+                failures.push(format!("{context}: {error}"));
+                continue;
+            }
+        };
+        let (Some(from), Some(to)) = (
+            case.cluster.pod_index(&check.from),
+            case.cluster.pod_index(&check.to),
+        ) else {
+            failures.push(format!("{context}: a pod of the check is not in the case"));
+            continue;
+        };
+        let decision = verify::evaluate::decide(&case.cluster, from, to, probe);
+        let matrix = verify::reachability(&case.cluster, &[probe]);
+        let fast = matrix.verdict(0, from, to);
+        if fast != decision.verdict {
+            failures.push(format!(
+                "{context}: the matrix says {fast:?}, the reference semantics {:?}",
+                decision.verdict
+            ));
+        }
+        if (decision.verdict == Verdict::Allowed) != check.connected {
+            failures.push(format!(
+                "{context}: expected {}, netfence says {} ({})",
+                if check.connected {
+                    "connected"
+                } else {
+                    "blocked"
+                },
+                if check.connected {
+                    "blocked"
+                } else {
+                    "connected"
+                },
+                decision.reason(
+                    &case.cluster,
+                    &case.cluster.pods()[from],
+                    &case.cluster.pods()[to]
+                )
+            ));
+        }
+    }
     failures
 }
 
@@ -129,12 +197,14 @@ fn every_case_matches_its_expected_tables() {
     );
     let mut failures = Vec::new();
     let mut upstream = 0;
+    let mut checks = 0;
     for file in &files {
         match load_case(file) {
             Ok(case) => {
                 if case.expected.origin == "upstream" {
                     upstream += 1;
                 }
+                checks += case.expected.checks.len();
                 assert!(
                     matches!(case.expected.origin.as_str(), "upstream" | "netfence"),
                     "{}: origin must be upstream or netfence",
@@ -153,6 +223,11 @@ fn every_case_matches_its_expected_tables() {
     assert!(
         upstream >= 25,
         "only {upstream} cases are translated from upstream"
+    );
+    // The ClusterNetworkPolicy corpus (network-policy-api v0.3.0's conformance tests).
+    assert!(
+        checks >= 380,
+        "only {checks} single-connection checks: the ClusterNetworkPolicy corpus is missing"
     );
     assert!(
         failures.is_empty(),
@@ -182,6 +257,30 @@ fn a_wrong_expectation_is_reported_with_its_cell() {
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(
         failures[0].contains("80/TCP: y/a -> x/a: expected ., netfence says X (blocked: ingress isolated by x/deny-ingress and no rule allows it)"),
+        "{}",
+        failures[0]
+    );
+}
+
+/// If this fails, the runner stopped checking the single-connection checks of the
+/// ClusterNetworkPolicy corpus, and a wrong Pass or tier order would go unnoticed.
+#[test]
+fn a_wrong_check_is_reported_with_the_deciding_rule() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/conformance/cluster-network-policy/admin-tier-priority-field.yaml");
+    let mut case = load_case(&file).expect("case loads");
+    let first = case
+        .expected
+        .checks
+        .first_mut()
+        .expect("the case has checks");
+    assert!(!first.connected, "the first check is a denied connection");
+    first.connected = true;
+    let failures = check(&case);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].contains("expected connected, netfence says blocked")
+            && failures[0].contains("denied by ClusterNetworkPolicy/priority-50-example"),
         "{}",
         failures[0]
     );

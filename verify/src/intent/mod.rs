@@ -109,17 +109,28 @@ fn blocked_by(decision: &Decision, cluster: &Cluster, from: &str, to: &str) -> S
             .join(", ")
     };
     let mut parts = Vec::new();
-    if let Side::Blocked { isolated_by } = &decision.egress {
-        parts.push(format!(
-            "the egress of {from} (isolated by {}; no egress rule allows it)",
-            policies(isolated_by)
-        ));
-    }
-    if let Side::Blocked { isolated_by } = &decision.ingress {
-        parts.push(format!(
-            "the ingress of {to} (isolated by {}; no ingress rule allows it)",
-            policies(isolated_by)
-        ));
+    for (side, direction, end) in [
+        (&decision.egress, "egress", from),
+        (&decision.ingress, "ingress", to),
+    ] {
+        match side {
+            Side::Blocked { isolated_by } => parts.push(format!(
+                "the {direction} of {end} (isolated by {}; no {direction} rule allows it)",
+                policies(isolated_by)
+            )),
+            Side::Decided {
+                rule,
+                allowed: false,
+            } => parts.push(format!(
+                "the {direction} of {end} (denied by the cluster-wide rule {})",
+                rule.describe(cluster)
+            )),
+            Side::EndOfTier { policies: indices } => parts.push(format!(
+                "the {direction} of {end} (selected by {} and no rule of that tier matches: the tier denies)",
+                policies(indices)
+            )),
+            Side::NotIsolated | Side::Allowed { .. } | Side::Decided { .. } => {}
+        }
     }
     parts.join(" and ")
 }

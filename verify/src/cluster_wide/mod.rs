@@ -1,0 +1,76 @@
+//! The cluster-wide policies of other engines, read into the model's [`Policy`] values that the
+//! engine evaluates ([`crate::evaluate`]): each object becomes one policy per stage it takes part
+//! in.
+//!
+//! ```text
+//! ClusterNetworkPolicy           --> Admin tier: Stage::Before; Baseline tier: Stage::After
+//! Calico Tier + GlobalNetworkPolicy --> tiers before `default`: Before; `default`: Namespace (Allow rules only); after: After
+//! CiliumClusterwideNetworkPolicy --> allows: Namespace (isolating per enableDefaultDeny); deny rules: Before
+//! ```
+//!
+//! Every field netfence does not model is an error naming it (the typed structs refuse unknown
+//! fields too), never a silent misreading.
+
+mod calico;
+mod cilium;
+mod cluster_network_policy;
+#[cfg(test)]
+mod tests;
+
+use netfence_crd::engines::{
+    calico::{GlobalNetworkPolicy, Tier},
+    cilium::CiliumClusterwideNetworkPolicy,
+    cluster_network_policy::ClusterNetworkPolicy,
+};
+
+use super::model::{ModelError, Policy};
+
+/// The cluster-wide objects of a cluster, as read from manifests or the API.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterWidePolicies {
+    /// `policy.networking.k8s.io` ClusterNetworkPolicies.
+    pub cluster_network_policies: Vec<ClusterNetworkPolicy>,
+    /// Calico Tiers.
+    pub calico_tiers: Vec<Tier>,
+    /// Calico GlobalNetworkPolicies.
+    pub calico_policies: Vec<GlobalNetworkPolicy>,
+    /// CiliumClusterwideNetworkPolicies.
+    pub cilium_policies: Vec<CiliumClusterwideNetworkPolicy>,
+}
+
+impl ClusterWidePolicies {
+    /// Whether there is none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.cluster_network_policies.is_empty()
+            && self.calico_policies.is_empty()
+            && self.calico_tiers.is_empty()
+            && self.cilium_policies.is_empty()
+    }
+}
+
+/// The model's policies for every cluster-wide object, or the problems found (pushed to
+/// `errors`).
+pub(crate) fn policies(objects: &ClusterWidePolicies, errors: &mut Vec<ModelError>) -> Vec<Policy> {
+    let mut policies = Vec::new();
+    for policy in &objects.cluster_network_policies {
+        policies.extend(cluster_network_policy::policy(policy, errors));
+    }
+    policies.extend(calico::policies(
+        &objects.calico_tiers,
+        &objects.calico_policies,
+        errors,
+    ));
+    for policy in &objects.cilium_policies {
+        policies.extend(cilium::policies(policy, errors));
+    }
+    policies
+}
+
+/// Thousandths: the model's integer order keys.
+fn thousandths(value: f64) -> i64 {
+    // Orders are small numbers written by people; a value beyond i64 saturates.
+    #[allow(clippy::cast_possible_truncation)]
+    let scaled = (value * 1000.0).round() as i64;
+    scaled
+}
