@@ -24,7 +24,11 @@ struct Case {
 
 fn case_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
-    let mut directories = vec![root.join("cluster-network-policy"), root];
+    let mut directories = vec![
+        root.join("cluster-network-policy"),
+        root.join("cluster-wide"),
+        root,
+    ];
     if let Ok(extra) = std::env::var("NETFENCE_CONFORMANCE_DIRS") {
         directories.extend(
             extra

@@ -86,7 +86,11 @@ pub struct IngressRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_endpoints: Option<Vec<LabelSelector>>,
     /// Sources outside the cluster by CIDR, with exceptions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "fromCIDRSet",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub from_cidr_set: Option<Vec<CidrRule>>,
     /// Sources by entity (`world`, `cluster`, `all`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,7 +108,7 @@ pub struct EgressRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_endpoints: Option<Vec<LabelSelector>>,
     /// Destinations outside the cluster by CIDR, with exceptions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "toCIDRSet", skip_serializing_if = "Option::is_none")]
     pub to_cidr_set: Option<Vec<CidrRule>>,
     /// Destinations by entity (`world`, `cluster`, `all`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -24,7 +24,10 @@ use k8s_openapi::api::{
 };
 
 use super::EXIT_BAD_INPUT;
-use netfence_verify::{self as verify, Cluster, Probe, intent, report};
+use netfence_crd::engines::{calico, cilium, cluster_network_policy};
+use netfence_verify::{
+    self as verify, Cluster, Probe, cluster_wide::ClusterWidePolicies, intent, report,
+};
 
 use crate::manifests::{self, Document};
 
@@ -86,6 +89,10 @@ struct Input {
     pods: Vec<Pod>,
     policies: Vec<NetworkPolicy>,
     isolations: Vec<Document>,
+    /// ClusterNetworkPolicies, Calico and Cilium cluster-wide policies.
+    cluster_wide: ClusterWidePolicies,
+    /// ClusterBaselines, rendered for the engine each names.
+    baselines: Vec<Document>,
     /// The Namespace manifests, for IsolationTemplates to expand over.
     namespace_documents: Vec<Document>,
     /// `(kind, ns/name)` -> the file it came from, to name the file in errors.
@@ -104,6 +111,46 @@ fn object_key(document: &Document) -> String {
     }
 }
 
+/// Read a cluster-wide policy of another engine into `input`; `None` when the document is not
+/// one.
+fn read_cluster_wide(
+    document: &Document,
+    input: &mut Input,
+) -> Option<Result<(), manifests::FieldError>> {
+    let wide = &mut input.cluster_wide;
+    let (kind, result) = match document.kind() {
+        "ClusterNetworkPolicy" => (
+            "ClusterNetworkPolicy",
+            document
+                .typed()
+                .map(|object| wide.cluster_network_policies.push(object)),
+        ),
+        "GlobalNetworkPolicy" => (
+            "GlobalNetworkPolicy",
+            document
+                .typed()
+                .map(|object| wide.calico_policies.push(object)),
+        ),
+        "Tier" => (
+            "Tier",
+            document
+                .typed()
+                .map(|object| wide.calico_tiers.push(object)),
+        ),
+        "CiliumClusterwideNetworkPolicy" => (
+            "CiliumClusterwideNetworkPolicy",
+            document
+                .typed()
+                .map(|object| wide.cilium_policies.push(object)),
+        ),
+        _ => return None,
+    };
+    input
+        .sources
+        .insert((kind, document.name().to_owned()), document.source.clone());
+    Some(result)
+}
+
 /// Sort documents by kind; collect every error and a note per skipped kind.
 fn classify(documents: Vec<Document>, errors: &mut Vec<String>, notes: &mut Vec<String>) -> Input {
     let mut input = Input::default();
@@ -112,7 +159,17 @@ fn classify(documents: Vec<Document>, errors: &mut Vec<String>, notes: &mut Vec<
         let expected = match document.kind() {
             "Namespace" | "Pod" => "v1",
             "NetworkPolicy" => "networking.k8s.io/v1",
-            "NamespaceIsolation" | "IsolationTemplate" => "netfence.io/v1alpha1",
+            "NamespaceIsolation" | "IsolationTemplate" | "ClusterBaseline" => {
+                "netfence.io/v1alpha1"
+            }
+            "ClusterNetworkPolicy"
+                if cluster_network_policy::API_VERSIONS.contains(&document.api_version()) =>
+            {
+                document.api_version()
+            }
+            "ClusterNetworkPolicy" => cluster_network_policy::API_VERSION,
+            "GlobalNetworkPolicy" | "Tier" => calico::API_VERSION,
+            "CiliumClusterwideNetworkPolicy" => cilium::API_VERSION,
             other => {
                 let kind = if other.is_empty() {
                     "object without kind"
@@ -133,6 +190,7 @@ fn classify(documents: Vec<Document>, errors: &mut Vec<String>, notes: &mut Vec<
             object_key(&document)
         );
         if document.api_version() != expected {
+            let expected = expected.to_owned();
             errors.push(format!(
                 "{prefix}: apiVersion: \"{}\" is not supported; use {expected}",
                 document.api_version()
@@ -141,12 +199,23 @@ fn classify(documents: Vec<Document>, errors: &mut Vec<String>, notes: &mut Vec<
         }
         // A namespace that cannot be one: refused here, so no model or proof is built for it
         // (a NamespaceIsolation's is refused with the other checks of its manifest).
-        if document.kind() != "NamespaceIsolation"
-            && document.kind() != "IsolationTemplate"
+        if matches!(document.kind(), "Namespace" | "Pod" | "NetworkPolicy")
             && let Some(error) = document.namespace_error()
         {
             errors.push(format!("{prefix}: {error}"));
             continue;
+        }
+        if document.kind() == "ClusterBaseline" {
+            input.baselines.push(document);
+            continue;
+        }
+        match read_cluster_wide(&document, &mut input) {
+            Some(Err(error)) => {
+                errors.push(format!("{prefix}: {error}"));
+                continue;
+            }
+            Some(Ok(())) => continue,
+            None => {}
         }
         let kind: &'static str = match document.kind() {
             "Namespace" => "Namespace",
@@ -175,10 +244,71 @@ fn classify(documents: Vec<Document>, errors: &mut Vec<String>, notes: &mut Vec<
     for (kind, (count, first)) in skipped {
         let objects = if count == 1 { "object" } else { "objects" };
         notes.push(format!(
-            "skipped {count} {kind} {objects} (first: {first}); verify reads Namespace, Pod, NetworkPolicy, NamespaceIsolation and IsolationTemplate"
+            "skipped {count} {kind} {objects} (first: {first}); verify reads Namespace, Pod, NetworkPolicy, NamespaceIsolation, IsolationTemplate, ClusterBaseline, ClusterNetworkPolicy, Calico GlobalNetworkPolicy and Tier, and CiliumClusterwideNetworkPolicy"
         ));
     }
     input
+}
+
+/// Add what the input's ClusterBaselines render: cluster-wide objects, and the NetworkPolicy
+/// engine's per-namespace policies. An object the input already holds (by kind and name) is the
+/// input's: it is what the cluster or the repository has.
+fn add_rendered(input: &mut Input, objects: Vec<netfence_core::baseline::Object>) {
+    use netfence_core::baseline::Object;
+    let wide = &mut input.cluster_wide;
+    let named = |metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        metadata.name.clone().unwrap_or_default()
+    };
+    for object in objects {
+        match object {
+            Object::ClusterNetworkPolicy(policy) => {
+                if !wide
+                    .cluster_network_policies
+                    .iter()
+                    .any(|other| named(&other.metadata) == named(&policy.metadata))
+                {
+                    wide.cluster_network_policies.push(*policy);
+                }
+            }
+            Object::CalicoTier(tier) => {
+                if !wide
+                    .calico_tiers
+                    .iter()
+                    .any(|other| named(&other.metadata) == named(&tier.metadata))
+                {
+                    wide.calico_tiers.push(*tier);
+                }
+            }
+            Object::CalicoPolicy(policy) => {
+                if !wide
+                    .calico_policies
+                    .iter()
+                    .any(|other| named(&other.metadata) == named(&policy.metadata))
+                {
+                    wide.calico_policies.push(*policy);
+                }
+            }
+            Object::Cilium(policy) => {
+                if !wide
+                    .cilium_policies
+                    .iter()
+                    .any(|other| named(&other.metadata) == named(&policy.metadata))
+                {
+                    wide.cilium_policies.push(*policy);
+                }
+            }
+            Object::NetworkPolicy(policy) => {
+                let key = (policy.metadata.namespace.clone(), named(&policy.metadata));
+                if !input
+                    .policies
+                    .iter()
+                    .any(|other| (other.metadata.namespace.clone(), named(&other.metadata)) == key)
+                {
+                    input.policies.push(*policy);
+                }
+            }
+        }
+    }
 }
 
 /// Run `netfence verify` on `args`, writing the report to `out` and notes and errors to `err`;
@@ -230,7 +360,21 @@ fn execute_inner(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::R
             notes.extend(expansion_notes);
         }
     }
-    let cluster = match Cluster::build(&input.namespaces, &input.pods, &input.policies) {
+    let mut input = input;
+    if !input.baselines.is_empty() {
+        let mut documents = input.baselines.clone();
+        documents.extend(input.namespace_documents.iter().cloned());
+        match super::render::baselines(&documents, None, &mut notes) {
+            Ok(objects) => add_rendered(&mut input, objects),
+            Err(invalid) => errors.extend(invalid),
+        }
+    }
+    let cluster = match Cluster::build_with(
+        &input.namespaces,
+        &input.pods,
+        &input.policies,
+        &input.cluster_wide,
+    ) {
         Ok(cluster) => Some(cluster),
         Err(model_errors) => {
             for error in model_errors.0 {
@@ -272,7 +416,7 @@ fn execute_inner(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::R
         }
     }
     for isolation in &isolations {
-        match prove(isolation, &input.policies, args.output, out, err)? {
+        match prove(isolation, &input, args.output, out, err)? {
             Ok(true) => code = EXIT_CHECK_FAILED,
             Ok(false) => {}
             Err(()) => return Ok(EXIT_BAD_INPUT),
@@ -355,13 +499,14 @@ fn explain_one(
 /// netfence renders for it. Returns whether the proof failed.
 fn prove(
     isolation: &netfence_core::ValidatedIsolation,
-    input_policies: &[NetworkPolicy],
+    input: &Input,
     format: Format,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> io::Result<Result<bool, ()>> {
     let namespace = isolation.namespace().unwrap_or("default");
-    let found: Vec<NetworkPolicy> = input_policies
+    let found: Vec<NetworkPolicy> = input
+        .policies
         .iter()
         .filter(|policy| policy.metadata.namespace.as_deref().unwrap_or("default") == namespace)
         .cloned()
@@ -378,7 +523,22 @@ fn prove(
             format!("the {count} NetworkPolicies of namespace {namespace} in the input"),
         )
     };
-    match intent::prove(isolation, &policies) {
+    let labels = input
+        .namespaces
+        .iter()
+        .filter_map(|namespace| {
+            Some((
+                namespace.metadata.name.clone()?,
+                namespace.metadata.labels.clone().unwrap_or_default(),
+            ))
+        })
+        .collect();
+    let against = if input.cluster_wide.is_empty() {
+        against
+    } else {
+        format!("{against}, with the cluster-wide policies of the input")
+    };
+    match intent::prove_with(isolation, &policies, &input.cluster_wide, &labels) {
         Ok(proof) => {
             match format {
                 Format::Table => {

@@ -26,9 +26,11 @@ use netfence_core::ValidatedIsolation;
 use serde::Serialize;
 
 use super::{
+    cluster_wide::ClusterWidePolicies,
     evaluate::{Decision, Side, Verdict},
     model::{Cluster, ModelErrors, Probe},
     reachability::reachability,
+    selector::Labels,
 };
 pub use world::{Endpoint, World};
 
@@ -140,8 +142,36 @@ pub fn prove(
     isolation: &ValidatedIsolation,
     policies: &[NetworkPolicy],
 ) -> Result<Proof, IntentError> {
-    let world = world::build(isolation);
-    let policies = Cluster::build(&[], &[], policies).map_err(IntentError::Policies)?;
+    prove_with(
+        isolation,
+        policies,
+        &ClusterWidePolicies::default(),
+        &BTreeMap::new(),
+    )
+}
+
+/// [`prove`], with the cluster-wide policies that apply too (a ClusterBaseline's, other
+/// engines'), and the labels the input gives namespaces of the model world (a cluster-wide
+/// policy chooses namespaces by label): each world namespace named in `labels` gets them too.
+pub fn prove_with(
+    isolation: &ValidatedIsolation,
+    policies: &[NetworkPolicy],
+    cluster_wide: &ClusterWidePolicies,
+    labels: &BTreeMap<String, Labels>,
+) -> Result<Proof, IntentError> {
+    let mut world = world::build(isolation);
+    for namespace in &mut world.namespaces {
+        if let Some(extra) = labels.get(&namespace.name) {
+            for (key, value) in extra {
+                namespace
+                    .labels
+                    .entry(key.clone())
+                    .or_insert_with(|| value.clone());
+            }
+        }
+    }
+    let policies =
+        Cluster::build_with(&[], &[], policies, cluster_wide).map_err(IntentError::Policies)?;
     let cluster = Cluster::from_parts(
         world.namespaces.clone(),
         world
@@ -164,7 +194,12 @@ pub fn prove(
     let mut differences = Vec::new();
     for (from, source) in world.endpoints.iter().enumerate() {
         for (to, destination) in world.endpoints.iter().enumerate() {
-            if from == to {
+            // Traffic between two endpoints outside the namespace is not the resource's to
+            // declare (cluster-wide policies may well constrain it).
+            if from == to
+                || (source.pod.namespace != world.namespace
+                    && destination.pod.namespace != world.namespace)
+            {
                 continue;
             }
             for (probe_index, probe) in matrix.probes().iter().enumerate() {
