@@ -364,6 +364,13 @@ async fn a_tenant_fighting_the_operator_never_holds_the_deny_open() {
             }
         }
     });
+    // The watch's first state (its initial list) arrives before any write: a write made before
+    // the watch started would never be seen, and the burst would wait for it in vain (seen under
+    // load, as "never closed again").
+    tokio::time::timeout(Duration::from_secs(30), seen.recv())
+        .await
+        .expect("the watch lists the deny within 30 s")
+        .expect("the watch runs");
     let burst = burst(&api, &mut seen).await;
     let fight = std::env::var("NETFENCE_FIGHT_SECONDS")
         .ok()

@@ -68,8 +68,33 @@ fn renders_the_examples_directory() {
     let output = netfence(&["render", "examples/"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = String::from_utf8(output.stdout.clone()).expect("UTF-8");
-    let documents: Vec<k8s_openapi::api::networking::v1::NetworkPolicy> =
-        serde_saphyr::from_multiple(&text).expect("stdout is multi-document YAML of policies");
+    let all: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).expect("stdout is multi-document YAML");
+    // The ClusterBaselines of examples/baselines/ render too, each for its engine.
+    let baseline_label = |document: &serde_json::Value| {
+        document["metadata"]["labels"]["netfence.io/baseline"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    for (kind, baseline) in [
+        ("ClusterNetworkPolicy", "zero-trust"),
+        ("GlobalNetworkPolicy", "platform"),
+        ("CiliumClusterwideNetworkPolicy", "tenants"),
+        ("NetworkPolicy", "default-deny"),
+    ] {
+        assert!(
+            all.iter().any(|document| document["kind"] == kind
+                && baseline_label(document).as_deref() == Some(baseline)),
+            "no {kind} of ClusterBaseline {baseline}"
+        );
+    }
+    let documents: Vec<k8s_openapi::api::networking::v1::NetworkPolicy> = all
+        .into_iter()
+        .filter(|document| {
+            document["kind"] == "NetworkPolicy" && baseline_label(document).is_none()
+        })
+        .map(|document| serde_json::from_value(document).expect("a NetworkPolicy"))
+        .collect();
     // 24 from the five NamespaceIsolations, 4 + 4 that the microservice-team template generates
     // for its two labelled Namespaces (the other Namespaces do not match it).
     assert_eq!(documents.len(), 32);
@@ -200,13 +225,12 @@ fn no_namespace_isolation() {
     assert_bad_input(
         &output,
         &format!(
-            "note: {path}: skipping ConfigMap settings (not a NamespaceIsolation or IsolationTemplate)"
+            "note: {path}: skipping ConfigMap settings (not a NamespaceIsolation, IsolationTemplate or ClusterBaseline)"
         ),
     );
-    assert!(
-        stderr(&output)
-            .contains("error: no NamespaceIsolation (apiVersion netfence.io/v1alpha1) found in")
-    );
+    assert!(stderr(&output).contains(
+        "error: no NamespaceIsolation or ClusterBaseline (apiVersion netfence.io/v1alpha1) found in"
+    ));
 }
 
 /// An empty file is a mistake worth stopping for.

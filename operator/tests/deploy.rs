@@ -364,6 +364,9 @@ fn check_typed(document: &Document) -> Result<(), String> {
             parse::<CustomResourceDefinition>(document)
         }
         ("netfence.io/v1alpha1", "NamespaceIsolation") => parse::<NamespaceIsolation>(document),
+        ("netfence.io/v1alpha1", "ClusterBaseline") => {
+            parse::<netfence_crd::ClusterBaseline>(document)
+        }
         ("netfence.io/v1alpha1", "IsolationTemplate") => {
             parse::<netfence_crd::IsolationTemplate>(document)
         }

@@ -37,7 +37,7 @@ fn unknown_kinds_are_skipped_with_a_note_and_the_matrix_is_printed() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr.contains("note: skipped 2 Deployment objects (first: ")
-            && run.stderr.contains("cluster.yaml: frontend); verify reads Namespace, Pod, NetworkPolicy, NamespaceIsolation and IsolationTemplate"),
+            && run.stderr.contains("cluster.yaml: frontend); verify reads Namespace, Pod, NetworkPolicy, NamespaceIsolation, IsolationTemplate, ClusterBaseline"),
         "{}",
         run.stderr
     );

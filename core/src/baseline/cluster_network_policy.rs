@@ -133,9 +133,27 @@ fn peers(
     }
 }
 
-/// Validated ports as `protocols` (`None`: all traffic). A named port matches the container
-/// port of that name whatever its protocol.
-fn protocols(ports: &Ports) -> Option<Vec<ProtocolMatch>> {
+/// Validated ports as `protocols` (`None`: all traffic). A named port is refused:
+/// `destinationNamedPort` is in network-policy-api's experimental channel only, and the standard
+/// CRD implementations install refuses it.
+fn protocols(
+    path: &str,
+    ports: &Ports,
+    unsupported: &mut Vec<Unsupported>,
+) -> Option<Vec<ProtocolMatch>> {
+    if let Ports::Only(list) = ports {
+        for (index, port) in list.iter().enumerate() {
+            if let PortValue::Name(name) = &port.port {
+                unsupported.push(Unsupported {
+                    field: format!("{path}.ports[{index}].port"),
+                    engine: ENGINE,
+                    message: format!(
+                        "the named port {name:?} needs destinationNamedPort, which only network-policy-api's experimental channel has; write the port number"
+                    ),
+                });
+            }
+        }
+    }
     let Ports::Only(ports) = ports else {
         return None;
     };
@@ -219,7 +237,7 @@ fn guardrails(
                 rule.name.clone(),
                 action,
                 peers,
-                protocols(&rule.ports),
+                protocols(&path, &rule.ports, unsupported),
             );
         }
     }
@@ -286,7 +304,7 @@ fn baseline(
             "dns".to_owned(),
             Action::Accept,
             to,
-            protocols(&dns_ports),
+            protocols("spec.dns", &dns_ports, unsupported),
         );
     }
     for (path, rule) in context.allows() {
@@ -296,7 +314,7 @@ fn baseline(
             rule.name.clone(),
             Action::Accept,
             peers,
-            protocols(&rule.ports),
+            protocols(&path, &rule.ports, unsupported),
         );
     }
     let everyone = || Peer {

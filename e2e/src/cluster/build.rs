@@ -298,6 +298,73 @@ pub fn ensure_kube_router() -> anyhow::Result<(PathBuf, String)> {
     Ok((program, version))
 }
 
+/// The CustomResourceDefinitions of the engines a ClusterBaseline renders to, read from their
+/// pinned Go modules (`e2e/upstream/engines/`): network-policy-api's ClusterNetworkPolicy (the
+/// standard channel) and Cilium's CiliumClusterwideNetworkPolicy, as (engine, file) pairs. `go mod
+/// download` fetches each module once into Go's module cache, outside the clone, and the hash of
+/// what it fetched must be the one go.sum pins. Calico's `github.com/projectcalico/api` is not
+/// served by the module proxy (every version is refused), so Calico is not among them.
+///
+/// # Errors
+///
+/// When Go is missing, a download fails, or a hash or a file is not what the pins say.
+pub fn ensure_engine_crds() -> anyhow::Result<Vec<(&'static str, PathBuf)>> {
+    const FILES: [(&str, &str, &str); 2] = [
+        (
+            "ClusterNetworkPolicy",
+            "sigs.k8s.io/network-policy-api",
+            "config/crd/standard/policy.networking.k8s.io_clusternetworkpolicies.yaml",
+        ),
+        (
+            "Cilium",
+            "github.com/cilium/cilium",
+            "pkg/k8s/apis/cilium.io/client/crds/v2/ciliumclusterwidenetworkpolicies.yaml",
+        ),
+    ];
+    let module_directory = upstream_directory().join("engines");
+    let go_mod = read(&module_directory.join("go.mod"))?;
+    let go_sum = read(&module_directory.join("go.sum"))?;
+    let mut files = Vec::new();
+    for (engine, module, file) in FILES {
+        let version = required_version(&go_mod, module)
+            .with_context(|| format!("e2e/upstream/engines/go.mod requires no {module}"))?;
+        let pinned = go_sum
+            .lines()
+            .find_map(|line| {
+                let mut fields = line.split_whitespace();
+                (fields.next() == Some(module) && fields.next() == Some(version.as_str()))
+                    .then(|| fields.next().map(str::to_owned))
+                    .flatten()
+            })
+            .with_context(|| {
+                format!("e2e/upstream/engines/go.sum pins no hash for {module} {version}")
+            })?;
+        // Outside any module, so nothing in the repository is written.
+        let output = Command::new("go")
+            .current_dir(std::env::temp_dir())
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "")
+            .args(["mod", "download", "-json", &format!("{module}@{version}")])
+            .output()
+            .context("failed to run go (install Go 1.26)")?;
+        let download: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .with_context(|| format!("go mod download {module}@{version} printed no JSON"))?;
+        if let Some(error) = download["Error"].as_str() {
+            bail!("go mod download {module}@{version}: {error}");
+        }
+        let sum = download["Sum"].as_str().unwrap_or_default();
+        if sum != pinned {
+            bail!("{module} {version} downloaded with hash {sum}, but go.sum pins {pinned}");
+        }
+        let path = Path::new(download["Dir"].as_str().unwrap_or_default()).join(file);
+        if !path.is_file() {
+            bail!("{module} {version} has no {file}");
+        }
+        files.push((engine, path));
+    }
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

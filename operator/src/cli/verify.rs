@@ -106,7 +106,19 @@ fn object_key(document: &Document) -> String {
         .and_then(serde_json::Value::as_str)
     {
         Some(namespace) => format!("{namespace}/{}", document.name()),
-        None if document.kind() == "Namespace" => document.name().to_owned(),
+        None if matches!(
+            document.kind(),
+            "Namespace"
+                | "IsolationTemplate"
+                | "ClusterBaseline"
+                | "ClusterNetworkPolicy"
+                | "GlobalNetworkPolicy"
+                | "Tier"
+                | "CiliumClusterwideNetworkPolicy"
+        ) =>
+        {
+            document.name().to_owned()
+        }
         None => format!("default/{}", document.name()),
     }
 }

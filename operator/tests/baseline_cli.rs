@@ -1,0 +1,260 @@
+//! ClusterBaselines through `netfence render` and `netfence verify`, as a platform engineer runs
+//! them on a pull request: the real binary, real files, exit codes and messages.
+
+use std::{
+    io::Write,
+    path::Path,
+    process::{Command, Output},
+};
+
+fn netfence(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netfence"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .expect("netfence runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp_file(content: &str) -> tempfile::TempPath {
+    let mut file = tempfile::Builder::new()
+        .prefix("baseline")
+        .suffix(".yaml")
+        .tempfile()
+        .expect("temp file");
+    file.write_all(content.as_bytes()).expect("writes");
+    file.into_temp_path()
+}
+
+#[track_caller]
+fn assert_refused(output: &Output, expected: &[&str]) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing on stdout: {}",
+        text(&output.stdout)
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for part in expected {
+        assert!(stderr.contains(part), "{part:?} not in: {stderr}");
+    }
+}
+
+const SHOP: &str = r"
+apiVersion: netfence.io/v1alpha1
+kind: NamespaceIsolation
+metadata: {name: shop, namespace: shop}
+spec:
+  tiers:
+    - {name: web, podSelector: {matchLabels: {app: web}}}
+    - {name: api, podSelector: {matchLabels: {app: api}}}
+  flows:
+    - {from: web, to: api, ports: [{port: 8080}]}
+  sharedServices:
+    - name: metadata
+      direction: Egress
+      ipBlock: {cidr: 169.254.169.254/32}
+      tiers: [api]
+      ports: [{port: 80}]
+";
+
+/// If this fails, a pipeline that renders a baseline would print something other than the
+/// engine's objects (or refuse a valid one): each engine gets its own kinds.
+#[test]
+fn render_writes_each_engines_kinds() {
+    let file = "examples/baselines/cluster-network-policy.yaml";
+    for (engine, kinds) in [
+        ("ClusterNetworkPolicy", &["kind: ClusterNetworkPolicy"][..]),
+        ("Calico", &["kind: Tier", "kind: GlobalNetworkPolicy"][..]),
+        ("Cilium", &["kind: CiliumClusterwideNetworkPolicy"][..]),
+    ] {
+        let output = netfence(&["render", file, "--engine", engine]);
+        let stdout = text(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{engine}: {}",
+            text(&output.stderr)
+        );
+        for kind in kinds {
+            assert!(stdout.contains(kind), "{engine}: no {kind} in {stdout}");
+        }
+        assert!(
+            stdout.contains("netfence.io/baseline: zero-trust"),
+            "{engine}: {stdout}"
+        );
+    }
+}
+
+/// If this fails, an engine that cannot hold a guardrail would get the rest applied, leaving the
+/// cluster without the guardrail the platform team wrote.
+#[test]
+fn an_engine_that_cannot_express_a_field_renders_nothing_and_names_it() {
+    let output = netfence(&[
+        "render",
+        "examples/baselines/cluster-network-policy.yaml",
+        "--engine",
+        "NetworkPolicy",
+    ]);
+    assert_refused(
+        &output,
+        &[
+            "examples/baselines/cluster-network-policy.yaml: zero-trust: spec.guardrails[0]: NetworkPolicy cannot express this",
+            "use the ClusterNetworkPolicy, Calico or Cilium engine",
+        ],
+    );
+    let output = netfence(&[
+        "render",
+        "examples/baselines/calico.yaml",
+        "--engine",
+        "ClusterNetworkPolicy",
+    ]);
+    assert_refused(
+        &output,
+        &["spec.allow[1].ipBlock.except: ClusterNetworkPolicy cannot express this"],
+    );
+}
+
+/// If this fails, a typo in a baseline would be applied half-read, or reported without the
+/// field to fix.
+#[test]
+fn a_bad_baseline_names_the_file_and_every_field() {
+    let file = temp_file(
+        r"
+apiVersion: netfence.io/v1alpha1
+kind: ClusterBaseline
+metadata: {name: zero-trust}
+spec:
+  namespaceSelector: {matchLabels: {Bad Key: x}}
+  allow:
+    - {name: Prometheus, direction: Ingress, namespace: monitoring}
+  guardrails:
+    - {name: metadata, direction: Egress, ipBlock: {cidr: 169.254.169.254/32}}
+",
+    );
+    let path = file.to_str().expect("utf-8 path");
+    let output = netfence(&["render", path]);
+    assert_refused(
+        &output,
+        &[
+            &format!("{path}: zero-trust: spec.namespaceSelector.matchLabels"),
+            "spec.allow[0].name",
+            "spec.guardrails[0].action: is required: Deny or Allow",
+        ],
+    );
+    let output = netfence(&[
+        "render",
+        "examples/baselines/calico.yaml",
+        "--engine",
+        "calicoo",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("use ClusterNetworkPolicy, Calico, Cilium or NetworkPolicy"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+/// If this fails, `netfence verify` would call a namespace's intent proven while a cluster-wide
+/// guardrail blocks one of its declared flows, on every engine that has guardrails.
+#[test]
+fn a_guardrail_that_blocks_a_declared_flow_fails_the_proof_naming_it() {
+    let shop = temp_file(SHOP);
+    let shop = shop.to_str().expect("utf-8 path");
+    for (file, guardrail) in [
+        (
+            "examples/baselines/cluster-network-policy.yaml",
+            "denied by the cluster-wide rule ClusterNetworkPolicy/zero-trust-guardrails egress[0] (no-cloud-metadata)",
+        ),
+        (
+            "examples/baselines/cilium.yaml",
+            "denied by the cluster-wide rule CiliumClusterwideNetworkPolicy/tenants-guardrails egressDeny[0]",
+        ),
+    ] {
+        let labelled = temp_file(&format!(
+            "{}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: shop, labels: {{netfence.io/zero-trust: \"true\", tenancy: shared}}}}\n",
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(file))
+                .expect("example")
+                .replace(
+                    "  name: shop\n  labels:\n    netfence.io/zero-trust: \"true\"\n---\n",
+                    "  name: shop-old\n---\n"
+                )
+        ));
+        let output = netfence(&["verify", labelled.to_str().expect("utf-8"), shop]);
+        let stdout = text(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{file}: {stdout}{}",
+            text(&output.stderr)
+        );
+        assert!(
+            stdout.contains(
+                "api -> external 169.254.169.254 80/TCP: declared but blocked by the egress of api"
+            ) && stdout.contains(guardrail),
+            "{file}: {stdout}"
+        );
+    }
+    // Without the guardrail's destination among the declared flows, the same baseline proves.
+    let without = temp_file(
+        &SHOP
+            .replace("  sharedServices:", "  unused:")
+            .lines()
+            .take_while(|line| !line.starts_with("  unused:"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let output = netfence(&[
+        "verify",
+        "examples/baselines/cluster-network-policy.yaml",
+        without.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("intent holds"));
+}
+
+/// If this fails, a field netfence does not model in another engine's policy would be read as
+/// absent and the matrix would be wrong without a word.
+#[test]
+fn a_field_verify_does_not_model_is_an_error_naming_it() {
+    let file = temp_file(
+        r"
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x}
+spec: {containers: [{name: c, image: i}]}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: egress-to-nodes}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {}}
+  egress:
+    - {action: Deny, to: [{nodes: {}}]}
+---
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: l7}
+spec:
+  endpointSelector: {}
+  egress:
+    - toFQDNs: [{matchName: example.com}]
+",
+    );
+    let path = file.to_str().expect("utf-8 path");
+    let output = netfence(&["verify", path]);
+    assert_refused(
+        &output,
+        &[
+            "ClusterNetworkPolicy egress-to-nodes: spec.egress[0].to[0].nodes: netfence verify does not model nodes peers",
+            "CiliumClusterwideNetworkPolicy l7: spec.egress[0].toFQDNs: unknown field",
+        ],
+    );
+}
