@@ -400,6 +400,17 @@ async fn apply_all(sandbox: &Sandbox, client: &kube::Client, documents: &[Docume
             // Other tools' kinds (an Argo CD Application, a ConfigMap in examples/gitops/) are
             // not netfence's job: a note, as `netfence render` gives. A netfence kind the
             // sandbox does not serve is a mistake (a wrong apiVersion) and stays an error.
+            if document.kind() == "ClusterBaseline" {
+                // Not a cluster resource yet: its CRD ships with the controller that will
+                // reconcile it.
+                eprintln!(
+                    "note: {}: skipping ClusterBaseline {}: netfence run does not reconcile ClusterBaselines yet; `netfence render {}` prints what it renders to",
+                    document.source,
+                    document.name(),
+                    document.source
+                );
+                continue;
+            }
             if !is_netfence_kind(document) {
                 eprintln!(
                     "note: {}: skipping {} {} ({}): the sandbox does not serve it",
