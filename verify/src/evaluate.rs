@@ -101,6 +101,28 @@ pub enum Side {
 }
 
 impl Side {
+    /// What decided a side before or after the namespace stage (a cluster-wide rule, or a
+    /// tier's end), in words; `None` when the namespace stage decided.
+    #[must_use]
+    pub fn decided_by(&self, cluster: &Cluster) -> Option<String> {
+        match self {
+            Side::Decided { rule, allowed } => Some(format!(
+                "{} by the cluster-wide rule {}",
+                if *allowed { "accepted" } else { "denied" },
+                rule.describe(cluster)
+            )),
+            Side::EndOfTier { policies } => Some(format!(
+                "selected by {} and no rule of that tier matches: the tier denies",
+                policies
+                    .iter()
+                    .map(|&index| cluster.policies()[index].key())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Side::NotIsolated | Side::Allowed { .. } | Side::Blocked { .. } => None,
+        }
+    }
+
     /// Whether this side lets the connection through.
     #[must_use]
     pub fn passes(&self) -> bool {
@@ -417,18 +439,12 @@ impl Decision {
                 "{direction} isolated by {} and no rule allows it",
                 policies(isolated_by)
             ),
-            Side::Decided {
-                rule,
-                allowed: true,
-            } => format!("{direction} accepted by {}", rule.describe(cluster)),
-            Side::Decided {
-                rule,
-                allowed: false,
-            } => format!("{direction} denied by {}", rule.describe(cluster)),
-            Side::EndOfTier { policies: indices } => format!(
-                "{direction} selected by {} and no rule of its tier matches: the tier denies",
-                policies(indices)
-            ),
+            Side::Decided { .. } | Side::EndOfTier { .. } => {
+                format!(
+                    "{direction} {}",
+                    side.decided_by(cluster).unwrap_or_default()
+                )
+            }
         };
         match self.verdict {
             Verdict::NotGoverned => {

@@ -160,22 +160,7 @@ pub fn explain(cluster: &Cluster, from: usize, to: usize, probe: Probe) -> Expla
     let destination = &cluster.pods()[to];
     let decision = decide(cluster, from, to, probe);
     let reason = decision.reason(cluster, source, destination);
-    let decided = |side: &Side| match side {
-        Side::Decided { rule, allowed } => Some(format!(
-            "decided by the cluster-wide rule {}: {}",
-            rule.describe(cluster),
-            if *allowed { "accepted" } else { "denied" }
-        )),
-        Side::EndOfTier { policies } => Some(format!(
-            "selected by {} and no rule of that tier matches: the tier's end denies",
-            policies
-                .iter()
-                .map(|&index| cluster.policies()[index].key())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-        Side::NotIsolated | Side::Allowed { .. } | Side::Blocked { .. } => None,
-    };
+    let decided = |side: &Side| side.decided_by(cluster);
     let mut sides = [
         side_report(
             cluster,

@@ -284,7 +284,9 @@ fn a_wrong_check_is_reported_with_the_deciding_rule() {
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(
         failures[0].contains("expected connected, netfence says blocked")
-            && failures[0].contains("denied by ClusterNetworkPolicy/priority-50-example"),
+            && failures[0].contains(
+                "denied by the cluster-wide rule ClusterNetworkPolicy/priority-50-example"
+            ),
         "{}",
         failures[0]
     );

@@ -150,19 +150,13 @@ fn policy(
     tiers: &BTreeMap<&str, (f64, EndOfTier)>,
     errors: &mut Vec<ModelError>,
 ) -> Option<Policy> {
-    let name = object.metadata.name.clone().unwrap_or_default();
-    let mut checker = PolicyChecker {
-        kind: KIND,
-        object: name.clone(),
+    let (name, mut checker) = super::checker(
+        KIND,
+        object.metadata.name.as_ref(),
+        &object.api_version,
+        &[API_VERSION],
         errors,
-        failed: false,
-    };
-    if object.api_version != API_VERSION {
-        checker.problem(
-            "apiVersion",
-            format!("{:?} is not read; use {API_VERSION}", object.api_version),
-        );
-    }
+    );
     let spec = &object.spec;
     let tier = spec.tier.as_deref().unwrap_or(DEFAULT_TIER);
     let Some(&(tier_order, end_of_tier)) = tiers.get(tier) else {

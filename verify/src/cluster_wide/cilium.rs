@@ -288,19 +288,13 @@ pub(super) fn policies(
     object: &CiliumClusterwideNetworkPolicy,
     errors: &mut Vec<ModelError>,
 ) -> Vec<Policy> {
-    let name = object.metadata.name.clone().unwrap_or_default();
-    let mut checker = PolicyChecker {
-        kind: KIND,
-        object: name.clone(),
+    let (name, mut checker) = super::checker(
+        KIND,
+        object.metadata.name.as_ref(),
+        &object.api_version,
+        &[API_VERSION],
         errors,
-        failed: false,
-    };
-    if object.api_version != API_VERSION {
-        checker.problem(
-            "apiVersion",
-            format!("{:?} is not read; use {API_VERSION}", object.api_version),
-        );
-    }
+    );
     let spec = &object.spec;
     let (namespaces, pods) = split(
         &mut checker,

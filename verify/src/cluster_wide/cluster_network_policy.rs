@@ -28,23 +28,13 @@ pub(super) fn policy(
     object: &ClusterNetworkPolicy,
     errors: &mut Vec<ModelError>,
 ) -> Option<Policy> {
-    let name = object.metadata.name.clone().unwrap_or_default();
-    let mut checker = PolicyChecker {
-        kind: KIND,
-        object: name.clone(),
+    let (name, mut checker) = super::checker(
+        KIND,
+        object.metadata.name.as_ref(),
+        &object.api_version,
+        &API_VERSIONS,
         errors,
-        failed: false,
-    };
-    if !API_VERSIONS.contains(&object.api_version.as_str()) {
-        checker.problem(
-            "apiVersion",
-            format!(
-                "{:?} is not read; use one of {}",
-                object.api_version,
-                API_VERSIONS.join(", ")
-            ),
-        );
-    }
+    );
     let spec = &object.spec;
     if !(0..=1000).contains(&spec.priority) {
         checker.problem("spec.priority", "must be 0 to 1000");

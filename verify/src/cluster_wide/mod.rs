@@ -23,7 +23,7 @@ use netfence_crd::engines::{
     cluster_network_policy::ClusterNetworkPolicy,
 };
 
-use super::model::{ModelError, Policy};
+use super::model::{ModelError, Policy, PolicyChecker};
 
 /// The cluster-wide objects of a cluster, as read from manifests or the API.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -65,6 +65,31 @@ pub(crate) fn policies(objects: &ClusterWidePolicies, errors: &mut Vec<ModelErro
         policies.extend(cilium::policies(policy, errors));
     }
     policies
+}
+
+/// A checker for one object of `kind` (its errors name it), with its apiVersion checked against
+/// the ones read; and the object's name.
+fn checker<'a>(
+    kind: &'static str,
+    name: Option<&String>,
+    api_version: &str,
+    read: &[&str],
+    errors: &'a mut Vec<ModelError>,
+) -> (String, PolicyChecker<'a>) {
+    let name = name.cloned().unwrap_or_default();
+    let mut checker = PolicyChecker {
+        kind,
+        object: name.clone(),
+        errors,
+        failed: false,
+    };
+    if !read.contains(&api_version) {
+        checker.problem(
+            "apiVersion",
+            format!("{api_version:?} is not read; use {}", read.join(" or ")),
+        );
+    }
+    (name, checker)
 }
 
 /// Thousandths: the model's integer order keys.

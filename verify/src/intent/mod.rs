@@ -120,16 +120,9 @@ fn blocked_by(decision: &Decision, cluster: &Cluster, from: &str, to: &str) -> S
                 "the {direction} of {end} (isolated by {}; no {direction} rule allows it)",
                 policies(isolated_by)
             )),
-            Side::Decided {
-                rule,
-                allowed: false,
-            } => parts.push(format!(
-                "the {direction} of {end} (denied by the cluster-wide rule {})",
-                rule.describe(cluster)
-            )),
-            Side::EndOfTier { policies: indices } => parts.push(format!(
-                "the {direction} of {end} (selected by {} and no rule of that tier matches: the tier denies)",
-                policies(indices)
+            Side::Decided { allowed: false, .. } | Side::EndOfTier { .. } => parts.push(format!(
+                "the {direction} of {end} ({})",
+                side.decided_by(cluster).unwrap_or_default()
             )),
             Side::NotIsolated | Side::Allowed { .. } | Side::Decided { .. } => {}
         }
