@@ -258,3 +258,64 @@ spec:
         ],
     );
 }
+
+/// If this fails, `--explain` on a cluster with a ClusterBaseline would blame (or credit) the
+/// wrong policy: the decision of a cluster-wide rule must name that rule and its tier's policy.
+#[test]
+fn explain_names_the_cluster_wide_rule_that_decided() {
+    let pods = temp_file(
+        r"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}
+status: {podIP: 10.0.0.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: prom, namespace: monitoring, labels: {app.kubernetes.io/name: prometheus}}
+spec: {containers: [{name: c, image: i}]}
+status: {podIP: 10.0.0.20}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: payments}
+spec: {containers: [{name: c, image: i}]}
+status: {podIP: 10.0.0.30}
+",
+    );
+    let pods = pods.to_str().expect("utf-8");
+    let baseline = "examples/baselines/cluster-network-policy.yaml";
+    let output = netfence(&[
+        "verify",
+        baseline,
+        pods,
+        "--explain",
+        "payments/other",
+        "shop/web",
+        "80/TCP",
+    ]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        stdout.contains("payments/other -> shop/web 80/TCP: blocked")
+            && stdout.contains("egress of payments/other: denied by the cluster-wide rule ClusterNetworkPolicy/zero-trust-baseline egress[1] (default-deny)")
+            && stdout.contains("ingress of shop/web: denied by the cluster-wide rule ClusterNetworkPolicy/zero-trust-baseline ingress[1] (default-deny)"),
+        "{stdout}"
+    );
+    let output = netfence(&[
+        "verify",
+        baseline,
+        pods,
+        "--explain",
+        "monitoring/prom",
+        "shop/web",
+        "9090/TCP",
+    ]);
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("monitoring/prom -> shop/web 9090/TCP: allowed")
+            && stdout.contains("accepted by the cluster-wide rule ClusterNetworkPolicy/zero-trust-baseline ingress[0] (prometheus)"),
+        "{stdout}"
+    );
+}
