@@ -107,15 +107,18 @@ pub struct ClusterBaselineSpec {
     #[serde(default)]
     pub same_namespace: SameNamespace,
 
-    /// Baseline allows: traffic the baseline lets through for every covered namespace (a
-    /// namespace's own policies cannot take it away, only add).
+    /// Baseline allows: traffic the baseline lets through for every covered namespace. With
+    /// Calico and Cilium they add to a namespace's own allows; with ClusterNetworkPolicy (Baseline
+    /// tier) they apply only to pods no NetworkPolicy of the namespace selects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_ALLOW))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub allow: Vec<BaselineRule>,
 
     /// Rules decided before any namespace policy, in order: the first that matches a connection
-    /// decides it (`action`), and no namespace policy can override it.
+    /// decides it (`action`), and no namespace policy can override it. (Cilium puts every deny
+    /// above every allow: for it, an Allow guardrail listed before a Deny one of its direction is
+    /// refused.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_GUARDRAILS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]

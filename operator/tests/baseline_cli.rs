@@ -319,3 +319,112 @@ status: {podIP: 10.0.0.30}
         "{stdout}"
     );
 }
+
+/// If this fails, a baseline over every namespace would deny netfence's own namespace too and
+/// cut the operator off from the API server: it is always left out, like kube-system.
+#[test]
+fn netfences_own_namespace_is_never_covered() {
+    let file = temp_file(
+        r"
+apiVersion: netfence.io/v1alpha1
+kind: ClusterBaseline
+metadata: {name: everything}
+spec: {engine: NetworkPolicy, namespaceSelector: {}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: netfence-system}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: platform}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+",
+    );
+    let path = file.to_str().expect("utf-8");
+    let output = netfence(&["render", path]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        stdout.contains("namespace: team") && stdout.contains("namespace: platform"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("namespace: netfence-system"), "{stdout}");
+    let output = netfence(&["render", path, "--operator-namespace", "platform"]);
+    let stdout = text(&output.stdout);
+    assert!(
+        !stdout.contains("namespace: platform") && stdout.contains("namespace: netfence-system"),
+        "{stdout}"
+    );
+    let output = netfence(&["render", path, "--engine", "ClusterNetworkPolicy"]);
+    assert!(
+        text(&output.stdout).contains("- netfence-system"),
+        "the cluster-wide selector leaves it out"
+    );
+}
+
+/// If this fails, Cilium would get an Allow guardrail that its deny rules silently override,
+/// against the order the platform team wrote.
+#[test]
+fn cilium_refuses_an_allow_guardrail_listed_before_a_deny() {
+    let file = temp_file(
+        r"
+apiVersion: netfence.io/v1alpha1
+kind: ClusterBaseline
+metadata: {name: ordered}
+spec:
+  engine: Cilium
+  namespaceSelector: {}
+  guardrails:
+    - {name: scanner, action: Allow, direction: Egress, namespace: security}
+    - {name: no-egress-to-security, action: Deny, direction: Egress, namespace: security}
+",
+    );
+    let path = file.to_str().expect("utf-8");
+    assert_refused(
+        &netfence(&["render", path]),
+        &[
+            "ordered: spec.guardrails[0].action: Cilium cannot express this: Cilium puts deny rules above every allow",
+        ],
+    );
+    // The same order means what it says on ClusterNetworkPolicy (Admin tier, rules in order).
+    assert!(
+        netfence(&["render", path, "--engine", "ClusterNetworkPolicy"])
+            .status
+            .success()
+    );
+}
+
+/// If this fails, a namespace under a NetworkPolicy-engine baseline would be proved against the
+/// baseline's policies alone, and its own declared flows would show as blocked.
+#[test]
+fn the_proof_adds_a_network_policy_baseline_to_the_namespaces_own_policies() {
+    let shop = temp_file(
+        r"
+apiVersion: netfence.io/v1alpha1
+kind: NamespaceIsolation
+metadata: {name: shop, namespace: team-c}
+spec:
+  tiers:
+    - {name: web, podSelector: {matchLabels: {app: web}}}
+    - {name: api, podSelector: {matchLabels: {app: api}}}
+  flows:
+    - {from: web, to: api, ports: [{port: 8080}]}
+",
+    );
+    let output = netfence(&[
+        "verify",
+        "examples/baselines/network-policy.yaml",
+        shop.to_str().expect("utf-8"),
+    ]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("proving against the policies netfence renders for it and the 3 NetworkPolicies of ClusterBaselines there")
+            && stdout.contains("intent holds"),
+        "{stdout}"
+    );
+}

@@ -324,10 +324,11 @@ fn baselines_render_as_reviewed_for_every_engine() {
             .and_then(|stem| stem.to_str())
             .expect("file name");
         // The example's own engine renders.
-        baselines(&documents, None, &mut Vec::new())
+        baselines(&documents, None, "netfence-system", &mut Vec::new())
             .unwrap_or_else(|errors| panic!("{}: {errors:?}", file.display()));
         for engine in Engine::ALL {
-            let text = match baselines(&documents, Some(engine), &mut Vec::new()) {
+            let text = match baselines(&documents, Some(engine), "netfence-system", &mut Vec::new())
+            {
                 Ok(objects) => {
                     assert!(!objects.is_empty(), "{stem} {engine:?}: nothing rendered");
                     format_policies(&objects, Format::Yaml).expect("serializes")

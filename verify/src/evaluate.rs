@@ -231,7 +231,8 @@ pub fn isolating_policies(cluster: &Cluster, pod: &PodInfo, direction: Direction
 
 /// The indices of the policies of the namespace stage whose `direction` rules apply to `pod`
 /// (isolating or not).
-fn contributing_policies(cluster: &Cluster, pod: &PodInfo, direction: Direction) -> Vec<usize> {
+#[must_use]
+pub fn contributing_policies(cluster: &Cluster, pod: &PodInfo, direction: Direction) -> Vec<usize> {
     cluster
         .policies()
         .iter()

@@ -11,8 +11,8 @@ use netfence_crd::isolation::Direction;
 
 use super::{
     evaluate::{
-        Decision, RuleRef, Side, Verdict, decide, isolating_policies, peer_matches, port_matches,
-        selects,
+        Decision, RuleRef, Side, Verdict, contributing_policies, decide, isolating_policies,
+        peer_matches, port_matches, rule_peer_matches, rule_port_matches, selects,
     },
     model::{Cluster, PodInfo, Probe},
 };
@@ -23,8 +23,11 @@ pub struct RuleCheck {
     /// `ns/policy ingress[0]`.
     pub rule: String,
     /// Each peer item (`from[i]`/`to[i]`) and whether it matches the other end; empty when the
-    /// rule has no peers (every peer matches).
+    /// rule has no peers (see `every_peer`).
     pub peers: Vec<(String, bool)>,
+    /// Whether the rule lists no peer item at all and so matches every peer (a NetworkPolicy
+    /// rule without `from`/`to`); `false` for a rule whose peer list is empty (it matches none).
+    pub every_peer: bool,
     /// Each port item and whether it admits the probe; empty when the rule has no ports.
     pub ports: Vec<(String, bool)>,
     /// Whether the rule allows the connection (some peer and some port match).
@@ -92,8 +95,10 @@ fn side_report(
         Direction::Ingress => "from",
         Direction::Egress => "to",
     };
+    // Every policy whose rules take part in the namespace stage: the isolating ones, and those
+    // that only add allows (a Cilium policy without default deny).
     let mut rules = Vec::new();
-    for &index in &isolated {
+    for index in contributing_policies(cluster, pod, direction) {
         let policy = &cluster.policies()[index];
         for (rule_index, rule) in policy
             .rules(direction)
@@ -125,8 +130,8 @@ fn side_report(
                     )
                 })
                 .collect();
-            let allows = (peers.is_empty() || peers.iter().any(|(_, ok)| *ok))
-                && (ports.is_empty() || ports.iter().any(|(_, ok)| *ok));
+            let allows = rule_peer_matches(cluster, rule, peer)
+                && rule_port_matches(rule, probe, destination);
             rules.push(RuleCheck {
                 rule: RuleRef {
                     policy: index,
@@ -134,6 +139,7 @@ fn side_report(
                     rule: rule_index,
                 }
                 .describe(cluster),
+                every_peer: rule.peers.is_none(),
                 peers,
                 ports,
                 allows,
@@ -261,7 +267,11 @@ impl fmt::Display for Explanation {
                 };
                 writeln!(f, "  {}: {outcome}", rule.rule)?;
                 if rule.peers.is_empty() {
-                    writeln!(f, "    peers: none listed, every peer matches")?;
+                    if rule.every_peer {
+                        writeln!(f, "    peers: none listed, every peer matches")?;
+                    } else {
+                        writeln!(f, "    peers: an empty list, no peer matches")?;
+                    }
                 }
                 for (peer, ok) in &rule.peers {
                     writeln!(f, "    {peer}: {}", yes_no(*ok))?;

@@ -9,7 +9,7 @@ use netfence_crd::{
     baseline::GuardrailAction,
     engines::calico::{
         API_VERSION, Action, EntityRule, GlobalNetworkPolicy, POLICY_KIND, PolicySpec, PolicyType,
-        Port, Rule, TIER_KIND, Tier, TierSpec,
+        Port, RULE_ANNOTATION, Rule, RuleMetadata, TIER_KIND, Tier, TierSpec,
     },
     isolation::{Direction, NAMESPACE_NAME_LABEL, Protocol},
 };
@@ -92,7 +92,13 @@ fn calico_port(port: &ValidPort) -> Port {
 
 /// The rules for one peer and its ports: one rule per protocol (a Calico rule names one), in
 /// the order the ports first name them; one rule for every protocol when the ports are all.
-fn rules(direction: Direction, action: Action, peer: &validate::Peer, ports: &Ports) -> Vec<Rule> {
+fn rules(
+    name: &str,
+    direction: Direction,
+    action: Action,
+    peer: &validate::Peer,
+    ports: &Ports,
+) -> Vec<Rule> {
     let rule = |protocol: Option<Protocol>, ports: Option<Vec<Port>>| {
         let peer = entity(peer);
         let (source, destination) = match direction {
@@ -110,7 +116,9 @@ fn rules(direction: Direction, action: Action, peer: &validate::Peer, ports: &Po
             protocol: protocol.map(|protocol| protocol.as_str().to_owned()),
             source,
             destination,
-            metadata: None,
+            metadata: Some(RuleMetadata {
+                annotations: [(RULE_ANNOTATION.to_owned(), name.to_owned())].into(),
+            }),
         }
     };
     match ports {
@@ -219,7 +227,13 @@ fn guardrails(context: &Context<'_>, covered: String) -> [Object; 2] {
                 GuardrailAction::Deny => Action::Deny,
                 GuardrailAction::Allow => Action::Allow,
             };
-            list.extend(rules(direction, action, &rule.peer, &rule.ports));
+            list.extend(rules(
+                &rule.name,
+                direction,
+                action,
+                &rule.peer,
+                &rule.ports,
+            ));
         }
         list
     });
@@ -252,7 +266,13 @@ fn same_namespace(context: &Context<'_>) -> Vec<Object> {
             };
             let [ingress, egress] = [Direction::Ingress, Direction::Egress].map(|direction| {
                 if context.isolates(direction) {
-                    rules(direction, Action::Allow, &own, &Ports::All)
+                    rules(
+                        "same-namespace",
+                        direction,
+                        Action::Allow,
+                        &own,
+                        &Ports::All,
+                    )
                 } else {
                     Vec::new()
                 }
@@ -284,6 +304,7 @@ fn baseline(context: &Context<'_>, covered: String) -> Object {
     if let Some(dns) = context.baseline.baseline().dns() {
         for peer in &dns.peers {
             egress.extend(rules(
+                "dns",
                 Direction::Egress,
                 Action::Allow,
                 peer,
@@ -297,6 +318,7 @@ fn baseline(context: &Context<'_>, covered: String) -> Object {
             Direction::Egress => &mut egress,
         };
         list.extend(rules(
+            &rule.name,
             rule.direction,
             Action::Allow,
             &rule.peer,

@@ -14,7 +14,7 @@ use netfence_crd::{
     isolation::Direction,
 };
 
-use super::{Context, Object, Role, UnsupportedFields};
+use super::{Context, Object, Role, Unsupported, UnsupportedFields};
 use crate::{
     selector::Requirement,
     validate::{self, PortValue, Ports},
@@ -145,8 +145,34 @@ fn isolated<T: Default>(isolates: bool, rules: Vec<T>) -> Option<Vec<T>> {
     }
 }
 
-#[allow(clippy::unnecessary_wraps)] // every engine's renderer has the same signature
+/// Cilium puts deny rules above every allow: an Allow guardrail listed before a Deny one of its
+/// direction would lose to it where they overlap, against the spec's first-match order. Refused,
+/// naming the Allow guardrail.
+fn order_problems(context: &Context<'_>) -> Vec<Unsupported> {
+    let mut problems = Vec::new();
+    for direction in [Direction::Ingress, Direction::Egress] {
+        let guardrails: Vec<_> = context.guardrails(direction).collect();
+        for (index, (path, _, action)) in guardrails.iter().enumerate() {
+            let denied_later = guardrails[index + 1..]
+                .iter()
+                .any(|(_, _, later)| *later == GuardrailAction::Deny);
+            if *action == GuardrailAction::Allow && denied_later {
+                problems.push(Unsupported {
+                    field: format!("{path}.action"),
+                    engine: "Cilium",
+                    message: "Cilium puts deny rules above every allow, so this Allow would lose to a Deny guardrail listed after it; list every Deny guardrail of its direction first".to_owned(),
+                });
+            }
+        }
+    }
+    problems
+}
+
 pub(super) fn render(context: &Context<'_>) -> Result<Vec<Object>, UnsupportedFields> {
+    let problems = order_problems(context);
+    if !problems.is_empty() {
+        return Err(UnsupportedFields(problems));
+    }
     let mut covered = endpoints(
         context
             .baseline

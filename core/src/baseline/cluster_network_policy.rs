@@ -23,6 +23,8 @@ pub const SAME_NAMESPACE_PRIORITY: i32 = 900;
 pub const BASELINE_PRIORITY: i32 = 901;
 
 const ENGINE: &str = "ClusterNetworkPolicy";
+/// The most `protocols` items of one rule (the API's limit).
+const MAX_PROTOCOLS: usize = 25;
 
 /// Rules of one direction, and what could not be expressed.
 #[derive(Default)]
@@ -142,6 +144,16 @@ fn protocols(
     unsupported: &mut Vec<Unsupported>,
 ) -> Option<Vec<ProtocolMatch>> {
     if let Ports::Only(list) = ports {
+        if list.len() > MAX_PROTOCOLS {
+            unsupported.push(Unsupported {
+                field: format!("{path}.ports"),
+                engine: ENGINE,
+                message: format!(
+                    "has {} ports; a ClusterNetworkPolicy rule holds at most {MAX_PROTOCOLS}: use a port range (endPort) or fewer ports",
+                    list.len()
+                ),
+            });
+        }
         for (index, port) in list.iter().enumerate() {
             if let PortValue::Name(name) = &port.port {
                 unsupported.push(Unsupported {

@@ -162,7 +162,13 @@ pub fn coverage(
                     (baseline.created(), baseline.name()),
                 )
             })
-            .min_by_key(|other| other.name().to_owned());
+            .min_by(|a, b| {
+                if older((a.created(), a.name()), (b.created(), b.name())) {
+                    std::cmp::Ordering::Less
+                } else {
+                    std::cmp::Ordering::Greater
+                }
+            });
         match winner {
             Some(winner) => coverage
                 .lost
@@ -177,7 +183,8 @@ pub fn coverage(
     coverage
 }
 
-/// The objects of `baseline` for `engine`, over its `coverage`.
+/// The objects of `baseline` for `engine`, over its `coverage`; `operator` is netfence's own
+/// namespace, left out like the cluster's own (a deny there would cut netfence off).
 ///
 /// # Errors
 ///
@@ -186,9 +193,11 @@ pub fn render(
     baseline: &ValidatedBaseline,
     engine: Engine,
     coverage: &Coverage,
+    operator: Option<&str>,
 ) -> Result<Vec<Object>, UnsupportedFields> {
     let mut excluded = baseline.excluded().clone();
     excluded.extend(coverage.lost.iter().map(|(namespace, _)| namespace.clone()));
+    excluded.extend(operator.map(str::to_owned));
     let context = Context {
         baseline,
         covered: &coverage.covered,

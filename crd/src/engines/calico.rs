@@ -20,6 +20,9 @@ pub const TIER_KIND: &str = "Tier";
 pub const DEFAULT_TIER: &str = "default";
 /// The order Calico gives Kubernetes NetworkPolicies in the default tier.
 pub const NETWORK_POLICY_ORDER: f64 = 1000.0;
+/// The rule annotation that carries the name of the guardrail or allow a rule renders (Calico
+/// rules have no name of their own).
+pub const RULE_ANNOTATION: &str = "netfence.io/rule";
 /// The order of Calico's `default` tier (Calico 3.30 and later).
 pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
 

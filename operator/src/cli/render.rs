@@ -49,7 +49,15 @@ pub struct Args {
     /// Calico, Cilium or NetworkPolicy (without either: ClusterNetworkPolicy).
     #[arg(long, value_parser = engine_argument)]
     pub engine: Option<Engine>,
+
+    /// netfence's own namespace, which a ClusterBaseline never covers (as `netfence run
+    /// --operator-namespace`).
+    #[arg(long, default_value = OPERATOR_NAMESPACE, value_parser = namespace_argument)]
+    pub operator_namespace: String,
 }
+
+/// The namespace `config/default` installs netfence in.
+pub const OPERATOR_NAMESPACE: &str = "netfence-system";
 
 fn engine_argument(text: &str) -> Result<Engine, String> {
     text.parse()
@@ -174,6 +182,7 @@ pub fn isolations(
 pub fn baselines(
     documents: &[Document],
     engine: Option<Engine>,
+    operator_namespace: &str,
     notes: &mut Vec<String>,
 ) -> Result<Vec<baseline::Object>, Vec<String>> {
     let expected_api_version = format!("{}/v1alpha1", netfence_crd::GROUP);
@@ -230,7 +239,7 @@ pub fn baselines(
     let all: Vec<&ValidatedBaseline> = valid.iter().map(|(_, baseline)| baseline).collect();
     let mut objects = Vec::new();
     for (source, validated) in &valid {
-        let coverage = baseline::coverage(validated, &all, &namespaces, None);
+        let coverage = baseline::coverage(validated, &all, &namespaces, Some(operator_namespace));
         if coverage.covered.is_empty() {
             notes.push(format!(
                 "{source}: ClusterBaseline {} covers none of the {} Namespace manifest(s) given; its cluster-wide objects are rendered all the same (pass the namespaces it should cover, such as `kubectl get namespaces -o yaml`, for its per-namespace ones)",
@@ -245,7 +254,7 @@ pub fn baselines(
             ));
         }
         let engine = baseline::engine(validated, engine);
-        match baseline::render(validated, engine, &coverage) {
+        match baseline::render(validated, engine, &coverage, Some(operator_namespace)) {
             Ok(rendered) => objects.extend(rendered),
             Err(unsupported) => errors.extend(
                 unsupported
@@ -362,7 +371,12 @@ pub(super) fn run(args: &Args) -> ExitCode {
     };
     let mut notes = Vec::new();
     let result = isolations(&documents, &mut notes);
-    let baseline_result = baselines(&documents, args.engine, &mut notes);
+    let baseline_result = baselines(
+        &documents,
+        args.engine,
+        &args.operator_namespace,
+        &mut notes,
+    );
     for note in &notes {
         eprintln!("note: {note}");
     }

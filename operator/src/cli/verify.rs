@@ -18,12 +18,16 @@ use std::{
     process::ExitCode,
 };
 
-use k8s_openapi::api::{
-    core::v1::{Namespace, Pod},
-    networking::v1::NetworkPolicy,
+use k8s_openapi::{
+    api::{
+        core::v1::{Namespace, Pod},
+        networking::v1::NetworkPolicy,
+    },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 
 use super::EXIT_BAD_INPUT;
+use netfence_core::meta::BASELINE_LABEL;
 use netfence_crd::engines::{calico, cilium, cluster_network_policy};
 use netfence_verify::{
     self as verify, Cluster, Probe, cluster_wide::ClusterWidePolicies, intent, report,
@@ -163,33 +167,45 @@ fn read_cluster_wide(
     Some(result)
 }
 
+/// The apiVersion verify reads a document's kind in; or, for a kind it skips, how the note
+/// names it (another group's kind of the same name with its apiVersion: Antrea's
+/// ClusterNetworkPolicy and Tier, Calico's backing crd.projectcalico.org/v1).
+fn expected_api_version(document: &Document) -> Result<&'static str, String> {
+    let api_version = document.api_version();
+    match document.kind() {
+        "Namespace" | "Pod" => Ok("v1"),
+        "NetworkPolicy" => Ok("networking.k8s.io/v1"),
+        "NamespaceIsolation" | "IsolationTemplate" | "ClusterBaseline" => {
+            Ok("netfence.io/v1alpha1")
+        }
+        "ClusterNetworkPolicy" => cluster_network_policy::API_VERSIONS
+            .into_iter()
+            .find(|version| *version == api_version)
+            .ok_or_else(|| format!("ClusterNetworkPolicy ({api_version})")),
+        "GlobalNetworkPolicy" | "Tier" if api_version == calico::API_VERSION => {
+            Ok(calico::API_VERSION)
+        }
+        "CiliumClusterwideNetworkPolicy" if api_version == cilium::API_VERSION => {
+            Ok(cilium::API_VERSION)
+        }
+        kind @ ("GlobalNetworkPolicy" | "Tier" | "CiliumClusterwideNetworkPolicy") => {
+            Err(format!("{kind} ({api_version})"))
+        }
+        "" => Err("object without kind".to_owned()),
+        other => Err(other.to_owned()),
+    }
+}
+
 /// Sort documents by kind; collect every error and a note per skipped kind.
 fn classify(documents: Vec<Document>, errors: &mut Vec<String>, notes: &mut Vec<String>) -> Input {
     let mut input = Input::default();
     let mut skipped: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for document in documents {
-        let expected = match document.kind() {
-            "Namespace" | "Pod" => "v1",
-            "NetworkPolicy" => "networking.k8s.io/v1",
-            "NamespaceIsolation" | "IsolationTemplate" | "ClusterBaseline" => {
-                "netfence.io/v1alpha1"
-            }
-            "ClusterNetworkPolicy"
-                if cluster_network_policy::API_VERSIONS.contains(&document.api_version()) =>
-            {
-                document.api_version()
-            }
-            "ClusterNetworkPolicy" => cluster_network_policy::API_VERSION,
-            "GlobalNetworkPolicy" | "Tier" => calico::API_VERSION,
-            "CiliumClusterwideNetworkPolicy" => cilium::API_VERSION,
-            other => {
-                let kind = if other.is_empty() {
-                    "object without kind"
-                } else {
-                    other
-                };
+        let expected = match expected_api_version(&document) {
+            Ok(expected) => expected,
+            Err(kind) => {
                 let entry = skipped
-                    .entry(kind.to_owned())
+                    .entry(kind)
                     .or_insert_with(|| (0, format!("{}: {}", document.source, document.name())));
                 entry.0 += 1;
                 continue;
@@ -267,58 +283,25 @@ fn classify(documents: Vec<Document>, errors: &mut Vec<String>, notes: &mut Vec<
 /// input's: it is what the cluster or the repository has.
 fn add_rendered(input: &mut Input, objects: Vec<netfence_core::baseline::Object>) {
     use netfence_core::baseline::Object;
+    /// Add `object` unless `list` holds one with its name (and namespace).
+    fn add<T>(list: &mut Vec<T>, object: T, meta: impl Fn(&T) -> &ObjectMeta) {
+        let key = |object: &T| (meta(object).namespace.clone(), meta(object).name.clone());
+        if !list.iter().any(|other| key(other) == key(&object)) {
+            list.push(object);
+        }
+    }
     let wide = &mut input.cluster_wide;
-    let named = |metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-        metadata.name.clone().unwrap_or_default()
-    };
     for object in objects {
         match object {
             Object::ClusterNetworkPolicy(policy) => {
-                if !wide
-                    .cluster_network_policies
-                    .iter()
-                    .any(|other| named(&other.metadata) == named(&policy.metadata))
-                {
-                    wide.cluster_network_policies.push(*policy);
-                }
+                add(&mut wide.cluster_network_policies, *policy, |o| &o.metadata);
             }
-            Object::CalicoTier(tier) => {
-                if !wide
-                    .calico_tiers
-                    .iter()
-                    .any(|other| named(&other.metadata) == named(&tier.metadata))
-                {
-                    wide.calico_tiers.push(*tier);
-                }
-            }
+            Object::CalicoTier(tier) => add(&mut wide.calico_tiers, *tier, |o| &o.metadata),
             Object::CalicoPolicy(policy) => {
-                if !wide
-                    .calico_policies
-                    .iter()
-                    .any(|other| named(&other.metadata) == named(&policy.metadata))
-                {
-                    wide.calico_policies.push(*policy);
-                }
+                add(&mut wide.calico_policies, *policy, |o| &o.metadata);
             }
-            Object::Cilium(policy) => {
-                if !wide
-                    .cilium_policies
-                    .iter()
-                    .any(|other| named(&other.metadata) == named(&policy.metadata))
-                {
-                    wide.cilium_policies.push(*policy);
-                }
-            }
-            Object::NetworkPolicy(policy) => {
-                let key = (policy.metadata.namespace.clone(), named(&policy.metadata));
-                if !input
-                    .policies
-                    .iter()
-                    .any(|other| (other.metadata.namespace.clone(), named(&other.metadata)) == key)
-                {
-                    input.policies.push(*policy);
-                }
-            }
+            Object::Cilium(policy) => add(&mut wide.cilium_policies, *policy, |o| &o.metadata),
+            Object::NetworkPolicy(policy) => add(&mut input.policies, *policy, |o| &o.metadata),
         }
     }
 }
@@ -376,7 +359,12 @@ fn execute_inner(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::R
     if !input.baselines.is_empty() {
         let mut documents = input.baselines.clone();
         documents.extend(input.namespace_documents.iter().cloned());
-        match super::render::baselines(&documents, None, &mut notes) {
+        match super::render::baselines(
+            &documents,
+            None,
+            super::render::OPERATOR_NAMESPACE,
+            &mut notes,
+        ) {
             Ok(objects) => add_rendered(&mut input, objects),
             Err(invalid) => errors.extend(invalid),
         }
@@ -517,13 +505,21 @@ fn prove(
     err: &mut dyn Write,
 ) -> io::Result<Result<bool, ()>> {
     let namespace = isolation.namespace().unwrap_or("default");
-    let found: Vec<NetworkPolicy> = input
+    // A ClusterBaseline's NetworkPolicies (its NetworkPolicy engine) apply beside the
+    // namespace's own, which are the input's or, when it has none, the rendered ones.
+    let (from_baselines, found): (Vec<NetworkPolicy>, Vec<NetworkPolicy>) = input
         .policies
         .iter()
         .filter(|policy| policy.metadata.namespace.as_deref().unwrap_or("default") == namespace)
         .cloned()
-        .collect();
-    let (policies, against) = if found.is_empty() {
+        .partition(|policy| {
+            policy
+                .metadata
+                .labels
+                .as_ref()
+                .is_some_and(|labels| labels.contains_key(BASELINE_LABEL))
+        });
+    let (mut policies, mut against) = if found.is_empty() {
         (
             netfence_core::render::network_policies(isolation),
             "the policies netfence renders for it".to_owned(),
@@ -535,6 +531,13 @@ fn prove(
             format!("the {count} NetworkPolicies of namespace {namespace} in the input"),
         )
     };
+    if !from_baselines.is_empty() {
+        against = format!(
+            "{against} and the {} NetworkPolicies of ClusterBaselines there",
+            from_baselines.len()
+        );
+        policies.extend(from_baselines);
+    }
     let labels = input
         .namespaces
         .iter()

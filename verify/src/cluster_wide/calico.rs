@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use netfence_crd::{
     engines::calico::{
         self as engine, API_VERSION, DEFAULT_TIER, DEFAULT_TIER_ORDER, EntityRule,
-        GlobalNetworkPolicy, PolicyType, Tier,
+        GlobalNetworkPolicy, PolicyType, RULE_ANNOTATION, Tier,
     },
     isolation::Protocol,
 };
@@ -33,11 +33,22 @@ const KIND: &str = "GlobalNetworkPolicy";
 /// What netfence does not model (`||`, parentheses, `global()`, ...), named.
 pub fn parse_expression(text: &str) -> Result<Selector, String> {
     let mut requirements = Vec::new();
+    // An empty selector is `all()`, as Calico reads it.
+    if text.trim().is_empty() {
+        return Ok(Selector::everything());
+    }
     for term in text.split("&&").map(str::trim) {
-        if term == "all()" || term.is_empty() && text.trim() == "all()" {
+        if term == "all()" {
             continue;
         }
-        requirements.push(parse_term(term)?);
+        let requirement = parse_term(term)?;
+        if requirement.key().starts_with("projectcalico.org/") {
+            return Err(format!(
+                "the selector term {term:?} reads Calico's own label {:?}, which netfence verify does not model; choose namespaces with namespaceSelector and the kubernetes.io/metadata.name label",
+                requirement.key()
+            ));
+        }
+        requirements.push(requirement);
     }
     Ok(Selector::from_requirements(requirements))
 }
@@ -172,8 +183,13 @@ fn policy(
         spec.namespace_selector.as_deref(),
         "spec.namespaceSelector",
     );
-    let (ingress_type, egress_type) = match &spec.types {
-        None => (true, !spec.egress.is_empty()),
+    // Calico's default: Ingress, unless the policy has egress rules and no ingress rule (then
+    // Egress only); both when it has both.
+    let (ingress_type, egress_type) = match spec.types.as_deref() {
+        None | Some([]) => (
+            spec.egress.is_empty() || !spec.ingress.is_empty(),
+            !spec.egress.is_empty(),
+        ),
         Some(types) => (
             types.contains(&PolicyType::Ingress),
             types.contains(&PolicyType::Egress),
@@ -321,7 +337,11 @@ fn convert_rule(
         peers,
         ports,
         action,
-        name: None,
+        // Calico rules have no name; netfence writes the guardrail's or allow's in an annotation.
+        name: rule
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.annotations.get(RULE_ANNOTATION).cloned()),
     }
 }
 
@@ -384,14 +404,16 @@ fn peers(checker: &mut PolicyChecker<'_>, entity: &EntityRule, field: &str) -> O
         .enumerate()
         .filter_map(|(index, text)| checker.cidr(text, &format!("{field}.notNets[{index}]")))
         .collect();
-    let nets: Vec<String> = entity
-        .nets
-        .clone()
-        .unwrap_or_else(|| vec!["0.0.0.0/0".to_owned(), "::/0".to_owned()]);
-    Some(
-        nets.iter()
+    let nets: Vec<_> = match &entity.nets {
+        Some(nets) => nets
+            .iter()
             .enumerate()
             .filter_map(|(index, text)| checker.cidr(text, &format!("{field}.nets[{index}]")))
+            .collect(),
+        None => super::every_address(),
+    };
+    Some(
+        nets.into_iter()
             .map(|cidr| {
                 Peer::IpBlock(IpBlock {
                     except: except

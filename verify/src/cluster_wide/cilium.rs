@@ -96,9 +96,8 @@ fn external(checker: &mut PolicyChecker<'_>, rules: &[CidrRule], field: &str) ->
 
 fn entities(checker: &mut PolicyChecker<'_>, entities: &[String], field: &str) -> Vec<Peer> {
     let world = || -> Vec<Peer> {
-        ["0.0.0.0/0", "::/0"]
+        super::every_address()
             .into_iter()
-            .filter_map(|text| crate::cidr::Cidr::parse(text).ok())
             .map(|cidr| {
                 Peer::External(IpBlock {
                     cidr,
@@ -324,13 +323,19 @@ pub(super) fn policies(
         return Vec::new();
     }
     let default_deny = spec.enable_default_deny.clone().unwrap_or_default();
+    // Cilium's default: default deny in each direction the policy has rules in (a list that is
+    // present and empty holds none).
+    let has_rules = |allow: &Option<Vec<Rule>>, deny: &Option<Vec<Rule>>| {
+        allow.as_ref().is_some_and(|rules| !rules.is_empty())
+            || deny.as_ref().is_some_and(|rules| !rules.is_empty())
+    };
     let isolates = [
         default_deny
             .ingress
-            .unwrap_or(ingress.is_some() || ingress_deny.is_some()),
+            .unwrap_or_else(|| has_rules(&ingress, &ingress_deny)),
         default_deny
             .egress
-            .unwrap_or(egress.is_some() || egress_deny.is_some()),
+            .unwrap_or_else(|| has_rules(&egress, &egress_deny)),
     ];
     let scope = |stage, isolates, fields| {
         Scope::ClusterWide(Box::new(ClusterWide {

@@ -10,7 +10,6 @@ use netfence_crd::{
 };
 
 use crate::{
-    cidr::Cidr,
     model::{
         Action, ClusterWide, EndOfTier, IpBlock, ModelError, NamespaceScope, Order, Peer, Policy,
         PolicyChecker, PortMatch, PortSpec, Rule, Scope, Stage,
@@ -142,9 +141,8 @@ fn pods_peer(checker: &mut PolicyChecker<'_>, pods: &NamespacedPod, field: &str)
 }
 
 fn every_address() -> Vec<Peer> {
-    ["0.0.0.0/0", "::/0"]
+    super::every_address()
         .into_iter()
-        .filter_map(|text| Cidr::parse(text).ok())
         .map(|cidr| {
             Peer::IpBlock(IpBlock {
                 cidr,

@@ -92,6 +92,14 @@ fn checker<'a>(
     (name, checker)
 }
 
+/// Every IPv4 and IPv6 address: `0.0.0.0/0` and `::/0`.
+fn every_address() -> Vec<crate::cidr::Cidr> {
+    ["0.0.0.0/0", "::/0"]
+        .into_iter()
+        .filter_map(|text| crate::cidr::Cidr::parse(text).ok())
+        .collect()
+}
+
 /// Thousandths: the model's integer order keys.
 fn thousandths(value: f64) -> i64 {
     // Orders are small numbers written by people; a value beyond i64 saturates.
