@@ -16,6 +16,7 @@
 mod calico;
 mod cilium;
 mod cluster_network_policy;
+pub mod plan;
 #[cfg(test)]
 mod tests;
 
