@@ -202,6 +202,28 @@ impl Salvage for IsolationTemplate {
     }
 }
 
+impl Salvage for netfence_crd::ClusterBaseline {
+    /// The whole spec when only the status is undecodable; else a spec that covers nothing a
+    /// reconcile acts on (the reconcile reports the error and writes nothing, and other
+    /// baselines ignore an undecodable one when they share out namespaces).
+    fn salvage(undecodable: &Undecodable) -> (Self, bool) {
+        let spec: Option<netfence_crd::ClusterBaselineSpec> = part(&undecodable.raw, "/spec");
+        let whole = spec.is_some();
+        let spec = spec.unwrap_or_else(|| {
+            netfence_crd::ClusterBaselineSpec::deserialize(serde_json::json!({
+                "namespaceSelector": {"matchExpressions": [{"key": "netfence.io/undecodable", "operator": "Exists"}]}
+            }))
+            .unwrap_or_else(|_| unreachable!("a namespace selector is the only required field"))
+        });
+        let object = netfence_crd::ClusterBaseline {
+            metadata: undecodable.metadata.clone(),
+            spec,
+            status: None,
+        };
+        (object, whole)
+    }
+}
+
 impl Salvage for NetworkPolicy {
     /// Its metadata only: a plan then finds its spec differing from the rendered one, and
     /// netfence restores a policy it owns.

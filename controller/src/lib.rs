@@ -10,6 +10,7 @@
 //! Each step is a named function; `validate`, `render` and `plan` are pure and live in their own
 //! modules. A reconcile in steady state makes no write: the plan is empty and the status unchanged.
 
+mod baseline;
 mod cache;
 pub mod decode;
 pub mod events;
@@ -41,6 +42,7 @@ use kube::{
 };
 use netfence_crd::NamespaceIsolation;
 
+pub use baseline::{BaselineError, PreparedBaselines, prepare_baselines};
 pub use cache::{Changes, OwnWrites, PolicyCache};
 use decode::{Lenient, Undecodable};
 pub use events::Recorder;
@@ -107,8 +109,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// This instance's name in Events (the pod name in a cluster).
     pub instance: Option<String>,
-    /// Run the IsolationTemplate controller too (cluster-wide only: templates and namespaces are
-    /// cluster-scoped).
+    /// Run the cluster-wide controllers too, IsolationTemplate and ClusterBaseline (cluster-wide
+    /// only: templates, baselines and namespaces are cluster-scoped).
     pub templates: bool,
     /// netfence's own namespace: no template ever generates into it.
     pub operator_namespace: Option<String>,
@@ -120,6 +122,7 @@ pub struct Prepared {
     policies: PolicyCache,
     context: Arc<Context>,
     templates: Option<PreparedTemplates>,
+    baselines: Option<PreparedBaselines>,
     publisher: events::Publisher,
 }
 
@@ -141,11 +144,17 @@ impl Prepared {
         let publisher = tokio::spawn(self.publisher.run());
         // Ready once every cache of both controllers holds its first complete list.
         let templates_synced = self.templates.as_ref().map(PreparedTemplates::synced);
+        let baselines_synced = self.baselines.as_ref().map(PreparedBaselines::synced);
         tokio::spawn(async move {
             if synced(&isolations).await {
                 policies.wait_synced().await;
                 if let Some(templates_synced) = templates_synced
                     && !templates_synced.await
+                {
+                    return;
+                }
+                if let Some(baselines_synced) = baselines_synced
+                    && !baselines_synced.await
                 {
                     return;
                 }
@@ -176,11 +185,21 @@ impl Prepared {
                     tracing::debug!(%error, "reconcile did not complete");
                 }
             });
-        match self.templates {
-            Some(templates) => {
+        match (self.templates, self.baselines) {
+            (Some(templates), Some(baselines)) => {
+                futures::join!(
+                    isolations,
+                    templates.run(shutdown.clone()),
+                    baselines.run(shutdown)
+                );
+            }
+            (Some(templates), None) => {
                 futures::join!(isolations, templates.run(shutdown));
             }
-            None => isolations.await,
+            (None, Some(baselines)) => {
+                futures::join!(isolations, baselines.run(shutdown));
+            }
+            (None, None) => isolations.await,
         }
         // The controller and its context are gone, so the queue is closed: publish what is left.
         if tokio::time::timeout(Duration::from_secs(5), publisher)
@@ -370,21 +389,38 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
                     .saturating_mul(WAITING_PER_PERMIT),
             ),
         );
-    let templates = (settings.templates && settings.namespace.is_none()).then(|| {
-        prepare_templates(
-            context.client.clone(),
-            context.events.clone(),
-            settings.operator_namespace.clone(),
-            context.metrics.clone(),
-        )
-    });
+    let (templates, baselines) = prepare_cluster_wide(&context, settings);
     Prepared {
         controller,
         policies: policy_cache,
         context,
         templates,
+        baselines,
         publisher,
     }
+}
+
+/// The cluster-wide controllers (templates, baselines), when `settings` runs them.
+fn prepare_cluster_wide(
+    context: &Context,
+    settings: &Settings,
+) -> (Option<PreparedTemplates>, Option<PreparedBaselines>) {
+    if !settings.templates || settings.namespace.is_some() {
+        return (None, None);
+    }
+    let templates = prepare_templates(
+        context.client.clone(),
+        context.events.clone(),
+        settings.operator_namespace.clone(),
+        context.metrics.clone(),
+    );
+    let baselines = prepare_baselines(
+        context.client.clone(),
+        context.events.clone(),
+        settings.operator_namespace.clone(),
+        context.metrics.clone(),
+    );
+    (Some(templates), Some(baselines))
 }
 
 /// What happens to a resource that does not decode: counted under `reason` and logged (its

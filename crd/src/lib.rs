@@ -24,11 +24,12 @@ use kube::CustomResourceExt;
 /// The API group of every netfence resource.
 pub const GROUP: &str = "netfence.io";
 
-/// Every CustomResourceDefinition netfence installs, in a stable order. `ClusterBaseline` is not
-/// among them yet: `netfence render` and `netfence verify` read it from manifests, and its CRD
-/// ships with the controller that reconciles it (until then a ClusterBaseline in a cluster would
-/// be accepted and do nothing).
+/// Every CustomResourceDefinition netfence installs, in a stable order.
 #[must_use]
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![NamespaceIsolation::crd(), IsolationTemplate::crd()]
+    vec![
+        NamespaceIsolation::crd(),
+        IsolationTemplate::crd(),
+        ClusterBaseline::crd(),
+    ]
 }

@@ -806,6 +806,57 @@ pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Install a CustomResourceDefinition from a YAML file and wait until it is established;
+/// returns its name.
+///
+/// # Errors
+///
+/// When the file does not read, the API server refuses it, or it is not established in 30 s.
+pub async fn install_crd_file(client: &Client, path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    let crd: Value =
+        serde_saphyr::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))?;
+    let name = crd["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    apply_object(client, &crd).await?;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    eventually(Duration::from_secs(30), || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let conditions = api.get(&name).await.ok()?.status?.conditions?;
+            conditions
+                .iter()
+                .any(|condition| condition.type_ == "Established" && condition.status == "True")
+                .then_some(())
+        }
+    })
+    .await
+    .with_context(|| format!("CRD {name} was not established"))?;
+    Ok(name)
+}
+
+/// Install the engines' published CRDs (ClusterNetworkPolicy, Cilium) from their pinned Go
+/// modules (see [`cluster::build::ensure_engine_crds`]).
+///
+/// # Errors
+///
+/// When Go or a download fails, or a CRD does not install.
+pub async fn install_engine_crds(client: &Client) -> anyhow::Result<()> {
+    let crds = tokio::task::spawn_blocking(cluster::build::ensure_engine_crds)
+        .await
+        .context("the download task failed")??;
+    for (engine, path) in crds {
+        install_crd_file(client, &path)
+            .await
+            .with_context(|| format!("the {engine} CRD"))?;
+    }
+    Ok(())
+}
+
 /// A controller a scenario started (`netfence run`'s, in the test's process), stopped as on
 /// SIGTERM.
 pub struct RunningController {

@@ -7,10 +7,8 @@
 //! examples/baselines/*.yaml --netfence render --engine E--> objects --server-side apply--> accepted (or the test fails with the server's message)
 //! ```
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
-use anyhow::Context as _;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use kube::{
     Api,
@@ -18,35 +16,10 @@ use kube::{
 };
 use netfence::{cli::render::baselines, manifests};
 use netfence_crd::{ClusterBaseline, baseline::Engine};
-use netfence_e2e::{Cluster, apply_object, cluster::build::ensure_engine_crds, eventually, skip};
+use netfence_e2e::{Cluster, install_crd_file, install_engine_crds, skip};
 use serde_json::{Value, json};
 
 const FIELD_MANAGER: &str = "netfence-e2e-engines";
-
-async fn install(cluster: &Cluster, path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)?;
-    let crd: Value = serde_saphyr::from_str(&text)?;
-    let name = crd["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    apply_object(&cluster.client(), &crd).await?;
-    let api: Api<CustomResourceDefinition> = Api::all(cluster.client());
-    eventually(Duration::from_secs(30), || {
-        let api = api.clone();
-        let name = name.clone();
-        async move {
-            let conditions = api.get(&name).await.ok()?.status?.conditions?;
-            conditions
-                .iter()
-                .any(|condition| condition.type_ == "Established" && condition.status == "True")
-                .then_some(())
-        }
-    })
-    .await
-    .with_context(|| format!("CRD {name} was not established"))?;
-    Ok(name)
-}
 
 /// A file holding `value` as JSON (which is YAML).
 fn tempfile_with(value: &Value) -> tempfile::NamedTempFile {
@@ -106,15 +79,9 @@ fn example_files() -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn every_rendered_baseline_object_is_accepted_by_the_engines_published_crds() {
     let cluster = Cluster::start().await.expect("cluster");
-    let crds = tokio::task::spawn_blocking(ensure_engine_crds)
+    install_engine_crds(&cluster.client())
         .await
-        .expect("joins")
         .expect("the engines' CRDs from their pinned Go modules");
-    for (engine, path) in &crds {
-        install(&cluster, path)
-            .await
-            .unwrap_or_else(|error| panic!("{engine}: {}: {error:#}", path.display()));
-    }
     skip(
         "calico_crds",
         "Calico's projectcalico.org/v3 kinds are served by the Calico API server, not CRDs, and the module with their definitions (github.com/projectcalico/api) is refused by the Go module proxy for every version; Calico's rendering is checked by its snapshots and by netfence verify",
@@ -192,7 +159,7 @@ async fn the_clusterbaseline_crd_admits_the_examples_and_refuses_what_render_ref
     // config/default until the controller that reconciles it ships).
     let crd = serde_json::to_value(ClusterBaseline::crd()).expect("serializes");
     let crd_file = tempfile_with(&crd);
-    install(&cluster, crd_file.path())
+    install_crd_file(&cluster.client(), crd_file.path())
         .await
         .expect("the ClusterBaseline CRD installs");
     let mut names = Vec::new();

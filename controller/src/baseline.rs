@@ -1,0 +1,781 @@
+//! The ClusterBaseline controller: ClusterBaselines in, the cluster-wide objects of their engine
+//! kept exactly as rendered.
+//!
+//! ```text
+//! watch ClusterBaseline ------------------------------------------\
+//! reflect Namespace (any change: every baseline) -------------------+--> reconcile(baseline)
+//! watch each served engine kind + NetworkPolicy (netfence.io/baseline) /   validate -> engine -> render -> plan -> apply/delete -> status
+//! ```
+//!
+//! The decisions are pure (`netfence_core::baseline`: render, and `plan`: the engine, the writes,
+//! the status); this module reads the caches, discovers which engines the cluster serves (at
+//! start), carries the writes out by server-side apply and writes the status. A reconcile in
+//! steady state makes no write. Deleting a baseline deletes what it rendered through owner
+//! references; with `deletionPolicy: Orphan` a finalizer first takes the owner references off.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::{api::core::v1::Namespace, apimachinery::pkg::apis::meta::v1::Time};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{
+        ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+        Preconditions,
+    },
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::EventType,
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use netfence_core::{
+    ValidatedBaseline,
+    baseline::{
+        self, Coverage, Object,
+        plan::{BaselineOutcome, Owned, Served, engine_for},
+    },
+    meta::{BASELINE_LABEL, FINALIZER, is_controlled_by},
+    selector::Labels,
+};
+use netfence_crd::{
+    ClusterBaseline,
+    baseline::{BaselineDeletionPolicy, Engine},
+};
+use tracing::Instrument;
+
+use super::{
+    FIELD_MANAGER,
+    decode::{self, Lenient},
+};
+use crate::{events::EventQueue, metrics::Metrics, skeleton::Failures};
+
+/// How often a baseline is looked at again without any event.
+const RESYNC: Duration = Duration::from_secs(3600);
+
+/// The kinds a baseline may write, with whether each is namespaced.
+fn kinds() -> Vec<(Option<Engine>, ApiResource, bool)> {
+    let resource = |group: &str, version: &str, kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+    };
+    vec![
+        (
+            Some(Engine::ClusterNetworkPolicy),
+            resource(
+                "policy.networking.k8s.io",
+                "v1alpha2",
+                "ClusterNetworkPolicy",
+                "clusternetworkpolicies",
+            ),
+            false,
+        ),
+        (
+            Some(Engine::Calico),
+            resource("projectcalico.org", "v3", "Tier", "tiers"),
+            false,
+        ),
+        (
+            Some(Engine::Calico),
+            resource(
+                "projectcalico.org",
+                "v3",
+                "GlobalNetworkPolicy",
+                "globalnetworkpolicies",
+            ),
+            false,
+        ),
+        (
+            Some(Engine::Cilium),
+            resource(
+                "cilium.io",
+                "v2",
+                "CiliumClusterwideNetworkPolicy",
+                "ciliumclusterwidenetworkpolicies",
+            ),
+            false,
+        ),
+        (
+            None,
+            resource(
+                "networking.k8s.io",
+                "v1",
+                "NetworkPolicy",
+                "networkpolicies",
+            ),
+            true,
+        ),
+    ]
+}
+
+/// Why a baseline reconcile did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    /// The baseline has no UID (it did not come from an API server).
+    #[error("ClusterBaseline {0} has no uid: it did not come from an API server")]
+    Incomplete(String),
+    /// A write failed.
+    #[error("failed to {verb} {key}")]
+    Write {
+        /// apply, delete, or update.
+        verb: &'static str,
+        /// `Kind/name`.
+        key: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl super::skeleton::ReconcileError for BaselineError {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            BaselineError::Incomplete(_) => "baseline_incomplete",
+            BaselineError::Write { .. } => "baseline_write",
+        }
+    }
+}
+
+/// The objects the baselines own, as last observed, by key (`Kind/name`, `Kind/ns/name`).
+#[derive(Clone, Default)]
+struct OwnedCache {
+    objects: Arc<Mutex<BTreeMap<String, DynamicObject>>>,
+}
+
+fn key_of(kind: &str, object: &DynamicObject) -> String {
+    match &object.metadata.namespace {
+        Some(namespace) => format!("{kind}/{namespace}/{}", object.name_any()),
+        None => format!("{kind}/{}", object.name_any()),
+    }
+}
+
+impl OwnedCache {
+    fn apply(&self, kind: &str, event: &watcher::Event<DynamicObject>) {
+        let mut objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
+        match event {
+            watcher::Event::Init => {
+                let prefix = format!("{kind}/");
+                objects.retain(|key, _| !key.starts_with(&prefix));
+            }
+            watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
+                let mut object = object.clone();
+                object.metadata.managed_fields = None;
+                objects.insert(key_of(kind, &object), object);
+            }
+            watcher::Event::Delete(object) => {
+                objects.remove(&key_of(kind, object));
+            }
+            watcher::Event::InitDone => {}
+        }
+    }
+
+    /// The objects of the baseline named `name` with UID `uid`.
+    fn owned_by(&self, name: &str, uid: &str) -> Vec<(String, DynamicObject)> {
+        let objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
+        objects
+            .iter()
+            .filter(|(_, object)| {
+                object.labels().get(BASELINE_LABEL).map(String::as_str) == Some(name)
+                    && is_controlled_by(&object.metadata, uid)
+            })
+            .map(|(key, object)| (key.clone(), object.clone()))
+            .collect()
+    }
+}
+
+/// What every baseline reconcile shares.
+pub struct BaselineContext {
+    client: Client,
+    namespaces: Store<Namespace>,
+    baselines: Store<ClusterBaseline>,
+    owned: OwnedCache,
+    /// The engines this cluster served at start.
+    served: Served,
+    /// Every owned kind's watch listed once.
+    owned_synced: Arc<Mutex<usize>>,
+    owned_watches: usize,
+    failures: Failures<ObjectRef<ClusterBaseline>>,
+    metrics: Arc<Metrics>,
+    events: EventQueue,
+    operator_namespace: Option<String>,
+}
+
+/// The baseline controller, ready to run.
+pub struct PreparedBaselines {
+    client: Client,
+    namespaces: Store<Namespace>,
+    namespace_events: futures::stream::BoxStream<'static, Result<Namespace, watcher::Error>>,
+    baselines: Store<ClusterBaseline>,
+    baseline_events: futures::stream::BoxStream<'static, Result<ClusterBaseline, watcher::Error>>,
+    events: EventQueue,
+    metrics: Arc<Metrics>,
+    operator_namespace: Option<String>,
+}
+
+impl PreparedBaselines {
+    /// Resolves once the baseline and namespace caches have their first complete list.
+    pub fn synced(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let baselines = self.baselines.clone();
+        let namespaces = self.namespaces.clone();
+        async move { super::synced(&baselines).await && super::synced(&namespaces).await }
+    }
+
+    /// Discover the served engines, then run until `shutdown` resolves.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
+    ) {
+        let served = discover(&self.client).await;
+        tracing::info!(?served, "engines served for ClusterBaselines");
+        let owned = OwnedCache::default();
+        let owned_synced = Arc::new(Mutex::new(0));
+        let watched: Vec<(ApiResource, bool)> = kinds()
+            .into_iter()
+            .filter(|(engine, _, _)| engine.is_none_or(|engine| served.serves(engine)))
+            .map(|(_, resource, namespaced)| (resource, namespaced))
+            .collect();
+        let mut controller = Controller::for_stream(self.baseline_events, self.baselines.clone());
+        let every_baseline = self.baselines.clone();
+        controller = controller.watches_stream(self.namespace_events, move |_| {
+            every_baseline
+                .state()
+                .iter()
+                .map(|baseline| ObjectRef::from_obj(baseline.as_ref()))
+                .collect::<Vec<_>>()
+        });
+        for (resource, _) in &watched {
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), resource);
+            let kind = resource.kind.clone();
+            let cache = owned.clone();
+            let synced = owned_synced.clone();
+            let events = watcher::watcher(api, watcher::Config::default().labels(BASELINE_LABEL))
+                .default_backoff()
+                .inspect_ok(move |event| {
+                    cache.apply(&kind, event);
+                    if matches!(event, watcher::Event::InitDone) {
+                        *synced.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+                    }
+                })
+                .touched_objects();
+            controller = controller.watches_stream_with(
+                events,
+                |object: DynamicObject| {
+                    object
+                        .labels()
+                        .get(BASELINE_LABEL)
+                        .map(|name| ObjectRef::<ClusterBaseline>::new(name))
+                },
+                resource.clone(),
+            );
+        }
+        let context = Arc::new(BaselineContext {
+            client: self.client,
+            namespaces: self.namespaces,
+            baselines: self.baselines,
+            owned,
+            served,
+            owned_synced,
+            owned_watches: watched.len(),
+            failures: Failures::default(),
+            metrics: self.metrics,
+            events: self.events,
+            operator_namespace: self.operator_namespace,
+        });
+        let store = controller.store();
+        controller
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile, error_policy, context)
+            .take_until(super::forceful_shutdown(shutdown, store))
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "baseline reconcile did not complete");
+                }
+            })
+            .await;
+    }
+}
+
+/// Which engines' kinds the cluster serves.
+async fn discover(client: &Client) -> Served {
+    let mut served = Served::default();
+    for (engine, resource, _) in kinds() {
+        let Some(engine) = engine else { continue };
+        let gvk = GroupVersionKind::gvk(&resource.group, &resource.version, &resource.kind);
+        if kube::discovery::pinned_kind(client, &gvk).await.is_ok() {
+            match engine {
+                Engine::ClusterNetworkPolicy => served.cluster_network_policy = true,
+                Engine::Calico => served.calico = true,
+                Engine::Cilium => served.cilium = true,
+                Engine::NetworkPolicy => {}
+            }
+        }
+    }
+    served
+}
+
+/// Build the baseline controller: it watches ClusterBaselines and reflects Namespaces; the
+/// engines' kinds are watched once [`PreparedBaselines::run`] has discovered which are served.
+#[must_use]
+pub fn prepare_baselines(
+    client: Client,
+    events: EventQueue,
+    operator_namespace: Option<String>,
+    metrics: Arc<Metrics>,
+) -> PreparedBaselines {
+    let (namespaces, namespace_writer) = reflector::store();
+    let namespace_events = watcher(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default().page_size(super::LIST_PAGE),
+    )
+    .default_backoff()
+    .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
+    .reflect(namespace_writer)
+    .touched_objects()
+    .boxed();
+    let (baselines, baseline_writer) = reflector::store();
+    let bad_baseline =
+        super::report_undecodable(metrics.clone(), "undecodable_baseline", "ClusterBaseline");
+    let baseline_events = watcher(
+        Api::<Lenient<ClusterBaseline>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map_ok(move |event| decode::typed(event, &bad_baseline))
+    .reflect(baseline_writer)
+    .applied_objects()
+    .boxed();
+    PreparedBaselines {
+        client,
+        namespaces,
+        namespace_events,
+        baselines,
+        baseline_events,
+        events,
+        metrics,
+        operator_namespace,
+    }
+}
+
+#[allow(clippy::needless_pass_by_value)] // the signature is kube's `Controller::run` contract
+fn error_policy(
+    baseline: Arc<ClusterBaseline>,
+    error: &BaselineError,
+    context: Arc<BaselineContext>,
+) -> Action {
+    context
+        .failures
+        .error_policy(&ObjectRef::from(baseline.as_ref()), error)
+}
+
+/// Reconcile one ClusterBaseline, and keep its failure count for the backoff.
+pub async fn reconcile(
+    baseline: Arc<ClusterBaseline>,
+    context: Arc<BaselineContext>,
+) -> Result<Action, BaselineError> {
+    let span = tracing::info_span!("baseline", name = %baseline.name_any());
+    let result = reconcile_steps(&baseline, &context).instrument(span).await;
+    context.failures.record(
+        &ObjectRef::from(baseline.as_ref()),
+        &result,
+        &context.metrics,
+    );
+    result
+}
+
+async fn reconcile_steps(
+    resource: &ClusterBaseline,
+    context: &BaselineContext,
+) -> Result<Action, BaselineError> {
+    let name = resource.name_any();
+    let Some(uid) = resource.uid() else {
+        return Err(BaselineError::Incomplete(name));
+    };
+    if resource.metadata.deletion_timestamp.is_some() {
+        return finish_deletion(resource, &uid, context).await;
+    }
+    // A plan made from half-filled caches would delete what it cannot see.
+    let owned_ready = *context
+        .owned_synced
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        >= context.owned_watches;
+    if !(owned_ready && super::synced(&context.namespaces).await) {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    keep_finalizer(resource, context).await?;
+
+    let validated = match decode::undecodable(resource) {
+        Some(errors) => Err(errors),
+        None => ValidatedBaseline::try_from(resource),
+    };
+    let validated = match validated {
+        Ok(validated) => validated,
+        Err(errors) => {
+            let outcome = BaselineOutcome::InvalidSpec(&errors);
+            report(
+                resource,
+                context,
+                &outcome,
+                EventType::Warning,
+                "InvalidSpec",
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let engine = match engine_for(validated.engine(), context.served) {
+        Ok(engine) => engine,
+        Err(engine) => {
+            let outcome = BaselineOutcome::EngineNotServed(engine);
+            report(
+                resource,
+                context,
+                &outcome,
+                EventType::Warning,
+                "EngineNotServed",
+            )
+            .await;
+            return Ok(Action::requeue(RESYNC));
+        }
+    };
+    let coverage = coverage(resource, &validated, context);
+    let rendered = match baseline::render(
+        &validated,
+        engine,
+        &coverage,
+        context.operator_namespace.as_deref(),
+    ) {
+        Ok(rendered) => rendered,
+        Err(unsupported) => {
+            let outcome = BaselineOutcome::Unsupported(engine, unsupported.to_string());
+            report(
+                resource,
+                context,
+                &outcome,
+                EventType::Warning,
+                "Unsupported",
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let owned: Vec<Owned> = context
+        .owned
+        .owned_by(&name, &uid)
+        .into_iter()
+        .map(|(key, object)| Owned {
+            key,
+            uid: object.uid(),
+            object: serde_json::to_value(&object).unwrap_or_default(),
+        })
+        .collect();
+    let plan = baseline::plan::plan(&rendered, &owned);
+    if let Err(error) = execute(resource, context, &plan).await {
+        let outcome = BaselineOutcome::ApplyFailed(engine, error.to_string());
+        report(
+            resource,
+            context,
+            &outcome,
+            EventType::Warning,
+            "ApplyFailed",
+        )
+        .await;
+        return Err(error);
+    }
+    let outcome = BaselineOutcome::Done {
+        engine,
+        covered: coverage.covered.len(),
+        objects: rendered.iter().map(Object::key).collect(),
+    };
+    write_status(resource, context, &outcome).await;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// The namespaces `validated` covers, beside the other baselines (readable, not being deleted).
+fn coverage(
+    resource: &ClusterBaseline,
+    validated: &ValidatedBaseline,
+    context: &BaselineContext,
+) -> Coverage {
+    let namespaces: Vec<(String, Labels)> = context
+        .namespaces
+        .state()
+        .iter()
+        .map(|namespace| {
+            let name = namespace.name_any();
+            let mut labels = namespace.labels().clone();
+            labels.insert(
+                netfence_crd::isolation::NAMESPACE_NAME_LABEL.to_owned(),
+                name.clone(),
+            );
+            (name, labels)
+        })
+        .collect();
+    let others: Vec<ValidatedBaseline> = context
+        .baselines
+        .state()
+        .iter()
+        .filter(|other| other.uid() != resource.uid())
+        .filter(|other| other.metadata.deletion_timestamp.is_none())
+        .filter(|other| decode::undecodable(other.as_ref()).is_none())
+        .filter_map(|other| ValidatedBaseline::try_from(other.as_ref()).ok())
+        .collect();
+    let others: Vec<&ValidatedBaseline> = others.iter().collect();
+    baseline::coverage(
+        validated,
+        &others,
+        &namespaces,
+        context.operator_namespace.as_deref(),
+    )
+}
+
+/// The API of one rendered object's kind.
+fn api_for(client: &Client, object: &serde_json::Value) -> (Api<DynamicObject>, String, String) {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let resource = kinds()
+        .into_iter()
+        .map(|(_, resource, _)| resource)
+        .find(|resource| resource.kind == kind && resource.group == group)
+        .unwrap_or_else(|| ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind)));
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let api = match object["metadata"]["namespace"].as_str() {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    (api, kind.to_owned(), name)
+}
+
+/// Apply what the plan applies, delete what it deletes.
+async fn execute(
+    resource: &ClusterBaseline,
+    context: &BaselineContext,
+    plan: &baseline::plan::BaselinePlan,
+) -> Result<(), BaselineError> {
+    for object in &plan.apply {
+        let body = serde_json::to_value(object).unwrap_or_default();
+        let (api, _, name) = api_for(&context.client, &body);
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|source| BaselineError::Write {
+            verb: "apply",
+            key: object.key(),
+            source,
+        })?;
+        tracing::info!(object = %object.key(), "applied");
+        event(
+            context,
+            resource,
+            EventType::Normal,
+            "ObjectApplied",
+            format!("{} written", object.key()),
+        );
+    }
+    for (key, uid) in &plan.delete {
+        let Some(object) = context
+            .owned
+            .objects
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned()
+        else {
+            continue;
+        };
+        let body = serde_json::to_value(&object).unwrap_or_default();
+        let (api, _, name) = api_for(&context.client, &body);
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => {
+                event(
+                    context,
+                    resource,
+                    EventType::Normal,
+                    "ObjectDeleted",
+                    format!("{key} deleted: the baseline no longer renders it"),
+                );
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(source) => {
+                return Err(BaselineError::Write {
+                    verb: "delete",
+                    key: key.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// With `deletionPolicy: Orphan`, the finalizer that lets the operator take its owner references
+/// off before the baseline goes; without, no finalizer (garbage collection deletes).
+async fn keep_finalizer(
+    resource: &ClusterBaseline,
+    context: &BaselineContext,
+) -> Result<(), BaselineError> {
+    let wanted = resource.spec.deletion_policy == BaselineDeletionPolicy::Orphan;
+    let has = resource
+        .finalizers()
+        .iter()
+        .any(|finalizer| finalizer == FINALIZER);
+    if wanted == has {
+        return Ok(());
+    }
+    let mut finalizers: Vec<String> = resource
+        .finalizers()
+        .iter()
+        .filter(|finalizer| *finalizer != FINALIZER)
+        .cloned()
+        .collect();
+    if wanted {
+        finalizers.push(FINALIZER.to_owned());
+    }
+    set_finalizers(resource, context, finalizers).await
+}
+
+async fn set_finalizers(
+    resource: &ClusterBaseline,
+    context: &BaselineContext,
+    finalizers: Vec<String>,
+) -> Result<(), BaselineError> {
+    let api: Api<Lenient<ClusterBaseline>> = Api::all(context.client.clone());
+    // A JSON patch with a resourceVersion test: never overwrites another writer's finalizers.
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": resource.resource_version(),
+        }
+    });
+    api.patch(
+        &resource.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| BaselineError::Write {
+        verb: "update the finalizers of",
+        key: format!("ClusterBaseline/{}", resource.name_any()),
+        source,
+    })
+}
+
+/// A baseline being deleted: with the finalizer (Orphan), take the owner references off what
+/// it owns, then the finalizer.
+async fn finish_deletion(
+    resource: &ClusterBaseline,
+    uid: &str,
+    context: &BaselineContext,
+) -> Result<Action, BaselineError> {
+    if !resource
+        .finalizers()
+        .iter()
+        .any(|finalizer| finalizer == FINALIZER)
+    {
+        return Ok(Action::await_change());
+    }
+    if resource.spec.deletion_policy == BaselineDeletionPolicy::Orphan {
+        for (key, object) in context.owned.owned_by(&resource.name_any(), uid) {
+            let body = serde_json::to_value(&object).unwrap_or_default();
+            let (api, _, name) = api_for(&context.client, &body);
+            let patch = serde_json::json!({"metadata": {"ownerReferences": null}});
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(BaselineError::Write {
+                        verb: "orphan",
+                        key,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    let finalizers = resource
+        .finalizers()
+        .iter()
+        .filter(|finalizer| *finalizer != FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(resource, context, finalizers).await?;
+    Ok(Action::await_change())
+}
+
+fn event(
+    context: &BaselineContext,
+    resource: &ClusterBaseline,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    super::skeleton::event(
+        &context.events,
+        resource.object_ref(&()),
+        type_,
+        reason,
+        note,
+        None,
+    );
+}
+
+/// Write a failing outcome's status, with a Warning Event when it changed.
+async fn report(
+    resource: &ClusterBaseline,
+    context: &BaselineContext,
+    outcome: &BaselineOutcome<'_>,
+    type_: EventType,
+    reason: &str,
+) {
+    if let Some(message) = write_status(resource, context, outcome).await {
+        event(context, resource, type_, reason, message);
+    }
+}
+
+/// Write the status when it changed; returns the Ready message when it wrote.
+async fn write_status(
+    resource: &ClusterBaseline,
+    context: &BaselineContext,
+    outcome: &BaselineOutcome<'_>,
+) -> Option<String> {
+    let new = baseline::plan::status(
+        outcome,
+        resource.metadata.generation,
+        resource.status.as_ref(),
+        Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    if resource.status.as_ref() == Some(&new) {
+        return None;
+    }
+    let api: Api<Lenient<ClusterBaseline>> = Api::all(context.client.clone());
+    if let Err(error) = super::apply_status(&api, &resource.name_any(), &new).await {
+        tracing::warn!(%error, "failed to write the status");
+        return None;
+    }
+    new.conditions
+        .first()
+        .map(|condition| condition.message.clone())
+}

@@ -1,0 +1,235 @@
+//! The ClusterBaseline controller, on the sandbox and on the real control plane: a baseline with
+//! the ClusterNetworkPolicy engine (the engine's published CRD installed from its pinned Go
+//! module) is rendered, reported in status, kept true when someone edits or deletes what it
+//! wrote, follows namespaces as they come and go, refuses what its engine cannot express without
+//! touching what is written, says when its engine is not served, and takes its objects with it.
+
+use std::time::Duration;
+
+use kube::{
+    Api, ResourceExt,
+    api::{
+        ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    },
+};
+use netfence_core::meta::BASELINE_LABEL;
+use netfence_crd::ClusterBaseline;
+use netfence_e2e::{Env, env::RUN_LABEL, eventually, install_engine_crds};
+use serde_json::json;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn cluster_network_policies(env: &Env) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(
+            "policy.networking.k8s.io",
+            "v1alpha2",
+            "ClusterNetworkPolicy",
+        ),
+        "clusternetworkpolicies",
+    );
+    Api::all_with(env.client.clone(), &resource)
+}
+
+/// The names of the ClusterNetworkPolicies of the baseline `name`, sorted.
+async fn rendered(env: &Env, name: &str) -> Vec<String> {
+    let mut names: Vec<String> = cluster_network_policies(env)
+        .list(&ListParams::default().labels(&format!("{BASELINE_LABEL}={name}")))
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Wait until the baseline's Ready condition has `reason`; returns it.
+async fn wait_ready(env: &Env, name: &str, reason: &str) -> ClusterBaseline {
+    let api: Api<ClusterBaseline> = Api::all(env.client.clone());
+    let found = eventually(LIMIT, || {
+        let api = api.clone();
+        async move {
+            let baseline = api.get(name).await.ok()?;
+            let condition = baseline.status.as_ref()?.conditions.first()?.clone();
+            (condition.reason == reason
+                && baseline.status.as_ref()?.observed_generation == baseline.metadata.generation)
+                .then_some(baseline)
+        }
+    })
+    .await;
+    let last = api
+        .get(name)
+        .await
+        .ok()
+        .and_then(|baseline| baseline.status);
+    found.unwrap_or_else(|| panic!("ClusterBaseline {name} never reported {reason}: {last:?}"))
+}
+
+/// Wait until `check` holds on the baseline's objects.
+async fn wait_objects(env: &Env, name: &str, what: &str, check: impl Fn(&[String]) -> bool) {
+    let found = eventually(LIMIT, || {
+        let check = &check;
+        async move {
+            let names = rendered(env, name).await;
+            check(&names).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        found.is_some(),
+        "{what}: the baseline holds {:?}",
+        rendered(env, name).await
+    );
+}
+
+/// If this fails, a ClusterBaseline would not reach the cluster, would not be kept true, or would
+/// leave objects behind: the cluster-wide deny a platform team relies on would be missing or
+/// wrong without a word.
+#[tokio::test]
+async fn a_baseline_is_rendered_kept_and_removed() {
+    let mut env = Env::start_alone().await;
+    install_engine_crds(&env.client)
+        .await
+        .expect("the engines' CRDs");
+    let first = env.run_namespace("baseline-a", true).await;
+    let second = env.run_namespace("baseline-b", true).await;
+    let name = format!("zt-{}", env.run);
+    let api: Api<ClusterBaseline> = Api::all(env.client.clone());
+    let baseline = json!({
+        "apiVersion": "netfence.io/v1alpha1",
+        "kind": "ClusterBaseline",
+        "metadata": {"name": name},
+        "spec": {
+            "engine": "ClusterNetworkPolicy",
+            "namespaceSelector": {"matchLabels": {RUN_LABEL: env.run}},
+            "sameNamespace": "Allow",
+            "guardrails": [{"name": "no-cloud-metadata", "action": "Deny", "direction": "Egress", "ipBlock": {"cidr": "169.254.169.254/32"}}]
+        }
+    });
+    api.create(
+        &kube::api::PostParams::default(),
+        &serde_json::from_value(baseline).expect("a baseline"),
+    )
+    .await
+    .expect("created");
+    // Started after the engine's CRD is served: the controller discovers engines at start.
+    env.start_controller(None);
+
+    let ready = wait_ready(&env, &name, "Reconciled").await;
+    let status = ready.status.expect("status");
+    assert_eq!(
+        status.engine,
+        Some(netfence_crd::baseline::Engine::ClusterNetworkPolicy)
+    );
+    assert_eq!(status.covered_namespaces, Some(2));
+    let expected = vec![
+        format!("{name}-baseline"),
+        format!("{name}-guardrails"),
+        format!("{name}-same-namespace-{first}"),
+        format!("{name}-same-namespace-{second}"),
+    ];
+    assert_eq!(rendered(&env, &name).await, expected);
+
+    // Deleted or edited by someone: written back.
+    let objects = cluster_network_policies(&env);
+    objects
+        .delete(&format!("{name}-baseline"), &DeleteParams::default())
+        .await
+        .expect("deleted");
+    wait_objects(
+        &env,
+        &name,
+        "the deleted baseline object is restored",
+        |names| names == expected.as_slice(),
+    )
+    .await;
+    objects
+        .patch(
+            &format!("{name}-guardrails"),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"egress": [{"name": "opened", "action": "Accept", "to": [{"networks": ["0.0.0.0/0"]}]}]}})),
+        )
+        .await
+        .expect("edited");
+    let restored = eventually(LIMIT, || {
+        let objects = objects.clone();
+        let name = name.clone();
+        async move {
+            let guardrails = objects.get(&format!("{name}-guardrails")).await.ok()?;
+            (guardrails.data["spec"]["egress"][0]["action"] == "Deny").then_some(())
+        }
+    })
+    .await;
+    assert!(restored.is_some(), "the edited guardrail is written back");
+
+    // A namespace that comes gets its same-namespace object; one that leaves loses it.
+    let third = env.run_namespace("baseline-c", true).await;
+    wait_objects(&env, &name, "the new namespace is covered", |names| {
+        names.contains(&format!("{name}-same-namespace-{third}"))
+    })
+    .await;
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(env.client.clone())
+        .patch(
+            &first,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {RUN_LABEL: null}}})),
+        )
+        .await
+        .expect("relabelled");
+    wait_objects(&env, &name, "the relabelled namespace is pruned", |names| {
+        !names.contains(&format!("{name}-same-namespace-{first}"))
+    })
+    .await;
+
+    // What the engine cannot express: reported, and nothing written is touched.
+    let before = rendered(&env, &name).await;
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"engine": "NetworkPolicy"}})),
+    )
+    .await
+    .expect("patched");
+    let unsupported = wait_ready(&env, &name, "Unsupported").await;
+    let message = unsupported.status.expect("status").conditions[0]
+        .message
+        .clone();
+    assert!(
+        message.contains("spec.guardrails[0]: NetworkPolicy cannot express this"),
+        "{message}"
+    );
+    assert_eq!(rendered(&env, &name).await, before);
+
+    // An engine the cluster does not serve (no Calico here).
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"engine": "Calico"}})),
+    )
+    .await
+    .expect("patched");
+    wait_ready(&env, &name, "EngineNotServed").await;
+
+    // Back to its engine, then deleted: its objects go with it (owner references).
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"engine": "ClusterNetworkPolicy"}})),
+    )
+    .await
+    .expect("patched");
+    wait_ready(&env, &name, "Reconciled").await;
+    api.delete(&name, &DeleteParams::default())
+        .await
+        .expect("deleted");
+    wait_objects(
+        &env,
+        &name,
+        "the deleted baseline's objects are collected",
+        <[String]>::is_empty,
+    )
+    .await;
+    env.finish().await;
+}
