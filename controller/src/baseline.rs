@@ -408,61 +408,9 @@ async fn reconcile_steps(
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     keep_finalizer(resource, context).await?;
-
-    let validated = match decode::undecodable(resource) {
-        Some(errors) => Err(errors),
-        None => ValidatedBaseline::try_from(resource),
-    };
-    let validated = match validated {
-        Ok(validated) => validated,
-        Err(errors) => {
-            let outcome = BaselineOutcome::InvalidSpec(&errors);
-            report(
-                resource,
-                context,
-                &outcome,
-                EventType::Warning,
-                "InvalidSpec",
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
-    };
-    let engine = match engine_for(validated.engine(), context.served) {
-        Ok(engine) => engine,
-        Err(engine) => {
-            let outcome = BaselineOutcome::EngineNotServed(engine);
-            report(
-                resource,
-                context,
-                &outcome,
-                EventType::Warning,
-                "EngineNotServed",
-            )
-            .await;
-            return Ok(Action::requeue(RESYNC));
-        }
-    };
-    let coverage = coverage(resource, &validated, context);
-    let rendered = match baseline::render(
-        &validated,
-        engine,
-        &coverage,
-        context.operator_namespace.as_deref(),
-    ) {
-        Ok(rendered) => rendered,
-        Err(unsupported) => {
-            let outcome = BaselineOutcome::Unsupported(engine, unsupported.to_string());
-            report(
-                resource,
-                context,
-                &outcome,
-                EventType::Warning,
-                "Unsupported",
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
+    let (engine, coverage, rendered) = match desired(resource, context).await {
+        Ok(desired) => desired,
+        Err(action) => return Ok(action),
     };
     let owned: Vec<Owned> = context
         .owned
@@ -494,6 +442,70 @@ async fn reconcile_steps(
     };
     write_status(resource, context, &outcome).await;
     Ok(Action::requeue(RESYNC))
+}
+
+/// What the baseline renders on this cluster: its engine, coverage and objects; or, when it
+/// cannot render (invalid, engine not served, a field the engine cannot express), that reported
+/// in status and what to do next.
+async fn desired(
+    resource: &ClusterBaseline,
+    context: &BaselineContext,
+) -> Result<(Engine, Coverage, Vec<Object>), Action> {
+    let validated = match decode::undecodable(resource) {
+        Some(errors) => Err(errors),
+        None => ValidatedBaseline::try_from(resource),
+    };
+    let validated = match validated {
+        Ok(validated) => validated,
+        Err(errors) => {
+            let outcome = BaselineOutcome::InvalidSpec(&errors);
+            report(
+                resource,
+                context,
+                &outcome,
+                EventType::Warning,
+                "InvalidSpec",
+            )
+            .await;
+            return Err(Action::await_change());
+        }
+    };
+    let engine = match engine_for(validated.engine(), context.served) {
+        Ok(engine) => engine,
+        Err(engine) => {
+            let outcome = BaselineOutcome::EngineNotServed(engine);
+            report(
+                resource,
+                context,
+                &outcome,
+                EventType::Warning,
+                "EngineNotServed",
+            )
+            .await;
+            return Err(Action::requeue(RESYNC));
+        }
+    };
+    let coverage = coverage(resource, &validated, context);
+    match baseline::render(
+        &validated,
+        engine,
+        &coverage,
+        context.operator_namespace.as_deref(),
+    ) {
+        Ok(rendered) => Ok((engine, coverage, rendered)),
+        Err(unsupported) => {
+            let outcome = BaselineOutcome::Unsupported(engine, unsupported.to_string());
+            report(
+                resource,
+                context,
+                &outcome,
+                EventType::Warning,
+                "Unsupported",
+            )
+            .await;
+            Err(Action::await_change())
+        }
+    }
 }
 
 /// The namespaces `validated` covers, beside the other baselines (readable, not being deleted).

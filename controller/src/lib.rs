@@ -1,5 +1,6 @@
 //! The controllers: NamespaceIsolations in, their NetworkPolicies kept true; IsolationTemplates
-//! in, their NamespaceIsolations kept true. The I/O around the pure `netfence_core`.
+//! in, their NamespaceIsolations kept true; ClusterBaselines in, their engine's cluster-wide
+//! objects kept true (`baseline`). The I/O around the pure `netfence_core`.
 //!
 //! ```text
 //! watch NamespaceIsolation ----------------------------\

@@ -131,39 +131,9 @@ async fn a_baseline_is_rendered_kept_and_removed() {
         format!("{name}-same-namespace-{second}"),
     ];
     assert_eq!(rendered(&env, &name).await, expected);
+    steady_state_writes_nothing(&env, &name).await;
 
-    // Deleted or edited by someone: written back.
-    let objects = cluster_network_policies(&env);
-    objects
-        .delete(&format!("{name}-baseline"), &DeleteParams::default())
-        .await
-        .expect("deleted");
-    wait_objects(
-        &env,
-        &name,
-        "the deleted baseline object is restored",
-        |names| names == expected.as_slice(),
-    )
-    .await;
-    objects
-        .patch(
-            &format!("{name}-guardrails"),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"egress": [{"name": "opened", "action": "Accept", "to": [{"networks": ["0.0.0.0/0"]}]}]}})),
-        )
-        .await
-        .expect("edited");
-    let restored = eventually(LIMIT, || {
-        let objects = objects.clone();
-        let name = name.clone();
-        async move {
-            let guardrails = objects.get(&format!("{name}-guardrails")).await.ok()?;
-            (guardrails.data["spec"]["egress"][0]["action"] == "Deny").then_some(())
-        }
-    })
-    .await;
-    assert!(restored.is_some(), "the edited guardrail is written back");
-
+    drift_is_written_back(&env, &name, &expected).await;
     // A namespace that comes gets its same-namespace object; one that leaves loses it.
     let third = env.run_namespace("baseline-c", true).await;
     wait_objects(&env, &name, "the new namespace is covered", |names| {
@@ -183,35 +153,7 @@ async fn a_baseline_is_rendered_kept_and_removed() {
     })
     .await;
 
-    // What the engine cannot express: reported, and nothing written is touched.
-    let before = rendered(&env, &name).await;
-    api.patch(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"engine": "NetworkPolicy"}})),
-    )
-    .await
-    .expect("patched");
-    let unsupported = wait_ready(&env, &name, "Unsupported").await;
-    let message = unsupported.status.expect("status").conditions[0]
-        .message
-        .clone();
-    assert!(
-        message.contains("spec.guardrails[0]: NetworkPolicy cannot express this"),
-        "{message}"
-    );
-    assert_eq!(rendered(&env, &name).await, before);
-
-    // An engine the cluster does not serve (no Calico here).
-    api.patch(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"engine": "Calico"}})),
-    )
-    .await
-    .expect("patched");
-    wait_ready(&env, &name, "EngineNotServed").await;
-
+    what_cannot_be_written_is_reported(&env, &api, &name).await;
     // Back to its engine, then deleted: its objects go with it (owner references).
     api.patch(
         &name,
@@ -232,4 +174,105 @@ async fn a_baseline_is_rendered_kept_and_removed() {
     )
     .await;
     env.finish().await;
+}
+
+/// Deleted or edited by someone: written back.
+async fn drift_is_written_back(env: &Env, name: &str, expected: &[String]) {
+    let objects = cluster_network_policies(env);
+    objects
+        .delete(&format!("{name}-baseline"), &DeleteParams::default())
+        .await
+        .expect("deleted");
+    wait_objects(
+        env,
+        name,
+        "the deleted baseline object is restored",
+        |names| names == expected,
+    )
+    .await;
+    objects
+        .patch(
+            &format!("{name}-guardrails"),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"egress": [{"name": "opened", "action": "Accept", "to": [{"networks": ["0.0.0.0/0"]}]}]}})),
+        )
+        .await
+        .expect("edited");
+    let restored = eventually(LIMIT, || {
+        let objects = objects.clone();
+        let name = name.to_owned();
+        async move {
+            let guardrails = objects.get(&format!("{name}-guardrails")).await.ok()?;
+            (guardrails.data["spec"]["egress"][0]["action"] == "Deny").then_some(())
+        }
+    })
+    .await;
+    assert!(restored.is_some(), "the edited guardrail is written back");
+}
+
+/// What the engine cannot express, and an engine the cluster does not serve: reported, and
+/// nothing written is touched.
+async fn what_cannot_be_written_is_reported(env: &Env, api: &Api<ClusterBaseline>, name: &str) {
+    let before = rendered(env, name).await;
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"engine": "NetworkPolicy"}})),
+    )
+    .await
+    .expect("patched");
+    let unsupported = wait_ready(env, name, "Unsupported").await;
+    let message = unsupported.status.expect("status").conditions[0]
+        .message
+        .clone();
+    assert!(
+        message.contains("spec.guardrails[0]: NetworkPolicy cannot express this"),
+        "{message}"
+    );
+    assert_eq!(rendered(env, name).await, before);
+
+    // An engine the cluster does not serve (no Calico here).
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"engine": "Calico"}})),
+    )
+    .await
+    .expect("patched");
+    wait_ready(env, name, "EngineNotServed").await;
+}
+
+/// In steady state the controller writes nothing: no apply, no status (read from the audit log
+/// where the cluster has one readable).
+async fn steady_state_writes_nothing(env: &Env, name: &str) {
+    if !env.cluster.has_audit() {
+        netfence_e2e::skip(
+            "baseline_steady_state_writes",
+            "it reads the audit log, and this cluster's is not readable here",
+        );
+        return;
+    }
+    env.cluster
+        .audit_clear_when_quiet(Duration::from_secs(2))
+        .await;
+    // A relist of everything the controller watches would show here too: wait past a few
+    // reconciles' worth of events.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes: Vec<String> = env
+        .cluster
+        .audit()
+        .await
+        .into_iter()
+        .filter(|entry| {
+            entry.field_manager.as_deref() == Some("netfence") || entry.verb == "delete"
+        })
+        .filter(|entry| {
+            entry
+                .name
+                .as_deref()
+                .is_some_and(|object| object.starts_with(name))
+        })
+        .map(|entry| format!("{} {}/{:?}", entry.verb, entry.resource, entry.name))
+        .collect();
+    assert!(writes.is_empty(), "steady state wrote: {writes:?}");
 }

@@ -1,7 +1,8 @@
 //! What netfence renders for a ClusterBaseline, applied to the API server with each engine's
 //! published CustomResourceDefinitions installed (from the engines' pinned Go modules, see
 //! `e2e/upstream/engines/`): every object must be accepted as it is. The ClusterBaseline CRD's own
-//! rules are exercised too. Runs on the sandbox and on the real control plane.
+//! rules are exercised too. Runs on the sandbox and on the real control plane. (The scenario of
+//! the controller that writes these objects is `baseline.rs`.)
 //!
 //! ```text
 //! examples/baselines/*.yaml --netfence render --engine E--> objects --server-side apply--> accepted (or the test fails with the server's message)
@@ -9,24 +10,16 @@
 
 use std::path::Path;
 
-use kube::CustomResourceExt;
 use kube::{
     Api,
     api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams},
 };
 use netfence::{cli::render::baselines, manifests};
-use netfence_crd::{ClusterBaseline, baseline::Engine};
-use netfence_e2e::{Cluster, install_crd_file, install_engine_crds, skip};
+use netfence_crd::baseline::Engine;
+use netfence_e2e::{Cluster, install_engine_crds, skip};
 use serde_json::{Value, json};
 
 const FIELD_MANAGER: &str = "netfence-e2e-engines";
-
-/// A file holding `value` as JSON (which is YAML).
-fn tempfile_with(value: &Value) -> tempfile::NamedTempFile {
-    let mut file = tempfile::NamedTempFile::new().expect("temp file");
-    std::io::Write::write_all(&mut file, value.to_string().as_bytes()).expect("writes");
-    file
-}
 
 fn api_for(cluster: &Cluster, object: &Value) -> (Api<DynamicObject>, String) {
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
@@ -155,13 +148,7 @@ async fn every_rendered_baseline_object_is_accepted_by_the_engines_published_crd
 #[tokio::test]
 async fn the_clusterbaseline_crd_admits_the_examples_and_refuses_what_render_refuses() {
     let cluster = Cluster::start().await.expect("cluster");
-    // The CRD as `netfence_crd::ClusterBaseline::crd()` generates it (not installed by
-    // config/default until the controller that reconciles it ships).
-    let crd = serde_json::to_value(ClusterBaseline::crd()).expect("serializes");
-    let crd_file = tempfile_with(&crd);
-    install_crd_file(&cluster.client(), crd_file.path())
-        .await
-        .expect("the ClusterBaseline CRD installs");
+    // The harness installs netfence's CRDs, the ClusterBaseline one among them.
     let mut names = Vec::new();
     for file in example_files() {
         let text = std::fs::read_to_string(&file).expect("example");
@@ -194,7 +181,6 @@ async fn the_clusterbaseline_crd_admits_the_examples_and_refuses_what_render_ref
         remove(&cluster, object).await;
     }
     remove(&cluster, &bad).await;
-    remove(&cluster, &crd).await;
     cluster.stop().await;
     assert!(names.len() >= 4, "{} example baselines", names.len());
     let refused = refused.expect_err("the bad baseline is refused at admission");

@@ -81,7 +81,50 @@ const UNEXERCISED: &[(&str, &str, &str, &str)] = &[
         "generated NamespaceIsolations carry an owner reference with blockOwnerDeletion to their \
          template (OwnerReferencesPermissionEnforcement, as for namespaceisolations/finalizers)",
     ),
+    (
+        "update",
+        "netfence.io",
+        "clusterbaselines/finalizers",
+        "what a ClusterBaseline renders carries an owner reference with blockOwnerDeletion to it \
+         (OwnerReferencesPermissionEnforcement, as for namespaceisolations/finalizers)",
+    ),
+    ("list", "projectcalico.org", "globalnetworkpolicies", CALICO),
+    (
+        "watch",
+        "projectcalico.org",
+        "globalnetworkpolicies",
+        CALICO,
+    ),
+    (
+        "create",
+        "projectcalico.org",
+        "globalnetworkpolicies",
+        CALICO,
+    ),
+    (
+        "patch",
+        "projectcalico.org",
+        "globalnetworkpolicies",
+        CALICO,
+    ),
+    (
+        "delete",
+        "projectcalico.org",
+        "globalnetworkpolicies",
+        CALICO,
+    ),
+    ("list", "projectcalico.org", "tiers", CALICO),
+    ("watch", "projectcalico.org", "tiers", CALICO),
+    ("create", "projectcalico.org", "tiers", CALICO),
+    ("patch", "projectcalico.org", "tiers", CALICO),
+    ("delete", "projectcalico.org", "tiers", CALICO),
 ];
+
+/// Why the Calico grants go unused here.
+const CALICO: &str = "Calico's projectcalico.org/v3 kinds are served by the Calico API server, which \
+    cannot run here (its module is refused by the Go module proxy), so no scenario writes them; the \
+    grants are what the baseline controller needs for the Calico engine, as it has them for \
+    ClusterNetworkPolicy and Cilium, which the scenarios exercise";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -453,6 +496,150 @@ impl Scenarios {
         })
         .await;
         assert!(done.is_some(), "never happened: {what}");
+    }
+
+    /// ClusterBaselines with the ClusterNetworkPolicy engine (Orphan: a finalizer, then its
+    /// objects orphaned) and the Cilium engine (Delete: garbage collection): rendered, a drifted
+    /// object restored, an object pruned when its namespace leaves.
+    async fn baselines(&self) {
+        let run = netfence_e2e::unique_suffix();
+        let label = "netfence.io/rbac-baseline";
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let mut covered = Vec::new();
+        for prefix in ["rbac-baseline-a", "rbac-baseline-b"] {
+            let name = self.namespace(prefix).await;
+            namespaces
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"labels": {label: run}}})),
+                )
+                .await
+                .expect("labelled");
+            covered.push(name);
+        }
+        for (engine, deletion, group, version, plural) in [
+            (
+                "ClusterNetworkPolicy",
+                "Orphan",
+                "policy.networking.k8s.io",
+                "v1alpha2",
+                "clusternetworkpolicies",
+            ),
+            (
+                "Cilium",
+                "Delete",
+                "cilium.io",
+                "v2",
+                "ciliumclusterwidenetworkpolicies",
+            ),
+        ] {
+            self.one_baseline(
+                engine,
+                deletion,
+                (group, version, plural),
+                label,
+                &run,
+                &covered[0],
+            )
+            .await;
+        }
+    }
+
+    /// One baseline of [`Scenarios::baselines`]: rendered, restored, pruned, deleted.
+    async fn one_baseline(
+        &self,
+        engine: &str,
+        deletion: &str,
+        (group, version, plural): (&str, &str, &str),
+        label: &str,
+        run: &str,
+        covered: &str,
+    ) {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let baselines: Api<netfence_crd::ClusterBaseline> = Api::all(self.client.clone());
+        let name = format!("rbac-{}-{run}", engine.to_lowercase());
+        let baseline: netfence_crd::ClusterBaseline = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "engine": engine,
+                "namespaceSelector": {"matchLabels": {label: run}},
+                "sameNamespace": "Allow",
+                "deletionPolicy": deletion,
+            },
+        }))
+        .expect("a ClusterBaseline");
+        baselines
+            .create(&PostParams::default(), &baseline)
+            .await
+            .expect("created");
+        let resource = kube::api::ApiResource {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            api_version: format!("{group}/{version}"),
+            kind: String::new(),
+            plural: plural.to_owned(),
+        };
+        let objects: Api<kube::api::DynamicObject> = Api::all_with(self.client.clone(), &resource);
+        let same = format!("{name}-same-namespace-{covered}");
+        self.until(&format!("{engine}: rendered"), async || {
+            objects.get_opt(&same).await.ok().flatten().is_some()
+        })
+        .await;
+        objects
+            .delete(&format!("{name}-baseline"), &DeleteParams::default())
+            .await
+            .expect("deleted");
+        self.until(&format!("{engine}: restored"), async || {
+            objects
+                .get_opt(&format!("{name}-baseline"))
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+        })
+        .await;
+        namespaces
+            .patch(
+                covered,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {label: null}}})),
+            )
+            .await
+            .expect("unlabelled");
+        self.until(&format!("{engine}: pruned"), async || {
+            objects.get_opt(&same).await.ok().flatten().is_none()
+        })
+        .await;
+        namespaces
+            .patch(
+                covered,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {label: run}}})),
+            )
+            .await
+            .expect("labelled again");
+        baselines
+            .delete(&name, &DeleteParams::default())
+            .await
+            .expect("deleted");
+        self.until(&format!("{engine}: baseline gone"), async || {
+            baselines.get_opt(&name).await.ok().flatten().is_none()
+        })
+        .await;
+        // Orphaned objects are the cluster's now: the scenario removes its own.
+        let list = objects
+            .list(&kube::api::ListParams::default().labels(&format!("netfence.io/baseline={name}")))
+            .await
+            .expect("list");
+        for object in list.items {
+            let _ = objects
+                .delete(
+                    &kube::ResourceExt::name_any(&object),
+                    &DeleteParams::default(),
+                )
+                .await;
+        }
     }
 
     /// A template generates a NamespaceIsolation per labelled namespace, updates them on an
@@ -832,6 +1019,10 @@ async fn config_rbac_grants_exactly_what_the_operator_uses() {
         Err(error) => panic!("the operator's namespace: {error}"),
     }
 
+    // The engines' CRDs first: the baseline controller discovers them when it starts.
+    netfence_e2e::install_engine_crds(&client)
+        .await
+        .expect("the engines' CRDs");
     let operator = Operator::start(operator_client, &args).await;
     let scenarios = Scenarios { cluster, client };
     scenarios.examples().await;
@@ -839,6 +1030,7 @@ async fn config_rbac_grants_exactly_what_the_operator_uses() {
     scenarios.spec_changes().await;
     scenarios.deletion().await;
     scenarios.templates().await;
+    scenarios.baselines().await;
     operator.stop().await;
 
     let operator_entries: Vec<AuditEntry> = scenarios

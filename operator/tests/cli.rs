@@ -297,7 +297,8 @@ fn crd_prints_the_crd() {
             .collect::<Vec<_>>(),
         [
             "namespaceisolations.netfence.io",
-            "isolationtemplates.netfence.io"
+            "isolationtemplates.netfence.io",
+            "clusterbaselines.netfence.io"
         ]
     );
 }

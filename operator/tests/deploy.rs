@@ -993,6 +993,7 @@ fn gitops_examples_read_netfence_health_and_keep_the_crds() {
     assert_eq!(
         health_checked,
         BTreeSet::from([
+            "ClusterBaseline".to_owned(),
             "IsolationTemplate".to_owned(),
             "NamespaceIsolation".to_owned()
         ])
