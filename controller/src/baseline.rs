@@ -119,6 +119,12 @@ pub enum BaselineError {
     /// The baseline has no UID (it did not come from an API server).
     #[error("ClusterBaseline {0} has no uid: it did not come from an API server")]
     Incomplete(String),
+    /// Objects of the names it renders exist and are not its own: never taken over.
+    #[error(
+        "{} exist(s) and this baseline does not own them (written by hand or by another tool); netfence never overwrites them: delete them to let the baseline write its own, or rename the baseline",
+        .0.join(", ")
+    )]
+    Taken(Vec<String>),
     /// A write failed.
     #[error("failed to {verb} {key}")]
     Write {
@@ -136,6 +142,7 @@ impl super::skeleton::ReconcileError for BaselineError {
     fn metric_label(&self) -> &'static str {
         match self {
             BaselineError::Incomplete(_) => "baseline_incomplete",
+            BaselineError::Taken(_) => "baseline_taken",
             BaselineError::Write { .. } => "baseline_write",
         }
     }
@@ -145,6 +152,10 @@ impl super::skeleton::ReconcileError for BaselineError {
 #[derive(Clone, Default)]
 struct OwnedCache {
     objects: Arc<Mutex<BTreeMap<String, DynamicObject>>>,
+    /// Per kind, the list in progress.
+    relists: Arc<Mutex<BTreeMap<String, BTreeMap<String, DynamicObject>>>>,
+    /// The kinds listed once.
+    synced: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 fn key_of(kind: &str, object: &DynamicObject) -> String {
@@ -155,23 +166,55 @@ fn key_of(kind: &str, object: &DynamicObject) -> String {
 }
 
 impl OwnedCache {
-    fn apply(&self, kind: &str, event: &watcher::Event<DynamicObject>) {
+    /// Apply one watch event of `resource`'s kind. A relist is buffered and swapped in whole at
+    /// its end, so a reconcile never sees a kind half listed. Objects of a list carry no
+    /// apiVersion and kind (the API server leaves them out of list items): they are set here.
+    fn apply(&self, resource: &ApiResource, event: &watcher::Event<DynamicObject>) {
+        let kind = resource.kind.as_str();
+        let typed = |object: &DynamicObject| {
+            let mut object = object.clone();
+            object.metadata.managed_fields = None;
+            object.types = Some(kube::api::TypeMeta {
+                api_version: resource.api_version.clone(),
+                kind: resource.kind.clone(),
+            });
+            object
+        };
         let mut objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut relists = self.relists.lock().unwrap_or_else(PoisonError::into_inner);
         match event {
             watcher::Event::Init => {
+                relists.insert(kind.to_owned(), BTreeMap::new());
+            }
+            watcher::Event::InitApply(object) => {
+                relists
+                    .entry(kind.to_owned())
+                    .or_default()
+                    .insert(key_of(kind, object), typed(object));
+            }
+            watcher::Event::InitDone => {
+                let listed = relists.remove(kind).unwrap_or_default();
                 let prefix = format!("{kind}/");
                 objects.retain(|key, _| !key.starts_with(&prefix));
+                objects.extend(listed);
+                self.synced
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(kind.to_owned());
             }
-            watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
-                let mut object = object.clone();
-                object.metadata.managed_fields = None;
-                objects.insert(key_of(kind, &object), object);
+            watcher::Event::Apply(object) => {
+                objects.insert(key_of(kind, object), typed(object));
             }
             watcher::Event::Delete(object) => {
                 objects.remove(&key_of(kind, object));
             }
-            watcher::Event::InitDone => {}
         }
+    }
+
+    /// Whether every kind in `kinds` has been listed once.
+    fn synced(&self, kinds: &[String]) -> bool {
+        let synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
+        kinds.iter().all(|kind| synced.contains(kind))
     }
 
     /// The objects of the baseline named `name` with UID `uid`.
@@ -196,9 +239,8 @@ pub struct BaselineContext {
     owned: OwnedCache,
     /// The engines this cluster served at start.
     served: Served,
-    /// Every owned kind's watch listed once.
-    owned_synced: Arc<Mutex<usize>>,
-    owned_watches: usize,
+    /// The kinds watched: every one must have been listed before a plan.
+    watched_kinds: Vec<String>,
     failures: Failures<ObjectRef<ClusterBaseline>>,
     metrics: Arc<Metrics>,
     events: EventQueue,
@@ -212,6 +254,9 @@ pub struct PreparedBaselines {
     namespace_events: futures::stream::BoxStream<'static, Result<Namespace, watcher::Error>>,
     baselines: Store<ClusterBaseline>,
     baseline_events: futures::stream::BoxStream<'static, Result<ClusterBaseline, watcher::Error>>,
+    /// Every baseline change (deleted too), for the other baselines: which one covers a
+    /// namespace may change with it.
+    sibling_events: futures::stream::BoxStream<'static, Result<ClusterBaseline, watcher::Error>>,
     events: EventQueue,
     metrics: Arc<Metrics>,
     operator_namespace: Option<String>,
@@ -233,7 +278,6 @@ impl PreparedBaselines {
         let served = discover(&self.client).await;
         tracing::info!(?served, "engines served for ClusterBaselines");
         let owned = OwnedCache::default();
-        let owned_synced = Arc::new(Mutex::new(0));
         let watched: Vec<(ApiResource, bool)> = kinds()
             .into_iter()
             .filter(|(engine, _, _)| engine.is_none_or(|engine| served.serves(engine)))
@@ -248,19 +292,23 @@ impl PreparedBaselines {
                 .map(|baseline| ObjectRef::from_obj(baseline.as_ref()))
                 .collect::<Vec<_>>()
         });
+        let siblings = self.baselines.clone();
+        controller =
+            controller.watches_stream(self.sibling_events, move |changed: ClusterBaseline| {
+                siblings
+                    .state()
+                    .iter()
+                    .filter(|baseline| baseline.uid() != changed.uid())
+                    .map(|baseline| ObjectRef::from_obj(baseline.as_ref()))
+                    .collect::<Vec<_>>()
+            });
         for (resource, _) in &watched {
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), resource);
-            let kind = resource.kind.clone();
+            let watched_resource = resource.clone();
             let cache = owned.clone();
-            let synced = owned_synced.clone();
             let events = watcher::watcher(api, watcher::Config::default().labels(BASELINE_LABEL))
                 .default_backoff()
-                .inspect_ok(move |event| {
-                    cache.apply(&kind, event);
-                    if matches!(event, watcher::Event::InitDone) {
-                        *synced.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-                    }
-                })
+                .inspect_ok(move |event| cache.apply(&watched_resource, event))
                 .touched_objects();
             controller = controller.watches_stream_with(
                 events,
@@ -279,8 +327,10 @@ impl PreparedBaselines {
             baselines: self.baselines,
             owned,
             served,
-            owned_synced,
-            owned_watches: watched.len(),
+            watched_kinds: watched
+                .iter()
+                .map(|(resource, _)| resource.kind.clone())
+                .collect(),
             failures: Failures::default(),
             metrics: self.metrics,
             events: self.events,
@@ -300,13 +350,33 @@ impl PreparedBaselines {
     }
 }
 
-/// Which engines' kinds the cluster serves.
+/// Which engines' kinds the cluster serves. A kind the API server says it does not have is not
+/// served; any other failure (a timeout, a 403) is tried again a few times, then counted as not
+/// served with a warning (a baseline naming that engine then reports EngineNotServed).
 async fn discover(client: &Client) -> Served {
     let mut served = Served::default();
     for (engine, resource, _) in kinds() {
         let Some(engine) = engine else { continue };
         let gvk = GroupVersionKind::gvk(&resource.group, &resource.version, &resource.kind);
-        if kube::discovery::pinned_kind(client, &gvk).await.is_ok() {
+        let mut found = false;
+        for attempt in 0..5_u32 {
+            match kube::discovery::pinned_kind(client, &gvk).await {
+                Ok(_) => {
+                    found = true;
+                    break;
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => break,
+                Err(kube::Error::Discovery(_)) => break,
+                Err(error) if attempt < 4 => {
+                    tracing::info!(%error, kind = %resource.kind, "discovery failed; trying again");
+                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, kind = %resource.kind, "discovery failed: counted as not served");
+                }
+            }
+        }
+        if found {
             match engine {
                 Engine::ClusterNetworkPolicy => served.cluster_network_policy = true,
                 Engine::Calico => served.calico = true,
@@ -349,12 +419,21 @@ pub fn prepare_baselines(
     .reflect(baseline_writer)
     .applied_objects()
     .boxed();
+    let sibling_events = watcher(
+        Api::<Lenient<ClusterBaseline>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map_ok(|event| decode::typed(event, &|_| {}))
+    .touched_objects()
+    .boxed();
     PreparedBaselines {
         client,
         namespaces,
         namespace_events,
         baselines,
         baseline_events,
+        sibling_events,
         events,
         metrics,
         operator_namespace,
@@ -395,19 +474,19 @@ async fn reconcile_steps(
     let Some(uid) = resource.uid() else {
         return Err(BaselineError::Incomplete(name));
     };
+    // A plan made from half-filled caches would delete what it cannot see, or take for missing
+    // what is there.
+    if !(context.owned.synced(&context.watched_kinds) && super::synced(&context.namespaces).await) {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     if resource.metadata.deletion_timestamp.is_some() {
         return finish_deletion(resource, &uid, context).await;
     }
-    // A plan made from half-filled caches would delete what it cannot see.
-    let owned_ready = *context
-        .owned_synced
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        >= context.owned_watches;
-    if !(owned_ready && super::synced(&context.namespaces).await) {
-        return Ok(Action::requeue(Duration::from_secs(1)));
+    // A spec that does not decode may not even say its deletion policy: its finalizer stays as
+    // it is.
+    if decode::undecodable(resource).is_none() {
+        keep_finalizer(resource, context).await?;
     }
-    keep_finalizer(resource, context).await?;
     let (engine, coverage, rendered) = match desired(resource, context).await {
         Ok(desired) => desired,
         Err(action) => return Ok(action),
@@ -423,8 +502,8 @@ async fn reconcile_steps(
         })
         .collect();
     let plan = baseline::plan::plan(&rendered, &owned);
-    if let Err(error) = execute(resource, context, &plan).await {
-        let outcome = BaselineOutcome::ApplyFailed(engine, error.to_string());
+    if let Err(error) = execute(resource, &uid, context, &plan).await {
+        let outcome = BaselineOutcome::ApplyFailed(engine, super::reconcile::error_message(&error));
         report(
             resource,
             context,
@@ -440,7 +519,7 @@ async fn reconcile_steps(
         covered: coverage.covered.len(),
         objects: rendered.iter().map(Object::key).collect(),
     };
-    write_status(resource, context, &outcome).await;
+    write_status(resource, context, &outcome).await?;
     Ok(Action::requeue(RESYNC))
 }
 
@@ -536,6 +615,19 @@ fn coverage(
         .filter(|other| other.metadata.deletion_timestamp.is_none())
         .filter(|other| decode::undecodable(other.as_ref()).is_none())
         .filter_map(|other| ValidatedBaseline::try_from(other.as_ref()).ok())
+        // A baseline that renders nothing here (its engine not served, a field it cannot
+        // express) claims no namespace: the namespace would be left without any deny.
+        .filter(|other| {
+            engine_for(other.engine(), context.served).is_ok_and(|engine| {
+                baseline::render(
+                    other,
+                    engine,
+                    &Coverage::default(),
+                    context.operator_namespace.as_deref(),
+                )
+                .is_ok()
+            })
+        })
         .collect();
     let others: Vec<&ValidatedBaseline> = others.iter().collect();
     baseline::coverage(
@@ -567,36 +659,90 @@ fn api_for(client: &Client, object: &serde_json::Value) -> (Api<DynamicObject>, 
     (api, kind.to_owned(), name)
 }
 
-/// Apply what the plan applies, delete what it deletes.
+/// Apply what the plan applies, delete what it deletes. Every write is tried; an object of the
+/// same name netfence does not own is never written (named in the error); the first failure is
+/// returned after the rest were tried.
 async fn execute(
     resource: &ClusterBaseline,
+    uid: &str,
     context: &BaselineContext,
     plan: &baseline::plan::BaselinePlan,
 ) -> Result<(), BaselineError> {
+    let mut taken = Vec::new();
+    let mut failure = None;
+    let owned_keys: Vec<String> = context
+        .owned
+        .owned_by(&resource.name_any(), uid)
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
     for object in &plan.apply {
-        let body = serde_json::to_value(object).unwrap_or_default();
+        let body = baseline::plan::apply_body(object);
         let (api, _, name) = api_for(&context.client, &body);
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(|source| BaselineError::Write {
-            verb: "apply",
-            key: object.key(),
-            source,
-        })?;
-        tracing::info!(object = %object.key(), "applied");
-        event(
-            context,
-            resource,
-            EventType::Normal,
-            "ObjectApplied",
-            format!("{} written", object.key()),
-        );
+        let key = object.key();
+        if !owned_keys.contains(&key) {
+            // Not ours in the cache: never take over an object of that name someone else wrote.
+            match api.get_opt(&name).await {
+                Ok(Some(existing)) if !is_controlled_by(&existing.metadata, uid) => {
+                    taken.push(key);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(source) => {
+                    failure.get_or_insert(BaselineError::Write {
+                        verb: "read",
+                        key,
+                        source,
+                    });
+                    continue;
+                }
+            }
+        }
+        match api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(object = %key, "applied");
+                event(
+                    context,
+                    resource,
+                    EventType::Normal,
+                    "ObjectApplied",
+                    format!("{key} written"),
+                );
+            }
+            Err(source) => {
+                failure.get_or_insert(BaselineError::Write {
+                    verb: "apply",
+                    key,
+                    source,
+                });
+            }
+        }
     }
-    for (key, uid) in &plan.delete {
+    if let Some(error) = prune(resource, context, &plan.delete).await {
+        failure.get_or_insert(error);
+    }
+    if !taken.is_empty() {
+        return Err(BaselineError::Taken(taken));
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// Delete what the baseline no longer renders (each on its UID); the first failure, after every
+/// delete was tried.
+async fn prune(
+    resource: &ClusterBaseline,
+    context: &BaselineContext,
+    deletes: &[(String, Option<String>)],
+) -> Option<BaselineError> {
+    let mut failure = None;
+    for (key, object_uid) in deletes {
         let Some(object) = context
             .owned
             .objects
@@ -607,28 +753,37 @@ async fn execute(
         else {
             continue;
         };
-        let body = serde_json::to_value(&object).unwrap_or_default();
+        let body = match serde_json::to_value(&object) {
+            Ok(body) => body,
+            Err(source) => {
+                failure.get_or_insert(BaselineError::Write {
+                    verb: "delete",
+                    key: key.clone(),
+                    source: kube::Error::SerdeError(source),
+                });
+                continue;
+            }
+        };
         let (api, _, name) = api_for(&context.client, &body);
         let params = DeleteParams {
             preconditions: Some(Preconditions {
-                uid: uid.clone(),
+                uid: object_uid.clone(),
                 resource_version: None,
             }),
             ..DeleteParams::background()
         };
         match api.delete(&name, &params).await {
-            Ok(_) => {
-                event(
-                    context,
-                    resource,
-                    EventType::Normal,
-                    "ObjectDeleted",
-                    format!("{key} deleted: the baseline no longer renders it"),
-                );
-            }
+            Ok(_) => event(
+                context,
+                resource,
+                EventType::Normal,
+                "ObjectDeleted",
+                format!("{key} deleted: the baseline no longer renders it"),
+            ),
+            // Gone already, or replaced by another object (the uid precondition failed).
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
             Err(source) => {
-                return Err(BaselineError::Write {
+                failure.get_or_insert(BaselineError::Write {
                     verb: "delete",
                     key: key.clone(),
                     source,
@@ -636,7 +791,7 @@ async fn execute(
             }
         }
     }
-    Ok(())
+    failure
 }
 
 /// With `deletionPolicy: Orphan`, the finalizer that lets the operator take its owner references
@@ -665,35 +820,41 @@ async fn keep_finalizer(
     set_finalizers(resource, context, finalizers).await
 }
 
+/// Write the finalizers, on the version read (a conflict retries; another writer's finalizer is
+/// never lost).
 async fn set_finalizers(
     resource: &ClusterBaseline,
     context: &BaselineContext,
     finalizers: Vec<String>,
 ) -> Result<(), BaselineError> {
     let api: Api<Lenient<ClusterBaseline>> = Api::all(context.client.clone());
-    // A JSON patch with a resourceVersion test: never overwrites another writer's finalizers.
     let patch = serde_json::json!({
         "metadata": {
             "finalizers": finalizers,
             "resourceVersion": resource.resource_version(),
         }
     });
-    api.patch(
-        &resource.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|source| BaselineError::Write {
-        verb: "update the finalizers of",
-        key: format!("ClusterBaseline/{}", resource.name_any()),
-        source,
-    })
+    match api
+        .patch(
+            &resource.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(BaselineError::Write {
+            verb: "update the finalizers of",
+            key: format!("ClusterBaseline/{}", resource.name_any()),
+            source,
+        }),
+    }
 }
 
-/// A baseline being deleted: with the finalizer (Orphan), take the owner references off what
-/// it owns, then the finalizer.
+/// A baseline being deleted: with the finalizer (Orphan), take its owner reference off every
+/// object it controls (listed from the API server, not the label-selected cache: an object whose
+/// label was removed is still its), then the finalizer.
 async fn finish_deletion(
     resource: &ClusterBaseline,
     uid: &str,
@@ -706,11 +867,39 @@ async fn finish_deletion(
     {
         return Ok(Action::await_change());
     }
-    if resource.spec.deletion_policy == BaselineDeletionPolicy::Orphan {
-        for (key, object) in context.owned.owned_by(&resource.name_any(), uid) {
-            let body = serde_json::to_value(&object).unwrap_or_default();
-            let (api, _, name) = api_for(&context.client, &body);
-            let patch = serde_json::json!({"metadata": {"ownerReferences": null}});
+    for (engine, kind, _) in kinds() {
+        if engine.is_some_and(|engine| !context.served.serves(engine)) {
+            continue;
+        }
+        let api: Api<DynamicObject> = Api::all_with(context.client.clone(), &kind);
+        let listed = api
+            .list(&kube::api::ListParams::default())
+            .await
+            .map_err(|source| BaselineError::Write {
+                verb: "list",
+                key: kind.plural.clone(),
+                source,
+            })?;
+        for object in listed.items {
+            if !is_controlled_by(&object.metadata, uid) {
+                continue;
+            }
+            let name = object.name_any();
+            let api: Api<DynamicObject> = match &object.metadata.namespace {
+                Some(namespace) => Api::namespaced_with(context.client.clone(), namespace, &kind),
+                None => Api::all_with(context.client.clone(), &kind),
+            };
+            let others: Vec<_> = object
+                .owner_references()
+                .iter()
+                .filter(|owner| owner.uid != uid)
+                .cloned()
+                .collect();
+            // Only this baseline's reference goes, on the version read.
+            let patch = serde_json::json!({"metadata": {
+                "ownerReferences": others,
+                "resourceVersion": object.resource_version(),
+            }});
             match api
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -720,7 +909,7 @@ async fn finish_deletion(
                 Err(source) => {
                     return Err(BaselineError::Write {
                         verb: "orphan",
-                        key,
+                        key: format!("{}/{name}", kind.kind),
                         source,
                     });
                 }
@@ -754,7 +943,8 @@ fn event(
     );
 }
 
-/// Write a failing outcome's status, with a Warning Event when it changed.
+/// Write a failing outcome's status, with a Warning Event when it changed (a failed status write
+/// is logged: the failure is what the reconcile reports).
 async fn report(
     resource: &ClusterBaseline,
     context: &BaselineContext,
@@ -762,8 +952,10 @@ async fn report(
     type_: EventType,
     reason: &str,
 ) {
-    if let Some(message) = write_status(resource, context, outcome).await {
-        event(context, resource, type_, reason, message);
+    match write_status(resource, context, outcome).await {
+        Ok(Some(message)) => event(context, resource, type_, reason, message),
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, "failed to write the status"),
     }
 }
 
@@ -772,7 +964,7 @@ async fn write_status(
     resource: &ClusterBaseline,
     context: &BaselineContext,
     outcome: &BaselineOutcome<'_>,
-) -> Option<String> {
+) -> Result<Option<String>, BaselineError> {
     let new = baseline::plan::status(
         outcome,
         resource.metadata.generation,
@@ -780,14 +972,18 @@ async fn write_status(
         Time(k8s_openapi::jiff::Timestamp::now()),
     );
     if resource.status.as_ref() == Some(&new) {
-        return None;
+        return Ok(None);
     }
     let api: Api<Lenient<ClusterBaseline>> = Api::all(context.client.clone());
-    if let Err(error) = super::apply_status(&api, &resource.name_any(), &new).await {
-        tracing::warn!(%error, "failed to write the status");
-        return None;
-    }
-    new.conditions
+    super::apply_status(&api, &resource.name_any(), &new)
+        .await
+        .map_err(|source| BaselineError::Write {
+            verb: "write the status of",
+            key: format!("ClusterBaseline/{}", resource.name_any()),
+            source,
+        })?;
+    Ok(new
+        .conditions
         .first()
-        .map(|condition| condition.message.clone())
+        .map(|condition| condition.message.clone()))
 }

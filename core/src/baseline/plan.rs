@@ -76,21 +76,74 @@ pub struct BaselinePlan {
     pub delete: Vec<(String, Option<String>)>,
 }
 
-/// Whether `observed` holds every field `desired` sets, with the same value (fields the server
-/// or other managers add are not netfence's: status, managedFields, other labels).
-fn holds(observed: &Value, desired: &Value) -> bool {
-    match (observed, desired) {
-        (Value::Object(observed), Value::Object(desired)) => desired.iter().all(|(key, value)| {
-            observed
-                .get(key)
-                .is_some_and(|observed| holds(observed, value))
-        }),
-        (Value::Array(observed), Value::Array(desired)) => {
-            observed.len() == desired.len()
-                && observed.iter().zip(desired).all(|(a, b)| holds(a, b))
-        }
-        (observed, desired) => observed == desired,
+/// The rule lists of each kind netfence writes: sent as `[]` when rendered empty or absent, so
+/// that netfence owns them (a rule someone adds to a list netfence never sent would otherwise
+/// be theirs, and no apply could remove it).
+fn rule_lists(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "CiliumClusterwideNetworkPolicy" => &["ingress", "egress", "ingressDeny", "egressDeny"],
+        "ClusterNetworkPolicy" | "GlobalNetworkPolicy" | "NetworkPolicy" => &["ingress", "egress"],
+        _ => &[],
     }
+}
+
+/// The body netfence server-side applies for a rendered object: the object, with its kind's rule
+/// lists claimed (see [`rule_lists`]).
+#[must_use]
+pub fn apply_body(object: &Object) -> Value {
+    let mut body = serde_json::to_value(object).unwrap_or(Value::Null);
+    let kind = body["kind"].as_str().unwrap_or_default().to_owned();
+    if kind.is_empty() {
+        // A NetworkPolicy serializes without its kind (k8s-openapi adds it on the wire).
+        body["apiVersion"] = Value::from("networking.k8s.io/v1");
+        body["kind"] = Value::from("NetworkPolicy");
+    }
+    let kind = body["kind"].as_str().unwrap_or_default().to_owned();
+    if let Some(spec) = body.get_mut("spec").and_then(Value::as_object_mut) {
+        for list in rule_lists(&kind) {
+            let entry = spec.entry((*list).to_owned()).or_insert(Value::Null);
+            if entry.is_null() {
+                *entry = Value::Array(Vec::new());
+            }
+        }
+    }
+    body
+}
+
+/// A value as compared: `null` and empty lists left out of objects (an absent list and an empty
+/// one mean the same, and servers drop either), numbers as numbers (`100` and `100.0` are one
+/// order).
+fn normal(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, value)| {
+                    !value.is_null() && !value.as_array().is_some_and(Vec::is_empty)
+                })
+                .map(|(key, value)| (key.clone(), normal(value)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(normal).collect()),
+        Value::Number(number) => number
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| value.clone(), Value::Number),
+        other => other.clone(),
+    }
+}
+
+/// Whether the observed object is what netfence writes: the same spec exactly (fields added by
+/// anyone are drift), and every label and owner reference netfence sets.
+fn holds(observed: &Value, desired: &Value) -> bool {
+    let labels_hold = desired["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(key, value)| observed["metadata"]["labels"][key] == *value);
+    let owners = |value: &Value| normal(&value["metadata"]["ownerReferences"]);
+    labels_hold
+        && owners(observed) == owners(desired)
+        && normal(&observed["spec"]) == normal(&desired["spec"])
 }
 
 /// The plan: apply what is missing or differs, delete what is owned and no longer rendered.
@@ -99,7 +152,7 @@ pub fn plan(desired: &[Object], owned: &[Owned]) -> BaselinePlan {
     let mut plan = BaselinePlan::default();
     for object in desired {
         let key = object.key();
-        let wanted = serde_json::to_value(object).unwrap_or(Value::Null);
+        let wanted = apply_body(object);
         let current = owned.iter().find(|owned| owned.key == key);
         if !current.is_some_and(|current| holds(&current.object, &wanted)) {
             plan.apply.push(object.clone());

@@ -93,6 +93,22 @@ fn a_fresh_cluster_gets_everything_and_a_steady_one_nothing() {
 }
 
 #[test]
+fn a_rule_list_someone_adds_is_drift_and_the_body_claims_it() {
+    let objects = rendered();
+    let mut owned: Vec<Owned> = objects.iter().map(observed).collect();
+    // The guardrails policy renders no ingress: an ingress list added by hand is drift.
+    owned[0].object["spec"]["ingress"] =
+        serde_json::json!([{"action": "Accept", "from": [{"namespaces": {}}]}]);
+    assert_eq!(plan(&objects, &owned).apply, vec![objects[0].clone()]);
+    let body = super::plan::apply_body(&objects[0]);
+    assert_eq!(body["spec"]["ingress"], serde_json::json!([]));
+    // An empty list the server dropped, and a number written as a float, are not drift.
+    let mut owned: Vec<Owned> = objects.iter().map(observed).collect();
+    owned[1].object["spec"]["priority"] = serde_json::json!(901.0);
+    assert!(plan(&objects, &owned).apply.is_empty());
+}
+
+#[test]
 fn drift_is_written_back_and_what_is_no_longer_rendered_is_deleted() {
     let objects = rendered();
     let mut owned: Vec<Owned> = objects.iter().map(observed).collect();
