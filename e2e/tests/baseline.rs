@@ -276,3 +276,167 @@ async fn steady_state_writes_nothing(env: &Env, name: &str) {
         .collect();
     assert!(writes.is_empty(), "steady state wrote: {writes:?}");
 }
+
+/// Create a ClusterBaseline from JSON.
+async fn create_baseline(env: &Env, baseline: serde_json::Value) {
+    Api::<ClusterBaseline>::all(env.client.clone())
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(baseline).expect("a baseline"),
+        )
+        .await
+        .expect("created");
+}
+
+/// If this fails, a tenant (or another tool) that wrote an object under a name the baseline
+/// renders would have it adopted as it is (an allow-all rule included) and reported Ready; or a
+/// NetworkPolicy-engine deny opened by an added rule would stay open.
+#[tokio::test]
+async fn a_same_named_object_is_never_taken_over_and_added_rules_are_removed() {
+    let mut env = Env::start_alone().await;
+    let namespace = env.run_namespace("baseline-np", true).await;
+    let name = format!("np-{}", env.run);
+    // A tenant's policy under the name of the baseline's DNS policy, before netfence writes it.
+    let squatter: k8s_openapi::api::networking::v1::NetworkPolicy = serde_json::from_value(json!({
+        "metadata": {"name": format!("{name}-allow-dns"), "namespace": namespace},
+        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]},
+    }))
+    .expect("a policy");
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(env.client.clone(), &namespace);
+    policies
+        .create(&kube::api::PostParams::default(), &squatter)
+        .await
+        .expect("the tenant's policy");
+    create_baseline(
+        &env,
+        json!({
+            "apiVersion": "netfence.io/v1alpha1",
+            "kind": "ClusterBaseline",
+            "metadata": {"name": name},
+            "spec": {"engine": "NetworkPolicy", "namespaceSelector": {"matchLabels": {RUN_LABEL: env.run}}},
+        }),
+    )
+    .await;
+    env.start_controller(None);
+    let failed = wait_ready(&env, &name, "ApplyFailed").await;
+    let message = failed.status.expect("status").conditions[0].message.clone();
+    assert!(
+        message.contains(&format!("NetworkPolicy/{namespace}/{name}-allow-dns"))
+            && message.contains("does not own"),
+        "{message}"
+    );
+    let kept = policies
+        .get(&format!("{name}-allow-dns"))
+        .await
+        .expect("still there");
+    assert!(kept.metadata.owner_references.is_none(), "not adopted");
+    // The rest is written: the default deny is in place.
+    let deny = format!("{name}-default-deny");
+    let written = eventually(LIMIT, || {
+        let policies = policies.clone();
+        let deny = deny.clone();
+        async move { policies.get_opt(&deny).await.ok().flatten() }
+    })
+    .await;
+    assert!(
+        written.is_some(),
+        "the default deny is written beside the taken name"
+    );
+
+    // The tenant's policy goes: the baseline writes its own and is Reconciled.
+    policies
+        .delete(&format!("{name}-allow-dns"), &DeleteParams::default())
+        .await
+        .expect("deleted");
+    wait_ready(&env, &name, "Reconciled").await;
+
+    // A rule added to the deny by hand is removed (netfence owns the rule lists).
+    policies
+        .patch(
+            &deny,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"ingress": [{}]}})),
+        )
+        .await
+        .expect("opened");
+    let closed = eventually(LIMIT, || {
+        let policies = policies.clone();
+        let deny = deny.clone();
+        async move {
+            let policy = policies.get(&deny).await.ok()?;
+            policy
+                .spec?
+                .ingress
+                .is_none_or(|rules| rules.is_empty())
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(closed.is_some(), "the added ingress rule is removed");
+    Api::<ClusterBaseline>::all(env.client.clone())
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("deleted");
+    env.finish().await;
+}
+
+/// If this fails, `deletionPolicy: Orphan` would delete what the baseline wrote (the cluster
+/// loses its deny when the platform team only meant to hand the objects over).
+#[tokio::test]
+async fn orphan_keeps_the_objects_without_the_owner() {
+    let mut env = Env::start_alone().await;
+    install_engine_crds(&env.client)
+        .await
+        .expect("the engines' CRDs");
+    env.run_namespace("baseline-orphan", true).await;
+    let name = format!("orphan-{}", env.run);
+    create_baseline(
+        &env,
+        json!({
+            "apiVersion": "netfence.io/v1alpha1",
+            "kind": "ClusterBaseline",
+            "metadata": {"name": name},
+            "spec": {
+                "engine": "ClusterNetworkPolicy",
+                "namespaceSelector": {"matchLabels": {RUN_LABEL: env.run}},
+                "deletionPolicy": "Orphan",
+            },
+        }),
+    )
+    .await;
+    env.start_controller(None);
+    wait_ready(&env, &name, "Reconciled").await;
+    let api: Api<ClusterBaseline> = Api::all(env.client.clone());
+    api.delete(&name, &DeleteParams::default())
+        .await
+        .expect("deleted");
+    let gone = eventually(LIMIT, || {
+        let api = api.clone();
+        let name = name.clone();
+        async move { api.get_opt(&name).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "the baseline goes once its objects are orphaned"
+    );
+    // Past a garbage collector's pass: still there, with no owner.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let objects = cluster_network_policies(&env);
+    let baseline = objects
+        .get(&format!("{name}-baseline"))
+        .await
+        .expect("kept");
+    assert!(
+        baseline
+            .metadata
+            .owner_references
+            .is_none_or(|owners| owners.is_empty()),
+        "orphaned"
+    );
+    let _ = objects
+        .delete(&format!("{name}-baseline"), &DeleteParams::default())
+        .await;
+    env.finish().await;
+}

@@ -89,6 +89,7 @@ const UNEXERCISED: &[(&str, &str, &str, &str)] = &[
          (OwnerReferencesPermissionEnforcement, as for namespaceisolations/finalizers)",
     ),
     ("list", "projectcalico.org", "globalnetworkpolicies", CALICO),
+    ("get", "projectcalico.org", "globalnetworkpolicies", CALICO),
     (
         "watch",
         "projectcalico.org",
@@ -114,6 +115,7 @@ const UNEXERCISED: &[(&str, &str, &str, &str)] = &[
         CALICO,
     ),
     ("list", "projectcalico.org", "tiers", CALICO),
+    ("get", "projectcalico.org", "tiers", CALICO),
     ("watch", "projectcalico.org", "tiers", CALICO),
     ("create", "projectcalico.org", "tiers", CALICO),
     ("patch", "projectcalico.org", "tiers", CALICO),
