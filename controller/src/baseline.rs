@@ -889,19 +889,12 @@ async fn finish_deletion(
                 Some(namespace) => Api::namespaced_with(context.client.clone(), namespace, &kind),
                 None => Api::all_with(context.client.clone(), &kind),
             };
-            let others: Vec<_> = object
-                .owner_references()
-                .iter()
-                .filter(|owner| owner.uid != uid)
-                .cloned()
-                .collect();
-            // Only this baseline's reference goes, on the version read.
-            let patch = serde_json::json!({"metadata": {
-                "ownerReferences": others,
-                "resourceVersion": object.resource_version(),
-            }});
+            // Only this baseline's reference goes (the JSON patch tests its uid first).
+            let Some(patch) = super::reconcile::orphan_patch(&object.metadata, uid) else {
+                continue;
+            };
             match api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
                 .await
             {
                 Ok(_) => {}

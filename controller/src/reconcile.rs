@@ -789,7 +789,7 @@ async fn finalize(
             let result = if kept {
                 // Remove this resource's owner reference, and only it (the JSON patch tests the
                 // uid first), so garbage collection leaves the policy alone.
-                match orphan_patch(policy, &uid) {
+                match orphan_patch(&policy.metadata, &uid) {
                     Some(patch) => api
                         .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
                         .await
@@ -825,11 +825,14 @@ async fn finalize(
     patch_finalizers(resource, context, namespace, finalizers).await
 }
 
-/// A JSON patch that removes the owner reference to `uid`, after testing that it is still at
-/// that position.
-fn orphan_patch(policy: &NetworkPolicy, uid: &str) -> Option<json_patch::Patch> {
-    let index = policy
-        .metadata
+/// A JSON patch that removes the owner reference to `uid` from an object with `metadata`, after
+/// testing that it is still at that position (the NamespaceIsolation's and the ClusterBaseline's
+/// Orphan).
+pub(super) fn orphan_patch(
+    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    uid: &str,
+) -> Option<json_patch::Patch> {
+    let index = metadata
         .owner_references
         .iter()
         .flatten()
