@@ -584,8 +584,15 @@ impl Scenarios {
         };
         let objects: Api<kube::api::DynamicObject> = Api::all_with(self.client.clone(), &resource);
         let same = format!("{name}-same-namespace-{covered}");
+        // Every object written (they are applied one after another) before one is deleted.
         self.until(&format!("{engine}: rendered"), async || {
             objects.get_opt(&same).await.ok().flatten().is_some()
+                && objects
+                    .get_opt(&format!("{name}-baseline"))
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some()
         })
         .await;
         objects
