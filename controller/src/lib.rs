@@ -5,12 +5,14 @@
 //! ```text
 //! watch NamespaceIsolation ----------------------------\
 //! reflect NetworkPolicy (managed-by=netfence) ----------+--> reconcile(resource)
-//!                                                        validate -> render -> plan -> apply/prune -> status
+//! reflect NetworkPolicy (the others), DNS namespace ----/    validate -> render -> plan -> apply/prune
+//!                                                            -> audit (`audit`) -> status
 //! ```
 //!
 //! Each step is a named function; `validate`, `render` and `plan` are pure and live in their own
 //! modules. A reconcile in steady state makes no write: the plan is empty and the status unchanged.
 
+mod audit;
 mod baseline;
 mod cache;
 pub mod decode;
@@ -70,6 +72,10 @@ pub struct Context {
     pub client: Client,
     /// The NetworkPolicies carrying the managed-by label, as last observed, by namespace.
     pub policies: PolicyCache,
+    /// The NetworkPolicies without the managed-by label (the intent audit's), by namespace.
+    pub foreign: PolicyCache,
+    /// The DNS namespace's pods, Services and DaemonSets (the DNS checks').
+    pub dns: audit::DnsCaches,
     /// The NamespaceIsolations, as last observed (the controller's own cache).
     pub isolations: Store<NamespaceIsolation>,
     /// Signalled whenever `isolations` changes.
@@ -93,6 +99,12 @@ pub struct Context {
 #[must_use]
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
+}
+
+/// The label selector of every other NetworkPolicy (the intent audit's).
+#[must_use]
+pub fn foreign_selector() -> String {
+    format!("{MANAGED_BY_LABEL}!={MANAGED_BY}")
 }
 
 /// The retry delay after `failures` consecutive failures: 1 s doubling, at most 5 min.
@@ -142,6 +154,7 @@ impl Prepared {
     ) {
         let isolations = self.controller.store();
         let policies = self.policies.clone();
+        let foreign = self.context.foreign.clone();
         let publisher = tokio::spawn(self.publisher.run());
         // Ready once every cache of both controllers holds its first complete list.
         let templates_synced = self.templates.as_ref().map(PreparedTemplates::synced);
@@ -149,6 +162,7 @@ impl Prepared {
         tokio::spawn(async move {
             if synced(&isolations).await {
                 policies.wait_synced().await;
+                foreign.wait_synced().await;
                 if let Some(templates_synced) = templates_synced
                     && !templates_synced.await
                 {
@@ -299,16 +313,9 @@ where
 /// NetworkPolicies that carry the managed-by label.
 #[must_use]
 pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Prepared {
-    let (isolations, policies): (
-        Api<Lenient<NamespaceIsolation>>,
-        Api<Lenient<NetworkPolicy>>,
-    ) = match settings.namespace.as_deref() {
-        Some(namespace) => (
-            Api::namespaced(client.clone(), namespace),
-            Api::namespaced(client.clone(), namespace),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    let namespace = settings.namespace.as_deref();
+    let isolations: Api<Lenient<NamespaceIsolation>> = scoped(&client, namespace);
+    let policies: Api<Lenient<NetworkPolicy>> = scoped(&client, namespace);
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -347,7 +354,10 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         futures::stream::iter(triggers.into_iter().map(Ok))
     })
     .try_flatten();
-    let (isolation_reader, isolation_writer) = reflector::store();
+    let (isolation_reader, isolation_writer) = reflector::store::<NamespaceIsolation>();
+    let (foreign_cache, foreign_events) =
+        audit::foreign_policies(scoped(&client, namespace), &metrics);
+    let (dns_caches, dns_changes) = audit::DnsCaches::watch(&client);
     let isolation_changes = Changes::default();
     let bad_isolation = report_undecodable(
         metrics.clone(),
@@ -368,6 +378,8 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     let context = Arc::new(Context {
         client,
         policies: policy_cache.clone(),
+        foreign: foreign_cache,
+        dns: dns_caches,
         isolations: isolation_reader.clone(),
         isolation_changes,
         own_writes,
@@ -376,8 +388,11 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         events: event_queue,
         permits: tokio::sync::Semaphore::new(usize::from(settings.concurrency.max(1))),
     });
+    let foreign_targets = audit::in_namespace(isolation_reader.clone());
     let controller = Controller::for_stream(isolation_events, isolation_reader)
         .watches_stream(policy_events, reconcile_targets)
+        .watches_stream(foreign_events, foreign_targets)
+        .reconcile_all_on(dns_changes)
         .trigger_backoff(NoTriggerBackoff)
         // The permits in the context limit reconciles, in arrival order; kube's own limit only
         // bounds how many wait for a permit (its runner polls every one of them at each wake-up,
@@ -398,6 +413,18 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         templates,
         baselines,
         publisher,
+    }
+}
+
+/// An API of `K` in `namespace`, or in all namespaces.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
     }
 }
 

@@ -35,6 +35,15 @@ pub struct ReadyLabel {
     pub ready: String,
 }
 
+/// The labels of the intent audit's gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViolationLabel {
+    /// The resource's namespace.
+    pub namespace: String,
+    /// `Widened`, `Narrowed` or `DNS`.
+    pub reason: String,
+}
+
 /// Everything the controller counts.
 pub struct Metrics {
     /// Reconciles started.
@@ -53,6 +62,9 @@ pub struct Metrics {
     pub events_dropped: Counter,
     /// NamespaceIsolations by their Ready condition, computed at each scrape.
     pub resources: Family<ReadyLabel, Gauge>,
+    /// The intent audit's findings per namespace and reason, computed at each scrape (only
+    /// namespaces with findings have a series).
+    pub violations: Family<ViolationLabel, Gauge>,
     registry: Registry,
 }
 
@@ -69,6 +81,7 @@ impl Default for Metrics {
         let drift_corrections = Counter::default();
         let events_dropped = Counter::default();
         let resources = Family::<ReadyLabel, Gauge>::default();
+        let violations = Family::<ViolationLabel, Gauge>::default();
         registry.register(
             "reconciles",
             "NamespaceIsolation reconciles started",
@@ -109,6 +122,11 @@ impl Default for Metrics {
             "NamespaceIsolations by Ready condition",
             resources.clone(),
         );
+        registry.register(
+            "isolation_violations",
+            "Findings of the intent audit (status.audit) by namespace and reason: Widened, Narrowed, DNS",
+            violations.clone(),
+        );
         Metrics {
             reconciles,
             failures,
@@ -118,6 +136,7 @@ impl Default for Metrics {
             drift_corrections,
             events_dropped,
             resources,
+            violations,
             registry,
         }
     }
@@ -157,6 +176,30 @@ impl Metrics {
                         ready: ready.to_owned(),
                     })
                     .set(count);
+            }
+            self.violations.clear();
+            for resource in store.state() {
+                let Some(audit) = resource
+                    .status
+                    .as_ref()
+                    .and_then(|status| status.audit.as_ref())
+                else {
+                    continue;
+                };
+                for (reason, findings) in [
+                    ("Widened", &audit.widened),
+                    ("Narrowed", &audit.narrowed),
+                    ("DNS", &audit.dns),
+                ] {
+                    if !findings.is_empty() {
+                        self.violations
+                            .get_or_create(&ViolationLabel {
+                                namespace: resource.metadata.namespace.clone().unwrap_or_default(),
+                                reason: reason.to_owned(),
+                            })
+                            .set(i64::try_from(findings.len()).unwrap_or(i64::MAX));
+                    }
+                }
             }
         }
         let mut text = String::new();
@@ -226,5 +269,38 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
+    }
+
+    /// The audit's gauge: one series per namespace and reason with findings, none for a
+    /// namespace without any (and none left behind once its findings are gone).
+    #[test]
+    fn violations_are_counted_from_the_status() {
+        let (store, mut writer) = kube::runtime::reflector::store::<NamespaceIsolation>();
+        let mut resource: NamespaceIsolation = serde_json::from_value(serde_json::json!({
+            "apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation",
+            "metadata": {"name": "shop", "namespace": "shop"},
+            "spec": {},
+            "status": {"audit": {
+                "widened": ["allow-all-ingress lets any pod outside shop reach backend on every port"],
+                "dns": ["a", "b"],
+            }},
+        }))
+        .expect("a resource");
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(resource.clone()));
+        let metrics = Metrics::default();
+        let text = metrics.encode(Some(&store));
+        assert!(
+            text.contains("netfence_isolation_violations{namespace=\"shop\",reason=\"Widened\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("netfence_isolation_violations{namespace=\"shop\",reason=\"DNS\"} 2"),
+            "{text}"
+        );
+        assert!(!text.contains("reason=\"Narrowed\""), "{text}");
+        resource.status = None;
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(resource));
+        let text = metrics.encode(Some(&store));
+        assert!(!text.contains("netfence_isolation_violations{"), "{text}");
     }
 }

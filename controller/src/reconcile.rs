@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use k8s_openapi::{
     api::{core::v1::Namespace, networking::v1::NetworkPolicy},
-    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+    apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time},
 };
 use kube::{
     Api, Resource, ResourceExt,
@@ -24,7 +24,7 @@ use kube::{
     runtime::{controller::Action, events::EventType, reflector::ObjectRef},
 };
 use netfence_core::{
-    ValidatedIsolation,
+    ValidatedIsolation, audit,
     plan::{self, ApplyReason, is_owned_by},
     render::{self, PolicyRole},
     status::{self, Outcome},
@@ -179,7 +179,7 @@ async fn reconcile_steps(
                 errors,
                 policies: owned_names(&observed, &uid),
             };
-            if write_status(resource, context, &namespace, &outcome, &mut liveness).await? {
+            if write_status(resource, context, &namespace, &outcome, &mut liveness, None).await? {
                 event(context, resource, EventType::Warning, "InvalidSpec", note);
             }
             return Ok(Action::await_change());
@@ -202,7 +202,15 @@ async fn reconcile_steps(
             policies: owned_names(&observed, &uid),
             planned,
         };
-        write_status(resource, context, &namespace, &outcome, &mut liveness).await?;
+        write_status(
+            resource,
+            context,
+            &namespace,
+            &outcome,
+            &mut liveness,
+            Some(&isolation),
+        )
+        .await?;
         return Ok(Action::requeue(RESYNC));
     }
 
@@ -232,8 +240,15 @@ async fn reconcile_steps(
             message: message.clone(),
             policies,
         };
-        if let Err(status_error) =
-            write_status(resource, context, &namespace, &outcome, &mut liveness).await
+        if let Err(status_error) = write_status(
+            resource,
+            context,
+            &namespace,
+            &outcome,
+            &mut liveness,
+            Some(&isolation),
+        )
+        .await
         {
             tracing::warn!(error = %error_message(&status_error), "failed to report ApplyFailed in status");
         }
@@ -256,7 +271,15 @@ async fn reconcile_steps(
             policies,
         }
     };
-    let wrote = write_status(resource, context, &namespace, &outcome, &mut liveness).await?;
+    let wrote = write_status(
+        resource,
+        context,
+        &namespace,
+        &outcome,
+        &mut liveness,
+        Some(&isolation),
+    )
+    .await?;
     if wrote && let Outcome::ApplyFailed { message, .. } = outcome {
         event(
             context,
@@ -602,20 +625,41 @@ fn event(
 }
 
 /// Patch the status only when it changed, and only for a resource that is still there (see
-/// [`Liveness`]): a steady-state reconcile writes nothing. Returns whether it wrote.
+/// [`Liveness`]): a steady-state reconcile writes nothing. The status holds the intent audit
+/// too (conditions `Isolated` and `DNSReachable`, see [`super::audit`]): computed here, from
+/// the caches as this reconcile left them, and written with the rest. Returns whether it wrote.
 async fn write_status(
     resource: &NamespaceIsolation,
     context: &Context,
     namespace: &str,
     outcome: &Outcome,
     liveness: &mut Liveness<'_>,
+    isolation: Option<&ValidatedIsolation>,
 ) -> Result<bool, Error> {
+    context.foreign.wait_synced().await;
+    context.dns.settled().await;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let new = status::status(
+    let mut new = status::status(
         outcome,
         resource.metadata.generation,
         resource.status.as_ref(),
-        now,
+        now.clone(),
+    );
+    let previous = resource
+        .status
+        .as_ref()
+        .map_or(&[][..], |status| status.conditions.as_slice());
+    let found = super::audit::audit(
+        &context.policies,
+        &context.foreign,
+        &context.dns,
+        resource,
+        isolation,
+        namespace,
+    );
+    audit::merge(
+        &mut new,
+        audit::part(&found, resource.metadata.generation, previous, &now),
     );
     if resource.status.as_ref() == Some(&new) || !liveness.confirm().await? {
         return Ok(false);
@@ -628,8 +672,50 @@ async fn write_status(
         Err(source) => return Err(update_error(resource, namespace, source)),
     };
     context.own_writes.record(&written);
+    audit_events(context, resource, previous, &new.conditions);
     wait_for_resource(context, resource).await;
     Ok(true)
+}
+
+/// An Event for each audit condition that changed: Warning unless it is now `True` (and none
+/// for a first `True`, which every new resource reaches).
+fn audit_events(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    previous: &[Condition],
+    conditions: &[Condition],
+) {
+    for type_ in [audit::ISOLATED, audit::DNS_REACHABLE] {
+        let find = |conditions: &[Condition]| {
+            conditions
+                .iter()
+                .find(|condition| condition.type_ == type_)
+                .map(|condition| {
+                    (
+                        condition.status.clone(),
+                        condition.reason.clone(),
+                        condition.message.clone(),
+                    )
+                })
+        };
+        let (before, after) = (find(previous), find(conditions));
+        let Some((status, reason, message)) = after else {
+            continue;
+        };
+        if before.as_ref() == Some(&(status.clone(), reason.clone(), message.clone()))
+            || (before.is_none() && status == "True")
+        {
+            continue;
+        }
+        let (type_of_event, event_reason) = match (type_, status.as_str()) {
+            (audit::ISOLATED, "True") => (EventType::Normal, "Isolated".to_owned()),
+            (audit::ISOLATED, "False") => (EventType::Warning, reason),
+            (audit::ISOLATED, _) => (EventType::Warning, "IsolationUnknown".to_owned()),
+            (_, "True") => (EventType::Normal, "DNSReachable".to_owned()),
+            (_, _) => (EventType::Warning, format!("DNS{reason}")),
+        };
+        event(context, resource, type_of_event, &event_reason, message);
+    }
 }
 
 /// Wait until the resource cache has moved past the version this reconcile read (it then holds

@@ -13,9 +13,11 @@
 //! plan       rendered + observed policies -> the writes that make them equal
 //! template   IsolationTemplate x namespaces -> the NamespaceIsolations to write
 //! status     the outcome of a reconcile -> the resource's status
+//! audit      what the DNS peer really reaches, and the intent audit's part of the status
 //! testing    random valid specs for property tests (feature `testing`, dev-dependencies only)
 //! ```
 
+pub mod audit;
 pub mod baseline;
 pub mod cidr;
 pub mod manifests;

@@ -93,8 +93,9 @@ pub fn status(
     policies.sort();
     NamespaceIsolationStatus {
         observed_generation: generation,
-        conditions: vec![ready_condition(
+        conditions: vec![condition(
             previous.map_or(&[], |status| status.conditions.as_slice()),
+            READY,
             ready,
             reason,
             message,
@@ -104,14 +105,17 @@ pub fn status(
         policy_count: Some(i32::try_from(policies.len()).unwrap_or(i32::MAX)),
         policies,
         planned_changes: planned,
+        audit: None,
     }
 }
 
-/// The `Ready` condition; its `lastTransitionTime` stays as in `previous` unless the status flips.
+/// The condition `type_`; its `lastTransitionTime` stays as in `previous` unless its status
+/// changes.
 #[must_use]
-pub fn ready_condition(
+pub fn condition(
     previous: &[Condition],
-    ready: &str,
+    type_: &str,
+    status: &str,
     reason: &str,
     message: String,
     generation: Option<i64>,
@@ -119,11 +123,11 @@ pub fn ready_condition(
 ) -> Condition {
     let last_transition_time = previous
         .iter()
-        .find(|condition| condition.type_ == READY && condition.status == ready)
+        .find(|condition| condition.type_ == type_ && condition.status == status)
         .map_or(now, |condition| condition.last_transition_time.clone());
     Condition {
-        type_: READY.to_owned(),
-        status: ready.to_owned(),
+        type_: type_.to_owned(),
+        status: status.to_owned(),
         reason: reason.to_owned(),
         message,
         observed_generation: generation,
@@ -254,8 +258,9 @@ pub fn template_status(
     };
     IsolationTemplateStatus {
         observed_generation: generation,
-        conditions: vec![ready_condition(
+        conditions: vec![condition(
             previous.map_or(&[], |status| status.conditions.as_slice()),
+            READY,
             ready,
             reason,
             message,

@@ -312,6 +312,7 @@ pub fn spec() -> impl Strategy<Value = NamespaceIsolationSpec> {
                     tiers,
                     flows,
                     shared_services,
+                    acknowledged_policies: Vec::new(),
                 }
             },
         )

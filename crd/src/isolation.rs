@@ -40,6 +40,8 @@ pub const MAX_PORTS: usize = 32;
 pub const MAX_DNS_IP_BLOCKS: usize = 16;
 /// The most `except` ranges of one ipBlock.
 pub const MAX_EXCEPT: usize = 32;
+/// The most acknowledged foreign policies of one resource.
+pub const MAX_ACKNOWLEDGED: usize = 64;
 
 /// Desired isolation of one namespace.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -59,6 +61,11 @@ pub const MAX_EXCEPT: usize = 32;
         name = "Ready",
         type_ = "string",
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Isolated",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Isolated")].status"#
     ),
     printcolumn(
         name = "Policies",
@@ -130,6 +137,26 @@ pub struct NamespaceIsolationSpec {
     #[schemars(length(max = MAX_SHARED_SERVICES))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub shared_services: Vec<SharedService>,
+
+    /// NetworkPolicies of this namespace that netfence does not own and that the team accepts:
+    /// the intent audit (condition `Isolated`) leaves them out, and `status.audit.acknowledged`
+    /// lists them. Every other policy of the namespace counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_ACKNOWLEDGED))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub acknowledged_policies: Vec<AcknowledgedPolicy>,
+}
+
+/// A NetworkPolicy the intent audit leaves out.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcknowledgedPolicy {
+    /// The NetworkPolicy's name, in this namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Why the team accepts what it allows (for the reviewer; shown in status).
+    #[schemars(length(min = 1, max = 1024))]
+    pub reason: String,
 }
 
 fn default_isolate() -> Vec<Direction> {
@@ -460,6 +487,32 @@ pub struct NamespaceIsolationStatus {
     /// In `DryRun` mode: what `Enforce` would write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned_changes: Option<PlannedChanges>,
+
+    /// What the intent audit saw (conditions `Isolated` and `DNSReachable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditStatus>,
+}
+
+/// The intent audit: every policy that applies to the namespace, proven against the spec.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditStatus {
+    /// The NetworkPolicies of the namespace that netfence does not own and that count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_policies: Vec<String>,
+    /// The foreign policies left out, as `spec.acknowledgedPolicies` asks: `name: reason`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acknowledged: Vec<String>,
+    /// What allows connections the spec does not declare, one sentence per policy and
+    /// destination (condition `Isolated`, reason `Widened`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub widened: Vec<String>,
+    /// What blocks declared connections, one sentence each (reason `Narrowed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub narrowed: Vec<String>,
+    /// What is wrong with the DNS peer in the cluster, each with its fix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
 }
 
 /// The NetworkPolicies that `Enforce` would create, change and delete.

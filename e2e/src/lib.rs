@@ -338,6 +338,7 @@ impl Cluster {
         for role in [
             "config/rbac/cluster_role.yaml",
             "config/rbac/leader_election_role.yaml",
+            "config/rbac/dns_role.yaml",
         ] {
             apply_object(&client, &repository_manifest(role)?).await?;
         }
@@ -361,6 +362,12 @@ impl Cluster {
                 "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                 "metadata": {"name": service_account, "namespace": OPERATOR_NAMESPACE, "labels": labels},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "netfence-leader-election"},
+                "subjects": subject,
+            }),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": service_account, "namespace": "kube-system", "labels": labels},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "netfence-dns"},
                 "subjects": subject,
             }),
         ] {

@@ -530,14 +530,14 @@ fn kubectl_applies_the_examples_and_they_become_ready() {
         .collect();
     assert_eq!(
         header,
-        ["NAME", "MODE", "READY", "POLICIES", "AGE"],
+        ["NAME", "MODE", "READY", "ISOLATED", "POLICIES", "AGE"],
         "the printer columns"
     );
     assert!(
         listed.lines().any(|line| line
             .split_whitespace()
-            .take(4)
-            .eq(["shop", "Enforce", "True", "5"])),
+            .take(5)
+            .eq(["shop", "Enforce", "True", "True", "5"])),
         "{listed}"
     );
 
@@ -702,7 +702,6 @@ fn kubectl_apply_k_config_default_is_accepted() {
             "RoleBinding",
             "Deployment",
             "PodDisruptionBudget",
-            "Service",
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionPolicyBinding",
         ] {
@@ -730,6 +729,8 @@ fn kubectl_apply_k_config_default_is_accepted() {
     ] {
         target.created(&["-n", "netfence-system", kind, name]);
     }
+    target.created(&["-n", "kube-system", "role", "netfence-dns"]);
+    target.created(&["-n", "kube-system", "rolebinding", "netfence-dns"]);
     let applied = target.ok(&["apply", "-k", base]);
     for object in [
         "customresourcedefinition.apiextensions.k8s.io/namespaceisolations.netfence.io",

@@ -44,8 +44,9 @@ pub fn default(info: &ResourceInfo, object: &mut Value) {
 pub fn prune_unknown_fields(info: &ResourceInfo, object: &mut Value) -> Vec<String> {
     use k8s_openapi::{
         api::{
+            apps::v1::DaemonSet,
             coordination::v1::Lease,
-            core::v1::{Event, Namespace, Pod},
+            core::v1::{Event, Namespace, Pod, Service},
             networking::v1::NetworkPolicy,
         },
         apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -55,6 +56,8 @@ pub fn prune_unknown_fields(info: &ResourceInfo, object: &mut Value) -> Vec<Stri
     let decoded = match (info.group.as_str(), info.plural.as_str()) {
         ("", "namespaces") => ignored::<Namespace>(object, &mut record),
         ("", "pods") => ignored::<Pod>(object, &mut record),
+        ("", "services") => ignored::<Service>(object, &mut record),
+        ("apps", "daemonsets") => ignored::<DaemonSet>(object, &mut record),
         ("", "events") => ignored::<Event>(object, &mut record),
         ("networking.k8s.io", "networkpolicies") => ignored::<NetworkPolicy>(object, &mut record),
         ("events.k8s.io", "events") => {
@@ -87,8 +90,9 @@ pub fn prune_unknown_fields(info: &ResourceInfo, object: &mut Value) -> Vec<Stri
 pub fn decode_problem(info: &ResourceInfo, object: &Value) -> Option<String> {
     use k8s_openapi::{
         api::{
+            apps::v1::DaemonSet,
             coordination::v1::Lease,
-            core::v1::{Event, Namespace, Pod},
+            core::v1::{Event, Namespace, Pod, Service},
             networking::v1::NetworkPolicy,
         },
         apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -104,6 +108,8 @@ pub fn decode_problem(info: &ResourceInfo, object: &Value) -> Option<String> {
     let found = match (info.group.as_str(), info.plural.as_str()) {
         ("", "namespaces") => problem::<Namespace>(object),
         ("", "pods") => problem::<Pod>(object),
+        ("", "services") => problem::<Service>(object),
+        ("apps", "daemonsets") => problem::<DaemonSet>(object),
         ("", "events") => problem::<Event>(object),
         ("networking.k8s.io", "networkpolicies") => problem::<NetworkPolicy>(object),
         ("events.k8s.io", "events") => problem::<k8s_openapi::api::events::v1::Event>(object),

@@ -167,7 +167,8 @@ impl Catalog {
         };
         let mut pods = builtin("", "v1", "pods", "Pod", true, &["po"], true, pod_schema());
         pods.categories = vec!["all".to_owned()];
-        Catalog {
+        let read_by_dns_checks = read_by_dns_checks(&pods);
+        let mut catalog = Catalog {
             resources: vec![
                 builtin(
                     "",
@@ -231,7 +232,10 @@ impl Catalog {
                     object_schema(&json!({})),
                 ),
             ],
-        }
+        };
+        // After pods, as upstream lists the core group.
+        catalog.resources.splice(2..2, read_by_dns_checks);
+        catalog
     }
 
     /// Every served resource, built-ins first, then custom resources in registration order.
@@ -456,6 +460,28 @@ pub fn metadata_schema() -> Value {
             }
         }
     })
+}
+
+/// Services and DaemonSets, like pods but for their names: what the DNS checks of `netfence run`
+/// and `netfence doctor` read (no controller of the sandbox acts on them).
+fn read_by_dns_checks(pods: &ResourceInfo) -> Vec<ResourceInfo> {
+    [
+        ("", "services", "Service", "svc"),
+        ("apps", "daemonsets", "DaemonSet", "ds"),
+    ]
+    .into_iter()
+    .map(|(group, plural, kind, short)| ResourceInfo {
+        group: group.to_owned(),
+        plural: plural.to_owned(),
+        singular: kind.to_lowercase(),
+        kind: kind.to_owned(),
+        list_kind: format!("{kind}List"),
+        short_names: vec![short.to_owned()],
+        categories: Vec::new(),
+        schema: Arc::new(object_schema(&json!({}))),
+        ..pods.clone()
+    })
+    .collect()
 }
 
 fn object_schema(properties: &Value) -> Value {

@@ -13,7 +13,10 @@ use netfence_crd::{ClusterBaselineStatus, baseline::Engine};
 use serde_json::Value;
 
 use super::Object;
-use crate::{status::ready_condition, validate::ValidationErrors};
+use crate::{
+    status::{READY, condition},
+    validate::ValidationErrors,
+};
 
 /// Which engines' kinds the cluster serves.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -246,8 +249,9 @@ pub fn status(
         }
     };
     status.observed_generation = generation;
-    status.conditions = vec![ready_condition(
+    status.conditions = vec![condition(
         previous.map_or(&[], |status| status.conditions.as_slice()),
+        READY,
         ready,
         reason,
         message,

@@ -140,6 +140,7 @@ fn isolation_spec() -> NamespaceIsolationSpec {
         tiers: Vec::new(),
         flows: Vec::new(),
         shared_services: Vec::new(),
+        acknowledged_policies: Vec::new(),
     }
 }
 

@@ -152,6 +152,7 @@ pub struct ValidatedIsolation {
     tiers: Vec<ValidTier>,
     flows: Vec<ValidFlow>,
     shared_services: Vec<ValidSharedService>,
+    acknowledged: Vec<(String, String)>,
 }
 
 impl ValidatedIsolation {
@@ -229,6 +230,12 @@ impl ValidatedIsolation {
     #[must_use]
     pub fn shared_services(&self) -> &[ValidSharedService] {
         &self.shared_services
+    }
+    /// `spec.acknowledgedPolicies`: the foreign NetworkPolicies the intent audit leaves out, as
+    /// (name, reason).
+    #[must_use]
+    pub fn acknowledged(&self) -> &[(String, String)] {
+        &self.acknowledged
     }
 }
 
@@ -308,6 +315,7 @@ fn validate_spec(spec: &NamespaceIsolationSpec, errors: &mut Errors) -> Validate
     };
     let shared_services = validate_shared_services(spec, &tier_names, &isolated, errors);
     let dns = validate_dns(spec, errors);
+    let acknowledged = validate_acknowledged(spec, errors);
     ValidatedIsolation {
         name: String::new(),
         namespace: None,
@@ -321,7 +329,45 @@ fn validate_spec(spec: &NamespaceIsolationSpec, errors: &mut Errors) -> Validate
         tiers,
         flows,
         shared_services,
+        acknowledged,
     }
+}
+
+fn validate_acknowledged(
+    spec: &NamespaceIsolationSpec,
+    errors: &mut Errors,
+) -> Vec<(String, String)> {
+    check_count(
+        spec.acknowledged_policies.len(),
+        limits::MAX_ACKNOWLEDGED,
+        "spec.acknowledgedPolicies",
+        errors,
+    );
+    let mut seen = BTreeSet::new();
+    for (index, policy) in spec.acknowledged_policies.iter().enumerate() {
+        let path = format!("spec.acknowledgedPolicies[{index}]");
+        if let Some(problem) = dns_subdomain_problem(&policy.name) {
+            errors.push(format!("{path}.name"), problem);
+        } else if !seen.insert(policy.name.as_str()) {
+            errors.push(
+                format!("{path}.name"),
+                format!(
+                    "policy \"{}\" is acknowledged twice; list each policy once",
+                    policy.name
+                ),
+            );
+        }
+        if policy.reason.trim().is_empty() {
+            errors.push(
+                format!("{path}.reason"),
+                "is required: say why the team accepts what this policy allows",
+            );
+        }
+    }
+    spec.acknowledged_policies
+        .iter()
+        .map(|policy| (policy.name.clone(), policy.reason.clone()))
+        .collect()
 }
 
 /// The CRD bounds every list (the API server refuses longer ones); render enforces the same.

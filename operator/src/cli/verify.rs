@@ -519,6 +519,15 @@ fn prove(
                 .as_ref()
                 .is_some_and(|labels| labels.contains_key(BASELINE_LABEL))
         });
+    // The foreign policies the resource acknowledges are left out, as the intent audit of
+    // `netfence run` leaves them out (condition Isolated).
+    let (acknowledged, found): (Vec<NetworkPolicy>, Vec<NetworkPolicy>) =
+        found.into_iter().partition(|policy| {
+            isolation
+                .acknowledged()
+                .iter()
+                .any(|(name, _)| policy.metadata.name.as_deref() == Some(name.as_str()))
+        });
     let (mut policies, mut against) = if found.is_empty() {
         (
             netfence_core::render::network_policies(isolation),
@@ -531,6 +540,16 @@ fn prove(
             format!("the {count} NetworkPolicies of namespace {namespace} in the input"),
         )
     };
+    if !acknowledged.is_empty() {
+        let names: Vec<&str> = acknowledged
+            .iter()
+            .filter_map(|policy| policy.metadata.name.as_deref())
+            .collect();
+        against = format!(
+            "{against} (leaving out {}, acknowledged by spec.acknowledgedPolicies)",
+            names.join(", ")
+        );
+    }
     if !from_baselines.is_empty() {
         against = format!(
             "{against} and the {} NetworkPolicies of ClusterBaselines there",

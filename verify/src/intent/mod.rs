@@ -16,6 +16,7 @@
 //! renderer bug shows up as a difference such as
 //! `backend -> database 5432/TCP: declared but blocked by the ingress of database (...)`.
 
+pub mod audit;
 pub mod declared;
 pub mod world;
 
@@ -58,6 +59,11 @@ pub struct Difference {
     pub declared: bool,
     /// What the policies decided, and why.
     pub reason: String,
+    /// The policies that decided (`namespace/name`, `Kind/name`): for a connection allowed but
+    /// not declared, those whose rules allow it; for one declared but blocked, those whose rules
+    /// deny it (none when the only cause is that no rule allows it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
 }
 
 impl fmt::Display for Difference {
@@ -128,6 +134,29 @@ fn blocked_by(decision: &Decision, cluster: &Cluster, from: &str, to: &str) -> S
         }
     }
     parts.join(" and ")
+}
+
+/// The policies that decided `decision` the way it went (see [`Difference::policies`]), sorted.
+fn responsible(decision: &Decision, cluster: &Cluster) -> Vec<String> {
+    let allowed = decision.verdict == Verdict::Allowed;
+    let mut indices = Vec::new();
+    for side in [&decision.egress, &decision.ingress] {
+        match side {
+            Side::Allowed { allowed_by, .. } if allowed => {
+                indices.extend(allowed_by.iter().map(|rule| rule.policy));
+            }
+            Side::Decided { rule, allowed: by } if *by == allowed => indices.push(rule.policy),
+            Side::EndOfTier { policies } if !allowed => indices.extend(policies),
+            _ => {}
+        }
+    }
+    let mut keys: Vec<String> = indices
+        .into_iter()
+        .map(|index| cluster.policies()[index].key())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// Prove that `policies` allow exactly what `isolation` declares, in its model world.
@@ -221,6 +250,7 @@ pub fn prove_with(
                     protocol: probe.protocol.as_str(),
                     declared: is_declared,
                     reason,
+                    policies: responsible(&decision, &cluster),
                 });
             }
         }
@@ -375,7 +405,13 @@ pub fn report(proof: &Proof) -> String {
             .iter()
             .map(|difference| format!("  {difference}"))
             .collect();
-        let _ = write!(out, "{}", lines.join("\n"));
+        let _ = writeln!(out, "{}", lines.join("\n"));
+        // The same, told by policy (what the operator's condition Isolated says).
+        let summary: Vec<String> = audit::findings(proof)
+            .into_iter()
+            .map(|finding| format!("  {}: {}", finding.departure.as_str(), finding.message))
+            .collect();
+        let _ = write!(out, "in short:\n{}", summary.join("\n"));
     }
     out
 }
