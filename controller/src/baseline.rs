@@ -353,7 +353,7 @@ impl PreparedBaselines {
 /// Which engines' kinds the cluster serves. A kind the API server says it does not have is not
 /// served; any other failure (a timeout, a 403) is tried again a few times, then counted as not
 /// served with a warning (a baseline naming that engine then reports EngineNotServed).
-async fn discover(client: &Client) -> Served {
+pub async fn discover(client: &Client) -> Served {
     let mut served = Served::default();
     for (engine, resource, _) in kinds() {
         let Some(engine) = engine else { continue };

@@ -45,7 +45,9 @@ use kube::{
 };
 use netfence_crd::NamespaceIsolation;
 
-pub use baseline::{BaselineError, PreparedBaselines, prepare_baselines};
+pub use baseline::{
+    BaselineError, PreparedBaselines, discover as served_engines, prepare_baselines,
+};
 pub use cache::{Changes, OwnWrites, PolicyCache};
 use decode::{Lenient, Undecodable};
 pub use events::Recorder;

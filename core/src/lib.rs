@@ -14,12 +14,14 @@
 //! template   IsolationTemplate x namespaces -> the NamespaceIsolations to write
 //! status     the outcome of a reconcile -> the resource's status
 //! audit      what the DNS peer really reaches, and the intent audit's part of the status
+//! doctor     what a cluster holds -> the common mistakes that break zero trust, with fixes
 //! testing    random valid specs for property tests (feature `testing`, dev-dependencies only)
 //! ```
 
 pub mod audit;
 pub mod baseline;
 pub mod cidr;
+pub mod doctor;
 pub mod manifests;
 pub mod meta;
 pub mod names;

@@ -268,6 +268,25 @@ impl Target {
         ]);
         self.grants
             .push(to_args(&["-n", "netfence-system", "rolebinding", &name]));
+        let dns_role = rbac.join("rbac/dns_role.yaml");
+        self.ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            dns_role.to_str().expect("UTF-8"),
+        ]);
+        self.ok(&[
+            "-n",
+            "kube-system",
+            "create",
+            "rolebinding",
+            &name,
+            "--role=netfence-dns",
+            &format!("--serviceaccount={subject}"),
+        ]);
+        self.grants
+            .push(to_args(&["-n", "kube-system", "rolebinding", &name]));
         let token = self.ok(&[
             "-n",
             "netfence-system",
@@ -914,6 +933,145 @@ fn kubectl_applies_the_crds_server_side_over_netfence_sandbox() {
     );
     let again = target.ok(&["apply", "--server-side", "-f", manifest]);
     assert!(again.contains("serverside-applied"), "{again}");
+    drop(target);
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// `netfence doctor` as a platform engineer runs it, before and after adopting netfence: on a
+/// cluster with Calico's DaemonSet and CoreDNS behind kube-dns, a namespace whose
+/// NamespaceIsolation is Ready and Isolated passes (exit 0); with only Flannel's DaemonSet, the
+/// doctor says the policies will not be enforced and exits 1, in text and in JSON.
+#[test]
+fn kubectl_doctor_passes_a_healthy_namespace_and_fails_flannel_alone() {
+    if !kubectl_or_skip("kubectl_doctor_passes_a_healthy_namespace_and_fails_flannel_alone") {
+        return;
+    }
+    let directory = scratch("doctor");
+    let mut target = Target::start(&directory);
+    target.start_operator();
+    let namespace = target.name("doctor");
+    let calico = target.name("calico-node");
+    let flannel = target.name("kube-flannel-ds");
+    let coredns = target.name("coredns");
+    let daemon_set = |name: &str, image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: {name}, namespace: kube-system}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: main, image: {image}}}]}}\n"
+        )
+    };
+    let cluster = format!(
+        r"apiVersion: v1
+kind: Namespace
+metadata: {{name: {namespace}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {coredns}, namespace: kube-system, labels: {{k8s-app: kube-dns}}}}
+spec:
+  containers:
+    - name: coredns
+      image: registry.k8s.io/coredns/coredns:v1.12.0
+      ports: [{{name: dns, containerPort: 53, protocol: UDP}}, {{name: dns-tcp, containerPort: 53, protocol: TCP}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {coredns}, namespace: kube-system}}
+spec:
+  selector: {{k8s-app: kube-dns}}
+  ports: [{{name: dns, port: 53, protocol: UDP}}, {{name: dns-tcp, port: 53, protocol: TCP}}]
+---
+apiVersion: netfence.io/v1alpha1
+kind: NamespaceIsolation
+metadata: {{name: shop, namespace: {namespace}}}
+spec:
+  tiers: [{{name: web, podSelector: {{matchLabels: {{tier: web}}}}}}]
+---
+{}",
+        daemon_set(&calico, "docker.io/calico/node:v3.29.1")
+    );
+    let manifest = directory.join("cluster.yaml");
+    std::fs::write(&manifest, cluster).expect("manifest written");
+    target.ok(&["apply", "-f", manifest.to_str().expect("UTF-8")]);
+    for what in [
+        vec!["namespace", namespace.as_str()],
+        vec!["-n", "kube-system", "pod", coredns.as_str()],
+        vec!["-n", "kube-system", "service", coredns.as_str()],
+        vec!["-n", "kube-system", "daemonset", calico.as_str()],
+        vec!["-n", "kube-system", "daemonset", flannel.as_str()],
+    ] {
+        target.created(&what);
+    }
+    target.ok(&[
+        "wait",
+        "--for=condition=Isolated",
+        "nsi/shop",
+        "-n",
+        &namespace,
+        "--timeout=120s",
+    ]);
+    let doctor = |format: &str| {
+        output_within_limit(
+            Command::new(env!("CARGO_BIN_EXE_netfence"))
+                .arg("doctor")
+                .arg("--kubeconfig")
+                .arg(&target.kubeconfig)
+                .args(["--namespace", &namespace, "-o", format]),
+        )
+    };
+    let healthy = doctor("text");
+    let text = String::from_utf8_lossy(&healthy.stdout);
+    println!("{text}");
+    assert_eq!(healthy.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "OK      cni: Calico (DaemonSet kube-system/{calico}) enforces NetworkPolicy"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "OK      isolations [{namespace}/shop]: Ready and Isolated"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "OK      dns [{namespace}/shop]: the DNS pods in kube-system match spec.dns"
+        )),
+        "{text}"
+    );
+
+    target.ok(&["-n", "kube-system", "delete", "daemonset", &calico]);
+    let flannel_manifest = directory.join("flannel.yaml");
+    std::fs::write(
+        &flannel_manifest,
+        daemon_set(&flannel, "docker.io/flannel/flannel:v0.26.1"),
+    )
+    .expect("manifest written");
+    target.ok(&["apply", "-f", flannel_manifest.to_str().expect("UTF-8")]);
+    let broken = doctor("text");
+    let text = String::from_utf8_lossy(&broken.stdout);
+    println!("{text}");
+    assert_eq!(broken.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("ERROR   cni: Flannel (DaemonSet kube-system/{flannel}) handles pod networking and does not enforce NetworkPolicy")),
+        "{text}"
+    );
+    assert!(text.contains("will not be enforced"), "{text}");
+    let json = doctor("json");
+    assert_eq!(json.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
+    assert!(
+        report["errors"].as_u64().is_some_and(|errors| errors >= 1),
+        "{report}"
+    );
+    assert!(
+        report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .any(|finding| finding["check"] == "cni" && finding["severity"] == "error"),
+        "{report}"
+    );
     drop(target);
     let _ = std::fs::remove_dir_all(&directory);
 }

@@ -5,6 +5,7 @@
 //! netfence run             the operator: reconcile NamespaceIsolations into NetworkPolicies
 //! netfence verify PATH...   manifests -> who can reach whom, and why; intent proofs
 //! netfence crd              the CustomResourceDefinitions to install
+//! netfence doctor           the cluster checked against the mistakes that break zero trust (reads only)
 //! netfence sandbox          an in-memory API server with the CRDs, a kubeconfig, and the manifests
 //!                           applied (feature `sandbox`, on by default; a build without it says so)
 //! ```
@@ -13,6 +14,7 @@
 //! reader closed early (`netfence crd | head -1`) ends quietly ([`output`]).
 
 pub mod crd;
+pub mod doctor;
 pub mod output;
 pub mod render;
 pub mod run;
@@ -48,6 +50,9 @@ pub enum Command {
     Verify(verify::Args),
     /// Print the CustomResourceDefinitions netfence needs (`netfence crd | kubectl apply -f -`).
     Crd(crd::Args),
+    /// Check the cluster against the common mistakes that break zero trust (reads only; exit 1
+    /// on an error).
+    Doctor(doctor::Args),
     /// Start an in-memory Kubernetes API server, install the CRDs, write a kubeconfig and apply
     /// manifests: try netfence without a cluster (`netfence sandbox --apply examples/`).
     Sandbox(sandbox::Args),
@@ -62,6 +67,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd(args) => crd::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
         Command::Render(args) => render::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Verify(args) => verify::run(&args),

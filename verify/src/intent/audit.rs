@@ -238,6 +238,39 @@ mod tests {
         );
     }
 
+    /// Policies that choose pods, peers and ports the spec never names still get probed: pods
+    /// labelled `tier: api` (in no tier), a monitoring namespace, port 9090.
+    #[test]
+    fn other_policies_are_probed_on_their_own_pods_peers_and_ports() {
+        let isolation = isolation();
+        let mut policies = netfence_core::render::network_policies(&isolation);
+        policies.push(policy(serde_json::json!({
+            "metadata": {"name": "open-api", "namespace": "shop"},
+            "spec": {"podSelector": {"matchLabels": {"tier": "api"}}, "ingress": [{}]}
+        })));
+        policies.push(policy(serde_json::json!({
+            "metadata": {"name": "scrape", "namespace": "shop"},
+            "spec": {"podSelector": {"matchLabels": {"tier": "backend"}}, "ingress": [{
+                "from": [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}],
+                "ports": [{"port": 9090}]
+            }]}
+        })));
+        let proof = prove(&isolation, &policies).expect("provable");
+        let messages: Vec<String> = findings(&proof)
+            .into_iter()
+            .map(|found| found.message)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "open-api lets any pod outside shop reach pods with tier=api on every port",
+                "scrape lets any pod in namespaces with team=monitoring reach backend on 9090/TCP",
+            ],
+            "{:#?}",
+            proof.differences
+        );
+    }
+
     /// A missing allow of netfence's own narrows a declared flow: named, with the port.
     #[test]
     fn a_missing_allow_narrows_the_declared_flow() {

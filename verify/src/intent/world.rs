@@ -28,7 +28,7 @@ use netfence_crd::isolation::{NAMESPACE_NAME_LABEL, Protocol};
 
 use super::super::{
     cidr::Cidr,
-    model::{ContainerPort, NamespaceInfo, PodInfo, Probe},
+    model::{ContainerPort, NamespaceInfo, PodInfo, Policy, PortSpec, Probe},
     selector::{Labels, Requirement, Selector},
 };
 
@@ -551,6 +551,213 @@ impl Builder {
             probes,
             named_ports: self.ports,
             warnings: self.warnings,
+        }
+    }
+}
+
+/// Extend `world` so that it can tell what other policies of its namespace allow: for each, a
+/// pod it selects, a pod (and namespace) or address for each of its peers, and probes on its
+/// ports, wherever the world has none yet. A team's `allow-all-ingress` on pods labelled
+/// `tier: api` (no tier of the spec) then has such a pod to open, and a foreign rule on port
+/// 9090 a probe on 9090.
+pub fn extend(world: &mut World, policies: &[Policy]) {
+    let namespace = world.namespace.clone();
+    let mut numbers: BTreeSet<u16> = world.probes.iter().map(|probe| probe.port).collect();
+    let before = numbers.clone();
+    for policy in policies {
+        if policy.cluster_wide().is_some() || policy.namespace != namespace {
+            continue;
+        }
+        let selected = world.endpoints.iter().any(|endpoint| {
+            !endpoint.pod.external
+                && endpoint.pod.namespace == namespace
+                && policy.pod_selector.matches(&endpoint.pod.labels)
+        });
+        if !selected && let Some(labels) = satisfying(&[&policy.pod_selector]) {
+            let label = format!(
+                "pods with {}",
+                describe(&labels).trim_start_matches("labels ")
+            );
+            add_pod(
+                world,
+                &namespace,
+                &format!("selected-by-{}", policy.name),
+                labels,
+                label,
+            );
+        }
+        for rule in policy.ingress.iter().chain(&policy.egress).flatten() {
+            for peer in rule.peers.iter().flatten() {
+                add_peer(world, peer, &policy.name);
+            }
+            for port in rule.ports.iter().flatten() {
+                match &port.port {
+                    PortSpec::All => {}
+                    PortSpec::Number(number) => {
+                        numbers.insert(*number);
+                    }
+                    PortSpec::Range(start, end) => {
+                        numbers.extend([*start, *end]);
+                        numbers.extend(start.checked_sub(1).filter(|n| *n > 0));
+                        numbers.extend(end.checked_add(1));
+                    }
+                    PortSpec::Named(name) => {
+                        add_named_port(world, name, port.protocol, &mut numbers)
+                    }
+                }
+            }
+        }
+    }
+    if numbers != before {
+        world.probes = numbers
+            .into_iter()
+            .flat_map(|port| {
+                [Protocol::TCP, Protocol::UDP, Protocol::SCTP]
+                    .into_iter()
+                    .map(move |protocol| Probe { port, protocol })
+            })
+            .collect();
+        world.probes.sort();
+    }
+}
+
+/// A pod of `namespace` with `labels`, declaring the world's named ports.
+fn add_pod(world: &mut World, namespace: &str, name: &str, labels: Labels, label: String) {
+    let mut name = name.to_owned();
+    while world
+        .endpoints
+        .iter()
+        .any(|known| known.pod.namespace == namespace && known.pod.name == name)
+    {
+        name.push('-');
+    }
+    let pod = pod(namespace, &name, labels, &world.named_ports);
+    let label = if world.endpoints.iter().any(|known| known.label == label) {
+        pod.key()
+    } else {
+        label
+    };
+    world.endpoints.push(Endpoint { pod, label });
+}
+
+/// An endpoint for `peer` of policy `owner`, unless one matches it already.
+fn add_peer(world: &mut World, peer: &super::super::model::Peer, owner: &str) {
+    use super::super::model::{NamespaceScope, Peer as ModelPeer};
+    match peer {
+        ModelPeer::Pods { namespaces, pods } => {
+            let in_scope = |info: &NamespaceInfo| match namespaces {
+                NamespaceScope::Own(name) => info.name == *name,
+                NamespaceScope::Matching(selector) => selector.matches(&info.labels),
+            };
+            let matched = world.endpoints.iter().any(|endpoint| {
+                !endpoint.pod.external
+                    && pods.matches(&endpoint.pod.labels)
+                    && world
+                        .namespaces
+                        .iter()
+                        .any(|info| info.name == endpoint.pod.namespace && in_scope(info))
+            });
+            if matched {
+                return;
+            }
+            let Some(labels) = satisfying(&[pods]) else {
+                return;
+            };
+            let (namespace, where_) = match world.namespaces.iter().find(|info| in_scope(info)) {
+                Some(info) => (info.name.clone(), info.name.clone()),
+                None => {
+                    let NamespaceScope::Matching(selector) = namespaces else {
+                        return;
+                    };
+                    let Some(mut namespace_labels) = satisfying(&[selector]) else {
+                        return;
+                    };
+                    let name = namespace_labels
+                        .get(NAMESPACE_NAME_LABEL)
+                        .cloned()
+                        .unwrap_or_else(|| format!("peer-of-{owner}"));
+                    let where_ = format!(
+                        "namespaces with {}",
+                        describe(&namespace_labels).trim_start_matches("labels ")
+                    );
+                    namespace_labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.clone());
+                    if !selector.matches(&namespace_labels) {
+                        return;
+                    }
+                    world.namespaces.push(NamespaceInfo {
+                        name: name.clone(),
+                        labels: namespace_labels,
+                    });
+                    (name, where_)
+                }
+            };
+            let who = if labels.is_empty() {
+                "any pod".to_owned()
+            } else {
+                format!(
+                    "pods with {}",
+                    describe(&labels).trim_start_matches("labels ")
+                )
+            };
+            add_pod(
+                world,
+                &namespace,
+                &format!("peer-of-{owner}"),
+                labels,
+                format!("{who} in {where_}"),
+            );
+        }
+        ModelPeer::IpBlock(block) | ModelPeer::External(block) => {
+            if world.endpoints.iter().any(|endpoint| {
+                endpoint
+                    .pod
+                    .ips
+                    .iter()
+                    .any(|address| block.contains(address))
+            }) {
+                return;
+            }
+            if let Some((address, _)) = block_addresses(&block.cidr, &block.except)
+                .into_iter()
+                .find(|(address, _)| block.contains(address))
+            {
+                let mut endpoint =
+                    pod(EXTERNAL_NAMESPACE, &address.to_string(), Labels::new(), &[]);
+                endpoint.ips = vec![address];
+                endpoint.external = true;
+                world.endpoints.push(Endpoint {
+                    pod: endpoint,
+                    label: format!("external {address}"),
+                });
+            }
+        }
+    }
+}
+
+/// Declare `name` on every model pod, on a number no probe uses yet, and probe it.
+fn add_named_port(world: &mut World, name: &str, protocol: Protocol, numbers: &mut BTreeSet<u16>) {
+    if world
+        .named_ports
+        .iter()
+        .any(|known| known.name.as_deref() == Some(name) && known.protocol == protocol)
+    {
+        return;
+    }
+    let mut number = 30_000u16;
+    while numbers.contains(&number) {
+        number += 1;
+    }
+    numbers.insert(number);
+    let port = ContainerPort {
+        name: Some(name.to_owned()),
+        number,
+        protocol,
+    };
+    world.named_ports.push(port.clone());
+    for endpoint in &mut world.endpoints {
+        if !endpoint.pod.external {
+            endpoint.pod.ports.push(port.clone());
+            endpoint.pod.ports.sort();
         }
     }
 }
