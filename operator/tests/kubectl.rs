@@ -953,40 +953,10 @@ fn kubectl_doctor_passes_a_healthy_namespace_and_fails_flannel_alone() {
     let calico = target.name("calico-node");
     let flannel = target.name("kube-flannel-ds");
     let coredns = target.name("coredns");
-    let daemon_set = |name: &str, image: &str| {
-        format!(
-            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: {name}, namespace: kube-system}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: main, image: {image}}}]}}\n"
-        )
-    };
-    let cluster = format!(
-        r"apiVersion: v1
-kind: Namespace
-metadata: {{name: {namespace}}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: {coredns}, namespace: kube-system, labels: {{k8s-app: kube-dns}}}}
-spec:
-  containers:
-    - name: coredns
-      image: registry.k8s.io/coredns/coredns:v1.12.0
-      ports: [{{name: dns, containerPort: 53, protocol: UDP}}, {{name: dns-tcp, containerPort: 53, protocol: TCP}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: {coredns}, namespace: kube-system}}
-spec:
-  selector: {{k8s-app: kube-dns}}
-  ports: [{{name: dns, port: 53, protocol: UDP}}, {{name: dns-tcp, port: 53, protocol: TCP}}]
----
-apiVersion: netfence.io/v1alpha1
-kind: NamespaceIsolation
-metadata: {{name: shop, namespace: {namespace}}}
-spec:
-  tiers: [{{name: web, podSelector: {{matchLabels: {{tier: web}}}}}}]
----
-{}",
-        daemon_set(&calico, "docker.io/calico/node:v3.29.1")
+    let cluster = doctor_cluster(
+        &namespace,
+        &coredns,
+        &daemon_set(&calico, "docker.io/calico/node:v3.29.1"),
     );
     let manifest = directory.join("cluster.yaml");
     std::fs::write(&manifest, cluster).expect("manifest written");
@@ -1074,4 +1044,45 @@ spec:
     );
     drop(target);
     let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// A DaemonSet manifest (a CNI's, for `netfence doctor` to recognise).
+fn daemon_set(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: {name}, namespace: kube-system}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: main, image: {image}}}]}}\n"
+    )
+}
+
+/// The doctor's healthy cluster: a namespace with a NamespaceIsolation, CoreDNS (pod
+/// `coredns`, labelled `k8s-app: kube-dns`) behind a Service on 53, and `engine`.
+fn doctor_cluster(namespace: &str, coredns: &str, engine: &str) -> String {
+    format!(
+        r"apiVersion: v1
+kind: Namespace
+metadata: {{name: {namespace}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {coredns}, namespace: kube-system, labels: {{k8s-app: kube-dns}}}}
+spec:
+  containers:
+    - name: coredns
+      image: registry.k8s.io/coredns/coredns:v1.12.0
+      ports: [{{name: dns, containerPort: 53, protocol: UDP}}, {{name: dns-tcp, containerPort: 53, protocol: TCP}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {coredns}, namespace: kube-system}}
+spec:
+  selector: {{k8s-app: kube-dns}}
+  ports: [{{name: dns, port: 53, protocol: UDP}}, {{name: dns-tcp, port: 53, protocol: TCP}}]
+---
+apiVersion: netfence.io/v1alpha1
+kind: NamespaceIsolation
+metadata: {{name: shop, namespace: {namespace}}}
+spec:
+  tiers: [{{name: web, podSelector: {{matchLabels: {{tier: web}}}}}}]
+---
+{engine}"
+    )
 }

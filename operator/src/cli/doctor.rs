@@ -174,6 +174,53 @@ where
     }
 }
 
+/// A list of a kind that may not be served: (whether it is, its items). A 404 means not served;
+/// any other failure is recorded in `unread` (and the kind counted as served).
+async fn served_list<K>(api: Api<K>, what: &str, unread: &mut Vec<Unread>) -> (bool, Vec<K>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.list(&ListParams::default()).await {
+        Ok(list) => (true, list.items),
+        Err(kube::Error::Api(status)) if status.code == 404 => (false, Vec::new()),
+        Err(error) => {
+            unread.push(Unread {
+                what: what.to_owned(),
+                why: sentence(&error),
+            });
+            (true, Vec::new())
+        }
+    }
+}
+
+/// The namespace of `--namespace` (which must exist), or every namespace.
+async fn read_namespaces(
+    client: &Client,
+    namespace: Option<&str>,
+    unread: &mut Vec<Unread>,
+) -> Result<Vec<Namespace>, String> {
+    let api = Api::<Namespace>::all(client.clone());
+    let Some(name) = namespace else {
+        return Ok(list(api, "namespaces", unread)
+            .await
+            .map(|list| list.items)
+            .unwrap_or_default());
+    };
+    match api.get_opt(name).await {
+        Ok(Some(found)) => Ok(vec![found]),
+        Ok(None) => Err(format!(
+            "namespace {name} does not exist (--namespace names the namespace to check)"
+        )),
+        Err(error) => {
+            unread.push(Unread {
+                what: format!("namespace {name}"),
+                why: sentence(&error),
+            });
+            Ok(Vec::new())
+        }
+    }
+}
+
 /// Read what the checks need. Fails only when the API server cannot be reached at all.
 async fn read(client: &Client, namespace: Option<&str>) -> Result<Snapshot, String> {
     client.apiserver_version().await.map_err(|error| {
@@ -188,42 +235,13 @@ async fn read(client: &Client, namespace: Option<&str>) -> Result<Snapshot, Stri
     .await
     .map(|list| list.items)
     .unwrap_or_default();
-    let namespaces = match namespace {
-        Some(name) => match Api::<Namespace>::all(client.clone()).get_opt(name).await {
-            Ok(Some(found)) => vec![found],
-            Ok(None) => return Err(format!("namespace {name} does not exist")),
-            Err(error) => {
-                unread.push(Unread {
-                    what: format!("namespace {name}"),
-                    why: sentence(&error),
-                });
-                Vec::new()
-            }
-        },
-        None => list(
-            Api::<Namespace>::all(client.clone()),
-            "namespaces",
-            &mut unread,
-        )
-        .await
-        .map(|list| list.items)
-        .unwrap_or_default(),
-    };
+    let namespaces = read_namespaces(client, namespace, &mut unread).await?;
     let isolation_api: Api<NamespaceIsolation> = match namespace {
         Some(name) => Api::namespaced(client.clone(), name),
         None => Api::all(client.clone()),
     };
-    let (isolations_served, isolations) = match isolation_api.list(&ListParams::default()).await {
-        Ok(list) => (true, list.items),
-        Err(kube::Error::Api(status)) if status.code == 404 => (false, Vec::new()),
-        Err(error) => {
-            unread.push(Unread {
-                what: "NamespaceIsolations".to_owned(),
-                why: sentence(&error),
-            });
-            (true, Vec::new())
-        }
-    };
+    let (isolations_served, isolations) =
+        served_list(isolation_api, "NamespaceIsolations", &mut unread).await;
     // Pods of the isolated namespaces (hostNetwork) and of the DNS namespaces; Services of the
     // DNS namespaces.
     let dns_namespaces: BTreeSet<String> = if isolations.is_empty() {
@@ -262,20 +280,12 @@ async fn read(client: &Client, namespace: Option<&str>) -> Result<Snapshot, Stri
             services.insert(name.clone(), found.items);
         }
     }
-    let baselines = match Api::<ClusterBaseline>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-    {
-        Ok(list) => list.items,
-        Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
-        Err(error) => {
-            unread.push(Unread {
-                what: "ClusterBaselines".to_owned(),
-                why: sentence(&error),
-            });
-            Vec::new()
-        }
-    };
+    let (_, baselines) = served_list(
+        Api::<ClusterBaseline>::all(client.clone()),
+        "ClusterBaselines",
+        &mut unread,
+    )
+    .await;
     let served = if baselines.is_empty() {
         netfence_core::baseline::plan::Served::default()
     } else {

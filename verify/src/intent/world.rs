@@ -602,7 +602,7 @@ pub fn extend(world: &mut World, policies: &[Policy]) {
                         numbers.extend(end.checked_add(1));
                     }
                     PortSpec::Named(name) => {
-                        add_named_port(world, name, port.protocol, &mut numbers)
+                        add_named_port(world, name, port.protocol, &mut numbers);
                     }
                 }
             }
@@ -663,33 +663,15 @@ fn add_peer(world: &mut World, peer: &super::super::model::Peer, owner: &str) {
             let Some(labels) = satisfying(&[pods]) else {
                 return;
             };
-            let (namespace, where_) = match world.namespaces.iter().find(|info| in_scope(info)) {
-                Some(info) => (info.name.clone(), info.name.clone()),
-                None => {
-                    let NamespaceScope::Matching(selector) = namespaces else {
-                        return;
-                    };
-                    let Some(mut namespace_labels) = satisfying(&[selector]) else {
-                        return;
-                    };
-                    let name = namespace_labels
-                        .get(NAMESPACE_NAME_LABEL)
-                        .cloned()
-                        .unwrap_or_else(|| format!("peer-of-{owner}"));
-                    let where_ = format!(
-                        "namespaces with {}",
-                        describe(&namespace_labels).trim_start_matches("labels ")
-                    );
-                    namespace_labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.clone());
-                    if !selector.matches(&namespace_labels) {
-                        return;
-                    }
-                    world.namespaces.push(NamespaceInfo {
-                        name: name.clone(),
-                        labels: namespace_labels,
-                    });
-                    (name, where_)
-                }
+            let existing = world
+                .namespaces
+                .iter()
+                .find(|info| in_scope(info))
+                .map(|info| (info.name.clone(), info.name.clone()));
+            let Some((namespace, where_)) =
+                existing.or_else(|| new_peer_namespace(world, namespaces, owner))
+            else {
+                return;
             };
             let who = if labels.is_empty() {
                 "any pod".to_owned()
@@ -732,6 +714,36 @@ fn add_peer(world: &mut World, peer: &super::super::model::Peer, owner: &str) {
             }
         }
     }
+}
+
+/// A namespace of the world that `namespaces` matches, made for policy `owner`: its name and
+/// how messages name it (`namespaces with team=monitoring`).
+fn new_peer_namespace(
+    world: &mut World,
+    namespaces: &super::super::model::NamespaceScope,
+    owner: &str,
+) -> Option<(String, String)> {
+    let super::super::model::NamespaceScope::Matching(selector) = namespaces else {
+        return None;
+    };
+    let mut labels = satisfying(&[selector])?;
+    let name = labels
+        .get(NAMESPACE_NAME_LABEL)
+        .cloned()
+        .unwrap_or_else(|| format!("peer-of-{owner}"));
+    let where_ = format!(
+        "namespaces with {}",
+        describe(&labels).trim_start_matches("labels ")
+    );
+    labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.clone());
+    if !selector.matches(&labels) {
+        return None;
+    }
+    world.namespaces.push(NamespaceInfo {
+        name: name.clone(),
+        labels,
+    });
+    Some((name, where_))
 }
 
 /// Declare `name` on every model pod, on a number no probe uses yet, and probe it.
