@@ -60,7 +60,7 @@ use crate::{events::EventQueue, metrics::Metrics, skeleton::Failures};
 const RESYNC: Duration = Duration::from_secs(3600);
 
 /// The kinds a baseline may write, with whether each is namespaced.
-fn kinds() -> Vec<(Option<Engine>, ApiResource, bool)> {
+pub(crate) fn kinds() -> Vec<(Option<Engine>, ApiResource, bool)> {
     let resource = |group: &str, version: &str, kind: &str, plural: &str| {
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
     };

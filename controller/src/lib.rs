@@ -78,6 +78,9 @@ pub struct Context {
     pub foreign: PolicyCache,
     /// The DNS namespace's pods, Services and DaemonSets (the DNS checks').
     pub dns: audit::DnsCaches,
+    /// The cluster-wide policies of the engines the cluster serves (the audit's; none when
+    /// watching one namespace).
+    pub cluster_wide: audit::ClusterWideCache,
     /// The NamespaceIsolations, as last observed (the controller's own cache).
     pub isolations: Store<NamespaceIsolation>,
     /// Signalled whenever `isolations` changes.
@@ -360,6 +363,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     let (foreign_cache, foreign_events) =
         audit::foreign_policies(scoped(&client, namespace), &metrics);
     let (dns_caches, dns_changes) = audit::DnsCaches::watch(&client);
+    let (cluster_wide, cluster_wide_changes) = audit::ClusterWideCache::watch(&client, namespace);
     let isolation_changes = Changes::default();
     let bad_isolation = report_undecodable(
         metrics.clone(),
@@ -382,6 +386,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         policies: policy_cache.clone(),
         foreign: foreign_cache,
         dns: dns_caches,
+        cluster_wide,
         isolations: isolation_reader.clone(),
         isolation_changes,
         own_writes,
@@ -395,6 +400,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         .watches_stream(policy_events, reconcile_targets)
         .watches_stream(foreign_events, foreign_targets)
         .reconcile_all_on(dns_changes)
+        .reconcile_all_on(cluster_wide_changes)
         .trigger_backoff(NoTriggerBackoff)
         // The permits in the context limit reconciles, in arrival order; kube's own limit only
         // bounds how many wait for a permit (its runner polls every one of them at each wake-up,
@@ -408,6 +414,9 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
             ),
         );
     let (templates, baselines) = prepare_cluster_wide(&context, settings);
+    if let Some(templates) = &templates {
+        context.cluster_wide.use_namespaces(templates.namespaces());
+    }
     Prepared {
         controller,
         policies: policy_cache,

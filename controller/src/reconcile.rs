@@ -638,6 +638,7 @@ async fn write_status(
 ) -> Result<bool, Error> {
     context.foreign.wait_synced().await;
     context.dns.settled().await;
+    context.cluster_wide.settled().await;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut new = status::status(
         outcome,
@@ -649,14 +650,7 @@ async fn write_status(
         .status
         .as_ref()
         .map_or(&[][..], |status| status.conditions.as_slice());
-    let found = super::audit::audit(
-        &context.policies,
-        &context.foreign,
-        &context.dns,
-        resource,
-        isolation,
-        namespace,
-    );
+    let found = super::audit::audit(context, resource, isolation, namespace);
     audit::merge(
         &mut new,
         audit::part(&found, resource.metadata.generation, previous, &now),

@@ -121,6 +121,12 @@ pub struct PreparedTemplates {
 }
 
 impl PreparedTemplates {
+    /// The namespaces, as the template controller's cache holds them.
+    #[must_use]
+    pub fn namespaces(&self) -> Store<Namespace> {
+        self.context.namespaces.clone()
+    }
+
     /// Resolves once every cache of the template controller has its first complete list (false
     /// if one's writer is gone).
     pub fn synced(&self) -> impl std::future::Future<Output = bool> + Send + 'static {

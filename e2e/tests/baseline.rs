@@ -440,3 +440,91 @@ async fn orphan_keeps_the_objects_without_the_owner() {
         .await;
     env.finish().await;
 }
+
+/// If this fails, a cluster-wide deny that blocks what a team declared goes unseen: the team's
+/// NamespaceIsolation says Ready and Isolated while its flow is dropped. A ClusterBaseline
+/// guardrail denying port 8080 turns `Isolated` False (`Narrowed`), naming the
+/// ClusterNetworkPolicy and the flow; removed, the namespace is Isolated again.
+#[tokio::test]
+async fn a_cluster_wide_deny_narrows_a_declared_flow() {
+    let mut env = Env::start_alone().await;
+    install_engine_crds(&env.client)
+        .await
+        .expect("the engines' CRDs");
+    let namespace = env.run_namespace("baseline-audit", true).await;
+    let name = format!("narrow-{}", env.run);
+    env.start_controller(None);
+    env.create(&netfence_e2e::shop(&namespace)).await;
+    let isolated = |status: &'static str, reason: &'static str| {
+        move |isolation: &netfence_crd::NamespaceIsolation| {
+            isolation.status.as_ref().is_some_and(|found| {
+                found.conditions.iter().any(|condition| {
+                    condition.type_ == "Isolated"
+                        && condition.status == status
+                        && condition.reason == reason
+                })
+            })
+        }
+    };
+    env.wait_isolation(
+        &namespace,
+        "shop",
+        "Isolated True",
+        isolated("True", "AsDeclared"),
+    )
+    .await;
+    create_baseline(
+        &env,
+        json!({
+            "apiVersion": "netfence.io/v1alpha1",
+            "kind": "ClusterBaseline",
+            "metadata": {"name": name},
+            "spec": {
+                "engine": "ClusterNetworkPolicy",
+                "namespaceSelector": {"matchLabels": {RUN_LABEL: env.run}},
+                "sameNamespace": "Allow",
+                "guardrails": [{"name": "no-8080", "action": "Deny", "direction": "Egress",
+                    "namespaceSelector": {"matchLabels": {RUN_LABEL: env.run}}, "ports": [{"port": 8080}]}]
+            }
+        }),
+    )
+    .await;
+    let narrowed = env
+        .wait_isolation(
+            &namespace,
+            "shop",
+            "Isolated False, Narrowed",
+            isolated("False", "Narrowed"),
+        )
+        .await;
+    let message = narrowed
+        .status
+        .as_ref()
+        .and_then(|status| {
+            status
+                .conditions
+                .iter()
+                .find(|condition| condition.type_ == "Isolated")
+        })
+        .map(|condition| condition.message.clone())
+        .unwrap_or_default();
+    println!("Isolated False, Narrowed: {message}");
+    assert!(
+        message.contains(&format!(
+            "ClusterNetworkPolicy/{name}-guardrails blocks frontend -> backend on 8080/TCP"
+        )),
+        "{message}"
+    );
+    Api::<ClusterBaseline>::all(env.client.clone())
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("deleted");
+    env.wait_isolation(
+        &namespace,
+        "shop",
+        "Isolated True again",
+        isolated("True", "AsDeclared"),
+    )
+    .await;
+    env.finish().await;
+}

@@ -49,6 +49,31 @@ impl ClusterWidePolicies {
     }
 }
 
+impl ClusterWidePolicies {
+    /// Add an object of `kind` as the API serves it. `Err` names what does not read (a field
+    /// this version of netfence does not model); `Ok(false)` for a kind that is not one of these.
+    ///
+    /// # Errors
+    ///
+    /// When the object does not decode into its kind's type.
+    pub fn add(&mut self, kind: &str, object: serde_json::Value) -> Result<bool, String> {
+        fn typed<T: serde::de::DeserializeOwned>(object: serde_json::Value) -> Result<T, String> {
+            serde_path_to_error::deserialize(object).map_err(|error| {
+                let path = error.path().to_string();
+                format!("{path}: {}", error.into_inner())
+            })
+        }
+        match kind {
+            "ClusterNetworkPolicy" => self.cluster_network_policies.push(typed(object)?),
+            "Tier" => self.calico_tiers.push(typed(object)?),
+            "GlobalNetworkPolicy" => self.calico_policies.push(typed(object)?),
+            "CiliumClusterwideNetworkPolicy" => self.cilium_policies.push(typed(object)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
 /// The model's policies for every cluster-wide object, or the problems found (pushed to
 /// `errors`).
 pub(crate) fn policies(objects: &ClusterWidePolicies, errors: &mut Vec<ModelError>) -> Vec<Policy> {

@@ -396,6 +396,54 @@ pub async fn convergence(env: &Env, report: &mut Report) -> anyhow::Result<Durat
     Ok(elapsed)
 }
 
+/// One namespace in this many gets a foreign policy before the steady window.
+const FOREIGN_EVERY: usize = 10;
+
+/// A team's own NetworkPolicy in every [`FOREIGN_EVERY`]th namespace (monitoring scraping every
+/// pod on 9090), as clusters have them: the steady window then shows the intent audit writes
+/// nothing either while they stay. Returns how many resources say `Isolated=False` once the
+/// operator is quiet again.
+async fn foreign_policies(env: &Env) -> anyhow::Result<usize> {
+    stream::iter(env.namespaces.iter().step_by(FOREIGN_EVERY).cloned())
+        .map(|namespace| {
+            let client = env.user.clone();
+            async move {
+                let policy: NetworkPolicy = serde_json::from_value(json!({
+                    "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": {"name": "allow-monitoring", "namespace": namespace},
+                    "spec": {"podSelector": {}, "ingress": [{
+                        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                        "ports": [{"port": 9090}],
+                    }]},
+                }))?;
+                Api::<NetworkPolicy>::namespaced(client, &namespace)
+                    .create(&PostParams::default(), &policy)
+                    .await
+                    .with_context(|| format!("failed to create the foreign policy of {namespace}"))?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(env.settings.concurrency)
+        .try_collect::<()>()
+        .await?;
+    workload::wait_quiet(&env.sandbox, QUIET, env.settings.timeout).await;
+    let resources = Api::<NamespaceIsolation>::all(env.user.clone())
+        .list(&kube::api::ListParams::default())
+        .await?;
+    Ok(resources
+        .items
+        .iter()
+        .filter(|resource| {
+            resource.status.as_ref().is_some_and(|status| {
+                status
+                    .conditions
+                    .iter()
+                    .any(|condition| condition.type_ == "Isolated" && condition.status == "False")
+            })
+        })
+        .count())
+}
+
 /// Steady state: a window with a forced resync in the middle (history compacted, so every watch
 /// answers 410 Gone and the operator lists everything again, and every watch closed). No write
 /// at all may happen.
@@ -403,6 +451,12 @@ pub async fn steady(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     eprintln!(
         "steady state: {}s with a forced resync (compaction + closed watches)",
         env.settings.steady.as_secs()
+    );
+    let widened = foreign_policies(env).await?;
+    report.add(
+        "steady",
+        "foreign NetworkPolicies present (every 10th namespace; its audit says Widened)",
+        format!("{} ({widened} resources Isolated=False)", env.namespaces.len().div_ceil(FOREIGN_EVERY)),
     );
     env.sandbox.audit_clear();
     let before = env.operator.usage()?;

@@ -1,15 +1,5 @@
-//! The intent audit's I/O: the NetworkPolicies netfence does not own, the DNS namespace's pods,
-//! Services and DaemonSets, and the audit of one resource from them, computed by each
-//! reconcile beside the rest of its status (one write, none in a steady state).
-//!
-//! ```text
-//! reflect NetworkPolicy (managed-by!=netfence) ---> foreign PolicyCache --\   change: reconcile
-//! reflect Pod, Service, DaemonSet (kube-system) --> DnsCaches ------------+   the namespace's
-//! PolicyCache (netfence's own) ---------------------------------------------+ resources (DNS: all)
-//!                                                                           |
-//! reconcile: own + foreign - acknowledged --verify::intent::prove--> findings --\
-//!            spec.dns x DnsCaches --core::audit::dns_reality-------------------+--> Isolated, DNSReachable
-//! ```
+//! What the DNS checks read: the pods, Services and DaemonSets of the DNS namespace, watched,
+//! and what the DNS peer of a resource reaches there (memoized per DNS spec until they change).
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -18,36 +8,25 @@ use std::{
     time::Duration,
 };
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::{
     apps::v1::DaemonSet,
     core::v1::{Pod, PodSpec, Service},
-    networking::v1::NetworkPolicy,
 };
 use kube::{
     Api, Client,
     runtime::{
         WatchStreamExt,
-        reflector::{self, ObjectRef, Store},
+        reflector::{self, Store},
         watcher,
     },
 };
 use netfence_core::{
-    ValidatedIsolation,
-    audit::{Audit, DnsNamespace, DnsReality, Isolation, dns_reality},
+    audit::{DnsNamespace, DnsReality, dns_reality},
     validate::ValidDns,
 };
-use netfence_crd::{NamespaceIsolation, isolation::Direction};
-use netfence_verify::intent::{
-    self,
-    audit::{Departure, findings},
-};
 
-use super::{
-    LIST_PAGE, PolicyCache,
-    decode::{self, Lenient},
-    metrics::Metrics,
-};
+use super::super::LIST_PAGE;
 
 /// The namespace whose DNS pods, Services and DaemonSets netfence reads (its Role there).
 pub const DNS_NAMESPACE: &str = "kube-system";
@@ -273,53 +252,6 @@ fn classify<K>(index: usize, event: Result<watcher::Event<K>, watcher::Error>) -
     }
 }
 
-/// The NetworkPolicies without netfence's managed-by label, kept like netfence's own, and the
-/// stream that fills them: it yields each policy that changed (added, edited, deleted, or
-/// different after a relist).
-pub(crate) fn foreign_policies(
-    api: Api<Lenient<NetworkPolicy>>,
-    metrics: &Arc<Metrics>,
-) -> (
-    PolicyCache,
-    impl Stream<Item = Result<NetworkPolicy, watcher::Error>> + Send + 'static,
-) {
-    let cache = PolicyCache::default();
-    let writer = cache.clone();
-    let bad = super::report_undecodable(
-        metrics.clone(),
-        "undecodable_foreign_policy",
-        "NetworkPolicy",
-    );
-    let events = watcher(
-        api,
-        watcher::Config::default()
-            .labels(&super::foreign_selector())
-            .page_size(LIST_PAGE),
-    )
-    .default_backoff()
-    .map_ok(move |event| decode::typed(event, &bad))
-    .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
-    .map_ok(move |event| futures::stream::iter(writer.apply(&event).into_iter().map(Ok)))
-    .try_flatten();
-    (cache, events)
-}
-
-/// The resources a foreign policy's change must reconcile: those of its namespace (their audit
-/// is all it changes).
-pub(crate) fn in_namespace(
-    isolations: Store<NamespaceIsolation>,
-) -> impl Fn(NetworkPolicy) -> Vec<ObjectRef<NamespaceIsolation>> + Send + Sync + 'static {
-    move |policy: NetworkPolicy| {
-        let namespace = policy.metadata.namespace;
-        isolations
-            .state()
-            .iter()
-            .filter(|resource| resource.metadata.namespace == namespace)
-            .map(|resource| ObjectRef::from(resource.as_ref()))
-            .collect()
-    }
-}
-
 /// A pod as the DNS checks read it: its name, labels and container ports (a kube-system of a
 /// large cluster holds a pod per node for each DaemonSet).
 fn strip_pod(pod: &mut Pod) {
@@ -341,85 +273,5 @@ fn strip_pod(pod: &mut Pod) {
             containers,
             ..Default::default()
         });
-    }
-}
-
-/// The audit of one resource: its namespace's NetworkPolicies (netfence's and the others, but
-/// those it acknowledges) proven against its spec, and its DNS peer as the cluster has it.
-/// `isolation` is `None` for an invalid spec.
-pub(crate) fn audit(
-    own: &PolicyCache,
-    foreign: &PolicyCache,
-    dns: &DnsCaches,
-    resource: &NamespaceIsolation,
-    isolation: Option<&ValidatedIsolation>,
-    namespace: &str,
-) -> Audit {
-    let acknowledged_names: HashMap<&str, &str> = isolation
-        .map(|isolation| {
-            isolation
-                .acknowledged()
-                .iter()
-                .map(|(name, reason)| (name.as_str(), reason.as_str()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut policies = own.in_namespace(namespace);
-    let mut counted = Vec::new();
-    let mut acknowledged = Vec::new();
-    for policy in foreign.in_namespace(namespace) {
-        let name = policy.metadata.name.clone().unwrap_or_default();
-        if let Some(reason) = acknowledged_names.get(name.as_str()) {
-            acknowledged.push(format!("{name}: {reason}"));
-        } else {
-            counted.push(name);
-            policies.push(policy);
-        }
-    }
-    let Some(isolation) = isolation else {
-        let message = "the spec is invalid (condition Ready says why): there is no intent to prove"
-            .to_owned();
-        return Audit {
-            isolation: Isolation::Unknown("InvalidSpec", message.clone()),
-            dns: DnsReality::Unknown(message),
-            foreign: counted,
-            acknowledged,
-        };
-    };
-    let isolation_found = match intent::prove(isolation, &policies) {
-        Ok(proof) => {
-            let found = findings(&proof);
-            if found.is_empty() {
-                Isolation::AsDeclared {
-                    policies: policies.len(),
-                }
-            } else {
-                let (widened, narrowed): (Vec<_>, Vec<_>) = found
-                    .into_iter()
-                    .partition(|finding| finding.departure == Departure::Widened);
-                Isolation::Departs {
-                    widened: widened.into_iter().map(|finding| finding.message).collect(),
-                    narrowed: narrowed
-                        .into_iter()
-                        .map(|finding| finding.message)
-                        .collect(),
-                }
-            }
-        }
-        Err(error) => Isolation::Unknown(
-            "InvalidPolicy",
-            format!("{error}: netfence cannot tell what the namespace's policies allow"),
-        ),
-    };
-    let dns_found = match (isolation.isolates(Direction::Egress), isolation.dns()) {
-        (false, _) => DnsReality::NotRestricted,
-        (true, None) => DnsReality::Disabled,
-        (true, Some(valid)) => dns.reality(&resource.spec.dns.namespace, valid),
-    };
-    Audit {
-        isolation: isolation_found,
-        dns: dns_found,
-        foreign: counted,
-        acknowledged,
     }
 }
