@@ -672,7 +672,8 @@ async fn write_status(
 }
 
 /// An Event for each audit condition that changed: Warning unless it is now `True` (and none
-/// for a first `True`, which every new resource reaches).
+/// for a first `True`, which every new resource reaches, nor for a `True` whose message alone
+/// changed).
 fn audit_events(
     context: &Context,
     resource: &NamespaceIsolation,
@@ -696,9 +697,17 @@ fn audit_events(
         let Some((status, reason, message)) = after else {
             continue;
         };
-        if before.as_ref() == Some(&(status.clone(), reason.clone(), message.clone()))
-            || (before.is_none() && status == "True")
-        {
+        // A new status or reason; or, while not True, new findings. A True whose message only
+        // counts the policies differently is no news.
+        let news = match &before {
+            None => status != "True",
+            Some((was, was_reason, was_message)) => {
+                *was != status
+                    || *was_reason != reason
+                    || (status != "True" && *was_message != message)
+            }
+        };
+        if !news {
             continue;
         }
         let (type_of_event, event_reason) = match (type_, status.as_str()) {
