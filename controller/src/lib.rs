@@ -321,14 +321,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     let namespace = settings.namespace.as_deref();
     let isolations: Api<Lenient<NamespaceIsolation>> = scoped(&client, namespace);
     let policies: Api<Lenient<NetworkPolicy>> = scoped(&client, namespace);
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.to_owned(),
-            instance: settings.instance.clone(),
-        },
-    );
-    let (event_queue, publisher) = events::queue(recorder, metrics.clone());
+    let (event_queue, publisher) = event_queue(&client, settings, &metrics);
     // Both caches drop managedFields: reconciles never read them, and they are most of the
     // size of a server-side-applied object. Lists come in pages of LIST_PAGE (kube's default is
     // 500): a page is held whole, managedFields included, while it is decoded, and 500 policies
@@ -370,10 +363,13 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         "undecodable_resource",
         "NamespaceIsolation",
     );
+    let index = audit::IsolationIndex::default();
+    let index_writer = index.clone();
     let isolation_events = watcher(isolations, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
         .map_ok(move |event| decode::typed(event, &bad_isolation))
         .modify(|resource: &mut NamespaceIsolation| resource.metadata.managed_fields = None)
+        .inspect_ok(move |event| index_writer.apply(event))
         .reflect(isolation_writer)
         .inspect_ok({
             let changes = isolation_changes.clone();
@@ -395,10 +391,13 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         events: event_queue,
         permits: tokio::sync::Semaphore::new(usize::from(settings.concurrency.max(1))),
     });
-    let foreign_targets = audit::in_namespace(isolation_reader.clone());
+    // A namespace's labels choose the cluster-wide policies that apply: its changes (seen by
+    // the template controller's namespace watch) reconcile its resources.
+    let (namespace_changes, namespace_events) = futures::channel::mpsc::unbounded();
     let controller = Controller::for_stream(isolation_events, isolation_reader)
         .watches_stream(policy_events, reconcile_targets)
-        .watches_stream(foreign_events, foreign_targets)
+        .watches_stream(foreign_events, index.targets())
+        .watches_stream(namespace_events.map(Ok), index.label_changes())
         .reconcile_all_on(dns_changes)
         .reconcile_all_on(cluster_wide_changes)
         .trigger_backoff(NoTriggerBackoff)
@@ -413,7 +412,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
                     .saturating_mul(WAITING_PER_PERMIT),
             ),
         );
-    let (templates, baselines) = prepare_cluster_wide(&context, settings);
+    let (templates, baselines) = prepare_cluster_wide(&context, settings, namespace_changes);
     if let Some(templates) = &templates {
         context.cluster_wide.use_namespaces(templates.namespaces());
     }
@@ -425,6 +424,22 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         baselines,
         publisher,
     }
+}
+
+/// The queue of Events every controller publishes to, and its publisher.
+fn event_queue(
+    client: &Client,
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+) -> (events::EventQueue, events::Publisher) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: settings.instance.clone(),
+        },
+    );
+    events::queue(recorder, metrics.clone())
 }
 
 /// An API of `K` in `namespace`, or in all namespaces.
@@ -443,6 +458,9 @@ where
 fn prepare_cluster_wide(
     context: &Context,
     settings: &Settings,
+    namespace_changes: futures::channel::mpsc::UnboundedSender<
+        k8s_openapi::api::core::v1::Namespace,
+    >,
 ) -> (Option<PreparedTemplates>, Option<PreparedBaselines>) {
     if !settings.templates || settings.namespace.is_some() {
         return (None, None);
@@ -452,6 +470,7 @@ fn prepare_cluster_wide(
         context.events.clone(),
         settings.operator_namespace.clone(),
         context.metrics.clone(),
+        namespace_changes,
     );
     let baselines = prepare_baselines(
         context.client.clone(),

@@ -710,6 +710,14 @@ fn audit_events(
         if !news {
             continue;
         }
+        // What is about the cluster rather than this resource (cluster-wide kinds or the DNS
+        // namespace not read yet, a Role missing) is logged once by the cache, not repeated as
+        // an Event on every resource; a declared `dns.enabled: false` is no news either.
+        if reason == "ClusterWideUnknown"
+            || (type_ == audit::DNS_REACHABLE && (reason == "Unknown" || reason == "Disabled"))
+        {
+            continue;
+        }
         let (type_of_event, event_reason) = match (type_, status.as_str()) {
             (audit::ISOLATED, "True") => (EventType::Normal, "Isolated".to_owned()),
             (audit::ISOLATED, "False") => (EventType::Warning, reason),

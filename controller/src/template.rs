@@ -165,6 +165,7 @@ pub fn prepare_templates(
     events: EventQueue,
     operator_namespace: Option<String>,
     metrics: Arc<Metrics>,
+    namespace_changes: futures::channel::mpsc::UnboundedSender<Namespace>,
 ) -> PreparedTemplates {
     let (namespaces, namespace_writer) = reflector::store();
     // Both caches keep only what a plan reads: namespaces' managedFields never, a
@@ -176,7 +177,11 @@ pub fn prepare_templates(
     .default_backoff()
     .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
     .reflect(namespace_writer)
-    .touched_objects();
+    .touched_objects()
+    // The NamespaceIsolation controller's audit reads the labels too.
+    .inspect_ok(move |namespace| {
+        let _ = namespace_changes.unbounded_send(namespace.clone());
+    });
     let (isolations, isolation_writer) = reflector::store();
     let isolation_changes = Changes::default();
     // Every watch decodes leniently (see [`super::decode`]): one object that does not decode

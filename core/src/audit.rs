@@ -87,6 +87,9 @@ pub struct Audit {
     pub foreign: Vec<String>,
     /// The acknowledged ones left out, as `name: reason`.
     pub acknowledged: Vec<String>,
+    /// `mode: DryRun`: netfence writes no policy, so the namespace is not expected to hold
+    /// the intent (reason `DryRun` instead of `Widened` or `Narrowed`).
+    pub dry_run: bool,
 }
 
 /// The audit's part of a status: what its field manager writes.
@@ -188,6 +191,14 @@ fn isolated(audit: &Audit) -> (&'static str, &'static str, String) {
                 "the {policies} NetworkPolicies that apply allow exactly the declared flows, DNS and shared services{acknowledged}"
             ),
         ),
+        Isolation::Departs { widened, narrowed } if audit.dry_run => (
+            "False",
+            "DryRun",
+            format!(
+                "dry run: netfence writes no policy, and what the namespace's policies allow today differs from the spec in {} way(s) (status.audit)",
+                widened.len() + narrowed.len()
+            ),
+        ),
         Isolation::Departs { widened, narrowed } if !widened.is_empty() => {
             let mut message = format!("{}{acknowledged}", summary(widened));
             if !narrowed.is_empty() {
@@ -226,17 +237,25 @@ fn dns_reachable(dns: &DnsReality) -> (&'static str, &'static str, String) {
     }
 }
 
-/// What the DNS namespace holds, as the audit reads it.
+/// What the DNS namespace holds, as the audit reads it (in any order: the findings are sorted
+/// by name).
 #[derive(Clone, Copy, Debug)]
 pub struct DnsNamespace<'a> {
     /// Its name.
     pub name: &'a str,
     /// Its pods.
-    pub pods: &'a [Pod],
+    pub pods: &'a [&'a Pod],
     /// Its Services.
-    pub services: &'a [Service],
+    pub services: &'a [&'a Service],
     /// Its DaemonSets.
-    pub daemon_sets: &'a [DaemonSet],
+    pub daemon_sets: &'a [&'a DaemonSet],
+}
+
+/// `objects` sorted by name (a cache holds them in no particular order).
+fn by_name<'a, K: kube::Resource>(objects: &[&'a K]) -> Vec<&'a K> {
+    let mut sorted = objects.to_vec();
+    sorted.sort_by(|one, other| one.meta().name.cmp(&other.meta().name));
+    sorted
 }
 
 /// What the DNS peer `dns` of a resource reaches in `cluster`: the pods it matches, whether the
@@ -244,6 +263,17 @@ pub struct DnsNamespace<'a> {
 /// Service's), and whether NodeLocal DNSCache answers at an address its `ipBlocks` lack.
 #[must_use]
 pub fn dns_reality(dns: &ValidDns, cluster: &DnsNamespace<'_>) -> DnsReality {
+    let (all_pods, services, daemon_sets) = (
+        by_name(cluster.pods),
+        by_name(cluster.services),
+        by_name(cluster.daemon_sets),
+    );
+    let cluster = &DnsNamespace {
+        name: cluster.name,
+        pods: &all_pods,
+        services: &services,
+        daemon_sets: &daemon_sets,
+    };
     let selectors: Vec<_> = dns
         .peers
         .iter()
@@ -262,6 +292,7 @@ pub fn dns_reality(dns: &ValidDns, cluster: &DnsNamespace<'_>) -> DnsReality {
     let pods: Vec<&Pod> = cluster
         .pods
         .iter()
+        .copied()
         .filter(|pod| pod.metadata.deletion_timestamp.is_none())
         .filter(|pod| {
             let labels = pod.metadata.labels.clone().unwrap_or_default();
@@ -376,6 +407,18 @@ fn service_port_findings(dns: &ValidDns, pods: &[&Pod], cluster: &DnsNamespace<'
         }
         for port in spec.ports.iter().flatten() {
             let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
+            // Only the ports clients dial for DNS (kube-dns also serves metrics on 9153).
+            let dialled = u16::try_from(port.port).is_ok_and(|number| {
+                dns.ports.iter().any(|allowed| {
+                    allowed.protocol.as_str() == protocol
+                        && numbers(allowed, &selected)
+                            .iter()
+                            .any(|(first, last)| (*first..=*last).contains(&number))
+                })
+            });
+            if !dialled {
+                continue;
+            }
             let targets: BTreeSet<u16> = match &port.target_port {
                 None => u16::try_from(port.port).into_iter().collect(),
                 Some(IntOrString::Int(number)) => u16::try_from(*number).into_iter().collect(),
@@ -433,22 +476,32 @@ fn node_local_dns_finding(dns: &ValidDns, cluster: &DnsNamespace<'_>) -> Option<
         .iter()
         .filter(|address| !blocks.iter().any(|block| block.contains(address)))
         .collect();
-    let first = missing.first()?;
-    let suffix = if first.is_ipv4() { 32 } else { 128 };
+    if missing.is_empty() {
+        return None;
+    }
+    let fixes: Vec<String> = missing
+        .iter()
+        .map(|address| {
+            let suffix = if address.is_ipv4() { 32 } else { 128 };
+            format!("{{cidr: {address}/{suffix}}}")
+        })
+        .collect();
     Some(format!(
-        "NodeLocal DNSCache runs (DaemonSet {}/{}) and answers at {}, which spec.dns.ipBlocks lacks: pods that resolve through it are blocked; add {{cidr: {first}/{suffix}}} to spec.dns.ipBlocks",
+        "NodeLocal DNSCache runs (DaemonSet {}/{}) and answers at {}, which spec.dns.ipBlocks lacks: pods that resolve through it are blocked; add {} to spec.dns.ipBlocks",
         cluster.name,
         daemon_set.metadata.name.as_deref().unwrap_or_default(),
         missing
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        fixes.join(" and ")
     ))
 }
 
-/// The link-local addresses in a NodeLocal DNSCache container's `-localip` argument, or its
-/// usual address when it has none.
+/// The addresses in a NodeLocal DNSCache container's `-localip` argument (its link-local
+/// address, and in iptables mode the kube-dns ClusterIP it also answers on, from the host
+/// network), or its usual address when it has none.
 fn local_addresses(daemon_set: &DaemonSet) -> Vec<IpAddr> {
     let arguments: Vec<&String> = daemon_set
         .spec
@@ -474,9 +527,7 @@ fn local_addresses(daemon_set: &DaemonSet) -> Vec<IpAddr> {
             None
         };
         for part in value.iter().flat_map(|value| value.split(',')) {
-            if let Ok(address) = part.trim().parse::<IpAddr>()
-                && is_link_local(&address)
-            {
+            if let Ok(address) = part.trim().parse::<IpAddr>() {
                 addresses.push(address);
             }
         }
@@ -487,13 +538,6 @@ fn local_addresses(daemon_set: &DaemonSet) -> Vec<IpAddr> {
         addresses.push(address);
     }
     addresses
-}
-
-fn is_link_local(address: &IpAddr) -> bool {
-    match address {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
-    }
 }
 
 #[cfg(test)]

@@ -110,7 +110,8 @@ struct Engine {
 
 /// What `cni` recognises. Canal is Flannel with Calico's policy engine (`calico-node` or
 /// `canal`); GKE Dataplane V2 is Cilium (`anetd`); AKS's Network Policy Manager is `azure-npm`;
-/// EKS enforces with the VPC CNI's node agent (`aws-network-policy-agent`).
+/// EKS enforces with the VPC CNI's network policy agent, a container of `aws-node` (see
+/// [`recognise`]).
 const ENGINES: &[Engine] = &[
     Engine {
         name: "Calico",
@@ -250,7 +251,35 @@ fn key(metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
 }
 
 /// The engines a DaemonSet stands for.
+/// The Amazon VPC CNI's network policy agent: a container of `aws-node`, enforcing only when
+/// started with `--enable-network-policy=true`.
+static VPC_CNI_POLICY_AGENT: Engine = Engine {
+    name: "Amazon VPC CNI network policy agent",
+    marks: &[],
+    enforces: true,
+};
+
 fn recognise(daemon_set: &DaemonSet) -> Vec<&'static Engine> {
+    let containers = daemon_set
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .map(|spec| spec.containers.as_slice())
+        .unwrap_or_default();
+    let agent = containers.iter().any(|container| {
+        container
+            .image
+            .as_deref()
+            .is_some_and(|image| image.contains("aws-network-policy-agent"))
+            && container
+                .args
+                .iter()
+                .flatten()
+                .any(|argument| argument == "--enable-network-policy=true")
+    });
+    if agent {
+        return vec![&VPC_CNI_POLICY_AGENT];
+    }
     let name = daemon_set.metadata.name.as_deref().unwrap_or_default();
     let images: Vec<&str> = daemon_set
         .spec
@@ -358,20 +387,29 @@ fn dns(snapshot: &Snapshot) -> Vec<Finding> {
             continue;
         };
         let namespace = resource.spec.dns.namespace.as_str();
+        // Pods that could not be read are an access warning already, not "no DNS pod".
+        if !snapshot.pods.contains_key(namespace) {
+            continue;
+        }
+        let pods: Vec<&Pod> = snapshot.pods.get(namespace).into_iter().flatten().collect();
+        let services: Vec<&Service> = snapshot
+            .services
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .collect();
+        let daemon_sets: Vec<&DaemonSet> = snapshot
+            .daemon_sets
+            .iter()
+            .filter(|daemon_set| daemon_set.metadata.namespace.as_deref() == Some(namespace))
+            .collect();
         let reality = dns_reality(
             valid,
             &DnsNamespace {
                 name: namespace,
-                pods: snapshot.pods.get(namespace).map_or(&[], Vec::as_slice),
-                services: snapshot.services.get(namespace).map_or(&[], Vec::as_slice),
-                daemon_sets: &snapshot
-                    .daemon_sets
-                    .iter()
-                    .filter(|daemon_set| {
-                        daemon_set.metadata.namespace.as_deref() == Some(namespace)
-                    })
-                    .cloned()
-                    .collect::<Vec<_>>(),
+                pods: &pods,
+                services: &services,
+                daemon_sets: &daemon_sets,
             },
         );
         match reality {
@@ -495,6 +533,13 @@ fn isolations(snapshot: &Snapshot) -> Vec<Finding> {
                 &subject,
                 "has no status: is netfence running?",
                 "kubectl -n netfence-system get pods; kubectl -n netfence-system logs deploy/netfence",
+            )),
+            (Some(_), Some(isolated)) if isolated.reason == "DryRun" => findings.push(finding(
+                Severity::Warning,
+                "isolations",
+                &subject,
+                &format!("in DryRun: {}", isolated.message),
+                "set spec.mode: Enforce once status.plannedChanges is what you want",
             )),
             (Some(_), Some(isolated)) if isolated.status == "False" => findings.push(finding(
                 Severity::Error,

@@ -399,7 +399,9 @@ spec:
 }
 
 /// If this fails, a namespace under a NetworkPolicy-engine baseline would be proved against the
-/// baseline's policies alone, and its own declared flows would show as blocked.
+/// baseline's policies alone, and its own declared flows would show as blocked; or the
+/// baseline's allow (monitoring on 9090, which NetworkPolicies add to the namespace's own) would
+/// go unseen: it widens what the resource declares, and the proof names it.
 #[test]
 fn the_proof_adds_a_network_policy_baseline_to_the_namespaces_own_policies() {
     let shop = temp_file(
@@ -421,10 +423,15 @@ spec:
         shop.to_str().expect("utf-8"),
     ]);
     let stdout = text(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(
         stdout.contains("proving against the policies netfence renders for it and the 3 NetworkPolicies of ClusterBaselines there")
-            && stdout.contains("intent holds"),
+            && stdout.contains("web        -    8080/TCP")
+            && !stdout.contains("declared but blocked"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Widened: default-deny-shared-monitoring lets any pod in namespaces with kubernetes.io/metadata.name=monitoring reach any pod of team-c on 9090/TCP"),
         "{stdout}"
     );
 }

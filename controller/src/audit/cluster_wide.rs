@@ -4,9 +4,12 @@
 //! choose by.
 //!
 //! ```text
-//! discovery (once) --> reflect each served kind (all objects) --> ClusterWidePolicies + unreadable
+//! discovery (once) --> reflect each served kind (all objects) --> ClusterWidePolicies, problems
 //!                                                            \--> change: reconcile every resource
 //! ```
+//!
+//! Until every served kind has its first list, and while a watch fails or an object does not
+//! read, [`ClusterWideView::problem`] says so, and the audit reports `Isolated` Unknown.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -17,7 +20,7 @@ use kube::{
     api::DynamicObject,
     runtime::{
         WatchStreamExt,
-        reflector::{self, Store},
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
@@ -26,16 +29,64 @@ use netfence_verify::{cluster_wide::ClusterWidePolicies, selector::Labels};
 
 use super::super::{LIST_PAGE, baseline};
 
+/// How long a reconcile waits for the cluster-wide lists before it reports them unknown.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One watched kind.
+struct Watched {
+    kind: String,
+    store: Store<DynamicObject>,
+    /// Its first list is in.
+    listed: bool,
+    /// Its watch's last error, until it lists again.
+    error: Option<String>,
+}
+
 #[derive(Default)]
 struct State {
-    /// Each served kind's store, with its kind.
-    stores: Vec<(String, Store<DynamicObject>)>,
-    /// How many of them have their first list.
-    synced: usize,
+    /// Discovery ran and the watches exist.
+    discovered: bool,
+    watched: Vec<Watched>,
     /// What the stores hold, typed.
     policies: Arc<ClusterWidePolicies>,
-    /// Objects that do not read, as `Kind name: field: problem`.
+    /// Objects that do not read, as `Kind name: field: problem`, sorted.
     unreadable: Vec<String>,
+}
+
+impl State {
+    fn ready(&self) -> bool {
+        self.discovered && self.watched.iter().all(|watched| watched.listed)
+    }
+
+    /// Why the policies are not known, if they are not.
+    fn problem(&self) -> Option<String> {
+        let errors: Vec<String> = self
+            .watched
+            .iter()
+            .filter_map(|watched| {
+                watched
+                    .error
+                    .as_ref()
+                    .map(|error| format!("{}: {error}", watched.kind))
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Some(format!(
+                "netfence cannot read the cluster-wide policies ({}): what the policies add up to is unknown until it can",
+                errors.join("; ")
+            ));
+        }
+        if !self.ready() {
+            return Some("netfence has not read the cluster-wide policies yet".to_owned());
+        }
+        if !self.unreadable.is_empty() {
+            return Some(format!(
+                "netfence cannot read {}: what the policies add up to is unknown until it can",
+                self.unreadable.join("; ")
+            ));
+        }
+        None
+    }
 }
 
 /// The cluster-wide policies and the namespaces' labels. Cloning shares it.
@@ -44,53 +95,58 @@ pub struct ClusterWideCache {
     state: Arc<Mutex<State>>,
     /// The template controller's namespace cache, when it runs.
     namespaces: Arc<OnceLock<Store<Namespace>>>,
-    /// Set once discovery ran and every served kind has its first list.
+    /// Set once the first lists are in, a watch failed, or a reconcile waited [`SETTLE`].
     settled: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Default for ClusterWideCache {
-    /// A cache that watches nothing (a namespace-scoped `netfence run`): settled at once.
+    /// A cache that watches nothing (a namespace-scoped `netfence run`): known and empty.
     fn default() -> Self {
         ClusterWideCache {
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(State {
+                discovered: true,
+                ..State::default()
+            })),
             namespaces: Arc::default(),
             settled: Arc::new(tokio::sync::watch::Sender::new(true)),
         }
     }
 }
 
-/// How long a reconcile waits for the cluster-wide lists before it proves without them.
-const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// What the audit proves with.
 pub struct ClusterWideView {
     /// The policies.
     pub policies: Arc<ClusterWidePolicies>,
-    /// Objects that do not read: while there is one, what the policies add up to is unknown.
-    pub unreadable: Vec<String>,
+    /// Why they are not known (not listed yet, a watch failing, an object that does not read).
+    pub problem: Option<String>,
 }
 
 impl ClusterWideCache {
     /// The cache, and the stream that fills it: it discovers which kinds the cluster serves,
-    /// watches those, and yields after each change once their first lists are in. Watching one
-    /// `namespace`, none (a namespace-scoped installation may not list cluster-wide kinds).
+    /// watches those, and yields when what they hold changes, or when they become known (first
+    /// lists in, or a failing watch listing again). Watching one `namespace`, none (a
+    /// namespace-scoped installation may not list cluster-wide kinds).
     pub fn watch(
         client: &Client,
         namespace: Option<&str>,
     ) -> (ClusterWideCache, futures::stream::BoxStream<'static, ()>) {
         if namespace.is_some() {
-            return (ClusterWideCache::default(), futures::stream::empty().boxed());
+            return (
+                ClusterWideCache::default(),
+                futures::stream::empty().boxed(),
+            );
         }
         let client = client.clone();
         let cache = ClusterWideCache {
+            state: Arc::default(),
+            namespaces: Arc::default(),
             settled: Arc::new(tokio::sync::watch::Sender::new(false)),
-            ..ClusterWideCache::default()
         };
         let writer = cache.clone();
         let stream = futures::stream::once(async move {
             let served = baseline::discover(&client).await;
             let mut streams = Vec::new();
-            let mut stores = Vec::new();
+            let mut watched = Vec::new();
             for (engine, resource, namespaced) in baseline::kinds() {
                 let Some(engine) = engine.filter(|engine| *engine != Engine::NetworkPolicy) else {
                     continue;
@@ -99,8 +155,13 @@ impl ClusterWideCache {
                     continue;
                 }
                 let store_writer = reflector::store::Writer::new(resource.clone());
-                let store = store_writer.as_reader();
-                stores.push((resource.kind.clone(), store));
+                let index = watched.len();
+                watched.push(Watched {
+                    kind: resource.kind.clone(),
+                    store: store_writer.as_reader(),
+                    listed: false,
+                    error: None,
+                });
                 let events = watcher(
                     Api::<DynamicObject>::all_with(client.clone(), &resource),
                     watcher::Config::default().page_size(LIST_PAGE),
@@ -108,57 +169,87 @@ impl ClusterWideCache {
                 .default_backoff()
                 .modify(|object: &mut DynamicObject| object.metadata.managed_fields = None)
                 .reflect(store_writer)
-                .map(|event| matches!(event, Ok(watcher::Event::InitDone)));
+                .map(move |event| match event {
+                    Ok(watcher::Event::InitDone) => (index, Ok(true)),
+                    Ok(_) => (index, Ok(false)),
+                    Err(error) => (index, Err(error.to_string())),
+                });
                 streams.push(events.boxed());
             }
-            if stores.is_empty() {
-                writer.settled.send_replace(true);
-            }
-            writer
-                .state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .stores = stores;
-            futures::stream::select_all(streams).map(move |listed| writer.note(listed))
+            writer.discovered(watched);
+            futures::stream::select_all(streams)
+                .map(move |(index, event)| writer.note(index, event))
         })
         .flatten()
         .filter_map(|changed| std::future::ready(changed.then_some(())));
         (cache, stream.boxed())
     }
 
-    /// Read the stores again after an event; whether every resource must be audited again.
-    fn note(&self, listed: bool) -> bool {
+    fn discovered(&self, watched: Vec<Watched>) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if listed {
-            state.synced += 1;
+        state.watched = watched;
+        state.discovered = true;
+        if state.ready() {
+            self.settled.send_replace(true);
         }
+    }
+
+    /// Record one event of watch `index` and read the stores again; whether every resource
+    /// must be audited again.
+    fn note(&self, index: usize, event: Result<bool, String>) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let known_before = state.problem().is_none();
+        let Some(watched) = state.watched.get_mut(index) else {
+            return false;
+        };
+        match event {
+            Ok(listed) => {
+                if listed {
+                    watched.listed = true;
+                    watched.error = None;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(kind = %watched.kind, %error, "cannot read a cluster-wide kind");
+                watched.error = Some(error);
+                self.settled.send_replace(true);
+            }
+        }
+        // Sorted by kind and name: a relist refills a store in another order, and an order
+        // that changed nothing must not look like a change.
+        let mut objects: Vec<(String, Arc<DynamicObject>)> = state
+            .watched
+            .iter()
+            .flat_map(|watched| {
+                watched
+                    .store
+                    .state()
+                    .into_iter()
+                    .map(|object| (watched.kind.clone(), object))
+            })
+            .collect();
+        objects.sort_by(|(kind, object), (other_kind, other)| {
+            (kind, &object.metadata.name).cmp(&(other_kind, &other.metadata.name))
+        });
         let mut policies = ClusterWidePolicies::default();
         let mut unreadable = Vec::new();
-        for (kind, store) in &state.stores {
-            for object in store.state() {
-                let name = object.metadata.name.clone().unwrap_or_default();
-                let added = serde_json::to_value(object.as_ref())
-                    .map_err(|error| error.to_string())
-                    .and_then(|value| policies.add(kind, value));
-                if let Err(problem) = added {
-                    unreadable.push(format!("{kind} {name}: {problem}"));
-                }
+        for (kind, object) in objects {
+            let name = object.metadata.name.clone().unwrap_or_default();
+            let added = serde_json::to_value(object.as_ref())
+                .map_err(|error| error.to_string())
+                .and_then(|value| policies.add(&kind, value));
+            if let Err(problem) = added {
+                unreadable.push(format!("{kind} {name}: {problem}"));
             }
         }
         let changed = *state.policies != policies || state.unreadable != unreadable;
         state.policies = Arc::new(policies);
         state.unreadable = unreadable;
-        let synced = state.synced >= state.stores.len();
-        if synced && listed {
+        if state.ready() {
             self.settled.send_replace(true);
         }
-        changed && synced
-    }
-
-    /// Wait (at most 10 s) until the served kinds have their first lists.
-    pub async fn settled(&self) {
-        let mut settled = self.settled.subscribe();
-        let _ = tokio::time::timeout(SETTLE, settled.wait_for(|settled| *settled)).await;
+        let known = state.problem().is_none();
+        (known && changed) || known != known_before
     }
 
     /// Use the template controller's namespace cache for the namespaces' labels.
@@ -166,28 +257,38 @@ impl ClusterWideCache {
         let _ = self.namespaces.set(namespaces);
     }
 
-    /// The policies, and what does not read.
+    /// Wait until the served kinds have their first lists (or a watch failed), at most
+    /// [`SETTLE`] once: after that no reconcile waits again (the audit reports them unknown).
+    pub async fn settled(&self) {
+        let mut settled = self.settled.subscribe();
+        if tokio::time::timeout(SETTLE, settled.wait_for(|settled| *settled))
+            .await
+            .is_err()
+        {
+            self.settled.send_replace(true);
+        }
+    }
+
+    /// The policies, and whether they are known.
     pub fn view(&self) -> ClusterWideView {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         ClusterWideView {
             policies: state.policies.clone(),
-            unreadable: state.unreadable.clone(),
+            problem: state.problem(),
         }
     }
 
     /// The labels of `namespace`, when the namespace cache holds it.
     pub fn labels(&self, namespace: &str) -> Option<Labels> {
-        let store = self.namespaces.get()?;
-        store
-            .get(&kube::runtime::reflector::ObjectRef::new(namespace))
-            .map(|found| {
-                found
-                    .metadata
-                    .labels
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect()
-            })
+        let found = self.namespaces.get()?.get(&ObjectRef::new(namespace))?;
+        Some(
+            found
+                .metadata
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        )
     }
 }

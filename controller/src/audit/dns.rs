@@ -2,8 +2,7 @@
 //! and what the DNS peer of a resource reaches there (memoized per DNS spec until they change).
 
 use std::{
-    collections::{BTreeSet, HashMap},
-    hash::{DefaultHasher, Hash, Hasher},
+    collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -41,10 +40,8 @@ struct DnsState {
     synced: [bool; 3],
     /// The last watch error, until the next list.
     error: Option<String>,
-    /// A digest of what the DNS checks read; the memo is for this digest.
-    digest: u64,
-    /// DnsReality by DNS spec, for `digest`.
-    memo: HashMap<String, DnsReality>,
+    /// What each DNS spec that resources use reaches, as of the caches' last event.
+    memo: HashMap<String, (ValidDns, DnsReality)>,
 }
 
 /// What netfence knows of the DNS namespace. Cloning shares it.
@@ -119,11 +116,12 @@ impl DnsCaches {
         (caches, triggers)
     }
 
-    /// Record one event; whether every resource must be audited again.
+    /// Record one event; whether every resource must be audited again: when the caches
+    /// become known (their first lists, or a list after a failure), or when what a DNS spec in
+    /// use reaches changed (a restart or a rollout in kube-system changes nothing).
     fn note(&self, event: DnsEvent) -> bool {
-        let digest = self.digest();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let was_synced = state.synced.iter().all(|synced| *synced);
+        let known_before = state.synced.iter().all(|synced| *synced) && state.error.is_none();
         match event {
             DnsEvent::Changed(index, listed) => {
                 if listed {
@@ -134,60 +132,62 @@ impl DnsCaches {
             DnsEvent::Failed(error) => {
                 tracing::warn!(namespace = DNS_NAMESPACE, %error, "cannot read the DNS namespace");
                 state.error = Some(error);
+                self.settled.send_replace(true);
             }
         }
-        let synced = state.synced.iter().all(|synced| *synced);
-        if synced || state.error.is_some() {
+        let known = state.synced.iter().all(|synced| *synced) && state.error.is_none();
+        if known {
             self.settled.send_replace(true);
         }
-        let changed = digest != state.digest;
-        if changed {
-            state.digest = digest;
+        if known != known_before {
             state.memo.clear();
+            return true;
         }
-        // Before the first lists, every reconcile waits for them: nothing to redo.
-        was_synced && changed
+        if !known {
+            return false;
+        }
+        let mut changed = false;
+        for (dns, reality) in state.memo.values_mut() {
+            let now = self.compute(dns);
+            if now != *reality {
+                *reality = now;
+                changed = true;
+            }
+        }
+        changed
     }
 
-    /// A digest of what the checks read: the pods' labels and ports (as a set: replicas and
-    /// restarts change nothing), the Services and DaemonSets whole.
-    fn digest(&self) -> u64 {
-        let pods: BTreeSet<String> = self
-            .pods
-            .state()
-            .iter()
-            .filter(|pod| pod.metadata.deletion_timestamp.is_none())
-            .map(|pod| {
-                format!(
-                    "{:?}{:?}",
-                    pod.metadata.labels,
-                    pod.spec.as_ref().map(|spec| &spec.containers)
-                )
-            })
-            .collect();
-        let mut others: Vec<String> = self
-            .services
-            .state()
-            .iter()
-            .map(|service| format!("{:?}{:?}", service.metadata.name, service.spec))
-            .chain(self.daemon_sets.state().iter().map(|daemon_set| {
-                format!(
-                    "{:?}{:?}{:?}",
-                    daemon_set.metadata.name, daemon_set.metadata.labels, daemon_set.spec
-                )
-            }))
-            .collect();
-        others.sort();
-        let mut hasher = DefaultHasher::new();
-        pods.hash(&mut hasher);
-        others.hash(&mut hasher);
-        hasher.finish()
+    /// What `dns` reaches in the caches as they are.
+    fn compute(&self, dns: &ValidDns) -> DnsReality {
+        let (pods, services, daemon_sets) = (
+            self.pods.state(),
+            self.services.state(),
+            self.daemon_sets.state(),
+        );
+        let pods: Vec<&Pod> = pods.iter().map(AsRef::as_ref).collect();
+        let services: Vec<&Service> = services.iter().map(AsRef::as_ref).collect();
+        let daemon_sets: Vec<&DaemonSet> = daemon_sets.iter().map(AsRef::as_ref).collect();
+        dns_reality(
+            dns,
+            &DnsNamespace {
+                name: DNS_NAMESPACE,
+                pods: &pods,
+                services: &services,
+                daemon_sets: &daemon_sets,
+            },
+        )
     }
 
-    /// Wait (at most [`DNS_SETTLE`]) until the caches hold their first lists or a watch failed.
+    /// Wait until the caches hold their first lists or a watch failed, at most [`DNS_SETTLE`]
+    /// once: after that no reconcile waits again (DNS is then reported unknown).
     pub async fn settled(&self) {
         let mut settled = self.settled.subscribe();
-        let _ = tokio::time::timeout(DNS_SETTLE, settled.wait_for(|settled| *settled)).await;
+        if tokio::time::timeout(DNS_SETTLE, settled.wait_for(|settled| *settled))
+            .await
+            .is_err()
+        {
+            self.settled.send_replace(true);
+        }
     }
 
     /// What the DNS peer `dns` of a resource whose `spec.dns.namespace` is `namespace` reaches.
@@ -209,37 +209,11 @@ impl DnsCaches {
             });
         }
         let key = format!("{dns:?}");
-        if let Some(known) = state.memo.get(&key) {
+        if let Some((_, known)) = state.memo.get(&key) {
             return known.clone();
         }
-        let pods: Vec<Pod> = self
-            .pods
-            .state()
-            .iter()
-            .map(|pod| (**pod).clone())
-            .collect();
-        let services: Vec<Service> = self
-            .services
-            .state()
-            .iter()
-            .map(|service| (**service).clone())
-            .collect();
-        let daemon_sets: Vec<DaemonSet> = self
-            .daemon_sets
-            .state()
-            .iter()
-            .map(|daemon_set| (**daemon_set).clone())
-            .collect();
-        let reality = dns_reality(
-            dns,
-            &DnsNamespace {
-                name: DNS_NAMESPACE,
-                pods: &pods,
-                services: &services,
-                daemon_sets: &daemon_sets,
-            },
-        );
-        state.memo.insert(key, reality.clone());
+        let reality = self.compute(dns);
+        state.memo.insert(key, (dns.clone(), reality.clone()));
         reality
     }
 }

@@ -16,25 +16,24 @@ mod cluster_wide;
 mod dns;
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use futures::{Stream, TryStreamExt};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{
     Api,
-    runtime::{
-        WatchStreamExt,
-        reflector::{ObjectRef, Store},
-        watcher,
-    },
+    runtime::{WatchStreamExt, reflector::ObjectRef, watcher},
 };
 use netfence_core::{
     ValidatedIsolation,
     audit::{Audit, DnsReality, Isolation},
 };
-use netfence_crd::{NamespaceIsolation, isolation::Direction};
+use netfence_crd::{
+    NamespaceIsolation,
+    isolation::{Direction, Mode},
+};
 use netfence_verify::{
     intent::{
         self,
@@ -83,19 +82,107 @@ pub(crate) fn foreign_policies(
     (cache, events)
 }
 
-/// The resources a foreign policy's change must reconcile: those of its namespace (their audit
-/// is all it changes).
-pub(crate) fn in_namespace(
-    isolations: Store<NamespaceIsolation>,
-) -> impl Fn(NetworkPolicy) -> Vec<ObjectRef<NamespaceIsolation>> + Send + Sync + 'static {
-    move |policy: NetworkPolicy| {
-        let namespace = policy.metadata.namespace;
-        isolations
-            .state()
-            .iter()
-            .filter(|resource| resource.metadata.namespace == namespace)
-            .map(|resource| ObjectRef::from(resource.as_ref()))
+/// The NamespaceIsolations of each namespace, by name, kept from the resources' watch: a
+/// foreign policy's or a namespace's change finds the resources to reconcile without scanning
+/// every resource. Cloning shares it.
+#[derive(Clone, Default)]
+pub struct IsolationIndex {
+    inner: Arc<Mutex<IndexState>>,
+}
+
+#[derive(Default)]
+struct IndexState {
+    current: HashMap<String, BTreeSet<String>>,
+    /// During a relist, what it has delivered so far (swapped in at its end).
+    relisting: Option<HashMap<String, BTreeSet<String>>>,
+}
+
+impl IsolationIndex {
+    /// Apply one event of the resources' watch.
+    pub fn apply(&self, event: &watcher::Event<NamespaceIsolation>) {
+        let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = |resource: &NamespaceIsolation| {
+            Some((
+                resource.metadata.namespace.clone()?,
+                resource.metadata.name.clone()?,
+            ))
+        };
+        match event {
+            watcher::Event::Init => state.relisting = Some(HashMap::new()),
+            watcher::Event::InitApply(resource) => {
+                if let (Some(relisting), Some((namespace, name))) =
+                    (state.relisting.as_mut(), key(resource))
+                {
+                    relisting.entry(namespace).or_default().insert(name);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(relisted) = state.relisting.take() {
+                    state.current = relisted;
+                }
+            }
+            watcher::Event::Apply(resource) => {
+                if let Some((namespace, name)) = key(resource) {
+                    state.current.entry(namespace).or_default().insert(name);
+                }
+            }
+            watcher::Event::Delete(resource) => {
+                if let Some((namespace, name)) = key(resource)
+                    && let Some(names) = state.current.get_mut(&namespace)
+                {
+                    names.remove(&name);
+                    if names.is_empty() {
+                        state.current.remove(&namespace);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The resources of `namespace`.
+    #[must_use]
+    pub fn in_namespace(&self, namespace: &str) -> Vec<ObjectRef<NamespaceIsolation>> {
+        let state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .current
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(|name| ObjectRef::new(name).within(namespace))
             .collect()
+    }
+
+    /// What a Namespace's event must reconcile: its resources, when its labels changed since
+    /// the last event (the first one seen only records them; the resources reconcile anyway
+    /// when they first appear, and a relist of unchanged namespaces reconciles nothing).
+    pub fn label_changes(
+        &self,
+    ) -> impl Fn(k8s_openapi::api::core::v1::Namespace) -> Vec<ObjectRef<NamespaceIsolation>>
+    + Send
+    + Sync
+    + 'static {
+        let index = self.clone();
+        let seen: Mutex<HashMap<String, BTreeMap<String, String>>> = Mutex::default();
+        move |namespace| {
+            let name = namespace.metadata.name.unwrap_or_default();
+            let labels = namespace.metadata.labels.unwrap_or_default();
+            let previous = seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name.clone(), labels.clone());
+            match previous {
+                Some(previous) if previous != labels => index.in_namespace(&name),
+                _ => Vec::new(),
+            }
+        }
+    }
+
+    /// What a change of an object of `namespace` must reconcile: its namespace's resources.
+    pub fn targets<K: kube::Resource>(
+        &self,
+    ) -> impl Fn(K) -> Vec<ObjectRef<NamespaceIsolation>> + Send + Sync + 'static {
+        let index = self.clone();
+        move |object: K| index.in_namespace(object.meta().namespace.as_deref().unwrap_or_default())
     }
 }
 
@@ -112,16 +199,21 @@ fn dns_reality(
     }
 }
 
+/// The most NetworkPolicies of the namespace the audit proves: each one's pods, peers and ports
+/// join the model world, so whoever may write policies there sets the proof's size.
+const MAX_POLICIES: usize = 200;
+
 /// The audit of one resource: its namespace's NetworkPolicies (netfence's and the others, but
-/// those it acknowledges) proven against its spec, and its DNS peer as the cluster has it.
-/// `isolation` is `None` for an invalid spec.
+/// those it acknowledges) and the cluster-wide policies proven against its spec, and its DNS
+/// peer as the cluster has it. `isolation` is `None` for an invalid spec. Whatever netfence has
+/// not read (the cluster-wide kinds, the namespace's labels they choose by) makes `Isolated`
+/// Unknown, never True.
 pub(crate) fn audit(
     context: &Context,
     resource: &NamespaceIsolation,
     isolation: Option<&ValidatedIsolation>,
     namespace: &str,
 ) -> Audit {
-    let (own, foreign, dns) = (&context.policies, &context.foreign, &context.dns);
     let acknowledged_names: HashMap<&str, &str> = isolation
         .map(|isolation| {
             isolation
@@ -131,80 +223,160 @@ pub(crate) fn audit(
                 .collect()
         })
         .unwrap_or_default();
-    let mut policies = own.in_namespace(namespace);
-    let mut counted = Vec::new();
+    let mut policies = context.policies.in_namespace(namespace);
+    let mut foreign = Vec::new();
     let mut acknowledged = Vec::new();
-    for policy in foreign.in_namespace(namespace) {
+    for policy in context.foreign.in_namespace(namespace) {
         let name = policy.metadata.name.clone().unwrap_or_default();
         if let Some(reason) = acknowledged_names.get(name.as_str()) {
             acknowledged.push(format!("{name}: {reason}"));
         } else {
-            counted.push(name);
+            foreign.push(name);
             policies.push(policy);
         }
     }
-    let Some(isolation) = isolation else {
-        let message = "the spec is invalid (condition Ready says why): there is no intent to prove"
-            .to_owned();
-        return Audit {
-            isolation: Isolation::Unknown("InvalidSpec", message.clone()),
-            dns: DnsReality::Unknown(message),
-            foreign: counted,
-            acknowledged,
-        };
+    let (isolation_found, dns_found) = match isolation {
+        None => {
+            let message =
+                "the spec is invalid (condition Ready says why): there is no intent to prove";
+            (
+                Isolation::Unknown("InvalidSpec", message.to_owned()),
+                DnsReality::Unknown(message.to_owned()),
+            )
+        }
+        Some(isolation) => (
+            prove(context, isolation, &policies, namespace),
+            dns_reality(&context.dns, resource, isolation),
+        ),
     };
-    let cluster_wide = context.cluster_wide.view();
-    if !cluster_wide.unreadable.is_empty() {
-        return Audit {
-            isolation: Isolation::Unknown(
-                "UnreadablePolicy",
-                format!(
-                    "netfence cannot read {}: what the policies add up to is unknown until it can",
-                    cluster_wide.unreadable.join("; ")
-                ),
-            ),
-            dns: dns_reality(dns, resource, isolation),
-            foreign: counted,
-            acknowledged,
-        };
+    Audit {
+        isolation: isolation_found,
+        dns: dns_found,
+        foreign,
+        acknowledged,
+        dry_run: isolation.is_some_and(|isolation| isolation.mode() == Mode::DryRun),
     }
-    let labels: BTreeMap<String, Labels> = context
-        .cluster_wide
-        .labels(namespace)
+}
+
+/// The proof of `policies` with the cluster-wide ones, as a condition's outcome.
+fn prove(
+    context: &Context,
+    isolation: &ValidatedIsolation,
+    policies: &[NetworkPolicy],
+    namespace: &str,
+) -> Isolation {
+    if policies.len() > MAX_POLICIES {
+        return Isolation::Unknown(
+            "TooManyPolicies",
+            format!(
+                "the namespace holds {} NetworkPolicies; the audit proves at most {MAX_POLICIES} (run netfence verify on a dump of the namespace)",
+                policies.len()
+            ),
+        );
+    }
+    let cluster_wide = context.cluster_wide.view();
+    if let Some(problem) = cluster_wide.problem {
+        return Isolation::Unknown("ClusterWideUnknown", problem);
+    }
+    let labels = context.cluster_wide.labels(namespace);
+    if labels.is_none() && !cluster_wide.policies.is_empty() {
+        return Isolation::Unknown(
+            "ClusterWideUnknown",
+            format!(
+                "netfence has not read the labels of namespace {namespace} yet, and the cluster-wide policies choose namespaces by label"
+            ),
+        );
+    }
+    let labels: BTreeMap<String, Labels> = labels
         .map(|labels| (namespace.to_owned(), labels))
         .into_iter()
         .collect();
-    let proven = intent::prove_with(isolation, &policies, &cluster_wide.policies, &labels);
-    let isolation_found = match proven {
+    match intent::prove_with(isolation, policies, &cluster_wide.policies, &labels) {
         Ok(proof) => {
             let found = findings(&proof);
             if found.is_empty() {
-                Isolation::AsDeclared {
+                return Isolation::AsDeclared {
                     policies: policies.len(),
-                }
-            } else {
-                let (widened, narrowed): (Vec<_>, Vec<_>) = found
+                };
+            }
+            let (widened, narrowed): (Vec<_>, Vec<_>) = found
+                .into_iter()
+                .partition(|finding| finding.departure == Departure::Widened);
+            Isolation::Departs {
+                widened: widened.into_iter().map(|finding| finding.message).collect(),
+                narrowed: narrowed
                     .into_iter()
-                    .partition(|finding| finding.departure == Departure::Widened);
-                Isolation::Departs {
-                    widened: widened.into_iter().map(|finding| finding.message).collect(),
-                    narrowed: narrowed
-                        .into_iter()
-                        .map(|finding| finding.message)
-                        .collect(),
-                }
+                    .map(|finding| finding.message)
+                    .collect(),
             }
         }
         Err(error) => Isolation::Unknown(
             "InvalidPolicy",
             format!("{error}: netfence cannot tell what the namespace's policies allow"),
         ),
-    };
-    let dns_found = dns_reality(dns, resource, isolation);
-    Audit {
-        isolation: isolation_found,
-        dns: dns_found,
-        foreign: counted,
-        acknowledged,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(namespace: &str, name: &str) -> NamespaceIsolation {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation",
+            "metadata": {"name": name, "namespace": namespace}, "spec": {},
+        }))
+        .expect("a resource")
+    }
+
+    fn names(refs: Vec<ObjectRef<NamespaceIsolation>>) -> Vec<String> {
+        refs.into_iter().map(|found| found.name).collect()
+    }
+
+    /// The index follows the watch: applied and deleted resources, and a relist that drops
+    /// what was deleted meanwhile; a namespace's event reconciles its resources only when its
+    /// labels changed.
+    #[test]
+    fn the_index_follows_the_watch_and_label_changes() {
+        let index = IsolationIndex::default();
+        index.apply(&watcher::Event::Apply(resource("shop", "shop")));
+        index.apply(&watcher::Event::Apply(resource("shop", "second")));
+        index.apply(&watcher::Event::Apply(resource("blog", "blog")));
+        assert_eq!(names(index.in_namespace("shop")), ["second", "shop"]);
+        index.apply(&watcher::Event::Delete(resource("shop", "second")));
+        assert_eq!(names(index.in_namespace("shop")), ["shop"]);
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitApply(resource("blog", "blog")));
+        assert_eq!(
+            names(index.in_namespace("shop")),
+            ["shop"],
+            "the old index serves until the relist ends"
+        );
+        index.apply(&watcher::Event::InitDone);
+        assert!(
+            index.in_namespace("shop").is_empty(),
+            "shop was deleted while the watch was down"
+        );
+        assert_eq!(names(index.in_namespace("blog")), ["blog"]);
+
+        let labels = index.label_changes();
+        let namespace = |labels: serde_json::Value| -> k8s_openapi::api::core::v1::Namespace {
+            serde_json::from_value(
+                serde_json::json!({"metadata": {"name": "blog", "labels": labels}}),
+            )
+            .expect("a namespace")
+        };
+        assert!(
+            labels(namespace(serde_json::json!({"team": "a"}))).is_empty(),
+            "first seen"
+        );
+        assert!(
+            labels(namespace(serde_json::json!({"team": "a"}))).is_empty(),
+            "unchanged"
+        );
+        assert_eq!(
+            names(labels(namespace(serde_json::json!({"team": "b"})))),
+            ["blog"]
+        );
     }
 }

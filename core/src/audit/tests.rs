@@ -38,21 +38,30 @@ fn kube_dns(target: &serde_json::Value) -> Service {
         "metadata": {"name": "kube-dns", "namespace": "kube-system"},
         "spec": {"selector": {"k8s-app": "kube-dns"}, "ports": [
             {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": target},
+            // CoreDNS's metrics, as kubeadm and kind install kube-dns: no DNS client dials it.
+            {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153},
         ]}
     }))
 }
 
-fn namespace<'a>(
-    pods: &'a [Pod],
-    services: &'a [Service],
-    daemon_sets: &'a [DaemonSet],
-) -> DnsNamespace<'a> {
-    DnsNamespace {
-        name: "kube-system",
-        pods,
-        services,
-        daemon_sets,
-    }
+fn reality(
+    dns: &ValidDns,
+    pods: &[Pod],
+    services: &[Service],
+    daemon_sets: &[DaemonSet],
+) -> DnsReality {
+    let pods: Vec<&Pod> = pods.iter().collect();
+    let services: Vec<&Service> = services.iter().collect();
+    let daemon_sets: Vec<&DaemonSet> = daemon_sets.iter().collect();
+    dns_reality(
+        dns,
+        &DnsNamespace {
+            name: "kube-system",
+            pods: &pods,
+            services: &services,
+            daemon_sets: &daemon_sets,
+        },
+    )
 }
 
 /// CoreDNS on 53 behind kube-dns on 53: reachable with the defaults.
@@ -61,10 +70,7 @@ fn the_defaults_reach_coredns_on_53() {
     let dns = dns_of(&serde_json::json!({}));
     let pods = [coredns(53)];
     let services = [kube_dns(&serde_json::json!(53))];
-    assert_eq!(
-        dns_reality(&dns, &namespace(&pods, &services, &[])),
-        DnsReality::Reachable
-    );
+    assert_eq!(reality(&dns, &pods, &services, &[]), DnsReality::Reachable);
 }
 
 /// CoreDNS listening on 5353 behind a Service on 53: the policy must allow 5353 (it sees the
@@ -75,8 +81,7 @@ fn a_service_on_53_with_pods_on_5353_needs_5353() {
     let pods = [coredns(5353)];
     for target in [serde_json::json!(5353), serde_json::json!("dns")] {
         let services = [kube_dns(&target)];
-        let DnsReality::Findings(findings) = dns_reality(&dns, &namespace(&pods, &services, &[]))
-        else {
+        let DnsReality::Findings(findings) = reality(&dns, &pods, &services, &[]) else {
             panic!("expected a finding");
         };
         assert_eq!(
@@ -89,7 +94,7 @@ fn a_service_on_53_with_pods_on_5353_needs_5353() {
     let fixed = dns_of(&serde_json::json!({"dns": {"ports": [{"port": 5353, "protocol": "UDP"}]}}));
     let services = [kube_dns(&serde_json::json!(5353))];
     assert_eq!(
-        dns_reality(&fixed, &namespace(&pods, &services, &[])),
+        reality(&fixed, &pods, &services, &[]),
         DnsReality::Reachable
     );
 }
@@ -100,7 +105,7 @@ fn a_service_on_53_with_pods_on_5353_needs_5353() {
 fn a_selector_matching_no_pod_names_the_likely_dns_pod() {
     let dns = dns_of(&serde_json::json!({"dns": {"podSelector": {"matchLabels": {"app": "dns"}}}}));
     let pods = [coredns(53)];
-    let DnsReality::Findings(findings) = dns_reality(&dns, &namespace(&pods, &[], &[])) else {
+    let DnsReality::Findings(findings) = reality(&dns, &pods, &[], &[]) else {
         panic!("expected a finding");
     };
     assert_eq!(findings.len(), 1);
@@ -128,19 +133,20 @@ fn node_local_dns_needs_its_address_in_ip_blocks() {
     let pods = [coredns(53)];
     let daemon_sets = [daemon_set];
     let dns = dns_of(&serde_json::json!({}));
-    let DnsReality::Findings(findings) = dns_reality(&dns, &namespace(&pods, &[], &daemon_sets))
-    else {
+    let DnsReality::Findings(findings) = reality(&dns, &pods, &[], &daemon_sets) else {
         panic!("expected a finding");
     };
     assert_eq!(
         findings,
         [
-            "NodeLocal DNSCache runs (DaemonSet kube-system/node-local-dns) and answers at 169.254.20.25, which spec.dns.ipBlocks lacks: pods that resolve through it are blocked; add {cidr: 169.254.20.25/32} to spec.dns.ipBlocks"
+            "NodeLocal DNSCache runs (DaemonSet kube-system/node-local-dns) and answers at 169.254.20.25, 10.96.0.10, which spec.dns.ipBlocks lacks: pods that resolve through it are blocked; add {cidr: 169.254.20.25/32} and {cidr: 10.96.0.10/32} to spec.dns.ipBlocks"
         ]
     );
-    let fixed = dns_of(&serde_json::json!({"dns": {"ipBlocks": [{"cidr": "169.254.20.25/32"}]}}));
+    let fixed = dns_of(
+        &serde_json::json!({"dns": {"ipBlocks": [{"cidr": "169.254.20.25/32"}, {"cidr": "10.96.0.10/32"}]}}),
+    );
     assert_eq!(
-        dns_reality(&fixed, &namespace(&pods, &[], &daemon_sets)),
+        reality(&fixed, &pods, &[], &daemon_sets),
         DnsReality::Reachable
     );
 }
@@ -162,6 +168,7 @@ fn the_audit_part_keeps_transition_times() {
         dns: DnsReality::Reachable,
         foreign: vec!["allow-all-ingress".to_owned()],
         acknowledged: Vec::new(),
+        dry_run: false,
     };
     let first = part(&audit, Some(1), &[], &now(100));
     assert_eq!(first.conditions[0].type_, ISOLATED);

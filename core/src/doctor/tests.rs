@@ -130,7 +130,10 @@ fn isolations_host_network_and_labels() {
     let snapshot = Snapshot {
         isolations_served: true,
         isolations: vec![widened],
-        pods: BTreeMap::from([("shop".to_owned(), vec![pod])]),
+        pods: BTreeMap::from([
+            ("shop".to_owned(), vec![pod]),
+            ("kube-system".to_owned(), Vec::new()),
+        ]),
         namespaces: vec![unlabelled],
         ..Snapshot::default()
     };
@@ -190,4 +193,40 @@ fn a_baseline_on_an_engine_not_served() {
         "{}",
         found[0].message
     );
+}
+
+/// EKS: `aws-node` alone does not enforce; with its network policy agent enabled it does.
+#[test]
+fn the_vpc_cni_enforces_only_with_its_policy_agent() {
+    let aws_node = |args: serde_json::Value| -> DaemonSet {
+        object(&serde_json::json!({
+            "metadata": {"name": "aws-node", "namespace": "kube-system"},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [
+                {"name": "aws-node", "image": "602401143452.dkr.ecr.us-west-2.amazonaws.com/amazon-k8s-cni:v1.19.0"},
+                {"name": "aws-eks-nodeagent", "image": "602401143452.dkr.ecr.us-west-2.amazonaws.com/amazon/aws-network-policy-agent:v1.1.5", "args": args},
+            ]}}},
+        }))
+    };
+    for (args, severity) in [
+        (
+            serde_json::json!(["--enable-network-policy=false"]),
+            Severity::Error,
+        ),
+        (
+            serde_json::json!(["--enable-network-policy=true"]),
+            Severity::Ok,
+        ),
+    ] {
+        let snapshot = Snapshot {
+            isolations_served: true,
+            daemon_sets: vec![aws_node(args)],
+            ..Snapshot::default()
+        };
+        let findings = check(&snapshot);
+        assert_eq!(
+            by_check(&findings, "cni")[0].severity,
+            severity,
+            "{findings:?}"
+        );
+    }
 }

@@ -271,6 +271,56 @@ mod tests {
         );
     }
 
+    /// A cluster-wide Accept that selects the namespace (by its real labels) opens pods, from
+    /// peers, on ports the spec never names: the model world grows to probe them.
+    #[test]
+    fn a_cluster_wide_accept_widens_on_its_own_pods_peers_and_ports() {
+        let isolation = isolation();
+        let policies = netfence_core::render::network_policies(&isolation);
+        let mut cluster_wide = crate::cluster_wide::ClusterWidePolicies::default();
+        let added = cluster_wide.add(
+            "ClusterNetworkPolicy",
+            serde_json::json!({
+                "apiVersion": "policy.networking.k8s.io/v1alpha2",
+                "kind": "ClusterNetworkPolicy",
+                "metadata": {"name": "open-api"},
+                "spec": {
+                    "tier": "Admin",
+                    "priority": 10,
+                    "subject": {"pods": {
+                        "namespaceSelector": {"matchLabels": {"team": "shop"}},
+                        "podSelector": {"matchLabels": {"tier": "api"}}
+                    }},
+                    "ingress": [{
+                        "name": "monitoring",
+                        "action": "Accept",
+                        "from": [{"namespaces": {"matchLabels": {"monitoring": "true"}}}],
+                        "protocols": [{"tcp": {"destinationPort": {"number": 9090}}}]
+                    }]
+                }
+            }),
+        );
+        assert_eq!(added, Ok(true));
+        let labels = std::collections::BTreeMap::from([(
+            "shop".to_owned(),
+            crate::selector::Labels::from([("team".to_owned(), "shop".to_owned())]),
+        )]);
+        let proof = crate::intent::prove_with(&isolation, &policies, &cluster_wide, &labels)
+            .expect("provable");
+        let messages: Vec<String> = findings(&proof)
+            .into_iter()
+            .map(|found| found.message)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "ClusterNetworkPolicy/open-api lets any pod in namespaces with monitoring=true reach pods with tier=api on 9090/TCP"
+            ],
+            "{:#?}",
+            proof.differences
+        );
+    }
+
     /// A missing allow of netfence's own narrows a declared flow: named, with the port.
     #[test]
     fn a_missing_allow_narrows_the_declared_flow() {

@@ -184,7 +184,6 @@ pub fn prove_with(
     let policies =
         Cluster::build_with(&[], &[], policies, cluster_wide).map_err(IntentError::Policies)?;
     let mut world = world::build(isolation);
-    world::extend(&mut world, policies.policies());
     for namespace in &mut world.namespaces {
         if let Some(extra) = labels.get(&namespace.name) {
             for (key, value) in extra {
@@ -195,6 +194,7 @@ pub fn prove_with(
             }
         }
     }
+    world::extend(&mut world, policies.policies());
     let cluster = Cluster::from_parts(
         world.namespaces.clone(),
         world

@@ -555,9 +555,10 @@ impl Builder {
     }
 }
 
-/// Extend `world` so that it can tell what other policies of its namespace allow: for each, a
-/// pod it selects, a pod (and namespace) or address for each of its peers, and probes on its
-/// ports, wherever the world has none yet. A team's `allow-all-ingress` on pods labelled
+/// Extend `world` so that it can tell what the other policies of its namespace, and the
+/// cluster-wide ones, allow: for each, a pod it selects (in the namespace), a pod (and
+/// namespace) or address for each of its peers, and probes on its ports, wherever the world has
+/// none yet. A team's `allow-all-ingress` on pods labelled
 /// `tier: api` (no tier of the spec) then has such a pod to open, and a foreign rule on port
 /// 9090 a probe on 9090.
 pub fn extend(world: &mut World, policies: &[Policy]) {
@@ -565,14 +566,23 @@ pub fn extend(world: &mut World, policies: &[Policy]) {
     let mut numbers: BTreeSet<u16> = world.probes.iter().map(|probe| probe.port).collect();
     let before = numbers.clone();
     for policy in policies {
-        if policy.cluster_wide().is_some() || policy.namespace != namespace {
-            continue;
-        }
-        let selected = world.endpoints.iter().any(|endpoint| {
-            !endpoint.pod.external
-                && endpoint.pod.namespace == namespace
-                && policy.pod_selector.matches(&endpoint.pod.labels)
-        });
+        // A policy of another namespace changes nothing the proof looks at; a cluster-wide one
+        // may choose the namespace's pods (by the namespace's labels) or name its peers.
+        let selects_here = match policy.cluster_wide() {
+            None if policy.namespace != namespace => continue,
+            None => true,
+            Some(wide) => world
+                .namespaces
+                .iter()
+                .find(|info| info.name == namespace)
+                .is_some_and(|info| wide.namespaces.matches(&info.labels)),
+        };
+        let selected = !selects_here
+            || world.endpoints.iter().any(|endpoint| {
+                !endpoint.pod.external
+                    && endpoint.pod.namespace == namespace
+                    && policy.pod_selector.matches(&endpoint.pod.labels)
+            });
         if !selected && let Some(labels) = satisfying(&[&policy.pod_selector]) {
             let label = format!(
                 "pods with {}",

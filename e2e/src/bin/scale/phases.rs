@@ -456,7 +456,10 @@ pub async fn steady(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     report.add(
         "steady",
         "foreign NetworkPolicies present (every 10th namespace; its audit says Widened)",
-        format!("{} ({widened} resources Isolated=False)", env.namespaces.len().div_ceil(FOREIGN_EVERY)),
+        format!(
+            "{} ({widened} resources Isolated=False)",
+            env.namespaces.len().div_ceil(FOREIGN_EVERY)
+        ),
     );
     env.sandbox.audit_clear();
     let before = env.operator.usage()?;
