@@ -81,6 +81,8 @@ pub struct Context {
     /// The cluster-wide policies of the engines the cluster serves (the audit's; none when
     /// watching one namespace).
     pub cluster_wide: audit::ClusterWideCache,
+    /// The last intent proof of each resource, by the fingerprint of its inputs.
+    pub proofs: audit::ProofMemo,
     /// The NamespaceIsolations, as last observed (the controller's own cache).
     pub isolations: Store<NamespaceIsolation>,
     /// Signalled whenever `isolations` changes.
@@ -383,6 +385,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         foreign: foreign_cache,
         dns: dns_caches,
         cluster_wide,
+        proofs: audit::ProofMemo::default(),
         isolations: isolation_reader.clone(),
         isolation_changes,
         own_writes,

@@ -158,6 +158,7 @@ async fn reconcile_steps(
     let observed = observe(context, &namespace);
 
     if resource.metadata.deletion_timestamp.is_some() {
+        context.proofs.forget(&namespace, &resource.name_any());
         finalize(resource, context, &namespace).await?;
         return Ok(Action::await_change());
     }

@@ -17,6 +17,7 @@ mod dns;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
+    hash::{DefaultHasher, Hash, Hasher},
     sync::{Arc, Mutex, PoisonError},
 };
 
@@ -35,6 +36,7 @@ use netfence_crd::{
     isolation::{Direction, Mode},
 };
 use netfence_verify::{
+    cluster_wide::ClusterWidePolicies,
     intent::{
         self,
         audit::{Departure, findings},
@@ -291,7 +293,78 @@ fn prove(
         .map(|labels| (namespace.to_owned(), labels))
         .into_iter()
         .collect();
-    match intent::prove_with(isolation, policies, &cluster_wide.policies, &labels) {
+    // The same inputs, the same proof: a restored policy, a relist or a status write reconciles
+    // with nothing new to prove (a proof costs milliseconds of CPU the restorations need).
+    let fingerprint = fingerprint(isolation, policies, &cluster_wide.policies, &labels);
+    let key = format!("{namespace}/{}", isolation.name());
+    if let Some(known) = context.proofs.get(&key, fingerprint) {
+        return known;
+    }
+    let proven = proven(isolation, policies, &cluster_wide.policies, &labels);
+    context.proofs.put(key, fingerprint, proven.clone());
+    proven
+}
+
+/// A digest of everything a proof reads: the spec, the policies (by content, not version), the
+/// cluster-wide policies and the namespace's labels.
+fn fingerprint(
+    isolation: &ValidatedIsolation,
+    policies: &[NetworkPolicy],
+    cluster_wide: &ClusterWidePolicies,
+    labels: &BTreeMap<String, Labels>,
+) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    format!("{isolation:?}").hash(&mut hasher);
+    for policy in policies {
+        policy.metadata.name.hash(&mut hasher);
+        serde_json::to_string(&policy.spec)
+            .unwrap_or_default()
+            .hash(&mut hasher);
+    }
+    format!("{cluster_wide:?}").hash(&mut hasher);
+    labels.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The last proof of each resource (`namespace/name`), with the fingerprint of its inputs.
+#[derive(Default)]
+pub struct ProofMemo {
+    known: Mutex<HashMap<String, (u64, Isolation)>>,
+}
+
+impl ProofMemo {
+    fn get(&self, key: &str, fingerprint: u64) -> Option<Isolation> {
+        let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        known
+            .get(key)
+            .filter(|(known, _)| *known == fingerprint)
+            .map(|(_, isolation)| isolation.clone())
+    }
+
+    fn put(&self, key: String, fingerprint: u64, isolation: Isolation) {
+        self.known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, (fingerprint, isolation));
+    }
+
+    /// Forget a resource that is gone.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&format!("{namespace}/{name}"));
+    }
+}
+
+/// The proof itself, as a condition's outcome.
+fn proven(
+    isolation: &ValidatedIsolation,
+    policies: &[NetworkPolicy],
+    cluster_wide: &ClusterWidePolicies,
+    labels: &BTreeMap<String, Labels>,
+) -> Isolation {
+    match intent::prove_with(isolation, policies, cluster_wide, labels) {
         Ok(proof) => {
             let found = findings(&proof);
             if found.is_empty() {
