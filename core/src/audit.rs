@@ -499,21 +499,25 @@ fn node_local_dns_finding(dns: &ValidDns, cluster: &DnsNamespace<'_>) -> Option<
     ))
 }
 
+/// The containers of a DaemonSet's pod template.
+#[must_use]
+pub fn containers(daemon_set: &DaemonSet) -> &[k8s_openapi::api::core::v1::Container] {
+    daemon_set
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .map(|spec| spec.containers.as_slice())
+        .unwrap_or_default()
+}
+
 /// The addresses in a NodeLocal DNSCache container's `-localip` argument (its link-local
 /// address, and in iptables mode the kube-dns ClusterIP it also answers on, from the host
 /// network), or its usual address when it has none.
 fn local_addresses(daemon_set: &DaemonSet) -> Vec<IpAddr> {
-    let arguments: Vec<&String> = daemon_set
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.template.spec.as_ref())
-        .map(|spec| {
-            spec.containers
-                .iter()
-                .flat_map(|container| container.args.iter().flatten())
-                .collect()
-        })
-        .unwrap_or_default();
+    let arguments: Vec<&String> = containers(daemon_set)
+        .iter()
+        .flat_map(|container| container.args.iter().flatten())
+        .collect();
     let mut addresses = Vec::new();
     for (index, argument) in arguments.iter().enumerate() {
         let value = if let Some(value) = argument

@@ -260,12 +260,7 @@ static VPC_CNI_POLICY_AGENT: Engine = Engine {
 };
 
 fn recognise(daemon_set: &DaemonSet) -> Vec<&'static Engine> {
-    let containers = daemon_set
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.template.spec.as_ref())
-        .map(|spec| spec.containers.as_slice())
-        .unwrap_or_default();
+    let containers = crate::audit::containers(daemon_set);
     let agent = containers.iter().any(|container| {
         container
             .image
@@ -281,17 +276,10 @@ fn recognise(daemon_set: &DaemonSet) -> Vec<&'static Engine> {
         return vec![&VPC_CNI_POLICY_AGENT];
     }
     let name = daemon_set.metadata.name.as_deref().unwrap_or_default();
-    let images: Vec<&str> = daemon_set
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.template.spec.as_ref())
-        .map(|spec| {
-            spec.containers
-                .iter()
-                .filter_map(|container| container.image.as_deref())
-                .collect()
-        })
-        .unwrap_or_default();
+    let images: Vec<&str> = containers
+        .iter()
+        .filter_map(|container| container.image.as_deref())
+        .collect();
     ENGINES
         .iter()
         .filter(|engine| {
@@ -359,23 +347,8 @@ fn dns(snapshot: &Snapshot) -> Vec<Finding> {
         .map(|isolation| (key(&isolation.metadata), isolation))
         .collect();
     if subjects.is_empty() {
-        default = NamespaceIsolation::new(
-            "default-dns",
-            netfence_crd::NamespaceIsolationSpec {
-                mode: netfence_crd::isolation::Mode::Enforce,
-                isolate: vec![
-                    netfence_crd::isolation::Direction::Ingress,
-                    netfence_crd::isolation::Direction::Egress,
-                ],
-                dns: netfence_crd::isolation::Dns::default(),
-                same_namespace: netfence_crd::isolation::SameNamespace::Deny,
-                deletion_policy: netfence_crd::isolation::DeletionPolicy::Delete,
-                tiers: Vec::new(),
-                flows: Vec::new(),
-                shared_services: Vec::new(),
-                acknowledged_policies: Vec::new(),
-            },
-        );
+        default =
+            NamespaceIsolation::new("default-dns", crate::validate::baseline::isolation_spec());
         subjects.push(("the default spec.dns".to_owned(), &default));
     }
     let mut findings = Vec::new();

@@ -129,8 +129,10 @@ fn shared_service(rule: &BaselineRule) -> SharedService {
     }
 }
 
-/// An Enforce NamespaceIsolation spec with no tiers, flows or shared services.
-fn isolation_spec() -> NamespaceIsolationSpec {
+/// An Enforce NamespaceIsolation spec with no tiers, flows or shared services: every default
+/// (both directions isolated, the default DNS rule).
+#[must_use]
+pub fn isolation_spec() -> NamespaceIsolationSpec {
     NamespaceIsolationSpec {
         mode: netfence_crd::isolation::Mode::Enforce,
         isolate: vec![Direction::Ingress, Direction::Egress],

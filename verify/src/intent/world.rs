@@ -226,6 +226,11 @@ fn probes(ports: &[ValidPort], named: &[ContainerPort]) -> Vec<Probe> {
     {
         numbers.insert(unnamed);
     }
+    over_every_protocol(numbers)
+}
+
+/// A probe per port number and protocol, sorted.
+fn over_every_protocol(numbers: BTreeSet<u16>) -> Vec<Probe> {
     let mut probes: Vec<Probe> = numbers
         .into_iter()
         .flat_map(|port| {
@@ -619,15 +624,7 @@ pub fn extend(world: &mut World, policies: &[Policy]) {
         }
     }
     if numbers != before {
-        world.probes = numbers
-            .into_iter()
-            .flat_map(|port| {
-                [Protocol::TCP, Protocol::UDP, Protocol::SCTP]
-                    .into_iter()
-                    .map(move |protocol| Probe { port, protocol })
-            })
-            .collect();
-        world.probes.sort();
+        world.probes = over_every_protocol(numbers);
     }
 }
 
