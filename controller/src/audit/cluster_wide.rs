@@ -8,8 +8,9 @@
 //!                                                            \--> change: reconcile every resource
 //! ```
 //!
-//! Until every served kind has its first list, and while a watch fails or an object does not
-//! read, [`ClusterWideView::problem`] says so, and the audit reports `Isolated` Unknown.
+//! Until every served kind has its first list (while its watch fails, too), and while an object
+//! does not read, [`ClusterWideView::problem`] says so, and the audit reports `Isolated`
+//! Unknown.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -60,9 +61,13 @@ impl State {
 
     /// Why the policies are not known, if they are not.
     fn problem(&self) -> Option<String> {
+        // A watch that fails before its first list leaves its kind unknown; after it, the
+        // store keeps the last state while the watch lists again (a 410 Gone, a cut
+        // connection), and the failure is logged.
         let errors: Vec<String> = self
             .watched
             .iter()
+            .filter(|watched| !watched.listed)
             .filter_map(|watched| {
                 watched
                     .error

@@ -121,7 +121,10 @@ impl DnsCaches {
     /// use reaches changed (a restart or a rollout in kube-system changes nothing).
     fn note(&self, event: DnsEvent) -> bool {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let known_before = state.synced.iter().all(|synced| *synced) && state.error.is_none();
+        // Known once every cache has listed: a watch error after that (a 410 Gone when the
+        // history is compacted, a connection cut) leaves the last state, and the watch lists
+        // again; only errors before the first lists leave DNS unknown.
+        let known_before = state.synced.iter().all(|synced| *synced);
         match event {
             DnsEvent::Changed(index, listed) => {
                 if listed {
@@ -135,7 +138,7 @@ impl DnsCaches {
                 self.settled.send_replace(true);
             }
         }
-        let known = state.synced.iter().all(|synced| *synced) && state.error.is_none();
+        let known = state.synced.iter().all(|synced| *synced);
         if known {
             self.settled.send_replace(true);
         }

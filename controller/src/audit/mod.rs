@@ -247,7 +247,7 @@ pub(crate) fn audit(
             )
         }
         Some(isolation) => (
-            prove(context, isolation, &policies, namespace),
+            prove(context, resource, isolation, &policies, namespace),
             dns_reality(&context.dns, resource, isolation),
         ),
     };
@@ -263,6 +263,7 @@ pub(crate) fn audit(
 /// The proof of `policies` with the cluster-wide ones, as a condition's outcome.
 fn prove(
     context: &Context,
+    resource: &NamespaceIsolation,
     isolation: &ValidatedIsolation,
     policies: &[NetworkPolicy],
     namespace: &str,
@@ -295,7 +296,7 @@ fn prove(
         .collect();
     // The same inputs, the same proof: a restored policy, a relist or a status write reconciles
     // with nothing new to prove (a proof costs milliseconds of CPU the restorations need).
-    let fingerprint = fingerprint(isolation, policies, &cluster_wide.policies, &labels);
+    let fingerprint = fingerprint(resource, policies, &cluster_wide.policies, &labels);
     let key = format!("{namespace}/{}", isolation.name());
     if let Some(known) = context.proofs.get(&key, fingerprint) {
         return known;
@@ -305,16 +306,18 @@ fn prove(
     proven
 }
 
-/// A digest of everything a proof reads: the spec, the policies (by content, not version), the
-/// cluster-wide policies and the namespace's labels.
+/// A digest of everything a proof reads: the spec (by the resource's uid and generation), the
+/// policies (by content, not version), the cluster-wide policies and the namespace's labels.
 fn fingerprint(
-    isolation: &ValidatedIsolation,
+    resource: &NamespaceIsolation,
     policies: &[NetworkPolicy],
     cluster_wide: &ClusterWidePolicies,
     labels: &BTreeMap<String, Labels>,
 ) -> u64 {
     let mut hasher = DefaultHasher::new();
-    format!("{isolation:?}").hash(&mut hasher);
+    // The spec is the resource's at this generation.
+    resource.metadata.uid.hash(&mut hasher);
+    resource.metadata.generation.hash(&mut hasher);
     for policy in policies {
         policy.metadata.name.hash(&mut hasher);
         serde_json::to_string(&policy.spec)
