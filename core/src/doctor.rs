@@ -403,7 +403,25 @@ fn dns(snapshot: &Snapshot) -> Vec<Finding> {
             )),
         }
     }
-    findings
+    merge_subjects(findings)
+}
+
+/// One finding per message: resources that share a DNS spec share its findings, named together.
+fn merge_subjects(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut merged: Vec<Finding> = Vec::new();
+    for found in findings {
+        match merged.iter_mut().find(|known| {
+            (known.severity, &known.message, &known.fix)
+                == (found.severity, &found.message, &found.fix)
+        }) {
+            Some(known) => {
+                known.subject.push_str(", ");
+                known.subject.push_str(&found.subject);
+            }
+            None => merged.push(found),
+        }
+    }
+    merged
 }
 
 fn namespace_labels(snapshot: &Snapshot) -> Vec<Finding> {

@@ -5,7 +5,7 @@
 //! objects in kube-system, with names and labels of each scenario's own, so scenarios running
 //! at once never see each other's).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::{
@@ -76,10 +76,8 @@ async fn a_foreign_allow_all_widens_the_namespace_until_it_goes() {
     let took = started.elapsed();
     let (_, _, message) = condition(&widened, "Isolated").expect("Isolated");
     println!("Isolated False {took:?} after the policy was created: {message}");
-    assert!(
-        took < Duration::from_secs(10),
-        "the audit took {took:?} to notice"
-    );
+    // Reacting at all within the wait (90 s) is the watch of the other policies at work: the
+    // next reconcile without an event is an hour away. The time is a figure, printed above.
     assert!(
         message.starts_with("allow-all-ingress lets ")
             && message.contains(" reach backend on every port"),

@@ -52,6 +52,8 @@ struct State {
     policies: Arc<ClusterWidePolicies>,
     /// Objects that do not read, as `Kind name: field: problem`, sorted.
     unreadable: Vec<String>,
+    /// Counts the changes of `policies` (what a proof's fingerprint takes of them).
+    version: u64,
 }
 
 impl State {
@@ -122,6 +124,8 @@ impl Default for ClusterWideCache {
 pub struct ClusterWideView {
     /// The policies.
     pub policies: Arc<ClusterWidePolicies>,
+    /// Their version: it changes whenever they do.
+    pub version: u64,
     /// Why they are not known (not listed yet, a watch failing, an object that does not read).
     pub problem: Option<String>,
 }
@@ -248,8 +252,11 @@ impl ClusterWideCache {
             }
         }
         let changed = *state.policies != policies || state.unreadable != unreadable;
-        state.policies = Arc::new(policies);
-        state.unreadable = unreadable;
+        if changed {
+            state.policies = Arc::new(policies);
+            state.unreadable = unreadable;
+            state.version += 1;
+        }
         if state.ready() {
             self.settled.send_replace(true);
         }
@@ -279,6 +286,7 @@ impl ClusterWideCache {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         ClusterWideView {
             policies: state.policies.clone(),
+            version: state.version,
             problem: state.problem(),
         }
     }

@@ -296,7 +296,7 @@ fn prove(
         .collect();
     // The same inputs, the same proof: a restored policy, a relist or a status write reconciles
     // with nothing new to prove (a proof costs milliseconds of CPU the restorations need).
-    let fingerprint = fingerprint(resource, policies, &cluster_wide.policies, &labels);
+    let fingerprint = fingerprint(resource, policies, cluster_wide.version, &labels);
     let key = format!("{namespace}/{}", isolation.name());
     if let Some(known) = context.proofs.get(&key, fingerprint) {
         return known;
@@ -307,11 +307,12 @@ fn prove(
 }
 
 /// A digest of everything a proof reads: the spec (by the resource's uid and generation), the
-/// policies (by content, not version), the cluster-wide policies and the namespace's labels.
+/// policies (by content, not version), the cluster-wide policies (by the cache's version of
+/// them) and the namespace's labels.
 fn fingerprint(
     resource: &NamespaceIsolation,
     policies: &[NetworkPolicy],
-    cluster_wide: &ClusterWidePolicies,
+    cluster_wide: u64,
     labels: &BTreeMap<String, Labels>,
 ) -> u64 {
     let mut hasher = DefaultHasher::new();
@@ -324,7 +325,7 @@ fn fingerprint(
             .unwrap_or_default()
             .hash(&mut hasher);
     }
-    format!("{cluster_wide:?}").hash(&mut hasher);
+    cluster_wide.hash(&mut hasher);
     labels.hash(&mut hasher);
     hasher.finish()
 }

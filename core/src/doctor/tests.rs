@@ -230,3 +230,37 @@ fn the_vpc_cni_enforces_only_with_its_policy_agent() {
         );
     }
 }
+
+/// Resources with the same DNS spec share one finding, naming them all.
+#[test]
+fn one_dns_finding_names_every_resource_it_is_about() {
+    let resource = |namespace: &str| {
+        isolation(
+            namespace,
+            &serde_json::json!([
+                condition(
+                    "Ready",
+                    "True",
+                    "Reconciled",
+                    "4 NetworkPolicies match the spec"
+                ),
+                condition(
+                    "Isolated",
+                    "True",
+                    "AsDeclared",
+                    "the 4 NetworkPolicies that apply allow exactly what it declares"
+                ),
+            ]),
+        )
+    };
+    let snapshot = Snapshot {
+        isolations_served: true,
+        isolations: vec![resource("shop"), resource("blog")],
+        pods: BTreeMap::from([("kube-system".to_owned(), Vec::new())]),
+        ..Snapshot::default()
+    };
+    let findings = check(&snapshot);
+    let dns = by_check(&findings, "dns");
+    assert_eq!(dns.len(), 1, "{dns:?}");
+    assert_eq!(dns[0].subject, "shop/shop, blog/shop");
+}
