@@ -18,7 +18,9 @@
 //! - [`grouping`]: equivalence classes of pods and the bitsets behind them;
 //! - [`reachability`]: the matrix per probe, expanded to connections;
 //! - [`explain`]: the explanation of one connection; [`report`]: the matrix as tables;
-//! - [`intent`]: the proof that a NamespaceIsolation's policies allow exactly what it declares.
+//! - [`intent`]: the proof that a NamespaceIsolation's policies allow exactly what it declares,
+//!   and the diff of what a change opens and closes;
+//! - [`picture`]: a proof's or a diff's tier graph as Mermaid, DOT or SVG.
 
 pub mod cluster_wide;
 pub mod conformance;
@@ -27,6 +29,7 @@ pub mod explain;
 pub mod grouping;
 pub mod intent;
 pub mod model;
+pub mod picture;
 pub mod reachability;
 pub mod report;
 

@@ -59,13 +59,13 @@ pub struct Args {
 /// The namespace `config/default` installs netfence in.
 pub const OPERATOR_NAMESPACE: &str = "netfence-system";
 
-fn engine_argument(text: &str) -> Result<Engine, String> {
+pub(super) fn engine_argument(text: &str) -> Result<Engine, String> {
     text.parse()
 }
 
 /// `--namespace`: a namespace name, or the reason it cannot be one (clap then names the option
 /// and exits 2).
-fn namespace_argument(text: &str) -> Result<String, String> {
+pub(super) fn namespace_argument(text: &str) -> Result<String, String> {
     match manifests::namespace_problem(text) {
         Some(problem) => Err(problem),
         None => Ok(text.to_owned()),

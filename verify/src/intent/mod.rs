@@ -18,6 +18,7 @@
 
 pub mod audit;
 pub mod declared;
+pub mod diff;
 pub mod world;
 
 use std::{collections::BTreeMap, fmt, fmt::Write as _};
@@ -29,11 +30,12 @@ use serde::Serialize;
 use super::{
     cluster_wide::ClusterWidePolicies,
     evaluate::{Decision, Side, Verdict},
+    explain::{Explanation, explain},
     model::{Cluster, ModelErrors, Probe},
     reachability::reachability,
     selector::Labels,
 };
-pub use world::{Endpoint, World};
+pub use world::{Endpoint, Role, World};
 
 /// Why a proof could not be attempted.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,8 @@ pub struct Proof {
     pub allowed: BTreeMap<(usize, usize), Vec<Probe>>,
     /// Every disagreement, sorted by source, destination and probe.
     pub differences: Vec<Difference>,
+    /// The policies placed over the world (for [`Proof::explain`]).
+    pub placed: Placed,
 }
 
 impl Proof {
@@ -105,6 +109,74 @@ impl Proof {
     pub fn holds(&self) -> bool {
         self.differences.is_empty()
     }
+
+    /// Why the policies decide the connection between two endpoints (indices into
+    /// `world.endpoints`) on `probe` as they do: `netfence verify --explain` for the model world.
+    #[must_use]
+    pub fn explain(&self, from: usize, to: usize, probe: Probe) -> Explanation {
+        explain(
+            &self.placed.cluster,
+            self.placed.index[from],
+            self.placed.index[to],
+            probe,
+        )
+    }
+}
+
+/// Policies placed over the endpoints of a world: the engine's cluster of them, and where each
+/// endpoint is in it (the engine sorts pods).
+#[derive(Clone, Debug)]
+pub struct Placed {
+    /// The world's namespaces and endpoints, with the policies.
+    pub cluster: Cluster,
+    /// For each endpoint of the world, its pod's index in `cluster`.
+    pub index: Vec<usize>,
+}
+
+impl Placed {
+    /// Place `policies` (built by [`Cluster::build_with`]) over `world`.
+    #[must_use]
+    pub fn new(world: &World, policies: &Cluster) -> Self {
+        let cluster = Cluster::from_parts(
+            world.namespaces.clone(),
+            world
+                .endpoints
+                .iter()
+                .map(|endpoint| endpoint.pod.clone())
+                .collect(),
+            policies.policies().to_vec(),
+        );
+        let index = world
+            .endpoints
+            .iter()
+            .map(|endpoint| cluster.pod_index(&endpoint.pod.key()).unwrap_or_default())
+            .collect();
+        Self { cluster, index }
+    }
+}
+
+/// Give each namespace of `world` named in `labels` those labels too (the world's own win).
+fn label_namespaces(world: &mut World, labels: &BTreeMap<String, Labels>) {
+    for namespace in &mut world.namespaces {
+        if let Some(extra) = labels.get(&namespace.name) {
+            for (key, value) in extra {
+                namespace
+                    .labels
+                    .entry(key.clone())
+                    .or_insert_with(|| value.clone());
+            }
+        }
+    }
+}
+
+/// Whether a connection between two endpoints is the resource's to declare: one end at least is
+/// in its namespace (traffic between two endpoints outside is not, though cluster-wide policies
+/// may well constrain it).
+#[must_use]
+pub fn in_scope(world: &World, from: usize, to: usize) -> bool {
+    from != to
+        && (world.endpoints[from].pod.namespace == world.namespace
+            || world.endpoints[to].pod.namespace == world.namespace)
 }
 
 /// Describe why the blocking sides of `decision` block.
@@ -137,7 +209,7 @@ fn blocked_by(decision: &Decision, cluster: &Cluster, from: &str, to: &str) -> S
 }
 
 /// The policies that decided `decision` the way it went (see [`Difference::policies`]), sorted.
-fn responsible(decision: &Decision, cluster: &Cluster) -> Vec<String> {
+pub(crate) fn responsible(decision: &Decision, cluster: &Cluster) -> Vec<String> {
     let allowed = decision.verdict == Verdict::Allowed;
     let mut indices = Vec::new();
     for side in [&decision.egress, &decision.ingress] {
@@ -184,45 +256,18 @@ pub fn prove_with(
     let policies =
         Cluster::build_with(&[], &[], policies, cluster_wide).map_err(IntentError::Policies)?;
     let mut world = world::build(isolation);
-    for namespace in &mut world.namespaces {
-        if let Some(extra) = labels.get(&namespace.name) {
-            for (key, value) in extra {
-                namespace
-                    .labels
-                    .entry(key.clone())
-                    .or_insert_with(|| value.clone());
-            }
-        }
-    }
+    label_namespaces(&mut world, labels);
     world::extend(&mut world, policies.policies());
-    let cluster = Cluster::from_parts(
-        world.namespaces.clone(),
-        world
-            .endpoints
-            .iter()
-            .map(|endpoint| endpoint.pod.clone())
-            .collect(),
-        policies.policies().to_vec(),
-    );
-    // The engine sorts pods; find each endpoint's index there.
-    let index: Vec<usize> = world
-        .endpoints
-        .iter()
-        .map(|endpoint| cluster.pod_index(&endpoint.pod.key()).unwrap_or_default())
-        .collect();
-    let matrix = reachability(&cluster, &world.probes);
+    let placed = Placed::new(&world, &policies);
+    let (cluster, index) = (&placed.cluster, &placed.index);
+    let matrix = reachability(cluster, &world.probes);
     let declared = declared::Declared::new(isolation, &world);
 
     let mut allowed: BTreeMap<(usize, usize), Vec<Probe>> = BTreeMap::new();
     let mut differences = Vec::new();
     for (from, source) in world.endpoints.iter().enumerate() {
         for (to, destination) in world.endpoints.iter().enumerate() {
-            // Traffic between two endpoints outside the namespace is not the resource's to
-            // declare (cluster-wide policies may well constrain it).
-            if from == to
-                || (source.pod.namespace != world.namespace
-                    && destination.pod.namespace != world.namespace)
-            {
+            if !in_scope(&world, from, to) {
                 continue;
             }
             for (probe_index, probe) in matrix.probes().iter().enumerate() {
@@ -237,10 +282,10 @@ pub fn prove_with(
                 }
                 let decision = matrix.decision(probe_index, index[from], index[to]);
                 let reason = if is_declared {
-                    blocked_by(&decision, &cluster, &source.label, &destination.label)
+                    blocked_by(&decision, cluster, &source.label, &destination.label)
                 } else {
                     decision
-                        .reason(&cluster, &source.pod, &destination.pod)
+                        .reason(cluster, &source.pod, &destination.pod)
                         .trim_start_matches("allowed: ")
                         .to_owned()
                 };
@@ -251,7 +296,7 @@ pub fn prove_with(
                     protocol: probe.protocol.as_str(),
                     declared: is_declared,
                     reason,
-                    policies: responsible(&decision, &cluster),
+                    policies: responsible(&decision, cluster),
                 });
             }
         }
@@ -261,12 +306,14 @@ pub fn prove_with(
         world,
         allowed,
         differences,
+        placed,
     })
 }
 
-/// Probes, compact: `8080/TCP`, `53/TCP,UDP`, `metrics=30000/TCP` for a named port, or `all`
-/// when every probe of the world passes.
-fn compact(probes: &[Probe], world: &World) -> String {
+/// Probes, compact: `8080/TCP`, `53/TCP,UDP`, `metrics/TCP` for a named port (by its name: the
+/// number is the model world's own), or `all` when every probe of the world passes.
+#[must_use]
+pub fn compact(probes: &[Probe], world: &World) -> String {
     if probes.len() == world.probes.len() {
         return "all".to_owned();
     }
@@ -284,10 +331,9 @@ fn compact(probes: &[Probe], world: &World) -> String {
                 .named_ports
                 .iter()
                 .find(|named| named.number == port)
-                .and_then(|named| named.name.as_deref())
-                .map(|name| format!("{name}="))
-                .unwrap_or_default();
-            format!("{name}{port}/{}", protocols.join(","))
+                .and_then(|named| named.name.clone())
+                .unwrap_or_else(|| port.to_string());
+            format!("{name}/{}", protocols.join(","))
         })
         .collect::<Vec<_>>()
         .join(" ")

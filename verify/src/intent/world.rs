@@ -46,6 +46,29 @@ pub struct Endpoint {
     /// How reports name it: tier names for pods of the namespace, `ns/name` for peers,
     /// `external ADDRESS` for addresses.
     pub label: String,
+    /// What the endpoint stands for (how a picture of the world draws it).
+    pub role: Role,
+}
+
+/// What an endpoint of the model world stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A pod of a tier (or of two overlapping tiers).
+    Tier,
+    /// A pod of the namespace in no tier.
+    NoTier,
+    /// A pod of a DNS peer.
+    Dns,
+    /// A pod of the shared service of this name.
+    SharedService(String),
+    /// An address of an `ipBlock`, and where it lies: `10.0.0.0/8`, `outside 10.0.0.0/8`,
+    /// `10.1.0.0/16, an except of 10.0.0.0/8`.
+    External(String),
+    /// A pod in a namespace outside every peer.
+    Outside,
+    /// Any other pod: one in a peer's namespace that its pod selector leaves out, or one the
+    /// other policies of the namespace select or name.
+    Other,
 }
 
 /// The model world of one isolation.
@@ -243,9 +266,28 @@ fn over_every_protocol(numbers: BTreeSet<u16>) -> Vec<Probe> {
     probes
 }
 
+/// Where an address of [`block_addresses`] lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place<'a> {
+    Inside,
+    InExcept(&'a Cidr),
+    Outside,
+}
+
+impl Place<'_> {
+    /// How a picture names the address: by the block it stands for.
+    fn describe(self, range: &Cidr) -> String {
+        match self {
+            Place::Inside => range.to_string(),
+            Place::InExcept(except) => format!("{except}, an except of {range}"),
+            Place::Outside => format!("outside {range}"),
+        }
+    }
+}
+
 /// Addresses for an `ipBlock`: one inside it (outside every except), the first of each except,
 /// and one just outside the range.
-fn block_addresses(range: &Cidr, excepts: &[Cidr]) -> Vec<(IpAddr, &'static str)> {
+fn block_addresses<'a>(range: &Cidr, excepts: &'a [Cidr]) -> Vec<(IpAddr, Place<'a>)> {
     let step = |address: IpAddr, delta: i128| -> Option<IpAddr> {
         match address {
             IpAddr::V4(v4) => {
@@ -279,16 +321,16 @@ fn block_addresses(range: &Cidr, excepts: &[Cidr]) -> Vec<(IpAddr, &'static str)
         .flatten()
         .find(|address| inside(address))
     {
-        addresses.push((address, "inside"));
+        addresses.push((address, Place::Inside));
     }
     for block in excepts {
-        addresses.push((block.first(), "in an except"));
+        addresses.push((block.first(), Place::InExcept(block)));
     }
     if let Some(outside) = step(range.last(), 1)
         .filter(|address| !range.contains(address))
         .or_else(|| step(range.first(), -1).filter(|address| !range.contains(address)))
     {
-        addresses.push((outside, "outside"));
+        addresses.push((outside, Place::Outside));
     }
     addresses
 }
@@ -300,11 +342,11 @@ struct Builder {
     endpoints: Vec<Endpoint>,
     warnings: Vec<String>,
     ports: Vec<ContainerPort>,
-    external: BTreeSet<IpAddr>,
+    external: BTreeMap<IpAddr, String>,
 }
 
 impl Builder {
-    fn add(&mut self, mut pod: PodInfo, label: String) {
+    fn add(&mut self, mut pod: PodInfo, label: String, role: Role) {
         self.namespaces.entry(pod.namespace.clone()).or_default();
         // Pod names are unique per namespace (a shared service may be called "dns").
         let base = pod.name.clone();
@@ -317,7 +359,7 @@ impl Builder {
             suffix += 1;
             pod.name = format!("{base}-{suffix}");
         }
-        self.endpoints.push(Endpoint { pod, label });
+        self.endpoints.push(Endpoint { pod, label, role });
     }
 
     /// A namespace matching `selector`, named after its name label or `fallback`.
@@ -368,7 +410,7 @@ impl Builder {
         Some(name)
     }
 
-    fn peer(&mut self, peer: &Peer, what: &str, slug: &str) {
+    fn peer(&mut self, peer: &Peer, what: &str, slug: &str, role: &Role) {
         match peer {
             Peer::Pods {
                 namespace_selector,
@@ -388,7 +430,7 @@ impl Builder {
                     Some(labels) => {
                         let pod = pod(&namespace, &format!("{slug}-peer"), labels, &self.ports);
                         let label = pod.key();
-                        self.add(pod, label);
+                        self.add(pod, label, role.clone());
                     }
                     None => self
                         .warnings
@@ -399,12 +441,14 @@ impl Builder {
                 {
                     let pod = pod(&namespace, &format!("{slug}-other"), labels, &self.ports);
                     let label = pod.key();
-                    self.add(pod, label);
+                    self.add(pod, label, Role::Other);
                 }
             }
             Peer::IpBlock(block) => {
-                for (address, _) in block_addresses(&block.cidr, &block.except) {
-                    self.external.insert(address);
+                for (address, place) in block_addresses(&block.cidr, &block.except) {
+                    self.external
+                        .entry(address)
+                        .or_insert_with(|| place.describe(&block.cidr));
                 }
             }
         }
@@ -430,7 +474,7 @@ pub fn build(isolation: &ValidatedIsolation) -> World {
         endpoints: Vec::new(),
         warnings: Vec::new(),
         ports: ports.clone(),
-        external: BTreeSet::new(),
+        external: BTreeMap::new(),
     };
     builder.tiers(isolation);
     if let Some(dns) = isolation.dns() {
@@ -440,7 +484,7 @@ pub fn build(isolation: &ValidatedIsolation) -> World {
             } else {
                 format!("dns{index}")
             };
-            builder.peer(peer, "dns", &slug);
+            builder.peer(peer, "dns", &slug, &Role::Dns);
         }
     }
     for service in isolation.shared_services() {
@@ -448,6 +492,7 @@ pub fn build(isolation: &ValidatedIsolation) -> World {
             &service.peer,
             &format!("shared service {}", service.name),
             &service.name,
+            &Role::SharedService(service.name.clone()),
         );
     }
     builder.outside();
@@ -469,6 +514,7 @@ impl Builder {
                 Some(labels) => self.add(
                     pod(&namespace, &format!("tier-{}", tier.name), labels, &ports),
                     tier.name.clone(),
+                    Role::Tier,
                 ),
                 None => self.warnings.push(format!(
                     "tier {}: no pod can satisfy its selector ({selector}); the tier is empty",
@@ -493,12 +539,17 @@ impl Builder {
                     self.add(
                         pod(&namespace, &name, labels, &ports),
                         format!("{}+{}", first_tier.name, second_tier.name),
+                        Role::Tier,
                     );
                 }
             }
         }
         match satisfying_none(&tiers, "no-tier") {
-            Some(labels) => self.add(pod(&namespace, "no-tier", labels, &ports), "(no tier)".to_owned()),
+            Some(labels) => self.add(
+                pod(&namespace, "no-tier", labels, &ports),
+                "(no tier)".to_owned(),
+                Role::NoTier,
+            ),
             None => self.warnings.push(
                 "every pod of the namespace is in some tier: the model world has no pod outside the tiers"
                     .to_owned(),
@@ -522,12 +573,11 @@ impl Builder {
         self.add(
             pod(&outside, "outside", Labels::new(), &ports),
             format!("{outside}/outside"),
+            Role::Outside,
         );
-        for address in std::mem::take(&mut self.external) {
-            let mut endpoint = pod(EXTERNAL_NAMESPACE, &address.to_string(), Labels::new(), &[]);
-            endpoint.ips = vec![address];
-            endpoint.external = true;
-            self.add(endpoint, format!("external {address}"));
+        for (address, place) in std::mem::take(&mut self.external) {
+            let (endpoint, label) = external(address);
+            self.add(endpoint, label, Role::External(place));
         }
     }
 
@@ -628,6 +678,94 @@ pub fn extend(world: &mut World, policies: &[Policy]) {
     }
 }
 
+/// One world for two of the same namespace (an isolation before and after a change): `world`
+/// as it is, then each endpoint of `other` that no endpoint of `world` stands for (the same
+/// namespace, labels and addresses), its label followed by `marker` when `world` uses it
+/// already. Namespaces are merged (labels of `world` first), every pod declares the port names
+/// of both, and the probes are those of both.
+#[must_use]
+pub fn merge(mut world: World, other: World, marker: &str) -> World {
+    for info in other.namespaces {
+        match world
+            .namespaces
+            .iter_mut()
+            .find(|known| known.name == info.name)
+        {
+            Some(known) => {
+                for (key, value) in info.labels {
+                    known.labels.entry(key).or_insert(value);
+                }
+            }
+            None => world.namespaces.push(info),
+        }
+    }
+    let mut numbers: BTreeSet<u16> = world
+        .probes
+        .iter()
+        .chain(&other.probes)
+        .map(|probe| probe.port)
+        .collect();
+    for port in &other.named_ports {
+        if let Some(name) = &port.name {
+            add_named_port(&mut world, name, port.protocol, &mut numbers);
+        }
+    }
+    for endpoint in other.endpoints {
+        let known = world.endpoints.iter().any(|known| {
+            known.pod.namespace == endpoint.pod.namespace
+                && known.pod.labels == endpoint.pod.labels
+                && known.pod.ips == endpoint.pod.ips
+                && known.pod.external == endpoint.pod.external
+        });
+        if known {
+            continue;
+        }
+        let mut pod = endpoint.pod;
+        if !pod.external {
+            pod.ports.clone_from(&world.named_ports);
+        }
+        let base = pod.name.clone();
+        let mut suffix = 1;
+        while world
+            .endpoints
+            .iter()
+            .any(|known| known.pod.namespace == pod.namespace && known.pod.name == pod.name)
+        {
+            suffix += 1;
+            pod.name = format!("{base}-{suffix}");
+        }
+        let label = if world
+            .endpoints
+            .iter()
+            .any(|known| known.label == endpoint.label)
+        {
+            format!("{} {marker}", endpoint.label)
+        } else {
+            endpoint.label
+        };
+        world.endpoints.push(Endpoint {
+            pod,
+            label,
+            role: endpoint.role,
+        });
+    }
+    for warning in other.warnings {
+        if !world.warnings.contains(&warning) {
+            world.warnings.push(warning);
+        }
+    }
+    world.probes = over_every_protocol(numbers);
+    world
+}
+
+/// The endpoint of an external address, and its label.
+fn external(address: IpAddr) -> (PodInfo, String) {
+    let mut endpoint = pod(EXTERNAL_NAMESPACE, &address.to_string(), Labels::new(), &[]);
+    endpoint.ips = vec![address];
+    endpoint.external = true;
+    (endpoint, format!("external {address}"))
+}
+
 /// A pod of `namespace` with `labels`, declaring the world's named ports.
 fn add_pod(world: &mut World, namespace: &str, name: &str, labels: Labels, label: String) {
     let mut name = name.to_owned();
@@ -644,7 +782,11 @@ fn add_pod(world: &mut World, namespace: &str, name: &str, labels: Labels, label
     } else {
         label
     };
-    world.endpoints.push(Endpoint { pod, label });
+    world.endpoints.push(Endpoint {
+        pod,
+        label,
+        role: Role::Other,
+    });
 }
 
 /// An endpoint for `peer` of policy `owner`, unless one matches it already.
@@ -706,17 +848,15 @@ fn add_peer(world: &mut World, peer: &super::super::model::Peer, owner: &str) {
             }) {
                 return;
             }
-            if let Some((address, _)) = block_addresses(&block.cidr, &block.except)
+            if let Some((address, place)) = block_addresses(&block.cidr, &block.except)
                 .into_iter()
                 .find(|(address, _)| block.contains(address))
             {
-                let mut endpoint =
-                    pod(EXTERNAL_NAMESPACE, &address.to_string(), Labels::new(), &[]);
-                endpoint.ips = vec![address];
-                endpoint.external = true;
+                let (pod, label) = external(address);
                 world.endpoints.push(Endpoint {
-                    pod: endpoint,
-                    label: format!("external {address}"),
+                    pod,
+                    label,
+                    role: Role::External(place.describe(&block.cidr)),
                 });
             }
         }
@@ -822,17 +962,19 @@ mod tests {
     #[test]
     fn block_addresses_probe_inside_except_and_outside() {
         let cidr = |text: &str| Cidr::parse(text).expect("valid");
-        let addresses = block_addresses(&cidr("10.0.0.0/24"), &[cidr("10.0.0.0/28")]);
+        let range = cidr("10.0.0.0/24");
+        let excepts = [cidr("10.0.0.0/28")];
+        let addresses = block_addresses(&range, &excepts);
         let text: Vec<String> = addresses
             .iter()
-            .map(|(address, kind)| format!("{address} {kind}"))
+            .map(|(address, place)| format!("{address}: {}", place.describe(&range)))
             .collect();
         assert_eq!(
             text,
             [
-                "10.0.0.254 inside",
-                "10.0.0.0 in an except",
-                "10.0.1.0 outside"
+                "10.0.0.254: 10.0.0.0/24",
+                "10.0.0.0: 10.0.0.0/28, an except of 10.0.0.0/24",
+                "10.0.1.0: outside 10.0.0.0/24"
             ]
         );
         let single = block_addresses(&cidr("169.254.20.10/32"), &[]);
