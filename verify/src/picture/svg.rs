@@ -228,6 +228,8 @@ struct Router {
     /// of nodes stacked in one column never share an x.
     departures: Vec<usize>,
     arrivals: Vec<usize>,
+    /// The labels placed so far: centre and width.
+    labels: Vec<((f64, f64), f64)>,
 }
 
 impl Router {
@@ -245,11 +247,44 @@ impl Router {
             below: bottom + 22.0,
             departures: vec![0; columns],
             arrivals: vec![0; columns],
+            labels: Vec::new(),
         }
     }
 
-    /// The path of an edge from `from` to `to`, and where its label goes.
-    fn route(&mut self, from: Place, to: Place) -> (String, (f64, f64)) {
+    /// Where a label `width` wide goes on a curve: its middle, or the first point along it
+    /// (towards either end) that no label placed before overlaps, or the one they overlap least.
+    fn place_label(&mut self, points: [(f64, f64); 4], width: f64) -> (f64, f64) {
+        // How much of the label at `centre` other labels cover.
+        let covered = |centre: (f64, f64)| -> f64 {
+            self.labels
+                .iter()
+                .map(|&(other, other_width)| {
+                    let across = (width + other_width) / 2.0 - (centre.0 - other.0).abs();
+                    let down = 17.0 - (centre.1 - other.1).abs();
+                    across.max(0.0) * down.max(0.0)
+                })
+                .sum()
+        };
+        let mut best = (f64::MAX, bezier(points, 0.5));
+        for t in [
+            0.5, 0.35, 0.65, 0.2, 0.8, 0.27, 0.73, 0.42, 0.58, 0.12, 0.88,
+        ] {
+            let centre = bezier(points, t);
+            let cover = covered(centre);
+            if cover < best.0 {
+                best = (cover, centre);
+            }
+            if cover <= 0.0 {
+                break;
+            }
+        }
+        let centre = best.1;
+        self.labels.push((centre, width));
+        centre
+    }
+
+    /// The path of an edge from `from` to `to`, and where its label (`width` wide) goes.
+    fn route(&mut self, from: Place, to: Place, width: f64) -> (String, (f64, f64)) {
         if to.column == from.column + 1 {
             let start = (from.x + from.width, from.y + from.height / 2.0);
             let end = (to.x, to.y + to.height / 2.0);
@@ -266,7 +301,7 @@ impl Router {
                     "M{:.1},{:.1} C{:.1},{:.1} {:.1},{:.1} {:.1},{:.1}",
                     p0.0, p0.1, p1.0, p1.1, p2.0, p2.1, p3.0, p3.1
                 ),
-                bezier(points, 0.5),
+                self.place_label(points, width),
             );
         }
         let lane = self.below;
@@ -287,9 +322,25 @@ impl Router {
                 to.y + to.height / 2.0 + 5.0,
                 to.x
             ),
-            (f64::midpoint(down, up), lane),
+            {
+                let centre = (f64::midpoint(down, up), lane);
+                self.labels.push((centre, width));
+                centre
+            },
         )
     }
+}
+
+/// An edge's label, and how wide it is drawn.
+fn edge_label(edge: &super::Edge) -> (String, f64) {
+    let label = match edge.change {
+        Change::Allowed => edge.ports.clone(),
+        Change::Opened => format!("opened: {}", edge.ports),
+        Change::Closed => format!("closed: {}", edge.ports),
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let width = label.chars().count() as f64 * 6.2 + 10.0;
+    (label, width)
 }
 
 /// An edge: a link to its explanation around its path and label.
@@ -301,13 +352,7 @@ fn edge_element(
     prefix: &str,
 ) -> String {
     let edge = &graph.edges[number];
-    let label = match edge.change {
-        Change::Allowed => edge.ports.clone(),
-        Change::Opened => format!("opened: {}", edge.ports),
-        Change::Closed => format!("closed: {}", edge.ports),
-    };
-    #[allow(clippy::cast_precision_loss)]
-    let label_width = label.chars().count() as f64 * 6.2 + 10.0;
+    let (label, label_width) = edge_label(edge);
     let (from_node, to_node) = (&graph.nodes[edge.from], &graph.nodes[edge.to]);
     format!(
         r##"<a href="#{prefix}edge-{number}"><g class="edge {change}" id="{prefix}svg-edge-{number}" data-from="{from}" data-to="{to}" data-ports="{ports}"><title>{from_endpoint} -&gt; {to_endpoint}: {ports}</title><path d="{path}" marker-end="url(#{prefix}arrow)"/><rect x="{:.1}" y="{:.1}" width="{label_width:.1}" height="16" rx="3"/><text x="{:.1}" y="{:.1}">{label}</text></g></a>"##,
@@ -363,7 +408,8 @@ pub fn svg(graph: &Graph, prefix: &str) -> String {
     // Edges under nodes.
     let mut router = Router::new(&places);
     for (number, edge) in graph.edges.iter().enumerate() {
-        let (path, middle) = router.route(places[edge.from], places[edge.to]);
+        let (_, width) = edge_label(edge);
+        let (path, middle) = router.route(places[edge.from], places[edge.to], width);
         body.push_str(&edge_element(graph, number, &path, middle, prefix));
     }
     for (node, place) in graph.nodes.iter().zip(&places) {
