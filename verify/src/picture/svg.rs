@@ -259,7 +259,7 @@ impl Router {
             self.labels
                 .iter()
                 .map(|&(other, other_width)| {
-                    let across = (width + other_width) / 2.0 - (centre.0 - other.0).abs();
+                    let across = f64::midpoint(width, other_width) - (centre.0 - other.0).abs();
                     let down = 17.0 - (centre.1 - other.1).abs();
                     across.max(0.0) * down.max(0.0)
                 })
