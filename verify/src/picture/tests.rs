@@ -1,1 +1,137 @@
+//! The pictures of a real spec: what is allowed is drawn, what is blocked is absent, and each
+//! format says it in its own syntax.
 
+use netfence_core::{ValidatedIsolation, manifests, render};
+use netfence_crd::NamespaceIsolation;
+use serde_json::json;
+
+use super::{super::intent::prove, *};
+
+fn shop() -> ValidatedIsolation {
+    let value = json!({
+        "apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {
+            "tiers": [
+                {"name": "frontend", "podSelector": {"matchLabels": {"tier": "frontend"}}},
+                {"name": "backend", "podSelector": {"matchLabels": {"tier": "backend"}}},
+                {"name": "database", "podSelector": {"matchLabels": {"tier": "database"}}},
+            ],
+            "flows": [
+                {"from": "frontend", "to": "backend", "ports": [{"port": 8080}]},
+                {"from": "backend", "to": "database", "ports": [{"port": 5432, "protocol": "TCP"}]},
+            ],
+            "sharedServices": [
+                {"name": "ingress", "direction": "Ingress", "namespace": "ingress-nginx", "tiers": ["frontend"], "ports": [{"port": 443}]},
+                {"name": "payments", "direction": "Egress", "ipBlock": {"cidr": "203.0.113.0/24"}, "tiers": ["backend"], "ports": [{"port": 443}]},
+            ],
+        },
+    });
+    let resource: NamespaceIsolation = manifests::typed(&value).expect("NamespaceIsolation");
+    ValidatedIsolation::try_from(&resource).expect("valid")
+}
+
+fn graph() -> Graph {
+    let isolation = shop();
+    let proof = prove(&isolation, &render::network_policies(&isolation)).expect("valid");
+    of_proof(&proof)
+}
+
+fn edges(graph: &Graph) -> Vec<String> {
+    graph
+        .edges
+        .iter()
+        .map(|edge| {
+            format!(
+                "{} -> {}: {}",
+                graph.nodes[edge.from].label, graph.nodes[edge.to].label, edge.ports
+            )
+        })
+        .collect()
+}
+
+/// If this fails, the picture shows a connection the policies block, misses one they allow, or
+/// names the DNS, a shared service or an address range so nobody recognises it.
+#[test]
+fn the_graph_is_what_the_policies_allow() {
+    let graph = graph();
+    let labels: Vec<(&str, Kind, bool)> = graph
+        .nodes
+        .iter()
+        .map(|node| (node.label.as_str(), node.kind, node.inside))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("frontend", Kind::Tier, true),
+            ("backend", Kind::Tier, true),
+            ("database", Kind::Tier, true),
+            ("(no tier)", Kind::NoTier, true),
+            ("DNS", Kind::Dns, false),
+            ("ingress", Kind::SharedService, false),
+            ("203.0.113.0/24", Kind::External, false),
+        ]
+    );
+    assert_eq!(
+        edges(&graph),
+        [
+            "frontend -> backend: 8080/TCP",
+            "frontend -> DNS: 53/TCP,UDP",
+            "backend -> database: 5432/TCP",
+            "backend -> DNS: 53/TCP,UDP",
+            "backend -> 203.0.113.0/24: 443/TCP",
+            "database -> DNS: 53/TCP,UDP",
+            "(no tier) -> DNS: 53/TCP,UDP",
+            "ingress -> frontend: 443/TCP",
+        ]
+    );
+}
+
+/// If this fails, the Mermaid or DOT text draws other edges than the graph, or breaks its syntax
+/// on a quote.
+#[test]
+fn mermaid_and_dot_draw_the_same_edges() {
+    let mut graph = graph();
+    let text = mermaid(std::slice::from_ref(&graph));
+    assert!(text.starts_with("flowchart LR\n"), "{text}");
+    assert!(
+        text.contains("g0n0 -->|\"8080/TCP\"| g0n1"),
+        "frontend -> backend: {text}"
+    );
+    assert!(
+        text.contains("g0n4([\"DNS<br/>kube-system\"]):::dns"),
+        "{text}"
+    );
+    assert_eq!(text.matches("-->").count(), graph.edges.len(), "{text}");
+    let text = dot(std::slice::from_ref(&graph));
+    assert!(text.starts_with("digraph netfence {"), "{text}");
+    assert!(
+        text.contains("\"g0n0\" -> \"g0n1\" [label=\"8080/TCP\"];"),
+        "{text}"
+    );
+    assert_eq!(text.matches(" -> ").count(), graph.edges.len(), "{text}");
+    assert_eq!(text.matches('{').count(), text.matches('}').count());
+
+    graph.nodes[0].label = "we\"b <1>".to_owned();
+    assert!(mermaid(std::slice::from_ref(&graph)).contains("[\"we#quot;b #lt;1#gt;\"]"));
+    assert!(dot(std::slice::from_ref(&graph)).contains("label=\"we\\\"b <1>\""));
+}
+
+/// If this fails, the SVG lacks a node or edge a reader (or the browser test) looks for, or
+/// lets a label break out of its attribute.
+#[test]
+fn the_svg_has_every_node_and_edge() {
+    let mut graph = graph();
+    graph.nodes[0].label = "a\"<b>".to_owned();
+    let svg = svg::svg(&graph, "s0-");
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert_eq!(svg.matches("<g class=\"node ").count(), graph.nodes.len());
+    assert_eq!(svg.matches("<g class=\"edge ").count(), graph.edges.len());
+    assert!(svg.contains("data-label=\"a&quot;&lt;b&gt;\""), "{svg}");
+    assert!(
+        svg.contains("data-from=\"backend\" data-to=\"database\" data-ports=\"5432/TCP\""),
+        "{svg}"
+    );
+    assert!(svg.contains("href=\"#s0-edge-0\""));
+    assert!(!svg.contains("NaN"), "every coordinate is a number: {svg}");
+}
