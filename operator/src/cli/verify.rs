@@ -4,6 +4,7 @@
 //! ```text
 //! PATH... --manifests::load--> Namespaces, Pods, NetworkPolicies --Cluster::build--> matrix (table | json)
 //!                              NamespaceIsolations --render--> intent proof ("intent holds" or every difference)
+//!                                                              tier graph (mermaid | dot | html: graph, matrix, proof, explanations)
 //! ```
 //!
 //! Other kinds are skipped with a note on stderr. Exit codes: 0 verified, 1 an intent proof
