@@ -63,6 +63,15 @@ fn yaml_files(directory: &Path) -> Vec<PathBuf> {
     while let Some(current) = pending.pop() {
         for entry in std::fs::read_dir(&current).expect("readable directory") {
             let path = entry.expect("directory entry").path();
+            // Hidden entries are not manifests, as `netfence render` skips them: the CI jobs of
+            // examples/ci/ (.github/, .gitlab-ci.yml), which tests/ci_examples.rs runs.
+            if path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with('.'))
+            {
+                continue;
+            }
             if path.is_dir() {
                 pending.push(path);
             } else if path

@@ -67,8 +67,10 @@ pub struct Node {
 /// What an edge says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// Allowed (a proof's graph).
+    /// Allowed, as declared (a proof's graph).
     Allowed,
+    /// Allowed on some port the spec does not declare (a proof that fails).
+    Undeclared,
     /// Allowed after a change, not before.
     Opened,
     /// Allowed before a change, not after.
@@ -81,6 +83,7 @@ impl Change {
     pub fn as_str(self) -> &'static str {
         match self {
             Change::Allowed => "allowed",
+            Change::Undeclared => "undeclared",
             Change::Opened => "opened",
             Change::Closed => "closed",
         }
@@ -98,6 +101,19 @@ pub struct Edge {
     pub ports: String,
     /// What the edge says.
     pub change: Change,
+}
+
+impl Edge {
+    /// What the edge is labelled with: its ports, and what changed (`opened: 8080/TCP`).
+    #[must_use]
+    pub fn label(&self) -> String {
+        match self.change {
+            Change::Allowed => self.ports.clone(),
+            Change::Undeclared => format!("not declared: {}", self.ports),
+            Change::Opened => format!("opened: {}", self.ports),
+            Change::Closed => format!("closed: {}", self.ports),
+        }
+    }
 }
 
 /// The graph of one namespace.
@@ -174,13 +190,28 @@ fn of_world(world: &World, edges: &[(usize, usize, String, Change)], every_insid
     }
 }
 
-/// The graph of what `proof`'s policies allow.
+/// The graph of what `proof`'s policies allow; an edge with a port the spec does not declare is
+/// marked [`Change::Undeclared`].
 #[must_use]
 pub fn of_proof(proof: &Proof) -> Graph {
     let edges: Vec<(usize, usize, String, Change)> = proof
         .allowed
         .iter()
-        .map(|(&(from, to), probes)| (from, to, compact(probes, &proof.world), Change::Allowed))
+        .map(|(&(from, to), probes)| {
+            let (source, destination) = (
+                &proof.world.endpoints[from].label,
+                &proof.world.endpoints[to].label,
+            );
+            let undeclared = proof.differences.iter().any(|difference| {
+                !difference.declared && &difference.from == source && &difference.to == destination
+            });
+            let change = if undeclared {
+                Change::Undeclared
+            } else {
+                Change::Allowed
+            };
+            (from, to, compact(probes, &proof.world), change)
+        })
         .collect();
     of_world(&proof.world, &edges, true)
 }
@@ -261,11 +292,12 @@ pub fn mermaid(graphs: &[Graph]) -> String {
             );
         }
         for edge in &graph.edges {
-            let (arrow, label) = match edge.change {
-                Change::Allowed => ("-->", edge.ports.clone()),
-                Change::Opened => ("==>", format!("opened: {}", edge.ports)),
-                Change::Closed => ("-.->", format!("closed: {}", edge.ports)),
+            let arrow = match edge.change {
+                Change::Allowed | Change::Undeclared => "-->",
+                Change::Opened => "==>",
+                Change::Closed => "-.->",
             };
+            let label = edge.label();
             let _ = writeln!(
                 out,
                 "  {} {arrow}|\"{}\"| {}",
@@ -281,6 +313,9 @@ pub fn mermaid(graphs: &[Graph]) -> String {
             Change::Allowed => {}
             Change::Opened => {
                 let _ = writeln!(out, "  linkStyle {index} stroke:#1a7f37,stroke-width:3px");
+            }
+            Change::Undeclared => {
+                let _ = writeln!(out, "  linkStyle {index} stroke:#cf222e,stroke-width:3px");
             }
             Change::Closed => {
                 let _ = writeln!(out, "  linkStyle {index} stroke:#cf222e,stroke-width:2px");
@@ -346,15 +381,12 @@ pub fn dot(graphs: &[Graph]) -> String {
         }
         for edge in &graph.edges {
             let style = match edge.change {
-                Change::Allowed => String::new(),
-                Change::Opened => ", color=\"#1a7f37\", penwidth=2".to_owned(),
-                Change::Closed => ", color=\"#cf222e\", style=dashed".to_owned(),
+                Change::Allowed => "",
+                Change::Undeclared => ", color=\"#cf222e\", penwidth=2",
+                Change::Opened => ", color=\"#1a7f37\", penwidth=2",
+                Change::Closed => ", color=\"#cf222e\", style=dashed",
             };
-            let label = match edge.change {
-                Change::Allowed => edge.ports.clone(),
-                Change::Opened => format!("opened: {}", edge.ports),
-                Change::Closed => format!("closed: {}", edge.ports),
-            };
+            let label = edge.label();
             let _ = writeln!(
                 out,
                 "  {} -> {} [label=\"{}\"{style}];",

@@ -34,6 +34,8 @@ svg.graph g.node.external rect { fill: #fff1e5; stroke: #bc4c00; }
 svg.graph g.edge path { fill: none; stroke: #57606a; stroke-width: 1.4; stroke-linejoin: round; }
 svg.graph g.edge.opened path { stroke: #1a7f37; stroke-width: 2.5; }
 svg.graph g.edge.closed path { stroke: #cf222e; stroke-dasharray: 5 4; }
+svg.graph g.edge.undeclared path { stroke: #cf222e; stroke-width: 2.5; }
+svg.graph g.edge.undeclared text { fill: #cf222e; }
 svg.graph g.edge rect { fill: #ffffff; opacity: 0.9; }
 svg.graph g.edge text { font-size: 11px; fill: #0550ae; }
 svg.graph a:hover path { stroke: #0969da; stroke-width: 2.5; }
@@ -154,7 +156,7 @@ pub fn page(sections: &[Section<'_>], table: Option<&str>) -> String {
         };
         let _ = write!(
             body,
-            "<section class=\"isolation\" id=\"isolation-{number}\" data-isolation=\"{isolation}\"><h2>NamespaceIsolation {isolation}: <span class=\"{class}\">{verdict}</span></h2><p>Proven against {}. Edges are the connections the policies allow (what is blocked is absent); select one to see why it is allowed.</p>{}<h3>Inside namespace {}</h3>{}<h3>Why each edge is allowed</h3>{}<h3>The intent proof</h3><pre>{}</pre></section>",
+            "<section class=\"isolation\" id=\"isolation-{number}\" data-isolation=\"{isolation}\"><h2>NamespaceIsolation {isolation}: <span class=\"{class}\">{verdict}</span></h2><p>Proven against {}. Edges are the connections the policies allow (what is blocked is absent; red: allowed but not declared); select one to see why it is allowed.</p>{}<h3>Inside namespace {}</h3>{}<h3>Why each edge is allowed</h3>{}<h3>The intent proof</h3><pre>{}</pre></section>",
             escape(section.against),
             svg(&of_proof(proof), &prefix),
             escape(&proof.world.namespace),

@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Change, Graph, Node};
+use super::{Graph, Node};
 
 const MARGIN: f64 = 16.0;
 const GAP: f64 = 170.0;
@@ -333,11 +333,7 @@ impl Router {
 
 /// An edge's label, and how wide it is drawn.
 fn edge_label(edge: &super::Edge) -> (String, f64) {
-    let label = match edge.change {
-        Change::Allowed => edge.ports.clone(),
-        Change::Opened => format!("opened: {}", edge.ports),
-        Change::Closed => format!("closed: {}", edge.ports),
-    };
+    let label = edge.label();
     #[allow(clippy::cast_precision_loss)]
     let width = label.chars().count() as f64 * 6.2 + 10.0;
     (label, width)

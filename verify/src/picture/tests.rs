@@ -135,3 +135,49 @@ fn the_svg_has_every_node_and_edge() {
     assert!(svg.contains("href=\"#s0-edge-0\""));
     assert!(!svg.contains("NaN"), "every coordinate is a number: {svg}");
 }
+
+/// If this fails, the picture of a proof that fails looks like one that holds: an edge the spec
+/// does not declare is drawn as any other.
+#[test]
+fn an_undeclared_edge_is_marked() {
+    let isolation = shop();
+    let mut policies = render::network_policies(&isolation);
+    policies.push(
+        serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "allow-all-ingress", "namespace": "shop"},
+            "spec": {"podSelector": {"matchLabels": {"tier": "database"}}, "ingress": [{}], "policyTypes": ["Ingress"]},
+        }))
+        .expect("a NetworkPolicy"),
+    );
+    let proof = prove(&isolation, &policies).expect("valid");
+    assert!(!proof.holds());
+    let graph = of_proof(&proof);
+    let marked: Vec<String> = graph
+        .edges
+        .iter()
+        .filter(|edge| edge.change == Change::Undeclared)
+        .map(|edge| {
+            format!(
+                "{} -> {}: {}",
+                graph.nodes[edge.from].label,
+                graph.nodes[edge.to].label,
+                edge.label()
+            )
+        })
+        .collect();
+    assert!(
+        marked.contains(&"other namespaces -> database: not declared: all".to_owned())
+            && marked.contains(&"ingress -> database: not declared: all".to_owned())
+            && marked.iter().all(|edge| edge.contains(" -> database: ")),
+        "{marked:#?}"
+    );
+    assert!(
+        graph
+            .edges
+            .iter()
+            .any(|edge| edge.change == Change::Allowed && graph.nodes[edge.to].label == "database"),
+        "the declared edge into the database (its egress isolated, the tiers inside keep to theirs) stays as it is"
+    );
+    assert!(mermaid(std::slice::from_ref(&graph)).contains("stroke:#cf222e,stroke-width:3px"));
+}
