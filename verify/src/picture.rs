@@ -229,6 +229,15 @@ pub fn of_diff(diff: &NamespaceDiff) -> Graph {
     of_world(&diff.world, &edges, false)
 }
 
+/// The nodes of `graph` (with their indices) inside its namespace, or outside it.
+fn placed(graph: &Graph, inside: bool) -> impl Iterator<Item = (usize, &Node)> {
+    graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(move |(_, node)| node.inside == inside)
+}
+
 /// Text for a Mermaid quoted label.
 fn mermaid_text(text: &str) -> String {
     text.replace('"', "#quot;")
@@ -262,12 +271,7 @@ pub fn mermaid(graphs: &[Graph]) -> String {
             "  subgraph g{number}[\"namespace {}\"]",
             mermaid_text(&graph.namespace)
         );
-        for (index, node) in graph
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, node)| node.inside)
-        {
+        for (index, node) in placed(graph, true) {
             let _ = writeln!(
                 out,
                 "    {}{}:::{}",
@@ -277,12 +281,7 @@ pub fn mermaid(graphs: &[Graph]) -> String {
             );
         }
         let _ = writeln!(out, "  end");
-        for (index, node) in graph
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, node)| !node.inside)
-        {
+        for (index, node) in placed(graph, false) {
             let _ = writeln!(
                 out,
                 "  {}{}:::{}",
@@ -362,21 +361,11 @@ pub fn dot(graphs: &[Graph]) -> String {
             "    label=\"namespace {}\";",
             dot_text(&graph.namespace)
         );
-        for (index, node) in graph
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, node)| node.inside)
-        {
+        for (index, node) in placed(graph, true) {
             let _ = writeln!(out, "    {}", declare(node, index));
         }
         let _ = writeln!(out, "  }}");
-        for (index, node) in graph
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, node)| !node.inside)
-        {
+        for (index, node) in placed(graph, false) {
             let _ = writeln!(out, "  {}", declare(node, index));
         }
         for edge in &graph.edges {

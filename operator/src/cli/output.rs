@@ -7,7 +7,10 @@
 //!                                '--any other error----------> Err (the command says so)
 //! ```
 
-use std::io::{ErrorKind, Write};
+use std::{
+    io::{ErrorKind, Write},
+    process::ExitCode,
+};
 
 /// Write `text` to stdout. A pipe closed by its reader counts as written; any other error is
 /// returned.
@@ -19,6 +22,23 @@ pub fn write_stdout(text: &str) -> std::io::Result<()> {
     {
         Err(error) if error.kind() == ErrorKind::BrokenPipe => Ok(()),
         other => other,
+    }
+}
+
+/// Run a command that writes its report to stdout (buffered) and its notes and errors to
+/// stderr: `execute` returns the exit code. A failure to write the report, other than a pipe
+/// closed by its reader, is said on stderr and exits 2 (bad input: nothing usable was printed).
+pub fn buffered(execute: impl FnOnce(&mut dyn Write, &mut dyn Write) -> u8) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut err = std::io::stderr().lock();
+    let code = execute(&mut out, &mut err);
+    match out.flush() {
+        Err(error) if error.kind() != ErrorKind::BrokenPipe => {
+            let _ = writeln!(err, "error: cannot write the output: {error}");
+            ExitCode::from(super::EXIT_BAD_INPUT)
+        }
+        _ => ExitCode::from(code),
     }
 }
 

@@ -89,17 +89,7 @@ pub struct Args {
 }
 
 pub(super) fn run(args: &Args) -> ExitCode {
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    let mut err = io::stderr().lock();
-    let code = execute(args, &mut out, &mut err);
-    match out.flush() {
-        Err(error) if error.kind() != io::ErrorKind::BrokenPipe => {
-            let _ = writeln!(err, "error: cannot write the output: {error}");
-            ExitCode::from(EXIT_BAD_INPUT)
-        }
-        _ => ExitCode::from(code),
-    }
+    super::output::buffered(|out, err| execute(args, out, err))
 }
 
 /// The objects `verify` reads, sorted out of the documents.

@@ -477,4 +477,4 @@ pub fn json(proof: &Proof) -> serde_json::Value {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

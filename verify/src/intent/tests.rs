@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-fn validated(value: &Value) -> ValidatedIsolation {
+pub(crate) fn validated(value: &Value) -> ValidatedIsolation {
     let resource: NamespaceIsolation = manifests::typed(value).expect("NamespaceIsolation");
     ValidatedIsolation::try_from(&resource).expect("valid spec")
 }
@@ -37,7 +37,7 @@ fn examples() -> Vec<manifests::Document> {
         .collect()
 }
 
-fn shop() -> ValidatedIsolation {
+pub(crate) fn shop() -> ValidatedIsolation {
     validated(&json!({
         "apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation",
         "metadata": {"name": "shop", "namespace": "shop"},

@@ -1,35 +1,13 @@
 //! The pictures of a real spec: what is allowed is drawn, what is blocked is absent, and each
 //! format says it in its own syntax.
 
-use netfence_core::{ValidatedIsolation, manifests, render};
-use netfence_crd::NamespaceIsolation;
+use netfence_core::render;
 use serde_json::json;
 
-use super::{super::intent::prove, *};
-
-fn shop() -> ValidatedIsolation {
-    let value = json!({
-        "apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation",
-        "metadata": {"name": "shop", "namespace": "shop"},
-        "spec": {
-            "tiers": [
-                {"name": "frontend", "podSelector": {"matchLabels": {"tier": "frontend"}}},
-                {"name": "backend", "podSelector": {"matchLabels": {"tier": "backend"}}},
-                {"name": "database", "podSelector": {"matchLabels": {"tier": "database"}}},
-            ],
-            "flows": [
-                {"from": "frontend", "to": "backend", "ports": [{"port": 8080}]},
-                {"from": "backend", "to": "database", "ports": [{"port": 5432, "protocol": "TCP"}]},
-            ],
-            "sharedServices": [
-                {"name": "ingress", "direction": "Ingress", "namespace": "ingress-nginx", "tiers": ["frontend"], "ports": [{"port": 443}]},
-                {"name": "payments", "direction": "Egress", "ipBlock": {"cidr": "203.0.113.0/24"}, "tiers": ["backend"], "ports": [{"port": 443}]},
-            ],
-        },
-    });
-    let resource: NamespaceIsolation = manifests::typed(&value).expect("NamespaceIsolation");
-    ValidatedIsolation::try_from(&resource).expect("valid")
-}
+use super::{
+    super::intent::{prove, tests::shop},
+    *,
+};
 
 fn graph() -> Graph {
     let isolation = shop();
@@ -69,8 +47,10 @@ fn the_graph_is_what_the_policies_allow() {
             ("(no tier)", Kind::NoTier, true),
             ("DNS", Kind::Dns, false),
             ("ingress", Kind::SharedService, false),
+            ("metrics", Kind::SharedService, false),
             ("203.0.113.0/24", Kind::External, false),
-        ]
+        ],
+        "the address in the except (203.0.113.128/25) is blocked: absent"
     );
     assert_eq!(
         edges(&graph),
@@ -82,7 +62,8 @@ fn the_graph_is_what_the_policies_allow() {
             "backend -> 203.0.113.0/24: 443/TCP",
             "database -> DNS: 53/TCP,UDP",
             "(no tier) -> DNS: 53/TCP,UDP",
-            "ingress -> frontend: 443/TCP",
+            "ingress -> frontend: 80/TCP 443/TCP",
+            "metrics -> backend: metrics/TCP",
         ]
     );
 }

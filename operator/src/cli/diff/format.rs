@@ -3,10 +3,7 @@
 
 use std::fmt::Write as _;
 
-use netfence_verify::{
-    intent::diff::{Edge, ObjectChanges},
-    picture,
-};
+use netfence_verify::{intent::diff::ObjectChanges, picture};
 
 use super::{Comparison, Namespace};
 
@@ -93,17 +90,13 @@ pub fn text(comparison: &Comparison) -> String {
                 .unwrap_or(0);
             for edge in edges {
                 let pair = format!("{} -> {}", edge.from, edge.to);
-                let by = if what == "opened" {
-                    "allowed by"
-                } else {
-                    "was allowed by"
+                let by = match (what, edge.policies.is_empty()) {
+                    ("opened", true) => "nothing isolates it".to_owned(),
+                    (_, true) => "nothing isolated it".to_owned(),
+                    ("opened", false) => format!("allowed by {}", edge.policies.join(", ")),
+                    (_, false) => format!("was allowed by {}", edge.policies.join(", ")),
                 };
-                let _ = writeln!(
-                    out,
-                    "    {pair:<width$}  {}  ({by} {})",
-                    edge.ports,
-                    policies(edge)
-                );
+                let _ = writeln!(out, "    {pair:<width$}  {}  ({by})", edge.ports);
             }
         }
         if !connections.changed() {
@@ -125,14 +118,6 @@ pub fn text(comparison: &Comparison) -> String {
         );
     }
     out
-}
-
-fn policies(edge: &Edge) -> String {
-    if edge.policies.is_empty() {
-        "no policy: nothing isolates it".to_owned()
-    } else {
-        edge.policies.join(", ")
-    }
 }
 
 /// Text for a Markdown table cell.
@@ -169,7 +154,7 @@ pub fn markdown(comparison: &Comparison) -> String {
                         .map(|policy| format!("`{}`", cell(policy)))
                         .collect();
                     let by = if by.is_empty() {
-                        "no policy isolates it".to_owned()
+                        "(nothing isolates it)".to_owned()
                     } else {
                         by.join(", ")
                     };

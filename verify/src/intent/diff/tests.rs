@@ -3,20 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use netfence_core::{ValidatedIsolation, manifests, render};
-use netfence_crd::NamespaceIsolation;
+use netfence_core::{ValidatedIsolation, render};
 use serde_json::{Value, json};
 
 use super::*;
 
 fn validated(spec: &Value) -> ValidatedIsolation {
-    let value = json!({
+    super::super::tests::validated(&json!({
         "apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation",
         "metadata": {"name": "shop", "namespace": "shop"},
         "spec": spec,
-    });
-    let resource: NamespaceIsolation = manifests::typed(&value).expect("NamespaceIsolation");
-    ValidatedIsolation::try_from(&resource).expect("valid spec")
+    }))
 }
 
 fn shop() -> Value {
