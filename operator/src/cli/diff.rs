@@ -36,7 +36,7 @@ use netfence_verify::{
     selector::Labels,
 };
 
-use super::{EXIT_BAD_INPUT, verify::EXIT_CHECK_FAILED};
+use super::{output::bad_input, verify::EXIT_CHECK_FAILED};
 use crate::manifests::{self, Document};
 
 /// Exit code when a connection opened or closed.
@@ -375,13 +375,6 @@ fn compare(before: &Tree, after: &Tree) -> Result<Comparison, Vec<String>> {
     })
 }
 
-fn bad_input(err: &mut dyn Write, errors: &[String]) -> io::Result<u8> {
-    for error in errors {
-        writeln!(err, "error: {error}")?;
-    }
-    Ok(EXIT_BAD_INPUT)
-}
-
 /// The two sides' documents and names, from the arguments.
 fn sides(args: &Args, notes: &mut Vec<String>) -> Result<[(String, Vec<Document>); 2], String> {
     if let Some(rev) = &args.git {
@@ -419,20 +412,9 @@ fn sides(args: &Args, notes: &mut Vec<String>) -> Result<[(String, Vec<Document>
     ])
 }
 
-/// Run `netfence diff`, writing the comparison to `out` and notes and errors to `err`; returns
-/// the exit code.
-pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    match execute_inner(args, out, err) {
-        Ok(code) => code,
-        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => 0,
-        Err(error) => {
-            let _ = writeln!(err, "error: cannot write the output: {error}");
-            EXIT_BAD_INPUT
-        }
-    }
-}
-
-fn execute_inner(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
+/// Run `netfence diff` on `args`, writing the report to `out` and notes and errors to `err`;
+/// returns the exit code.
+pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
     let mut errors = Vec::new();
     let mut notes = Vec::new();
     let [(before_name, before), (after_name, after)] = match sides(args, &mut notes) {

@@ -26,20 +26,36 @@ pub fn write_stdout(text: &str) -> std::io::Result<()> {
 }
 
 /// Run a command that writes its report to stdout (buffered) and its notes and errors to
-/// stderr: `execute` returns the exit code. A failure to write the report, other than a pipe
-/// closed by its reader, is said on stderr and exits 2 (bad input: nothing usable was printed).
-pub fn buffered(execute: impl FnOnce(&mut dyn Write, &mut dyn Write) -> u8) -> ExitCode {
+/// stderr: `execute` returns the exit code. A pipe closed by its reader ends it quietly (the
+/// reader has what it wanted: exit 0 while writing, the verdict once all is written); any other
+/// failure to write is said on stderr and exits 2 (nothing usable was printed).
+pub fn buffered(
+    execute: impl FnOnce(&mut dyn Write, &mut dyn Write) -> std::io::Result<u8>,
+) -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut err = std::io::stderr().lock();
-    let code = execute(&mut out, &mut err);
-    match out.flush() {
-        Err(error) if error.kind() != ErrorKind::BrokenPipe => {
+    let result = execute(&mut out, &mut err).and_then(|code| match out.flush() {
+        // The reader has what it wanted: the command's verdict stands.
+        Err(error) if error.kind() == ErrorKind::BrokenPipe => Ok(code),
+        other => other.map(|()| code),
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) if error.kind() == ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
             let _ = writeln!(err, "error: cannot write the output: {error}");
             ExitCode::from(super::EXIT_BAD_INPUT)
         }
-        _ => ExitCode::from(code),
     }
+}
+
+/// Bad input: every error on stderr as `error: ...`; exit 2, nothing on stdout.
+pub fn bad_input(err: &mut dyn Write, errors: &[String]) -> std::io::Result<u8> {
+    for error in errors {
+        writeln!(err, "error: {error}")?;
+    }
+    Ok(super::EXIT_BAD_INPUT)
 }
 
 /// A line on stdout for a person watching (progress, a summary), which never panics: when stdout
