@@ -279,12 +279,40 @@ fn git_compares_a_revision_with_the_working_tree() {
         text.starts_with("netfence diff origin/main -> the working tree: 1 opened, 0 closed"),
         "{text}"
     );
-    // From a subdirectory, the paths are relative to it, as git's are.
+    // From a subdirectory, the paths are relative to it, as git's are; an absolute path or one
+    // with `..` names the same files.
+    let policies = root.join("policies");
+    for (directory, path) in [
+        (policies.as_path(), "."),
+        (root, policies.to_str().expect("utf-8")),
+        (root, "policies/../policies"),
+    ] {
+        let output = netfence_in(directory, &["diff", "--git", "origin/main", path]);
+        assert!(
+            stdout(&output).contains(": 1 opened, 0 closed in 1 namespace"),
+            "{path}: {}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+    }
+    // A file the change deletes: everything in it is removed (its namespace opens).
+    git(root, &["rm", "-q", "-f", "policies/shop.yaml"]);
     let output = netfence_in(
-        &root.join("policies"),
-        &["diff", "--git", "origin/main", "."],
+        root,
+        &["diff", "--git", "origin/main", "policies/shop.yaml"],
     );
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("policies/shop.yaml does not exist in the working tree"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stdout(&output).contains("NamespaceIsolation shop/shop is removed"));
+    git(
+        root,
+        &["checkout", "-q", "HEAD", "--", "policies/shop.yaml"],
+    );
+    std::fs::write(root.join("policies/shop.yaml"), with_shortcut()).expect("write");
 
     let missing = netfence_in(root, &["diff", "--git", "origin/nope", "policies/"]);
     assert_eq!(missing.status.code(), Some(2));

@@ -240,9 +240,11 @@ fn placed(graph: &Graph, inside: bool) -> impl Iterator<Item = (usize, &Node)> {
 
 /// Text for a Mermaid quoted label.
 fn mermaid_text(text: &str) -> String {
-    text.replace('"', "#quot;")
+    text.replace('#', "#35;")
+        .replace('"', "#quot;")
         .replace('<', "#lt;")
         .replace('>', "#gt;")
+        .replace(['\n', '\r'], " ")
 }
 
 /// The graphs as one Mermaid flowchart: a subgraph per namespace.
@@ -329,7 +331,9 @@ pub fn mermaid(graphs: &[Graph]) -> String {
 
 /// Text for a DOT quoted string.
 fn dot_text(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('"', "\\\"")
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace(['\n', '\r'], " ")
 }
 
 /// The graphs as one Graphviz digraph: a cluster per namespace.

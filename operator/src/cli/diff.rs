@@ -29,7 +29,11 @@ use netfence_core::{
     meta::{BASELINE_LABEL, MANAGED_BY, MANAGED_BY_LABEL},
     render,
 };
-use netfence_crd::{NamespaceIsolation, baseline::Engine};
+use netfence_crd::{
+    NamespaceIsolation,
+    baseline::Engine,
+    isolation::{DeletionPolicy, Mode},
+};
 use netfence_verify::{
     cluster_wide::ClusterWidePolicies,
     intent::diff::{self, NamespaceDiff, ObjectChanges},
@@ -118,8 +122,8 @@ struct Tree {
     isolations: BTreeMap<String, Vec<ValidatedIsolation>>,
     cluster_wide: ClusterWidePolicies,
     labels: BTreeMap<String, Labels>,
-    /// The Namespace manifests' names, when ClusterBaselines are among the input (a baseline's
-    /// change reaches namespaces without an isolation).
+    /// The Namespace manifests' names, when ClusterBaselines or cluster-wide policies are among
+    /// the input (their change reaches namespaces without an isolation).
     covered: BTreeSet<String>,
 }
 
@@ -155,7 +159,8 @@ fn read_tree(
             .collect(),
         covered: BTreeSet::new(),
     };
-    if !input.baselines.is_empty() {
+    // Cluster-wide policies (a baseline's or the input's) reach namespaces without an isolation.
+    if !input.baselines.is_empty() || !tree.cluster_wide.is_empty() {
         tree.covered = tree.labels.keys().cloned().collect();
     }
     let mut skipped = 0;
@@ -185,10 +190,16 @@ fn read_tree(
     for isolation in isolations {
         let isolation = isolation.with_default_namespace(args.namespace.clone());
         let namespace = isolation.namespace().unwrap_or("default").to_owned();
+        // A DryRun resource writes no policy: it shapes the world only.
+        let rendered = if isolation.mode() == Mode::DryRun {
+            Vec::new()
+        } else {
+            render::network_policies(&isolation)
+        };
         tree.policies
             .entry(namespace.clone())
             .or_default()
-            .extend(render::network_policies(&isolation));
+            .extend(rendered);
         tree.isolations
             .entry(namespace)
             .or_default()
@@ -276,6 +287,39 @@ fn default_isolation(namespace: &str) -> Option<ValidatedIsolation> {
     ValidatedIsolation::try_from(&resource).ok()
 }
 
+/// The policies a NamespaceIsolation of `before` that `after` no longer has leaves behind, as
+/// the controller does on its deletion: none (`Delete`), its default deny and DNS allow
+/// (`KeepDefaultDeny`), or every one (`Orphan`).
+fn left_behind(before: &Tree, after: &Tree, namespace: &str) -> Vec<NetworkPolicy> {
+    let Some(isolations) = before.isolations.get(namespace) else {
+        return Vec::new();
+    };
+    let still = |name: &str| {
+        after
+            .isolations
+            .get(namespace)
+            .is_some_and(|now| now.iter().any(|isolation| isolation.name() == name))
+    };
+    isolations
+        .iter()
+        .filter(|isolation| isolation.mode() == Mode::Enforce && !still(isolation.name()))
+        .flat_map(|isolation| {
+            let policy = isolation.deletion_policy();
+            render::network_policies(isolation)
+                .into_iter()
+                .filter(move |rendered| match policy {
+                    DeletionPolicy::Delete => false,
+                    DeletionPolicy::Orphan => true,
+                    DeletionPolicy::KeepDefaultDeny => render::fails_closed(
+                        isolation.name(),
+                        rendered.metadata.name.as_deref().unwrap_or_default(),
+                        &rendered.metadata.labels.clone().unwrap_or_default(),
+                    ),
+                })
+        })
+        .collect()
+}
+
 /// The isolations of `tree` in `namespace`, or `fallback`.
 fn isolations_of<'a>(
     tree: &'a Tree,
@@ -292,7 +336,12 @@ fn isolations_of<'a>(
 fn compare(before: &Tree, after: &Tree) -> Result<Comparison, Vec<String>> {
     let namespaces: BTreeSet<&String> = [before, after]
         .iter()
-        .flat_map(|tree| tree.isolations.keys().chain(&tree.covered))
+        .flat_map(|tree| {
+            tree.isolations
+                .keys()
+                .chain(&tree.covered)
+                .chain(tree.policies.keys())
+        })
         .collect();
     let mut errors = Vec::new();
     let mut changed = Vec::new();
@@ -311,7 +360,9 @@ fn compare(before: &Tree, after: &Tree) -> Result<Comparison, Vec<String>> {
             isolations_of(after, namespace, &fallback),
         );
         let policies_before = before.policies.get(*namespace).unwrap_or(&empty);
-        let policies_after = after.policies.get(*namespace).unwrap_or(&empty);
+        let mut policies_after = after.policies.get(*namespace).unwrap_or(&empty).clone();
+        policies_after.extend(left_behind(before, after, namespace));
+        let policies_after = &policies_after;
         let connections = match diff::compare(
             namespace,
             &diff::Side {
@@ -375,6 +426,27 @@ fn compare(before: &Tree, after: &Tree) -> Result<Comparison, Vec<String>> {
     })
 }
 
+/// The documents of `paths` in the working tree, for `--git`: a path the change deleted (or left
+/// without manifests) has none there, with a note.
+fn working_tree(paths: &[PathBuf], notes: &mut Vec<String>) -> Result<Vec<Document>, String> {
+    let mut all = Vec::new();
+    for path in paths {
+        match manifests::load(std::slice::from_ref(path)) {
+            Ok(documents) => all.extend(documents),
+            Err(manifests::LoadError::EmptyDirectory { .. }) => notes.push(format!(
+                "{} has no manifest in the working tree: everything in it is removed",
+                path.display()
+            )),
+            Err(_) if !path.exists() => notes.push(format!(
+                "{} does not exist in the working tree: everything in it is removed",
+                path.display()
+            )),
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    Ok(all)
+}
+
 /// The two sides' documents and names, from the arguments.
 fn sides(args: &Args, notes: &mut Vec<String>) -> Result<[(String, Vec<Document>); 2], String> {
     if let Some(rev) = &args.git {
@@ -389,7 +461,7 @@ fn sides(args: &Args, notes: &mut Vec<String>) -> Result<[(String, Vec<Document>
             );
         }
         let before = git::documents(rev, &paths, notes)?;
-        let after = documents(&paths)?;
+        let after = working_tree(&paths, notes)?;
         return Ok([
             (rev.clone(), before),
             ("the working tree".to_owned(), after),
@@ -445,11 +517,6 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::Res
         Ok(comparison) => comparison,
         Err(errors) => return bad_input(err, &errors),
     };
-    match args.output {
-        Format::Text => write!(out, "{}", format::text(&comparison))?,
-        Format::Markdown => write!(out, "{}", format::markdown(&comparison))?,
-        Format::Json => writeln!(out, "{}", format::json(&comparison))?,
-    }
     let (opened, closed) = (comparison.opened() > 0, comparison.closed() > 0);
     let failed = match args.fail_on {
         Some(FailOn::Opened) => opened,
@@ -457,11 +524,21 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::Res
         Some(FailOn::Any) => opened || closed,
         None => false,
     };
-    Ok(if failed {
+    let code = if failed {
         EXIT_CHECK_FAILED
     } else if opened || closed {
         EXIT_CHANGED
     } else {
         0
-    })
+    };
+    let written = match args.output {
+        Format::Text => write!(out, "{}", format::text(&comparison)),
+        Format::Markdown => write!(out, "{}", format::markdown(&comparison)),
+        Format::Json => writeln!(out, "{}", format::json(&comparison)),
+    };
+    match written {
+        // A reader that stops early (`| head`) never turns a change into a pass: the verdict stands.
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(code),
+        other => other.map(|()| code),
+    }
 }

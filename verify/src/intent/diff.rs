@@ -94,12 +94,16 @@ impl NamespaceDiff {
     }
 }
 
-/// The world of one side: its isolations' worlds, merged.
+/// The world of one side: its isolations' worlds, merged (an endpoint of a later one whose
+/// label is taken is marked with its isolation's name).
 fn world_of(side: &Side<'_>) -> Option<World> {
     side.isolations
         .iter()
-        .map(|isolation| world::build(isolation))
-        .reduce(|world, other| world::merge(world, other, BEFORE))
+        .map(|isolation| (world::build(isolation), isolation.name()))
+        .reduce(|(world, name), (other, other_name)| {
+            (world::merge(world, other, &format!("({other_name})")), name)
+        })
+        .map(|(world, _)| world)
 }
 
 /// Probes as a reviewer reads them: `8080/TCP`, `every port`, or, for most of them, `every port
@@ -154,12 +158,25 @@ pub fn compare(
             });
         }
     };
+    // The endpoints the other policies need, for the labels of either side; each side is then
+    // evaluated with its own namespace labels (a relabelled namespace is a change).
+    let plain = world.namespaces.clone();
     label_namespaces(&mut world, after.labels);
     label_namespaces(&mut world, before.labels);
     world::extend(&mut world, policies_after.policies());
     world::extend(&mut world, policies_before.policies());
-    let before = Placed::new(&world, &policies_before);
-    let after = Placed::new(&world, &policies_after);
+    let labelled = |labels: &BTreeMap<String, Labels>| {
+        let mut side = world.clone();
+        for namespace in &mut side.namespaces {
+            if let Some(own) = plain.iter().find(|known| known.name == namespace.name) {
+                namespace.labels.clone_from(&own.labels);
+            }
+        }
+        label_namespaces(&mut side, labels);
+        side
+    };
+    let before = Placed::new(&labelled(before.labels), &policies_before);
+    let after = Placed::new(&labelled(after.labels), &policies_after);
     let matrix_before = reachability(&before.cluster, &world.probes);
     let matrix_after = reachability(&after.cluster, &world.probes);
     let mut opened = Vec::new();

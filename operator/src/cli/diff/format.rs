@@ -121,14 +121,30 @@ pub fn text(comparison: &Comparison) -> String {
 }
 
 /// Text for a Markdown table cell.
+/// Text for Markdown, inert: no table cell ends, no tag, link, code span or line starts in it
+/// (a policy's or a file's name is whatever the repository holds).
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|")
+    let mut out = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '|' | '[' | ']' | '*' | '_' | '\\' => {
+                out.push('\\');
+                out.push(character);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '`' => out.push_str("&#96;"),
+            '\n' | '\r' => out.push(' '),
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The comparison as a pull-request comment.
 pub fn markdown(comparison: &Comparison) -> String {
     let mut out = format!(
-        "### netfence diff: {}\n\n`{}` → `{}`, compared in each namespace's model world (every tier, DNS, shared service and address range, on every port the policies name).\n",
+        "### netfence diff: {}\n\n{} → {}, compared in each namespace's model world (every tier, DNS, shared service and address range, on every port the policies name).\n",
         summary(comparison),
         cell(&comparison.before),
         cell(&comparison.after)
@@ -148,11 +164,7 @@ pub fn markdown(comparison: &Comparison) -> String {
                 ("closed", &connections.closed),
             ] {
                 for edge in edges {
-                    let by: Vec<String> = edge
-                        .policies
-                        .iter()
-                        .map(|policy| format!("`{}`", cell(policy)))
-                        .collect();
+                    let by: Vec<String> = edge.policies.iter().map(|policy| cell(policy)).collect();
                     let by = if by.is_empty() {
                         "(nothing isolates it)".to_owned()
                     } else {

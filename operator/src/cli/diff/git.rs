@@ -14,9 +14,10 @@ use std::{
 
 use crate::manifests::{self, Document, MAX_FILE_BYTES};
 
-/// Run git with `args` in the current directory; its stdout, or what it said on stderr.
-fn git(args: &[&str]) -> Result<Vec<u8>, String> {
+/// Run git with `args` in `directory`; its stdout, or what it said on stderr.
+fn git(directory: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
     let output = Command::new("git")
+        .current_dir(directory)
         .args(args)
         .output()
         .map_err(|error| format!("--git: cannot run git: {error}; install git, or compare two paths (netfence diff OLD NEW)"))?;
@@ -27,23 +28,56 @@ fn git(args: &[&str]) -> Result<Vec<u8>, String> {
     }
 }
 
-/// Whether a listed file is one `netfence render` reads below a directory: `.yaml`, `.yml` or
-/// `.json`, and no hidden directory or file below the path asked for.
-fn is_manifest(listed: &str, asked: &Path) -> bool {
-    let depth = asked
-        .components()
-        .filter(|component| matches!(component, Component::Normal(_) | Component::ParentDir))
-        .count();
-    let below_hidden = Path::new(listed).components().skip(depth).any(|component| {
-        component
-            .as_os_str()
-            .to_str()
-            .is_some_and(|name| name.starts_with('.'))
-    });
+/// `path` without `.` and with each `..` taken back (lexically: the path may not exist any more).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Whether a file listed below the asked path is one `netfence render` reads in a directory:
+/// `.yaml`, `.yml` or `.json`, and nothing hidden below the asked path. A file asked for by name
+/// is read whatever its name, as `render` reads it.
+fn is_manifest(listed: &str, asked: &str) -> bool {
+    if listed == asked {
+        return true;
+    }
+    let below = listed
+        .strip_prefix(asked)
+        .map_or(listed, |rest| rest.trim_start_matches('/'));
+    let below_hidden = below.split('/').any(|name| name.starts_with('.'));
     let extension = Path::new(listed)
         .extension()
         .and_then(|extension| extension.to_str());
     !below_hidden && matches!(extension, Some("yaml" | "yml" | "json"))
+}
+
+/// `path` relative to the repository's top directory `top`, with `/` between names.
+fn in_repository(path: &Path, top: &Path) -> Result<String, String> {
+    let current = std::env::current_dir()
+        .and_then(std::fs::canonicalize)
+        .map_err(|error| format!("--git: cannot read the current directory: {error}"))?;
+    let absolute = normalize(&current.join(path));
+    let relative = absolute.strip_prefix(top).map_err(|_| {
+        format!(
+            "--git: {} is outside the repository at {}",
+            path.display(),
+            top.display()
+        )
+    })?;
+    let names: Vec<String> = relative
+        .components()
+        .map(|component| component.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Ok(names.join("/"))
 }
 
 /// Every document under `paths` as they were at `rev`, in path order; a note in `notes` for each
@@ -53,7 +87,8 @@ pub fn documents(
     paths: &[PathBuf],
     notes: &mut Vec<String>,
 ) -> Result<Vec<Document>, String> {
-    let commit = git(&["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
+    let here = Path::new(".");
+    let commit = git(here, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
         .map_err(|error| {
             let said = if error.is_empty() {
                 String::new()
@@ -65,16 +100,38 @@ pub fn documents(
             )
         })?;
     let commit = String::from_utf8_lossy(&commit).trim().to_owned();
+    let top = git(here, &["rev-parse", "--show-toplevel"])
+        .map_err(|error| format!("--git: not in a git repository: {error}"))?;
+    let top = std::fs::canonicalize(String::from_utf8_lossy(&top).trim())
+        .map_err(|error| format!("--git: cannot read the repository's directory: {error}"))?;
     let mut documents = Vec::new();
     for path in paths {
         let shown = path.display().to_string();
-        let listing = git(&["ls-tree", "-r", "-z", "--name-only", &commit, "--", &shown])
-            .map_err(|error| format!("--git {rev}: cannot list {shown}: {error}"))?;
+        let asked = in_repository(path, &top)?;
+        let pathspec = if asked.is_empty() {
+            "."
+        } else {
+            asked.as_str()
+        };
+        let listing = git(
+            &top,
+            &[
+                "ls-tree",
+                "-r",
+                "-z",
+                "--full-name",
+                "--name-only",
+                &commit,
+                "--",
+                pathspec,
+            ],
+        )
+        .map_err(|error| format!("--git {rev}: cannot list {shown}: {error}"))?;
         let mut files: Vec<String> = listing
             .split(|byte| *byte == 0)
             .filter(|name| !name.is_empty())
             .map(|name| String::from_utf8_lossy(name).into_owned())
-            .filter(|name| is_manifest(name, path))
+            .filter(|name| is_manifest(name, &asked))
             .collect();
         files.sort();
         if files.is_empty() {
@@ -83,13 +140,7 @@ pub fn documents(
             ));
         }
         for file in files {
-            // `./` makes the path relative to the current directory, as ls-tree listed it.
-            let relative = if file.starts_with("../") {
-                file.clone()
-            } else {
-                format!("./{file}")
-            };
-            let bytes = git(&["cat-file", "blob", &format!("{commit}:{relative}")])
+            let bytes = git(&top, &["cat-file", "blob", &format!("{commit}:{file}")])
                 .map_err(|error| format!("--git {rev}: cannot read {file}: {error}"))?;
             let source = format!("{rev}:{file}");
             if bytes.len() as u64 > MAX_FILE_BYTES {
@@ -111,18 +162,30 @@ pub fn documents(
 mod tests {
     use super::*;
 
-    /// If this fails, `diff --git` reads files `render` would not (a workflow under `.github/`)
-    /// or misses manifests below the path.
+    /// If this fails, `diff --git` reads other files at REV than `render` reads in the working
+    /// tree: a workflow under `.github/`, a README, or misses a file named directly.
     #[test]
     fn manifests_below_the_path_only() {
-        assert!(is_manifest("policies/shop.yaml", Path::new("policies")));
-        assert!(is_manifest("policies/team/a.json", Path::new("policies/")));
-        assert!(!is_manifest("policies/README.md", Path::new("policies")));
-        assert!(!is_manifest(".github/workflows/ci.yml", Path::new(".")));
-        assert!(!is_manifest(
-            "policies/.hidden/a.yaml",
-            Path::new("policies")
-        ));
-        assert!(is_manifest(".netfence/a.yaml", Path::new(".netfence")));
+        assert!(is_manifest("policies/shop.yaml", "policies"));
+        assert!(is_manifest("policies/team/a.json", "policies"));
+        assert!(!is_manifest("policies/README.md", "policies"));
+        assert!(!is_manifest(".github/workflows/ci.yml", ""));
+        assert!(is_manifest("shop.yaml", ""));
+        assert!(!is_manifest("policies/.hidden/a.yaml", "policies"));
+        assert!(is_manifest(".netfence/a.yaml", ".netfence"));
+        assert!(
+            is_manifest("policies/shop.txt", "policies/shop.txt"),
+            "named directly"
+        );
+    }
+
+    /// If this fails, `a/../a`, `./a` and `a/.` are not the same path for git.
+    #[test]
+    fn paths_are_normalized() {
+        assert_eq!(
+            normalize(Path::new("/r/a/../a/./b")),
+            PathBuf::from("/r/a/b")
+        );
+        assert_eq!(normalize(Path::new("/r/./a/.")), PathBuf::from("/r/a"));
     }
 }
