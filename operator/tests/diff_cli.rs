@@ -337,3 +337,55 @@ fn git_compares_a_revision_with_the_working_tree() {
         stderr(&output)
     );
 }
+
+/// If this fails, what a change's side leaves in the cluster is compared wrongly: a DryRun
+/// resource writes no policy (turning it to Enforce closes what it does not declare), a resource
+/// removed with `KeepDefaultDeny` leaves the namespace closed, and a namespace relabelled out of
+/// a ClusterBaseline's selector is a change.
+#[test]
+fn what_each_side_leaves_in_the_cluster_is_compared() {
+    let three_tier = example("three-tier.yaml");
+    let dry_run = three_tier.replace("spec:\n  tiers:", "spec:\n  mode: DryRun\n  tiers:");
+    assert_ne!(dry_run, three_tier);
+    let (_directory, before, after) = trees("three-tier.yaml", &dry_run, &three_tier);
+    let output = diff(&before, &after, &[]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(3), "{text}{}", stderr(&output));
+    assert!(
+        text.contains(" 0 opened, ") && !text.contains("opened:"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.contains("frontend -> database ")
+                && line.ends_with("every port  (nothing isolated it)")),
+        "{text}"
+    );
+
+    let kept = three_tier.replace(
+        "spec:\n  tiers:",
+        "spec:\n  deletionPolicy: KeepDefaultDeny\n  tiers:",
+    );
+    let namespace_only = &three_tier[..three_tier.find("---").expect("two documents")];
+    let (_directory, before, after) = trees("three-tier.yaml", &kept, namespace_only);
+    let output = diff(&before, &after, &[]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(3), "{text}{}", stderr(&output));
+    assert!(
+        text.contains("NamespaceIsolation shop/shop is removed") && text.contains(" 0 opened, "),
+        "the default deny and DNS allow stay: nothing opens: {text}"
+    );
+
+    let baseline = example("baselines/cluster-network-policy.yaml");
+    let relabelled = baseline.replacen(
+        "netfence.io/zero-trust: \"true\"",
+        "netfence.io/zero-trust: \"false\"",
+        1,
+    );
+    assert_ne!(relabelled, baseline);
+    let (_directory, before, after) = trees("baseline.yaml", &baseline, &relabelled);
+    let output = diff(&before, &after, &[]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(3), "{text}{}", stderr(&output));
+    assert!(text.contains(" opened, 0 closed"), "{text}");
+}

@@ -124,42 +124,30 @@ fn ports(probes: &[Probe], world: &World) -> String {
     compact(probes, world)
 }
 
-/// Compare the connections `before` and `after` allow in `namespace`.
-///
-/// # Errors
-///
-/// When the policies of a side are not valid NetworkPolicies.
-pub fn compare(
-    namespace: &str,
+/// The tiers of a side's isolations: names and selectors.
+fn tiers<'a>(side: &Side<'a>) -> Vec<(&'a str, &'a crate::selector::Selector)> {
+    side.isolations
+        .iter()
+        .flat_map(|isolation| isolation.tiers())
+        .map(|tier| (tier.name.as_str(), &tier.pod_selector.selector))
+        .collect()
+}
+
+/// One world for both sides (the isolations' worlds merged, pods that tell their tiers apart,
+/// the endpoints the other policies need), and that world with each side's own namespace labels
+/// (a relabelled namespace is a change); `None` when neither side has an isolation.
+fn shared_world(
     before: &Side<'_>,
     after: &Side<'_>,
-) -> Result<NamespaceDiff, IntentError> {
-    let build = |side: &Side<'_>| {
-        Cluster::build_with(&[], &[], side.policies, side.cluster_wide)
-            .map_err(IntentError::Policies)
-    };
-    let (policies_before, policies_after) = (build(before)?, build(after)?);
+    policies_before: &Cluster,
+    policies_after: &Cluster,
+) -> Option<(World, [World; 2])> {
     let mut world = match (world_of(after), world_of(before)) {
         (Some(after), Some(before)) => world::merge(after, before, BEFORE),
         (Some(world), None) | (None, Some(world)) => world,
-        (None, None) => {
-            return Ok(NamespaceDiff {
-                namespace: namespace.to_owned(),
-                world: World {
-                    namespace: namespace.to_owned(),
-                    namespaces: Vec::new(),
-                    endpoints: Vec::new(),
-                    probes: Vec::new(),
-                    named_ports: Vec::new(),
-                    warnings: Vec::new(),
-                },
-                opened: Vec::new(),
-                closed: Vec::new(),
-            });
-        }
+        (None, None) => return None,
     };
-    // The endpoints the other policies need, for the labels of either side; each side is then
-    // evaluated with its own namespace labels (a relabelled namespace is a change).
+    world::distinguish(&mut world, &tiers(before), &tiers(after));
     let plain = world.namespaces.clone();
     label_namespaces(&mut world, after.labels);
     label_namespaces(&mut world, before.labels);
@@ -175,8 +163,44 @@ pub fn compare(
         label_namespaces(&mut side, labels);
         side
     };
-    let before = Placed::new(&labelled(before.labels), &policies_before);
-    let after = Placed::new(&labelled(after.labels), &policies_after);
+    let sides = [labelled(before.labels), labelled(after.labels)];
+    Some((world, sides))
+}
+
+/// Compare the connections `before` and `after` allow in `namespace`.
+///
+/// # Errors
+///
+/// When the policies of a side are not valid NetworkPolicies.
+pub fn compare(
+    namespace: &str,
+    before: &Side<'_>,
+    after: &Side<'_>,
+) -> Result<NamespaceDiff, IntentError> {
+    let build = |side: &Side<'_>| {
+        Cluster::build_with(&[], &[], side.policies, side.cluster_wide)
+            .map_err(IntentError::Policies)
+    };
+    let (policies_before, policies_after) = (build(before)?, build(after)?);
+    let Some((world, [labelled_before, labelled_after])) =
+        shared_world(before, after, &policies_before, &policies_after)
+    else {
+        return Ok(NamespaceDiff {
+            namespace: namespace.to_owned(),
+            world: World {
+                namespace: namespace.to_owned(),
+                namespaces: Vec::new(),
+                endpoints: Vec::new(),
+                probes: Vec::new(),
+                named_ports: Vec::new(),
+                warnings: Vec::new(),
+            },
+            opened: Vec::new(),
+            closed: Vec::new(),
+        });
+    };
+    let before = Placed::new(&labelled_before, &policies_before);
+    let after = Placed::new(&labelled_after, &policies_after);
     let matrix_before = reachability(&before.cluster, &world.probes);
     let matrix_after = reachability(&after.cluster, &world.probes);
     let mut opened = Vec::new();

@@ -285,8 +285,8 @@ impl Place<'_> {
     }
 }
 
-/// Addresses for an `ipBlock`: one inside it (outside every except), the first of each except,
-/// and one just outside the range.
+/// Addresses for an `ipBlock`: one inside it (outside every except), the first and last of each
+/// except and the one just past it (when inside), and one just outside the range.
 fn block_addresses<'a>(range: &Cidr, excepts: &'a [Cidr]) -> Vec<(IpAddr, Place<'a>)> {
     let step = |address: IpAddr, delta: i128| -> Option<IpAddr> {
         match address {
@@ -325,6 +325,16 @@ fn block_addresses<'a>(range: &Cidr, excepts: &'a [Cidr]) -> Vec<(IpAddr, Place<
     }
     for block in excepts {
         addresses.push((block.first(), Place::InExcept(block)));
+        // Both ends of the except, and just past it when that is inside the range: an except
+        // that grows or shrinks (a diff) moves one of them across.
+        if block.last() != block.first() {
+            addresses.push((block.last(), Place::InExcept(block)));
+        }
+        if let Some(after) = step(block.last(), 1).filter(|address| inside(address))
+            && !addresses.iter().any(|(known, _)| *known == after)
+        {
+            addresses.push((after, Place::Inside));
+        }
     }
     if let Some(outside) = step(range.last(), 1)
         .filter(|address| !range.contains(address))
@@ -681,20 +691,28 @@ pub fn extend(world: &mut World, policies: &[Policy]) {
 /// One world for two of the same namespace (an isolation before and after a change): `world`
 /// as it is, then each endpoint of `other` that no endpoint of `world` stands for (the same
 /// namespace, labels and addresses), its label followed by `marker` when `world` uses it
-/// already. Namespaces are merged (labels of `world` first), every pod declares the port names
-/// of both, and the probes are those of both.
+/// already. A namespace of `other` whose name `world` has with other labels is renamed; every
+/// pod declares the port names of both, and the probes are those of both.
 #[must_use]
 pub fn merge(mut world: World, other: World, marker: &str) -> World {
-    for info in other.namespaces {
+    // A namespace of the same name with other labels (a peer's selector changed) is another
+    // namespace: renamed, with its labels kept, so each side's selector finds its own.
+    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+    for mut info in other.namespaces {
         match world
             .namespaces
-            .iter_mut()
+            .iter()
             .find(|known| known.name == info.name)
         {
-            Some(known) => {
-                for (key, value) in info.labels {
-                    known.labels.entry(key).or_insert(value);
-                }
+            Some(known) if known.labels == info.labels || info.name == world.namespace => {}
+            Some(_) => {
+                let name = (2..=world.namespaces.len() + 2)
+                    .map(|index| format!("{}-{index}", info.name))
+                    .find(|name| world.namespaces.iter().all(|known| known.name != *name))
+                    .unwrap_or_default();
+                renamed.insert(info.name.clone(), name.clone());
+                info.name = name;
+                world.namespaces.push(info);
             }
             None => world.namespaces.push(info),
         }
@@ -710,7 +728,10 @@ pub fn merge(mut world: World, other: World, marker: &str) -> World {
             add_named_port(&mut world, name, port.protocol, &mut numbers);
         }
     }
-    for endpoint in other.endpoints {
+    for mut endpoint in other.endpoints {
+        if let Some(name) = renamed.get(&endpoint.pod.namespace) {
+            endpoint.pod.namespace.clone_from(name);
+        }
         let known = world.endpoints.iter().any(|known| {
             known.pod.namespace == endpoint.pod.namespace
                 && known.pod.labels == endpoint.pod.labels
@@ -756,6 +777,69 @@ pub fn merge(mut world: World, other: World, marker: &str) -> World {
     }
     world.probes = over_every_protocol(numbers);
     world
+}
+
+/// The requirement that holds exactly where `requirement` does not.
+fn negation(requirement: &Requirement) -> Requirement {
+    match requirement.clone() {
+        Requirement::In { key, values } => Requirement::NotIn { key, values },
+        Requirement::NotIn { key, values } => Requirement::In { key, values },
+        Requirement::Exists { key } => Requirement::DoesNotExist { key },
+        Requirement::DoesNotExist { key } => Requirement::Exists { key },
+    }
+}
+
+/// Pods of the namespace that tell two sets of tier selectors (`(name, selector)`: before and
+/// after a change) apart. A world has one pod per selector, so a selector that changed (a value
+/// added to `In`, a `NotIn` added) could keep the same pod and hide the pods it gains or loses.
+/// For each selector of either set, a pod that satisfies it and not one requirement of a
+/// selector of the other set, and one per value of each of its `In` lists, unless a pod of the
+/// namespace has those labels already; each is labelled `TIER (LABELS)`.
+pub fn distinguish(world: &mut World, first: &[(&str, &Selector)], second: &[(&str, &Selector)]) {
+    let namespace = world.namespace.clone();
+    for (ours, theirs) in [(first, second), (second, first)] {
+        for &(name, selector) in ours {
+            let mut candidates: Vec<Selector> = Vec::new();
+            for (_, other) in theirs {
+                candidates.extend(
+                    other.requirements().iter().map(|requirement| {
+                        Selector::from_requirements(vec![negation(requirement)])
+                    }),
+                );
+            }
+            for requirement in selector.requirements() {
+                if let Requirement::In { key, values } = requirement {
+                    candidates.extend(values.iter().map(|value| {
+                        Selector::from_requirements(vec![Requirement::In {
+                            key: key.clone(),
+                            values: BTreeSet::from([value.clone()]),
+                        }])
+                    }));
+                }
+            }
+            for candidate in candidates {
+                let Some(labels) = satisfying(&[selector, &candidate]) else {
+                    continue;
+                };
+                let known = world.endpoints.iter().any(|endpoint| {
+                    !endpoint.pod.external
+                        && endpoint.pod.namespace == namespace
+                        && endpoint.pod.labels == labels
+                });
+                if known {
+                    continue;
+                }
+                let label = format!(
+                    "{name} ({})",
+                    describe(&labels).trim_start_matches("labels ")
+                );
+                add_pod(world, &namespace, &format!("tier-{name}"), labels, label);
+                if let Some(endpoint) = world.endpoints.last_mut() {
+                    endpoint.role = Role::Tier;
+                }
+            }
+        }
+    }
 }
 
 /// The endpoint of an external address, and its label.
@@ -974,6 +1058,8 @@ mod tests {
             [
                 "10.0.0.254: 10.0.0.0/24",
                 "10.0.0.0: 10.0.0.0/28, an except of 10.0.0.0/24",
+                "10.0.0.15: 10.0.0.0/28, an except of 10.0.0.0/24",
+                "10.0.0.16: 10.0.0.0/24",
                 "10.0.1.0: outside 10.0.0.0/24"
             ]
         );

@@ -184,3 +184,77 @@ fn a_new_isolation_closes_what_was_open() {
         "the declared flow stays open on its port: {closed:#?}"
     );
 }
+
+/// If this fails, a selector that gains a value (or a `NotIn`) keeps its one model pod and the
+/// pods it gains (or loses) go unseen: the diff says nothing changed.
+#[test]
+fn a_selector_that_keeps_its_model_pod_still_shows_its_change() {
+    let before = shop();
+    let mut wider = shop();
+    wider["tiers"][1]["podSelector"] = json!({"matchExpressions": [
+        {"key": "tier", "operator": "In", "values": ["backend", "worker"]},
+    ]});
+    let widened = diff(&before, &wider);
+    assert_eq!(
+        edges(&widened.opened),
+        [
+            "frontend -> backend (tier=worker): 8080/TCP",
+            "monitoring/metrics-peer -> backend (tier=worker): metrics/TCP",
+            "backend (tier=worker) -> database: 5432/TCP",
+        ],
+        "the worker pods join the tier, and its shared service"
+    );
+    let mut narrower = shop();
+    narrower["tiers"][1]["podSelector"] = json!({
+        "matchLabels": {"tier": "backend"},
+        "matchExpressions": [{"key": "version", "operator": "NotIn", "values": ["v1"]}],
+    });
+    let narrowed = diff(&before, &narrower);
+    assert!(narrowed.opened.is_empty(), "{:?}", narrowed.opened);
+    assert!(
+        edges(&narrowed.closed)
+            .contains(&"frontend -> backend (tier=backend, version=v1): 8080/TCP".to_owned()),
+        "the v1 pods leave the tier: {:?}",
+        edges(&narrowed.closed)
+    );
+}
+
+/// If this fails, a shared service whose namespace selector narrows keeps one model namespace
+/// for both sides, and the namespaces that lose access go unseen.
+#[test]
+fn a_narrowed_namespace_selector_closes_the_namespaces_left_out() {
+    let mut after = shop();
+    after["sharedServices"][0] = json!({"name": "metrics", "direction": "Ingress",
+        "namespaceSelector": {"matchLabels": {"team": "monitoring", "env": "prod"}},
+        "tiers": ["backend"], "ports": [{"port": "metrics"}]});
+    let mut wide = shop();
+    wide["sharedServices"][0] = json!({"name": "metrics", "direction": "Ingress",
+        "namespaceSelector": {"matchLabels": {"team": "monitoring"}},
+        "tiers": ["backend"], "ports": [{"port": "metrics"}]});
+    let diff = diff(&wide, &after);
+    assert!(diff.opened.is_empty(), "{:?}", diff.opened);
+    assert_eq!(diff.closed.len(), 1, "{:?}", edges(&diff.closed));
+    assert!(diff.closed[0].to == "backend", "{:?}", edges(&diff.closed));
+}
+
+/// If this fails, an ipBlock whose `except` shrinks opens addresses the diff never probes.
+#[test]
+fn a_shrunk_except_opens_what_it_no_longer_excepts() {
+    let with_except = |except: &str| {
+        let mut spec = shop();
+        spec["sharedServices"] = json!([{"name": "api", "direction": "Egress",
+            "ipBlock": {"cidr": "10.0.0.0/8", "except": [except]},
+            "tiers": ["backend"], "ports": [{"port": 443}]}]);
+        spec
+    };
+    let diff = diff(&with_except("10.1.0.0/16"), &with_except("10.1.0.0/24"));
+    assert!(diff.closed.is_empty(), "{:?}", diff.closed);
+    assert!(
+        edges(&diff.opened).iter().all(
+            |edge| edge.starts_with("backend -> external 10.1.") && edge.ends_with(": 443/TCP")
+        ),
+        "{:?}",
+        edges(&diff.opened)
+    );
+    assert!(!diff.opened.is_empty());
+}
