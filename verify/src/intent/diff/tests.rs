@@ -209,13 +209,13 @@ fn a_selector_that_keeps_its_model_pod_still_shows_its_change() {
         "matchLabels": {"tier": "backend"},
         "matchExpressions": [{"key": "version", "operator": "NotIn", "values": ["v1"]}],
     });
-    let narrowed = diff(&before, &narrower);
-    assert!(narrowed.opened.is_empty(), "{:?}", narrowed.opened);
+    let without_v1 = diff(&before, &narrower);
+    assert!(without_v1.opened.is_empty(), "{:?}", without_v1.opened);
     assert!(
-        edges(&narrowed.closed)
+        edges(&without_v1.closed)
             .contains(&"frontend -> backend (tier=backend, version=v1): 8080/TCP".to_owned()),
         "the v1 pods leave the tier: {:?}",
-        edges(&narrowed.closed)
+        edges(&without_v1.closed)
     );
 }
 
