@@ -70,6 +70,14 @@ fn yaml_files(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
             .with_context(|| format!("failed to read {}", path.display()))?
             .filter_map(Result::ok)
             .map(|entry| entry.path())
+            // Hidden entries are not manifests, as `netfence render` skips them (the CI jobs
+            // of examples/ci/).
+            .filter(|entry| {
+                !entry
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.starts_with('.'))
+            })
             .collect();
         entries.sort();
         for entry in entries {
