@@ -226,6 +226,7 @@ fn the_github_workflow_runs_and_posts_the_diff() {
         .map(|(key, value)| (key.clone(), value.as_str().unwrap_or_default().to_owned()))
         .collect();
     env.insert("GITHUB_BASE_REF".into(), "main".into());
+    env.insert("GITHUB_REPOSITORY".into(), "netfence/shop".into());
     env.insert("GITHUB_OUTPUT".into(), output_file.display().to_string());
     env.insert(
         "GITHUB_STEP_SUMMARY".into(),
@@ -288,8 +289,16 @@ fn the_github_workflow_runs_and_posts_the_diff() {
     assert!(rendered.contains("kind: NetworkPolicy"), "{rendered}");
     let calls = std::fs::read_to_string(&checkout.calls).expect("calls");
     assert!(
-        calls.contains("gh pr comment 42 --edit-last --body-file netfence-diff.md"),
-        "{calls}"
+        calls.contains("gh api repos/netfence/shop/issues/42/comments --paginate")
+            && calls.contains("gh pr comment 42 --body-file comment.md"),
+        "looks for its own comment, then posts one: {calls}"
+    );
+    let posted = std::fs::read_to_string(checkout.root.join("comment.md")).expect("the comment");
+    assert_eq!(posted, format!("<!-- netfence diff -->\n{comment}"));
+    assert_eq!(
+        step_named(steps, "Post the diff on the pull request")["continue-on-error"],
+        true,
+        "a fork's read-only token does not fail the job"
     );
 }
 

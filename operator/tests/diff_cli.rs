@@ -230,6 +230,22 @@ fn bad_input_is_refused_naming_the_file() {
         errors.contains("new/three-tier.yaml") && errors.contains("databse"),
         "{errors}"
     );
+    // A NetworkPolicy beside the resources is checked too, naming its file.
+    let broken = format!(
+        "{}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: broken, namespace: shop}}\nspec:\n  podSelector: {{matchLabels: {{\"bad key!\": x}}}}\n",
+        example("three-tier.yaml")
+    );
+    let (_directory, before, after) =
+        trees("three-tier.yaml", &example("three-tier.yaml"), &broken);
+    let output = diff(&before, &after, &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains(
+            "new/three-tier.yaml: NetworkPolicy shop/broken: spec.podSelector.matchLabels"
+        ),
+        "{}",
+        stderr(&output)
+    );
     let output = netfence(&["diff", "only-one-path"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(

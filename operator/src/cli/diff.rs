@@ -142,6 +142,10 @@ fn read_tree(
 ) -> Tree {
     let super::verify::Read { input, isolations } =
         super::verify::read(documents, args.engine, errors, notes);
+    // The input's own policies, checked here so that each error names its file.
+    if let Err(located) = super::verify::model(&input) {
+        errors.extend(located);
+    }
     let mut tree = Tree {
         name,
         policies: BTreeMap::new(),
