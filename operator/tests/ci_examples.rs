@@ -192,6 +192,47 @@ fn step_named<'a>(steps: &'a [Value], name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("a step named {name:?}"))
 }
 
+/// Run GitHub workflow `steps` in order in the checkout, as the runner would: `${{ }}`
+/// expressions expanded, `if:` evaluated, each step's own `env` added; each step's name, exit
+/// code and output.
+fn run_steps(
+    checkout: &Checkout,
+    steps: &[Value],
+    env: &BTreeMap<String, String>,
+    output_file: &Path,
+) -> Vec<(String, i32, String)> {
+    let values = BTreeMap::from([
+        ("github.token", "a-token"),
+        ("github.event.pull_request.number", "42"),
+    ]);
+    let mut ran = Vec::new();
+    for step in steps {
+        let name = step["name"].as_str().expect("every step has a name");
+        let script = expand(step["run"].as_str().expect("a run step"), &values);
+        let outputs = std::fs::read_to_string(output_file).unwrap_or_default();
+        let runs = match step.get("if").and_then(Value::as_str) {
+            None => true,
+            Some("steps.diff.outputs.status == '1'") => outputs.contains("status=1"),
+            Some(condition) => panic!("the test cannot evaluate `if: {condition}`"),
+        };
+        if !runs {
+            continue;
+        }
+        let mut step_env = env.clone();
+        if let Some(own) = step["env"].as_object() {
+            for (key, value) in own {
+                step_env.insert(
+                    key.clone(),
+                    expand(value.as_str().unwrap_or_default(), &values),
+                );
+            }
+        }
+        let (code, output) = bash(checkout, &script, &step_env);
+        ran.push((name.to_owned(), code, output));
+    }
+    ran
+}
+
 /// If this fails, the GitHub workflow a team copies does not check out the base branch, runs
 /// netfence wrongly, posts something else than the diff, or does not fail on an opening.
 #[test]
@@ -232,35 +273,7 @@ fn the_github_workflow_runs_and_posts_the_diff() {
         "GITHUB_STEP_SUMMARY".into(),
         checkout.root.join("summary.md").display().to_string(),
     );
-    let values = BTreeMap::from([
-        ("github.token", "a-token"),
-        ("github.event.pull_request.number", "42"),
-    ]);
-    let mut ran = Vec::new();
-    for step in &steps[1..] {
-        let name = step["name"].as_str().expect("every step has a name");
-        let script = expand(step["run"].as_str().expect("a run step"), &values);
-        let outputs = std::fs::read_to_string(&output_file).unwrap_or_default();
-        let runs = match step.get("if").and_then(Value::as_str) {
-            None => true,
-            Some("steps.diff.outputs.status == '1'") => outputs.contains("status=1"),
-            Some(condition) => panic!("the test cannot evaluate `if: {condition}`"),
-        };
-        if !runs {
-            continue;
-        }
-        let mut step_env = env.clone();
-        if let Some(own) = step["env"].as_object() {
-            for (key, value) in own {
-                step_env.insert(
-                    key.clone(),
-                    expand(value.as_str().unwrap_or_default(), &values),
-                );
-            }
-        }
-        let (code, output) = bash(&checkout, &script, &step_env);
-        ran.push((name.to_owned(), code, output));
-    }
+    let ran = run_steps(&checkout, &steps[1..], &env, &output_file);
     let codes: Vec<(&str, i32)> = ran
         .iter()
         .map(|(name, code, _)| (name.as_str(), *code))
