@@ -150,17 +150,8 @@ fn read_tree(
         name,
         policies: BTreeMap::new(),
         isolations: BTreeMap::new(),
+        labels: input.namespace_labels(),
         cluster_wide: input.cluster_wide,
-        labels: input
-            .namespaces
-            .iter()
-            .filter_map(|namespace| {
-                Some((
-                    namespace.metadata.name.clone()?,
-                    namespace.metadata.labels.clone().unwrap_or_default(),
-                ))
-            })
-            .collect(),
         covered: BTreeSet::new(),
     };
     // Cluster-wide policies (a baseline's or the input's) reach namespaces without an isolation.

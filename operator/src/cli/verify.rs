@@ -111,6 +111,21 @@ pub(super) struct Input {
     sources: BTreeMap<(&'static str, String), String>,
 }
 
+impl Input {
+    /// The labels of each Namespace of the input, by name.
+    pub fn namespace_labels(&self) -> BTreeMap<String, netfence_verify::selector::Labels> {
+        self.namespaces
+            .iter()
+            .filter_map(|namespace| {
+                Some((
+                    namespace.metadata.name.clone()?,
+                    namespace.metadata.labels.clone().unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+}
+
 fn object_key(document: &Document) -> String {
     match document
         .value
@@ -637,16 +652,7 @@ fn prove(
         );
         policies.extend(from_baselines);
     }
-    let labels = input
-        .namespaces
-        .iter()
-        .filter_map(|namespace| {
-            Some((
-                namespace.metadata.name.clone()?,
-                namespace.metadata.labels.clone().unwrap_or_default(),
-            ))
-        })
-        .collect();
+    let labels = input.namespace_labels();
     let against = if input.cluster_wide.is_empty() {
         against
     } else {
