@@ -133,6 +133,52 @@ fn tiers<'a>(side: &Side<'a>) -> Vec<(&'a str, &'a crate::selector::Selector)> {
         .collect()
 }
 
+/// The pod selector of each shared service of a side that chooses pods, by name.
+fn peer_selectors<'a>(side: &Side<'a>) -> BTreeMap<&'a str, crate::selector::Selector> {
+    side.isolations
+        .iter()
+        .flat_map(|isolation| isolation.shared_services())
+        .filter_map(|service| match &service.peer {
+            netfence_core::validate::Peer::Pods { pod_selector, .. } => Some((
+                service.name.as_str(),
+                pod_selector
+                    .as_ref()
+                    .map_or_else(crate::selector::Selector::everything, |selector| {
+                        selector.selector.clone()
+                    }),
+            )),
+            netfence_core::validate::Peer::IpBlock(_) => None,
+        })
+        .collect()
+}
+
+/// Pods that tell apart the two sides of a shared service whose pod selector changed, in each
+/// namespace of the world that stands for its peer.
+fn distinguish_peers(world: &mut World, before: &Side<'_>, after: &Side<'_>) {
+    let (old, new) = (peer_selectors(before), peer_selectors(after));
+    for (name, selector) in &new {
+        let Some(previous) = old.get(name).filter(|previous| *previous != selector) else {
+            continue;
+        };
+        let role = world::Role::SharedService((*name).to_owned());
+        let namespaces: std::collections::BTreeSet<String> = world
+            .endpoints
+            .iter()
+            .filter(|endpoint| endpoint.role == role)
+            .map(|endpoint| endpoint.pod.namespace.clone())
+            .collect();
+        for namespace in namespaces {
+            world::distinguish_in(
+                world,
+                &namespace,
+                &[(name, previous)],
+                &[(name, selector)],
+                &role,
+            );
+        }
+    }
+}
+
 /// One world for both sides (the isolations' worlds merged, pods that tell their tiers apart,
 /// the endpoints the other policies need), and that world with each side's own namespace labels
 /// (a relabelled namespace is a change); `None` when neither side has an isolation.
@@ -148,6 +194,7 @@ fn shared_world(
         (None, None) => return None,
     };
     world::distinguish(&mut world, &tiers(before), &tiers(after));
+    distinguish_peers(&mut world, before, after);
     let plain = world.namespaces.clone();
     label_namespaces(&mut world, after.labels);
     label_namespaces(&mut world, before.labels);

@@ -797,6 +797,19 @@ fn negation(requirement: &Requirement) -> Requirement {
 /// namespace has those labels already; each is labelled `TIER (LABELS)`.
 pub fn distinguish(world: &mut World, first: &[(&str, &Selector)], second: &[(&str, &Selector)]) {
     let namespace = world.namespace.clone();
+    distinguish_in(world, &namespace, first, second, &Role::Tier);
+}
+
+/// [`distinguish`] for the pods of `namespace` (a tier's, or a shared-service peer's), whose
+/// pods get `role` and the label `NAME (LABELS)` (`NAMESPACE/NAME (LABELS)` outside the
+/// world's namespace).
+pub fn distinguish_in(
+    world: &mut World,
+    namespace: &str,
+    first: &[(&str, &Selector)],
+    second: &[(&str, &Selector)],
+    role: &Role,
+) {
     for (ours, theirs) in [(first, second), (second, first)] {
         for &(name, selector) in ours {
             let mut candidates: Vec<Selector> = Vec::new();
@@ -829,13 +842,16 @@ pub fn distinguish(world: &mut World, first: &[(&str, &Selector)], second: &[(&s
                 if known {
                     continue;
                 }
-                let label = format!(
-                    "{name} ({})",
-                    describe(&labels).trim_start_matches("labels ")
-                );
-                add_pod(world, &namespace, &format!("tier-{name}"), labels, label);
+                let described = describe(&labels);
+                let described = described.trim_start_matches("labels ");
+                let label = if namespace == world.namespace {
+                    format!("{name} ({described})")
+                } else {
+                    format!("{namespace}/{name} ({described})")
+                };
+                add_pod(world, namespace, &format!("{name}-pod"), labels, label);
                 if let Some(endpoint) = world.endpoints.last_mut() {
-                    endpoint.role = Role::Tier;
+                    endpoint.role = role.clone();
                 }
             }
         }

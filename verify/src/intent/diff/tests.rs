@@ -258,3 +258,34 @@ fn a_shrunk_except_opens_what_it_no_longer_excepts() {
     );
     assert!(!diff.opened.is_empty());
 }
+
+/// If this fails, a shared service whose pod selector gains a value keeps its one model peer
+/// pod, and the pods that gain access go unseen.
+#[test]
+fn a_widened_peer_selector_opens_for_the_pods_it_adds() {
+    let before = shop();
+    let mut after = shop();
+    after["sharedServices"][0]["podSelector"] = json!({"matchExpressions": [
+        {"key": "app.kubernetes.io/name", "operator": "In", "values": ["prometheus", "grafana"]},
+    ]});
+    let diff = diff(&before, &after);
+    assert!(diff.closed.is_empty(), "{:?}", diff.closed);
+    assert_eq!(diff.opened.len(), 1, "{:?}", edges(&diff.opened));
+    let edge = &diff.opened[0];
+    assert_eq!(
+        (edge.to.as_str(), edge.ports.as_str()),
+        ("backend", "metrics/TCP")
+    );
+    let source = &diff.world.endpoints[edge.source].pod;
+    assert_eq!(
+        (
+            source.namespace.as_str(),
+            source
+                .labels
+                .get("app.kubernetes.io/name")
+                .map(String::as_str)
+        ),
+        ("monitoring", Some("grafana")),
+        "the grafana pods gain the scrape"
+    );
+}
