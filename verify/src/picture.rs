@@ -54,7 +54,7 @@ impl Kind {
 pub struct Node {
     /// The first line: a tier's name, `DNS`, a shared service's name, a CIDR.
     pub label: String,
-    /// The second line, if any: the peer's namespace.
+    /// The second line, if any: the peer's namespace, the address that stands for a range.
     pub detail: Option<String>,
     /// Whether the node is in the namespace (drawn inside its box).
     pub inside: bool,
@@ -136,7 +136,12 @@ fn node(world: &World, index: usize) -> Node {
         Role::NoTier => (Kind::NoTier, endpoint.label.clone(), None),
         Role::Dns => (Kind::Dns, "DNS".to_owned(), peer_namespace),
         Role::SharedService(name) => (Kind::SharedService, name.clone(), peer_namespace),
-        Role::External(place) => (Kind::External, place.clone(), None),
+        // A range may stand for several addresses (inside, past an except): each shows its own.
+        Role::External(place) => (
+            Kind::External,
+            place.clone(),
+            endpoint.pod.ips.first().map(ToString::to_string),
+        ),
         Role::Outside => (Kind::Outside, "other namespaces".to_owned(), None),
         Role::Other => (Kind::Other, endpoint.label.clone(), None),
     };

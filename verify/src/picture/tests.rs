@@ -52,6 +52,16 @@ fn the_graph_is_what_the_policies_allow() {
         ],
         "the address in the except (203.0.113.128/25) is blocked: absent"
     );
+    let external = graph
+        .nodes
+        .iter()
+        .find(|node| node.kind == Kind::External)
+        .expect("the range");
+    assert_eq!(
+        external.detail.as_deref(),
+        Some("203.0.113.1"),
+        "the address that stands for the range"
+    );
     assert_eq!(
         edges(&graph),
         [
