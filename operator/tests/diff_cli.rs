@@ -405,3 +405,22 @@ fn what_each_side_leaves_in_the_cluster_is_compared() {
     assert_eq!(output.status.code(), Some(3), "{text}{}", stderr(&output));
     assert!(text.contains(" opened, 0 closed"), "{text}");
 }
+
+/// If this fails, a repository of plain NetworkPolicies (no netfence resource) cannot be
+/// reviewed with `netfence diff`.
+#[test]
+fn plain_network_policies_are_compared_too() {
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web, namespace: team}\nspec:\n  podSelector: {matchLabels: {app: web}}\n  policyTypes: [Ingress]\n  ingress: [{ports: [{port: 80}]}]\n";
+    let wider = policy.replace("{port: 80}", "{port: 80}, {port: 8443}");
+    let (_directory, before, after) = trees("web.yaml", policy, &wider);
+    let output = diff(&before, &after, &[]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(3), "{text}{}", stderr(&output));
+    assert!(
+        text.contains("namespace team (no NamespaceIsolation: its NetworkPolicies and cluster-wide policies only)")
+            && text.contains("-> pods with app=web")
+            && text.contains("8443/TCP  (allowed by team/web)")
+            && text.contains(" 0 closed"),
+        "{text}"
+    );
+}

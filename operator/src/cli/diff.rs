@@ -497,13 +497,16 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::Res
         return bad_input(err, &errors);
     }
     let nothing = |tree: &Tree| {
-        tree.isolations.is_empty() && tree.covered.is_empty() && tree.cluster_wide.is_empty()
+        tree.isolations.is_empty()
+            && tree.covered.is_empty()
+            && tree.cluster_wide.is_empty()
+            && tree.policies.is_empty()
     };
     if nothing(&before) && nothing(&after) {
         return bad_input(
             err,
             &[format!(
-                "no NamespaceIsolation, IsolationTemplate or ClusterBaseline found in {} or {}: nothing to compare",
+                "no NamespaceIsolation, IsolationTemplate, ClusterBaseline, NetworkPolicy or cluster-wide policy found in {} or {}: nothing to compare",
                 before.name, after.name
             )],
         );

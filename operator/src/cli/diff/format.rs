@@ -55,7 +55,7 @@ fn isolations_line(namespace: &Namespace) -> String {
             format!("NamespaceIsolation {} is removed", before.join(", "))
         }
         [_, after] if !after.is_empty() => format!("NamespaceIsolation {}", after.join(", ")),
-        _ => "no NamespaceIsolation (ClusterBaselines only)".to_owned(),
+        _ => "no NamespaceIsolation: its NetworkPolicies and cluster-wide policies only".to_owned(),
     }
 }
 
