@@ -24,12 +24,24 @@ use kube::CustomResourceExt;
 /// The API group of every netfence resource.
 pub const GROUP: &str = "netfence.io";
 
-/// Every CustomResourceDefinition netfence installs, in a stable order.
+/// Every CustomResourceDefinition netfence installs, in a stable order, labelled
+/// `app.kubernetes.io/part-of: netfence` as every object of an installation is (`config/default`
+/// and the Helm chart, whose `crds/` Helm installs untemplated, hold the same CRDs).
 #[must_use]
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         NamespaceIsolation::crd(),
         IsolationTemplate::crd(),
         ClusterBaseline::crd(),
-    ]
+    ];
+    for crd in &mut crds {
+        crd.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(
+                "app.kubernetes.io/part-of".to_owned(),
+                "netfence".to_owned(),
+            );
+    }
+    crds
 }

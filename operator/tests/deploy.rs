@@ -56,7 +56,7 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `.yaml` files below `directory`, recursively, sorted.
+/// The `.yaml` files below `directory`, recursively, sorted; Helm charts left out.
 fn yaml_files(directory: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut pending = vec![directory.to_path_buf()];
@@ -72,8 +72,12 @@ fn yaml_files(directory: &Path) -> Vec<PathBuf> {
             {
                 continue;
             }
+            // A Helm chart's templates are YAML only once rendered: e2e/tests/helm.rs renders
+            // the chart with the real helm and checks what it renders.
             if path.is_dir() {
-                pending.push(path);
+                if !path.join("Chart.yaml").is_file() {
+                    pending.push(path);
+                }
             } else if path
                 .extension()
                 .is_some_and(|extension| extension == "yaml" || extension == "yml")
@@ -190,6 +194,17 @@ struct ApplicationSource {
     target_revision: String,
     path: String,
     kustomize: Option<ArgoKustomize>,
+    helm: Option<ArgoHelm>,
+}
+
+/// A Helm chart's rendering options in an Argo CD source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ArgoHelm {
+    release_name: String,
+    skip_crds: Option<bool>,
+    #[allow(dead_code)] // e2e/tests/helm.rs renders the chart with these values
+    values_object: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +229,13 @@ struct ArgoSyncPolicy {
     #[serde(default)]
     #[allow(dead_code)]
     sync_options: Vec<String>,
+    managed_namespace_metadata: Option<ArgoNamespaceMetadata>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ArgoNamespaceMetadata {
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,6 +334,53 @@ struct FluxHealthCheck {
     namespace: Option<String>,
 }
 
+/// Flux's `HelmRelease` (helm.toolkit.fluxcd.io/v2).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HelmRelease {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    #[allow(dead_code)]
+    metadata: ObjectMeta,
+    spec: HelmReleaseSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HelmReleaseSpec {
+    #[allow(dead_code)]
+    interval: String,
+    release_name: String,
+    target_namespace: String,
+    storage_namespace: String,
+    chart: HelmReleaseChart,
+    install: HelmReleaseCrds,
+    upgrade: HelmReleaseCrds,
+    #[allow(dead_code)] // e2e/tests/helm.rs renders the chart with these values
+    values: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HelmReleaseChart {
+    spec: HelmChartSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HelmChartSpec {
+    chart: String,
+    source_ref: FluxSourceReference,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HelmReleaseCrds {
+    crds: String,
+}
+
 /// The Prometheus Operator's `ServiceMonitor` (monitoring.coreos.com/v1).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -383,6 +452,7 @@ fn check_typed(document: &Document) -> Result<(), String> {
         ("argoproj.io/v1alpha1", "Application") => parse::<Application>(document),
         ("source.toolkit.fluxcd.io/v1", "GitRepository") => parse::<GitRepository>(document),
         ("kustomize.toolkit.fluxcd.io/v1", "Kustomization") => parse::<FluxKustomization>(document),
+        ("helm.toolkit.fluxcd.io/v2", "HelmRelease") => parse::<HelmRelease>(document),
         ("monitoring.coreos.com/v1", "ServiceMonitor") => parse::<ServiceMonitor>(document),
         ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy") => {
             parse::<ValidatingAdmissionPolicy>(document)
@@ -912,6 +982,46 @@ fn every_install_path_names_this_version() {
         repository.metadata.name
     );
 
+    // The chart, and the Helm forms of the GitOps examples.
+    let chart: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("config/helm/netfence/Chart.yaml"))
+            .expect("Chart.yaml"),
+    )
+    .expect("Chart.yaml parses");
+    assert_eq!(chart["version"], version, "Chart.yaml's version");
+    assert_eq!(chart["appVersion"], version, "Chart.yaml's appVersion");
+    for document in load(&repo().join("examples/gitops/argocd/netfence-helm.yaml")) {
+        let application: Application = typed(&document);
+        assert_eq!(
+            application.spec.source.repo_url,
+            "https://github.com/netfence/netfence"
+        );
+        assert_eq!(application.spec.source.target_revision, tag);
+        assert_eq!(application.spec.destination.namespace, NAMESPACE);
+    }
+    let flux_helm = load(&repo().join("examples/gitops/flux/netfence-helm.yaml"));
+    let helm_repository: GitRepository = typed(
+        flux_helm
+            .iter()
+            .find(|document| document.kind() == "GitRepository")
+            .expect("a GitRepository"),
+    );
+    assert_eq!(
+        helm_repository.spec.reference.tag.as_deref(),
+        Some(tag.as_str())
+    );
+    let release: HelmRelease = typed(
+        flux_helm
+            .iter()
+            .find(|document| document.kind() == "HelmRelease")
+            .expect("a HelmRelease"),
+    );
+    assert_eq!(release.spec.chart.spec.chart, "./config/helm/netfence");
+    assert_eq!(
+        Some(release.spec.chart.spec.source_ref.name),
+        helm_repository.metadata.name
+    );
+
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
     let install = format!("github.com/netfence/netfence/config/default?ref={tag}");
     assert!(
@@ -1010,7 +1120,16 @@ fn gitops_examples_read_netfence_health_and_keep_the_crds() {
 
     let argocd = load(&directory.join("argocd/netfence.yaml"));
     let application: Application = typed(&argocd[0]);
-    let kept = application
+    assert!(
+        keeps_crds(&application),
+        "Argo CD may prune or delete netfence's CRD"
+    );
+}
+
+/// Whether an Argo CD Application annotates the CRDs it applies so that Argo CD never prunes
+/// nor deletes them.
+fn keeps_crds(application: &Application) -> bool {
+    application
         .spec
         .source
         .kustomize
@@ -1020,8 +1139,82 @@ fn gitops_examples_read_netfence_health_and_keep_the_crds() {
             patch.target.kind == "CustomResourceDefinition"
                 && patch.target.group.as_deref() == Some("apiextensions.k8s.io")
                 && patch.patch.contains("Delete=false,Prune=false")
-        });
-    assert!(kept, "Argo CD may prune or delete netfence's CRD");
+        })
+}
+
+/// If this fails, a GitOps example of the Helm chart lets Argo CD prune the CRDs (deleting every
+/// NamespaceIsolation), lets Flux install without them or never update them, or creates the
+/// namespace without the Pod Security labels config/default gives it.
+#[test]
+fn gitops_helm_examples_keep_the_crds_and_label_the_namespace() {
+    let directory = repo().join("examples/gitops");
+    // Argo CD: the chart's own crds/ skipped, the CRDs from config/crd kept as netfence.yaml
+    // keeps them; the namespace labelled as config/default labels it.
+    let namespace: Namespace = typed(&manager_document("Namespace"));
+    let pod_security: BTreeMap<String, String> = namespace
+        .metadata
+        .labels
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("pod-security.kubernetes.io/"))
+        .collect();
+    assert!(!pod_security.is_empty());
+    let applications: Vec<Application> = load(&directory.join("argocd/netfence-helm.yaml"))
+        .iter()
+        .map(typed)
+        .collect();
+    let crds = applications
+        .iter()
+        .find(|application| application.spec.source.path == "config/crd")
+        .expect("an Application of config/crd");
+    assert!(
+        keeps_crds(crds),
+        "Argo CD may prune or delete netfence's CRD"
+    );
+    let chart = applications
+        .iter()
+        .find(|application| application.spec.source.path == "config/helm/netfence")
+        .expect("an Application of the chart");
+    let helm = chart.spec.source.helm.as_ref().expect("helm options");
+    assert_eq!(
+        helm.skip_crds,
+        Some(true),
+        "Argo CD would prune the chart's CRDs"
+    );
+    assert_eq!(helm.release_name, "netfence");
+    let labels = &chart
+        .spec
+        .sync_policy
+        .as_ref()
+        .and_then(|policy| policy.managed_namespace_metadata.as_ref())
+        .expect("managedNamespaceMetadata")
+        .labels;
+    for (key, value) in &pod_security {
+        assert_eq!(labels.get(key), Some(value), "{key}");
+    }
+    // Flux: the namespace first, as config/default makes it; the chart's CRDs created and
+    // replaced (never deleted: Helm's rule).
+    let flux = load(&directory.join("flux/netfence-helm.yaml"));
+    let flux_namespace: Namespace = typed(
+        flux.iter()
+            .find(|document| document.kind() == "Namespace")
+            .expect("the namespace"),
+    );
+    assert_eq!(flux_namespace.metadata.name.as_deref(), Some(NAMESPACE));
+    let flux_labels = flux_namespace.metadata.labels.unwrap_or_default();
+    for (key, value) in &pod_security {
+        assert_eq!(flux_labels.get(key), Some(value), "{key}");
+    }
+    let release: HelmRelease = typed(
+        flux.iter()
+            .find(|document| document.kind() == "HelmRelease")
+            .expect("a HelmRelease"),
+    );
+    assert_eq!(release.spec.install.crds, "Create");
+    assert_eq!(release.spec.upgrade.crds, "CreateReplace");
+    assert_eq!(release.spec.release_name, "netfence");
+    assert_eq!(release.spec.target_namespace, NAMESPACE);
+    assert_eq!(release.spec.storage_namespace, NAMESPACE);
 }
 
 /// If this fails, `kubectl apply -k config/default` (or config/prometheus) does not render, or

@@ -288,20 +288,39 @@ spec:
     );
 }
 
-/// `config/crd/` holds exactly what `netfence crd` generates: a CRD edited by hand, or a type
-/// changed without regenerating, would install a schema that differs from what the code reads.
+/// `config/crd/` and the Helm chart's `crds/` hold exactly what `netfence crd` generates, and
+/// nothing else: a CRD edited by hand, or a type changed without regenerating, would install a
+/// schema that differs from what the code reads.
 #[test]
 fn checked_in_crds_are_generated() {
-    for crd in netfence_crd::crds() {
-        let file = repo()
-            .join("config/crd")
-            .join(netfence::cli::crd::crd_file_name(&crd));
-        let generated = netfence::cli::crd::crd_yaml(&crd).expect("serializes");
-        let checked_in = std::fs::read_to_string(&file).unwrap_or_default();
-        assert!(
-            checked_in == generated,
-            "{} differs from the generated CRD; regenerate it with `cargo run -- crd --output-dir config/crd` and commit the result",
-            file.display()
+    for directory in ["config/crd", "config/helm/netfence/crds"] {
+        let mut expected = std::collections::BTreeSet::new();
+        for crd in netfence_crd::crds() {
+            let name = netfence::cli::crd::crd_file_name(&crd);
+            let file = repo().join(directory).join(&name);
+            let generated = netfence::cli::crd::crd_yaml(&crd).expect("serializes");
+            let checked_in = std::fs::read_to_string(&file).unwrap_or_default();
+            assert!(
+                checked_in == generated,
+                "{} differs from the generated CRD; regenerate it with `cargo run -- crd --output-dir {directory}` and commit the result",
+                file.display()
+            );
+            expected.insert(name);
+        }
+        let found: std::collections::BTreeSet<String> = std::fs::read_dir(repo().join(directory))
+            .expect("the directory exists")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|name| name.ends_with(".netfence.io.yaml"))
+            .collect();
+        assert_eq!(
+            found, expected,
+            "{directory}: a CRD file netfence no longer generates"
         );
     }
 }

@@ -17,8 +17,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Action {
-    /// Build the upstream programs (once per pin, cached outside the clone) and print where
-    /// they are; `up` does this first. kube-router (the packet suite's dataplane) too.
+    /// Build the upstream programs (once per pin, cached outside the clone: the control plane,
+    /// kube-router for the packet suite, Helm 3 and 4 for the chart tests) and print where they
+    /// are; `up` builds the control plane first.
     Build,
     /// Build kubectl of the same Kubernetes release (once, cached) and print its folder, for a
     /// machine without kubectl.
@@ -62,6 +63,10 @@ async fn main() -> ExitCode {
                 println!("  {}", program.display());
             }
             println!("kube-router {kube_router_version} built:\n  {}", kube_router.display());
+            for major in [3, 4] {
+                let (helm, helm_version) = cluster::build::ensure_helm(major)?;
+                println!("Helm {helm_version} built:\n  {}", helm.display());
+            }
             Ok(())
         }),
         Action::Up { dir } => cluster::up(&dir).await.map(|state| {

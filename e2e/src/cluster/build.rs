@@ -5,6 +5,7 @@
 //! e2e/upstream/kubernetes/go.{mod,sum} --go build--> kube-apiserver, kube-controller-manager
 //! e2e/upstream/etcd/go.{mod,sum}       --go build--> etcd
 //! e2e/upstream/kube-router/go.{mod,sum} --go build--> kube-router (the packet suite's dataplane)
+//! e2e/upstream/helm{3,4}/go.{mod,sum}   --go build--> helm (the chart tests')
 //!     => $NETFENCE_UPSTREAM_CACHE (default ~/.cache/netfence/upstream)/<versions>-<sha256 of the pins>/
 //! ```
 //!
@@ -135,7 +136,7 @@ fn go_build(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     eprintln!(
-        "cluster: building {} (once per pin; 15-25 minutes cold on 2 cores)",
+        "cluster: building {} (once per pin; cold on 2 cores: the control plane 15-25 minutes, each other program a few)",
         packages.join(" ")
     );
     let status = Command::new("go")
@@ -261,31 +262,93 @@ pub fn ensure() -> anyhow::Result<Binaries> {
 /// NetworkPolicy dataplane of the packet suite (its firewall only). Returns it and its version.
 pub fn ensure_kube_router() -> anyhow::Result<(PathBuf, String)> {
     const MODULE: &str = "github.com/cloudnativelabs/kube-router/v2";
-    let module_directory = upstream_directory().join("kube-router");
+    ensure_program(
+        "kube-router",
+        MODULE,
+        "cmd/kube-router",
+        "",
+        &|version, _| format!("-X {MODULE}/pkg/version.Version={version}"),
+    )
+}
+
+/// Helm of the major version `major` (3 or 4), of the pin in `e2e/upstream/helm{major}/`, built
+/// into the cache the first time: what the chart tests lint, render and install with. Returns it
+/// and its version.
+///
+/// # Errors
+///
+/// When `major` is neither 3 nor 4, Go is missing, or the build fails.
+pub fn ensure_helm(major: u8) -> anyhow::Result<(PathBuf, String)> {
+    let module = match major {
+        3 => "helm.sh/helm/v3",
+        4 => "helm.sh/helm/v4",
+        _ => bail!("Helm {major} is not pinned: e2e/upstream/ has helm3 and helm4"),
+    };
+    // The recipe: Helm 3's build gained its Kubernetes stamp after the first cached builds.
+    ensure_program(
+        &format!("helm{major}"),
+        module,
+        "cmd/helm",
+        "kubernetes-stamp",
+        &|version, go_mod| {
+            // As Helm's Makefile stamps a release (`helm version` reports it). Helm 3's Makefile
+            // also stamps the Kubernetes release `helm template` and `lint` assume, from client-go's
+            // version (v0.37 is Kubernetes 1.37); unstamped it assumes 1.20 and refuses charts that
+            // need later.
+            let mut flags = format!("-X {module}/internal/version.version={version}");
+            if major == 3
+                && let Some(client_go) = required_version(go_mod, "k8s.io/client-go")
+            {
+                let minor = client_go.split('.').nth(1).unwrap_or_default();
+                for package in ["pkg/chartutil", "pkg/lint/rules"] {
+                    let _ = write!(
+                        flags,
+                        " -X {module}/{package}.k8sVersionMajor=1 -X {module}/{package}.k8sVersionMinor={minor}"
+                    );
+                }
+            }
+            flags
+        },
+    )
+}
+
+/// The program `package` of `module`, pinned by `e2e/upstream/{folder}/`, built into the cache
+/// the first time under `{folder}-{version}-{hash of the pins and the recipe}/` (`recipe` names
+/// a change of the program's own build flags). Returns it and its version.
+fn ensure_program(
+    folder: &str,
+    module: &str,
+    package: &str,
+    recipe: &str,
+    linker_flags: &dyn Fn(&str, &str) -> String,
+) -> anyhow::Result<(PathBuf, String)> {
+    let module_directory = upstream_directory().join(folder);
     let go_mod = read(&module_directory.join("go.mod"))?;
-    let version = required_version(&go_mod, MODULE)
-        .with_context(|| format!("e2e/upstream/kube-router/go.mod requires no {MODULE}"))?;
+    let version = required_version(&go_mod, module)
+        .with_context(|| format!("e2e/upstream/{folder}/go.mod requires no {module}"))?;
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
     context.update(RECIPE.as_bytes());
+    context.update(recipe.as_bytes());
     context.update(go_mod.as_bytes());
     context.update(read(&module_directory.join("go.sum"))?.as_bytes());
     let hash = short_hash(context.finish().as_ref());
-    let directory = cache_root().join(format!("kube-router-{version}-{hash}"));
-    let program = directory.join("kube-router");
+    let binary = package.rsplit('/').next().unwrap_or(package);
+    let directory = cache_root().join(format!("{folder}-{version}-{hash}"));
+    let program = directory.join(binary);
     if program.is_file() {
         return Ok((program, version));
     }
     let partial = cache_root().join(format!(
-        "kube-router-{version}-{hash}.partial-{}",
+        "{folder}-{version}-{hash}.partial-{}",
         std::process::id()
     ));
     std::fs::create_dir_all(&partial)
         .with_context(|| format!("failed to create {}", partial.display()))?;
     go_build(
         &module_directory,
-        &partial.join("kube-router"),
-        &[&format!("{MODULE}/cmd/kube-router")],
-        &format!("-X {MODULE}/pkg/version.Version={version}"),
+        &partial.join(binary),
+        &[&format!("{module}/{package}")],
+        &linker_flags(&version, &go_mod),
     )?;
     if std::fs::rename(&partial, &directory).is_err() && !program.is_file() {
         bail!(
