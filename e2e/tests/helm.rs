@@ -119,6 +119,9 @@ fn parse(source: &str, text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Held while helm is found or built.
+static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Helm 3 and 4, built on first use; none, with the skip said, when Go is not installed (the
 /// README's test command needs only the Rust toolchain).
 fn helms(test: &str) -> Vec<Helm> {
@@ -133,6 +136,11 @@ fn helms(test: &str) -> Vec<Helm> {
         );
         return Vec::new();
     }
+    // One build at a time: the tests run on threads of one process, and the first builds what
+    // the others then find in the cache.
+    let _building = BUILD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     [3, 4]
         .into_iter()
         .map(|major| {
@@ -1093,6 +1101,8 @@ impl Installed<'_> {
                 "view",
                 "--minify",
                 "--raw",
+                // The authority's file, if the kubeconfig names one, as data.
+                "--flatten",
                 "-o",
                 &format!("jsonpath={{.clusters[0].cluster.{field}}}"),
             ])
@@ -1148,7 +1158,7 @@ impl Installed<'_> {
             .stdout(Stdio::null())
             .stderr(log)
             .stdin(Stdio::null());
-        eprintln!("netfence run {}", args.join(" "));
+        eprintln!("netfence {}", args.join(" "));
         self.operator = Some(command.spawn().expect("netfence run starts"));
     }
 
@@ -1164,6 +1174,15 @@ impl Installed<'_> {
             }
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Panic, with its log, if the operator has exited.
+    fn exited(&mut self) {
+        if let Some(child) = &mut self.operator
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!("netfence run exited ({status}):\n{}", self.operator_log());
         }
     }
 
@@ -1279,23 +1298,26 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
         .map(|path| netfence_e2e::audit::AuditLog::open(&path));
     installed.start_operator();
     kubectl.apply(&netfence_e2e::shop(&team));
-    let ready = kubectl.run(
-        &[
+    wait_until(Duration::from_secs(90), "shop becomes Ready", || {
+        installed.exited();
+        let status = kubectl.ok(&[
             "-n",
             &team,
-            "wait",
-            "namespaceisolation/shop",
-            "--for=condition=Ready",
-            "--timeout=90s",
-        ],
-        None,
-    );
-    assert!(
-        ready.status.success(),
-        "shop never became Ready ({}); the operator's log:\n{}",
-        String::from_utf8_lossy(&ready.stderr),
-        installed.operator_log()
-    );
+            "get",
+            "namespaceisolation",
+            "shop",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+        ]);
+        if status == "True" {
+            Ok(())
+        } else {
+            Err(format!(
+                "Ready={status}; the operator's log:\n{}",
+                installed.operator_log()
+            ))
+        }
+    });
     let holder = kubectl.ok(&[
         "-n",
         &namespace,

@@ -315,6 +315,9 @@ pub fn ensure_helm(major: u8) -> anyhow::Result<(PathBuf, String)> {
 /// The program `package` of `module`, pinned by `e2e/upstream/{folder}/`, built into the cache
 /// the first time under `{folder}-{version}-{hash of the pins and the recipe}/` (`recipe` names
 /// a change of the program's own build flags). Returns it and its version.
+/// Builds started by this process, so that each has a folder of its own.
+static BUILDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 fn ensure_program(
     folder: &str,
     module: &str,
@@ -338,9 +341,11 @@ fn ensure_program(
     if program.is_file() {
         return Ok((program, version));
     }
+    // A folder of this build's own, even beside another thread's build of the same program.
     let partial = cache_root().join(format!(
-        "{folder}-{version}-{hash}.partial-{}",
-        std::process::id()
+        "{folder}-{version}-{hash}.partial-{}-{}",
+        std::process::id(),
+        BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&partial)
         .with_context(|| format!("failed to create {}", partial.display()))?;
