@@ -844,8 +844,8 @@ async fn finalize(
     let namespace_going = match namespaces.get_opt(namespace).await {
         Ok(Some(found)) => found.metadata.deletion_timestamp.is_some(),
         Ok(None) => true,
-        // A namespace-scoped installation (`--namespace`, the chart's `watchNamespace`) holds
-        // Roles only, and a Role cannot grant a read of the cluster-scoped Namespace. Carrying out
+        // A namespace-scoped installation (`--namespace`) holds Roles only; the chart's grants
+        // the read of the watched Namespace by name, roles of one's own may not. Carrying out
         // the deletion policy is right either way (patches are allowed in a terminating
         // namespace); only the shortcut for a namespace that is going is lost.
         Err(kube::Error::Api(status)) if status.code == 403 => false,

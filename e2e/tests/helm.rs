@@ -74,6 +74,22 @@ impl Helm {
             .unwrap_or_else(|error| panic!("helm {} does not run: {error}", self.version))
     }
 
+    /// Run, require success, return what it printed (stdout, then stderr).
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "helm {} {args:?} failed:\n{printed}",
+            self.version
+        );
+        printed
+    }
+
     /// `helm template RELEASE CHART -n netfence-system --include-crds -f VALUES`: the objects, or
     /// what helm printed when it refused.
     fn template(&self, release: &str, values: &Value) -> Result<Vec<Value>, String> {
@@ -155,11 +171,21 @@ fn helms(test: &str) -> Vec<Helm> {
         .collect()
 }
 
-fn kubectl_available() -> bool {
-    Command::new("kubectl")
+/// [`helms`], for a test that needs kubectl too; none, with the skip said, without it.
+fn helms_and_kubectl(test: &str) -> Vec<Helm> {
+    let helms = helms(test);
+    if helms.is_empty() {
+        return helms;
+    }
+    let kubectl = Command::new("kubectl")
         .args(["version", "--client"])
         .output()
-        .is_ok_and(|output| output.status.success())
+        .is_ok_and(|output| output.status.success());
+    if !kubectl {
+        netfence_e2e::skip(test, "kubectl is not installed");
+        return Vec::new();
+    }
+    helms
 }
 
 /// `(kind, namespace, name)` of an object.
@@ -264,13 +290,7 @@ impl Rendered {
     }
 
     fn args(&self) -> Vec<String> {
-        self.container()["args"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect()
+        strings(&self.container()["args"])
     }
 
     /// The Deployment's arguments as `netfence run` reads them: an argument the binary refuses
@@ -353,17 +373,7 @@ fn render(helm: &Helm, release: &str, values: &Value) -> Rendered {
 #[test]
 fn the_chart_lints_strictly_with_helm_3_and_4() {
     for helm in helms("the_chart_lints_strictly_with_helm_3_and_4") {
-        let output = helm.run(&["lint", "--strict", &chart().to_string_lossy()]);
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            output.status.success(),
-            "helm {} lint --strict:\n{printed}",
-            helm.version
-        );
+        let printed = helm.ok(&["lint", "--strict", &chart().to_string_lossy()]);
         assert!(
             printed.contains("1 chart(s) linted, 0 chart(s) failed")
                 && !printed.contains("[WARNING]")
@@ -382,12 +392,8 @@ fn the_chart_lints_strictly_with_helm_3_and_4() {
 #[test]
 fn default_values_render_what_config_default_installs() {
     let test = "default_values_render_what_config_default_installs";
-    let helms = helms(test);
+    let helms = helms_and_kubectl(test);
     if helms.is_empty() {
-        return;
-    }
-    if !kubectl_available() {
-        netfence_e2e::skip(test, "kubectl is not installed (it renders config/default)");
         return;
     }
     let output = Command::new("kubectl")
@@ -441,6 +447,7 @@ fn default_values_render_what_config_default_installs() {
     }
 }
 
+/// The strings of a JSON list (none for anything else).
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
@@ -500,6 +507,11 @@ fn cases() -> Vec<Case> {
             check: |rendered| {
                 assert_eq!(rendered.deployment()["spec"]["replicas"], 1);
                 assert!(!rendered.run_args().leader_election);
+                assert_eq!(
+                    rendered.deployment()["spec"]["strategy"],
+                    json!({"type": "Recreate"}),
+                    "without a Lease, a surge pod would reconcile beside the old one"
+                );
                 assert!(
                     rendered.of_kind("PodDisruptionBudget").is_empty(),
                     "a budget of one replica would block every node drain"
@@ -674,12 +686,26 @@ fn cases() -> Vec<Case> {
                     .iter()
                     .flat_map(|rule| strings(&rule["resources"]))
                     .collect();
-                for cluster_wide in ["namespaces", "isolationtemplates", "clusterbaselines"] {
+                for cluster_wide in ["isolationtemplates", "clusterbaselines"] {
                     assert!(
                         !resources.contains(cluster_wide),
                         "{cluster_wide} in a Role"
                     );
                 }
+                // Of Namespaces, the watched one, read by name (a Role in a namespace grants
+                // reading that namespace).
+                let namespaces: Vec<&Value> = role["rules"]
+                    .as_array()
+                    .expect("rules")
+                    .iter()
+                    .filter(|rule| strings(&rule["resources"]).contains(&"namespaces".to_owned()))
+                    .collect();
+                assert_eq!(
+                    namespaces,
+                    [
+                        &json!({"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["team-a"], "verbs": ["get"]})
+                    ]
+                );
                 for needed in [
                     "namespaceisolations",
                     "namespaceisolations/status",
@@ -697,13 +723,60 @@ fn cases() -> Vec<Case> {
                     binding["subjects"],
                     json!([{"kind": "ServiceAccount", "name": "netfence", "namespace": "netfence-system"}])
                 );
+                // Named after the watched namespace too: one release of the same name per team.
                 assert_eq!(
                     rendered.get(
                         "ValidatingAdmissionPolicyBinding",
-                        "netfence-generated-policies"
+                        "netfence-team-a-generated-policies"
                     )["spec"]["matchResources"],
                     json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "team-a"}}})
                 );
+                assert!(
+                    rendered
+                        .find(
+                            "ValidatingAdmissionPolicy",
+                            "netfence-team-a-generated-policies"
+                        )
+                        .is_some()
+                );
+                assert_eq!(
+                    rendered.get("Role", "netfence-team-a-dns")["metadata"]["namespace"],
+                    "kube-system"
+                );
+            },
+        },
+        Case {
+            name: "a release named netfence-prod keeps its name",
+            release: "netfence-prod",
+            values: json!({}),
+            check: |rendered| {
+                assert_eq!(rendered.deployment()["metadata"]["name"], "netfence-prod");
+                assert_eq!(rendered.run_args().lease_name, "netfence-prod");
+            },
+        },
+        Case {
+            name: "keys given twice render once; names that look like numbers stay strings",
+            release: "netfence",
+            values: json!({
+                "podAnnotations": {"kubectl.kubernetes.io/default-container": "sidecar"},
+                "metrics": {"serviceMonitor": {"enabled": true, "labels": {
+                    "app.kubernetes.io/name": "other", "release": "prometheus",
+                }}},
+                "priorityClassName": "123",
+                "enabled": true,
+            }),
+            check: |rendered| {
+                assert_eq!(
+                    rendered.deployment()["spec"]["template"]["metadata"]["annotations"],
+                    json!({"kubectl.kubernetes.io/default-container": "sidecar"}),
+                    "your annotation wins"
+                );
+                assert_eq!(
+                    rendered.get("ServiceMonitor", "netfence")["metadata"]["labels"],
+                    json!({"app.kubernetes.io/name": "netfence", "app.kubernetes.io/part-of": "netfence", "release": "prometheus"}),
+                    "the chart's labels win"
+                );
+                assert_eq!(rendered.pod()["priorityClassName"], json!("123"));
             },
         },
         Case {
@@ -868,6 +941,27 @@ fn bad_values_are_refused_naming_the_value() {
             json!({"podLabels": {"app.kubernetes.io/component": "x"}}),
             "podLabels.app.kubernetes.io/component",
         ),
+        (
+            json!({"watchNamespace": "netfence-system"}),
+            "watchNamespace is the release's namespace",
+        ),
+        (
+            json!({"podDisruptionBudget": {"minAvailable": 2}}),
+            "podDisruptionBudget.minAvailable is 2 with 2 replicas",
+        ),
+        (
+            json!({"serviceAccount": {"create": false}}),
+            "serviceAccount.name is empty",
+        ),
+        (
+            json!({"extraArgs": ["--concurrency=64", "--log-format=text"]}),
+            "extraArgs: --log-format is set by the chart",
+        ),
+        (
+            json!({"metrics": {"serviceMonitor": {"interval": "30s30s"}}}),
+            "interval",
+        ),
+        (json!({"fullnameOverride": "123"}), "fullnameOverride"),
     ];
     for helm in helms("bad_values_are_refused_naming_the_value") {
         for (values, named) in &cases {
@@ -1059,18 +1153,7 @@ impl Installed<'_> {
         let mut all = args.to_vec();
         let kubeconfig = self.kubectl.kubeconfig.to_string_lossy().into_owned();
         all.extend(["--namespace", &self.namespace, "--kubeconfig", &kubeconfig]);
-        let output = self.helm.run(&all);
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            output.status.success(),
-            "helm {} {args:?} failed:\n{printed}",
-            self.helm.version
-        );
-        printed
+        self.helm.ok(&all)
     }
 
     fn deployment(&self) -> Value {
@@ -1284,7 +1367,12 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
         namespace_scoped,
         "a Role in the watched namespace exactly when namespace-scoped"
     );
-    let admission = format!("{name}-generated-policies");
+    // A namespace-scoped release's cluster-wide names carry the watched namespace.
+    let admission = if namespace_scoped {
+        format!("{name}-{team}-generated-policies")
+    } else {
+        format!("{name}-generated-policies")
+    };
     assert!(kubectl.exists(&["validatingadmissionpolicy", &admission]));
 
     // The operator, as the chart runs it, with the chart's ServiceAccount: its leader-election
@@ -1332,8 +1420,8 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
         format!("{name}-0"),
         "the operator leads by the chart's Lease"
     );
-    let generated = |kubectl: &Kubectl| {
-        kubectl
+    let generated = |kubectl: &Kubectl| -> Vec<String> {
+        let mut names: Vec<String> = kubectl
             .ok(&[
                 "-n",
                 &team,
@@ -1345,9 +1433,12 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
                 "name",
             ])
             .lines()
-            .count()
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names
     };
-    assert_eq!(generated(kubectl), 5, "shop's five policies");
+    assert_eq!(generated(kubectl).len(), 5, "shop's five policies");
 
     // A tenant's edit (here the admin's: the policy binds every user) is refused once the API
     // server has loaded the chart's admission policy; netfence restores one that got in before.
@@ -1375,6 +1466,24 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
                 Err(stderr)
             }
         },
+    );
+
+    // The NOTES' check, a server-side dry run of a deletion, is refused too.
+    let dry_run = kubectl.run(
+        &[
+            "-n",
+            &team,
+            "delete",
+            "networkpolicy",
+            "shop-default-deny",
+            "--dry-run=server",
+        ],
+        None,
+    );
+    assert!(
+        !dry_run.status.success() && String::from_utf8_lossy(&dry_run.stderr).contains(&admission),
+        "the NOTES' dry run is not refused: {}",
+        String::from_utf8_lossy(&dry_run.stderr)
     );
 
     // Upgrade: the admission policy off, three replicas, text logs.
@@ -1438,6 +1547,58 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
             }
         },
     );
+    // Deleting the resource with `deletionPolicy: KeepDefaultDeny`: netfence reads the Namespace
+    // (is it going?), keeps the deny and DNS policies and releases its finalizer; the garbage
+    // collector takes the allows.
+    kubectl.ok(&[
+        "-n",
+        &team,
+        "patch",
+        "namespaceisolation",
+        "shop",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"deletionPolicy":"KeepDefaultDeny"}}"#,
+    ]);
+    wait_until(
+        Duration::from_secs(60),
+        "netfence adds its finalizer",
+        || {
+            let resource = kubectl.json(&["-n", &team, "get", "namespaceisolation", "shop"]);
+            if strings(&resource["metadata"]["finalizers"])
+                .contains(&"netfence.io/deletion-policy".to_owned())
+            {
+                Ok(())
+            } else {
+                Err(resource["metadata"].to_string())
+            }
+        },
+    );
+    kubectl.ok(&[
+        "-n",
+        &team,
+        "delete",
+        "namespaceisolation",
+        "shop",
+        "--timeout=60s",
+    ]);
+    wait_until(
+        Duration::from_secs(60),
+        "the deny and DNS policies stay, the allows go",
+        || {
+            let names = generated(kubectl);
+            if names
+                == [
+                    "networkpolicy.networking.k8s.io/shop-allow-dns",
+                    "networkpolicy.networking.k8s.io/shop-default-deny",
+                ]
+            {
+                Ok(())
+            } else {
+                Err(format!("{names:?}"))
+            }
+        },
+    );
     installed.stop_operator();
 
     // Every request of the chart's ServiceAccount was granted by the chart's roles.
@@ -1466,7 +1627,7 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
         eprintln!("no audit log beside the kubeconfig: the operator's log shows no 403");
     }
 
-    // Uninstall: Helm leaves the CRDs, and with them the resource and its policies.
+    // Uninstall: Helm leaves the CRDs (and every resource of their kinds), and the kept policies.
     installed.helm(&["uninstall", installed.release.as_str(), "--timeout", "2m"]);
     for crd in netfence_crd::crds() {
         let crd_name = crd.metadata.name.unwrap_or_default();
@@ -1475,12 +1636,7 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
             "helm uninstall removed {crd_name}"
         );
     }
-    assert!(kubectl.exists(&["-n", &team, "namespaceisolation", "shop"]));
-    assert_eq!(
-        generated(kubectl),
-        5,
-        "the policies stay with their resource"
-    );
+    assert_eq!(generated(kubectl).len(), 2, "the kept policies stay");
     assert!(!kubectl.exists(&["-n", &namespace, "deployment", &name]));
     assert!(!kubectl.exists(&["clusterrole", &name]));
 }
@@ -1497,12 +1653,8 @@ fn the_chart_installs_and_upgrades_and_netfence_runs_with_its_account() {
         );
         return;
     };
-    let helms = helms(test);
+    let helms = helms_and_kubectl(test);
     if helms.is_empty() {
-        return;
-    }
-    if !kubectl_available() {
-        netfence_e2e::skip(test, "kubectl is not installed");
         return;
     }
     let kubectl = Kubectl {

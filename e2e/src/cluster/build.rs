@@ -312,12 +312,12 @@ pub fn ensure_helm(major: u8) -> anyhow::Result<(PathBuf, String)> {
     )
 }
 
-/// The program `package` of `module`, pinned by `e2e/upstream/{folder}/`, built into the cache
-/// the first time under `{folder}-{version}-{hash of the pins and the recipe}/` (`recipe` names
-/// a change of the program's own build flags). Returns it and its version.
 /// Builds started by this process, so that each has a folder of its own.
 static BUILDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// The program `package` of `module`, pinned by `e2e/upstream/{folder}/`, built into the cache
+/// the first time under `{folder}-{version}-{hash of the pins and the recipe}/` (`recipe` names
+/// a change of the program's own build flags). Returns it and its version.
 fn ensure_program(
     folder: &str,
     module: &str,

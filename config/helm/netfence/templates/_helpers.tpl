@@ -16,6 +16,19 @@ At most 55 characters, so that NAME-metrics stays a DNS label.
 {{- end -}}
 {{- end -}}
 
+{{/*
+The name of the cluster-scoped objects (the admission policy and its binding) and of the DNS
+checks' Role in kube-system: the objects' name, and with watchNamespace that namespace too, so
+that namespace-scoped releases of the same name (one per team) do not collide.
+*/}}
+{{- define "netfence.clusterName" -}}
+{{- if .Values.watchNamespace -}}
+{{- printf "%s-%s" (include "netfence.fullname" .) .Values.watchNamespace -}}
+{{- else -}}
+{{- include "netfence.fullname" . -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The ServiceAccount the operator runs as. */}}
 {{- define "netfence.serviceAccountName" -}}
 {{- default (include "netfence.fullname" .) .Values.serviceAccount.name -}}
@@ -64,6 +77,22 @@ app.kubernetes.io/component: controller
 {{- end -}}
 {{- if and .Values.clusterBaseline.enabled (not (hasKey .Values.clusterBaseline.spec "namespaceSelector")) -}}
 {{- fail "clusterBaseline.spec.namespaceSelector is required: the namespaces the baseline applies to ({} selects every namespace but kube-system, kube-public, kube-node-lease and netfence's own)" -}}
+{{- end -}}
+{{- if eq .Values.watchNamespace .Release.Namespace -}}
+{{- fail (printf "watchNamespace is the release's namespace %q: deleting that namespace would delete netfence's ServiceAccount and Roles before netfence could release its resources there; install into a namespace of its own" .Release.Namespace) -}}
+{{- end -}}
+{{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) -}}
+{{- fail "serviceAccount.create is false but serviceAccount.name is empty: name the existing ServiceAccount netfence runs as" -}}
+{{- end -}}
+{{- $minAvailable := .Values.podDisruptionBudget.minAvailable -}}
+{{- if and .Values.podDisruptionBudget.enabled (gt (int .Values.replicas) 1) (not (kindIs "string" $minAvailable)) (ge (int $minAvailable) (int .Values.replicas)) -}}
+{{- fail (printf "podDisruptionBudget.minAvailable is %d with %d replicas: no pod could ever be evicted and every node drain would block; keep it below replicas" (int $minAvailable) (int .Values.replicas)) -}}
+{{- end -}}
+{{- range .Values.extraArgs -}}
+{{- $flag := regexReplaceAll "=.*$" . "" -}}
+{{- if has $flag (list "--leader-election" "--lease-name" "--namespace" "--metrics-addr" "--log-format") -}}
+{{- fail (printf "extraArgs: %s is set by the chart (netfence refuses a flag given twice); use the chart's value for it (README, Install with Helm)" $flag) -}}
+{{- end -}}
 {{- end -}}
 {{- range $key, $value := .Values.podLabels -}}
 {{- if or (eq $key "app.kubernetes.io/name") (eq $key "app.kubernetes.io/component") -}}
