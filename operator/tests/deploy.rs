@@ -72,7 +72,7 @@ fn yaml_files(directory: &Path) -> Vec<PathBuf> {
             {
                 continue;
             }
-            // A Helm chart's templates are YAML only once rendered: e2e/tests/helm.rs renders
+            // A Helm chart's templates are YAML only once rendered: e2e/tests/helm/ renders
             // the chart with the real helm and checks what it renders.
             if path.is_dir() {
                 if !path.join("Chart.yaml").is_file() {
@@ -203,7 +203,7 @@ struct ApplicationSource {
 struct ArgoHelm {
     release_name: String,
     skip_crds: Option<bool>,
-    #[allow(dead_code)] // e2e/tests/helm.rs renders the chart with these values
+    #[allow(dead_code)] // e2e/tests/helm/ renders the chart with these values
     values_object: Option<serde_json::Value>,
 }
 
@@ -358,7 +358,7 @@ struct HelmReleaseSpec {
     chart: HelmReleaseChart,
     install: HelmReleaseCrds,
     upgrade: HelmReleaseCrds,
-    #[allow(dead_code)] // e2e/tests/helm.rs renders the chart with these values
+    #[allow(dead_code)] // e2e/tests/helm/ renders the chart with these values
     values: Option<serde_json::Value>,
 }
 
