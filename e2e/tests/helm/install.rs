@@ -125,6 +125,8 @@ struct Installed<'a> {
     release: String,
     namespace: String,
     team: String,
+    /// The namespace a ClusterBaseline of the chart's covers (cluster-wide installs).
+    base: String,
     operator: Option<Child>,
     log: PathBuf,
 }
@@ -273,7 +275,7 @@ impl Drop for Installed<'_> {
             &kubeconfig,
             "--ignore-not-found",
         ]);
-        for namespace in [&self.team, &self.namespace] {
+        for namespace in [&self.team, &self.base, &self.namespace] {
             let _ = self.kubectl.run(
                 &[
                     "delete",
@@ -302,6 +304,7 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
         release: format!("nf{suffix}"),
         namespace: format!("netfence-helm-{suffix}"),
         team: format!("helm-team-{suffix}"),
+        base: format!("helm-base-{suffix}"),
         operator: None,
         log: std::env::temp_dir().join(format!("netfence-helm-{suffix}.log")),
     };
@@ -329,8 +332,32 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
         "--timeout",
         "2m",
     ];
+    // Cluster-wide, with the chart's optional ClusterBaseline (NetworkPolicy engine), covering a
+    // namespace of the test's own only.
+    let base = installed.base.clone();
+    let baseline_name = format!("helm-{suffix}");
+    let baseline = format!(
+        "clusterBaseline={}",
+        serde_json::json!({
+            "enabled": true,
+            "name": baseline_name,
+            "spec": {
+                "engine": "NetworkPolicy",
+                "namespaceSelector": {"matchLabels": {"netfence.io/helm-test": suffix}},
+            },
+        })
+    );
     if namespace_scoped {
         install.extend(["--set", &watch]);
+    } else {
+        kubectl.ok(&["create", "namespace", &base]);
+        kubectl.ok(&[
+            "label",
+            "namespace",
+            &base,
+            &format!("netfence.io/helm-test={suffix}"),
+        ]);
+        install.extend(["--set-json", &baseline]);
     }
     let printed = installed.helm(&install);
     assert!(
@@ -406,6 +433,36 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
         format!("{name}-0"),
         "the operator leads by the chart's Lease"
     );
+    if !namespace_scoped {
+        wait_until(
+            Duration::from_secs(90),
+            "the chart's ClusterBaseline is Ready and enforced",
+            || {
+                let status = kubectl.ok(&[
+                    "get",
+                    "clusterbaseline",
+                    &baseline_name,
+                    "-o",
+                    r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+                ]);
+                let written = kubectl.ok(&[
+                    "-n",
+                    &base,
+                    "get",
+                    "networkpolicies",
+                    "-l",
+                    "app.kubernetes.io/managed-by=netfence",
+                    "-o",
+                    "name",
+                ]);
+                if status == "True" && !written.trim().is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("Ready={status}, policies in {base}: {written:?}"))
+                }
+            },
+        );
+    }
     let generated = |kubectl: &Kubectl| -> Vec<String> {
         let mut names: Vec<String> = kubectl
             .ok(&[
@@ -625,6 +682,10 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
     assert_eq!(generated(kubectl).len(), 2, "the kept policies stay");
     assert!(!kubectl.exists(&["-n", &namespace, "deployment", &name]));
     assert!(!kubectl.exists(&["clusterrole", &name]));
+    assert!(
+        !kubectl.exists(&["clusterbaseline", &baseline_name]),
+        "the chart's ClusterBaseline goes with the release"
+    );
 }
 
 /// If this fails, the chart does not install or upgrade on a real API server, or netfence cannot
