@@ -284,7 +284,7 @@ pub fn ensure_helm(major: u8) -> anyhow::Result<(PathBuf, String)> {
         4 => "helm.sh/helm/v4",
         _ => bail!("Helm {major} is not pinned: e2e/upstream/ has helm3 and helm4"),
     };
-    // The recipe: Helm 3's build gained its Kubernetes stamp after the first cached builds.
+    // The recipe names the flags below: changing them, change it, and the cache builds anew.
     ensure_program(
         &format!("helm{major}"),
         module,
