@@ -63,6 +63,37 @@ impl Kubectl {
         self.run(&all, None).status.success()
     }
 
+    /// The status of an object's `Ready` condition (empty before it has one): `args` name it.
+    fn ready(&self, args: &[&str]) -> String {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend([
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+        ]);
+        self.ok(&all)
+    }
+
+    /// The NetworkPolicies netfence manages in `namespace`, as sorted `kubectl -o name` lines.
+    fn managed_policies(&self, namespace: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .ok(&[
+                "-n",
+                namespace,
+                "get",
+                "networkpolicies",
+                "-l",
+                "app.kubernetes.io/managed-by=netfence",
+                "-o",
+                "name",
+            ])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names
+    }
+
     /// `kubectl apply --server-side` of one object.
     fn apply(&self, object: &Value) {
         let output = self.run(
@@ -401,15 +432,7 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
     kubectl.apply(&netfence_e2e::shop(&team));
     wait_until(Duration::from_secs(90), "shop becomes Ready", || {
         installed.exited();
-        let status = kubectl.ok(&[
-            "-n",
-            &team,
-            "get",
-            "namespaceisolation",
-            "shop",
-            "-o",
-            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
-        ]);
+        let status = kubectl.ready(&["-n", &team, "namespaceisolation", "shop"]);
         if status == "True" {
             Ok(())
         } else {
@@ -438,24 +461,9 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
             Duration::from_secs(90),
             "the chart's ClusterBaseline is Ready and enforced",
             || {
-                let status = kubectl.ok(&[
-                    "get",
-                    "clusterbaseline",
-                    &baseline_name,
-                    "-o",
-                    r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
-                ]);
-                let written = kubectl.ok(&[
-                    "-n",
-                    &base,
-                    "get",
-                    "networkpolicies",
-                    "-l",
-                    "app.kubernetes.io/managed-by=netfence",
-                    "-o",
-                    "name",
-                ]);
-                if status == "True" && !written.trim().is_empty() {
+                let status = kubectl.ready(&["clusterbaseline", &baseline_name]);
+                let written = kubectl.managed_policies(&base);
+                if status == "True" && !written.is_empty() {
                     Ok(())
                 } else {
                     Err(format!("Ready={status}, policies in {base}: {written:?}"))
@@ -463,25 +471,11 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
             },
         );
     }
-    let generated = |kubectl: &Kubectl| -> Vec<String> {
-        let mut names: Vec<String> = kubectl
-            .ok(&[
-                "-n",
-                &team,
-                "get",
-                "networkpolicies",
-                "-l",
-                "app.kubernetes.io/managed-by=netfence",
-                "-o",
-                "name",
-            ])
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        names.sort();
-        names
-    };
-    assert_eq!(generated(kubectl).len(), 5, "shop's five policies");
+    assert_eq!(
+        kubectl.managed_policies(&team).len(),
+        5,
+        "shop's five policies"
+    );
 
     // A tenant's edit (here the admin's: the policy binds every user) is refused once the API
     // server has loaded the chart's admission policy; netfence restores one that got in before.
@@ -629,7 +623,7 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
         Duration::from_secs(60),
         "the deny and DNS policies stay, the allows go",
         || {
-            let names = generated(kubectl);
+            let names = kubectl.managed_policies(&team);
             if names
                 == [
                     "networkpolicy.networking.k8s.io/shop-allow-dns",
@@ -679,7 +673,11 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
             "helm uninstall removed {crd_name}"
         );
     }
-    assert_eq!(generated(kubectl).len(), 2, "the kept policies stay");
+    assert_eq!(
+        kubectl.managed_policies(&team).len(),
+        2,
+        "the kept policies stay"
+    );
     assert!(!kubectl.exists(&["-n", &namespace, "deployment", &name]));
     assert!(!kubectl.exists(&["clusterrole", &name]));
     assert!(
