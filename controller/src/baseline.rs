@@ -403,7 +403,7 @@ pub fn prepare_baselines(
         watcher::Config::default().page_size(super::LIST_PAGE),
     )
     .default_backoff()
-    .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
+    .modify(super::keep_of_namespace)
     .reflect(namespace_writer)
     .touched_objects()
     .boxed();

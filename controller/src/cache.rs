@@ -1,67 +1,157 @@
-//! The controller's cache of the NetworkPolicies netfence manages, indexed by namespace, so that a
-//! reconcile reads the policies of its own namespace without scanning every policy of the
-//! cluster (a scan per reconcile makes convergence quadratic in the number of namespaces).
+//! The controller's caches of NetworkPolicies, indexed by namespace, so that a reconcile reads
+//! the policies of its own namespace without scanning every policy of the cluster (a scan per
+//! reconcile makes convergence quadratic in the number of namespaces).
 //!
 //! ```text
-//! watch NetworkPolicy (managed-by=netfence) --managedFields dropped--> PolicyCache
-//!                                                                      namespace -> name -> policy
+//! watch NetworkPolicy (managed-by=netfence)  --> PolicyCache<Facts>  namespace -> [name, version, facts]
+//! watch NetworkPolicy (the others, the audit's) --> PolicyCache<Whole> namespace -> [name, version, JSON]
 //! ```
 //!
-//! Each policy is kept as compact JSON (decoded when a reconcile reads its namespace): a decoded
-//! NetworkPolicy takes about 3.7 KiB of heap, and at 9 policies per namespace the decoded cache
-//! was most of the operator's memory.
+//! netfence's own policies are kept as their [`Facts`] (about 100 bytes: who controls them, the
+//! labels netfence renders and a digest of the spec), not as objects: at 10,000 namespaces
+//! that is 90,000 policies, and kept whole (even as compact JSON) they were most of the
+//! operator's memory. The others, which the intent audit proves as they are, are kept whole as
+//! compact JSON (decoded when a reconcile reads its namespace).
 //!
-//! It applies watcher events as kube's reflector does: a relist (`Init`, `InitApply`...,
+//! A cache applies watcher events as kube's reflector does: a relist (`Init`, `InitApply`...,
 //! `InitDone`) fills a buffer that replaces the content at once. Any number of tasks may wait
 //! for the first complete list.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{Arc, PoisonError, RwLock},
 };
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::watcher;
+use netfence_core::observed::{Facts, Observed};
 
-type Namespaces = HashMap<String, BTreeMap<String, Arc<Cached>>>;
+/// How a cache keeps each policy.
+pub trait Keep: Clone + Send + Sync + 'static {
+    /// What a reader gets of a kept policy.
+    type Read;
+
+    /// What to keep of `policy`.
+    fn keep(policy: &NetworkPolicy) -> Self;
+
+    /// What a reader gets of the policy `name` kept as `self`.
+    fn read(&self, name: &str) -> Option<Self::Read>;
+}
+
+/// A policy kept whole: the object, without managedFields or annotations (which no reconcile
+/// reads), as compact JSON (a decoded NetworkPolicy takes about 3.7 KiB of heap). Shared, so a
+/// relist keeps one copy of every unchanged policy.
+#[derive(Clone, Debug)]
+pub struct Whole(Arc<str>);
+
+impl Keep for Whole {
+    type Read = NetworkPolicy;
+
+    fn keep(policy: &NetworkPolicy) -> Self {
+        let mut kept = policy.clone();
+        kept.metadata.managed_fields = None;
+        kept.metadata.annotations = None;
+        // Serializing a typed object cannot fail.
+        Whole(serde_json::to_string(&kept).unwrap_or_default().into())
+    }
+
+    fn read(&self, _: &str) -> Option<NetworkPolicy> {
+        serde_json::from_str(&self.0).ok()
+    }
+}
+
+impl Keep for Facts {
+    type Read = Observed;
+
+    fn keep(policy: &NetworkPolicy) -> Self {
+        Facts::of(policy)
+    }
+
+    fn read(&self, name: &str) -> Option<Observed> {
+        Some(Observed {
+            name: name.to_owned(),
+            facts: *self,
+        })
+    }
+}
+
+/// Whether a cache holds a policy, and at which resourceVersion (one from an API server always
+/// has one).
+enum Held {
+    Absent,
+    At(Option<String>),
+}
+
+/// One policy as a cache holds it.
+#[derive(Clone, Debug)]
+struct Cached<T> {
+    name: Box<str>,
+    resource_version: Option<Box<str>>,
+    kept: T,
+}
+
+/// The policies of each namespace, sorted by name (a namespace holds a few: a sorted vector
+/// costs no node per policy, as a map would).
+type Namespaces<T> = HashMap<Box<str>, Vec<Cached<T>>>;
+
+fn find<'a, T>(
+    namespaces: &'a Namespaces<T>,
+    namespace: &str,
+    name: &str,
+) -> Option<&'a Cached<T>> {
+    let policies = namespaces.get(namespace)?;
+    let index = policies
+        .binary_search_by(|cached| (*cached.name).cmp(name))
+        .ok()?;
+    policies.get(index)
+}
 
 /// Per tracked policy (namespace, name): how many reconciles track it, and the resourceVersions
 /// delivered since.
 type Tracking = HashMap<(String, String), (usize, Vec<String>)>;
 
-/// One policy as the cache keeps it: its resourceVersion, and the object (without
-/// managedFields or annotations, which no reconcile reads) as JSON.
-struct Cached {
-    resource_version: Option<String>,
-    json: Box<str>,
+/// What a change of the cache concerns: a policy that an event added, changed or deleted (or
+/// that a relist found changed), or one that a relist no longer found (deleted while the watch
+/// was down: only its namespace is known).
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// A policy, as the event delivered it.
+    Policy(Box<NetworkPolicy>),
+    /// A policy of this namespace that a relist no longer found.
+    Gone {
+        /// Its namespace.
+        namespace: String,
+    },
 }
 
-impl Cached {
-    fn new(policy: &NetworkPolicy) -> Cached {
-        let mut kept = policy.clone();
-        kept.metadata.managed_fields = None;
-        kept.metadata.annotations = None;
-        Cached {
-            resource_version: policy.metadata.resource_version.clone(),
-            // Serializing a typed object cannot fail.
-            json: serde_json::to_string(&kept).unwrap_or_default().into(),
+impl Change {
+    /// The namespace of the changed policy.
+    #[must_use]
+    pub fn namespace(&self) -> &str {
+        match self {
+            Change::Policy(policy) => policy.metadata.namespace.as_deref().unwrap_or_default(),
+            Change::Gone { namespace } => namespace,
         }
     }
+}
 
-    fn decode(&self) -> Option<NetworkPolicy> {
-        serde_json::from_str(&self.json).ok()
+struct Content<T> {
+    namespaces: Namespaces<T>,
+    /// A relist in progress, and the policies it delivered that differ from `namespaces`.
+    buffer: Option<(Namespaces<T>, Vec<NetworkPolicy>)>,
+}
+
+impl<T> Default for Content<T> {
+    fn default() -> Self {
+        Content {
+            namespaces: HashMap::new(),
+            buffer: None,
+        }
     }
 }
 
-#[derive(Default)]
-struct Content {
-    namespaces: Namespaces,
-    /// A relist in progress.
-    buffer: Option<Namespaces>,
-}
-
-struct Inner {
-    content: RwLock<Content>,
+struct Inner<T> {
+    content: RwLock<Content<T>>,
     /// The resourceVersions each event delivered, for the objects a reconcile is writing (see
     /// [`PolicyCache::track`]), with how many reconciles track each.
     tracked: std::sync::Mutex<Tracking>,
@@ -161,13 +251,20 @@ impl OwnWrites {
     }
 }
 
-/// The managed NetworkPolicies, by namespace and name. Cloning shares the cache.
-#[derive(Clone)]
-pub struct PolicyCache {
-    inner: Arc<Inner>,
+/// NetworkPolicies by namespace and name, each kept as `T`. Cloning shares the cache.
+pub struct PolicyCache<T> {
+    inner: Arc<Inner<T>>,
 }
 
-impl Default for PolicyCache {
+impl<T> Clone for PolicyCache<T> {
+    fn clone(&self) -> Self {
+        PolicyCache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> Default for PolicyCache<T> {
     fn default() -> Self {
         PolicyCache {
             inner: Arc::new(Inner {
@@ -180,7 +277,7 @@ impl Default for PolicyCache {
     }
 }
 
-impl std::fmt::Debug for PolicyCache {
+impl<T: Keep> std::fmt::Debug for PolicyCache<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolicyCache")
             .field("policies", &self.len())
@@ -188,55 +285,67 @@ impl std::fmt::Debug for PolicyCache {
     }
 }
 
-/// Insert `policy`; when `known` holds it at the same resourceVersion, share that copy instead
-/// (a relist then costs no second copy of every unchanged policy).
-fn insert(namespaces: &mut Namespaces, policy: &NetworkPolicy, known: Option<&Namespaces>) {
+/// Insert `policy` in its place; when `known` holds it at the same resourceVersion, keep that
+/// copy instead (a relist then costs no second copy of an unchanged policy). Returns whether
+/// `known` did.
+fn insert<T: Keep>(
+    namespaces: &mut Namespaces<T>,
+    policy: &NetworkPolicy,
+    known: Option<&Namespaces<T>>,
+) -> bool {
     let (Some(namespace), Some(name)) = (&policy.metadata.namespace, &policy.metadata.name) else {
-        return;
+        return false;
     };
+    let version = policy.metadata.resource_version.as_deref();
     let shared = known
-        .and_then(|known| known.get(namespace)?.get(name))
-        .filter(|known| known.resource_version == policy.metadata.resource_version)
+        .and_then(|known| find(known, namespace, name))
+        .filter(|known| known.resource_version.as_deref() == version)
         .cloned();
-    namespaces.entry(namespace.clone()).or_default().insert(
-        name.clone(),
-        shared.unwrap_or_else(|| Arc::new(Cached::new(policy))),
-    );
+    let unchanged = shared.is_some();
+    let cached = shared.unwrap_or_else(|| Cached {
+        name: name.as_str().into(),
+        resource_version: version.map(Into::into),
+        kept: T::keep(policy),
+    });
+    let policies = namespaces.entry(namespace.as_str().into()).or_default();
+    match policies.binary_search_by(|existing| (*existing.name).cmp(name)) {
+        Ok(index) => policies[index] = cached,
+        Err(index) => policies.insert(index, cached),
+    }
+    unchanged
 }
 
-/// The policies of `new` that are not in `old` at the same resourceVersion, and those of `old`
-/// that `new` lacks.
-fn differences(old: &Namespaces, new: &Namespaces) -> Vec<NetworkPolicy> {
-    let version = |namespaces: &Namespaces, namespace: &str, name: &str| {
-        namespaces
-            .get(namespace)
-            .and_then(|policies| policies.get(name))
-            .map(|policy| policy.resource_version.clone())
-    };
-    let changed = new.iter().flat_map(|(namespace, policies)| {
-        policies
-            .iter()
-            .filter(|(name, policy)| {
-                version(old, namespace, name) != Some(policy.resource_version.clone())
-            })
-            .filter_map(|(_, policy)| policy.decode())
-    });
-    let gone = old.iter().flat_map(|(namespace, policies)| {
-        policies
-            .iter()
-            .filter(|(name, _)| version(new, namespace, name).is_none())
-            .filter_map(|(_, policy)| policy.decode())
-    });
-    changed.chain(gone).collect()
+/// Remove `namespace/name`.
+fn remove<T>(namespaces: &mut Namespaces<T>, namespace: &str, name: &str) {
+    if let Some(policies) = namespaces.get_mut(namespace) {
+        policies.retain(|cached| &*cached.name != name);
+        if policies.is_empty() {
+            namespaces.remove(namespace);
+        }
+    }
 }
 
-impl PolicyCache {
-    /// Apply one watcher event. Returns the policies whose owners must be reconciled: the one
-    /// an event adds, changes or deletes; after a relist, only those that differ from what the
-    /// cache held before it (changed, added, or gone while the watch was down), so that a
-    /// relist of an unchanged cluster reconciles nothing for its policies.
+/// The namespaces of the policies of `old` that `new` lacks, one change each.
+fn gone<T>(old: &Namespaces<T>, new: &Namespaces<T>) -> Vec<Change> {
+    old.iter()
+        .flat_map(|(namespace, policies)| {
+            policies
+                .iter()
+                .filter(|cached| find(new, namespace, &cached.name).is_none())
+                .map(|_| Change::Gone {
+                    namespace: namespace.to_string(),
+                })
+        })
+        .collect()
+}
+
+impl<T: Keep> PolicyCache<T> {
+    /// Apply one watcher event. Returns what must be reconciled: the policy an event adds,
+    /// changes or deletes; after a relist, only what differs from what the cache held before it
+    /// (changed, added, or gone while the watch was down), so that a relist of an unchanged
+    /// cluster reconciles nothing for its policies.
     #[allow(clippy::must_use_candidate)] // filling the cache alone (as tests do) ignores them
-    pub fn apply(&self, event: &watcher::Event<NetworkPolicy>) -> Vec<NetworkPolicy> {
+    pub fn apply(&self, event: &watcher::Event<NetworkPolicy>) -> Vec<Change> {
         let changed = self.apply_content(event);
         // Once the content shows it (a relist's objects only at its end): a reconcile that sees
         // its write delivered then finds the cache holding it or something later.
@@ -251,7 +360,7 @@ impl PolicyCache {
         changed
     }
 
-    fn apply_content(&self, event: &watcher::Event<NetworkPolicy>) -> Vec<NetworkPolicy> {
+    fn apply_content(&self, event: &watcher::Event<NetworkPolicy>) -> Vec<Change> {
         let mut content = self
             .inner
             .content
@@ -260,7 +369,7 @@ impl PolicyCache {
         match event {
             watcher::Event::Apply(policy) => {
                 insert(&mut content.namespaces, policy, None);
-                vec![policy.clone()]
+                vec![Change::Policy(Box::new(policy.clone()))]
             }
             watcher::Event::Delete(policy) => {
                 let (Some(namespace), Some(name)) =
@@ -268,34 +377,33 @@ impl PolicyCache {
                 else {
                     return Vec::new();
                 };
-                if let Some(policies) = content.namespaces.get_mut(namespace) {
-                    policies.remove(name);
-                    if policies.is_empty() {
-                        content.namespaces.remove(namespace);
-                    }
-                }
-                vec![policy.clone()]
+                remove(&mut content.namespaces, namespace, name);
+                vec![Change::Policy(Box::new(policy.clone()))]
             }
             watcher::Event::Init => {
-                content.buffer = Some(Namespaces::new());
+                content.buffer = Some((Namespaces::new(), Vec::new()));
                 Vec::new()
             }
             watcher::Event::InitApply(policy) => {
                 let Content { namespaces, buffer } = &mut *content;
-                insert(
-                    buffer.get_or_insert_with(Namespaces::new),
-                    policy,
-                    Some(namespaces),
-                );
+                let (relisted, changed) =
+                    buffer.get_or_insert_with(|| (Namespaces::new(), Vec::new()));
+                if !insert(relisted, policy, Some(namespaces)) {
+                    changed.push(policy.clone());
+                }
                 Vec::new()
             }
             watcher::Event::InitDone => {
-                let new = content.buffer.take().unwrap_or_default();
+                let (new, delivered) = content.buffer.take().unwrap_or_default();
                 let old = std::mem::replace(&mut content.namespaces, new);
-                let changed = differences(&old, &content.namespaces);
+                let mut changes: Vec<Change> = delivered
+                    .into_iter()
+                    .map(|policy| Change::Policy(Box::new(policy)))
+                    .collect();
+                changes.extend(gone(&old, &content.namespaces));
                 drop(content);
                 self.inner.synced.send_replace(true);
-                changed
+                changes
             }
         }
     }
@@ -327,10 +435,7 @@ impl PolicyCache {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for ((namespace, name), (_, versions)) in tracked.iter_mut() {
-            if let Some(version) = self
-                .cached(namespace, name)
-                .and_then(|cached| cached.resource_version.clone())
-            {
+            if let Held::At(Some(version)) = self.held(namespace, name) {
                 versions.push(version);
             }
         }
@@ -343,7 +448,7 @@ impl PolicyCache {
     /// comparing resourceVersions (they are opaque) and whether the event came before or after
     /// the write's answer.
     #[must_use]
-    pub fn track(&self, namespace: &str, names: &[String]) -> Tracked {
+    pub fn track(&self, namespace: &str, names: &[String]) -> Tracked<T> {
         let keys: Vec<(String, String)> = names
             .iter()
             .map(|name| (namespace.to_owned(), name.clone()))
@@ -362,9 +467,9 @@ impl PolicyCache {
         }
     }
 
-    /// The policies of one namespace, by name (decoded copies).
+    /// The policies of one namespace, by name.
     #[must_use]
-    pub fn in_namespace(&self, namespace: &str) -> Vec<NetworkPolicy> {
+    pub fn in_namespace(&self, namespace: &str) -> Vec<T::Read> {
         self.inner
             .content
             .read()
@@ -373,37 +478,45 @@ impl PolicyCache {
             .get(namespace)
             .map(|policies| {
                 policies
-                    .values()
-                    .filter_map(|policy| policy.decode())
+                    .iter()
+                    .filter_map(|cached| cached.kept.read(&cached.name))
                     .collect()
             })
             .unwrap_or_default()
     }
 
-    /// One policy (a decoded copy).
+    /// One policy.
     #[must_use]
-    pub fn get(&self, namespace: &str, name: &str) -> Option<NetworkPolicy> {
-        self.cached(namespace, name)?.decode()
+    pub fn get(&self, namespace: &str, name: &str) -> Option<T::Read> {
+        let content = self
+            .inner
+            .content
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let cached = find(&content.namespaces, namespace, name)?;
+        cached.kept.read(&cached.name)
     }
 
     /// Whether the cache holds `namespace/name` at `version`, or, for `None`, does not hold it.
     #[must_use]
     pub fn holds(&self, namespace: &str, name: &str, version: Option<&str>) -> bool {
-        match (self.cached(namespace, name), version) {
-            (Some(cached), Some(version)) => cached.resource_version.as_deref() == Some(version),
-            (None, None) => true,
+        match (self.held(namespace, name), version) {
+            (Held::At(held), Some(version)) => held.as_deref() == Some(version),
+            (Held::Absent, None) => true,
             _ => false,
         }
     }
 
-    fn cached(&self, namespace: &str, name: &str) -> Option<Arc<Cached>> {
-        self.inner
+    /// Whether the cache holds `namespace/name`, and at which resourceVersion.
+    fn held(&self, namespace: &str, name: &str) -> Held {
+        let content = self
+            .inner
             .content
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .namespaces
-            .get(namespace)
-            .and_then(|policies| policies.get(name).cloned())
+            .unwrap_or_else(PoisonError::into_inner);
+        find(&content.namespaces, namespace, name).map_or(Held::Absent, |cached| {
+            Held::At(cached.resource_version.as_deref().map(str::to_owned))
+        })
     }
 
     /// How many policies the cache holds.
@@ -415,7 +528,7 @@ impl PolicyCache {
             .unwrap_or_else(PoisonError::into_inner)
             .namespaces
             .values()
-            .map(BTreeMap::len)
+            .map(Vec::len)
             .sum()
     }
 
@@ -430,7 +543,7 @@ impl PolicyCache {
     pub async fn wait_until(
         &self,
         deadline: tokio::time::Instant,
-        mut done: impl FnMut(&PolicyCache) -> bool,
+        mut done: impl FnMut(&PolicyCache<T>) -> bool,
     ) -> bool {
         self.inner.changes.wait_until(deadline, || done(self)).await
     }
@@ -444,12 +557,12 @@ impl PolicyCache {
 }
 
 /// Policies whose delivered resourceVersions the cache records (see [`PolicyCache::track`]).
-pub struct Tracked {
-    cache: PolicyCache,
+pub struct Tracked<T> {
+    cache: PolicyCache<T>,
     keys: Vec<(String, String)>,
 }
 
-impl Tracked {
+impl<T> Tracked<T> {
     /// Whether the watch delivered `name` at `version` since tracking began.
     #[must_use]
     pub fn delivered(&self, namespace: &str, name: &str, version: &str) -> bool {
@@ -463,7 +576,7 @@ impl Tracked {
     }
 }
 
-impl Drop for Tracked {
+impl<T> Drop for Tracked<T> {
     fn drop(&mut self) {
         let mut tracked = self
             .cache
@@ -493,7 +606,7 @@ mod tests {
         policy
     }
 
-    fn names(cache: &PolicyCache, namespace: &str) -> Vec<String> {
+    fn names(cache: &PolicyCache<Whole>, namespace: &str) -> Vec<String> {
         cache
             .in_namespace(namespace)
             .iter()
@@ -501,11 +614,22 @@ mod tests {
             .collect()
     }
 
+    fn shared(cache: &PolicyCache<Whole>, namespace: &str, name: &str) -> Option<Arc<str>> {
+        let content = cache.inner.content.read().expect("lock");
+        find(&content.namespaces, namespace, name).map(|cached| cached.kept.0.clone())
+    }
+
+    fn versioned(namespace: &str, name: &str, version: &str) -> NetworkPolicy {
+        let mut policy = policy(namespace, name);
+        policy.metadata.resource_version = Some(version.to_owned());
+        policy
+    }
+
     /// Events land in their namespace; a relist replaces everything at once, so a policy deleted
     /// while the watch was down does not linger (a lingering one would never be restored).
     #[tokio::test]
     async fn applies_events_and_relists() {
-        let cache = PolicyCache::default();
+        let cache = PolicyCache::<Whole>::default();
         cache.apply(&watcher::Event::Init);
         cache.apply(&watcher::Event::InitApply(policy("a", "deny")));
         assert!(
@@ -529,12 +653,12 @@ mod tests {
             "the old content stays until the relist is done"
         );
         cache.apply(&watcher::Event::InitDone);
-        let kept = cache.cached("b", "deny").expect("relisted");
+        let kept = shared(&cache, "b", "deny").expect("relisted");
         cache.apply(&watcher::Event::Init);
         cache.apply(&watcher::Event::InitApply(policy("b", "deny")));
         assert!(cache.apply(&watcher::Event::InitDone).is_empty());
         assert!(
-            Arc::ptr_eq(&kept, &cache.cached("b", "deny").expect("relisted")),
+            Arc::ptr_eq(&kept, &shared(&cache, "b", "deny").expect("relisted")),
             "an unchanged policy is shared, not copied, by a relist"
         );
         assert!(names(&cache, "a").is_empty());
@@ -545,7 +669,7 @@ mod tests {
     /// before the reconcile looked, and whether its event came before or after the answer.
     #[test]
     fn a_delivered_write_is_seen_though_overtaken() {
-        let cache = PolicyCache::default();
+        let cache = PolicyCache::<Facts>::default();
         let versioned = |version: &str| {
             let mut policy = policy("a", "deny");
             policy.metadata.resource_version = Some(version.to_owned());
@@ -565,5 +689,54 @@ mod tests {
             cache.inner.tracked.lock().expect("lock").is_empty(),
             "nothing is recorded once nobody tracks"
         );
+    }
+
+    /// After a relist, exactly what differs is reported: a policy changed while the watch was
+    /// down (whole, as the list delivered it), a new one, and one gone (by its namespace only:
+    /// the cache keeps no object to report). An unchanged policy reports nothing.
+    #[test]
+    fn a_relist_reports_what_changed_meanwhile() {
+        let cache = PolicyCache::<Facts>::default();
+        cache.apply(&watcher::Event::Init);
+        for policy in [
+            versioned("a", "deny", "1"),
+            versioned("a", "dns", "2"),
+            versioned("b", "deny", "3"),
+        ] {
+            cache.apply(&watcher::Event::InitApply(policy));
+        }
+        assert_eq!(cache.apply(&watcher::Event::InitDone).len(), 3);
+        cache.apply(&watcher::Event::Init);
+        for policy in [
+            versioned("a", "deny", "1"),
+            versioned("a", "dns", "7"),
+            versioned("c", "deny", "8"),
+        ] {
+            cache.apply(&watcher::Event::InitApply(policy));
+        }
+        let changes = cache.apply(&watcher::Event::InitDone);
+        let described: Vec<String> = changes
+            .iter()
+            .map(|change| match change {
+                Change::Policy(policy) => format!(
+                    "changed {}/{}",
+                    change.namespace(),
+                    policy.metadata.name.as_deref().unwrap_or_default()
+                ),
+                Change::Gone { namespace } => format!("gone from {namespace}"),
+            })
+            .collect();
+        assert_eq!(
+            described,
+            ["changed a/dns", "changed c/deny", "gone from b"]
+        );
+        let names: Vec<String> = cache
+            .in_namespace("a")
+            .into_iter()
+            .map(|observed| observed.name)
+            .collect();
+        assert_eq!(names, ["deny", "dns"], "sorted by name");
+        assert!(cache.holds("a", "dns", Some("7")));
+        assert!(cache.holds("b", "deny", None));
     }
 }

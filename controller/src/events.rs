@@ -16,6 +16,7 @@
 //! note with a count of 2. Every occurrence of one series goes to the same lane, so two of them
 //! are never published at once (two creates, or two patches of the same count).
 
+use netfence_core::observed::Digest;
 use std::{
     collections::HashMap,
     hash::{DefaultHasher, Hash, Hasher},
@@ -150,6 +151,30 @@ impl SeriesKey {
     }
 }
 
+impl SeriesKey {
+    /// The key as a digest: the window holds one per series, not the strings.
+    fn digest(&self) -> Digest {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let related = self.related.iter().flatten();
+        for field in self.regarding.iter().chain(related) {
+            match field {
+                Some(value) => parts.extend([&b"="[..], value.as_bytes()]),
+                None => parts.push(b"absent"),
+            }
+        }
+        parts.extend([
+            self.type_.as_bytes(),
+            self.reason.as_bytes(),
+            self.action.as_bytes(),
+        ]);
+        match &self.note {
+            Some(note) => parts.extend([&b"="[..], note.as_bytes()]),
+            None => parts.push(b"absent"),
+        }
+        Digest::of(&parts)
+    }
+}
+
 fn type_name(type_: EventType) -> &'static str {
     match type_ {
         EventType::Normal => "Normal",
@@ -157,10 +182,20 @@ fn type_name(type_: EventType) -> &'static str {
     }
 }
 
-/// The series published within the window, by key.
+/// One series published within the window: the name of its Event, how many occurrences it
+/// counts, and when it last happened (all a continuation needs: at 10,000 namespaces a
+/// convergence publishes 10,000 Events, and keeping each whole for the window took megabytes).
+#[derive(Clone, Debug)]
+struct Series {
+    name: Box<str>,
+    count: i32,
+    last: Timestamp,
+}
+
+/// The series published within the window, by the digest of their key.
 #[derive(Default)]
 struct Published {
-    series: HashMap<SeriesKey, events::Event>,
+    series: HashMap<Digest, Series>,
     pruned: Option<Timestamp>,
 }
 
@@ -173,7 +208,7 @@ impl Published {
         }
         self.pruned = Some(now);
         self.series
-            .retain(|_, earlier| last_seen(earlier).is_some_and(|at| at + SERIES_WINDOW > now));
+            .retain(|_, earlier| earlier.last + SERIES_WINDOW > now);
     }
 }
 
@@ -204,7 +239,7 @@ impl Recorder {
         regarding: &ObjectReference,
     ) -> Result<(), kube::Error> {
         let now = Timestamp::now();
-        let key = SeriesKey::of(event, regarding);
+        let key = SeriesKey::of(event, regarding).digest();
         let earlier = {
             let mut published = self
                 .published
@@ -216,18 +251,21 @@ impl Recorder {
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<events::Event> = Api::namespaced(self.client.clone(), namespace);
         let continued = match earlier {
-            Some(mut earlier) => {
-                earlier.series = Some(events::EventSeries {
-                    count: earlier.series.as_ref().map_or(2, |series| series.count + 1),
+            Some(earlier) => {
+                let series = Series {
+                    count: earlier.count + 1,
+                    last: now,
+                    ..earlier
+                };
+                let patch = serde_json::json!({"series": events::EventSeries {
+                    count: series.count,
                     last_observed_time: MicroTime(now),
-                });
-                let name = earlier.metadata.name.clone().unwrap_or_default();
-                let patch = serde_json::json!({"series": earlier.series});
+                }});
                 match api
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .patch(&series.name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                 {
-                    Ok(_) => Some(earlier),
+                    Ok(_) => Some(series),
                     // Deleted meanwhile (by someone, or by the API server's Event TTL): the
                     // occurrence starts a new Event.
                     Err(kube::Error::Api(status)) if status.code == 404 => None,
@@ -241,7 +279,11 @@ impl Recorder {
         } else {
             let created = self.new_event(event, regarding, now);
             api.create(&PostParams::default(), &created).await?;
-            created
+            Series {
+                name: created.metadata.name.unwrap_or_default().into(),
+                count: 1,
+                last: now,
+            }
         };
         self.published
             .lock()
@@ -306,15 +348,6 @@ fn within_note_limit(note: &str) -> String {
         end -= 1;
     }
     format!("{}...", &note[..end])
-}
-
-/// When an Event last happened: its series' last observation, else its time.
-fn last_seen(event: &events::Event) -> Option<Timestamp> {
-    event
-        .series
-        .as_ref()
-        .map(|series| series.last_observed_time.0)
-        .or_else(|| event.event_time.as_ref().map(|time| time.0))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 mod audit;
 mod baseline;
 mod cache;
+pub mod compact;
 pub mod decode;
 pub mod events;
 mod leader;
@@ -43,12 +44,14 @@ use kube::{
         watcher,
     },
 };
+use netfence_core::observed::Facts;
 use netfence_crd::NamespaceIsolation;
 
 pub use baseline::{
     BaselineError, PreparedBaselines, discover as served_engines, prepare_baselines,
 };
-pub use cache::{Changes, OwnWrites, PolicyCache};
+pub use cache::{Change, Changes, Keep, OwnWrites, PolicyCache, Whole};
+pub use compact::Compact;
 use decode::{Lenient, Undecodable};
 pub use events::Recorder;
 pub use leader::{LeaseSettings, run_as_leader};
@@ -72,10 +75,12 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub struct Context {
     /// The API client.
     pub client: Client,
-    /// The NetworkPolicies carrying the managed-by label, as last observed, by namespace.
-    pub policies: PolicyCache,
-    /// The NetworkPolicies without the managed-by label (the intent audit's), by namespace.
-    pub foreign: PolicyCache,
+    /// The NetworkPolicies carrying the managed-by label, as last observed, by namespace: what
+    /// a plan needs of each ([`Facts`]), not the objects.
+    pub policies: PolicyCache<Facts>,
+    /// The NetworkPolicies without the managed-by label (the intent audit's), by namespace,
+    /// whole.
+    pub foreign: PolicyCache<Whole>,
     /// The DNS namespace's pods, Services and DaemonSets (the DNS checks').
     pub dns: audit::DnsCaches,
     /// The cluster-wide policies of the engines the cluster serves (the audit's; none when
@@ -83,14 +88,14 @@ pub struct Context {
     pub cluster_wide: audit::ClusterWideCache,
     /// The last intent proof of each resource, by the fingerprint of its inputs.
     pub proofs: audit::ProofMemo,
-    /// The NamespaceIsolations, as last observed (the controller's own cache).
-    pub isolations: Store<NamespaceIsolation>,
+    /// The NamespaceIsolations, as last observed (the controller's own cache), kept compact.
+    pub isolations: Store<Compact>,
     /// Signalled whenever `isolations` changes.
     pub isolation_changes: Changes,
     /// What this controller wrote, so that its own writes trigger no reconcile.
     pub own_writes: OwnWrites,
     /// Consecutive failures per resource, for exponential backoff.
-    pub failures: skeleton::Failures<ObjectRef<NamespaceIsolation>>,
+    pub failures: skeleton::Failures<ObjectRef<Compact>>,
     /// The counters.
     pub metrics: Arc<Metrics>,
     /// Queues Events about the resources (published by a task of their own).
@@ -138,8 +143,8 @@ pub struct Settings {
 
 /// A controller ready to run: read its store (for metrics) before running it.
 pub struct Prepared {
-    controller: Controller<NamespaceIsolation>,
-    policies: PolicyCache,
+    controller: Controller<Compact>,
+    policies: PolicyCache<Facts>,
     context: Arc<Context>,
     templates: Option<PreparedTemplates>,
     baselines: Option<PreparedBaselines>,
@@ -149,7 +154,7 @@ pub struct Prepared {
 impl Prepared {
     /// The controller's view of NamespaceIsolations.
     #[must_use]
-    pub fn store(&self) -> Store<NamespaceIsolation> {
+    pub fn store(&self) -> Store<Compact> {
         self.controller.store()
     }
 
@@ -231,6 +236,51 @@ impl Prepared {
             tracing::warn!("Events still queued at shutdown were not published");
         }
     }
+}
+
+/// The reconciles a stream of watch changes calls for, as a stream of references (what kube's
+/// `reconcile_on` takes): each change mapped to the resources it concerns. A watch error is
+/// logged here; the watch backs off and retries on its own.
+pub(crate) trait Triggers<T>:
+    futures::Stream<Item = Result<Vec<T>, watcher::Error>> + Sized
+{
+    fn triggers<F>(
+        self,
+        what: &'static str,
+        targets: F,
+    ) -> impl futures::Stream<Item = ObjectRef<Compact>> + Send + 'static
+    where
+        Self: Send + 'static,
+        T: Send + 'static,
+        F: Fn(T) -> Vec<ObjectRef<NamespaceIsolation>> + Send + 'static,
+    {
+        self.filter_map(move |changes| {
+            std::future::ready(match changes {
+                Ok(changes) => Some(futures::stream::iter(changes)),
+                Err(error) => {
+                    tracing::debug!(%error, watch = what, "watch failed; it retries");
+                    None
+                }
+            })
+        })
+        .flatten()
+        .flat_map(move |change| {
+            futures::stream::iter(targets(change).into_iter().map(compact::reference))
+        })
+    }
+}
+
+impl<T, S> Triggers<T> for S where S: futures::Stream<Item = Result<Vec<T>, watcher::Error>> {}
+
+/// What the namespace caches keep of a Namespace: its name, labels and whether it is being
+/// deleted (and its identity and version). Its annotations (a `kubectl apply` leaves the whole
+/// object in one), managedFields, spec and status are read by nothing, and at 10,000
+/// namespaces they cost megabytes.
+pub(crate) fn keep_of_namespace(namespace: &mut k8s_openapi::api::core::v1::Namespace) {
+    namespace.metadata.managed_fields = None;
+    namespace.metadata.annotations = None;
+    namespace.spec = None;
+    namespace.status = None;
 }
 
 /// A task that ends when this is dropped.
@@ -322,41 +372,26 @@ where
 pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Prepared {
     let namespace = settings.namespace.as_deref();
     let isolations: Api<Lenient<NamespaceIsolation>> = scoped(&client, namespace);
-    let policies: Api<Lenient<NetworkPolicy>> = scoped(&client, namespace);
     let (event_queue, publisher) = event_queue(&client, settings, &metrics);
     // Both caches drop managedFields: reconciles never read them, and they are most of the
     // size of a server-side-applied object. Lists come in pages of LIST_PAGE (kube's default is
     // 500): a page is held whole, managedFields included, while it is decoded, and 500 policies
     // with their managedFields take about 20 MB for a moment at every relist. Both decode
     // leniently (see [`decode`]): one object that does not decode never stops a list.
-    let policy_cache = PolicyCache::default();
-    let cache_writer = policy_cache.clone();
+    let policy_cache = PolicyCache::<Facts>::default();
     let own_writes = OwnWrites::default();
-    let own_policies = own_writes.clone();
     let own_isolations = own_writes.clone();
-    let bad_policy = report_undecodable_policy(metrics.clone(), event_queue.clone());
-    let policy_events = watcher(
-        policies,
-        watcher::Config::default()
-            .labels(&managed_selector())
-            .page_size(LIST_PAGE),
-    )
-    .default_backoff()
-    .map_ok(move |event| decode::typed(event, &bad_policy))
-    .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
-    .map_ok(move |event| {
-        let changed = cache_writer.apply(&event);
-        let triggers = if is_own_write(&own_policies, &event) {
-            Vec::new()
-        } else {
-            changed
-        };
-        futures::stream::iter(triggers.into_iter().map(Ok))
-    })
-    .try_flatten();
-    let (isolation_reader, isolation_writer) = reflector::store::<NamespaceIsolation>();
+    let index = audit::IsolationIndex::default();
+    let policy_events = own_policy_triggers(
+        scoped(&client, namespace),
+        &policy_cache,
+        &own_writes,
+        &index,
+        report_undecodable_policy(metrics.clone(), event_queue.clone()),
+    );
+    let (isolation_reader, isolation_writer) = reflector::store::<Compact>();
     let (foreign_cache, foreign_events) =
-        audit::foreign_policies(scoped(&client, namespace), &metrics);
+        audit::foreign_policies(scoped(&client, namespace), &metrics, &index);
     let (dns_caches, dns_changes) = audit::DnsCaches::watch(&client);
     let (cluster_wide, cluster_wide_changes) = audit::ClusterWideCache::watch(&client, namespace);
     let isolation_changes = Changes::default();
@@ -365,13 +400,13 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         "undecodable_resource",
         "NamespaceIsolation",
     );
-    let index = audit::IsolationIndex::default();
     let index_writer = index.clone();
     let isolation_events = watcher(isolations, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
         .map_ok(move |event| decode::typed(event, &bad_isolation))
         .modify(|resource: &mut NamespaceIsolation| resource.metadata.managed_fields = None)
         .inspect_ok(move |event| index_writer.apply(event))
+        .map_ok(Compact::event)
         .reflect(isolation_writer)
         .inspect_ok({
             let changes = isolation_changes.clone();
@@ -398,9 +433,17 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     // the template controller's namespace watch) reconcile its resources.
     let (namespace_changes, namespace_events) = futures::channel::mpsc::unbounded();
     let controller = Controller::for_stream(isolation_events, isolation_reader)
-        .watches_stream(policy_events, reconcile_targets)
-        .watches_stream(foreign_events, index.targets())
-        .watches_stream(namespace_events.map(Ok), index.label_changes())
+        .reconcile_on(policy_events)
+        .reconcile_on(foreign_events)
+        .watches_stream(namespace_events.map(Ok), {
+            let label_changes = index.label_changes();
+            move |namespace| {
+                label_changes(namespace)
+                    .into_iter()
+                    .map(compact::reference)
+                    .collect::<Vec<_>>()
+            }
+        })
         .reconcile_all_on(dns_changes)
         .reconcile_all_on(cluster_wide_changes)
         .trigger_backoff(NoTriggerBackoff)
@@ -427,6 +470,41 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         baselines,
         publisher,
     }
+}
+
+/// The watch of netfence's own policies: it fills `cache` and yields the resources a change
+/// must reconcile (none for this controller's own writes).
+fn own_policy_triggers(
+    api: Api<Lenient<NetworkPolicy>>,
+    cache: &PolicyCache<Facts>,
+    own_writes: &OwnWrites,
+    index: &audit::IsolationIndex,
+    bad_policy: impl Fn(&Undecodable) + Send + Sync + 'static,
+) -> impl futures::Stream<Item = ObjectRef<Compact>> + Send + 'static {
+    let cache_writer = cache.clone();
+    let own_policies = own_writes.clone();
+    let policy_index = index.clone();
+    watcher(
+        api,
+        watcher::Config::default()
+            .labels(&managed_selector())
+            .page_size(LIST_PAGE),
+    )
+    .default_backoff()
+    .map_ok(move |event| decode::typed(event, &bad_policy))
+    .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
+    .map_ok(move |event| {
+        let changed = cache_writer.apply(&event);
+        if is_own_write(&own_policies, &event) {
+            Vec::new()
+        } else {
+            changed
+        }
+    })
+    .triggers("NetworkPolicies (netfence's)", move |change| match change {
+        Change::Policy(policy) => reconcile_targets(*policy),
+        Change::Gone { namespace } => policy_index.in_namespace(&namespace),
+    })
 }
 
 /// The queue of Events every controller publishes to, and its publisher.
@@ -490,7 +568,7 @@ fn report_undecodable(
     metrics: Arc<Metrics>,
     reason: &'static str,
     kind: &'static str,
-) -> impl Fn(&Undecodable) {
+) -> impl Fn(&Undecodable) + Send + Sync + 'static {
     move |undecodable: &Undecodable| {
         metrics.failed(reason);
         tracing::warn!(
@@ -508,7 +586,7 @@ fn report_undecodable(
 fn report_undecodable_policy(
     metrics: Arc<Metrics>,
     events: events::EventQueue,
-) -> impl Fn(&Undecodable) {
+) -> impl Fn(&Undecodable) + Send + Sync + 'static {
     move |undecodable: &Undecodable| {
         metrics.failed("undecodable_policy");
         tracing::warn!(
@@ -593,7 +671,7 @@ where
 
 /// After a failure: retry with this resource's own exponential backoff (see [`skeleton`]).
 #[allow(clippy::needless_pass_by_value)] // the signature is kube's `Controller::run` contract
-fn error_policy(resource: Arc<NamespaceIsolation>, error: &Error, context: Arc<Context>) -> Action {
+fn error_policy(resource: Arc<Compact>, error: &Error, context: Arc<Context>) -> Action {
     context
         .failures
         .error_policy(&ObjectRef::from(resource.as_ref()), error)

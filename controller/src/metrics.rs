@@ -14,7 +14,8 @@ use std::sync::{
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use kube::runtime::reflector::Store;
-use netfence_crd::NamespaceIsolation;
+
+use crate::Compact;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -154,21 +155,12 @@ impl Metrics {
 
     /// The Prometheus text exposition, with the resources gauge recomputed from `store`.
     #[must_use]
-    pub fn encode(&self, store: Option<&Store<NamespaceIsolation>>) -> String {
+    pub fn encode(&self, store: Option<&Store<Compact>>) -> String {
         if let Some(store) = store {
             let mut counts =
                 std::collections::BTreeMap::from([("True", 0_i64), ("False", 0), ("Unknown", 0)]);
             for resource in store.state() {
-                let ready = resource
-                    .status
-                    .as_ref()
-                    .and_then(|status| status.conditions.iter().find(|c| c.type_ == "Ready"))
-                    .map_or("Unknown", |condition| match condition.status.as_str() {
-                        "True" => "True",
-                        "False" => "False",
-                        _ => "Unknown",
-                    });
-                *counts.entry(ready).or_default() += 1;
+                *counts.entry(resource.summary().ready).or_default() += 1;
             }
             for (ready, count) in counts {
                 self.resources
@@ -179,25 +171,18 @@ impl Metrics {
             }
             self.violations.clear();
             for resource in store.state() {
-                let Some(audit) = resource
-                    .status
-                    .as_ref()
-                    .and_then(|status| status.audit.as_ref())
-                else {
-                    continue;
-                };
-                for (reason, findings) in [
-                    ("Widened", &audit.widened),
-                    ("Narrowed", &audit.narrowed),
-                    ("DNS", &audit.dns),
-                ] {
-                    if !findings.is_empty() {
+                let findings = resource.summary().findings;
+                for (reason, count) in ["Widened", "Narrowed", "DNS"].into_iter().zip(findings) {
+                    if count > 0 {
                         self.violations
                             .get_or_create(&ViolationLabel {
-                                namespace: resource.metadata.namespace.clone().unwrap_or_default(),
+                                namespace: kube::Resource::meta(resource.as_ref())
+                                    .namespace
+                                    .clone()
+                                    .unwrap_or_default(),
                                 reason: reason.to_owned(),
                             })
-                            .set(i64::try_from(findings.len()).unwrap_or(i64::MAX));
+                            .set(i64::try_from(count).unwrap_or(i64::MAX));
                     }
                 }
             }
@@ -215,7 +200,7 @@ pub struct Health {
     /// The counters.
     pub metrics: Arc<Metrics>,
     /// The controller's view of NamespaceIsolations, once it runs.
-    pub store: Option<Store<NamespaceIsolation>>,
+    pub store: Option<Store<Compact>>,
     /// Set once the caches are synced (and, with leader election, once leading or standing by).
     pub ready: Arc<AtomicBool>,
 }
@@ -275,8 +260,8 @@ mod tests {
     /// namespace without any (and none left behind once its findings are gone).
     #[test]
     fn violations_are_counted_from_the_status() {
-        let (store, mut writer) = kube::runtime::reflector::store::<NamespaceIsolation>();
-        let mut resource: NamespaceIsolation = serde_json::from_value(serde_json::json!({
+        let (store, mut writer) = kube::runtime::reflector::store::<Compact>();
+        let mut resource: netfence_crd::NamespaceIsolation = serde_json::from_value(serde_json::json!({
             "apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation",
             "metadata": {"name": "shop", "namespace": "shop"},
             "spec": {},
@@ -286,7 +271,9 @@ mod tests {
             }},
         }))
         .expect("a resource");
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(resource.clone()));
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(Compact::of(
+            &resource,
+        )));
         let metrics = Metrics::default();
         let text = metrics.encode(Some(&store));
         assert!(
@@ -299,7 +286,9 @@ mod tests {
         );
         assert!(!text.contains("reason=\"Narrowed\""), "{text}");
         resource.status = None;
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(resource));
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(Compact::of(
+            &resource,
+        )));
         let text = metrics.encode(Some(&store));
         assert!(!text.contains("netfence_isolation_violations{"), "{text}");
     }

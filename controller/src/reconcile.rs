@@ -25,6 +25,7 @@ use kube::{
 };
 use netfence_core::{
     ValidatedIsolation, audit,
+    observed::{Facts, Observed},
     plan::{self, ApplyReason, is_owned_by},
     render::{self, PolicyRole},
     status::{self, Outcome},
@@ -35,7 +36,7 @@ use netfence_crd::{
 };
 
 use super::{
-    Context, FIELD_MANAGER, FINALIZER,
+    Compact, Context, FIELD_MANAGER, FINALIZER, compact,
     decode::{Lenient, into_typed},
     skeleton::CACHE_WAIT,
 };
@@ -115,10 +116,7 @@ impl super::skeleton::ReconcileError for Error {
 }
 
 /// Reconcile one NamespaceIsolation, and keep its failure count for the backoff.
-pub async fn reconcile(
-    resource: Arc<NamespaceIsolation>,
-    context: Arc<Context>,
-) -> Result<Action, Error> {
+pub async fn reconcile(resource: Arc<Compact>, context: Arc<Context>) -> Result<Action, Error> {
     // The permits close when the controller is asked to stop: a reconcile still waiting for
     // one then writes nothing (the watches are cut, its caches would no longer move on).
     let Ok(_permit) = context.permits.acquire().await else {
@@ -126,21 +124,31 @@ pub async fn reconcile(
     };
     context.metrics.reconciles.inc();
     let started = std::time::Instant::now();
-    let span = tracing::info_span!(
-        "reconcile",
-        namespace = resource.metadata.namespace.as_deref().unwrap_or_default(),
-        name = %resource.name_any()
-    );
-    let result = reconcile_steps(&resource, &context).instrument(span).await;
+    let key = ObjectRef::from_obj(resource.as_ref());
+    let namespace = key.namespace.clone().unwrap_or_default();
+    let span = tracing::info_span!("reconcile", namespace = %namespace, name = %key.name);
+    let result = async {
+        // The cache keeps who the resource is, not its spec and status: read them now, from
+        // the API server (see `compact`). Gone: nothing is left to reconcile.
+        let api: Api<Lenient<NamespaceIsolation>> =
+            Api::namespaced(context.client.clone(), &namespace);
+        let found = api.get_opt(&key.name).await.map_err(|source| Error::Read {
+            namespace: namespace.clone(),
+            name: key.name.clone(),
+            source,
+        })?;
+        match found {
+            Some(found) => reconcile_steps(&into_typed(found, &|_| {}), &context).await,
+            None => Ok(Action::await_change()),
+        }
+    }
+    .instrument(span)
+    .await;
     context
         .metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
-    context.failures.record(
-        &ObjectRef::from(resource.as_ref()),
-        &result,
-        &context.metrics,
-    );
+    context.failures.record(&key, &result, &context.metrics);
     result
 }
 
@@ -162,8 +170,8 @@ async fn reconcile_steps(
         finalize(resource, context, &namespace).await?;
         return Ok(Action::await_change());
     }
-    let mut liveness = Liveness::new(resource, context, &namespace);
-    if !ensure_finalizer(resource, context, &namespace, &mut liveness).await? {
+    let liveness = Liveness::read_now(resource);
+    if !ensure_finalizer(resource, context, &namespace, &liveness).await? {
         return Ok(Action::await_change());
     }
 
@@ -180,7 +188,7 @@ async fn reconcile_steps(
                 errors,
                 policies: owned_names(&observed, &uid),
             };
-            if write_status(resource, context, &namespace, &outcome, &mut liveness, None).await? {
+            if write_status(resource, context, &namespace, &outcome, &liveness, None).await? {
                 event(context, resource, EventType::Warning, "InvalidSpec", note);
             }
             return Ok(Action::await_change());
@@ -208,7 +216,7 @@ async fn reconcile_steps(
             context,
             &namespace,
             &outcome,
-            &mut liveness,
+            &liveness,
             Some(&isolation),
         )
         .await?;
@@ -229,7 +237,7 @@ async fn reconcile_steps(
     let mut written = Written::default();
     let result = if plan.conflicts.contains(&deny) || plan.is_empty() {
         Ok(())
-    } else if liveness.confirm().await? {
+    } else if liveness.confirm() {
         apply_plan(context, resource, &namespace, &uid, &plan, &mut written).await
     } else {
         return Ok(Action::await_change());
@@ -246,7 +254,7 @@ async fn reconcile_steps(
             context,
             &namespace,
             &outcome,
-            &mut liveness,
+            &liveness,
             Some(&isolation),
         )
         .await
@@ -277,7 +285,7 @@ async fn reconcile_steps(
         context,
         &namespace,
         &outcome,
-        &mut liveness,
+        &liveness,
         Some(&isolation),
     )
     .await?;
@@ -299,61 +307,40 @@ async fn reconcile_steps(
     }))
 }
 
-/// Whether this reconcile may still write for its resource, asked of the API server (not of the
-/// cache) once, right before its first write, and remembered.
+/// Whether this reconcile may still write for its resource: known from the API server (not
+/// from the cache), where the reconcile read the resource when it began.
 ///
-/// The caches lag: a reconcile queued by the deletion of a deleted resource's policies runs with
-/// that resource still cached, takes the policies for drift, and would write them back, owned by
-/// a UID that no longer exists (garbage collection removes them again, but not the Event that
-/// said they "differed from the spec and were restored"). A reconcile that writes nothing (the
-/// steady state) never asks. What is written between the read and the write for a resource
-/// deleted meanwhile is the garbage collector's to remove.
-struct Liveness<'a> {
-    resource: &'a NamespaceIsolation,
-    context: &'a Context,
-    namespace: &'a str,
-    current: Option<bool>,
+/// The caches lag: a reconcile queued by the deletion of a deleted resource's policies would
+/// run with that resource still cached, take the policies for drift, and write them back, owned
+/// by a UID that no longer exists (garbage collection removes them again, but not the Event
+/// that said they "differed from the spec and were restored"). Read from the API server, a
+/// deleted resource is not found and nothing is reconciled. What is written between the read
+/// and the write for a resource deleted meanwhile is the garbage collector's to remove.
+struct Liveness {
+    current: bool,
 }
 
-impl<'a> Liveness<'a> {
-    fn new(resource: &'a NamespaceIsolation, context: &'a Context, namespace: &'a str) -> Self {
+impl Liveness {
+    /// For `resource` as this reconcile read it from the API server: it exists, and is going
+    /// only if it says so.
+    fn read_now(resource: &NamespaceIsolation) -> Self {
         Liveness {
-            resource,
-            context,
-            namespace,
-            current: None,
+            current: resource.metadata.deletion_timestamp.is_none(),
         }
     }
 
     /// True while the resource exists with this UID and is not being deleted.
-    async fn confirm(&mut self) -> Result<bool, Error> {
-        if let Some(current) = self.current {
-            return Ok(current);
+    fn confirm(&self) -> bool {
+        if !self.current {
+            tracing::debug!("the resource is being deleted: nothing is written for it");
         }
-        let api: Api<Lenient<NamespaceIsolation>> =
-            Api::namespaced(self.context.client.clone(), self.namespace);
-        let found = api
-            .get_opt(&self.resource.name_any())
-            .await
-            .map_err(|source| Error::Read {
-                namespace: self.namespace.to_owned(),
-                name: self.resource.name_any(),
-                source,
-            })?;
-        let current = found.is_some_and(|found| {
-            found.uid() == self.resource.uid() && found.meta().deletion_timestamp.is_none()
-        });
-        if !current {
-            tracing::debug!("the resource is gone or being deleted: nothing is written for it");
-        }
-        self.current = Some(current);
-        Ok(current)
+        self.current
     }
 }
 
 /// The names of the policies that exist and are this resource's after this reconcile: those it
 /// owned before, and those it wrote, less those it deleted (or found gone).
-fn existing_policies(observed: &[NetworkPolicy], uid: &str, written: &Written) -> Vec<String> {
+fn existing_policies(observed: &[Observed], uid: &str, written: &Written) -> Vec<String> {
     let mut names: std::collections::BTreeSet<String> =
         owned_names(observed, uid).into_iter().collect();
     names.extend(
@@ -371,19 +358,73 @@ fn existing_policies(observed: &[NetworkPolicy], uid: &str, written: &Written) -
     names.into_iter().collect()
 }
 
-/// The policies of the namespace that carry the managed-by label, from the cache (no API call).
-/// [`plan::plan`] tells this resource's own from the others.
-fn observe(context: &Context, namespace: &str) -> Vec<NetworkPolicy> {
+/// The policies of the namespace that carry the managed-by label, from the cache (no API call),
+/// as a plan needs them. [`plan::plan`] tells this resource's own from the others.
+fn observe(context: &Context, namespace: &str) -> Vec<Observed> {
     context.policies.in_namespace(namespace)
 }
 
 /// The names of the policies this resource owns.
-fn owned_names(policies: &[NetworkPolicy], uid: &str) -> Vec<String> {
+fn owned_names(policies: &[Observed], uid: &str) -> Vec<String> {
     policies
         .iter()
-        .filter(|policy| is_owned_by(policy, uid))
-        .filter_map(|policy| policy.metadata.name.clone())
+        .filter(|policy| policy.facts.controlled_by(uid))
+        .map(|policy| policy.name.clone())
         .collect()
+}
+
+/// The namespace's policies that carry the managed-by label, whole, for the intent audit. One
+/// whose spec is the spec of the policy of that name `isolation` renders is that rendered
+/// policy (its digest says so; names, namespace and spec are all a proof reads); any other
+/// (another resource's, or not yet restored) is read from the API server.
+async fn whole_policies(
+    context: &Context,
+    namespace: &str,
+    isolation: &ValidatedIsolation,
+) -> Result<Vec<NetworkPolicy>, Error> {
+    let observed = observe(context, namespace);
+    if observed.len() > super::audit::MAX_POLICIES {
+        // More than the audit proves: it counts them and reads none (nor is any read here).
+        return Ok(observed
+            .into_iter()
+            .map(|policy| NetworkPolicy {
+                metadata: ObjectMeta {
+                    name: Some(policy.name),
+                    ..ObjectMeta::default()
+                },
+                ..NetworkPolicy::default()
+            })
+            .collect());
+    }
+    let desired = render::network_policies(isolation);
+    let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
+    let mut whole = Vec::new();
+    for observed in observed {
+        let rendered = desired
+            .iter()
+            .find(|policy| policy.metadata.name.as_deref() == Some(observed.name.as_str()));
+        if let Some(rendered) = rendered.filter(|rendered| observed.facts.same_spec(rendered)) {
+            whole.push(rendered.clone());
+            continue;
+        }
+        match api.get_opt(&observed.name).await {
+            Ok(Some(mut policy)) => {
+                policy.metadata.managed_fields = None;
+                whole.push(policy);
+            }
+            // Deleted since: its event is on its way and reconciles again.
+            Ok(None) => {}
+            Err(source) => {
+                return Err(Error::Write {
+                    verb: "read",
+                    namespace: namespace.to_owned(),
+                    name: observed.name,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(whole)
 }
 
 fn changed(plan: &plan::Plan, reason: ApplyReason) -> Vec<String> {
@@ -583,7 +624,7 @@ fn publish_written(context: &Context, resource: &NamespaceIsolation, written: &W
 async fn wait_for_cache(
     context: &Context,
     namespace: &str,
-    tracked: &super::cache::Tracked,
+    tracked: &super::cache::Tracked<Facts>,
     written: &[(String, Option<String>)],
 ) {
     if written.is_empty() {
@@ -634,7 +675,7 @@ async fn write_status(
     context: &Context,
     namespace: &str,
     outcome: &Outcome,
-    liveness: &mut Liveness<'_>,
+    liveness: &Liveness,
     isolation: Option<&ValidatedIsolation>,
 ) -> Result<bool, Error> {
     context.foreign.wait_synced().await;
@@ -651,12 +692,17 @@ async fn write_status(
         .status
         .as_ref()
         .map_or(&[][..], |status| status.conditions.as_slice());
-    let found = super::audit::audit(context, resource, isolation, namespace);
+    let managed = match isolation {
+        Some(isolation) => whole_policies(context, namespace, isolation).await?,
+        // An invalid spec has no intent to prove.
+        None => Vec::new(),
+    };
+    let found = super::audit::audit(context, resource, isolation, namespace, managed);
     audit::merge(
         &mut new,
         audit::part(&found, resource.metadata.generation, previous, &now),
     );
-    if resource.status.as_ref() == Some(&new) || !liveness.confirm().await? {
+    if resource.status.as_ref() == Some(&new) || !liveness.confirm() {
         return Ok(false);
     }
     let api: Api<Lenient<NamespaceIsolation>> = Api::namespaced(context.client.clone(), namespace);
@@ -735,13 +781,14 @@ fn audit_events(
 /// already queued another reconcile; with a stale resource it would see the old status and
 /// write the new one again. After [`CACHE_WAIT`] it goes on.
 async fn wait_for_resource(context: &Context, resource: &NamespaceIsolation) {
-    let key = ObjectRef::from(resource);
+    let key = compact::reference(ObjectRef::from(resource));
     let deadline = tokio::time::Instant::now() + CACHE_WAIT;
     context
         .isolation_changes
         .wait_until(deadline, || {
             context.isolations.get(&key).is_none_or(|cached| {
-                cached.metadata.resource_version != resource.metadata.resource_version
+                kube::Resource::meta(cached.as_ref()).resource_version
+                    != resource.metadata.resource_version
             })
         })
         .await;
@@ -762,14 +809,14 @@ async fn ensure_finalizer(
     resource: &NamespaceIsolation,
     context: &Context,
     namespace: &str,
-    liveness: &mut Liveness<'_>,
+    liveness: &Liveness,
 ) -> Result<bool, Error> {
     let wanted = resource.spec.deletion_policy != DeletionPolicy::Delete;
     let present = resource.finalizers().iter().any(|f| f == FINALIZER);
     if wanted == present {
         return Ok(true);
     }
-    if !liveness.confirm().await? {
+    if !liveness.confirm() {
         return Ok(false);
     }
     let mut finalizers: Vec<String> = resource

@@ -157,6 +157,51 @@ impl PreparedTemplates {
     }
 }
 
+/// What the template controller keeps of a NamespaceIsolation: of a generated one (controlled
+/// by a template), what a plan compares (spec, labels, annotations, netfence's own apply entry
+/// of managedFields) and its Ready condition; of any other, only who it is and who controls
+/// it (a conflict names it, and never reads more). The NamespaceIsolation controller keeps
+/// every resource whole: a second whole copy here doubled the memory of every namespace.
+fn keep_for_templates(isolation: &mut NamespaceIsolation) {
+    let generated = isolation
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|owner| owner.controller == Some(true) && owner.kind == IsolationTemplate::kind(&()));
+    if generated {
+        if let Some(entries) = isolation.metadata.managed_fields.as_mut() {
+            entries.retain(|entry| {
+                entry.manager.as_deref() == Some(FIELD_MANAGER)
+                    && entry.operation.as_deref() == Some("Apply")
+                    && entry.subresource.as_deref().unwrap_or_default().is_empty()
+            });
+        }
+        if let Some(status) = isolation.status.take() {
+            isolation.status = Some(netfence_crd::NamespaceIsolationStatus {
+                observed_generation: status.observed_generation,
+                conditions: status
+                    .conditions
+                    .into_iter()
+                    .filter(|condition| condition.type_ == "Ready")
+                    .collect(),
+                ..netfence_crd::NamespaceIsolationStatus::default()
+            });
+        }
+    } else {
+        let spec = &mut isolation.spec;
+        spec.tiers = Vec::new();
+        spec.flows = Vec::new();
+        spec.shared_services = Vec::new();
+        spec.acknowledged_policies = Vec::new();
+        isolation.status = None;
+        isolation.metadata.labels = None;
+        isolation.metadata.annotations = None;
+        isolation.metadata.managed_fields = None;
+        isolation.metadata.finalizers = None;
+    }
+}
+
 /// Build the template controller: it watches IsolationTemplates, and reflects Namespaces and
 /// NamespaceIsolations (of every namespace: a resource it does not own is a conflict to see).
 #[must_use]
@@ -175,7 +220,7 @@ pub fn prepare_templates(
         watcher::Config::default().page_size(super::LIST_PAGE),
     )
     .default_backoff()
-    .modify(|namespace: &mut Namespace| namespace.metadata.managed_fields = None)
+    .modify(super::keep_of_namespace)
     .reflect(namespace_writer)
     .touched_objects()
     // The NamespaceIsolation controller's audit reads the labels too.
@@ -193,15 +238,7 @@ pub fn prepare_templates(
     )
     .default_backoff()
     .map_ok(|event| decode::typed(event, &|_| {}))
-    .modify(|isolation: &mut NamespaceIsolation| {
-        if let Some(entries) = isolation.metadata.managed_fields.as_mut() {
-            entries.retain(|entry| {
-                entry.manager.as_deref() == Some(FIELD_MANAGER)
-                    && entry.operation.as_deref() == Some("Apply")
-                    && entry.subresource.as_deref().unwrap_or_default().is_empty()
-            });
-        }
-    })
+    .modify(keep_for_templates)
     .reflect(isolation_writer)
     .inspect_ok({
         let changes = isolation_changes.clone();

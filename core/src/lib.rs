@@ -10,6 +10,7 @@
 //! manifests  the text of a manifest -> its documents, typed with field paths
 //! render     ValidatedIsolation -> NetworkPolicies
 //! baseline   ValidatedBaseline x engine x covered namespaces -> the engine's objects, or the fields it cannot express
+//! observed   NetworkPolicy -> what a plan needs of it (facts and digests, not the object)
 //! plan       rendered + observed policies -> the writes that make them equal
 //! template   IsolationTemplate x namespaces -> the NamespaceIsolations to write
 //! status     the outcome of a reconcile -> the resource's status
@@ -25,6 +26,7 @@ pub mod doctor;
 pub mod manifests;
 pub mod meta;
 pub mod names;
+pub mod observed;
 pub mod plan;
 pub mod render;
 pub mod selector;

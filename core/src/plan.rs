@@ -23,15 +23,15 @@
 //!   policy, or its orphaning is still on its way to the cache) is [`Plan::pending`]: neither
 //!   foreign nor this resource's yet.
 
-use std::{borrow::Borrow, collections::BTreeMap};
+use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    api::networking::v1::{NetworkPolicy, NetworkPolicySpec},
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    api::networking::v1::NetworkPolicy, apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use netfence_crd::NamespaceIsolationStatus;
 
-use crate::meta::{ISOLATION_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::meta::ISOLATION_LABEL;
+pub use crate::observed::{Facts, Observed};
 
 /// Why a policy is in [`Plan::apply`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -154,25 +154,20 @@ pub fn is_drift(
         }
 }
 
-/// Compare rendered policies with the policies observed in the resource's namespace (owned or
-/// shared, e.g. `Arc`s from a cache: nothing is copied).
+/// Compare rendered policies with the policies observed in the resource's namespace (what the
+/// controller keeps of them: [`Observed`]).
 #[must_use]
-pub fn plan<P: Borrow<NetworkPolicy>>(
-    desired: &[NetworkPolicy],
-    observed: &[P],
-    owner_uid: &str,
-) -> Plan {
-    let observed: BTreeMap<&str, &NetworkPolicy> = observed
+pub fn plan(desired: &[NetworkPolicy], observed: &[Observed], owner_uid: &str) -> Plan {
+    let observed: BTreeMap<&str, &Facts> = observed
         .iter()
-        .map(Borrow::borrow)
-        .filter_map(|policy: &NetworkPolicy| Some((policy.metadata.name.as_deref()?, policy)))
+        .map(|policy| (policy.name.as_str(), &policy.facts))
         .collect();
     let mut plan = Plan::default();
     for policy in desired {
         let name = policy.metadata.name.as_deref().unwrap_or_default();
         match observed.get(name) {
             None => plan.apply.push((ApplyReason::Missing, policy.clone())),
-            Some(existing) if !is_owned_by(existing, owner_uid) => {
+            Some(existing) if !existing.controlled_by(owner_uid) => {
                 match predecessor(existing, policy, owner_uid) {
                     Some(Predecessor::Orphaned) => {
                         plan.apply.push((ApplyReason::Adopted, policy.clone()));
@@ -181,7 +176,7 @@ pub fn plan<P: Borrow<NetworkPolicy>>(
                     None => plan.conflicts.push(name.to_owned()),
                 }
             }
-            Some(existing) if matches(policy, existing) => plan.unchanged.push(name.to_owned()),
+            Some(existing) if existing.carries(policy) => plan.unchanged.push(name.to_owned()),
             Some(_) => plan.apply.push((ApplyReason::Drifted, policy.clone())),
         }
     }
@@ -190,7 +185,7 @@ pub fn plan<P: Borrow<NetworkPolicy>>(
         .filter_map(|policy| policy.metadata.name.as_deref())
         .collect();
     for (name, existing) in observed {
-        if is_owned_by(existing, owner_uid) && !desired_names.contains(&name) {
+        if existing.controlled_by(owner_uid) && !desired_names.contains(&name) {
             plan.delete.push(name.to_owned());
         }
     }
@@ -209,110 +204,26 @@ enum Predecessor {
 /// Whether `existing`, which holds the name of the rendered policy `desired`, was left by an
 /// earlier NamespaceIsolation of this name (`desired` carries the name in its isolation label).
 /// A policy being deleted, without netfence's labels, or controlled by anything else is not.
-fn predecessor(
-    existing: &NetworkPolicy,
-    desired: &NetworkPolicy,
-    owner_uid: &str,
-) -> Option<Predecessor> {
-    let label = |policy: &NetworkPolicy, key: &str| {
-        policy
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(key))
-            .cloned()
-    };
-    let resource = label(desired, ISOLATION_LABEL)?;
-    if existing.metadata.deletion_timestamp.is_some()
-        || label(existing, MANAGED_BY_LABEL).as_deref() != Some(MANAGED_BY)
-        || label(existing, ISOLATION_LABEL).as_deref() != Some(resource.as_str())
-    {
-        return None;
-    }
-    let controller = existing
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|owner| owner.controller == Some(true));
-    match controller {
-        None => Some(Predecessor::Orphaned),
-        Some(owner)
-            if owner.kind == "NamespaceIsolation"
-                // The served version exactly: the garbage collector collects a policy whose
-                // owner it can look up and find gone, so the wait ends. An owner reference a
-                // tenant forged with a version nobody serves is never collected: it is a
-                // conflict, reported, not a wait.
-                && owner.api_version
-                    == <netfence_crd::NamespaceIsolation as kube::Resource>::api_version(&())
-                && owner.name == resource
-                && owner.uid != owner_uid =>
-        {
-            Some(Predecessor::Owning)
-        }
-        Some(_) => None,
-    }
-}
-
-/// Whether an observed policy already carries everything netfence renders: the same spec, every
-/// rendered label with its value, and the owner references. Labels and annotations that others
-/// add are theirs and do not count as drift.
-fn matches(desired: &NetworkPolicy, observed: &NetworkPolicy) -> bool {
-    let labels_present = desired
+/// The controller must be a NamespaceIsolation at the served version exactly: the garbage
+/// collector collects a policy whose owner it can look up and find gone, so the wait ends. An
+/// owner reference a tenant forged with a version nobody serves is never collected: it is a
+/// conflict, reported, not a wait.
+fn predecessor(existing: &Facts, desired: &NetworkPolicy, owner_uid: &str) -> Option<Predecessor> {
+    let resource = desired
         .metadata
         .labels
-        .iter()
-        .flatten()
-        .all(|(key, value)| {
-            observed
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|labels| labels.get(key))
-                == Some(value)
-        });
-    let owners_present = desired
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .all(|owner| {
-            observed
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|existing| existing == owner)
-        });
-    labels_present && owners_present && normalized_spec(desired) == normalized_spec(observed)
-}
-
-/// The spec by what it means: the server defaults a missing port protocol to TCP, and an empty
-/// rule list is the same as none (the API server drops empty lists). Compared as typed values:
-/// equal exactly when their JSON is.
-fn normalized_spec(policy: &NetworkPolicy) -> NetworkPolicySpec {
-    let mut spec = policy.spec.clone().unwrap_or_default();
-    if spec.ingress.as_ref().is_some_and(Vec::is_empty) {
-        spec.ingress = None;
+        .as_ref()
+        .and_then(|labels| labels.get(ISOLATION_LABEL))?;
+    if existing.deleting() || !existing.labelled_for(resource) {
+        return None;
     }
-    if spec.egress.as_ref().is_some_and(Vec::is_empty) {
-        spec.egress = None;
+    if existing.uncontrolled() {
+        Some(Predecessor::Orphaned)
+    } else if existing.controlled_by_other(resource, owner_uid) {
+        Some(Predecessor::Owning)
+    } else {
+        None
     }
-    let rules_ports = spec
-        .ingress
-        .iter_mut()
-        .flatten()
-        .flat_map(|rule| rule.ports.iter_mut().flatten())
-        .chain(
-            spec.egress
-                .iter_mut()
-                .flatten()
-                .flat_map(|rule| rule.ports.iter_mut().flatten()),
-        );
-    for port in rules_ports {
-        port.protocol.get_or_insert_with(|| "TCP".to_owned());
-    }
-    spec
 }
 
 /// The body netfence server-side applies for a rendered policy: rule lists it leaves empty are
@@ -354,6 +265,10 @@ mod tests {
         render::network_policies(&ValidatedIsolation::try_from(&resource).expect("valid"))
     }
 
+    fn seen(policies: &[NetworkPolicy]) -> Vec<Observed> {
+        policies.iter().map(Observed::of).collect()
+    }
+
     fn names(policies: &[(ApplyReason, NetworkPolicy)]) -> Vec<(ApplyReason, String)> {
         policies
             .iter()
@@ -366,7 +281,7 @@ mod tests {
     #[test]
     fn missing_then_steady() {
         let desired = desired();
-        let first = plan::<NetworkPolicy>(&desired, &[], UID);
+        let first = plan(&desired, &[], UID);
         assert_eq!(first.apply.len(), 4);
         assert!(
             first
@@ -374,7 +289,7 @@ mod tests {
                 .iter()
                 .all(|(reason, _)| *reason == ApplyReason::Missing)
         );
-        let steady = plan(&desired, &desired, UID);
+        let steady = plan(&desired, &seen(&desired), UID);
         assert!(steady.is_empty(), "{steady:?}");
         assert_eq!(steady.unchanged.len(), 4);
     }
@@ -399,7 +314,7 @@ mod tests {
             .as_mut()
             .expect("labels")
             .remove(crate::meta::ISOLATION_LABEL);
-        let plan = plan(&desired, &edited, UID);
+        let plan = plan(&desired, &seen(&edited), UID);
         assert_eq!(
             names(&plan.apply),
             [
@@ -419,7 +334,7 @@ mod tests {
         let spec = body.spec.as_ref().expect("spec");
         assert_eq!(spec.ingress.as_deref(), Some(&[][..]));
         assert_eq!(spec.egress.as_deref(), Some(&[][..]));
-        assert!(plan(&desired[..1], &[body], UID).apply.is_empty());
+        assert!(plan(&desired[..1], &seen(&[body]), UID).apply.is_empty());
     }
 
     /// Labels and annotations added by others (Argo CD, a policy engine) are not drift.
@@ -434,7 +349,7 @@ mod tests {
                 .get_or_insert_with(Default::default)
                 .insert("team".into(), "payments".into());
         }
-        assert!(plan(&desired, &observed, UID).is_empty());
+        assert!(plan(&desired, &seen(&observed), UID).is_empty());
     }
 
     /// An owned policy no longer rendered is deleted; a hand-written one, or one with the label
@@ -459,14 +374,14 @@ mod tests {
             .expect("owners")[0]
             .uid = "other".into();
         observed.push(other_owner);
-        let plan = plan(&desired, &observed, UID);
+        let plan = plan(&desired, &seen(&observed), UID);
         assert_eq!(plan.delete, ["shop-tier-old"]);
         assert!(plan.apply.is_empty());
 
         let mut squatter = desired[0].clone();
         squatter.metadata.labels = None;
         squatter.metadata.owner_references = None;
-        let plan = super::plan(&desired, &[squatter], UID);
+        let plan = super::plan(&desired, &seen(&[squatter]), UID);
         assert_eq!(plan.conflicts, ["shop-default-deny"]);
         assert_eq!(plan.apply.len(), 3, "the other policies are still created");
     }
@@ -480,7 +395,7 @@ mod tests {
         let mut unlabelled = desired[0].clone();
         unlabelled.metadata.labels = None;
         unlabelled.spec = None;
-        let plan = plan(&desired[..1], &[unlabelled], UID);
+        let plan = plan(&desired[..1], &seen(&[unlabelled]), UID);
         assert_eq!(
             names(&plan.apply),
             [(ApplyReason::Drifted, "shop-default-deny".to_owned())]
@@ -503,7 +418,11 @@ mod tests {
             .as_mut()
             .expect("owners")[0]
             .uid = "earlier".into();
-        let plan = plan(&desired[..2], &[kept.clone(), owned_by_predecessor], UID);
+        let plan = plan(
+            &desired[..2],
+            &seen(&[kept.clone(), owned_by_predecessor]),
+            UID,
+        );
         assert_eq!(
             names(&plan.apply),
             [(ApplyReason::Adopted, "shop-default-deny".to_owned())]
@@ -525,7 +444,7 @@ mod tests {
             .labels
             .as_mut()
             .expect("labels")
-            .remove(MANAGED_BY_LABEL);
+            .remove(crate::meta::MANAGED_BY_LABEL);
         let mut other_resource = kept.clone();
         other_resource
             .metadata
@@ -534,7 +453,7 @@ mod tests {
             .expect("labels")
             .insert(crate::meta::ISOLATION_LABEL.into(), "other".into());
         for foreign in [other_controller, unlabelled, other_resource] {
-            let plan = super::plan(&desired[..1], &[foreign], UID);
+            let plan = super::plan(&desired[..1], &seen(&[foreign]), UID);
             assert_eq!(plan.conflicts, ["shop-default-deny"]);
             assert!(plan.apply.is_empty() && plan.pending.is_empty());
         }
@@ -574,7 +493,7 @@ mod tests {
     /// adoption is of a policy the plan already saw.
     #[test]
     fn a_taken_deny_stops_every_write() {
-        let plan = plan::<NetworkPolicy>(&desired(), &[], UID);
+        let plan = plan(&desired(), &[], UID);
         let name = |index: usize| {
             plan.apply[index]
                 .1

@@ -59,14 +59,6 @@ const OPERATOR_USER_AGENT: &str = "netfence-operator-rbac-test";
 /// (the test says so), and a grant that is neither used nor listed here fails the test.
 const UNEXERCISED: &[(&str, &str, &str, &str)] = &[
     (
-        "get",
-        "networking.k8s.io",
-        "networkpolicies",
-        "the operator reads a namespace's policies with one list before creating missing ones \
-         (not one get each); get is granted as the least-privilege set names it, and allows \
-         nothing that list does not",
-    ),
-    (
         "update",
         "netfence.io",
         "namespaceisolations/finalizers",

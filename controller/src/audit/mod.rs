@@ -48,20 +48,21 @@ pub use cluster_wide::ClusterWideCache;
 pub use dns::DnsCaches;
 
 use super::{
-    Context, LIST_PAGE, PolicyCache,
+    Context, LIST_PAGE, PolicyCache, Triggers, Whole,
     decode::{self, Lenient},
     metrics::Metrics,
 };
 
-/// The NetworkPolicies without netfence's managed-by label, kept like netfence's own, and the
-/// stream that fills them: it yields each policy that changed (added, edited, deleted, or
-/// different after a relist).
+/// The NetworkPolicies without netfence's managed-by label, kept whole, and the stream of the
+/// resources to reconcile when one changes (added, edited, deleted, or different after a
+/// relist): those of its namespace.
 pub(crate) fn foreign_policies(
     api: Api<Lenient<NetworkPolicy>>,
     metrics: &Arc<Metrics>,
+    index: &IsolationIndex,
 ) -> (
-    PolicyCache,
-    impl Stream<Item = Result<NetworkPolicy, watcher::Error>> + Send + 'static,
+    PolicyCache<Whole>,
+    impl Stream<Item = ObjectRef<crate::Compact>> + Send + 'static,
 ) {
     let cache = PolicyCache::default();
     let writer = cache.clone();
@@ -70,6 +71,7 @@ pub(crate) fn foreign_policies(
         "undecodable_foreign_policy",
         "NetworkPolicy",
     );
+    let index = index.clone();
     let events = watcher(
         api,
         watcher::Config::default()
@@ -79,8 +81,10 @@ pub(crate) fn foreign_policies(
     .default_backoff()
     .map_ok(move |event| decode::typed(event, &bad))
     .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
-    .map_ok(move |event| futures::stream::iter(writer.apply(&event).into_iter().map(Ok)))
-    .try_flatten();
+    .map_ok(move |event| writer.apply(&event))
+    .triggers("NetworkPolicies (the others)", move |change| {
+        index.in_namespace(change.namespace())
+    });
     (cache, events)
 }
 
@@ -178,14 +182,6 @@ impl IsolationIndex {
             }
         }
     }
-
-    /// What a change of an object of `namespace` must reconcile: its namespace's resources.
-    pub fn targets<K: kube::Resource>(
-        &self,
-    ) -> impl Fn(K) -> Vec<ObjectRef<NamespaceIsolation>> + Send + Sync + 'static {
-        let index = self.clone();
-        move |object: K| index.in_namespace(object.meta().namespace.as_deref().unwrap_or_default())
-    }
 }
 
 /// What the DNS peer of a valid resource reaches.
@@ -203,11 +199,12 @@ fn dns_reality(
 
 /// The most NetworkPolicies of the namespace the audit proves: each one's pods, peers and ports
 /// join the model world, so whoever may write policies there sets the proof's size.
-const MAX_POLICIES: usize = 200;
+pub(crate) const MAX_POLICIES: usize = 200;
 
 /// The audit of one resource: its namespace's NetworkPolicies (netfence's and the others, but
 /// those it acknowledges) and the cluster-wide policies proven against its spec, and its DNS
-/// peer as the cluster has it. `isolation` is `None` for an invalid spec. Whatever netfence has
+/// peer as the cluster has it. `policies` are the namespace's policies that carry netfence's
+/// managed-by label, whole. `isolation` is `None` for an invalid spec. Whatever netfence has
 /// not read (the cluster-wide kinds, the namespace's labels they choose by) makes `Isolated`
 /// Unknown, never True.
 pub(crate) fn audit(
@@ -215,6 +212,7 @@ pub(crate) fn audit(
     resource: &NamespaceIsolation,
     isolation: Option<&ValidatedIsolation>,
     namespace: &str,
+    mut policies: Vec<NetworkPolicy>,
 ) -> Audit {
     let acknowledged_names: HashMap<&str, &str> = isolation
         .map(|isolation| {
@@ -225,7 +223,6 @@ pub(crate) fn audit(
                 .collect()
         })
         .unwrap_or_default();
-    let mut policies = context.policies.in_namespace(namespace);
     let mut foreign = Vec::new();
     let mut acknowledged = Vec::new();
     for policy in context.foreign.in_namespace(namespace) {
