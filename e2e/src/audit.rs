@@ -80,6 +80,31 @@ impl AuditLog {
             .collect()
     }
 
+    /// Every complete event logged since the last clear or take, consumed: the next take
+    /// starts after them (a line still being written waits for the next take). What a poll in a
+    /// loop reads, each line once.
+    #[must_use]
+    pub fn take(&self) -> Vec<Audited> {
+        let offset = self.offset.load(Ordering::SeqCst);
+        let mut bytes = Vec::new();
+        if let Ok(mut file) = std::fs::File::open(&self.path)
+            && file.seek(SeekFrom::Start(offset)).is_ok()
+        {
+            let _ = file.read_to_end(&mut bytes);
+        }
+        let complete = bytes
+            .iter()
+            .rposition(|byte| *byte == b'\n')
+            .map_or(0, |last| last + 1);
+        self.offset
+            .store(offset + complete as u64, Ordering::SeqCst);
+        String::from_utf8_lossy(&bytes[..complete])
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter_map(|event| audited(&event))
+            .collect()
+    }
+
     /// Whether a request whose URI ends with `marker` has been logged since the last clear.
     #[must_use]
     pub fn has_uri_ending(&self, marker: &str) -> bool {

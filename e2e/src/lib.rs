@@ -281,7 +281,8 @@ pub async fn remove_admission(client: &Client, manifests: &[Value]) {
 }
 
 /// A client for the cluster of `path` that names itself `user_agent`.
-async fn kubeconfig_config(path: &Path) -> anyhow::Result<kube::Config> {
+/// The client configuration of the kubeconfig at `path`.
+pub async fn kubeconfig_config(path: &Path) -> anyhow::Result<kube::Config> {
     let kubeconfig = Kubeconfig::read_from(path)
         .with_context(|| format!("failed to read {}", path.display()))?;
     kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())

@@ -1,7 +1,8 @@
 //! The phases of the benchmark, one function each; each adds its figures to the [`Report`].
 //!
 //! ```text
-//! baseline (own sandbox) -> [sandbox + operator] convergence -> steady -> drift -> churn
+//! baseline (own sandbox, or the real server) -> [server + operator] convergence -> steady -> drift -> churn
+//! [a fresh server + operator] template fan-out
 //! ```
 
 use std::{
@@ -24,12 +25,12 @@ use netfence_core::{
     status::{self, Outcome},
 };
 use netfence_crd::NamespaceIsolation;
-use netfence_sandbox::Sandbox;
 use serde_json::json;
 
 use crate::{
     operator::{Operator, Usage, to_f64},
     report::Report,
+    server::Server,
     workload::{
         self, BASELINE_AGENT, BENCH_AGENT, FIRST_PORT, Isolations, Policies, Writes, namespace_name,
     },
@@ -61,12 +62,12 @@ pub struct Settings {
 /// How long the operator must make no request before a phase's writes are counted.
 const QUIET: Duration = Duration::from_secs(2);
 
-/// The sandbox, the operator and the benchmark's client, for the phases after the baseline.
+/// The API server, the operator and the benchmark's client, for the phases after the baseline.
 pub struct Env {
     /// The settings.
     pub settings: Settings,
-    /// The in-memory API server.
-    pub sandbox: Sandbox,
+    /// The API server.
+    pub server: Server,
     /// The benchmark's own client (User-Agent [`BENCH_AGENT`]).
     pub user: Client,
     /// The operator process.
@@ -81,15 +82,29 @@ pub struct Env {
 }
 
 impl Env {
-    /// Start the sandbox, create the namespaces, start the operator and wait until it is ready.
-    pub async fn start(settings: Settings, per_resource: usize) -> anyhow::Result<Env> {
-        let sandbox = workload::start_sandbox(settings.namespaces).await?;
-        let user = workload::client(&sandbox, BENCH_AGENT)?;
-        workload::create_namespaces(&user, settings.namespaces, settings.concurrency).await?;
-        let kubeconfig = settings.work_dir.join("sandbox.kubeconfig");
-        sandbox.write_kubeconfig(&kubeconfig)?;
+    /// Create the workload's namespaces on `server` (unless `empty`), start the operator and
+    /// wait until it is ready. `name` tells this run's files apart.
+    pub async fn start(
+        settings: Settings,
+        per_resource: usize,
+        server: Server,
+        name: &str,
+        empty: bool,
+    ) -> anyhow::Result<Env> {
+        let user = server.client(BENCH_AGENT, false)?;
+        if !empty {
+            workload::create_namespaces(
+                &user,
+                settings.namespaces,
+                namespace_name,
+                settings.concurrency,
+            )
+            .await?;
+        }
+        let kubeconfig = settings.work_dir.join(format!("{name}.kubeconfig"));
+        server.write_operator_kubeconfig(&kubeconfig)?;
         let (isolations, watch) = Isolations::watch(&user);
-        let log = settings.work_dir.join("operator.log");
+        let log = settings.work_dir.join(format!("{name}-operator.log"));
         let mut operator = Operator::start(&kubeconfig, settings.operator_concurrency, &log)?;
         operator.wait_ready(Duration::from_secs(60)).await?;
         eprintln!(
@@ -97,10 +112,14 @@ impl Env {
             operator.pid(),
             log.display()
         );
-        let namespaces = (0..settings.namespaces).map(namespace_name).collect();
+        let namespaces = if empty {
+            Vec::new()
+        } else {
+            (0..settings.namespaces).map(namespace_name).collect()
+        };
         Ok(Env {
             settings,
-            sandbox,
+            server,
             user,
             operator,
             isolations,
@@ -110,11 +129,11 @@ impl Env {
         })
     }
 
-    /// Stop the operator and the sandbox.
+    /// Stop the operator and the server.
     pub async fn stop(self) {
         self.watch.abort();
         self.operator.stop().await;
-        self.sandbox.shutdown().await;
+        self.server.stop().await;
     }
 
     fn deadline(&self) -> Instant {
@@ -127,7 +146,7 @@ impl Env {
         phase: &str,
         started: Instant,
     ) -> anyhow::Result<Vec<netfence_sandbox::AuditEntry>> {
-        let entries = self.sandbox.audit();
+        let entries = self.server.audit();
         if self.settings.dump_audit {
             let path = self.settings.work_dir.join(format!("{phase}.audit"));
             workload::dump_audit(&path, &entries, started)?;
@@ -229,23 +248,31 @@ fn report_usage(report: &mut Report, phase: &'static str, before: Usage, after: 
 }
 
 /// The baseline: a plain client makes exactly the minimum writes of convergence, as fast as it
-/// can, on a sandbox of its own holding the same namespaces. Each of `concurrency` tasks
+/// can, on a sandbox of its own (or, on the real server, in namespaces of its own, emptied
+/// afterwards). Each of `concurrency` tasks
 /// creates a resource (as the user does in the convergence phase), server-side applies its
 /// rendered policies and writes its status, then takes the next resource.
 pub async fn baseline(
     settings: &Settings,
     per_resource: usize,
+    server: &Server,
     report: &mut Report,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Baseline> {
     eprintln!(
         "baseline: {} resources, minimum writes from a plain client",
         settings.namespaces
     );
-    let sandbox = workload::start_sandbox(settings.namespaces).await?;
-    let user = workload::client(&sandbox, BENCH_AGENT)?;
-    let baseline_client = workload::client(&sandbox, BASELINE_AGENT)?;
-    workload::create_namespaces(&user, settings.namespaces, settings.concurrency).await?;
-    sandbox.audit_clear();
+    let user = server.client(BENCH_AGENT, false)?;
+    let baseline_client = server.client(BASELINE_AGENT, true)?;
+    workload::create_namespaces(
+        &user,
+        settings.namespaces,
+        workload::baseline_namespace,
+        settings.concurrency,
+    )
+    .await?;
+    server.wait_quiet(QUIET, settings.timeout).await;
+    server.audit_clear();
     let started = Instant::now();
     stream::iter(0..settings.namespaces)
         .map(|index| baseline_one(&user, &baseline_client, index))
@@ -253,8 +280,10 @@ pub async fn baseline(
         .try_collect::<()>()
         .await?;
     let elapsed = started.elapsed();
-    let writes = Writes::of(&sandbox.audit(), BASELINE_AGENT);
-    sandbox.shutdown().await;
+    let writes = Writes::of(&server.audit(), BASELINE_AGENT);
+    if server.is_real() {
+        workload::remove_baseline(&user, settings.namespaces, settings.concurrency).await?;
+    }
     let minimum = settings.namespaces * (per_resource + 1);
     report.add(
         "baseline",
@@ -275,11 +304,31 @@ pub async fn baseline(
         writes.counted(),
         writes.failed
     );
-    Ok(elapsed)
+    // Every write of the window: the resources' creates too, which the server took meanwhile.
+    let all_writes = minimum + settings.namespaces;
+    let writes_per_second = to_f64(all_writes as u64) / elapsed.as_secs_f64().max(f64::EPSILON);
+    report.add(
+        "baseline",
+        "write rate the server took (creates, applies, statuses)",
+        format!("{writes_per_second:.0} writes/s"),
+    );
+    Ok(Baseline {
+        elapsed,
+        writes_per_second,
+    })
+}
+
+/// What the baseline measured: the time of the minimum writes, and the server's write rate.
+#[derive(Clone, Copy, Debug)]
+pub struct Baseline {
+    /// Creates and minimum writes of N resources, from a plain client.
+    pub elapsed: Duration,
+    /// Writes per second the server took from it.
+    pub writes_per_second: f64,
 }
 
 async fn baseline_one(user: &Client, writer: &Client, index: usize) -> anyhow::Result<()> {
-    let namespace = namespace_name(index);
+    let namespace = workload::baseline_namespace(index);
     let created = Api::<NamespaceIsolation>::namespaced(user.clone(), &namespace)
         .create(&PostParams::default(), &workload::isolation(&namespace)?)
         .await
@@ -318,7 +367,7 @@ async fn baseline_one(user: &Client, writer: &Client, index: usize) -> anyhow::R
 pub async fn convergence(env: &Env, report: &mut Report) -> anyhow::Result<Duration> {
     let count = env.namespaces.len();
     eprintln!("convergence: creating {count} NamespaceIsolations");
-    env.sandbox.audit_clear();
+    env.server.audit_clear();
     let before = env.operator.usage()?;
     let reconciles = env.reconciles().await;
     let started = Instant::now();
@@ -353,7 +402,7 @@ pub async fn convergence(env: &Env, report: &mut Report) -> anyhow::Result<Durat
             )
         }
     };
-    workload::wait_quiet(&env.sandbox, QUIET, env.settings.timeout).await;
+    env.server.wait_quiet(QUIET, env.settings.timeout).await;
     let after = env.operator.usage()?;
     let entries = env.audit("convergence", started)?;
     let writes = Writes::of(&entries, USER_AGENT);
@@ -426,7 +475,7 @@ async fn foreign_policies(env: &Env) -> anyhow::Result<usize> {
         .buffer_unordered(env.settings.concurrency)
         .try_collect::<()>()
         .await?;
-    workload::wait_quiet(&env.sandbox, QUIET, env.settings.timeout).await;
+    env.server.wait_quiet(QUIET, env.settings.timeout).await;
     let resources = Api::<NamespaceIsolation>::all(env.user.clone())
         .list(&kube::api::ListParams::default())
         .await?;
@@ -461,20 +510,18 @@ pub async fn steady(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             env.namespaces.len().div_ceil(FOREIGN_EVERY)
         ),
     );
-    env.sandbox.audit_clear();
+    env.server.audit_clear();
     let before = env.operator.usage()?;
     let reconciles = env.reconciles().await;
     let started = Instant::now();
     let half = env.settings.steady / 2;
     tokio::time::sleep(half).await;
-    let faults = env.sandbox.faults();
     let resync = Instant::now();
-    faults.compact();
-    faults.close_watches();
+    env.server.force_relist().await?;
     let relisted = wait_relisted(env, resync).await;
     tokio::time::sleep_until((started + env.settings.steady).into()).await;
     // The window ends only once the relist's reconciles are done (their writes must count).
-    workload::wait_quiet(&env.sandbox, QUIET, env.settings.timeout).await;
+    env.server.wait_quiet(QUIET, env.settings.timeout).await;
     let after = env.operator.usage()?;
     let entries = env.audit("steady", started)?;
     let writes = Writes::of(&entries, USER_AGENT);
@@ -514,7 +561,7 @@ pub async fn steady(env: &Env, report: &mut Report) -> anyhow::Result<()> {
 async fn wait_relisted(env: &Env, since: Instant) -> Option<Duration> {
     let deadline = env.deadline();
     while Instant::now() < deadline {
-        let entries = env.sandbox.audit();
+        let entries = env.server.audit();
         let mut listed = [false; 2];
         let mut watching: [Option<Instant>; 2] = [None; 2];
         for entry in entries
@@ -538,7 +585,11 @@ async fn wait_relisted(env: &Env, since: Instant) -> Option<Duration> {
 
 /// Drift: delete a share of the generated policies at once; how long until each is back, and
 /// the writes made for it.
-pub async fn drift(env: &Env, report: &mut Report) -> anyhow::Result<()> {
+pub async fn drift(
+    env: &Env,
+    baseline: Option<Baseline>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let (policies, task) = Policies::watch(&env.user);
     policies.wait_synced(env.settings.timeout).await?;
     let known: BTreeMap<(String, String), workload::Seen> =
@@ -550,7 +601,7 @@ pub async fn drift(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         chosen.len(),
         keys.len()
     );
-    env.sandbox.audit_clear();
+    env.server.audit_clear();
     let before = env.operator.usage()?;
     let started = Instant::now();
     let deleted: HashMap<(String, String), Instant> = stream::iter(chosen.clone())
@@ -591,7 +642,7 @@ pub async fn drift(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         .collect();
     latencies.sort();
     let all_back = restored.iter().max().copied().unwrap_or(started);
-    workload::wait_quiet(&env.sandbox, QUIET, env.settings.timeout).await;
+    env.server.wait_quiet(QUIET, env.settings.timeout).await;
     let after = env.operator.usage()?;
     let writes = Writes::of(&env.audit("drift", started)?, USER_AGENT);
     report.add(
@@ -608,19 +659,30 @@ pub async fn drift(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             seconds(latencies.last().copied().unwrap_or_default())
         ),
     );
-    let p99 = percentile(&latencies, 0.99);
-    report.check(
+    report.add(
         "drift",
         "restored, each from its delete: p99",
-        seconds(p99),
-        "< 1 s",
-        p99 < Duration::from_secs(1),
+        seconds(percentile(&latencies, 0.99)),
     );
+    let restoration = all_back.saturating_duration_since(started);
     report.add(
         "drift",
         "time from the first delete until all are back",
-        seconds(all_back.saturating_duration_since(started)),
+        seconds(restoration),
     );
+    if let Some(baseline) = baseline {
+        // The fastest the server takes as many writes as there are restorations, at the rate
+        // the plain client got from it.
+        let floor = to_f64(chosen.len() as u64) / baseline.writes_per_second.max(f64::EPSILON);
+        let ratio = restoration.as_secs_f64() / floor.max(f64::EPSILON);
+        report.check(
+            "drift",
+            "all back / (deleted / the baseline's write rate)",
+            format!("{} / {floor:.2} s = {ratio:.2}", seconds(restoration)),
+            "<= 1.2",
+            ratio <= 1.2,
+        );
+    }
     report_writes(report, "drift", &writes, chosen.len());
     report_usage(report, "drift", before, after);
     Ok(())
@@ -642,7 +704,7 @@ pub async fn churn(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             .await?;
         before_render.insert(namespace.clone(), workload::rendered(&current)?);
     }
-    env.sandbox.audit_clear();
+    env.server.audit_clear();
     let before = env.operator.usage()?;
     let started = Instant::now();
     let patch = json!({"spec": {"flows": workload::flows(FIRST_PORT + 1)}});
@@ -680,7 +742,7 @@ pub async fn churn(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             env.settings.timeout.as_secs()
         ),
     };
-    workload::wait_quiet(&env.sandbox, QUIET, env.settings.timeout).await;
+    env.server.wait_quiet(QUIET, env.settings.timeout).await;
     let after = env.operator.usage()?;
     let writes = Writes::of(&env.audit("churn", started)?, USER_AGENT);
     report.add(
@@ -732,7 +794,7 @@ const FAN_OUT_LABEL: &str = "netfence.io/scale-fan-out";
 /// writes next to the minimum (one apply per generated resource and per policy, one status per
 /// resource, one template status).
 pub async fn fan_out(env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let count = env.namespaces.len();
+    let count = env.settings.namespaces;
     eprintln!("template fan-out: one IsolationTemplate over {count} new namespaces");
     let names: Vec<String> = (0..count)
         .map(|index| format!("fan-out-{index:05}"))
@@ -755,8 +817,8 @@ pub async fn fan_out(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         .buffer_unordered(env.settings.concurrency)
         .try_collect::<()>()
         .await?;
-    workload::wait_quiet(&env.sandbox, QUIET, env.settings.timeout).await;
-    env.sandbox.audit_clear();
+    env.server.wait_quiet(QUIET, env.settings.timeout).await;
+    env.server.audit_clear();
     let before = env.operator.usage()?;
     let started = Instant::now();
     let template: netfence_crd::IsolationTemplate = serde_json::from_value(json!({
@@ -781,7 +843,7 @@ pub async fn fan_out(env: &Env, report: &mut Report) -> anyhow::Result<()> {
             env.settings.timeout.as_secs()
         ),
     };
-    workload::wait_quiet(&env.sandbox, QUIET, env.settings.timeout).await;
+    env.server.wait_quiet(QUIET, env.settings.timeout).await;
     let after = env.operator.usage()?;
     let entries = env.audit("fan-out", started)?;
     let writes = Writes::of(&entries, USER_AGENT);
@@ -802,6 +864,13 @@ pub async fn fan_out(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         count * (env.per_resource + 2) + 1,
     );
     report_usage(report, "fan-out", before, after);
+    report.check(
+        "fan-out",
+        "operator peak RSS, its own run (VmHWM)",
+        format!("{:.1} MiB", after.peak_rss_mib),
+        "< 100 MB",
+        after.peak_rss_mib < crate::MEMORY_TARGET_MIB,
+    );
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! The workload and what the benchmark observes: the NamespaceIsolation every namespace gets,
-//! clients that say who they are, the write counts from the sandbox's audit log, and trackers
+//! the write counts from the API server's audit log, and trackers
 //! that watch when resources become Ready and when policies come back.
 //!
 //! ```text
@@ -25,7 +25,7 @@ use kube::{
 };
 use netfence_core::{ValidatedIsolation, render};
 use netfence_crd::NamespaceIsolation;
-use netfence_sandbox::{AuditEntry, Sandbox, SandboxOptions};
+use netfence_sandbox::AuditEntry;
 use serde_json::{Value, json};
 
 /// The name of every benchmark NamespaceIsolation (one per namespace).
@@ -40,6 +40,12 @@ pub const BASELINE_AGENT: &str = "netfence-scale-baseline/bench";
 /// The namespace of resource `index`.
 pub fn namespace_name(index: usize) -> String {
     format!("scale-{index:05}")
+}
+
+/// The namespace of the baseline's resource `index` (on the real server the baseline shares
+/// the server with the phases after it).
+pub fn baseline_namespace(index: usize) -> String {
+    format!("scale-baseline-{index:05}")
 }
 
 /// The tiers of the workload.
@@ -118,34 +124,11 @@ pub fn policies_per_resource() -> anyhow::Result<usize> {
     Ok(rendered(&isolation("count")?)?.len())
 }
 
-/// Start a sandbox whose history keeps the changes of a whole run: a real API server keeps
-/// etcd's history for 5 minutes, so clients resuming a watch do not relist in the middle.
-pub async fn start_sandbox(namespaces: usize) -> anyhow::Result<Sandbox> {
-    let options = SandboxOptions {
-        history_limit: SandboxOptions::default()
-            .history_limit
-            .max(namespaces.saturating_mul(25)),
-        ..SandboxOptions::default()
-    };
-    let sandbox = Sandbox::start_with("127.0.0.1:0".parse()?, options).await?;
-    sandbox.install_netfence_crds()?;
-    Ok(sandbox)
-}
-
-/// A client for the sandbox whose requests carry `agent` as User-Agent.
-pub fn client(sandbox: &Sandbox, agent: &'static str) -> anyhow::Result<Client> {
-    let mut config = sandbox.kube_config()?;
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(agent),
-    ));
-    Ok(Client::try_from(config)?)
-}
-
-/// Create the namespaces `0..count` (untimed setup), `concurrency` at a time.
+/// Create the namespaces `name(0..count)` (untimed setup), `concurrency` at a time.
 pub async fn create_namespaces(
     client: &Client,
     count: usize,
+    name: fn(usize) -> String,
     concurrency: usize,
 ) -> anyhow::Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
@@ -153,13 +136,45 @@ pub async fn create_namespaces(
         .map(|index| {
             let api = api.clone();
             async move {
-                let name = namespace_name(index);
+                let name = name(index);
                 let namespace: Namespace = serde_json::from_value(json!({
                     "metadata": {"name": name, "labels": {"netfence.io/scale": "true"}},
                 }))?;
                 api.create(&PostParams::default(), &namespace)
                     .await
                     .with_context(|| format!("failed to create namespace {name}"))?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<()>()
+        .await
+}
+
+/// Remove what the baseline wrote in its namespaces: its NamespaceIsolations and policies (one
+/// delete-collection each per namespace, which returns once they are gone: none carries a
+/// finalizer). The empty namespaces stay: deleting them would have the namespace controller
+/// work through them while the operator is measured.
+pub async fn remove_baseline(
+    client: &Client,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    stream::iter(0..count)
+        .map(|index| {
+            let client = client.clone();
+            async move {
+                let namespace = baseline_namespace(index);
+                let params = kube::api::DeleteParams::default();
+                let list = kube::api::ListParams::default();
+                Api::<NetworkPolicy>::namespaced(client.clone(), &namespace)
+                    .delete_collection(&params, &list)
+                    .await
+                    .with_context(|| format!("failed to delete the policies of {namespace}"))?;
+                Api::<NamespaceIsolation>::namespaced(client, &namespace)
+                    .delete_collection(&params, &list)
+                    .await
+                    .with_context(|| format!("failed to delete the resource of {namespace}"))?;
                 anyhow::Ok(())
             }
         })
@@ -278,24 +293,6 @@ pub fn dump_audit(
         );
     }
     std::fs::write(path, text).with_context(|| format!("failed to write {}", path.display()))
-}
-
-/// Wait until the sandbox has served no request for `quiet` (the operator has nothing left to
-/// do), at most `limit`.
-pub async fn wait_quiet(sandbox: &Sandbox, quiet: Duration, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    let mut last = sandbox.audit_len();
-    let mut since = Instant::now();
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = sandbox.audit_len();
-        if now != last {
-            last = now;
-            since = Instant::now();
-        } else if since.elapsed() >= quiet {
-            return;
-        }
-    }
 }
 
 /// When a resource was last seen Ready, at which generation.
