@@ -263,26 +263,20 @@ pub fn normalized_spec(policy: &NetworkPolicy) -> NetworkPolicySpec {
 
 #[cfg(test)]
 mod tests {
-    use netfence_crd::NamespaceIsolation;
-
     use super::*;
-    use crate::{ValidatedIsolation, render};
+    use crate::render;
 
     const UID: &str = "11111111-2222-3333-4444-555555555555";
 
     fn rendered() -> Vec<NetworkPolicy> {
-        let resource: NamespaceIsolation = serde_json::from_value(serde_json::json!({
-            "apiVersion": "netfence.io/v1alpha1",
-            "kind": "NamespaceIsolation",
-            "metadata": {"name": "shop", "namespace": "shop", "uid": UID},
-            "spec": {
+        crate::plan::rendered_shop(
+            UID,
+            &serde_json::json!({
                 "tiers": [{"name": "web", "podSelector": {"matchLabels": {"app": "web"}}}],
                 "sharedServices": [{"name": "ingress", "direction": "Ingress",
                                     "namespace": "ingress-nginx", "ports": [{"port": 80}]}],
-            },
-        }))
-        .expect("resource");
-        render::network_policies(&ValidatedIsolation::try_from(&resource).expect("valid"))
+            }),
+        )
     }
 
     /// The label digest covers every label render sets, for every role: a label render adds

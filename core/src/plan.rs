@@ -239,11 +239,23 @@ pub fn apply_body(policy: &NetworkPolicy) -> NetworkPolicy {
     body
 }
 
+/// The policies rendered for a NamespaceIsolation `shop` in namespace `shop` with `uid` and
+/// `spec` (the fixture of this module's tests and of `observed`'s).
+#[cfg(test)]
+pub(crate) fn rendered_shop(uid: &str, spec: &serde_json::Value) -> Vec<NetworkPolicy> {
+    let resource: netfence_crd::NamespaceIsolation = serde_json::from_value(serde_json::json!({
+        "apiVersion": "netfence.io/v1alpha1",
+        "kind": "NamespaceIsolation",
+        "metadata": {"name": "shop", "namespace": "shop", "uid": uid},
+        "spec": spec,
+    }))
+    .expect("resource");
+    crate::render::network_policies(&crate::ValidatedIsolation::try_from(&resource).expect("valid"))
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::ValidatedIsolation;
     use k8s_openapi::api::networking::v1::NetworkPolicyIngressRule;
-    use netfence_crd::NamespaceIsolation;
 
     use super::*;
     use crate::render;
@@ -251,18 +263,14 @@ mod tests {
     const UID: &str = "11111111-2222-3333-4444-555555555555";
 
     fn desired() -> Vec<NetworkPolicy> {
-        let resource: NamespaceIsolation = serde_json::from_value(serde_json::json!({
-            "apiVersion": "netfence.io/v1alpha1",
-            "kind": "NamespaceIsolation",
-            "metadata": {"name": "shop", "namespace": "shop", "uid": UID},
-            "spec": {
+        rendered_shop(
+            UID,
+            &serde_json::json!({
                 "tiers": [{"name": "web", "podSelector": {"matchLabels": {"app": "web"}}},
                           {"name": "api", "podSelector": {"matchLabels": {"app": "api"}}}],
                 "flows": [{"from": "web", "to": "api", "ports": [{"port": 8080}]}],
-            },
-        }))
-        .expect("resource");
-        render::network_policies(&ValidatedIsolation::try_from(&resource).expect("valid"))
+            }),
+        )
     }
 
     fn seen(policies: &[NetworkPolicy]) -> Vec<Observed> {

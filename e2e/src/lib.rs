@@ -281,6 +281,21 @@ pub async fn remove_admission(client: &Client, manifests: &[Value]) {
 }
 
 /// A client for the cluster of `path` that names itself `user_agent`.
+/// The audit log of the cluster of `kubeconfig`: `NETFENCE_E2E_AUDIT_LOG`, or `audit.log` beside
+/// the kubeconfig (where `cluster up` writes it).
+#[must_use]
+pub fn audit_log_path(kubeconfig: &Path) -> PathBuf {
+    std::env::var_os(AUDIT_LOG_VARIABLE).map_or_else(
+        || {
+            kubeconfig
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(cluster::AUDIT_LOG_FILE)
+        },
+        PathBuf::from,
+    )
+}
+
 /// The client configuration of the kubeconfig at `path`.
 pub async fn kubeconfig_config(path: &Path) -> anyhow::Result<kube::Config> {
     let kubeconfig = Kubeconfig::read_from(path)
@@ -397,15 +412,7 @@ impl Cluster {
         let proxy = Proxy::start(Client::try_from(upstream)?).await?;
         let operator_config = kube::Config::new(proxy.url().parse()?);
 
-        let audit_path = std::env::var_os(AUDIT_LOG_VARIABLE).map_or_else(
-            || {
-                kubeconfig
-                    .parent()
-                    .unwrap_or(Path::new("."))
-                    .join(cluster::AUDIT_LOG_FILE)
-            },
-            PathBuf::from,
-        );
+        let audit_path = audit_log_path(kubeconfig);
         let audit = audit_path.is_file().then(|| AuditLog::open(&audit_path));
         let since_start = audit_path.is_file().then(|| AuditLog::open(&audit_path));
         Ok(Cluster {

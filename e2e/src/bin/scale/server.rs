@@ -90,15 +90,7 @@ impl Server {
             cluster::up(&directory).await?;
             (directory.join(cluster::KUBECONFIG_FILE), Some(directory))
         };
-        let audit = std::env::var_os(AUDIT_LOG_VARIABLE).map_or_else(
-            || {
-                kubeconfig
-                    .parent()
-                    .unwrap_or(Path::new("."))
-                    .join(cluster::AUDIT_LOG_FILE)
-            },
-            PathBuf::from,
-        );
+        let audit = netfence_e2e::audit_log_path(&kubeconfig);
         anyhow::ensure!(
             audit.is_file(),
             "the API server's audit log {} is not readable here: the benchmark counts writes in it (set {AUDIT_LOG_VARIABLE})",
