@@ -90,8 +90,6 @@ pub struct Context {
     pub proofs: audit::ProofMemo,
     /// The NamespaceIsolations, as last observed (the controller's own cache), kept compact.
     pub isolations: Store<Compact>,
-    /// Signalled whenever `isolations` changes.
-    pub isolation_changes: Changes,
     /// What this controller wrote, so that its own writes trigger no reconcile.
     pub own_writes: OwnWrites,
     /// Consecutive failures per resource, for exponential backoff.
@@ -394,7 +392,6 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         audit::foreign_policies(scoped(&client, namespace), &metrics, &index);
     let (dns_caches, dns_changes) = audit::DnsCaches::watch(&client);
     let (cluster_wide, cluster_wide_changes) = audit::ClusterWideCache::watch(&client, namespace);
-    let isolation_changes = Changes::default();
     let bad_isolation = report_undecodable(
         metrics.clone(),
         "undecodable_resource",
@@ -408,10 +405,6 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         .inspect_ok(move |event| index_writer.apply(event))
         .map_ok(Compact::event)
         .reflect(isolation_writer)
-        .inspect_ok({
-            let changes = isolation_changes.clone();
-            move |_| changes.signal()
-        })
         .try_filter(move |event| std::future::ready(!is_own_write(&own_isolations, event)))
         .applied_objects();
     let context = Arc::new(Context {
@@ -422,7 +415,6 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         cluster_wide,
         proofs: audit::ProofMemo::default(),
         isolations: isolation_reader.clone(),
-        isolation_changes,
         own_writes,
         failures: skeleton::Failures::default(),
         metrics,

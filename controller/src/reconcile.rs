@@ -36,7 +36,7 @@ use netfence_crd::{
 };
 
 use super::{
-    Compact, Context, FIELD_MANAGER, FINALIZER, compact,
+    Compact, Context, FIELD_MANAGER, FINALIZER,
     decode::{Lenient, into_typed},
     skeleton::CACHE_WAIT,
 };
@@ -62,6 +62,17 @@ pub enum Error {
     Write {
         /// read, apply, orphan or delete.
         verb: &'static str,
+        /// The namespace.
+        namespace: String,
+        /// The policy name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A managed NetworkPolicy the intent audit needs whole could not be read.
+    #[error("failed to read NetworkPolicy {namespace}/{name}")]
+    ReadPolicy {
         /// The namespace.
         namespace: String,
         /// The policy name.
@@ -109,6 +120,7 @@ impl super::skeleton::ReconcileError for Error {
             Error::Incomplete(_) => "incomplete",
             Error::Write { .. } => "policy_write",
             Error::List { .. } => "policy_list",
+            Error::ReadPolicy { .. } => "policy_read",
             Error::Read { .. } => "resource_read",
             Error::Update { .. } => "resource_update",
         }
@@ -397,7 +409,8 @@ async fn whole_policies(
             .collect());
     }
     let desired = render::network_policies(isolation);
-    let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
+    // Read leniently: a policy that does not decode is salvaged, never a failed status write.
+    let api: Api<Lenient<NetworkPolicy>> = Api::namespaced(context.client.clone(), namespace);
     let mut whole = Vec::new();
     for observed in observed {
         let rendered = desired
@@ -408,15 +421,15 @@ async fn whole_policies(
             continue;
         }
         match api.get_opt(&observed.name).await {
-            Ok(Some(mut policy)) => {
+            Ok(Some(found)) => {
+                let mut policy = into_typed(found, &|_| {});
                 policy.metadata.managed_fields = None;
                 whole.push(policy);
             }
             // Deleted since: its event is on its way and reconciles again.
             Ok(None) => {}
             Err(source) => {
-                return Err(Error::Write {
-                    verb: "read",
+                return Err(Error::ReadPolicy {
                     namespace: namespace.to_owned(),
                     name: observed.name,
                     source,
@@ -714,7 +727,6 @@ async fn write_status(
     };
     context.own_writes.record(&written);
     audit_events(context, resource, previous, &new.conditions);
-    wait_for_resource(context, resource).await;
     Ok(true)
 }
 
@@ -774,24 +786,6 @@ fn audit_events(
         };
         event(context, resource, type_of_event, &event_reason, message);
     }
-}
-
-/// Wait until the resource cache has moved past the version this reconcile read (it then holds
-/// the status just written, or something newer). The policy writes of this reconcile have
-/// already queued another reconcile; with a stale resource it would see the old status and
-/// write the new one again. After [`CACHE_WAIT`] it goes on.
-async fn wait_for_resource(context: &Context, resource: &NamespaceIsolation) {
-    let key = compact::reference(ObjectRef::from(resource));
-    let deadline = tokio::time::Instant::now() + CACHE_WAIT;
-    context
-        .isolation_changes
-        .wait_until(deadline, || {
-            context.isolations.get(&key).is_none_or(|cached| {
-                kube::Resource::meta(cached.as_ref()).resource_version
-                    != resource.metadata.resource_version
-            })
-        })
-        .await;
 }
 
 fn update_error(resource: &NamespaceIsolation, namespace: &str, source: kube::Error) -> Error {

@@ -80,6 +80,15 @@ impl AuditLog {
             .collect()
     }
 
+    /// Whether the file is now shorter than what was already read: rotated or truncated, so
+    /// that what was logged meanwhile cannot be read (counts from it would be short).
+    #[must_use]
+    pub fn shrank(&self) -> bool {
+        std::fs::metadata(&self.path).map_or(true, |metadata| {
+            metadata.len() < self.offset.load(Ordering::SeqCst)
+        })
+    }
+
     /// Every complete event logged since the last clear or take, consumed: the next take
     /// starts after them (a line still being written waits for the next take). What a poll in a
     /// loop reads, each line once.

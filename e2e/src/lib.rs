@@ -280,7 +280,6 @@ pub async fn remove_admission(client: &Client, manifests: &[Value]) {
     }
 }
 
-/// A client for the cluster of `path` that names itself `user_agent`.
 /// The audit log of the cluster of `kubeconfig`: `NETFENCE_E2E_AUDIT_LOG`, or `audit.log` beside
 /// the kubeconfig (where `cluster up` writes it).
 #[must_use]

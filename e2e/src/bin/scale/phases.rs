@@ -146,6 +146,7 @@ impl Env {
         phase: &str,
         started: Instant,
     ) -> anyhow::Result<Vec<netfence_sandbox::AuditEntry>> {
+        self.server.audit_complete()?;
         let entries = self.server.audit();
         if self.settings.dump_audit {
             let path = self.settings.work_dir.join(format!("{phase}.audit"));
@@ -280,6 +281,9 @@ pub async fn baseline(
         .try_collect::<()>()
         .await?;
     let elapsed = started.elapsed();
+    // The real server logs a request after answering it: the last ones are in once it is quiet.
+    server.wait_quiet(QUIET, settings.timeout).await;
+    server.audit_complete()?;
     let writes = Writes::of(&server.audit(), BASELINE_AGENT);
     if server.is_real() {
         workload::remove_baseline(&user, settings.namespaces, settings.concurrency).await?;

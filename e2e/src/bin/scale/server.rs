@@ -158,6 +158,20 @@ impl Server {
         }
     }
 
+    /// Fails when the log could not be read whole (the real server's audit log was rotated or
+    /// truncated under the benchmark): write counts from it would be short, and a "0 writes"
+    /// would pass for nothing.
+    pub fn audit_complete(&self) -> anyhow::Result<()> {
+        if let Kind::Real(real) = &self.kind {
+            anyhow::ensure!(
+                !real.log.shrank(),
+                "the API server's audit log {} was rotated or truncated during the run: its counts would be short (disable rotation, e.g. no --audit-log-maxsize)",
+                real.log.path().display()
+            );
+        }
+        Ok(())
+    }
+
     /// The requests logged since the last clear (on the real server: netfence's and the
     /// benchmark's, by User-Agent; the control plane's own are left out).
     pub fn audit(&self) -> Vec<AuditEntry> {
