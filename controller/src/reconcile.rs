@@ -1,14 +1,14 @@
 //! One reconcile of one NamespaceIsolation, as named steps:
 //!
 //! ```text
-//! finalize? -> validate -> render -> observe -> plan -> apply + prune (Enforce) -> status
+//! read -> finalize? -> validate -> render -> observe -> plan -> apply + prune (Enforce) -> status
 //! ```
 //!
-//! An invalid spec stops after `validate` with status `InvalidSpec`: nothing in the cluster
-//! changes. A failed write stops with status `ApplyFailed` and an error, so the controller
-//! retries with this resource's backoff. The caches lag behind the API server, so before its
-//! first write a reconcile reads its resource back: one that is gone or being deleted gets no
-//! write at all (see [`Liveness`]).
+//! A reconcile reads its resource from the API server first (the cache keeps only who it is,
+//! see `compact`): one that is gone is not reconciled, one being deleted gets no write but its
+//! finalizer's (see [`Liveness`]). An invalid spec stops after `validate` with status
+//! `InvalidSpec`: nothing in the cluster changes. A failed write stops with status
+//! `ApplyFailed` and an error, so the controller retries with this resource's backoff.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -90,7 +90,7 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// The resource could not be read back before a write.
+    /// The resource could not be read at the start of a reconcile.
     #[error("failed to read NamespaceIsolation {namespace}/{name}")]
     Read {
         /// The namespace.
