@@ -3,9 +3,9 @@
 //! objects kept true (`baseline`). The I/O around the pure `netfence_core`.
 //!
 //! ```text
-//! watch NamespaceIsolation ----------------------------\
-//! reflect NetworkPolicy (managed-by=netfence) ----------+--> reconcile(resource)
-//! reflect NetworkPolicy (the others), DNS namespace ----/    validate -> render -> plan -> apply/prune
+//! watch NamespaceIsolation (cached: who each is) -------\
+//! NetworkPolicy (managed-by=netfence: cached as facts) --+--> reconcile(resource): read it (GET)
+//! NetworkPolicy (the others, whole), DNS namespace -----/    validate -> render -> plan -> apply/prune
 //!                                                            -> audit (`audit`) -> status
 //! ```
 //!
@@ -371,11 +371,11 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     let namespace = settings.namespace.as_deref();
     let isolations: Api<Lenient<NamespaceIsolation>> = scoped(&client, namespace);
     let (event_queue, publisher) = event_queue(&client, settings, &metrics);
-    // Both caches drop managedFields: reconciles never read them, and they are most of the
+    // No cache keeps managedFields: reconciles never read them, and they are most of the
     // size of a server-side-applied object. Lists come in pages of LIST_PAGE (kube's default is
     // 500): a page is held whole, managedFields included, while it is decoded, and 500 policies
-    // with their managedFields take about 20 MB for a moment at every relist. Both decode
-    // leniently (see [`decode`]): one object that does not decode never stops a list.
+    // with their managedFields take about 20 MB for a moment at every relist. Every watch
+    // decodes leniently (see [`decode`]): one object that does not decode never stops a list.
     let policy_cache = PolicyCache::<Facts>::default();
     let own_writes = OwnWrites::default();
     let own_isolations = own_writes.clone();

@@ -160,8 +160,8 @@ impl PreparedTemplates {
 /// What the template controller keeps of a NamespaceIsolation: of a generated one (controlled
 /// by a template), what a plan compares (spec, labels, annotations, netfence's own apply entry
 /// of managedFields) and its Ready condition; of any other, only who it is and who controls
-/// it (a conflict names it, and never reads more). The NamespaceIsolation controller keeps
-/// every resource whole: a second whole copy here doubled the memory of every namespace.
+/// it (a conflict names it, and never reads more). Kept whole, every resource of the cluster
+/// was the largest share of the operator's memory.
 fn keep_for_templates(isolation: &mut NamespaceIsolation) {
     let generated = isolation
         .metadata
