@@ -1070,6 +1070,22 @@ fn gitops_examples_read_netfence_health_and_keep_the_crds() {
         }
     }
 
+    // What the examples define, so a health check names an object a user who applies them has.
+    let mut defined = BTreeSet::new();
+    for file in yaml_files(&repo().join("examples"))
+        .into_iter()
+        .filter(|file| !file.starts_with(&directory))
+    {
+        for document in load(&file) {
+            let namespace = document
+                .value
+                .pointer("/metadata/namespace")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            defined.insert((document.kind().to_owned(), namespace, document.name().to_owned()));
+        }
+    }
+
     let mut health_checked = BTreeSet::new();
     let mut crds_kept = 0;
     for file in yaml_files(&directory.join("flux")) {
@@ -1086,6 +1102,17 @@ fn gitops_examples_read_netfence_health_and_keep_the_crds() {
                         NamespaceIsolation::api_version(&()),
                         "{}",
                         check.name
+                    );
+                    let object = (
+                        check.kind.clone(),
+                        check.namespace.clone(),
+                        check.name.clone(),
+                    );
+                    assert!(
+                        defined.contains(&object),
+                        "{}: the health check of {object:?} names nothing examples/ defines \
+                         (Flux would wait for it until the timeout)",
+                        file.display()
                     );
                 }
                 assert!(
