@@ -1082,7 +1082,11 @@ fn gitops_examples_read_netfence_health_and_keep_the_crds() {
                 .pointer("/metadata/namespace")
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned);
-            defined.insert((document.kind().to_owned(), namespace, document.name().to_owned()));
+            defined.insert((
+                document.kind().to_owned(),
+                namespace,
+                document.name().to_owned(),
+            ));
         }
     }
 

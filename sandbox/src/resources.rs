@@ -58,6 +58,22 @@ pub struct ResourceInfo {
 }
 
 impl ResourceInfo {
+    /// Whether the server keeps `metadata.generation` for this resource: custom resources and
+    /// the built-ins whose upstream strategy sets it (those with a spec a controller acts on).
+    /// Namespaces, Services, Events and Leases have none, so `kubectl diff` and `get -o yaml`
+    /// show none.
+    #[must_use]
+    pub fn tracks_generation(&self) -> bool {
+        self.custom
+            || matches!(
+                (self.group.as_str(), self.plural.as_str()),
+                ("", "pods")
+                    | ("networking.k8s.io", "networkpolicies")
+                    | ("apps", _)
+                    | ("apiextensions.k8s.io", "customresourcedefinitions")
+            )
+    }
+
     /// `namespaceisolations.netfence.io`, or `pods` for the core group.
     #[must_use]
     pub fn group_resource(&self) -> String {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::{
+    coordination::v1::Lease,
     core::v1::{Namespace, Pod},
     networking::v1::NetworkPolicy,
 };
@@ -137,6 +138,54 @@ async fn generation_moves_only_with_the_spec() {
         .await
         .expect("spec");
     assert_eq!(changed.metadata.generation, Some(2));
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
+/// Only the kinds whose upstream strategy keeps a generation get one: a Namespace or a Lease has
+/// none, a NetworkPolicy starts at 1. If this fails, `kubectl diff` and `get -o yaml` against
+/// the sandbox show a `generation` the real server never writes.
+#[tokio::test]
+async fn only_kinds_with_a_generation_get_one() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("no-generation").await.expect("namespace");
+    let client = cluster.client();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let read = namespaces.get(&namespace.name).await.expect("namespace");
+    assert_eq!(
+        read.metadata.generation, None,
+        "a Namespace keeps no generation"
+    );
+    let labelled = namespaces
+        .patch(
+            &namespace.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .expect("label the namespace");
+    assert_eq!(labelled.metadata.generation, None);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace.name);
+    let lease = leases
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "a"}}),
+            )
+            .expect("lease"),
+        )
+        .await
+        .expect("create the lease");
+    assert_eq!(
+        lease.metadata.generation, None,
+        "a Lease keeps no generation"
+    );
+    let policies: Api<NetworkPolicy> = Api::namespaced(client, &namespace.name);
+    let policy = policies
+        .create(&PostParams::default(), &owned_policy("p", &[]))
+        .await
+        .expect("create the policy");
+    assert_eq!(policy.metadata.generation, Some(1));
     namespace.cleanup().await;
     cluster.stop().await;
 }

@@ -114,11 +114,10 @@ impl State {
             let metadata = metadata_mut(&mut object);
             metadata.insert("deletionTimestamp".to_owned(), json!(now()));
             metadata.insert("deletionGracePeriodSeconds".to_owned(), json!(0));
-            let generation = metadata
-                .get("generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            metadata.insert("generation".to_owned(), json!(generation + 1));
+            // As upstream's BeforeDelete: only an object that keeps a generation gets one more.
+            if let Some(generation) = metadata.get("generation").and_then(Value::as_i64) {
+                metadata.insert("generation".to_owned(), json!(generation + 1));
+            }
             changed = true;
         }
         if changed {

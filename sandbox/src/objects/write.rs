@@ -144,7 +144,9 @@ impl State {
         let metadata = metadata_mut(&mut object);
         metadata.insert("uid".to_owned(), json!(uid));
         metadata.insert("creationTimestamp".to_owned(), json!(now()));
-        metadata.insert("generation".to_owned(), json!(1));
+        if info.tracks_generation() {
+            metadata.insert("generation".to_owned(), json!(1));
+        }
         for field in [
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
@@ -721,8 +723,13 @@ impl Write<'_> {
     }
 
     /// `metadata.generation`: 1 for a create; one more than before when the write changed
-    /// more than metadata (and status, for a resource with a status subresource).
+    /// more than metadata (and status, for a resource with a status subresource); none for a
+    /// resource that keeps none ([`ResourceInfo::tracks_generation`]).
     fn set_generation(&self, new: &mut Value) {
+        if !self.info.tracks_generation() {
+            metadata_mut(new).remove("generation");
+            return;
+        }
         let generation = match self.old {
             None => 1,
             Some(old) => {
