@@ -1,5 +1,5 @@
 //! What the chart renders: `helm lint --strict`, default values against `kubectl kustomize
-//! config/default`, the README's table of values, and the GitOps examples' values.
+//! config/default`, the table of values in docs/install.md, and the GitOps examples' values.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -242,7 +242,7 @@ fn default_values_render_what_config_default_installs() {
         .expect("config/default creates netfence-system");
     assert_eq!(
         namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted",
-        "the README's Helm install labels the namespace as config/default does"
+        "docs/install.md's Helm install labels the namespace as config/default does"
     );
     for helm in &helms {
         let rendered = render(helm, "netfence", &json!({}));
@@ -290,7 +290,7 @@ fn value_keys(value: &Value, prefix: &str, keys: &mut BTreeSet<String>) {
     }
 }
 
-/// If this fails, the README's table of values and values.yaml disagree: a value nobody can
+/// If this fails, the table of values in docs/install.md and values.yaml disagree: a value nobody can
 /// find, or a row for a value that no longer exists.
 #[test]
 fn the_readme_lists_every_value() {
@@ -298,11 +298,12 @@ fn the_readme_lists_every_value() {
     let values: Value = serde_saphyr::from_str(&text).expect("values.yaml parses");
     let mut keys = BTreeSet::new();
     value_keys(&values, "", &mut keys);
-    let readme = std::fs::read_to_string(repository().join("README.md")).expect("README.md");
+    let readme = std::fs::read_to_string(repository().join("docs/install.md"))
+        .expect("docs/install.md");
     let marker = "<!-- the chart's values: e2e/tests/helm/ checks this table -->";
     let table = readme
         .split_once(marker)
-        .unwrap_or_else(|| panic!("the README has no {marker}"))
+        .unwrap_or_else(|| panic!("docs/install.md has no {marker}"))
         .1;
     let listed: BTreeSet<String> = table
         .lines()
@@ -314,7 +315,7 @@ fn the_readme_lists_every_value() {
         .collect();
     assert_eq!(
         listed, keys,
-        "the README's table (left) and values.yaml (right) list different values"
+        "the table of docs/install.md (left) and values.yaml (right) list different values"
     );
 }
 

@@ -43,7 +43,7 @@ pub struct Args {
 
     /// How many resources are reconciled at once. A reconcile mostly waits for the API server
     /// and its own cache, so many run at once cheaply: at 4, restoring 900 deleted policies took
-    /// 2 s (see the README's performance section).
+    /// 2 s (see docs/performance.md).
     #[arg(long, env = "NETFENCE_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
 

@@ -91,7 +91,7 @@ app.kubernetes.io/component: controller
 {{- range .Values.extraArgs -}}
 {{- $flag := regexReplaceAll "=.*$" . "" -}}
 {{- if has $flag (list "--leader-election" "--lease-name" "--namespace" "--metrics-addr" "--log-format") -}}
-{{- fail (printf "extraArgs: %s is set by the chart (netfence refuses a flag given twice); use the chart's value for it (README, Install with Helm)" $flag) -}}
+{{- fail (printf "extraArgs: %s is set by the chart (netfence refuses a flag given twice); use the chart's value for it (docs/install.md, Install with Helm)" $flag) -}}
 {{- end -}}
 {{- end -}}
 {{- range $key, $value := .Values.podLabels -}}
