@@ -126,7 +126,10 @@ fn every_link_of_the_readme_and_docs_reaches_its_file_and_section() {
         }
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
-    assert!(checked > 20, "only {checked} links found: the reader is broken");
+    assert!(
+        checked > 20,
+        "only {checked} links found: the reader is broken"
+    );
 }
 
 /// If this fails, the README grew back into the reference it was split from: a newcomer has to

@@ -286,7 +286,9 @@ async fn run_parts(
                 Ok(row) => rows.push(row),
                 Err(error) => {
                     totals.differ += 1;
-                    println!("== {}: FAILED: {error:#}", case.source.display());
+                    let failed = format!("{}: FAILED: {error:#}", case.source.display());
+                    println!("== {failed}");
+                    totals.differences.push(failed);
                 }
             }
         }
@@ -294,14 +296,16 @@ async fn run_parts(
             "examples: {} NamespaceIsolations, {} connections measured, {} differ",
             rows.len(),
             rows.iter().map(|row| row.connections).sum::<usize>(),
-            rows.iter().map(|row| row.differences).sum::<usize>()
+            rows.iter().map(|row| row.differences.len()).sum::<usize>()
         ));
     }
     if !cli.skip.no_conformance
         && let Err(error) = conformance::run(harness, &conformance::corpus(), totals).await
     {
         totals.differ += 1;
-        println!("== conformance on packets: FAILED: {error:#}");
+        let failed = format!("conformance on packets: FAILED: {error:#}");
+        println!("== {failed}");
+        totals.differences.push(failed);
     }
     if !cli.skip.no_fail_closed {
         let three_tier = cases
@@ -315,11 +319,16 @@ async fn run_parts(
         };
         if let Err(error) = result {
             totals.differ += 1;
-            println!("== fail-closed on packets: FAILED: {error:#}");
+            let failed = format!("fail-closed on packets: FAILED: {error:#}");
+            println!("== {failed}");
+            totals.differences.push(failed);
         }
     }
     Ok(rows)
 }
+
+/// How many differences the end of the report repeats (all are printed where they occur).
+const DIFFERENCES_SHOWN: usize = 40;
 
 /// Inside the node's netns: bring up what is missing, run the parts, report.
 async fn inside(cli: &Cli, netns: &str) -> anyhow::Result<ExitCode> {
@@ -354,6 +363,18 @@ async fn inside(cli: &Cli, netns: &str) -> anyhow::Result<ExitCode> {
     println!("{}", examples::table(&rows));
     for line in &totals.lines {
         println!("{line}");
+    }
+    if !totals.differences.is_empty() {
+        println!("what differs ({} lines):", totals.differences.len());
+        for difference in totals.differences.iter().take(DIFFERENCES_SHOWN) {
+            println!("  {difference}");
+        }
+        if totals.differences.len() > DIFFERENCES_SHOWN {
+            println!(
+                "  and {} more, above",
+                totals.differences.len() - DIFFERENCES_SHOWN
+            );
+        }
     }
     println!("packets: took {} s", started.elapsed().as_secs());
     println!(

@@ -286,6 +286,8 @@ struct Tally {
     counted: u64,
     skipped_sctp: usize,
     report: String,
+    /// The counted cells, one line each.
+    differences: Vec<String>,
 }
 
 /// Measure every cell of one case's tables (the world arranged and synced), and compare.
@@ -339,7 +341,9 @@ async fn measure_case(
             let Some(outcome) = outcome else {
                 case_differences += 1;
                 tally.counted += 1;
-                let _ = writeln!(tally.report, "  {cell}: the pod is not in the world");
+                let line = format!("{cell}: the pod is not in the world");
+                let _ = writeln!(tally.report, "  {line}");
+                tally.differences.push(line);
                 continue;
             };
             tally.cells += 1;
@@ -371,14 +375,17 @@ async fn measure_case(
                 tally.counted += 1;
                 case_differences += 1;
             }
-            let _ = writeln!(
-                tally.report,
-                "  {cell}: measured {} ({outcome:?}), upstream {}, netfence verify {} [{whose}{}]",
+            let line = format!(
+                "{cell}: measured {} ({outcome:?}), upstream {}, netfence verify {} [{whose}{}]",
                 word(measured),
                 word(upstream),
                 word(verify),
                 if is_documented { ", documented" } else { "" }
             );
+            let _ = writeln!(tally.report, "  {line}");
+            if !is_documented {
+                tally.differences.push(format!("conformance {line}"));
+            }
         }
     }
     if tally.cells == cells_before {
@@ -466,6 +473,7 @@ pub async fn run(harness: &Harness, directory: &Path, totals: &mut Totals) -> an
     print!("{}", tally.report);
     totals.measured += tally.cells;
     totals.differ += tally.counted;
+    totals.differences.append(&mut tally.differences);
     totals.lines.push(summary);
     Ok(())
 }

@@ -60,8 +60,8 @@ pub struct Row {
     pub blocked: usize,
     /// Connections opened: the open baseline's and the measurement's.
     pub connections: usize,
-    /// Connections where the measurement, verify and the intent do not all agree.
-    pub differences: usize,
+    /// Connections where the measurement, verify and the intent do not all agree, one line each.
+    pub differences: Vec<String>,
 }
 
 fn yaml_files(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -432,7 +432,12 @@ pub async fn run_case(
     }
     println!("  took {:.1} s", started.elapsed().as_secs_f64());
     totals.measured += u64::try_from(row.connections).unwrap_or(u64::MAX);
-    totals.differ += u64::try_from(row.differences).unwrap_or(u64::MAX);
+    totals.differ += u64::try_from(row.differences.len()).unwrap_or(u64::MAX);
+    totals.differences.extend(
+        row.differences
+            .iter()
+            .map(|difference| format!("{}: {}", row.example, difference.trim())),
+    );
     Ok(row)
 }
 
@@ -537,7 +542,7 @@ async fn measure_case(
             connections: baseline.len() + measured.len(),
             allowed,
             blocked,
-            differences: differences.len(),
+            differences,
         },
         report,
     ))
@@ -559,7 +564,7 @@ pub fn table(rows: &[Row]) -> String {
             row.probes,
             row.allowed,
             row.blocked,
-            row.differences
+            row.differences.len()
         );
     }
     text

@@ -535,7 +535,13 @@ fn report(
     );
     println!("== {summary}");
     totals.measured += u64::try_from(attempts.len()).unwrap_or(u64::MAX);
-    totals.differ += forbidden_connected + unclean + converged_failures;
+    let differ = forbidden_connected + unclean + converged_failures;
+    totals.differ += differ;
+    if differ > 0 {
+        totals.differences.push(format!(
+            "{summary}; {converged_failures} allowed attempts failed while converged (phase 0)"
+        ));
+    }
     totals.lines.push(summary);
 }
 

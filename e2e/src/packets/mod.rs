@@ -99,6 +99,9 @@ pub struct Totals {
     pub differ: u64,
     /// Lines for the summary, one per part.
     pub lines: Vec<String>,
+    /// Each difference counted in `differ`, one line each: repeated just before the last line,
+    /// so the end of a CI record (all a failed stage shows) names them.
+    pub differences: Vec<String>,
 }
 
 /// The ports a Pod's containers declare (what its agent serves), as `netfence verify` reads

@@ -298,8 +298,8 @@ fn the_readme_lists_every_value() {
     let values: Value = serde_saphyr::from_str(&text).expect("values.yaml parses");
     let mut keys = BTreeSet::new();
     value_keys(&values, "", &mut keys);
-    let readme = std::fs::read_to_string(repository().join("docs/install.md"))
-        .expect("docs/install.md");
+    let readme =
+        std::fs::read_to_string(repository().join("docs/install.md")).expect("docs/install.md");
     let marker = "<!-- the chart's values: e2e/tests/helm/ checks this table -->";
     let table = readme
         .split_once(marker)
