@@ -66,18 +66,7 @@ impl AuditLog {
     /// Every complete event logged since the last clear.
     #[must_use]
     pub fn read(&self) -> Vec<Audited> {
-        let mut text = String::new();
-        if let Ok(mut file) = std::fs::File::open(&self.path)
-            && file
-                .seek(SeekFrom::Start(self.offset.load(Ordering::SeqCst)))
-                .is_ok()
-        {
-            let _ = file.read_to_string(&mut text);
-        }
-        text.lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter_map(|event| audited(&event))
-            .collect()
+        self.events(false)
     }
 
     /// Whether the file is now shorter than what was already read: rotated or truncated, so
@@ -94,6 +83,12 @@ impl AuditLog {
     /// loop reads, each line once.
     #[must_use]
     pub fn take(&self) -> Vec<Audited> {
+        self.events(true)
+    }
+
+    /// The complete lines from the offset on, as events; with `consume`, the offset moves past
+    /// them.
+    fn events(&self, consume: bool) -> Vec<Audited> {
         let offset = self.offset.load(Ordering::SeqCst);
         let mut bytes = Vec::new();
         if let Ok(mut file) = std::fs::File::open(&self.path)
@@ -105,8 +100,10 @@ impl AuditLog {
             .iter()
             .rposition(|byte| *byte == b'\n')
             .map_or(0, |last| last + 1);
-        self.offset
-            .store(offset + complete as u64, Ordering::SeqCst);
+        if consume {
+            self.offset
+                .store(offset + complete as u64, Ordering::SeqCst);
+        }
         String::from_utf8_lossy(&bytes[..complete])
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
