@@ -1070,25 +1070,7 @@ fn gitops_examples_read_netfence_health_and_keep_the_crds() {
         }
     }
 
-    // What the examples define, so a health check names an object a user who applies them has.
-    let mut defined = BTreeSet::new();
-    for file in yaml_files(&repo().join("examples"))
-        .into_iter()
-        .filter(|file| !file.starts_with(&directory))
-    {
-        for document in load(&file) {
-            let namespace = document
-                .value
-                .pointer("/metadata/namespace")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned);
-            defined.insert((
-                document.kind().to_owned(),
-                namespace,
-                document.name().to_owned(),
-            ));
-        }
-    }
+    let defined = defined_by_examples(&directory);
 
     let mut health_checked = BTreeSet::new();
     let mut crds_kept = 0;
@@ -1155,6 +1137,30 @@ fn gitops_examples_read_netfence_health_and_keep_the_crds() {
         keeps_crds(&application),
         "Argo CD may prune or delete netfence's CRD"
     );
+}
+
+/// What `examples/` defines outside `gitops` (kind, namespace, name): a health check names an
+/// object a user who applies the examples has.
+fn defined_by_examples(gitops: &Path) -> BTreeSet<(String, Option<String>, String)> {
+    let mut defined = BTreeSet::new();
+    for file in yaml_files(&repo().join("examples"))
+        .into_iter()
+        .filter(|file| !file.starts_with(gitops))
+    {
+        for document in load(&file) {
+            let namespace = document
+                .value
+                .pointer("/metadata/namespace")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            defined.insert((
+                document.kind().to_owned(),
+                namespace,
+                document.name().to_owned(),
+            ));
+        }
+    }
+    defined
 }
 
 /// Whether an Argo CD Application annotates the CRDs it applies so that Argo CD never prunes
