@@ -566,6 +566,24 @@ mod tests {
         );
     }
 
+    /// A value written as a folded (`>`) or literal (`|`) block keeps its final line break, as
+    /// YAML says; a message that quotes it escapes it, so every error stays on its one line.
+    /// If this fails, `render` prints `unsupported value "DryRun` and a stray `"; use one of`
+    /// line, and the user cannot see why `DryRun` is refused.
+    #[test]
+    fn values_from_block_scalars_are_quoted_on_one_line() {
+        let errors = isolation_errors(&format!(
+            "{HEAD}spec:\n  mode: >\n    DryRun\n  tiers:\n    - name: >\n        web\n      podSelector: {{}}\n"
+        ));
+        assert_eq!(
+            errors,
+            [
+                "spec.mode: unsupported value \"DryRun\\n\"; use one of: Enforce, DryRun (case matters)",
+                "spec.tiers[0].name: \"web\\n\" is not a DNS-1123 label: use lowercase letters, digits and '-', starting and ending with a letter or digit",
+            ]
+        );
+    }
+
     #[test]
     fn typed_errors_name_the_field_path() {
         let error = typed::<Sample>(&serde_json::json!({"spec": {"ports": [80, "x"]}}))

@@ -216,7 +216,7 @@ fn walk(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<FieldErr
             .collect();
         let written = value
             .as_str()
-            .map_or_else(|| value.to_string(), |text| format!("\"{text}\""));
+            .map_or_else(|| value.to_string(), |text| format!("{text:?}"));
         errors.push(error(
             path,
             format!(
