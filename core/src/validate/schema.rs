@@ -32,24 +32,12 @@ pub fn check(schema: &Value, object: &Value) -> (Value, Vec<FieldError>) {
     let mut errors = Vec::new();
     let mut repaired = object.clone();
     if let Some(map) = repaired.as_object_mut() {
-        let top: Vec<String> = map.keys().cloned().collect();
-        for key in top {
-            if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
-                continue;
-            }
-            match property(schema, &key) {
-                Some(child) => {
-                    if let Some(value) = map.get_mut(&key) {
-                        walk(child, value, &key, &mut errors);
-                    }
-                }
-                None => {
-                    errors.push(error(&key, UNKNOWN_FIELD.to_owned()));
-                    map.remove(&key);
-                }
-            }
-        }
-        fill_required(schema, map, "", &mut errors);
+        let envelope: Vec<(String, Value)> = ["apiVersion", "kind", "metadata"]
+            .into_iter()
+            .filter_map(|key| map.remove(key).map(|value| (key.to_owned(), value)))
+            .collect();
+        walk_object(schema, map, "", &mut errors);
+        map.extend(envelope);
     }
     (repaired, errors)
 }
