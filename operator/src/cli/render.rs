@@ -217,7 +217,7 @@ pub fn baselines(
                 match document.validated::<ClusterBaseline, ValidatedBaseline>() {
                     Ok((_, validated)) => valid.push((document.source.clone(), validated)),
                     Err(invalid) => {
-                        errors.extend(invalid.0.iter().map(|error| format!("{prefix}: {error}")))
+                        errors.extend(invalid.0.iter().map(|error| format!("{prefix}: {error}")));
                     }
                 }
             }
