@@ -183,6 +183,9 @@ fn fill_required(
 
 /// Check `value` against `schema` at `path`, replacing what is wrong.
 fn walk(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<FieldError>) {
+    if value.is_null() && flag(schema, "nullable") {
+        return;
+    }
     if !type_fits(schema, value) {
         errors.push(error(
             path,
@@ -298,6 +301,8 @@ mod tests {
                     }},
                 }}},
                 "port": {"x-kubernetes-int-or-string": true},
+                "endPort": {"type": "integer", "nullable": true},
+                "mode": {"type": "string"},
             }},
         }})
     }
@@ -313,6 +318,8 @@ mod tests {
             "flowz": [],
             "tiers": [{"name": "web", "podSelector": {"matchLabels": {"a": 1}}}, {"name": 3, "podSelector": null}],
             "port": [80],
+            "endPort": null,
+            "mode": null,
         }});
         let (repaired, errors) = check(&schema(), &object);
         let found: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -330,7 +337,7 @@ mod tests {
         );
         assert_eq!(
             repaired["spec"],
-            json!({"isolate": ["Ingress", "Egress"], "port": 1, "tiers": [
+            json!({"isolate": ["Ingress", "Egress"], "port": 1, "endPort": null, "tiers": [
                 {"name": "web", "podSelector": {"matchLabels": {"a": ""}}},
                 {"name": "", "podSelector": {}},
             ]})
