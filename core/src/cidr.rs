@@ -48,12 +48,12 @@ impl fmt::Display for CidrProblem {
                 "is not in CIDR notation; write an address and a prefix length, such as 10.0.0.0/8 or 192.0.2.10/32"
             ),
             CidrProblem::NotAddress(address) => {
-                write!(f, "\"{address}\" is not an IPv4 or IPv6 address")
+                write!(f, "{address:?} is not an IPv4 or IPv6 address")
             }
             CidrProblem::Prefix { given, max } => {
                 write!(
                     f,
-                    "prefix length \"{given}\" must be a number from 0 to {max}"
+                    "prefix length {given:?} must be a number from 0 to {max}"
                 )
             }
             CidrProblem::HostBits(network) => write!(f, "has host bits set; write {network}"),

@@ -11,6 +11,8 @@
 //! are skipped, but a file with no document at all is an error: it is almost always a mistake.
 
 pub use crate::validate::FieldError;
+use crate::validate::{ValidationErrors, schema};
+use kube::core::CustomResourceExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -91,6 +93,51 @@ impl Document {
     /// never silently ignored. The error names the field path (`spec.flows[1].ports[0].port`).
     pub fn typed<T: DeserializeOwned>(&self) -> Result<T, FieldError> {
         typed(&self.value)
+    }
+
+    /// Read a netfence resource and validate it, with every error of the document: the
+    /// structural ones (unknown fields, wrong types, enum values that do not exist, missing
+    /// required fields: walked against `T`'s CRD schema, see [`crate::validate::schema`]) and
+    /// the semantic ones of `V`'s validation, run on the object with the structural errors
+    /// replaced (its errors at or below a structurally wrong field are left out: they would be
+    /// about the placeholder, not about what was written).
+    pub fn validated<T, V>(&self) -> Result<(T, V), ValidationErrors>
+    where
+        T: DeserializeOwned + CustomResourceExt,
+        V: for<'a> TryFrom<&'a T, Error = ValidationErrors>,
+    {
+        let crd = T::crd();
+        let schema = crd
+            .spec
+            .versions
+            .first()
+            .and_then(|version| version.schema.as_ref())
+            .and_then(|validation| validation.open_api_v3_schema.as_ref())
+            .and_then(|schema| serde_json::to_value(schema).ok())
+            .unwrap_or(Value::Null);
+        let (repaired, mut errors) = schema::check(&schema, &self.value);
+        let resource = match typed::<T>(&repaired) {
+            Ok(resource) => resource,
+            Err(error) => {
+                if !schema::covered(&error.path, &errors) {
+                    errors.push(error);
+                }
+                return Err(ValidationErrors(errors));
+            }
+        };
+        match V::try_from(&resource) {
+            Ok(valid) if errors.is_empty() => Ok((resource, valid)),
+            Ok(_) => Err(ValidationErrors(errors)),
+            Err(ValidationErrors(semantic)) => {
+                let structural = errors.clone();
+                errors.extend(
+                    semantic
+                        .into_iter()
+                        .filter(|error| !schema::covered(&error.path, &structural)),
+                );
+                Err(ValidationErrors(errors))
+            }
+        }
     }
 
     /// Deserialize into `T`, ignoring fields this version does not know: for objects read only
@@ -400,6 +447,140 @@ mod tests {
         assert_eq!(
             bad.namespace_error().map(|error| error.path),
             Some("metadata.name".to_owned())
+        );
+    }
+
+    fn document(text: &str) -> Document {
+        parse("f.yaml", text).expect("YAML").remove(0)
+    }
+
+    fn isolation_errors(text: &str) -> Vec<String> {
+        use crate::validate::ValidatedIsolation;
+        use netfence_crd::NamespaceIsolation;
+        document(text)
+            .validated::<NamespaceIsolation, ValidatedIsolation>()
+            .expect_err("invalid")
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    const HEAD: &str = "apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: shop, namespace: shop}\n";
+
+    /// Two unknown fields are two errors, as kubectl reports them. If this fails, `render`
+    /// says "1 invalid field(s)" and the user fixes one misspelling per run.
+    #[test]
+    fn every_unknown_field_is_reported() {
+        let errors = isolation_errors(&format!(
+            "{HEAD}spec:\n  tierz: []\n  flowz: []\n  dns: {{enabeld: false}}\n"
+        ));
+        assert_eq!(
+            errors,
+            [
+                "spec.dns.enabeld: unknown field; check its spelling and indentation against `kubectl explain`",
+                "spec.flowz: unknown field; check its spelling and indentation against `kubectl explain`",
+                "spec.tierz: unknown field; check its spelling and indentation against `kubectl explain`",
+            ]
+        );
+    }
+
+    /// A wrong enum value, a wrong type and a missing required field do not hide each other nor
+    /// the semantic errors of the same document (an unknown tier, a bad namespace, a CIDR with
+    /// host bits). If this fails, the first parse-level error is the only one `render` prints.
+    #[test]
+    fn structural_errors_do_not_hide_the_other_errors() {
+        let errors = isolation_errors(&format!(
+            "{HEAD}spec:
+  isolate: [ingress, Egress]
+  mode: enforce
+  tiers:
+    - name: web
+    - name: Worker
+      podSelector: {{matchLabels: {{tier: worker}}}}
+  flows:
+    - {{from: web, to: db, ports: [{{port: [80]}}]}}
+  sharedServices:
+    - name: mon
+      direction: Ingress
+      namespace: Monitoring
+    - name: out
+      direction: Egress
+      ipBlock: {{cidr: 10.0.0.1/8}}
+"
+        ));
+        assert_eq!(
+            errors,
+            [
+                "spec.flows[0].ports[0].port: must be a number or a name, not a list",
+                "spec.isolate[0]: unsupported value \"ingress\"; use one of: Ingress, Egress (case matters)",
+                "spec.mode: unsupported value \"enforce\"; use one of: Enforce, DryRun (case matters)",
+                "spec.tiers[0].podSelector: is required but missing; add it (`kubectl explain` describes it)",
+                "spec.tiers[1].name: \"Worker\" is not a DNS-1123 label: use lowercase letters, digits and '-', starting and ending with a letter or digit",
+                "spec.flows[0].to: unknown tier \"db\"; declared tiers: web, Worker",
+                "spec.sharedServices[0].namespace: \"Monitoring\" is not a DNS-1123 label: use lowercase letters, digits and '-', starting and ending with a letter or digit",
+                "spec.sharedServices[1].ipBlock.cidr: \"10.0.0.1/8\": has host bits set; write 10.0.0.0/8",
+            ]
+        );
+    }
+
+    /// A template missing its required `namespaceSelector` still reports the errors of its
+    /// embedded spec. If this fails, the missing selector hides them.
+    #[test]
+    fn a_missing_namespace_selector_hides_nothing() {
+        use crate::validate::ValidatedTemplate;
+        use netfence_crd::IsolationTemplate;
+        let errors: Vec<String> = document(
+            "apiVersion: netfence.io/v1alpha1\nkind: IsolationTemplate\nmetadata: {name: teams}\nspec:\n  template:\n    spec:\n      isolate: [egress]\n      sameNamespace: allow\n      tiers: [{name: web, podSelector: {}}]\n      flows: [{from: web, to: api}]\n",
+        )
+        .validated::<IsolationTemplate, ValidatedTemplate>()
+        .expect_err("invalid")
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            errors,
+            [
+                "spec.template.spec.isolate[0]: unsupported value \"egress\"; use one of: Ingress, Egress (case matters)",
+                "spec.template.spec.sameNamespace: unsupported value \"allow\"; use one of: Deny, Allow (case matters)",
+                "spec.namespaceSelector: is required but missing; add it (`kubectl explain` describes it)",
+                "spec.template.spec.flows[0].to: unknown tier \"api\"; declared tiers: web",
+            ]
+        );
+    }
+
+    /// Folded (`>`) and literal (`|`) scalars read as YAML says: a folded paragraph is one line.
+    /// If this fails, a reason or description written folded reaches the cluster with line breaks
+    /// (or without the paragraph breaks).
+    #[test]
+    fn folded_scalars_are_folded() {
+        let documents = parse(
+            "f.yaml",
+            "apiVersion: v1\nkind: ConfigMap\ndata:\n  folded: >\n    one\n    two\n\n    three\n  strip: >-\n    a\n    b\n  literal: |\n    x\n    y\n",
+        )
+        .expect("YAML");
+        assert_eq!(
+            documents[0].value["data"],
+            serde_json::json!({"folded": "one two\nthree\n", "strip": "a b", "literal": "x\ny\n"})
+        );
+    }
+
+    /// A value written as a folded (`>`) or literal (`|`) block keeps its final line break, as
+    /// YAML says; a message that quotes it escapes it, so every error stays on its one line.
+    /// If this fails, `render` prints `unsupported value "DryRun` and a stray `"; use one of`
+    /// line, and the user cannot see why `DryRun` is refused.
+    #[test]
+    fn values_from_block_scalars_are_quoted_on_one_line() {
+        let errors = isolation_errors(&format!(
+            "{HEAD}spec:\n  mode: >\n    DryRun\n  tiers:\n    - name: >\n        web\n      podSelector: {{}}\n"
+        ));
+        assert_eq!(
+            errors,
+            [
+                "spec.mode: unsupported value \"DryRun\\n\"; use one of: Enforce, DryRun (case matters)",
+                "spec.tiers[0].name: \"web\\n\" is not a DNS-1123 label: use lowercase letters, digits and '-', starting and ending with a letter or digit",
+            ]
         );
     }
 

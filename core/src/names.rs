@@ -25,13 +25,13 @@ pub fn dns_label_problem(name: &str) -> Option<String> {
     }
     if name.len() > DNS_LABEL_MAX {
         return Some(format!(
-            "\"{name}\" is {} characters; a DNS-1123 label has at most {DNS_LABEL_MAX}",
+            "{name:?} is {} characters; a DNS-1123 label has at most {DNS_LABEL_MAX}",
             name.len()
         ));
     }
     if !is_dns_label_shape(name) {
         return Some(format!(
-            "\"{name}\" is not a DNS-1123 label: use lowercase letters, digits and '-', starting and ending with a letter or digit"
+            "{name:?} is not a DNS-1123 label: use lowercase letters, digits and '-', starting and ending with a letter or digit"
         ));
     }
     None
@@ -62,14 +62,14 @@ pub fn is_dns_subdomain_shape(name: &str) -> bool {
 pub fn dns_subdomain_problem(name: &str) -> Option<String> {
     if name.len() > DNS_SUBDOMAIN_MAX {
         return Some(format!(
-            "\"{name}\" is longer than {DNS_SUBDOMAIN_MAX} characters"
+            "{name:?} is longer than {DNS_SUBDOMAIN_MAX} characters"
         ));
     }
     if is_dns_subdomain_shape(name) {
         None
     } else {
         Some(format!(
-            "\"{name}\" is not a DNS-1123 subdomain: use lowercase letters, digits, '-' and '.'"
+            "{name:?} is not a DNS-1123 subdomain: use lowercase letters, digits, '-' and '.'"
         ))
     }
 }
@@ -157,7 +157,7 @@ pub fn label_key_problem(key: &str) -> Option<String> {
         LabelKeyFault::PrefixEmpty
         | LabelKeyFault::PrefixTooLong
         | LabelKeyFault::PrefixShape => format!(
-            "prefix \"{prefix}\" must be a DNS-1123 subdomain such as example.com"
+            "prefix {prefix:?} must be a DNS-1123 subdomain such as example.com"
         ),
         LabelKeyFault::NameEmpty => "has an empty name part".to_owned(),
         LabelKeyFault::NameTooLong => format!(
@@ -191,7 +191,7 @@ pub fn label_value_problem(value: &str) -> Option<String> {
 pub fn port_name_problem(name: &str) -> Option<String> {
     if !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_digit()) {
         return Some(format!(
-            "\"{name}\" is a number written as a string; write it without quotes"
+            "{name:?} is a number written as a string; write it without quotes"
         ));
     }
     let valid = name.len() <= 15
@@ -202,7 +202,7 @@ pub fn port_name_problem(name: &str) -> Option<String> {
         None
     } else {
         Some(format!(
-            "\"{name}\" is neither a port number nor a port name: a name has at most 15 lowercase letters, digits and single '-', with at least one letter"
+            "{name:?} is neither a port number nor a port name: a name has at most 15 lowercase letters, digits and single '-', with at least one letter"
         ))
     }
 }

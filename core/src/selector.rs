@@ -131,12 +131,12 @@ impl Selector {
         let mut requirements = Vec::new();
         for (key, value) in selector.match_labels.iter().flatten() {
             if let Some(why) = label_key_problem(key) {
-                problem("matchLabels".to_owned(), format!("key \"{key}\": {why}"));
+                problem("matchLabels".to_owned(), format!("key {key:?}: {why}"));
             }
             if let Some(why) = label_value_problem(value) {
                 problem(
                     format!("matchLabels.{key}"),
-                    format!("value \"{value}\": {why}"),
+                    format!("value {value:?}: {why}"),
                 );
             }
             requirements.push(Requirement::In {
@@ -148,7 +148,7 @@ impl Selector {
             let field = format!("matchExpressions[{index}]");
             let key = expression.key.clone();
             if let Some(why) = label_key_problem(&key) {
-                problem(format!("{field}.key"), format!("\"{key}\": {why}"));
+                problem(format!("{field}.key"), format!("{key:?}: {why}"));
             }
             let listed = expression.values.as_deref().unwrap_or_default();
             let values: BTreeSet<String> = listed.iter().cloned().collect();
@@ -177,7 +177,7 @@ impl Selector {
                     problem(
                         format!("{field}.operator"),
                         format!(
-                            "unknown operator \"{other}\"; use In, NotIn, Exists or DoesNotExist"
+                            "unknown operator {other:?}; use In, NotIn, Exists or DoesNotExist"
                         ),
                     );
                     None
@@ -187,7 +187,7 @@ impl Selector {
                 if let Some(why) = label_value_problem(value) {
                     problem(
                         format!("{field}.values[{position}]"),
-                        format!("\"{value}\": {why}"),
+                        format!("{value:?}: {why}"),
                     );
                 }
             }

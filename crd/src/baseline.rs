@@ -17,16 +17,15 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::isolation::{Direction, Dns, IpBlock, MAX_PORTS, Port, SameNamespace};
+use crate::isolation::{
+    DNS_LABEL_PATTERN, Direction, Dns, IpBlock, MAX_PORTS, Port, SameNamespace, selector_operators,
+};
 
 /// The most `allow` entries of one baseline.
 pub const MAX_ALLOW: usize = 16;
 /// The most guardrails of one baseline (a ClusterNetworkPolicy holds at most 25 rules per
 /// direction).
 pub const MAX_GUARDRAILS: usize = 16;
-
-/// A DNS-1123 label: a namespace name.
-const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 /// Cluster-wide zero trust for every namespace its selector matches.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -81,6 +80,7 @@ pub struct ClusterBaselineSpec {
     /// The namespaces covered, by label. Required: write `{}` for every namespace
     /// (`kube-system`, `kube-public`, `kube-node-lease` and netfence's own namespace are always
     /// left out).
+    #[schemars(transform = selector_operators)]
     pub namespace_selector: LabelSelector,
 
     /// Namespaces left out even when the selector matches them, by name.
@@ -210,7 +210,7 @@ pub enum BaselineDeletionPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct BaselineRule {
     /// The rule's name: a DNS-1123 label, unique in its list.
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub name: String,
 
     /// `Ingress`: the peers may reach the covered pods. `Egress`: the covered pods may reach the
@@ -219,15 +219,17 @@ pub struct BaselineRule {
 
     /// The peer namespace, by name. Exactly one of `namespace`, `namespaceSelector`, `ipBlock`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub namespace: Option<String>,
 
     /// The peer namespaces, by label. `{}` means every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = selector_operators)]
     pub namespace_selector: Option<LabelSelector>,
 
     /// The peer pods inside the peer namespaces. Omitted: every pod of those namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = selector_operators)]
     pub pod_selector: Option<LabelSelector>,
 
     /// The peer addresses.

@@ -43,6 +43,49 @@ pub const MAX_EXCEPT: usize = 32;
 /// The most acknowledged foreign policies of one resource.
 pub const MAX_ACKNOWLEDGED: usize = 64;
 
+/// A DNS-1123 label: what a namespace's name, a tier's name and a shared service's name must be.
+/// In the schema, so the API server refuses `Worker` at admission rather than netfence later.
+pub const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+/// The operators of a label selector's `matchExpressions`.
+pub const SELECTOR_OPERATORS: [&str; 4] = ["In", "NotIn", "Exists", "DoesNotExist"];
+
+/// The longest CIDR written in an `ipBlock` (an IPv6 address with a prefix is at most 43
+/// characters). The bound also bounds the estimated cost of the CIDR rules.
+pub const MAX_CIDR: usize = 64;
+
+/// A schemars transform for every label selector field: the operators of `matchExpressions` are
+/// an enum, so the API server refuses `operator: in` at admission (k8s-openapi's schema has a
+/// plain string). It finds the `operator` property wherever the selector's schema sits (inlined,
+/// or under the nullable wrapping of an `Option`).
+pub fn selector_operators(schema: &mut schemars::Schema) {
+    fn walk(object: &mut serde_json::Map<String, serde_json::Value>) {
+        if let Some(operator) = object
+            .get_mut("properties")
+            .and_then(|properties| properties.get_mut("matchExpressions"))
+            .and_then(|expressions| expressions.get_mut("items"))
+            .and_then(|items| items.get_mut("properties"))
+            .and_then(|properties| properties.get_mut("operator"))
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            operator.insert("enum".to_owned(), serde_json::json!(SELECTOR_OPERATORS));
+        }
+        for child in object.values_mut() {
+            match child {
+                serde_json::Value::Object(child) => walk(child),
+                serde_json::Value::Array(items) => items
+                    .iter_mut()
+                    .filter_map(serde_json::Value::as_object_mut)
+                    .for_each(walk),
+                _ => {}
+            }
+        }
+    }
+    if let Some(object) = schema.as_object_mut() {
+        walk(object);
+    }
+}
+
 /// Desired isolation of one namespace.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -80,7 +123,11 @@ pub const MAX_ACKNOWLEDGED: usize = 64;
 )]
 #[x_kube(
     validation = Rule::new("!has(self.flows) || self.flows.all(f, has(self.tiers) && self.tiers.exists(t, t.name == f.from) && self.tiers.exists(t, t.name == f.to))")
-        .message("every flow's from and to must name a tier declared in spec.tiers")
+        // Names an undeclared tier, as `netfence render` does (`unknown tier "db"`): the first
+        // undeclared `from`, else the first undeclared `to`. Built with `map(...).indexOf(true)`:
+        // the API server's cost estimate of `filter`, `join` or `max` over the flows exceeds its
+        // budget (checked on v1.37.2), and it refuses the whole CRD.
+        .message(kube::core::Message::Expression(r#""every flow's from and to must name a tier declared in spec.tiers; \"" + (self.flows.exists(f, !has(self.tiers) || !self.tiers.exists(t, t.name == f.from)) ? self.flows[self.flows.map(f, !has(self.tiers) || !self.tiers.exists(t, t.name == f.from)).indexOf(true)].from : self.flows[self.flows.map(f, !has(self.tiers) || !self.tiers.exists(t, t.name == f.to)).indexOf(true)].to) + "\" is not declared""#.into()))
         .field_path(".flows"),
     validation = Rule::new("!has(self.sharedServices) || self.sharedServices.all(s, !has(s.tiers) || s.tiers.all(n, has(self.tiers) && self.tiers.exists(t, t.name == n)))")
         .message("every shared service's tiers must name tiers declared in spec.tiers")
@@ -228,11 +275,12 @@ pub struct Dns {
     /// The namespace of the DNS pods (default `kube-system`), matched by its immutable
     /// `kubernetes.io/metadata.name` label.
     #[serde(default = "default_dns_namespace")]
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub namespace: String,
 
     /// The DNS pods in that namespace (default `k8s-app: kube-dns`), ANDed with the namespace.
     #[serde(default = "default_dns_pod_selector")]
+    #[schemars(transform = selector_operators)]
     pub pod_selector: LabelSelector,
 
     /// The DNS ports (default UDP 53 and TCP 53).
@@ -290,10 +338,11 @@ fn default_dns_ports() -> Vec<Port> {
 pub struct Tier {
     /// The tier's name: a DNS-1123 label, unique in this resource. The tier's policy is named
     /// `<resource>-tier-<name>`.
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub name: String,
 
     /// The pods of the tier. `{}` selects every pod of the namespace.
+    #[schemars(transform = selector_operators)]
     pub pod_selector: LabelSelector,
 }
 
@@ -329,7 +378,7 @@ pub struct Flow {
 pub struct SharedService {
     /// The shared service's name: a DNS-1123 label, unique in this resource. A shared service
     /// without `tiers` gets its own policy, `<resource>-shared-<name>`.
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub name: String,
 
     /// `Ingress`: the peers may reach our tiers. `Egress`: our tiers may reach the peers.
@@ -338,16 +387,18 @@ pub struct SharedService {
     /// The peer namespace, by name (shorthand for a `namespaceSelector` on
     /// `kubernetes.io/metadata.name`). Exactly one of `namespace`, `namespaceSelector`, `ipBlock`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub namespace: Option<String>,
 
     /// The peer namespaces, by label. `{}` means every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = selector_operators)]
     pub namespace_selector: Option<LabelSelector>,
 
     /// The peer pods inside the peer namespaces (ANDed with `namespace` or `namespaceSelector`).
     /// Omitted: every pod of those namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = selector_operators)]
     pub pod_selector: Option<LabelSelector>,
 
     /// The peer addresses, for traffic to or from outside the cluster.
@@ -367,16 +418,26 @@ pub struct SharedService {
 }
 
 /// A range of IP addresses.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[x_kube(
+    // `isCIDR` (Kubernetes 1.31+) checks the syntax only: host bits and `except` inside `cidr`
+    // are netfence's own checks (InvalidSpec).
+    validation = Rule::new("isCIDR(self.cidr)")
+        .message("cidr must be an IP range in CIDR notation, such as 203.0.113.0/24 or 2001:db8::/32")
+        .field_path(".cidr"),
+    validation = Rule::new("!has(self.except) || self.except.all(e, isCIDR(e))")
+        .message("every except must be an IP range in CIDR notation, such as 203.0.113.128/25")
+        .field_path(".except")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct IpBlock {
     /// The range, in CIDR notation with no host bits set: `203.0.113.0/24`, `2001:db8::/32`.
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = MAX_CIDR))]
     pub cidr: String,
 
     /// Sub-ranges of `cidr` to leave out, each strictly inside `cidr`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = MAX_EXCEPT))]
+    #[schemars(length(max = MAX_EXCEPT), inner(length(min = 1, max = MAX_CIDR)))]
     pub except: Vec<String>,
 }
 

@@ -15,16 +15,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::NamespaceIsolationSpec;
+use crate::isolation::{DNS_LABEL_PATTERN, selector_operators};
 
 /// Namespaces no template ever generates into, whatever its selector: the cluster's own.
 pub const ALWAYS_EXCLUDED: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 
 /// The most names in `spec.excludeNamespaces`.
 pub const MAX_EXCLUDED_NAMESPACES: usize = 256;
-
-/// A DNS-1123 label: what a namespace name and a NamespaceIsolation's name (as netfence limits
-/// it) must be.
-const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 /// A cluster-wide isolation baseline for every namespace its selector matches.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -60,6 +57,7 @@ pub struct IsolationTemplateSpec {
     /// The namespaces that get the template, by label. Required: write `{}` to select every
     /// namespace (`kube-system`, `kube-public`, `kube-node-lease` and netfence's own namespace
     /// are always left out).
+    #[schemars(transform = selector_operators)]
     pub namespace_selector: LabelSelector,
 
     /// Namespaces left out even when the selector matches them, by name.

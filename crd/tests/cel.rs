@@ -54,7 +54,7 @@ fn rules_compile() {
     assert!(problems.is_empty(), "{problems:#?}");
     found.sort();
     found.dedup();
-    assert_eq!(found.len(), 7, "rules found: {found:#?}");
+    assert_eq!(found.len(), 9, "rules found: {found:#?}");
 }
 
 /// The API server refuses a CRD whose rules may cost more than its static budget (10^7 per
@@ -125,13 +125,54 @@ fn examples_pass() {
     assert!(checked >= 5, "only {checked} examples checked");
 }
 
-/// A flow to an unknown tier is refused at admission.
+/// A flow to an unknown tier is refused at admission, and the message names the tier (as
+/// `netfence render` does; the first undeclared `from`, else the first undeclared `to`). If this fails, `kubectl apply` says only that some flow is wrong
+/// and the user hunts through every flow for it.
 #[test]
 fn flow_to_unknown_tier() {
     let errors = validate(&json!({"tiers": tiers(), "flows": [{"from": "frontend", "to": "db"}]}));
     assert_eq!(
         errors,
-        ["spec.flows: every flow's from and to must name a tier declared in spec.tiers"]
+        [
+            "spec.flows: every flow's from and to must name a tier declared in spec.tiers; \"db\" is not declared"
+        ]
+    );
+    let errors = validate(&json!({"tiers": tiers(), "flows": [
+        {"from": "frontend", "to": "backend"},
+        {"from": "backend", "to": "cache"},
+        {"from": "web", "to": "backend"},
+    ]}));
+    assert_eq!(
+        errors,
+        [
+            "spec.flows: every flow's from and to must name a tier declared in spec.tiers; \"web\" is not declared"
+        ]
+    );
+    let errors = validate(&json!({"flows": [{"from": "a", "to": "b"}]}));
+    assert_eq!(
+        errors,
+        [
+            "spec.flows: every flow's from and to must name a tier declared in spec.tiers; \"a\" is not declared"
+        ]
+    );
+}
+
+/// A CIDR that is not one is refused at admission (`isCIDR`, Kubernetes 1.31+), naming the
+/// field. If this fails, `kubectl apply` accepts `cidr: 10.0.0.0/33` and netfence reports
+/// InvalidSpec only later.
+#[test]
+fn cidrs_are_cidrs() {
+    let errors = validate(&json!({"sharedServices": [
+        {"name": "a", "direction": "Egress", "ipBlock": {"cidr": "10.0.0.0/33", "except": ["10.0.0.0/24", "nope"]}},
+        {"name": "b", "direction": "Egress", "ipBlock": {"cidr": "2001:db8::/32", "except": ["2001:db8::/48"]}},
+    ], "dns": {"ipBlocks": [{"cidr": "169.254.20.10"}]}}));
+    assert_eq!(
+        errors,
+        [
+            "spec.dns.ipBlocks[0].cidr: cidr must be an IP range in CIDR notation, such as 203.0.113.0/24 or 2001:db8::/32",
+            "spec.sharedServices[0].ipBlock.cidr: cidr must be an IP range in CIDR notation, such as 203.0.113.0/24 or 2001:db8::/32",
+            "spec.sharedServices[0].ipBlock.except: every except must be an IP range in CIDR notation, such as 203.0.113.128/25",
+        ]
     );
 }
 

@@ -172,6 +172,32 @@ fn one_bad_resource_renders_nothing() {
     );
 }
 
+/// Parse-level errors (two unknown fields, a lowercase enum value, a missing required field)
+/// hide nothing: every error of the document, each with its file, name and path, exit 2,
+/// nothing rendered. If this fails, `render` stops at the first one ("1 invalid field(s)")
+/// and the user needs one run per mistake.
+#[test]
+fn parse_errors_hide_no_other_error() {
+    let file = temp_file(
+        "several",
+        b"apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: shop, namespace: shop}\nspec:\n  isolate: [ingress, Egress]\n  tierz: []\n  flowz: []\n  tiers: [{name: web}, {name: Worker, podSelector: {}}]\n  flows: [{from: web, to: db}]\n",
+    );
+    let path = file.display().to_string();
+    let output = netfence(&["render", &path]);
+    assert_bad_input(
+        &output,
+        &format!(
+            "{path}: shop: spec.flowz: unknown field; check its spelling and indentation against `kubectl explain`\n\
+             {path}: shop: spec.isolate[0]: unsupported value \"ingress\"; use one of: Ingress, Egress (case matters)\n\
+             {path}: shop: spec.tiers[0].podSelector: is required but missing; add it (`kubectl explain` describes it)\n\
+             {path}: shop: spec.tierz: unknown field; check its spelling and indentation against `kubectl explain`\n\
+             {path}: shop: spec.tiers[1].name: \"Worker\" is not a DNS-1123 label: use lowercase letters, digits and '-', starting and ending with a letter or digit\n\
+             {path}: shop: spec.flows[0].to: unknown tier \"db\"; declared tiers: web, Worker\n\
+             error: 6 invalid field(s); nothing rendered\n"
+        ),
+    );
+}
+
 /// A misspelt field is an error with its path, not silently ignored.
 #[test]
 fn unknown_field_is_an_error() {

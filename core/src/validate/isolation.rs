@@ -352,7 +352,7 @@ fn validate_acknowledged(
             errors.push(
                 format!("{path}.name"),
                 format!(
-                    "policy \"{}\" is acknowledged twice; list each policy once",
+                    "policy {:?} is acknowledged twice; list each policy once",
                     policy.name
                 ),
             );
@@ -412,7 +412,7 @@ fn validate_tiers(spec: &NamespaceIsolationSpec, errors: &mut Errors) -> Vec<Val
             errors.push(
                 format!("{path}.name"),
                 format!(
-                    "tier \"{}\" is declared twice; tier names must be unique",
+                    "tier {:?} is declared twice; tier names must be unique",
                     tier.name
                 ),
             );
@@ -441,7 +441,7 @@ fn tier_index(tier_names: &[&str], name: &str, path: &str, errors: &mut Errors) 
         } else {
             format!("declared tiers: {}", tier_names.join(", "))
         };
-        errors.push(path, format!("unknown tier \"{name}\"; {declared}"));
+        errors.push(path, format!("unknown tier {name:?}; {declared}"));
     }
     index
 }
@@ -480,7 +480,7 @@ fn validate_shared_services(
             errors.push(
                 format!("{path}.name"),
                 format!(
-                    "shared service \"{}\" is declared twice; shared service names must be unique",
+                    "shared service {:?} is declared twice; shared service names must be unique",
                     service.name
                 ),
             );
@@ -513,7 +513,7 @@ fn validate_shared_services(
                 let tier_path = format!("{path}.tiers[{position}]");
                 if let Some(found) = tier_index(tier_names, tier, &tier_path, errors) {
                     if indices.contains(&found) {
-                        errors.push(tier_path, format!("tier \"{tier}\" is listed twice"));
+                        errors.push(tier_path, format!("tier {tier:?} is listed twice"));
                     } else {
                         indices.push(found);
                     }
@@ -748,7 +748,7 @@ fn valid_ip_block(block: &IpBlock, path: &str, errors: &mut Errors) -> Option<Va
         Err(problem) => {
             errors.push(
                 format!("{path}.cidr"),
-                format!("\"{}\": {problem}", block.cidr),
+                format!("{:?}: {problem}", block.cidr),
             );
             None
         }
@@ -757,7 +757,7 @@ fn valid_ip_block(block: &IpBlock, path: &str, errors: &mut Errors) -> Option<Va
     for (index, text) in block.except.iter().enumerate() {
         let except_path = format!("{path}.except[{index}]");
         match Cidr::parse_canonical(text) {
-            Err(problem) => errors.push(except_path, format!("\"{text}\": {problem}")),
+            Err(problem) => errors.push(except_path, format!("{text:?}: {problem}")),
             Ok(inner) => {
                 if let Some(outer) = cidr
                     && !outer.strictly_contains(&inner)
@@ -765,7 +765,7 @@ fn valid_ip_block(block: &IpBlock, path: &str, errors: &mut Errors) -> Option<Va
                     errors.push(
                         except_path,
                         format!(
-                            "\"{text}\" is not strictly inside cidr {}; an except range must be a smaller part of cidr",
+                            "{text:?} is not strictly inside cidr {}; an except range must be a smaller part of cidr",
                             block.cidr
                         ),
                     );

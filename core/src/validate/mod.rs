@@ -13,6 +13,7 @@
 
 pub mod baseline;
 pub mod isolation;
+pub mod schema;
 pub mod template;
 
 use std::fmt;

@@ -33,8 +33,9 @@ async fn rejected(
 }
 
 /// A NamespaceIsolation that breaks the schema or a CEL rule is refused with 422, and the
-/// message names the field path and says what is wrong, word for word as Kubernetes 1.37 says
-/// it (a failed rule on an object shows no value; an OpenAPI error that blocks the CEL rules
+/// message names the field path and says what is wrong (the undeclared tier of a flow; a tier
+/// name, shared-service namespace, selector operator or CIDR that netfence would refuse later
+/// as InvalidSpec), word for word as Kubernetes 1.37 says it (a failed rule on an object shows no value; an OpenAPI error that blocks the CEL rules
 /// adds a `<nil>` cause saying they were not checked). If this fails, `kubectl apply` of a
 /// broken spec succeeds and the mistake only shows later (or never) in the controller, or the
 /// sandbox words it differently from a cluster.
@@ -49,7 +50,24 @@ async fn a_bad_namespace_isolation_is_refused_with_the_field_path() {
         (
             json!({"tiers": tiers, "flows": [{"from": "web", "to": "db"}]}),
             vec![
-                "spec.flows: Invalid value: every flow's from and to must name a tier declared in spec.tiers",
+                "spec.flows: Invalid value: every flow's from and to must name a tier declared in spec.tiers; \"db\" is not declared",
+            ],
+        ),
+        (
+            json!({"tiers": [{"name": "Worker", "podSelector": {"matchExpressions": [{"key": "a", "operator": "in", "values": ["x"]}]}}],
+                   "sharedServices": [{"name": "mon", "direction": "Ingress", "namespace": "Monitoring"}]}),
+            vec![
+                "spec.sharedServices[0].namespace: Invalid value: \"Monitoring\": spec.sharedServices[0].namespace in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
+                "spec.tiers[0].name: Invalid value: \"Worker\": spec.tiers[0].name in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
+                "spec.tiers[0].podSelector.matchExpressions[0].operator: Unsupported value: \"in\": supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\"",
+                NOT_CHECKED,
+            ],
+        ),
+        (
+            json!({"sharedServices": [{"name": "x", "direction": "Egress", "ipBlock": {"cidr": "10.0.0.0/33", "except": ["nope"]}}]}),
+            vec![
+                "spec.sharedServices[0].ipBlock.cidr: Invalid value: cidr must be an IP range in CIDR notation, such as 203.0.113.0/24 or 2001:db8::/32",
+                "spec.sharedServices[0].ipBlock.except: Invalid value: every except must be an IP range in CIDR notation, such as 203.0.113.128/25",
             ],
         ),
         (

@@ -145,28 +145,21 @@ pub fn isolations(
             ));
             continue;
         }
+        // Every error of the document: structural and semantic (`Document::validated`).
         let result = if kind == "IsolationTemplate" {
-            document.typed::<IsolationTemplate>().map(|template| {
-                ValidatedTemplate::try_from(&template)
-                    .map(|valid| templates.push((document.source.clone(), valid)))
-            })
+            document
+                .validated::<IsolationTemplate, ValidatedTemplate>()
+                .map(|(_, template)| templates.push((document.source.clone(), template)))
         } else {
-            document.typed::<NamespaceIsolation>().map(|resource| {
-                ValidatedIsolation::try_from(&resource).map(|isolation| {
+            document
+                .validated::<NamespaceIsolation, ValidatedIsolation>()
+                .map(|(resource, isolation)| {
                     valid.push(isolation);
                     written.push(resource);
                 })
-            })
         };
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(invalid)) => errors.extend(
-                invalid
-                    .0
-                    .iter()
-                    .map(|error| format!("{prefix}: {}: {}", error.path, error.message)),
-            ),
-            Err(error) => errors.push(format!("{prefix}: {error}")),
+        if let Err(invalid) = result {
+            errors.extend(invalid.0.iter().map(|error| format!("{prefix}: {error}")));
         }
     }
     if !errors.is_empty() {
@@ -221,16 +214,11 @@ pub fn baselines(
                     ));
                     continue;
                 }
-                match document.typed::<ClusterBaseline>() {
-                    Ok(resource) => {
-                        match ValidatedBaseline::try_from(&resource) {
-                            Ok(validated) => valid.push((document.source.clone(), validated)),
-                            Err(invalid) => errors.extend(invalid.0.iter().map(|error| {
-                                format!("{prefix}: {}: {}", error.path, error.message)
-                            })),
-                        }
+                match document.validated::<ClusterBaseline, ValidatedBaseline>() {
+                    Ok((_, validated)) => valid.push((document.source.clone(), validated)),
+                    Err(invalid) => {
+                        errors.extend(invalid.0.iter().map(|error| format!("{prefix}: {error}")));
                     }
-                    Err(error) => errors.push(format!("{prefix}: {error}")),
                 }
             }
             _ => {}
