@@ -214,3 +214,38 @@ fn no_probe_is_bad_input_that_says_what_to_pass() {
         run.stderr
     );
 }
+
+/// A bad `--probe` (or `--explain` probe) names the flag, says what is wrong with the value, and
+/// shows the form to write. If this fails, `--probe 70000/TCP` says only "is not a probe" and
+/// the user guesses among a bad port, a bad protocol and a bad shape.
+#[test]
+fn a_bad_probe_names_the_flag_and_the_reason() {
+    for (probe, reason) in [
+        ("70000/TCP", "port 70000 is out of range 1-65535"),
+        ("80/ICMP", "unknown protocol \"ICMP\" (NetworkPolicy knows TCP, UDP and SCTP)"),
+        ("metrics/TCP", "port \"metrics\" is not a number"),
+        ("80/TCP/x", "\"80/TCP/x\" is not of the form PORT/PROTOCOL"),
+    ] {
+        let run = verify(&["--probe", probe], &[data("cluster.yaml")]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+        assert!(
+            run.stderr.contains(&format!(
+                "invalid value '{probe}' for '--probe <PORT/PROTOCOL>': {reason}"
+            )) && run.stderr.contains("write PORT/PROTOCOL: a port number from 1 to 65535, then TCP, UDP or SCTP"),
+            "{}",
+            run.stderr
+        );
+    }
+    let run = verify(
+        &["--explain", "data/postgres", "web/frontend", "70000/TCP"],
+        &[data("cluster.yaml")],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error: --explain: port 70000 is out of range 1-65535; write PORT/PROTOCOL"),
+        "{}",
+        run.stderr
+    );
+}
