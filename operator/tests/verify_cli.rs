@@ -83,7 +83,8 @@ fn json_output_has_one_entry_per_ordered_pair_per_probe() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let document: serde_json::Value = serde_json::from_str(&run.stdout).expect("valid JSON");
     let object = document.as_object().expect("an object");
-    assert_eq!(object.keys().collect::<Vec<_>>(), ["connections"]);
+    assert_eq!(object.keys().collect::<Vec<_>>(), ["connections", "intent"]);
+    assert_eq!(document["intent"], serde_json::json!([]));
     let connections = document["connections"].as_array().expect("an array");
     // 3 pods, 6 ordered pairs, probes 5432/TCP, 8080/TCP and 9100/TCP (every declared port).
     assert_eq!(connections.len(), 6 * 3);
@@ -115,6 +116,65 @@ fn json_output_has_one_entry_per_ordered_pair_per_probe() {
         find("data/node-exporter", "web/frontend", 8080)["allowed"],
         serde_json::Value::Null
     );
+}
+
+/// `-o json` is ONE document holding the pods' matrix and every intent proof, and `-o yaml` the
+/// same document. If this fails, `json.load` / `jq` on verify's output fails with "Extra data"
+/// (one document per proof after the matrix), or the proofs' fields change under a pipeline.
+#[test]
+fn json_and_yaml_are_one_document_with_the_matrix_and_every_proof() {
+    let paths = [
+        data("cluster.yaml"),
+        data("shop-without-dns"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/ingress-only.yaml"),
+    ];
+    let run = verify(&["-o", "json"], &paths);
+    // The shop's proof fails: exit 1, with the whole document printed.
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let document: serde_json::Value =
+        serde_json::from_str(&run.stdout).expect("stdout is exactly one JSON document");
+    assert_eq!(
+        document.as_object().expect("an object").keys().collect::<Vec<_>>(),
+        ["connections", "intent"]
+    );
+    assert_eq!(document["connections"].as_array().expect("array").len(), 18);
+    let intent = document["intent"].as_array().expect("array");
+    let summary: Vec<(&str, bool, usize)> = intent
+        .iter()
+        .map(|proof| {
+            (
+                proof["isolation"].as_str().expect("isolation"),
+                proof["holds"].as_bool().expect("holds"),
+                proof["differences"].as_array().expect("differences").len(),
+            )
+        })
+        .collect();
+    assert_eq!(summary, [("shop/shop", false, 8), ("reports/reports", true, 0)]);
+    assert_eq!(
+        intent[0].as_object().expect("proof").keys().collect::<Vec<_>>(),
+        ["against", "differences", "endpoints", "holds", "isolation", "probes", "warnings"]
+    );
+    assert_eq!(
+        intent[0]["against"],
+        "the 4 NetworkPolicies of namespace shop in the input"
+    );
+    assert_eq!(
+        intent[0]["differences"][0],
+        serde_json::json!({
+            "from": "frontend",
+            "to": "kube-system/dns-peer",
+            "port": 53,
+            "protocol": "TCP",
+            "declared": true,
+            "reason": "the egress of frontend (isolated by shop/shop-default-deny, shop/shop-tier-frontend; no egress rule allows it)",
+        })
+    );
+
+    let yaml = verify(&["-o", "yaml"], &paths);
+    assert_eq!(yaml.code, 1, "{}", yaml.stderr);
+    let from_yaml: serde_json::Value =
+        serde_saphyr::from_str(&yaml.stdout).expect("stdout is one YAML document");
+    assert_eq!(from_yaml, document);
 }
 
 /// If this fails, `--explain` stops telling users which rule decided a connection, or accepts a
