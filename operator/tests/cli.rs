@@ -310,11 +310,21 @@ fn crd_prints_the_crd() {
 fn crd_output_dir_is_created_when_missing() {
     let root = tempfile::tempdir().expect("temp dir");
     let directory = root.path().join("new/nested/crds");
-    let output = netfence(&["crd", "--output-dir", directory.to_str().expect("UTF-8 path")]);
+    let output = netfence(&[
+        "crd",
+        "--output-dir",
+        directory.to_str().expect("UTF-8 path"),
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let mut files: Vec<String> = std::fs::read_dir(&directory)
         .expect("the directory exists")
-        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     files.sort();
     assert_eq!(

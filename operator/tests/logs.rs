@@ -113,7 +113,10 @@ fn sandbox_logs_follow_rust_log_without_colour_in_a_pipe() {
         stderr.contains("netfence_controller::reconcile: created policy=shop-default-deny"),
         "{stderr}"
     );
-    assert!(!stderr.contains('\x1b'), "colour codes in a pipe:\n{stderr:?}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "colour codes in a pipe:\n{stderr:?}"
+    );
 
     let (success, stdout, stderr) = sandbox_once(None);
     assert!(success, "{stdout}\n{stderr}");

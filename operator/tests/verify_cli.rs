@@ -134,7 +134,11 @@ fn json_and_yaml_are_one_document_with_the_matrix_and_every_proof() {
     let document: serde_json::Value =
         serde_json::from_str(&run.stdout).expect("stdout is exactly one JSON document");
     assert_eq!(
-        document.as_object().expect("an object").keys().collect::<Vec<_>>(),
+        document
+            .as_object()
+            .expect("an object")
+            .keys()
+            .collect::<Vec<_>>(),
         ["connections", "intent"]
     );
     assert_eq!(document["connections"].as_array().expect("array").len(), 18);
@@ -149,10 +153,25 @@ fn json_and_yaml_are_one_document_with_the_matrix_and_every_proof() {
             )
         })
         .collect();
-    assert_eq!(summary, [("shop/shop", false, 8), ("reports/reports", true, 0)]);
     assert_eq!(
-        intent[0].as_object().expect("proof").keys().collect::<Vec<_>>(),
-        ["against", "differences", "endpoints", "holds", "isolation", "probes", "warnings"]
+        summary,
+        [("shop/shop", false, 8), ("reports/reports", true, 0)]
+    );
+    assert_eq!(
+        intent[0]
+            .as_object()
+            .expect("proof")
+            .keys()
+            .collect::<Vec<_>>(),
+        [
+            "against",
+            "differences",
+            "endpoints",
+            "holds",
+            "isolation",
+            "probes",
+            "warnings"
+        ]
     );
     assert_eq!(
         intent[0]["against"],
@@ -282,7 +301,10 @@ fn no_probe_is_bad_input_that_says_what_to_pass() {
 fn a_bad_probe_names_the_flag_and_the_reason() {
     for (probe, reason) in [
         ("70000/TCP", "port 70000 is out of range 1-65535"),
-        ("80/ICMP", "unknown protocol \"ICMP\" (NetworkPolicy knows TCP, UDP and SCTP)"),
+        (
+            "80/ICMP",
+            "unknown protocol \"ICMP\" (NetworkPolicy knows TCP, UDP and SCTP)",
+        ),
         ("metrics/TCP", "port \"metrics\" is not a number"),
         ("80/TCP/x", "\"80/TCP/x\" is not of the form PORT/PROTOCOL"),
     ] {
@@ -292,7 +314,9 @@ fn a_bad_probe_names_the_flag_and_the_reason() {
         assert!(
             run.stderr.contains(&format!(
                 "invalid value '{probe}' for '--probe <PORT/PROTOCOL>': {reason}"
-            )) && run.stderr.contains("write PORT/PROTOCOL: a port number from 1 to 65535, then TCP, UDP or SCTP"),
+            )) && run.stderr.contains(
+                "write PORT/PROTOCOL: a port number from 1 to 65535, then TCP, UDP or SCTP"
+            ),
             "{}",
             run.stderr
         );

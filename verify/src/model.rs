@@ -53,8 +53,7 @@ impl fmt::Display for Probe {
 }
 
 /// The form a probe takes, which every [`ProbeParseError`] repeats.
-pub const PROBE_FORM: &str =
-    "write PORT/PROTOCOL: a port number from 1 to 65535, then TCP, UDP or SCTP (such as 80/TCP or 53/UDP; the protocol defaults to TCP)";
+pub const PROBE_FORM: &str = "write PORT/PROTOCOL: a port number from 1 to 65535, then TCP, UDP or SCTP (such as 80/TCP or 53/UDP; the protocol defaults to TCP)";
 
 /// Why a probe (`--probe`, `--explain`'s third value) does not parse; each message ends with
 /// [`PROBE_FORM`].
@@ -1298,16 +1297,18 @@ mod tests {
     /// has to guess what is wrong.
     #[test]
     fn a_bad_probe_says_why() {
-        let message = |text: &str| {
-            text.parse::<Probe>()
-                .expect_err("a bad probe")
-                .to_string()
-        };
+        let message = |text: &str| text.parse::<Probe>().expect_err("a bad probe").to_string();
         let cases = [
             ("70000/TCP", "port 70000 is out of range 1-65535"),
             ("0/TCP", "port 0 is out of range 1-65535"),
-            ("99999999999999", "port 99999999999999 is out of range 1-65535"),
-            ("80/ICMP", "unknown protocol \"ICMP\" (NetworkPolicy knows TCP, UDP and SCTP)"),
+            (
+                "99999999999999",
+                "port 99999999999999 is out of range 1-65535",
+            ),
+            (
+                "80/ICMP",
+                "unknown protocol \"ICMP\" (NetworkPolicy knows TCP, UDP and SCTP)",
+            ),
             ("http/TCP", "port \"http\" is not a number"),
             ("-1/TCP", "port \"-1\" is not a number"),
             ("80/TCP/x", "\"80/TCP/x\" is not of the form PORT/PROTOCOL"),

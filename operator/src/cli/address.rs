@@ -41,8 +41,7 @@ pub fn parse(text: &str) -> Result<SocketAddr, String> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
-    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost")
-    {
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
     let addresses: Vec<SocketAddr> = (host, port)
@@ -88,9 +87,18 @@ mod tests {
     fn bad_addresses_say_why() {
         for (text, reason) in [
             ("localhost", "\"localhost\" has no port"),
-            ("localhost:70000", "port \"70000\" is not a number from 0 to 65535"),
-            ("localhost:http", "port \"http\" is not a number from 0 to 65535"),
-            ("no-such-host.invalid:80", "cannot resolve host name \"no-such-host.invalid\""),
+            (
+                "localhost:70000",
+                "port \"70000\" is not a number from 0 to 65535",
+            ),
+            (
+                "localhost:http",
+                "port \"http\" is not a number from 0 to 65535",
+            ),
+            (
+                "no-such-host.invalid:80",
+                "cannot resolve host name \"no-such-host.invalid\"",
+            ),
         ] {
             let error = parse(text).expect_err(text);
             assert!(

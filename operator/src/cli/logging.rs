@@ -12,7 +12,8 @@
 use std::io::IsTerminal;
 
 use tracing_subscriber::{
-    EnvFilter, Layer as _, Registry, layer::SubscriberExt as _, reload, util::SubscriberInitExt as _,
+    EnvFilter, Layer as _, Registry, layer::SubscriberExt as _, reload,
+    util::SubscriberInitExt as _,
 };
 
 /// Log formats.

@@ -371,7 +371,9 @@ async fn serve(args: &Args, documents: Vec<Document>, logs: Option<&FilterHandle
     if let Some(logs) = logs {
         logs.set_default(SERVING_LOGS);
     }
-    say!("serving until Ctrl-C; the controller logs each change it makes on stderr (RUST_LOG to choose)");
+    say!(
+        "serving until Ctrl-C; the controller logs each change it makes on stderr (RUST_LOG to choose)"
+    );
     if let Err(error) = tokio::signal::ctrl_c().await {
         eprintln!("error: cannot wait for Ctrl-C: {error}");
     }
