@@ -329,6 +329,51 @@ fn crd_prints_the_crd() {
     );
 }
 
+/// `netfence crd --output-dir DIR` creates DIR (and its parents) when it does not exist. If this
+/// fails, a user regenerating `config/crd` into a fresh checkout or a new chart directory gets
+/// "No such file or directory" and has to `mkdir -p` first.
+#[test]
+fn crd_output_dir_is_created_when_missing() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let directory = root.path().join("new/nested/crds");
+    let output = netfence(&[
+        "crd",
+        "--output-dir",
+        directory.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut files: Vec<String> = std::fs::read_dir(&directory)
+        .expect("the directory exists")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "clusterbaselines.netfence.io.yaml",
+            "isolationtemplates.netfence.io.yaml",
+            "namespaceisolations.netfence.io.yaml"
+        ]
+    );
+    // A path that cannot be a directory (a file is in the way) is one clear error.
+    let file = root.path().join("a-file");
+    std::fs::write(&file, "").expect("writes");
+    let blocked = file.join("crds");
+    let output = netfence(&["crd", "--output-dir", blocked.to_str().expect("UTF-8 path")]);
+    assert!(!output.status.success());
+    let stderr = stderr(&output);
+    assert!(
+        stderr.starts_with("error: cannot create the directory ") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
 const TEAM_TEMPLATE: &str = "apiVersion: netfence.io/v1alpha1
 kind: IsolationTemplate
 metadata: {name: teams}

@@ -83,7 +83,8 @@ fn json_output_has_one_entry_per_ordered_pair_per_probe() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let document: serde_json::Value = serde_json::from_str(&run.stdout).expect("valid JSON");
     let object = document.as_object().expect("an object");
-    assert_eq!(object.keys().collect::<Vec<_>>(), ["connections"]);
+    assert_eq!(object.keys().collect::<Vec<_>>(), ["connections", "intent"]);
+    assert_eq!(document["intent"], serde_json::json!([]));
     let connections = document["connections"].as_array().expect("an array");
     // 3 pods, 6 ordered pairs, probes 5432/TCP, 8080/TCP and 9100/TCP (every declared port).
     assert_eq!(connections.len(), 6 * 3);
@@ -115,6 +116,84 @@ fn json_output_has_one_entry_per_ordered_pair_per_probe() {
         find("data/node-exporter", "web/frontend", 8080)["allowed"],
         serde_json::Value::Null
     );
+}
+
+/// `-o json` is ONE document holding the pods' matrix and every intent proof, and `-o yaml` the
+/// same document. If this fails, `json.load` / `jq` on verify's output fails with "Extra data"
+/// (one document per proof after the matrix), or the proofs' fields change under a pipeline.
+#[test]
+fn json_and_yaml_are_one_document_with_the_matrix_and_every_proof() {
+    let paths = [
+        data("cluster.yaml"),
+        data("shop-without-dns"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/ingress-only.yaml"),
+    ];
+    let run = verify(&["-o", "json"], &paths);
+    // The shop's proof fails: exit 1, with the whole document printed.
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let document: serde_json::Value =
+        serde_json::from_str(&run.stdout).expect("stdout is exactly one JSON document");
+    assert_eq!(
+        document
+            .as_object()
+            .expect("an object")
+            .keys()
+            .collect::<Vec<_>>(),
+        ["connections", "intent"]
+    );
+    assert_eq!(document["connections"].as_array().expect("array").len(), 18);
+    let intent = document["intent"].as_array().expect("array");
+    let summary: Vec<(&str, bool, usize)> = intent
+        .iter()
+        .map(|proof| {
+            (
+                proof["isolation"].as_str().expect("isolation"),
+                proof["holds"].as_bool().expect("holds"),
+                proof["differences"].as_array().expect("differences").len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [("shop/shop", false, 8), ("reports/reports", true, 0)]
+    );
+    assert_eq!(
+        intent[0]
+            .as_object()
+            .expect("proof")
+            .keys()
+            .collect::<Vec<_>>(),
+        [
+            "against",
+            "differences",
+            "endpoints",
+            "holds",
+            "isolation",
+            "probes",
+            "warnings"
+        ]
+    );
+    assert_eq!(
+        intent[0]["against"],
+        "the 4 NetworkPolicies of namespace shop in the input"
+    );
+    assert_eq!(
+        intent[0]["differences"][0],
+        serde_json::json!({
+            "from": "frontend",
+            "to": "kube-system/dns-peer",
+            "port": 53,
+            "protocol": "TCP",
+            "declared": true,
+            "reason": "the egress of frontend (isolated by shop/shop-default-deny, shop/shop-tier-frontend; no egress rule allows it)",
+        })
+    );
+
+    let yaml = verify(&["-o", "yaml"], &paths);
+    assert_eq!(yaml.code, 1, "{}", yaml.stderr);
+    let from_yaml: serde_json::Value =
+        serde_saphyr::from_str(&yaml.stdout).expect("stdout is one YAML document");
+    assert_eq!(from_yaml, document);
 }
 
 /// If this fails, `--explain` stops telling users which rule decided a connection, or accepts a
@@ -210,6 +289,46 @@ fn no_probe_is_bad_input_that_says_what_to_pass() {
     assert_eq!(run.code, 2);
     assert!(
         run.stderr.contains("no pod declares a container port, so there is nothing to probe; pass --probe PORT/PROTOCOL"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A bad `--probe` (or `--explain` probe) names the flag, says what is wrong with the value, and
+/// shows the form to write. If this fails, `--probe 70000/TCP` says only "is not a probe" and
+/// the user guesses among a bad port, a bad protocol and a bad shape.
+#[test]
+fn a_bad_probe_names_the_flag_and_the_reason() {
+    for (probe, reason) in [
+        ("70000/TCP", "port 70000 is out of range 1-65535"),
+        (
+            "80/ICMP",
+            "unknown protocol \"ICMP\" (NetworkPolicy knows TCP, UDP and SCTP)",
+        ),
+        ("metrics/TCP", "port \"metrics\" is not a number"),
+        ("80/TCP/x", "\"80/TCP/x\" is not of the form PORT/PROTOCOL"),
+    ] {
+        let run = verify(&["--probe", probe], &[data("cluster.yaml")]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+        assert!(
+            run.stderr.contains(&format!(
+                "invalid value '{probe}' for '--probe <PORT/PROTOCOL>': {reason}"
+            )) && run.stderr.contains(
+                "write PORT/PROTOCOL: a port number from 1 to 65535, then TCP, UDP or SCTP"
+            ),
+            "{}",
+            run.stderr
+        );
+    }
+    let run = verify(
+        &["--explain", "data/postgres", "web/frontend", "70000/TCP"],
+        &[data("cluster.yaml")],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error: --explain: port 70000 is out of range 1-65535; write PORT/PROTOCOL"),
         "{}",
         run.stderr
     );

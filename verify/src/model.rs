@@ -52,12 +52,42 @@ impl fmt::Display for Probe {
     }
 }
 
-/// A probe that does not parse.
+/// The form a probe takes, which every [`ProbeParseError`] repeats.
+pub const PROBE_FORM: &str = "write PORT/PROTOCOL: a port number from 1 to 65535, then TCP, UDP or SCTP (such as 80/TCP or 53/UDP; the protocol defaults to TCP)";
+
+/// Why a probe (`--probe`, `--explain`'s third value) does not parse; each message ends with
+/// [`PROBE_FORM`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{text:?} is not a probe; write PORT/PROTOCOL, such as 80/TCP or 53/UDP")]
-pub struct ProbeParseError {
-    /// The text given.
-    pub text: String,
+pub enum ProbeParseError {
+    /// Nothing given.
+    #[error("a probe cannot be empty; {PROBE_FORM}")]
+    Empty,
+    /// More than one `/`, or nothing before or after it.
+    #[error("{text:?} is not of the form PORT/PROTOCOL; {PROBE_FORM}")]
+    Shape {
+        /// The text given.
+        text: String,
+    },
+    /// The port is a number outside 1-65535.
+    #[error("port {port} is out of range 1-65535; {PROBE_FORM}")]
+    PortOutOfRange {
+        /// The port given.
+        port: String,
+    },
+    /// The port is not a number (a port name cannot be probed: it means a number only on a pod).
+    #[error(
+        "port {port:?} is not a number (a probe needs the port number; a port name has a number only on a pod that declares it); {PROBE_FORM}"
+    )]
+    PortNotANumber {
+        /// The port given.
+        port: String,
+    },
+    /// The protocol is not TCP, UDP or SCTP.
+    #[error("unknown protocol {protocol:?} (NetworkPolicy knows TCP, UDP and SCTP); {PROBE_FORM}")]
+    UnknownProtocol {
+        /// The protocol given.
+        protocol: String,
+    },
 }
 
 impl FromStr for Probe {
@@ -65,15 +95,36 @@ impl FromStr for Probe {
 
     /// `80/TCP`, `53/udp`, or `8080` (TCP).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = || ProbeParseError {
-            text: text.to_owned(),
-        };
-        let (port, protocol) = text.split_once('/').unwrap_or((text, "TCP"));
-        let port: u16 = port.trim().parse().map_err(|_| error())?;
-        if port == 0 {
-            return Err(error());
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ProbeParseError::Empty);
         }
-        let protocol = parse_protocol(&protocol.trim().to_ascii_uppercase()).ok_or_else(error)?;
+        let (port, protocol) = text.split_once('/').unwrap_or((text, "TCP"));
+        let (port, protocol) = (port.trim(), protocol.trim());
+        if port.is_empty() || protocol.is_empty() || protocol.contains('/') {
+            return Err(ProbeParseError::Shape {
+                text: text.to_owned(),
+            });
+        }
+        let port = if port.bytes().all(|byte| byte.is_ascii_digit()) {
+            match port.parse::<u16>() {
+                Ok(number) if number > 0 => number,
+                _ => {
+                    return Err(ProbeParseError::PortOutOfRange {
+                        port: port.to_owned(),
+                    });
+                }
+            }
+        } else {
+            return Err(ProbeParseError::PortNotANumber {
+                port: port.to_owned(),
+            });
+        };
+        let protocol = parse_protocol(&protocol.to_ascii_uppercase()).ok_or_else(|| {
+            ProbeParseError::UnknownProtocol {
+                protocol: protocol.to_owned(),
+            }
+        })?;
         Ok(Probe { port, protocol })
     }
 }
@@ -1238,6 +1289,39 @@ mod tests {
         );
         for bad in ["0/TCP", "80/ICMP", "http/TCP", "70000"] {
             assert!(bad.parse::<Probe>().is_err(), "{bad}");
+        }
+    }
+
+    /// Each way a probe can be wrong says which, and the form to write. If this fails, a user
+    /// who types `--probe 70000/TCP` or `--probe 80/ICMP` is told only "is not a probe" and
+    /// has to guess what is wrong.
+    #[test]
+    fn a_bad_probe_says_why() {
+        let message = |text: &str| text.parse::<Probe>().expect_err("a bad probe").to_string();
+        let cases = [
+            ("70000/TCP", "port 70000 is out of range 1-65535"),
+            ("0/TCP", "port 0 is out of range 1-65535"),
+            (
+                "99999999999999",
+                "port 99999999999999 is out of range 1-65535",
+            ),
+            (
+                "80/ICMP",
+                "unknown protocol \"ICMP\" (NetworkPolicy knows TCP, UDP and SCTP)",
+            ),
+            ("http/TCP", "port \"http\" is not a number"),
+            ("-1/TCP", "port \"-1\" is not a number"),
+            ("80/TCP/x", "\"80/TCP/x\" is not of the form PORT/PROTOCOL"),
+            ("/TCP", "\"/TCP\" is not of the form PORT/PROTOCOL"),
+            ("80/", "\"80/\" is not of the form PORT/PROTOCOL"),
+            ("", "a probe cannot be empty"),
+        ];
+        for (text, reason) in cases {
+            let message = message(text);
+            assert!(
+                message.starts_with(reason) && message.ends_with(PROBE_FORM),
+                "{text:?}: {message}"
+            );
         }
     }
 }

@@ -7,7 +7,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 /// Arguments of `netfence crd`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Write each CRD to `DIR/<plural>.<group>.yaml` instead of printing them all on stdout.
+    /// Write each CRD to `DIR/<plural>.<group>.yaml` instead of printing them all on stdout
+    /// (DIR and its parents are created when missing).
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
 }
@@ -44,6 +45,13 @@ pub(super) fn run(args: &Args) -> ExitCode {
             }
         }
         Some(directory) => {
+            if let Err(error) = std::fs::create_dir_all(directory) {
+                eprintln!(
+                    "error: cannot create the directory {}: {error}; pass --output-dir a directory you can write to",
+                    directory.display()
+                );
+                return ExitCode::FAILURE;
+            }
             for (file, yaml) in &documents {
                 let path = directory.join(file);
                 if let Err(error) = std::fs::write(&path, yaml) {

@@ -15,9 +15,11 @@
 //! 3 a connection opened or closed (diff). Output to a pipe the
 //! reader closed early (`netfence crd | head -1`) ends quietly ([`output`]).
 
+pub mod address;
 pub mod crd;
 pub mod diff;
 pub mod doctor;
+pub mod logging;
 pub mod output;
 pub mod render;
 pub mod run;

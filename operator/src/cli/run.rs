@@ -20,15 +20,7 @@ use netfence_controller::{
     metrics::{self, Health, Metrics},
 };
 
-/// Log formats.
-#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use super::logging::LogFormat;
 
 /// Arguments of `netfence run`.
 #[derive(Debug, clap::Args)]
@@ -47,7 +39,8 @@ pub struct Args {
     #[arg(long, env = "NETFENCE_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
 
-    /// Log format.
+    /// Log format. Logs go to stdout; their level is `RUST_LOG` (default `info`); text is
+    /// coloured only on a terminal.
     #[arg(long, env = "NETFENCE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
@@ -72,8 +65,14 @@ pub struct Args {
     #[arg(long, env = "POD_NAMESPACE", default_value = "netfence-system")]
     pub operator_namespace: String,
 
-    /// Where `/metrics`, `/healthz` and `/readyz` are served.
-    #[arg(long, env = "NETFENCE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    /// Where `/metrics`, `/healthz` and `/readyz` are served: `HOST:PORT`, HOST an address or a
+    /// host name (`localhost:8080`), or `:PORT` for every interface.
+    #[arg(
+        long,
+        env = "NETFENCE_METRICS_ADDR",
+        default_value = "0.0.0.0:8080",
+        value_parser = super::address::parse
+    )]
     pub metrics_addr: std::net::SocketAddr,
 }
 
@@ -184,16 +183,6 @@ fn check_list<T>(
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
-
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     #[cfg(unix)]
@@ -233,7 +222,7 @@ pub fn settings(args: &Args, instance: Option<String>) -> controller::Settings {
 /// this way in a process of its own).
 #[must_use]
 pub fn run(args: &Args) -> ExitCode {
-    init_logging(args.log_format);
+    let _ = super::logging::init(args.log_format, super::logging::Target::Stdout, "info");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

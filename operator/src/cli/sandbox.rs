@@ -26,7 +26,11 @@ use netfence_verify::intent;
 
 use crate::manifests::{self, Document};
 
-use super::{EXIT_BAD_INPUT, output::say};
+use super::{
+    EXIT_BAD_INPUT,
+    logging::{self, FilterHandle, LogFormat},
+    output::say,
+};
 
 /// The field manager of what `netfence sandbox --apply` writes.
 pub const FIELD_MANAGER: &str = "netfence-sandbox";
@@ -34,9 +38,10 @@ pub const FIELD_MANAGER: &str = "netfence-sandbox";
 /// Arguments of `netfence sandbox`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The address to serve on (loopback only: the sandbox has no authentication). Default
-    /// 127.0.0.1:6443; with --once, a free port when that one is taken.
-    #[arg(long, value_name = "ADDR")]
+    /// The address to serve on, `HOST:PORT` (loopback only: the sandbox has no
+    /// authentication; `localhost:6443` is 127.0.0.1:6443, other host names are resolved).
+    /// Default 127.0.0.1:6443; with --once, a free port when that one is taken.
+    #[arg(long, value_name = "ADDR", value_parser = super::address::parse)]
     pub listen: Option<SocketAddr>,
 
     /// Where to write the kubeconfig that points kubectl and other clients at the sandbox.
@@ -52,7 +57,24 @@ pub struct Args {
     /// summary, and exit: 0 only when all are Ready.
     #[arg(long)]
     pub once: bool,
+
+    /// Format of the controller's logs, on stderr. Their level is `RUST_LOG` when set (such as
+    /// `RUST_LOG=netfence_controller=debug`); else warnings and errors only until the summary is
+    /// printed, then also each change the controller makes (`created`, `drift corrected`, ...).
+    /// Text is coloured only on a terminal.
+    #[arg(long, env = "NETFENCE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
+
+/// The controller's logs while the sandbox starts, unless `RUST_LOG` says otherwise: problems
+/// only. Applying the manifests creates a policy per line at `info`, which would bury the
+/// summary that says the same in a few lines.
+pub const STARTING_LOGS: &str = "warn";
+
+/// The controller's logs once the summary is printed, unless `RUST_LOG` says otherwise: each
+/// change it makes (one line per policy created, corrected or deleted), which is what a user
+/// trying `kubectl delete netpol ...` against the sandbox wants to see happen.
+pub const SERVING_LOGS: &str = "warn,netfence_controller=info";
 
 /// Where the sandbox listens unless `--listen` says otherwise: the API server's usual port.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -234,7 +256,8 @@ pub(super) fn run(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(args, documents))
+    let logs = logging::init(args.log_format, logging::Target::Stderr, STARTING_LOGS);
+    runtime.block_on(serve(args, documents, logs.as_ref()))
 }
 
 /// Start the sandbox on `--listen`, or on the default address. `--once` reports and exits, so
@@ -259,7 +282,7 @@ async fn start(args: &Args) -> Result<Sandbox, SandboxError> {
     }
 }
 
-async fn serve(args: &Args, documents: Vec<Document>) -> ExitCode {
+async fn serve(args: &Args, documents: Vec<Document>, logs: Option<&FilterHandle>) -> ExitCode {
     let sandbox = match start(args).await {
         Ok(sandbox) => sandbox,
         Err(error) => {
@@ -345,7 +368,12 @@ async fn serve(args: &Args, documents: Vec<Document>) -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    say!("serving until Ctrl-C");
+    if let Some(logs) = logs {
+        logs.set_default(SERVING_LOGS);
+    }
+    say!(
+        "serving until Ctrl-C; the controller logs each change it makes on stderr (RUST_LOG to choose)"
+    );
     if let Err(error) = tokio::signal::ctrl_c().await {
         eprintln!("error: cannot wait for Ctrl-C: {error}");
     }

@@ -2,7 +2,7 @@
 //! [`netfence_verify`] engine, and print it.
 //!
 //! ```text
-//! PATH... --manifests::load--> Namespaces, Pods, NetworkPolicies --Cluster::build--> matrix (table | json)
+//! PATH... --manifests::load--> Namespaces, Pods, NetworkPolicies --Cluster::build--> matrix (table | json | yaml)
 //!                              NamespaceIsolations --render--> intent proof ("intent holds" or every difference)
 //!                                                              tier graph (mermaid | dot | html: graph, matrix, proof, explanations)
 //! ```
@@ -45,9 +45,15 @@ pub enum Format {
     /// One matrix per probe: rows are sources, columns destinations.
     #[default]
     Table,
-    /// `{"connections":[{"from","to","port","protocol","allowed","reason"}]}`, one entry per
-    /// ordered pair of distinct pods per probe.
+    /// One JSON document: `{"connections": [...], "intent": [...]}`. `connections`: one
+    /// `{"from", "to", "port", "protocol", "allowed", "reason"}` per ordered pair of distinct
+    /// pods per probe (`allowed` null for `hostNetwork`; empty without pods). `intent`: one
+    /// `{"isolation", "against", "holds", "endpoints", "probes", "warnings", "differences"}` per
+    /// NamespaceIsolation, each difference `{"from", "to", "port", "protocol", "declared",
+    /// "reason", "policies"}` (`port` a number, or the port's name for a named port).
     Json,
+    /// The same document as `json`, in YAML.
+    Yaml,
     /// The tier graph of each NamespaceIsolation as a Mermaid flowchart (tiers, DNS, shared
     /// services, address ranges; edges labelled with the allowed ports).
     Mermaid,
@@ -445,30 +451,103 @@ pub fn execute(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> io::Res
     if args.output.is_picture() {
         return draw(args, &cluster, &isolations, &input, out, err);
     }
-    let mut code = 0;
-    if !cluster.pods().is_empty() {
-        code = print_matrix(args, &cluster, out, err)?;
-        if code != 0 {
-            return Ok(code);
+    let probes = if cluster.pods().is_empty() {
+        Vec::new()
+    } else {
+        let probes = matrix_probes(args, &cluster);
+        if probes.is_empty() {
+            return bad_input(
+                err,
+                &["no pod declares a container port, so there is nothing to probe; pass --probe PORT/PROTOCOL, such as --probe 80/TCP".to_owned()],
+            );
         }
-    }
+        probes
+    };
+    // Every proof before any output: an isolation that cannot be proven prints nothing.
+    let mut proofs = Vec::new();
     for isolation in &isolations {
-        let Ok((proof, against)) = prove(isolation, &input, err)? else {
+        let Ok(proof) = prove(isolation, &input, err)? else {
             return Ok(EXIT_BAD_INPUT);
         };
-        if args.output == Format::Json {
-            let mut json = intent::json(&proof);
-            json["against"] = serde_json::Value::String(against);
-            writeln!(out, "{json}")?;
-        } else {
-            writeln!(out, "proving against {against}")?;
-            writeln!(out, "{}\n", intent::report(&proof))?;
-        }
-        if !proof.holds() {
-            code = EXIT_CHECK_FAILED;
+        proofs.push(proof);
+    }
+    let matrix = verify::reachability(&cluster, &probes);
+    match args.output {
+        Format::Json => write_json(&matrix, &proofs, out)?,
+        Format::Yaml => write_yaml(&matrix, &proofs, out)?,
+        _ => {
+            if !probes.is_empty() {
+                write!(out, "{}", report::table(&matrix))?;
+            }
+            for (proof, against) in &proofs {
+                writeln!(out, "proving against {against}")?;
+                writeln!(out, "{}\n", intent::report(proof))?;
+            }
         }
     }
-    Ok(code)
+    let failed = proofs.iter().any(|(proof, _)| !proof.holds());
+    Ok(if failed { EXIT_CHECK_FAILED } else { 0 })
+}
+
+/// The intent proofs of `-o json` and `-o yaml`: one object per NamespaceIsolation.
+fn intent_json(proofs: &[(intent::Proof, String)]) -> Vec<serde_json::Value> {
+    proofs
+        .iter()
+        .map(|(proof, against)| {
+            let mut json = intent::json(proof);
+            json["against"] = serde_json::Value::String(against.clone());
+            json
+        })
+        .collect()
+}
+
+/// `-o json`: one document, `{"connections":[...],"intent":[...]}`. The connections are
+/// streamed (millions of them for a large cluster), one per line.
+fn write_json(
+    matrix: &verify::Reachability<'_>,
+    proofs: &[(intent::Proof, String)],
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    write!(out, "{{\"connections\":[")?;
+    for (index, connection) in matrix.connections().enumerate() {
+        if index > 0 {
+            write!(out, ",")?;
+        }
+        writeln!(out)?;
+        serde_json::to_writer(&mut *out, &connection).map_err(io::Error::other)?;
+    }
+    write!(out, "\n],\"intent\":[")?;
+    for (index, proof) in intent_json(proofs).iter().enumerate() {
+        if index > 0 {
+            write!(out, ",")?;
+        }
+        writeln!(out)?;
+        serde_json::to_writer(&mut *out, proof).map_err(io::Error::other)?;
+    }
+    writeln!(out, "\n]}}")
+}
+
+/// `-o yaml`: the document of `-o json`, in YAML.
+fn write_yaml(
+    matrix: &verify::Reachability<'_>,
+    proofs: &[(intent::Proof, String)],
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let document = serde_json::json!({
+        "connections": matrix.connections().collect::<Vec<_>>(),
+        "intent": intent_json(proofs),
+    });
+    let yaml = serde_saphyr::to_string(&document).map_err(io::Error::other)?;
+    write!(out, "{yaml}")
+}
+
+/// The probes of the pods' matrix: `--probe`, or every port some pod declares.
+fn matrix_probes(args: &Args, cluster: &Cluster) -> Vec<Probe> {
+    if args.probes.is_empty() {
+        cluster.declared_probes()
+    } else {
+        args.probes.clone()
+    }
 }
 
 /// `-o mermaid | dot | html`: every NamespaceIsolation's graph (and, for html, its proof and
@@ -502,11 +581,7 @@ fn draw(
         Format::Mermaid => write!(out, "{}", picture::mermaid(&graphs))?,
         Format::Dot => write!(out, "{}", picture::dot(&graphs))?,
         _ => {
-            let probes = if args.probes.is_empty() {
-                cluster.declared_probes()
-            } else {
-                args.probes.clone()
-            };
+            let probes = matrix_probes(args, cluster);
             let table = (!cluster.pods().is_empty() && !probes.is_empty())
                 .then(|| report::table(&verify::reachability(cluster, &probes)));
             let sections: Vec<picture::html::Section<'_>> = proofs
@@ -518,42 +593,6 @@ fn draw(
     }
     let failed = proofs.iter().any(|(proof, _)| !proof.holds());
     Ok(if failed { EXIT_CHECK_FAILED } else { 0 })
-}
-
-fn print_matrix(
-    args: &Args,
-    cluster: &Cluster,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> io::Result<u8> {
-    let probes = if args.probes.is_empty() {
-        cluster.declared_probes()
-    } else {
-        args.probes.clone()
-    };
-    if probes.is_empty() {
-        return bad_input(
-            err,
-            &["no pod declares a container port, so there is nothing to probe; pass --probe PORT/PROTOCOL, such as --probe 80/TCP".to_owned()],
-        );
-    }
-    let matrix = verify::reachability(cluster, &probes);
-    if args.output == Format::Json {
-        {
-            write!(out, "{{\"connections\":[")?;
-            for (index, connection) in matrix.connections().enumerate() {
-                if index > 0 {
-                    write!(out, ",")?;
-                }
-                writeln!(out)?;
-                serde_json::to_writer(&mut *out, &connection).map_err(io::Error::other)?;
-            }
-            writeln!(out, "\n]}}")?;
-        }
-    } else {
-        write!(out, "{}", report::table(&matrix))?;
-    }
-    Ok(0)
 }
 
 fn explain_one(

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Difference, Proof};
+use crate::model::Probe;
 
 /// Which way the policies depart from the declared intent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,8 +48,8 @@ pub struct Finding {
     pub message: String,
 }
 
-/// The probes of a group of differences, as (port, protocol).
-type Probes = BTreeSet<(u16, &'static str)>;
+/// The probes of a group of differences.
+type Probes = BTreeSet<Probe>;
 
 /// Endpoints (sources or destinations) and the probes between them.
 type Group = (BTreeSet<String>, Probes);
@@ -75,7 +76,7 @@ pub fn findings(proof: &Proof) -> Vec<Finding> {
             .entry((departure, policies, difference.to.clone()))
             .or_default();
         entry.0.insert(difference.from.clone());
-        entry.1.insert((difference.port, difference.protocol));
+        entry.1.insert(difference.probe);
     }
     // (departure, policies, sources) -> (destinations, probes)
     let mut merged: BTreeMap<(Departure, Vec<String>, BTreeSet<String>), Group> = BTreeMap::new();
@@ -161,19 +162,18 @@ fn endpoints(proof: &Proof, set: &BTreeSet<String>, other: &BTreeSet<String>) ->
 }
 
 /// The ports in words: `every port` when every port number of the world is among them, else
-/// `8080/TCP, 53/TCP,UDP`.
-fn ports(proof: &Proof, probes: &BTreeSet<(u16, &'static str)>) -> String {
+/// `8080/TCP, 53/TCP,UDP, 8000-8010/TCP, metrics/TCP` (a declared range as such, a named port
+/// by its name: see [`super::compact`]).
+fn ports(proof: &Proof, probes: &Probes) -> String {
     let world: BTreeSet<u16> = proof.world.probes.iter().map(|probe| probe.port).collect();
-    let mut by_port: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
-    for (port, protocol) in probes {
-        by_port.entry(*port).or_default().push(protocol);
-    }
-    if by_port.len() > 1 && world.iter().all(|port| by_port.contains_key(port)) {
+    let numbers: BTreeSet<u16> = probes.iter().map(|probe| probe.port).collect();
+    if numbers.len() > 1 && world.iter().all(|port| numbers.contains(port)) {
         return "every port".to_owned();
     }
-    by_port
+    let probes: Vec<Probe> = probes.iter().copied().collect();
+    super::port_labels(&probes, &proof.world)
         .into_iter()
-        .map(|(port, protocols)| format!("{port}/{}", protocols.join(",")))
+        .map(|(label, protocols)| format!("{label}/{}", protocols.join(",")))
         .collect::<Vec<_>>()
         .join(", ")
 }

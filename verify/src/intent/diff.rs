@@ -240,6 +240,7 @@ pub fn compare(
                 endpoints: Vec::new(),
                 probes: Vec::new(),
                 named_ports: Vec::new(),
+                port_ranges: std::collections::BTreeSet::new(),
                 warnings: Vec::new(),
             },
             opened: Vec::new(),

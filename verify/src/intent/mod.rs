@@ -45,6 +45,47 @@ pub enum IntentError {
     Policies(#[source] ModelErrors),
 }
 
+/// A destination port as the spec and the policies name it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(untagged)]
+pub enum Port {
+    /// A port number.
+    Number(u16),
+    /// A named container port (`metrics`): its number is the model world's own invention, so
+    /// reports show the name only.
+    Name(String),
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Port::Number(number) => write!(f, "{number}"),
+            Port::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl Port {
+    /// How reports name the port of `probe` in `world`: by its name when it is one of the
+    /// world's named ports, else by its number.
+    #[must_use]
+    pub fn of(probe: Probe, world: &World) -> Self {
+        match named_port(probe, world) {
+            Some(name) => Port::Name(name.to_owned()),
+            None => Port::Number(probe.port),
+        }
+    }
+}
+
+/// The name of the named port behind `probe` in `world`, if it is one.
+fn named_port(probe: Probe, world: &World) -> Option<&str> {
+    world
+        .named_ports
+        .iter()
+        .find(|named| named.number == probe.port)
+        .and_then(|named| named.name.as_deref())
+}
+
 /// One connection where the policies and the spec disagree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Difference {
@@ -52,8 +93,8 @@ pub struct Difference {
     pub from: String,
     /// The destination.
     pub to: String,
-    /// The destination port.
-    pub port: u16,
+    /// The destination port: a number, or a named port's name (JSON: `8080` or `"metrics"`).
+    pub port: Port,
     /// The protocol.
     pub protocol: &'static str,
     /// What the spec says: `true` declared (so the policies block it), `false` not declared (so
@@ -66,6 +107,9 @@ pub struct Difference {
     /// deny it (none when the only cause is that no rule allows it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<String>,
+    /// The probe as the model world numbers it (a named port's number is the world's own).
+    #[serde(skip)]
+    pub probe: Probe,
 }
 
 impl fmt::Display for Difference {
@@ -292,7 +336,8 @@ pub fn prove_with(
                 differences.push(Difference {
                     from: source.label.clone(),
                     to: destination.label.clone(),
-                    port: probe.port,
+                    port: Port::of(*probe, &world),
+                    probe: *probe,
                     protocol: probe.protocol.as_str(),
                     declared: is_declared,
                     reason,
@@ -310,33 +355,105 @@ pub fn prove_with(
     })
 }
 
-/// Probes, compact: `8080/TCP`, `53/TCP,UDP`, `metrics/TCP` for a named port (by its name: the
-/// number is the model world's own), or `all` when every probe of the world passes.
+/// Probes, compact: `8080/TCP`, `53/TCP,UDP`, `8000-8010/TCP` for a range the spec or a policy
+/// declares (`port` to `endPort`: the probes test its ends, the report shows what is allowed),
+/// `metrics/TCP` for a named port (by its name: the number is the model world's own), `all/UDP`
+/// when every probe of a protocol passes, or `all` when every probe of the world passes.
 #[must_use]
 pub fn compact(probes: &[Probe], world: &World) -> String {
     if probes.len() == world.probes.len() {
         return "all".to_owned();
     }
-    let mut by_port: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
-    for probe in probes {
-        by_port
-            .entry(probe.port)
-            .or_default()
-            .push(probe.protocol.as_str());
-    }
-    by_port
+    port_labels(probes, world)
         .into_iter()
-        .map(|(port, protocols)| {
-            let name = world
-                .named_ports
-                .iter()
-                .find(|named| named.number == port)
-                .and_then(|named| named.name.clone())
-                .unwrap_or_else(|| port.to_string());
-            format!("{name}/{}", protocols.join(","))
-        })
+        .map(|(label, protocols)| format!("{label}/{}", protocols.join(",")))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The allowed ports of `probes` as labels (`all`, `8080`, `8000-8010`, `metrics`), each with
+/// its protocols, in port order (names last).
+pub(crate) fn port_labels(probes: &[Probe], world: &World) -> Vec<(String, Vec<&'static str>)> {
+    use netfence_crd::isolation::Protocol;
+    // (order, label) -> protocols
+    let mut labels: BTreeMap<(u32, String), Vec<&'static str>> = BTreeMap::new();
+    for protocol in [Protocol::TCP, Protocol::UDP, Protocol::SCTP] {
+        let of_protocol: Vec<Probe> = world
+            .probes
+            .iter()
+            .filter(|probe| probe.protocol == protocol)
+            .copied()
+            .collect();
+        let allowed: Vec<Probe> = probes
+            .iter()
+            .filter(|probe| probe.protocol == protocol)
+            .copied()
+            .collect();
+        if allowed.is_empty() {
+            continue;
+        }
+        if allowed.len() == of_protocol.len() {
+            labels
+                .entry((0, "all".to_owned()))
+                .or_default()
+                .push(protocol.as_str());
+            continue;
+        }
+        let mut add = |order: u32, label: String| {
+            labels
+                .entry((order, label))
+                .or_default()
+                .push(protocol.as_str());
+        };
+        // Runs of allowed numbers, joined where a declared range spans the gap between them.
+        let mut run: Option<(u16, u16)> = None;
+        for probe in &of_protocol {
+            if let Some(name) = named_port(*probe, world) {
+                if allowed.contains(probe) {
+                    add(u32::MAX, name.to_owned());
+                }
+                continue;
+            }
+            if !allowed.contains(probe) {
+                if let Some((start, end)) = run.take() {
+                    add(u32::from(start) + 1, range_label(start, end));
+                }
+                continue;
+            }
+            let number = probe.port;
+            run = match run {
+                Some((start, end))
+                    if number == end.saturating_add(1)
+                        || world
+                            .port_ranges
+                            .iter()
+                            .any(|&(low, high)| low <= end && number <= high) =>
+                {
+                    Some((start, number))
+                }
+                Some((start, end)) => {
+                    add(u32::from(start) + 1, range_label(start, end));
+                    Some((number, number))
+                }
+                None => Some((number, number)),
+            };
+        }
+        if let Some((start, end)) = run {
+            add(u32::from(start) + 1, range_label(start, end));
+        }
+    }
+    labels
+        .into_iter()
+        .map(|((_, label), protocols)| (label, protocols))
+        .collect()
+}
+
+fn range_label(start: u16, end: u16) -> String {
+    if start == end {
+        start.to_string()
+    } else {
+        format!("{start}-{end}")
+    }
 }
 
 /// The matrix of the endpoints inside the namespace: rows from, columns to, cells the allowed

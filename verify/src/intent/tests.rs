@@ -101,7 +101,7 @@ fn a_missing_dns_policy_fails_the_proof_and_names_it() {
         proof
             .differences
             .iter()
-            .all(|difference| difference.declared && difference.port == 53)
+            .all(|difference| difference.declared && difference.probe.port == 53)
     );
 }
 
@@ -237,7 +237,77 @@ fn a_peer_split_from_and_into_or_fails_the_proof() {
     let proof = prove(&isolation, &policies).expect("proof runs");
     let text = report(&proof);
     assert!(
-        text.contains("monitoring/metrics-other -> backend 30000/TCP: allowed but not declared (egress not isolated; ingress allowed by shop/shop-tier-backend ingress[1])"),
+        text.contains("monitoring/metrics-other -> backend metrics/TCP: allowed but not declared (egress not isolated; ingress allowed by shop/shop-tier-backend ingress[1])"),
+        "{text}"
+    );
+    // A named port is shown by its name everywhere: the number behind it is the model world's
+    // own invention, and a user would look for it in vain.
+    assert!(
+        !text.contains("30000"),
+        "the invented number of a named port shows:\n{text}"
+    );
+    let json = json(&proof).to_string();
+    assert!(
+        json.contains(r#""port":"metrics""#) && !json.contains("30000"),
+        "{json}"
+    );
+}
+
+/// A port range (`port` to `endPort`) shows as the range it is, in the matrix, across the
+/// boundary and in the summary by policy, whether the spec or another policy declares it; the
+/// probes test only its ends. If this fails, `8000-8010` reads as "8000/TCP 8010/TCP", as if
+/// the ports between were closed.
+#[test]
+fn port_ranges_show_as_declared() {
+    let isolation = validated(&json!({
+        "apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {
+            "tiers": [
+                {"name": "frontend", "podSelector": {"matchLabels": {"tier": "frontend"}}},
+                {"name": "backend", "podSelector": {"matchLabels": {"tier": "backend"}}},
+            ],
+            "flows": [{"from": "frontend", "to": "backend", "ports": [
+                {"port": 8000, "endPort": 8010}, {"port": 8005, "protocol": "UDP"}, {"port": "http"},
+            ]}],
+        },
+    }));
+    let mut policies = render::network_policies(&isolation);
+    let proof = prove(&isolation, &policies).expect("proof runs");
+    assert!(proof.holds(), "{}", report(&proof));
+    let frontend = proof
+        .world
+        .endpoints
+        .iter()
+        .position(|endpoint| endpoint.label == "frontend")
+        .expect("frontend");
+    let backend = proof
+        .world
+        .endpoints
+        .iter()
+        .position(|endpoint| endpoint.label == "backend")
+        .expect("backend");
+    assert_eq!(
+        compact(&proof.allowed[&(frontend, backend)], &proof.world),
+        "8000-8010/TCP 8005/UDP http/TCP"
+    );
+
+    let open: NetworkPolicy = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "open-range", "namespace": "shop"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+                 "ingress": [{"ports": [{"port": 9000, "endPort": 9100}, {"port": "admin"}]}]},
+    }))
+    .expect("policy");
+    policies.push(open);
+    let proof = prove(&isolation, &policies).expect("proof runs");
+    let text = report(&proof);
+    assert!(
+        text.contains("  netfence-outside/outside -> backend: 9000-9100/TCP admin/TCP\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  Widened: open-range lets any pod outside shop reach any pod of shop on 9000-9100/TCP, admin/TCP"),
         "{text}"
     );
 }

@@ -84,6 +84,10 @@ pub struct World {
     pub probes: Vec<Probe>,
     /// The port names the spec uses, and the numbers model pods declare them on.
     pub named_ports: Vec<ContainerPort>,
+    /// The port ranges (`port` to `endPort`) the spec and the other policies declare, sorted:
+    /// reports show allowed probes that one of them joins as that range, not as the probed
+    /// numbers ([`super::compact`]).
+    pub port_ranges: BTreeSet<(u16, u16)>,
     /// Tier selectors that overlap or that no pod can satisfy, and places the world could not
     /// be built as intended.
     pub warnings: Vec<String>,
@@ -506,7 +510,15 @@ pub fn build(isolation: &ValidatedIsolation) -> World {
         );
     }
     builder.outside();
-    builder.finish(probes(&spec_ports, &ports))
+    let mut world = builder.finish(probes(&spec_ports, &ports));
+    world.port_ranges = spec_ports
+        .iter()
+        .filter_map(|port| match (&port.port, port.end_port) {
+            (PortValue::Number(start), Some(end)) if end > *start => Some((*start, end)),
+            _ => None,
+        })
+        .collect();
+    world
 }
 
 impl Builder {
@@ -615,6 +627,7 @@ impl Builder {
             endpoints: self.endpoints,
             probes,
             named_ports: self.ports,
+            port_ranges: BTreeSet::new(),
             warnings: self.warnings,
         }
     }
@@ -672,6 +685,7 @@ pub fn extend(world: &mut World, policies: &[Policy]) {
                         numbers.insert(*number);
                     }
                     PortSpec::Range(start, end) => {
+                        world.port_ranges.insert((*start, *end));
                         numbers.extend([*start, *end]);
                         numbers.extend(start.checked_sub(1).filter(|n| *n > 0));
                         numbers.extend(end.checked_add(1));
@@ -728,6 +742,7 @@ pub fn merge(mut world: World, other: World, marker: &str) -> World {
             add_named_port(&mut world, name, port.protocol, &mut numbers);
         }
     }
+    world.port_ranges.extend(other.port_ranges.iter().copied());
     for mut endpoint in other.endpoints {
         if let Some(name) = renamed.get(&endpoint.pod.namespace) {
             endpoint.pod.namespace.clone_from(name);
