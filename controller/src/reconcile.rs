@@ -195,11 +195,10 @@ async fn reconcile_steps(
     let isolation = match validated {
         Ok(isolation) => isolation,
         Err(errors) => {
-            let note = format!("{errors}; the previous NetworkPolicies are kept");
-            let outcome = Outcome::InvalidSpec {
-                errors,
-                policies: owned_names(&observed, &uid),
-            };
+            // What is left in the cluster is what this resource owns: kept policies, or none.
+            let policies = owned_names(&observed, &uid);
+            let note = status::invalid_message(&errors, &policies);
+            let outcome = Outcome::InvalidSpec { errors, policies };
             if write_status(resource, context, &namespace, &outcome, &liveness, None).await? {
                 event(context, resource, EventType::Warning, "InvalidSpec", note);
             }
