@@ -704,6 +704,17 @@ async fn write_status(
         .status
         .as_ref()
         .map_or(&[][..], |status| status.conditions.as_slice());
+    // A shared service naming a namespace that does not exist (yet) allows nothing: a warning
+    // in Ready's message, not a failure (GitOps may create the namespace later; its creation
+    // reconciles this resource, see `IsolationIndex::naming`). Unknown (no namespace cache when
+    // watching one namespace, or before its first list): no warning.
+    let warnings = match isolation {
+        Some(_) => status::missing_namespaces(&resource.spec.shared_services, |name| {
+            context.cluster_wide.namespace_exists(name) != Some(false)
+        }),
+        None => Vec::new(),
+    };
+    status::warn(&mut new, &warnings);
     let managed = match isolation {
         Some(isolation) => whole_policies(context, namespace, isolation).await?,
         // An invalid spec has no intent to prove.
@@ -726,6 +737,7 @@ async fn write_status(
     };
     context.own_writes.record(&written);
     audit_events(context, resource, previous, &new.conditions);
+    warning_events(context, resource, previous, &new.conditions, &warnings);
     Ok(true)
 }
 
@@ -784,6 +796,36 @@ fn audit_events(
             (_, _) => (EventType::Warning, format!("DNS{reason}")),
         };
         event(context, resource, type_of_event, &event_reason, message);
+    }
+}
+
+/// A Warning Event `NamespaceNotFound` for each warning that Ready's message did not carry
+/// before and carries now (once, not at every status write).
+fn warning_events(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    previous: &[Condition],
+    conditions: &[Condition],
+    warnings: &[String],
+) {
+    let message = |conditions: &[Condition]| {
+        conditions
+            .iter()
+            .find(|condition| condition.type_ == status::READY && condition.status == "True")
+            .map(|condition| condition.message.clone())
+            .unwrap_or_default()
+    };
+    let (before, now) = (message(previous), message(conditions));
+    for warning in warnings {
+        if now.contains(warning.as_str()) && !before.contains(warning.as_str()) {
+            event(
+                context,
+                resource,
+                EventType::Warning,
+                "NamespaceNotFound",
+                warning.clone(),
+            );
+        }
     }
 }
 

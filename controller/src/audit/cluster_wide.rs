@@ -291,6 +291,14 @@ impl ClusterWideCache {
         }
     }
 
+    /// Whether `namespace` exists, by the namespace cache; `None` while it is unknown (no cache
+    /// when watching one namespace, or its first list is not in yet).
+    pub fn namespace_exists(&self, namespace: &str) -> Option<bool> {
+        let store = self.namespaces.get()?;
+        futures::FutureExt::now_or_never(store.wait_until_ready())?.ok()?;
+        Some(store.get(&ObjectRef::new(namespace)).is_some())
+    }
+
     /// The labels of `namespace`, when the namespace cache holds it.
     pub fn labels(&self, namespace: &str) -> Option<Labels> {
         let found = self.namespaces.get()?.get(&ObjectRef::new(namespace))?;
