@@ -9,11 +9,12 @@
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
-    Api,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    Api, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
+use netfence_core::plan::is_owned_by;
 use netfence_crd::NamespaceIsolation;
-use netfence_e2e::{Env, shop};
+use netfence_e2e::{Env, env::LIMIT, shop};
 use serde_json::json;
 
 /// The Ready condition's status, reason and message.
@@ -120,7 +121,7 @@ async fn a_shared_service_naming_a_missing_namespace_warns_until_it_exists() {
         })
         .await;
     assert_eq!(warned.status.as_ref().map(|s| s.policies.len()), Some(5));
-    let events = netfence_e2e::eventually(netfence_e2e::env::LIMIT, || async {
+    let events = netfence_e2e::eventually(LIMIT, || async {
         let found = env.events(&namespace, "shop", "NamespaceNotFound").await;
         (!found.is_empty()).then_some(found)
     })
@@ -154,6 +155,177 @@ async fn a_shared_service_naming_a_missing_namespace_warns_until_it_exists() {
     assert_eq!(message, "5 NetworkPolicies match the spec");
     let _ = namespaces
         .delete(&monitoring, &DeleteParams::default())
+        .await;
+    env.finish().await;
+}
+
+/// The names of the policies of `namespace` that `selector` selects, sorted.
+async fn selected(env: &Env, namespace: &str, selector: &str) -> Vec<String> {
+    let mut names: Vec<String> = env
+        .policies(namespace)
+        .list(&ListParams::default().labels(selector))
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    names.sort();
+    names
+}
+
+/// `shop` with `deletionPolicy`, Reconciled, then deleted: returns once it is gone and
+/// `expected` policies are left.
+async fn keep(env: &Env, namespace: &str, deletion: &str, expected: &[&str]) {
+    let mut resource = shop(namespace);
+    resource["spec"]["deletionPolicy"] = json!(deletion);
+    env.create(&resource).await;
+    env.wait_isolation(namespace, "shop", "Reconciled with its finalizer", |found| {
+        ready(found).is_some_and(|(_, reason, _)| reason == "Reconciled")
+            && found.finalizers().iter().any(|f| f == netfence_core::meta::FINALIZER)
+    })
+    .await;
+    env.isolations(namespace)
+        .delete("shop", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    let left = netfence_e2e::eventually(LIMIT, || async {
+        let gone = env.isolations(namespace).get_opt("shop").await.ok()?.is_none();
+        let names: Vec<String> = env.policy_names(namespace).await.into_iter().collect();
+        (gone && names == expected).then_some(())
+    })
+    .await;
+    assert!(
+        left.is_some(),
+        "{namespace}: expected {expected:?} left, found {:?}",
+        env.policy_names(namespace).await
+    );
+}
+
+/// What `KeepDefaultDeny` and `Orphan` keep is no longer labelled as managed by netfence
+/// (nobody manages it: drift is not corrected, nothing prunes it): `kubectl get netpol -l
+/// app.kubernetes.io/managed-by=netfence` no longer lists it. It keeps `netfence.io/isolation`,
+/// and a new resource of the same name takes it back, labelled managed again.
+///
+/// If this fails, the selector every user and dashboard relies on lists policies nobody
+/// manages, or a recreated resource no longer takes back what its predecessor kept.
+#[tokio::test]
+async fn kept_policies_are_not_labelled_as_managed() {
+    let mut env = Env::start().await;
+    for (deletion, expected) in [
+        (
+            "KeepDefaultDeny",
+            &["shop-allow-dns", "shop-default-deny"][..],
+        ),
+        (
+            "Orphan",
+            &[
+                "shop-allow-dns",
+                "shop-default-deny",
+                "shop-tier-backend",
+                "shop-tier-database",
+                "shop-tier-frontend",
+            ][..],
+        ),
+    ] {
+        let namespace = env.watched_namespace("kept-labels").await;
+        keep(&env, &namespace, deletion, expected).await;
+        assert!(
+            selected(&env, &namespace, "app.kubernetes.io/managed-by=netfence")
+                .await
+                .is_empty(),
+            "{deletion}: kept policies still say netfence manages them"
+        );
+        assert_eq!(
+            selected(&env, &namespace, "netfence.io/isolation=shop").await,
+            expected,
+            "{deletion}: kept policies keep the isolation label"
+        );
+        for policy in env
+            .policies(&namespace)
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+        {
+            assert!(
+                policy.owner_references().is_empty(),
+                "{deletion}: {} kept an owner",
+                policy.name_any()
+            );
+        }
+
+        // A new `shop` takes them back: owned, and labelled managed again.
+        env.create(&shop(&namespace)).await;
+        let back = env
+            .wait_isolation(&namespace, "shop", "Ready with its 5 policies", |found| {
+                ready(found).is_some_and(|(_, reason, _)| reason == "Reconciled")
+                    && found.status.as_ref().map(|s| s.policies.len()) == Some(5)
+            })
+            .await;
+        let uid = back.uid().expect("a uid");
+        let managed = selected(&env, &namespace, "app.kubernetes.io/managed-by=netfence").await;
+        assert_eq!(managed.len(), 5, "{deletion}: {managed:?}");
+        for policy in env
+            .policies(&namespace)
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+        {
+            assert!(
+                is_owned_by(&policy, &uid),
+                "{deletion}: {} is not the new resource's",
+                policy.name_any()
+            );
+        }
+    }
+    env.finish().await;
+}
+
+/// The README's way to remove a kept policy (a cluster admin deletes it): the other resources
+/// of the namespace see it go at once, by the watch of the policies netfence does not manage,
+/// not at a periodic recheck: the intent audit of `team` counted the kept deny and DNS policies
+/// among those that apply in its namespace, and stops counting them.
+///
+/// If this fails, a namespace's status describes policies that are gone (for an hour, until
+/// the next resync): the proof that the namespace is isolated as declared is a proof about
+/// something else.
+#[tokio::test]
+async fn deleting_kept_policies_updates_the_namespace_at_once() {
+    let mut env = Env::start().await;
+    let namespace = env.watched_namespace("kept-deleted").await;
+    keep(
+        &env,
+        &namespace,
+        "KeepDefaultDeny",
+        &["shop-allow-dns", "shop-default-deny"],
+    )
+    .await;
+    let mut team = shop(&namespace);
+    team["metadata"]["name"] = json!("team");
+    env.create(&team).await;
+    let isolated = |count: usize| {
+        move |found: &NamespaceIsolation| {
+            found.status.as_ref().is_some_and(|status| {
+                status.conditions.iter().any(|condition| {
+                    condition.type_ == "Isolated"
+                        && condition
+                            .message
+                            .contains(&format!("the {count} NetworkPolicies that apply"))
+                })
+            })
+        }
+    };
+    env.wait_isolation(&namespace, "team", "its audit counts 7 policies", isolated(7))
+        .await;
+    for name in ["shop-default-deny", "shop-allow-dns"] {
+        env.policies(&namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("the admin deletes a kept policy");
+    }
+    env.wait_isolation(&namespace, "team", "its audit counts 5 policies", isolated(5))
         .await;
     env.finish().await;
 }
