@@ -329,3 +329,61 @@ async fn deleting_kept_policies_updates_the_namespace_at_once() {
         .await;
     env.finish().await;
 }
+
+/// A policy labelled as netfence's that nobody controls and that no resource of this name may
+/// take back (its `netfence.io/isolation` names another resource) holds `shop`'s default deny
+/// name: nothing of `shop` is written (no allow without its deny) and the namespace has no deny
+/// of shop's. Deleting that policy must let `shop` write at once: its deletion reconciles the
+/// resources of the namespace, not only the resource its label names (there is none).
+///
+/// If this fails, the namespace stays without shop's default deny until the 30 s conflict
+/// recheck: open for up to 30 s after the name was freed.
+#[tokio::test]
+async fn a_freed_deny_name_is_written_at_once() {
+    let mut env = Env::start().await;
+    let namespace = env.watched_namespace("freed-name").await;
+    env.create_policy(
+        &namespace,
+        &json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "shop-default-deny", "namespace": namespace, "labels": {
+                "app.kubernetes.io/managed-by": "netfence",
+                "netfence.io/isolation": "another",
+                "netfence.io/role": "default-deny",
+            }},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]},
+        }),
+    )
+    .await;
+    env.create(&shop(&namespace)).await;
+    env.wait_isolation(&namespace, "shop", "ApplyFailed: the deny's name is taken", |found| {
+        ready(found).is_some_and(|(_, reason, message)| {
+            reason == "ApplyFailed" && message.contains("shop-default-deny exists")
+        })
+    })
+    .await;
+    env.policies(&namespace)
+        .delete("shop-default-deny", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    // Well under the conflict recheck (30 s): only a watch trigger gets there in time.
+    let api = env.isolations(&namespace);
+    let written = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        loop {
+            if let Ok(Some(found)) = api.get_opt("shop").await
+                && ready(&found).is_some_and(|(_, reason, _)| reason == "Reconciled")
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        written.is_ok(),
+        "shop did not write its policies within 15 s of the name being freed: {:?}",
+        env.policy_names(&namespace).await
+    );
+    assert!(env.policy_names(&namespace).await.contains("shop-default-deny"));
+    env.finish().await;
+}
