@@ -1124,8 +1124,8 @@ mod tests {
             owner_references: Some(vec![netfence_core::render::owner_reference("shop", "u1")]),
             ..ObjectMeta::default()
         };
-        let patch = serde_json::to_value(keep_patch(&metadata, "u1").expect("a patch"))
-            .expect("json");
+        let patch =
+            serde_json::to_value(keep_patch(&metadata, "u1").expect("a patch")).expect("json");
         assert_eq!(
             patch,
             serde_json::json!([
@@ -1148,8 +1148,8 @@ mod tests {
             .as_mut()
             .expect("labels")
             .remove(MANAGED_BY_LABEL);
-        let patch = serde_json::to_value(keep_patch(&metadata, "u1").expect("a patch"))
-            .expect("json");
+        let patch =
+            serde_json::to_value(keep_patch(&metadata, "u1").expect("a patch")).expect("json");
         assert_eq!(patch.as_array().map(Vec::len), Some(2), "{patch}");
         assert!(keep_patch(&metadata, "another").is_none());
     }

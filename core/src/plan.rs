@@ -470,7 +470,12 @@ mod tests {
             .as_mut()
             .expect("labels")
             .insert(crate::meta::ISOLATION_LABEL.into(), "other".into());
-        for foreign in [other_controller, unlabelled, other_resource, managed_by_another] {
+        for foreign in [
+            other_controller,
+            unlabelled,
+            other_resource,
+            managed_by_another,
+        ] {
             let plan = super::plan(&desired[..1], &seen(&[foreign]), UID);
             assert_eq!(plan.conflicts, ["shop-default-deny"]);
             assert!(plan.apply.is_empty() && plan.pending.is_empty());

@@ -405,13 +405,14 @@ mod tests {
     }
 
     fn invalid_errors() -> ValidationErrors {
-        let resource: netfence_crd::NamespaceIsolation = serde_json::from_value(serde_json::json!({
-            "apiVersion": "netfence.io/v1alpha1",
-            "kind": "NamespaceIsolation",
-            "metadata": {"name": "shop", "namespace": "shop", "uid": "u1"},
-            "spec": {"flows": [{"from": "web", "to": "db"}]},
-        }))
-        .expect("resource");
+        let resource: netfence_crd::NamespaceIsolation =
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "netfence.io/v1alpha1",
+                "kind": "NamespaceIsolation",
+                "metadata": {"name": "shop", "namespace": "shop", "uid": "u1"},
+                "spec": {"flows": [{"from": "web", "to": "db"}]},
+            }))
+            .expect("resource");
         crate::ValidatedIsolation::try_from(&resource).expect_err("invalid")
     }
 
@@ -473,7 +474,9 @@ mod tests {
         let warnings = missing_namespaces(&shared, |name| name == "ingress-nginx");
         assert_eq!(
             warnings,
-            ["spec.sharedServices[1].namespace: namespace \"monitoring\" does not exist, so shared service metrics allows no traffic until it is created"]
+            [
+                "spec.sharedServices[1].namespace: namespace \"monitoring\" does not exist, so shared service metrics allows no traffic until it is created"
+            ]
         );
         assert!(missing_namespaces(&shared, |_| true).is_empty());
 

@@ -769,7 +769,9 @@ async fn generated_policies_are_tamper_proof() {
             .await,
     );
     assert!(
-        message.contains("shop-default-deny was kept by netfence when NamespaceIsolation shop was deleted"),
+        message.contains(
+            "shop-default-deny was kept by netfence when NamespaceIsolation shop was deleted"
+        ),
         "{message}"
     );
     let namespaces_api: Api<Namespace> = Api::all(env.client.clone());

@@ -145,11 +145,16 @@ async fn a_shared_service_naming_a_missing_namespace_warns_until_it_exists() {
         .await
         .expect("namespace created");
     let cleared = env
-        .wait_isolation(&namespace, "shop", "Ready True without a warning", |found| {
-            ready(found).is_some_and(|(status, _, message)| {
-                status == "True" && !message.contains("warning")
-            })
-        })
+        .wait_isolation(
+            &namespace,
+            "shop",
+            "Ready True without a warning",
+            |found| {
+                ready(found).is_some_and(|(status, _, message)| {
+                    status == "True" && !message.contains("warning")
+                })
+            },
+        )
         .await;
     let (_, _, message) = ready(&cleared).expect("a Ready condition");
     assert_eq!(message, "5 NetworkPolicies match the spec");
@@ -180,17 +185,30 @@ async fn keep(env: &Env, namespace: &str, deletion: &str, expected: &[&str]) {
     let mut resource = shop(namespace);
     resource["spec"]["deletionPolicy"] = json!(deletion);
     env.create(&resource).await;
-    env.wait_isolation(namespace, "shop", "Reconciled with its finalizer", |found| {
-        ready(found).is_some_and(|(_, reason, _)| reason == "Reconciled")
-            && found.finalizers().iter().any(|f| f == netfence_core::meta::FINALIZER)
-    })
+    env.wait_isolation(
+        namespace,
+        "shop",
+        "Reconciled with its finalizer",
+        |found| {
+            ready(found).is_some_and(|(_, reason, _)| reason == "Reconciled")
+                && found
+                    .finalizers()
+                    .iter()
+                    .any(|f| f == netfence_core::meta::FINALIZER)
+        },
+    )
     .await;
     env.isolations(namespace)
         .delete("shop", &DeleteParams::default())
         .await
         .expect("deleted");
     let left = netfence_e2e::eventually(LIMIT, || async {
-        let gone = env.isolations(namespace).get_opt("shop").await.ok()?.is_none();
+        let gone = env
+            .isolations(namespace)
+            .get_opt("shop")
+            .await
+            .ok()?
+            .is_none();
         let names: Vec<String> = env.policy_names(namespace).await.into_iter().collect();
         (gone && names == expected).then_some(())
     })
@@ -317,16 +335,26 @@ async fn deleting_kept_policies_updates_the_namespace_at_once() {
             })
         }
     };
-    env.wait_isolation(&namespace, "team", "its audit counts 7 policies", isolated(7))
-        .await;
+    env.wait_isolation(
+        &namespace,
+        "team",
+        "its audit counts 7 policies",
+        isolated(7),
+    )
+    .await;
     for name in ["shop-default-deny", "shop-allow-dns"] {
         env.policies(&namespace)
             .delete(name, &DeleteParams::default())
             .await
             .expect("the admin deletes a kept policy");
     }
-    env.wait_isolation(&namespace, "team", "its audit counts 5 policies", isolated(5))
-        .await;
+    env.wait_isolation(
+        &namespace,
+        "team",
+        "its audit counts 5 policies",
+        isolated(5),
+    )
+    .await;
     env.finish().await;
 }
 
@@ -356,11 +384,16 @@ async fn a_freed_deny_name_is_written_at_once() {
     )
     .await;
     env.create(&shop(&namespace)).await;
-    env.wait_isolation(&namespace, "shop", "ApplyFailed: the deny's name is taken", |found| {
-        ready(found).is_some_and(|(_, reason, message)| {
-            reason == "ApplyFailed" && message.contains("shop-default-deny exists")
-        })
-    })
+    env.wait_isolation(
+        &namespace,
+        "shop",
+        "ApplyFailed: the deny's name is taken",
+        |found| {
+            ready(found).is_some_and(|(_, reason, message)| {
+                reason == "ApplyFailed" && message.contains("shop-default-deny exists")
+            })
+        },
+    )
     .await;
     env.policies(&namespace)
         .delete("shop-default-deny", &DeleteParams::default())
@@ -384,6 +417,10 @@ async fn a_freed_deny_name_is_written_at_once() {
         "shop did not write its policies within 15 s of the name being freed: {:?}",
         env.policy_names(&namespace).await
     );
-    assert!(env.policy_names(&namespace).await.contains("shop-default-deny"));
+    assert!(
+        env.policy_names(&namespace)
+            .await
+            .contains("shop-default-deny")
+    );
     env.finish().await;
 }
