@@ -608,6 +608,22 @@ async fn check_own_policies(policies: &Api<NetworkPolicy>) {
         .expect("and deletes it");
 }
 
+/// The tenant cannot delete a kept deny, and is told who kept it and how it goes.
+async fn check_kept_deny(tenant_client: kube::Client, kept: &str) {
+    let message = refused(
+        "deleting the kept deny",
+        Api::<NetworkPolicy>::namespaced(tenant_client, kept)
+            .delete("shop-default-deny", &DeleteParams::default())
+            .await,
+    );
+    assert!(
+        message.contains(
+            "shop-default-deny was kept by netfence when NamespaceIsolation shop was deleted"
+        ),
+        "{message}"
+    );
+}
+
 /// The policies left in `namespace` once its resource is gone, sorted.
 async fn left_after_deletion(env: &Env, namespace: &str, expected: &[&str]) {
     let api = env.policies(namespace);
@@ -762,18 +778,7 @@ async fn generated_policies_are_tamper_proof() {
     }
     // A kept deny stays protected, and deleting its namespace still removes it.
     let (kept, _) = &namespaces[2];
-    let message = refused(
-        "deleting the kept deny",
-        Api::<NetworkPolicy>::namespaced(tenant_client, kept)
-            .delete("shop-default-deny", &DeleteParams::default())
-            .await,
-    );
-    assert!(
-        message.contains(
-            "shop-default-deny was kept by netfence when NamespaceIsolation shop was deleted"
-        ),
-        "{message}"
-    );
+    check_kept_deny(tenant_client, kept).await;
     let namespaces_api: Api<Namespace> = Api::all(env.client.clone());
     namespaces_api
         .delete(kept, &DeleteParams::default())
