@@ -715,6 +715,9 @@ async fn write_status(
     context.foreign.wait_synced().await;
     context.dns.settled().await;
     context.cluster_wide.settled().await;
+    if isolation.is_some() {
+        context.cluster_wide.namespaces_settled().await;
+    }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut new = status::status(
         outcome,
