@@ -532,4 +532,69 @@ mod tests {
             ["blog"]
         );
     }
+
+    fn naming(namespace: &str, name: &str, named: &[&str]) -> NamespaceIsolation {
+        let services: Vec<serde_json::Value> = named
+            .iter()
+            .map(
+                |peer| serde_json::json!({"name": peer, "direction": "Ingress", "namespace": peer}),
+            )
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"sharedServices": services},
+        }))
+        .expect("a resource")
+    }
+
+    /// A namespace first seen (created) reconciles the resources whose shared services name it,
+    /// as the index knows them now: an edit that stops naming it, a deletion, or a relist that
+    /// no longer finds the resource forgets them.
+    ///
+    /// If this fails, a resource warns that a namespace does not exist for an hour after it was
+    /// created (until the resync), or a namespace's creation reconciles resources that do not
+    /// care.
+    #[test]
+    fn a_new_namespace_reconciles_the_resources_naming_it() {
+        let index = IsolationIndex::default();
+        index.apply(&watcher::Event::Apply(naming(
+            "shop",
+            "shop",
+            &["monitoring"],
+        )));
+        index.apply(&watcher::Event::Apply(naming(
+            "blog",
+            "blog",
+            &["monitoring", "ingress"],
+        )));
+        index.apply(&watcher::Event::Apply(naming("cart", "cart", &["ingress"])));
+        let created = index.label_changes();
+        let namespace = |name: &str| -> k8s_openapi::api::core::v1::Namespace {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+                .expect("a namespace")
+        };
+        assert_eq!(names(created(namespace("monitoring"))), ["blog", "shop"]);
+        assert!(
+            created(namespace("monitoring")).is_empty(),
+            "seen before: nothing new"
+        );
+        index.apply(&watcher::Event::Apply(naming("blog", "blog", &["ingress"])));
+        index.apply(&watcher::Event::Delete(naming(
+            "cart",
+            "cart",
+            &["ingress"],
+        )));
+        assert_eq!(names(index.naming("ingress")), ["blog"]);
+        assert_eq!(names(index.naming("monitoring")), ["shop"]);
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitApply(naming(
+            "blog",
+            "blog",
+            &["ingress"],
+        )));
+        index.apply(&watcher::Event::InitDone);
+        assert!(index.naming("monitoring").is_empty(), "shop is gone");
+        assert_eq!(names(created(namespace("ingress"))), ["blog"]);
+    }
 }
