@@ -494,7 +494,23 @@ fn own_policy_triggers(
         }
     })
     .triggers("NetworkPolicies (netfence's)", move |change| match change {
-        Change::Policy(policy) => reconcile_targets(*policy),
+        Change::Policy(policy) => {
+            let namespace = policy.metadata.namespace.clone().unwrap_or_default();
+            let controlled = policy
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|owner| owner.controller == Some(true));
+            let mut targets = reconcile_targets(*policy);
+            // A labelled policy nobody controls (kept by an older netfence, or forged) may hold
+            // a name another resource of its namespace renders: its change (its deletion
+            // above all) frees that name, and that resource must not wait for a recheck.
+            if !controlled {
+                targets.extend(policy_index.in_namespace(&namespace));
+            }
+            targets
+        }
         Change::Gone { namespace } => policy_index.in_namespace(&namespace),
     })
 }

@@ -25,6 +25,7 @@ use kube::{
 };
 use netfence_core::{
     ValidatedIsolation, audit,
+    meta::{ISOLATION_LABEL, MANAGED_BY, MANAGED_BY_LABEL},
     observed::{Facts, Observed},
     plan::{self, ApplyReason, is_owned_by},
     render::{self, PolicyRole},
@@ -41,7 +42,8 @@ use super::{
     skeleton::CACHE_WAIT,
 };
 
-/// How long a resource whose policy names are taken by foreign policies waits to look again.
+/// How long a resource whose policy names are taken by foreign policies waits to look again,
+/// should no watch event wake it first (see the end of `reconcile_steps`).
 const CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long a converged resource waits before it is checked again without any event.
@@ -195,11 +197,10 @@ async fn reconcile_steps(
     let isolation = match validated {
         Ok(isolation) => isolation,
         Err(errors) => {
-            let note = format!("{errors}; the previous NetworkPolicies are kept");
-            let outcome = Outcome::InvalidSpec {
-                errors,
-                policies: owned_names(&observed, &uid),
-            };
+            // What is left in the cluster is what this resource owns: kept policies, or none.
+            let policies = owned_names(&observed, &uid);
+            let note = status::invalid_message(&errors, &policies);
+            let outcome = Outcome::InvalidSpec { errors, policies };
             if write_status(resource, context, &namespace, &outcome, &liveness, None).await? {
                 event(context, resource, EventType::Warning, "InvalidSpec", note);
             }
@@ -310,8 +311,10 @@ async fn reconcile_steps(
             message,
         );
     }
-    // A hand-written policy that holds a name carries no netfence label, so its deletion wakes
-    // nothing: look again soon.
+    // The change of any policy that may hold a name (a hand-written or kept one: the foreign
+    // watch; a labelled one nobody controls: netfence's watch) reconciles the resources of its
+    // namespace, so a freed name is written at once. The recheck is a backstop for what no
+    // watch reports (a name held by another resource's policy).
     Ok(Action::requeue(if conflicts.is_empty() {
         RESYNC
     } else {
@@ -370,10 +373,27 @@ fn existing_policies(observed: &[Observed], uid: &str, written: &Written) -> Vec
     names.into_iter().collect()
 }
 
-/// The policies of the namespace that carry the managed-by label, from the cache (no API call),
-/// as a plan needs them. [`plan::plan`] tells this resource's own from the others.
+/// The policies of the namespace a plan needs, from the caches (no API call): those that carry
+/// the managed-by label, and of the others those that carry netfence's isolation label (kept by
+/// an earlier resource, which removed their managed-by label; or netfence's own, stripped of it
+/// by someone). [`plan::plan`] tells this resource's own from the others.
 fn observe(context: &Context, namespace: &str) -> Vec<Observed> {
-    context.policies.in_namespace(namespace)
+    let mut observed = context.policies.in_namespace(namespace);
+    observed.extend(
+        context
+            .foreign
+            .in_namespace(namespace)
+            .iter()
+            .filter(|policy| {
+                policy
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .is_some_and(|labels| labels.contains_key(ISOLATION_LABEL))
+            })
+            .map(Observed::of),
+    );
+    observed
 }
 
 /// The names of the policies this resource owns.
@@ -394,7 +414,8 @@ async fn whole_policies(
     namespace: &str,
     isolation: &ValidatedIsolation,
 ) -> Result<Vec<NetworkPolicy>, Error> {
-    let observed = observe(context, namespace);
+    // Only the managed ones: the audit takes the others whole from the foreign cache.
+    let observed = context.policies.in_namespace(namespace);
     if observed.len() > super::audit::MAX_POLICIES {
         // More than the audit proves: it counts them and reads none (nor is any read here).
         return Ok(observed
@@ -694,6 +715,9 @@ async fn write_status(
     context.foreign.wait_synced().await;
     context.dns.settled().await;
     context.cluster_wide.settled().await;
+    if isolation.is_some() {
+        context.cluster_wide.namespaces_settled().await;
+    }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut new = status::status(
         outcome,
@@ -705,6 +729,17 @@ async fn write_status(
         .status
         .as_ref()
         .map_or(&[][..], |status| status.conditions.as_slice());
+    // A shared service naming a namespace that does not exist (yet) allows nothing: a warning
+    // in Ready's message, not a failure (GitOps may create the namespace later; its creation
+    // reconciles this resource, see `IsolationIndex::naming`). Unknown (no namespace cache when
+    // watching one namespace, or before its first list): no warning.
+    let warnings = match isolation {
+        Some(_) => status::missing_namespaces(&resource.spec.shared_services, |name| {
+            context.cluster_wide.namespace_exists(name) != Some(false)
+        }),
+        None => Vec::new(),
+    };
+    status::warn(&mut new, &warnings);
     let managed = match isolation {
         Some(isolation) => whole_policies(context, namespace, isolation).await?,
         // An invalid spec has no intent to prove.
@@ -727,6 +762,7 @@ async fn write_status(
     };
     context.own_writes.record(&written);
     audit_events(context, resource, previous, &new.conditions);
+    warning_events(context, resource, previous, &new.conditions, &warnings);
     Ok(true)
 }
 
@@ -785,6 +821,36 @@ fn audit_events(
             (_, _) => (EventType::Warning, format!("DNS{reason}")),
         };
         event(context, resource, type_of_event, &event_reason, message);
+    }
+}
+
+/// A Warning Event `NamespaceNotFound` for each warning that Ready's message did not carry
+/// before and carries now (once, not at every status write).
+fn warning_events(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    previous: &[Condition],
+    conditions: &[Condition],
+    warnings: &[String],
+) {
+    let message = |conditions: &[Condition]| {
+        conditions
+            .iter()
+            .find(|condition| condition.type_ == status::READY && condition.status == "True")
+            .map(|condition| condition.message.clone())
+            .unwrap_or_default()
+    };
+    let (before, now) = (message(previous), message(conditions));
+    for warning in warnings {
+        if now.contains(warning.as_str()) && !before.contains(warning.as_str()) {
+            event(
+                context,
+                resource,
+                EventType::Warning,
+                "NamespaceNotFound",
+                warning.clone(),
+            );
+        }
     }
 }
 
@@ -932,8 +998,10 @@ async fn finalize(
             };
             let result = if kept {
                 // Remove this resource's owner reference, and only it (the JSON patch tests the
-                // uid first), so garbage collection leaves the policy alone.
-                match orphan_patch(&policy.metadata, &uid) {
+                // uid first), so garbage collection leaves the policy alone; and the managed-by
+                // label, since nobody manages the policy any more (its isolation label stays:
+                // a new resource of this name takes it back).
+                match keep_patch(&policy.metadata, &uid) {
                     Some(patch) => api
                         .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
                         .await
@@ -988,6 +1056,26 @@ pub(super) fn orphan_patch(
     .ok()
 }
 
+/// The JSON patch that keeps a policy with `metadata` when its owner with `uid` goes: its owner
+/// reference removed as [`orphan_patch`] does, and its `app.kubernetes.io/managed-by: netfence`
+/// label too (tested first), so that `-l app.kubernetes.io/managed-by=netfence` lists only what
+/// netfence manages. The other labels stay: `netfence.io/isolation` names the resource of which
+/// a new one takes the policy back, and the admission policy keeps protecting it by that label.
+fn keep_patch(metadata: &ObjectMeta, uid: &str) -> Option<json_patch::Patch> {
+    let mut operations = serde_json::to_value(orphan_patch(metadata, uid)?).ok()?;
+    let labelled = metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(MANAGED_BY_LABEL))
+        .is_some_and(|value| value == MANAGED_BY);
+    if labelled && let Some(operations) = operations.as_array_mut() {
+        let path = format!("/metadata/labels/{}", MANAGED_BY_LABEL.replace('/', "~1"));
+        operations.push(serde_json::json!({"op": "test", "path": path, "value": MANAGED_BY}));
+        operations.push(serde_json::json!({"op": "remove", "path": path}));
+    }
+    serde_json::from_value(operations).ok()
+}
+
 /// An error and its causes as one sentence, for a status message or an Event: each cause
 /// once, and of an API error only the message the API server gave (a `kube::Error`'s own text
 /// repeats that message and adds a debug dump of the whole Status).
@@ -1022,6 +1110,52 @@ mod tests {
     use kube::core::Status;
 
     use super::*;
+
+    /// Keeping a policy removes its owner reference and its managed-by label (each tested
+    /// first), and nothing else: the isolation and role labels stay. A policy whose managed-by
+    /// label is already gone (a tenant removed it) only loses its owner reference.
+    ///
+    /// If this fails, `kubectl get netpol -l app.kubernetes.io/managed-by=netfence` lists
+    /// policies nobody manages (or a kept policy loses what lets a new resource take it back).
+    #[test]
+    fn keeping_a_policy_removes_its_owner_and_managed_by() {
+        let mut metadata = ObjectMeta {
+            labels: Some(netfence_core::render::labels(
+                "shop",
+                &PolicyRole::DefaultDeny,
+            )),
+            owner_references: Some(vec![netfence_core::render::owner_reference("shop", "u1")]),
+            ..ObjectMeta::default()
+        };
+        let patch =
+            serde_json::to_value(keep_patch(&metadata, "u1").expect("a patch")).expect("json");
+        assert_eq!(
+            patch,
+            serde_json::json!([
+                {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": "u1"},
+                {"op": "remove", "path": "/metadata/ownerReferences/0"},
+                {"op": "test", "path": "/metadata/labels/app.kubernetes.io~1managed-by", "value": "netfence"},
+                {"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1managed-by"},
+            ])
+        );
+        let mut object = serde_json::json!({"metadata": metadata.clone()});
+        json_patch::patch(&mut object, &keep_patch(&metadata, "u1").expect("a patch"))
+            .expect("applies");
+        let labels = &object["metadata"]["labels"];
+        assert!(labels.get(MANAGED_BY_LABEL).is_none(), "{labels}");
+        assert_eq!(labels[ISOLATION_LABEL], "shop");
+        assert_eq!(object["metadata"]["ownerReferences"], serde_json::json!([]));
+
+        metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .remove(MANAGED_BY_LABEL);
+        let patch =
+            serde_json::to_value(keep_patch(&metadata, "u1").expect("a patch")).expect("json");
+        assert_eq!(patch.as_array().map(Vec::len), Some(2), "{patch}");
+        assert!(keep_patch(&metadata, "another").is_none());
+    }
 
     /// An API error reads as one sentence: what failed, then the API server's message, once,
     /// without the debug dump a `kube::Error` carries in its own text.

@@ -80,6 +80,8 @@ struct Controller {
 pub struct Facts {
     deleting: bool,
     managed_by_netfence: bool,
+    /// It carries no managed-by label at all (what netfence leaves on a policy it keeps).
+    managed_by_nobody: bool,
     /// The value of the isolation label.
     isolation: Option<Digest>,
     /// The labels its role implies, with their values (see [`role_labels`]).
@@ -114,6 +116,7 @@ impl Facts {
             deleting: policy.metadata.deletion_timestamp.is_some(),
             managed_by_netfence: labels.get(MANAGED_BY_LABEL).map(String::as_str)
                 == Some(MANAGED_BY),
+            managed_by_nobody: !labels.contains_key(MANAGED_BY_LABEL),
             isolation: labels
                 .get(ISOLATION_LABEL)
                 .map(|value| Digest::of_str(value)),
@@ -142,10 +145,13 @@ impl Facts {
         self.controller.is_none()
     }
 
-    /// Whether it carries netfence's managed-by label and the isolation label `resource`.
+    /// Whether it carries the isolation label `resource`, with netfence's managed-by label
+    /// (what a generated policy carries, and what a policy kept by an older netfence still
+    /// carries) or with none (what netfence leaves on a policy it keeps: nobody manages it).
     #[must_use]
     pub fn labelled_for(&self, resource: &str) -> bool {
-        self.managed_by_netfence && self.isolation == Some(Digest::of_str(resource))
+        (self.managed_by_netfence || self.managed_by_nobody)
+            && self.isolation == Some(Digest::of_str(resource))
     }
 
     /// Whether its controller is a NamespaceIsolation named `resource` (at the served version)

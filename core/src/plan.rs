@@ -14,11 +14,14 @@
 //! earlier NamespaceIsolation of the same name in the same namespace:
 //!
 //! - one that it left behind without owner (`deletionPolicy: KeepDefaultDeny` or `Orphan`) and
-//!   that still carries netfence's labels for this resource name is taken back
+//!   that still carries netfence's isolation label for this resource name is taken back
 //!   ([`ApplyReason::Adopted`]), as a ReplicaSet adopts the orphaned pods its selector matches:
 //!   nobody else owns it, netfence wrote it for this very name, and the namespace kept it only
-//!   to stay closed until a resource of that name is back. A policy with any other controller,
-//!   or without netfence's labels, stays untouched;
+//!   to stay closed until a resource of that name is back. A kept policy has no managed-by
+//!   label (netfence removes it when it keeps the policy: nobody manages it any more); one kept
+//!   by an older netfence still has `managed-by: netfence`; both are taken back. A policy with
+//!   any other controller, without the isolation label, or managed by someone else, stays
+//!   untouched;
 //! - one still owned by it (that resource is gone: the garbage collector is about to delete the
 //!   policy, or its orphaning is still on its way to the cache) is [`Plan::pending`]: neither
 //!   foreign nor this resource's yet.
@@ -452,7 +455,14 @@ mod tests {
             .labels
             .as_mut()
             .expect("labels")
-            .remove(crate::meta::MANAGED_BY_LABEL);
+            .remove(crate::meta::ISOLATION_LABEL);
+        let mut managed_by_another = kept.clone();
+        managed_by_another
+            .metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .insert(crate::meta::MANAGED_BY_LABEL.into(), "helm".into());
         let mut other_resource = kept.clone();
         other_resource
             .metadata
@@ -460,11 +470,40 @@ mod tests {
             .as_mut()
             .expect("labels")
             .insert(crate::meta::ISOLATION_LABEL.into(), "other".into());
-        for foreign in [other_controller, unlabelled, other_resource] {
+        for foreign in [
+            other_controller,
+            unlabelled,
+            other_resource,
+            managed_by_another,
+        ] {
             let plan = super::plan(&desired[..1], &seen(&[foreign]), UID);
             assert_eq!(plan.conflicts, ["shop-default-deny"]);
             assert!(plan.apply.is_empty() && plan.pending.is_empty());
         }
+    }
+
+    /// What netfence keeps now carries no managed-by label (nobody manages it), only the
+    /// isolation label: taken back all the same, as one kept by an older netfence (still
+    /// labelled `managed-by: netfence`) is.
+    ///
+    /// If this fails, a resource created again after `KeepDefaultDeny` finds its own kept
+    /// default deny in the way: nothing is written and the namespace stays at deny + DNS.
+    #[test]
+    fn a_kept_policy_without_managed_by_is_adopted() {
+        let desired = desired();
+        let mut kept = desired[0].clone();
+        kept.metadata.owner_references = None;
+        kept.metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .remove(crate::meta::MANAGED_BY_LABEL);
+        let plan = plan(&desired[..1], &seen(&[kept]), UID);
+        assert_eq!(
+            names(&plan.apply),
+            [(ApplyReason::Adopted, "shop-default-deny".to_owned())]
+        );
+        assert!(plan.conflicts.is_empty());
     }
 
     fn metadata(owner_uid: Option<&str>) -> ObjectMeta {

@@ -8,7 +8,10 @@
 //! ```
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use netfence_crd::{IsolationTemplateStatus, NamespaceIsolationStatus, isolation::PlannedChanges};
+use netfence_crd::{
+    IsolationTemplateStatus, NamespaceIsolationStatus,
+    isolation::{PlannedChanges, SharedService},
+};
 
 use crate::{
     template::{NotReady, TemplatePlan},
@@ -81,7 +84,7 @@ pub fn status(
         Outcome::InvalidSpec { errors, policies } => (
             "False",
             "InvalidSpec",
-            format!("{errors}; the previous NetworkPolicies are kept"),
+            invalid_message(errors, policies),
             policies,
             None,
         ),
@@ -106,6 +109,55 @@ pub fn status(
         policies,
         planned_changes: planned,
         audit: None,
+    }
+}
+
+/// The message of an invalid spec: every error, then what that leaves in the cluster, from the
+/// policies the resource owns (`policies`): kept when there are some; when there are none (a
+/// brand-new resource that never had a valid spec), that nothing isolates the namespace for it.
+#[must_use]
+pub fn invalid_message(errors: &ValidationErrors, policies: &[String]) -> String {
+    if policies.is_empty() {
+        format!(
+            "{errors}; no NetworkPolicies were generated yet: the namespace is not isolated by this resource until the spec is fixed"
+        )
+    } else {
+        format!("{errors}; the previous NetworkPolicies are kept")
+    }
+}
+
+/// One warning per shared service whose `namespace` names a namespace that does not exist
+/// (`exists` answers for a name): its rule selects that namespace by name and so allows
+/// nothing until the namespace is created. A warning, not an error: under GitOps the namespace
+/// may well come later, and the policies are right as they are.
+#[must_use]
+pub fn missing_namespaces(shared: &[SharedService], exists: impl Fn(&str) -> bool) -> Vec<String> {
+    shared
+        .iter()
+        .enumerate()
+        .filter_map(|(index, service)| {
+            let namespace = service.namespace.as_deref()?;
+            (!exists(namespace)).then(|| {
+                format!(
+                    "spec.sharedServices[{index}].namespace: namespace \"{namespace}\" does not exist, so shared service {} allows no traffic until it is created",
+                    service.name
+                )
+            })
+        })
+        .collect()
+}
+
+/// Add `warnings` to a Ready condition that is `True`: the resource did its job, and its message
+/// says what will not work as the user may expect. A `False` condition already says what is
+/// wrong; its warnings come back once it is fixed.
+pub fn warn(status: &mut NamespaceIsolationStatus, warnings: &[String]) {
+    if warnings.is_empty() {
+        return;
+    }
+    for condition in &mut status.conditions {
+        if condition.type_ == READY && condition.status == "True" {
+            condition.message = format!("{}; warning: {}", condition.message, warnings.join("; "));
+        }
     }
 }
 
@@ -350,6 +402,109 @@ mod tests {
         assert!(sentences[0].starts_with("NetworkPolicy shop-default-deny exists"));
         assert!(sentences[0].contains("none of its policies is written"));
         assert!(sentences[1].starts_with("NetworkPolicy shop-tier-web exists"));
+    }
+
+    fn invalid_errors() -> ValidationErrors {
+        let resource: netfence_crd::NamespaceIsolation =
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "netfence.io/v1alpha1",
+                "kind": "NamespaceIsolation",
+                "metadata": {"name": "shop", "namespace": "shop", "uid": "u1"},
+                "spec": {"flows": [{"from": "web", "to": "db"}]},
+            }))
+            .expect("resource");
+        crate::ValidatedIsolation::try_from(&resource).expect_err("invalid")
+    }
+
+    /// A brand-new invalid resource owns no policy: its message says the namespace is not
+    /// isolated, not that "the previous NetworkPolicies are kept" (there are none). One that
+    /// owns policies keeps saying they are kept.
+    ///
+    /// If this fails, a user whose first apply has a typo reads that their namespace is still
+    /// protected while it is open.
+    #[test]
+    fn an_invalid_spec_says_whether_anything_is_kept() {
+        let errors = invalid_errors();
+        let new = status(
+            &Outcome::InvalidSpec {
+                errors: errors.clone(),
+                policies: vec![],
+            },
+            Some(1),
+            None,
+            time(100),
+        );
+        let message = &new.conditions[0].message;
+        assert!(message.starts_with(&errors.to_string()), "{message}");
+        assert!(
+            message.ends_with("; no NetworkPolicies were generated yet: the namespace is not isolated by this resource until the spec is fixed"),
+            "{message}"
+        );
+        assert!(!message.contains("kept"), "{message}");
+        let owning = status(
+            &Outcome::InvalidSpec {
+                errors: errors.clone(),
+                policies: vec!["shop-default-deny".into()],
+            },
+            Some(2),
+            None,
+            time(100),
+        );
+        assert_eq!(
+            owning.conditions[0].message,
+            format!("{errors}; the previous NetworkPolicies are kept")
+        );
+    }
+
+    /// A shared service naming a namespace that does not exist is a warning in a True Ready's
+    /// message, naming the field; `namespaceSelector` and `ipBlock` peers never warn; a False
+    /// Ready is left as it is.
+    ///
+    /// If this fails, a typo in `namespace: monitoring` (or a namespace GitOps has not created
+    /// yet) silently allows nothing, and nobody is told why the scrape fails.
+    #[test]
+    fn a_missing_shared_namespace_is_a_warning() {
+        let shared: Vec<SharedService> = serde_json::from_value(serde_json::json!([
+            {"name": "ingress", "direction": "Ingress", "namespace": "ingress-nginx"},
+            {"name": "metrics", "direction": "Ingress", "namespace": "monitoring"},
+            {"name": "any", "direction": "Ingress", "namespaceSelector": {}},
+            {"name": "payments", "direction": "Egress", "ipBlock": {"cidr": "203.0.113.0/24"}},
+        ]))
+        .expect("shared services");
+        let warnings = missing_namespaces(&shared, |name| name == "ingress-nginx");
+        assert_eq!(
+            warnings,
+            [
+                "spec.sharedServices[1].namespace: namespace \"monitoring\" does not exist, so shared service metrics allows no traffic until it is created"
+            ]
+        );
+        assert!(missing_namespaces(&shared, |_| true).is_empty());
+
+        let mut ready = status(
+            &Outcome::Reconciled {
+                policies: vec!["shop-default-deny".into()],
+            },
+            Some(1),
+            None,
+            time(100),
+        );
+        warn(&mut ready, &warnings);
+        assert_eq!(ready.conditions[0].status, "True");
+        assert_eq!(
+            ready.conditions[0].message,
+            format!("1 NetworkPolicies match the spec; warning: {}", warnings[0])
+        );
+        let mut failed = status(
+            &Outcome::ApplyFailed {
+                message: "refused".into(),
+                policies: vec![],
+            },
+            Some(1),
+            None,
+            time(100),
+        );
+        warn(&mut failed, &warnings);
+        assert_eq!(failed.conditions[0].message, "refused");
     }
 
     fn template(selector: &serde_json::Value) -> netfence_crd::IsolationTemplate {

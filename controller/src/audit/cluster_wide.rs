@@ -291,6 +291,23 @@ impl ClusterWideCache {
         }
     }
 
+    /// Wait until the namespace cache has its first list, at most [`SETTLE`] (none without a
+    /// namespace cache): a status written before it would lack a warning that the next one
+    /// adds, and a resource's status would change with nothing changed.
+    pub async fn namespaces_settled(&self) {
+        if let Some(store) = self.namespaces.get() {
+            let _ = tokio::time::timeout(SETTLE, crate::synced(store)).await;
+        }
+    }
+
+    /// Whether `namespace` exists, by the namespace cache; `None` while it is unknown (no cache
+    /// when watching one namespace, or its first list is not in yet).
+    pub fn namespace_exists(&self, namespace: &str) -> Option<bool> {
+        let store = self.namespaces.get()?;
+        futures::FutureExt::now_or_never(store.wait_until_ready())?.ok()?;
+        Some(store.get(&ObjectRef::new(namespace)).is_some())
+    }
+
     /// The labels of `namespace`, when the namespace cache holds it.
     pub fn labels(&self, namespace: &str) -> Option<Labels> {
         let found = self.namespaces.get()?.get(&ObjectRef::new(namespace))?;

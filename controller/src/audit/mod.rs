@@ -101,6 +101,45 @@ struct IndexState {
     current: HashMap<String, BTreeSet<String>>,
     /// During a relist, what it has delivered so far (swapped in at its end).
     relisting: Option<HashMap<String, BTreeSet<String>>>,
+    /// The namespaces each resource's shared services name (`namespace: x`), by resource
+    /// (namespace, name) ...
+    names: HashMap<(String, String), BTreeSet<String>>,
+    /// ... and the other way round: the resources that name each namespace.
+    named_by: HashMap<String, BTreeSet<(String, String)>>,
+}
+
+impl IndexState {
+    /// Record the namespaces `key`'s shared services name now (`None`: the resource is gone).
+    fn set_names(&mut self, key: &(String, String), names: Option<BTreeSet<String>>) {
+        for old in self.names.remove(key).into_iter().flatten() {
+            if let Some(resources) = self.named_by.get_mut(&old) {
+                resources.remove(key);
+                if resources.is_empty() {
+                    self.named_by.remove(&old);
+                }
+            }
+        }
+        let Some(names) = names.filter(|names| !names.is_empty()) else {
+            return;
+        };
+        for name in &names {
+            self.named_by
+                .entry(name.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.names.insert(key.clone(), names);
+    }
+}
+
+/// The namespaces a resource's shared services name by `namespace`.
+fn named_namespaces(resource: &NamespaceIsolation) -> BTreeSet<String> {
+    resource
+        .spec
+        .shared_services
+        .iter()
+        .filter_map(|service| service.namespace.clone())
+        .collect()
 }
 
 impl IsolationIndex {
@@ -119,27 +158,51 @@ impl IsolationIndex {
                 if let (Some(relisting), Some((namespace, name))) =
                     (state.relisting.as_mut(), key(resource))
                 {
-                    relisting.entry(namespace).or_default().insert(name);
+                    relisting
+                        .entry(namespace.clone())
+                        .or_default()
+                        .insert(name.clone());
+                    state.set_names(&(namespace, name), Some(named_namespaces(resource)));
                 }
             }
             watcher::Event::InitDone => {
                 if let Some(relisted) = state.relisting.take() {
+                    // Those the relist no longer found name nothing any more.
+                    let gone: Vec<(String, String)> = state
+                        .names
+                        .keys()
+                        .filter(|(namespace, name)| {
+                            !relisted
+                                .get(namespace)
+                                .is_some_and(|names| names.contains(name))
+                        })
+                        .cloned()
+                        .collect();
+                    for key in &gone {
+                        state.set_names(key, None);
+                    }
                     state.current = relisted;
                 }
             }
             watcher::Event::Apply(resource) => {
                 if let Some((namespace, name)) = key(resource) {
-                    state.current.entry(namespace).or_default().insert(name);
+                    state
+                        .current
+                        .entry(namespace.clone())
+                        .or_default()
+                        .insert(name.clone());
+                    state.set_names(&(namespace, name), Some(named_namespaces(resource)));
                 }
             }
             watcher::Event::Delete(resource) => {
-                if let Some((namespace, name)) = key(resource)
-                    && let Some(names) = state.current.get_mut(&namespace)
-                {
-                    names.remove(&name);
-                    if names.is_empty() {
-                        state.current.remove(&namespace);
+                if let Some((namespace, name)) = key(resource) {
+                    if let Some(names) = state.current.get_mut(&namespace) {
+                        names.remove(&name);
+                        if names.is_empty() {
+                            state.current.remove(&namespace);
+                        }
                     }
+                    state.set_names(&(namespace, name), None);
                 }
             }
         }
@@ -158,9 +221,24 @@ impl IsolationIndex {
             .collect()
     }
 
+    /// The resources whose shared services name `namespace` by `namespace: <name>`.
+    #[must_use]
+    pub fn naming(&self, namespace: &str) -> Vec<ObjectRef<NamespaceIsolation>> {
+        let state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .named_by
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(|(namespace, name)| ObjectRef::new(name).within(namespace))
+            .collect()
+    }
+
     /// What a Namespace's event must reconcile: its resources, when its labels changed since
     /// the last event (the first one seen only records them; the resources reconcile anyway
-    /// when they first appear, and a relist of unchanged namespaces reconciles nothing).
+    /// when they first appear, and a relist of unchanged namespaces reconciles nothing); and,
+    /// when it is first seen (created, or in the first list), the resources whose shared
+    /// services name it, so that their warning that it does not exist goes at once.
     pub fn label_changes(
         &self,
     ) -> impl Fn(k8s_openapi::api::core::v1::Namespace) -> Vec<ObjectRef<NamespaceIsolation>>
@@ -178,7 +256,8 @@ impl IsolationIndex {
                 .insert(name.clone(), labels.clone());
             match previous {
                 Some(previous) if previous != labels => index.in_namespace(&name),
-                _ => Vec::new(),
+                Some(_) => Vec::new(),
+                None => index.naming(&name),
             }
         }
     }
@@ -452,5 +531,70 @@ mod tests {
             names(labels(namespace(serde_json::json!({"team": "b"})))),
             ["blog"]
         );
+    }
+
+    fn naming(namespace: &str, name: &str, named: &[&str]) -> NamespaceIsolation {
+        let services: Vec<serde_json::Value> = named
+            .iter()
+            .map(
+                |peer| serde_json::json!({"name": peer, "direction": "Ingress", "namespace": peer}),
+            )
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"sharedServices": services},
+        }))
+        .expect("a resource")
+    }
+
+    /// A namespace first seen (created) reconciles the resources whose shared services name it,
+    /// as the index knows them now: an edit that stops naming it, a deletion, or a relist that
+    /// no longer finds the resource forgets them.
+    ///
+    /// If this fails, a resource warns that a namespace does not exist for an hour after it was
+    /// created (until the resync), or a namespace's creation reconciles resources that do not
+    /// care.
+    #[test]
+    fn a_new_namespace_reconciles_the_resources_naming_it() {
+        let index = IsolationIndex::default();
+        index.apply(&watcher::Event::Apply(naming(
+            "shop",
+            "shop",
+            &["monitoring"],
+        )));
+        index.apply(&watcher::Event::Apply(naming(
+            "blog",
+            "blog",
+            &["monitoring", "ingress"],
+        )));
+        index.apply(&watcher::Event::Apply(naming("cart", "cart", &["ingress"])));
+        let created = index.label_changes();
+        let namespace = |name: &str| -> k8s_openapi::api::core::v1::Namespace {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+                .expect("a namespace")
+        };
+        assert_eq!(names(created(namespace("monitoring"))), ["blog", "shop"]);
+        assert!(
+            created(namespace("monitoring")).is_empty(),
+            "seen before: nothing new"
+        );
+        index.apply(&watcher::Event::Apply(naming("blog", "blog", &["ingress"])));
+        index.apply(&watcher::Event::Delete(naming(
+            "cart",
+            "cart",
+            &["ingress"],
+        )));
+        assert_eq!(names(index.naming("ingress")), ["blog"]);
+        assert_eq!(names(index.naming("monitoring")), ["shop"]);
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitApply(naming(
+            "blog",
+            "blog",
+            &["ingress"],
+        )));
+        index.apply(&watcher::Event::InitDone);
+        assert!(index.naming("monitoring").is_empty(), "shop is gone");
+        assert_eq!(names(created(namespace("ingress"))), ["blog"]);
     }
 }

@@ -76,6 +76,12 @@ impl Kubectl {
 
     /// The NetworkPolicies netfence manages in `namespace`, as sorted `kubectl -o name` lines.
     fn managed_policies(&self, namespace: &str) -> Vec<String> {
+        self.policies(namespace, "app.kubernetes.io/managed-by=netfence")
+    }
+
+    /// The NetworkPolicies of `namespace` that `selector` selects, as sorted `kubectl -o name`
+    /// lines.
+    fn policies(&self, namespace: &str, selector: &str) -> Vec<String> {
         let mut names: Vec<String> = self
             .ok(&[
                 "-n",
@@ -83,7 +89,7 @@ impl Kubectl {
                 "get",
                 "networkpolicies",
                 "-l",
-                "app.kubernetes.io/managed-by=netfence",
+                selector,
                 "-o",
                 "name",
             ])
@@ -619,16 +625,19 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
         "shop",
         "--timeout=60s",
     ]);
+    // Kept, they are no longer labelled as managed by netfence (nobody manages them), and
+    // keep the label naming their resource, which a new `shop` takes them back by.
     wait_until(
         Duration::from_secs(60),
         "the deny and DNS policies stay, the allows go",
         || {
-            let names = kubectl.managed_policies(&team);
+            let names = kubectl.policies(&team, "netfence.io/isolation=shop");
             if names
                 == [
                     "networkpolicy.networking.k8s.io/shop-allow-dns",
                     "networkpolicy.networking.k8s.io/shop-default-deny",
                 ]
+                && kubectl.managed_policies(&team).is_empty()
             {
                 Ok(())
             } else {
@@ -674,7 +683,7 @@ fn install_run_upgrade_uninstall(helm: &Helm, kubectl: &Kubectl, namespace_scope
         );
     }
     assert_eq!(
-        kubectl.managed_policies(&team).len(),
+        kubectl.policies(&team, "netfence.io/isolation=shop").len(),
         2,
         "the kept policies stay"
     );
