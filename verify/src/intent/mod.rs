@@ -405,7 +405,10 @@ pub(crate) fn port_labels(probes: &[Probe], world: &World) -> Vec<(String, Vec<&
                 .or_default()
                 .push(protocol.as_str());
         };
-        // Runs of allowed numbers, joined where a declared range spans the gap between them.
+        // Runs of allowed numbers. Every port where some policy's verdict may change (a port,
+        // the first and last of a range) is probed with its neighbours (see `world::extend`),
+        // so each stretch of ports that all policies treat alike holds a probe: two allowed
+        // probes with no probe between them allow every port between them too.
         let mut run: Option<(u16, u16)> = None;
         for probe in &of_protocol {
             if let Some(name) = named_port(*probe, world) {
@@ -422,19 +425,7 @@ pub(crate) fn port_labels(probes: &[Probe], world: &World) -> Vec<(String, Vec<&
             }
             let number = probe.port;
             run = match run {
-                Some((start, end))
-                    if number == end.saturating_add(1)
-                        || world
-                            .port_ranges
-                            .iter()
-                            .any(|&(low, high)| low <= end && number <= high) =>
-                {
-                    Some((start, number))
-                }
-                Some((start, end)) => {
-                    add(u32::from(start) + 1, range_label(start, end));
-                    Some((number, number))
-                }
+                Some((start, _)) => Some((start, number)),
                 None => Some((number, number)),
             };
         }

@@ -311,3 +311,67 @@ fn port_ranges_show_as_declared() {
         "{text}"
     );
 }
+
+/// Two single ports another policy allows show as two ports, never as the range between them,
+/// even where a declared range spans both; and a range never makes a named port look allowed.
+/// If this fails, status and pull-request review say a foreign policy opens `8000-8100` when it
+/// opens 8000 and 8100, or that a range opens `metrics`.
+#[test]
+fn single_ports_inside_a_range_stay_single() {
+    let isolation = validated(&json!({
+        "apiVersion": "netfence.io/v1alpha1", "kind": "NamespaceIsolation",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {
+            "tiers": [
+                {"name": "frontend", "podSelector": {"matchLabels": {"tier": "frontend"}}},
+                {"name": "backend", "podSelector": {"matchLabels": {"tier": "backend"}}},
+                {"name": "metrics", "podSelector": {"matchLabels": {"tier": "metrics"}}},
+            ],
+            "flows": [
+                {"from": "frontend", "to": "backend", "ports": [{"port": 7000, "endPort": 40000}]},
+                {"from": "frontend", "to": "metrics", "ports": [{"port": "metrics"}]},
+            ],
+        },
+    }));
+    let mut policies = render::network_policies(&isolation);
+    let proof = prove(&isolation, &policies).expect("proof runs");
+    assert!(proof.holds(), "{}", report(&proof));
+    let position = |label: &str| {
+        proof
+            .world
+            .endpoints
+            .iter()
+            .position(|endpoint| endpoint.label == label)
+            .expect("endpoint")
+    };
+    let (frontend, backend, metrics) = (
+        position("frontend"),
+        position("backend"),
+        position("metrics"),
+    );
+    assert_eq!(
+        compact(&proof.allowed[&(frontend, backend)], &proof.world),
+        "7000-40000/TCP",
+        "the range allows no named port"
+    );
+    assert_eq!(
+        compact(&proof.allowed[&(frontend, metrics)], &proof.world),
+        "metrics/TCP"
+    );
+
+    let singles: NetworkPolicy = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "two-ports", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"tier": "metrics"}}, "policyTypes": ["Ingress"],
+                 "ingress": [{"ports": [{"port": 8000}, {"port": 8100}]}]},
+    }))
+    .expect("policy");
+    policies.push(singles);
+    let proof = prove(&isolation, &policies).expect("proof runs");
+    let text = report(&proof);
+    assert!(
+        text.contains("two-ports lets any pod outside shop reach metrics on 8000/TCP, 8100/TCP"),
+        "{text}"
+    );
+    assert!(!text.contains("8000-8100"), "{text}");
+}

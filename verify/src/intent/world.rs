@@ -209,8 +209,15 @@ fn all_ports(isolation: &ValidatedIsolation) -> Vec<ValidPort> {
 }
 
 /// The named ports every model pod declares: each name the spec uses, on a number the spec
-/// does not name, with the protocol of its first use.
+/// does not name and no range of it covers, with the protocol of its first use.
 fn named_ports(ports: &[ValidPort], numbers: &BTreeSet<u16>) -> Vec<ContainerPort> {
+    let ranges: BTreeSet<(u16, u16)> = ports
+        .iter()
+        .filter_map(|port| match (&port.port, port.end_port) {
+            (PortValue::Number(start), Some(end)) => Some((*start, end)),
+            _ => None,
+        })
+        .collect();
     let mut declared: Vec<ContainerPort> = Vec::new();
     let mut next = 30_000u16;
     for port in ports {
@@ -221,9 +228,7 @@ fn named_ports(ports: &[ValidPort], numbers: &BTreeSet<u16>) -> Vec<ContainerPor
             {
                 continue;
             }
-            while numbers.contains(&next) {
-                next += 1;
-            }
+            next = free_number(next, numbers, &ranges);
             declared.push(ContainerPort {
                 name: Some(name.clone()),
                 number: next,
@@ -682,7 +687,11 @@ pub fn extend(world: &mut World, policies: &[Policy]) {
                 match &port.port {
                     PortSpec::All => {}
                     PortSpec::Number(number) => {
+                        // With its neighbours, as the spec's own ports: the display joins
+                        // allowed probes into ranges only when no verdict can change unprobed.
                         numbers.insert(*number);
+                        numbers.extend(number.checked_sub(1).filter(|n| *n > 0));
+                        numbers.extend(number.checked_add(1));
                     }
                     PortSpec::Range(start, end) => {
                         world.port_ranges.insert((*start, *end));
@@ -1009,6 +1018,24 @@ fn new_peer_namespace(
 }
 
 /// Declare `name` on every model pod, on a number no probe uses yet, and probe it.
+/// The first number from `from` on that no probe uses, no range covers and no probe neighbours:
+/// a model pod's named port, which no policy then reaches by number (the picture would show the
+/// name allowed wherever a range covers its invented number). `from` when none is left.
+fn free_number(from: u16, numbers: &BTreeSet<u16>, ranges: &BTreeSet<(u16, u16)>) -> u16 {
+    let taken = |number: u16| {
+        [number.saturating_sub(1), number, number.saturating_add(1)]
+            .iter()
+            .any(|near| numbers.contains(near))
+            || ranges
+                .iter()
+                .any(|&(low, high)| low <= number && number <= high)
+    };
+    (from..=u16::MAX)
+        .chain(1024..from)
+        .find(|number| !taken(*number))
+        .unwrap_or(from)
+}
+
 fn add_named_port(world: &mut World, name: &str, protocol: Protocol, numbers: &mut BTreeSet<u16>) {
     if world
         .named_ports
@@ -1017,10 +1044,7 @@ fn add_named_port(world: &mut World, name: &str, protocol: Protocol, numbers: &m
     {
         return;
     }
-    let mut number = 30_000u16;
-    while numbers.contains(&number) {
-        number += 1;
-    }
+    let number = free_number(30_000, numbers, &world.port_ranges);
     numbers.insert(number);
     let port = ContainerPort {
         name: Some(name.to_owned()),
