@@ -417,9 +417,15 @@ async fn template_edit_updates_every_generated_resource_and_writes_nothing_else(
         .collect();
     assert_eq!(changed, expected);
 
-    let (mut writes, events) = env.netfence_writes().await;
-    let mut take = |key: &str| writes.remove(key).unwrap_or_default();
     let isolations: Vec<String> = expected_isolations(&namespaces);
+    let (mut writes, events) = logged_writes(&env, |writes| {
+        writes.contains_key("apply isolationtemplates/status")
+            && writes
+                .get("apply namespaceisolations/status")
+                .is_some_and(|statuses| statuses.len() >= isolations.len())
+    })
+    .await;
+    let mut take = |key: &str| writes.remove(key).unwrap_or_default();
     let policies: Vec<String> = expected.into_iter().collect();
     assert_eq!(
         take("apply namespaceisolations"),
@@ -530,11 +536,19 @@ async fn bootstrap_one_more(env: &mut Env, name: &str, matched_now: i32) -> Stri
 /// netfence's writes (see [`netfence_writes`]) since the last clear, leaving out those in
 /// `namespace`.
 async fn writes_besides(env: &Env, namespace: &str) -> (BTreeMap<String, Vec<String>>, usize) {
-    let (mut writes, _) = env.netfence_writes().await;
-    writes.retain(|_, list| {
-        list.retain(|write| !write.starts_with(&format!("{namespace}/")));
-        !list.is_empty()
-    });
+    let besides = |mut writes: BTreeMap<String, Vec<String>>| {
+        writes.retain(|_, list| {
+            list.retain(|write| !write.starts_with(&format!("{namespace}/")));
+            !list.is_empty()
+        });
+        writes
+    };
+    // The one write expected outside the namespace is the template's status.
+    let (writes, _) = logged_writes(env, |writes| {
+        besides(writes.clone()).contains_key("apply isolationtemplates/status")
+    })
+    .await;
+    let writes = besides(writes);
     let events = env
         .cluster
         .audit()
@@ -550,6 +564,25 @@ async fn writes_besides(env: &Env, namespace: &str) -> (BTreeMap<String, Vec<Str
         })
         .count();
     (writes, events)
+}
+
+/// netfence's writes (see [`TemplateEnv::netfence_writes`]) once `complete` holds of them, or
+/// as they are after 10 s. The API server logs a write once its response is sent, which can be
+/// after a watch has shown its result to the test (and after the marker request that settles
+/// the log): a write the test waited for may reach the log a moment later. Extra writes are
+/// still counted: they are in the log by then too.
+async fn logged_writes(
+    env: &Env,
+    complete: impl Fn(&BTreeMap<String, Vec<String>>) -> bool,
+) -> (BTreeMap<String, Vec<String>>, usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let logged = env.netfence_writes().await;
+        if complete(&logged.0) || tokio::time::Instant::now() >= deadline {
+            return logged;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The one write a namespace more makes outside it: the template's status (its count).
