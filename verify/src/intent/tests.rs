@@ -253,6 +253,16 @@ fn a_peer_split_from_and_into_or_fails_the_proof() {
     );
 }
 
+/// The index of the model endpoint labelled `label`.
+fn endpoint(proof: &Proof, label: &str) -> usize {
+    proof
+        .world
+        .endpoints
+        .iter()
+        .position(|endpoint| endpoint.label == label)
+        .unwrap_or_else(|| panic!("no endpoint {label}"))
+}
+
 /// A port range (`port` to `endPort`) shows as the range it is, in the matrix, across the
 /// boundary and in the summary by policy, whether the spec or another policy declares it; the
 /// probes test only its ends. If this fails, `8000-8010` reads as "8000/TCP 8010/TCP", as if
@@ -275,18 +285,7 @@ fn port_ranges_show_as_declared() {
     let mut policies = render::network_policies(&isolation);
     let proof = prove(&isolation, &policies).expect("proof runs");
     assert!(proof.holds(), "{}", report(&proof));
-    let frontend = proof
-        .world
-        .endpoints
-        .iter()
-        .position(|endpoint| endpoint.label == "frontend")
-        .expect("frontend");
-    let backend = proof
-        .world
-        .endpoints
-        .iter()
-        .position(|endpoint| endpoint.label == "backend")
-        .expect("backend");
+    let (frontend, backend) = (endpoint(&proof, "frontend"), endpoint(&proof, "backend"));
     assert_eq!(
         compact(&proof.allowed[&(frontend, backend)], &proof.world),
         "8000-8010/TCP 8005/UDP http/TCP"
@@ -336,18 +335,10 @@ fn single_ports_inside_a_range_stay_single() {
     let mut policies = render::network_policies(&isolation);
     let proof = prove(&isolation, &policies).expect("proof runs");
     assert!(proof.holds(), "{}", report(&proof));
-    let position = |label: &str| {
-        proof
-            .world
-            .endpoints
-            .iter()
-            .position(|endpoint| endpoint.label == label)
-            .expect("endpoint")
-    };
     let (frontend, backend, metrics) = (
-        position("frontend"),
-        position("backend"),
-        position("metrics"),
+        endpoint(&proof, "frontend"),
+        endpoint(&proof, "backend"),
+        endpoint(&proof, "metrics"),
     );
     assert_eq!(
         compact(&proof.allowed[&(frontend, backend)], &proof.world),
