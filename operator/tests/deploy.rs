@@ -1163,6 +1163,34 @@ fn defined_by_examples(gitops: &Path) -> BTreeSet<(String, Option<String>, Strin
     defined
 }
 
+/// If this fails, an Argo CD Application of the examples that syncs NamespaceIsolations deletes
+/// them with foreground propagation (Argo CD's default, for pruning and for its resources
+/// finalizer): the garbage collector then deletes a `KeepDefaultDeny` resource's default deny
+/// before netfence's finalizer can keep it, and the namespace is left open.
+#[test]
+fn argocd_examples_delete_isolations_in_the_background() {
+    let file = repo().join("examples/gitops/argocd/team-isolations.yaml");
+    let application: Application = typed(&load(&file)[0]);
+    let finalizers = application.metadata.finalizers.unwrap_or_default();
+    assert!(
+        finalizers.iter().all(|finalizer| !finalizer
+            .starts_with("resources-finalizer.argocd.argoproj.io")
+            || finalizer.ends_with("/background")),
+        "{}: the resources finalizer deletes in the foreground: {finalizers:?}",
+        file.display()
+    );
+    let options = application
+        .spec
+        .sync_policy
+        .map(|policy| policy.sync_options)
+        .unwrap_or_default();
+    assert!(
+        options.contains(&"PrunePropagationPolicy=background".to_owned()),
+        "{}: pruning deletes in the foreground: {options:?}",
+        file.display()
+    );
+}
+
 /// Whether an Argo CD Application annotates the CRDs it applies so that Argo CD never prunes
 /// nor deletes them.
 fn keeps_crds(application: &Application) -> bool {
