@@ -293,7 +293,13 @@ mod tests {
     /// or (`::ffff:10.0.0.0/104`) one whose meaning depends on the network plugin.
     #[test]
     fn prefixes_the_api_server_refuses_are_refused() {
-        for bad in ["10.0.0.0/08", "10.0.0.0/+8", "10.0.0.0/ 8", "10.0.0.0/", "::/064"] {
+        for bad in [
+            "10.0.0.0/08",
+            "10.0.0.0/+8",
+            "10.0.0.0/ 8",
+            "10.0.0.0/",
+            "::/064",
+        ] {
             let message = Cidr::parse(bad).expect_err(bad).to_string();
             assert!(
                 message.ends_with("in plain digits without a leading zero or sign"),
