@@ -36,6 +36,9 @@ pub enum CidrProblem {
         /// 32 or 128.
         max: u8,
     },
+    /// An IPv4-mapped IPv6 address (`::ffff:10.0.0.0/104`), which the API server refuses: the
+    /// IPv4 range meant, if the prefix covers the IPv4 part.
+    Mapped(Option<Cidr>),
     /// Host bits set (only [`Cidr::parse_canonical`] refuses them): the network meant.
     HostBits(Cidr),
 }
@@ -51,11 +54,27 @@ impl fmt::Display for CidrProblem {
                 write!(f, "{address:?} is not an IPv4 or IPv6 address")
             }
             CidrProblem::Prefix { given, max } => {
+                let plain = !given.is_empty()
+                    && given.bytes().all(|byte| byte.is_ascii_digit())
+                    && (given == "0" || !given.starts_with('0'));
                 write!(
                     f,
-                    "prefix length {given:?} must be a number from 0 to {max}"
+                    "prefix length {given:?} must be a number from 0 to {max}{}",
+                    if plain {
+                        ""
+                    } else {
+                        ", in plain digits without a leading zero or sign"
+                    }
                 )
             }
+            CidrProblem::Mapped(Some(meant)) => write!(
+                f,
+                "is an IPv4-mapped IPv6 address, which Kubernetes refuses; write the IPv4 range {meant}"
+            ),
+            CidrProblem::Mapped(None) => write!(
+                f,
+                "is an IPv4-mapped IPv6 address, which Kubernetes refuses; write an IPv4 range instead"
+            ),
             CidrProblem::HostBits(network) => write!(f, "has host bits set; write {network}"),
         }
     }
@@ -71,14 +90,27 @@ impl Cidr {
             .parse()
             .map_err(|_| CidrProblem::NotAddress(address.to_owned()))?;
         let (v6, bits, value) = bits_of(&address);
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
+        // Plain decimal digits, no leading zero (`/08`) and no sign (`/+8`): what the API
+        // server's `isCIDR` accepts (Go's netip.ParsePrefix).
+        let plain = !prefix.is_empty()
+            && prefix.bytes().all(|byte| byte.is_ascii_digit())
+            && (prefix == "0" || !prefix.starts_with('0'));
+        let prefix: u8 = Some(prefix)
+            .filter(|_| plain)
+            .and_then(|prefix| prefix.parse().ok())
             .filter(|prefix| *prefix <= bits)
             .ok_or_else(|| CidrProblem::Prefix {
                 given: prefix.to_owned(),
                 max: bits,
             })?;
+        if let IpAddr::V6(v6) = address
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            let meant = prefix
+                .checked_sub(96)
+                .and_then(|prefix| Cidr::parse(&format!("{v4}/{prefix}")).ok());
+            return Err(CidrProblem::Mapped(meant));
+        }
         Ok(Cidr {
             v6,
             network: value & mask(bits, prefix),
@@ -254,5 +286,35 @@ mod tests {
             "has host bits set; write 203.0.113.0/24"
         );
         assert!(Cidr::parse_canonical("2001:db8::/32").is_ok());
+    }
+
+    /// What the API server's `isCIDR` (Go's netip.ParsePrefix) refuses, render refuses too, each
+    /// with its reason. If this fails, `render` passes a range that `kubectl apply` then refuses,
+    /// or (`::ffff:10.0.0.0/104`) one whose meaning depends on the network plugin.
+    #[test]
+    fn prefixes_the_api_server_refuses_are_refused() {
+        for bad in [
+            "10.0.0.0/08",
+            "10.0.0.0/+8",
+            "10.0.0.0/ 8",
+            "10.0.0.0/",
+            "::/064",
+        ] {
+            let message = Cidr::parse(bad).expect_err(bad).to_string();
+            assert!(
+                message.ends_with("in plain digits without a leading zero or sign"),
+                "{bad}: {message}"
+            );
+        }
+        assert_eq!(
+            Cidr::parse("::ffff:10.0.0.0/104")
+                .expect_err("mapped")
+                .to_string(),
+            "is an IPv4-mapped IPv6 address, which Kubernetes refuses; write the IPv4 range 10.0.0.0/8"
+        );
+        assert!(Cidr::parse("::ffff:10.0.0.1/128").is_err());
+        for good in ["0.0.0.0/0", "10.0.0.0/8", "::/0", "2001:db8::/32"] {
+            assert!(Cidr::parse(good).is_ok(), "{good} must be accepted");
+        }
     }
 }

@@ -115,14 +115,30 @@ impl Document {
             .and_then(|validation| validation.open_api_v3_schema.as_ref())
             .and_then(|schema| serde_json::to_value(schema).ok())
             .unwrap_or(Value::Null);
-        let (repaired, mut errors) = schema::check(&schema, &self.value);
-        let resource = match typed::<T>(&repaired) {
-            Ok(resource) => resource,
-            Err(error) => {
-                if !schema::covered(&error.path, &errors) {
-                    errors.push(error);
+        let (mut repaired, mut errors) = schema::check(&schema, &self.value);
+        let resource = loop {
+            match typed::<T>(&repaired) {
+                Ok(resource) => break resource,
+                Err(error) => {
+                    // A metadata field the walk does not type (`creationTimestamp: 3`): reported,
+                    // then left out, so that the spec is still validated.
+                    let key = error
+                        .path
+                        .strip_prefix("metadata.")
+                        .map(|rest| rest.split(['.', '[']).next().unwrap_or(rest).to_owned());
+                    if !schema::covered(&error.path, &errors) {
+                        errors.push(error);
+                    }
+                    let removed = key.and_then(|key| {
+                        repaired
+                            .get_mut("metadata")
+                            .and_then(Value::as_object_mut)
+                            .and_then(|metadata| metadata.remove(&key))
+                    });
+                    if removed.is_none() {
+                        return Err(ValidationErrors(errors));
+                    }
                 }
-                return Err(ValidationErrors(errors));
             }
         };
         match V::try_from(&resource) {
@@ -520,6 +536,60 @@ mod tests {
                 "spec.flows[0].to: unknown tier \"db\"; declared tiers: web, Worker",
                 "spec.sharedServices[0].namespace: \"Monitoring\" is not a DNS-1123 label: use lowercase letters, digits and '-', starting and ending with a letter or digit",
                 "spec.sharedServices[1].ipBlock.cidr: \"10.0.0.1/8\": has host bits set; write 10.0.0.0/8",
+            ]
+        );
+    }
+
+    /// A forgotten value (`tier:`) in a selector, a `values` or `except` entry, and a peer's
+    /// selector or ports left empty are errors, on the real CRD schema; a misspelt field with
+    /// no value (`port:`) is still an unknown field. If this fails, `render` passes
+    /// `matchLabels: {tier: }` with exit 0, and the policy it writes selects every pod.
+    #[test]
+    fn empty_values_that_widen_a_policy_are_errors() {
+        let errors = isolation_errors(&format!(
+            "{HEAD}spec:
+  tiers:
+    - {{name: web, podSelector: {{matchLabels: {{tier: }}}}}}
+    - {{name: db, podSelector: {{matchExpressions: [{{key: tier, operator: NotIn, values: [web, null]}}]}}}}
+  flows:
+    - {{from: web, to: db, port: }}
+  sharedServices:
+    - {{name: a, direction: Egress, ipBlock: {{cidr: 10.0.0.0/8, except: [10.1.0.0/16, null]}}}}
+    - {{name: b, direction: Egress, namespace: kube-system, podSelector: , ports: }}
+    - {{name: c, direction: Egress, namespaceSelector: {{matchLabels: {{team: }}}}}}
+  dns:
+"
+        ));
+        assert_eq!(
+            errors,
+            [
+                "spec.flows[0].port: unknown field; check its spelling and indentation against `kubectl explain`",
+                "spec.sharedServices[0].ipBlock.except[1]: has no value; the API server drops it and the range then excepts fewer addresses than written: write a CIDR, or remove the entry",
+                "spec.sharedServices[1].podSelector: has no value; left out, it can allow more than was written: write a value, or remove the key if that is what you mean",
+                "spec.sharedServices[1].ports: has no value; left out, it can allow more than was written: write a value, or remove the key if that is what you mean",
+                "spec.sharedServices[2].namespaceSelector.matchLabels.team: has no value; the API server drops it and the selector then matches namespaces whatever their `team` label: write a value, or remove the key",
+                "spec.tiers[0].podSelector.matchLabels.tier: has no value; the API server drops it and the selector then matches pods whatever their `tier` label: write a value, or remove the key",
+                "spec.tiers[1].podSelector.matchExpressions[0].values[1]: has no value; the API server drops it, which changes which pods the selector matches: write a value, or remove the entry",
+            ]
+        );
+    }
+
+    /// A label that is not a string is reported with its path and a hint, and the spec's own
+    /// errors are still reported. If this fails, `metadata.labels: {team: 1}` hides every error
+    /// of the spec behind a raw serde message.
+    #[test]
+    fn a_metadata_error_hides_nothing() {
+        let errors = isolation_errors(
+            "apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: shop, namespace: shop, labels: {team: 1, owner: }, annotations: {a: true}, creationTimestamp: 3}\nspec:\n  tiers: [{name: web, podSelector: {}}]\n  flows: [{from: web, to: db}]\n",
+        );
+        assert_eq!(
+            errors,
+            [
+                "metadata.annotations.a: must be a string, not true or false; put it in quotes",
+                "metadata.labels.owner: has no value; write a value, or remove the key",
+                "metadata.labels.team: must be a string, not a number; put it in quotes",
+                "metadata.creationTimestamp: invalid type: integer `3`, expected a timestamp string",
+                "spec.flows[0].to: unknown tier \"db\"; declared tiers: web",
             ]
         );
     }

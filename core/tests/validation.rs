@@ -277,6 +277,16 @@ fn cidrs() {
         "spec: {dns: {ipBlocks: [{cidr: 'fd00::/129'}]}}",
         r#"spec.dns.ipBlocks[0].cidr: "fd00::/129": prefix length "129" must be a number from 0 to 128"#,
     );
+    // What the API server's `isCIDR` refuses (Go's netip.ParsePrefix): a leading zero or a sign
+    // in the prefix length, an IPv4-mapped IPv6 address.
+    assert_single_error(
+        "spec: {dns: {ipBlocks: [{cidr: 10.0.0.0/08}]}}",
+        r#"spec.dns.ipBlocks[0].cidr: "10.0.0.0/08": prefix length "08" must be a number from 0 to 32, in plain digits without a leading zero or sign"#,
+    );
+    assert_single_error(
+        "spec: {dns: {ipBlocks: [{cidr: '::ffff:10.0.0.0/104'}]}}",
+        r#"spec.dns.ipBlocks[0].cidr: "::ffff:10.0.0.0/104": is an IPv4-mapped IPv6 address, which Kubernetes refuses; write the IPv4 range 10.0.0.0/8"#,
+    );
     assert_eq!(
         errors_after(
             "spec: {sharedServices: [{name: a, direction: Egress, ipBlock: {cidr: '2001:db8::/32', except: ['2001:db8:1::/48']}}]}"

@@ -176,6 +176,26 @@ fn cidrs_are_cidrs() {
     );
 }
 
+/// What Go's netip.ParsePrefix refuses, `isCIDR` refuses: a sign in the prefix length, an
+/// IPv4-mapped IPv6 address. If this fails, the sandbox admits a CIDR the real API server
+/// refuses. (A leading zero, `10.0.0.0/08`, is refused by the real API server but accepted by
+/// kube-cel's `isCIDR`, which the sandbox uses; `netfence render` refuses it.)
+#[test]
+fn cidrs_the_api_server_refuses() {
+    let errors = validate(&json!({"dns": {"ipBlocks": [
+        {"cidr": "10.0.0.0/+8"},
+        {"cidr": "::ffff:10.0.0.0/104"},
+        {"cidr": "10.0.0.0/08"},
+    ]}}));
+    assert_eq!(
+        errors,
+        [
+            "spec.dns.ipBlocks[0].cidr: cidr must be an IP range in CIDR notation, such as 203.0.113.0/24 or 2001:db8::/32",
+            "spec.dns.ipBlocks[1].cidr: cidr must be an IP range in CIDR notation, such as 203.0.113.0/24 or 2001:db8::/32",
+        ]
+    );
+}
+
 /// A shared service for an unknown tier is refused at admission.
 #[test]
 fn shared_service_unknown_tier() {

@@ -198,6 +198,32 @@ fn parse_errors_hide_no_other_error() {
     );
 }
 
+/// A label value forgotten in a selector (`tier:`), a misspelt field left empty (`port:`), a
+/// label that is not a string and a CIDR the API server refuses: each is an error, with the
+/// spec's other errors, exit 2, nothing rendered. If this fails, `render` writes a tier policy
+/// that selects every pod (the empty value dropped) and exits 0, or a metadata error hides the
+/// spec's errors.
+#[test]
+fn empty_values_and_bad_metadata_are_errors() {
+    let file = temp_file(
+        "empty",
+        b"apiVersion: netfence.io/v1alpha1\nkind: NamespaceIsolation\nmetadata: {name: shop, namespace: shop, labels: {team: 1}}\nspec:\n  tiers:\n    - {name: web, podSelector: {matchLabels: {tier: }}}\n    - {name: db, podSelector: {matchLabels: {tier: db}}}\n  flows: [{from: web, to: db, port: }, {from: web, to: api}]\n  sharedServices:\n    - {name: x, direction: Egress, ipBlock: {cidr: 10.0.0.0/08}}\n",
+    );
+    let path = file.display().to_string();
+    let output = netfence(&["render", &path]);
+    assert_bad_input(
+        &output,
+        &format!(
+            "{path}: shop: spec.flows[0].port: unknown field; check its spelling and indentation against `kubectl explain`\n\
+             {path}: shop: spec.tiers[0].podSelector.matchLabels.tier: has no value; the API server drops it and the selector then matches pods whatever their `tier` label: write a value, or remove the key\n\
+             {path}: shop: metadata.labels.team: must be a string, not a number; put it in quotes\n\
+             {path}: shop: spec.flows[1].to: unknown tier \"api\"; declared tiers: web, db\n\
+             {path}: shop: spec.sharedServices[0].ipBlock.cidr: \"10.0.0.0/08\": prefix length \"08\" must be a number from 0 to 32, in plain digits without a leading zero or sign\n\
+             error: 5 invalid field(s); nothing rendered\n"
+        ),
+    );
+}
+
 /// A misspelt field is an error with its path, not silently ignored.
 #[test]
 fn unknown_field_is_an_error() {

@@ -131,6 +131,10 @@
 //! - A custom resource's OpenAPI `format`, `maxProperties`, `oneOf`/`anyOf`/`allOf`/`not` and
 //!   the CEL cost budget are not checked: netfence's CRDs use none of them, and the real server
 //!   checks its CRDs' costs (`config/crd` is applied to it by the kubectl scenarios).
+//! - CEL's `isCIDR` is kube-cel's, which accepts a prefix length with a leading zero
+//!   (`10.0.0.0/08`) where the real server (Go's netip.ParsePrefix) refuses it; a sign (`/+8`)
+//!   and an IPv4-mapped IPv6 address are refused by both (`crd/tests/cel.rs`). `netfence
+//!   render` and the controller's validation refuse all three before anything is written.
 //! - A CRD is established at once; on a real server a moment later, and its controller then
 //!   writes the CRD's status (a get-then-replace of a new CRD may conflict). Clients wait for
 //!   `Established` (netfence's `install_crds` does), and retry a conflict.

@@ -24,9 +24,9 @@ use super::FieldError;
 pub const UNKNOWN_FIELD: &str =
     "unknown field; check its spelling and indentation against `kubectl explain`";
 
-/// Every structural error of `object` (a whole resource: `apiVersion`, `kind` and `metadata`
-/// are left to the typed read) against `schema`, the CRD's `openAPIV3Schema`, and the object
-/// with each error replaced.
+/// Every structural error of `object` (a whole resource: `apiVersion` and `kind` are left to the
+/// typed read, `metadata` is walked against the fields of ObjectMeta a manifest writes) against
+/// `schema`, the CRD's `openAPIV3Schema`, and the object with each error replaced.
 #[must_use]
 pub fn check(schema: &Value, object: &Value) -> (Value, Vec<FieldError>) {
     let mut errors = Vec::new();
@@ -38,8 +38,29 @@ pub fn check(schema: &Value, object: &Value) -> (Value, Vec<FieldError>) {
             .collect();
         walk_object(schema, map, "", &mut errors);
         map.extend(envelope);
+        if let Some(metadata) = map.get_mut("metadata") {
+            walk(&metadata_schema(), metadata, "metadata", &mut errors);
+        }
     }
     (repaired, errors)
+}
+
+/// The fields of `metadata` a manifest writes, as the API server's ObjectMeta types them (the
+/// others are kept as written, for the typed read): a label or annotation value that is not a
+/// string is reported here, with its path, and the spec is still validated.
+fn metadata_schema() -> Value {
+    let strings = serde_json::json!({"type": "object", "additionalProperties": {"type": "string"}});
+    serde_json::json!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "properties": {
+            "name": {"type": "string"},
+            "generateName": {"type": "string"},
+            "namespace": {"type": "string"},
+            "labels": strings,
+            "annotations": strings,
+        },
+    })
 }
 
 /// Whether a semantic error at `path` is already explained by a structural error (at the same
@@ -181,15 +202,82 @@ fn fill_required(
     }
 }
 
+/// Whether dropping an empty (null) value of `schema` can only leave out something optional
+/// that widens nothing: an object that is not a label selector, a label map or an `ipBlock`
+/// (`dns:` left empty). Every other empty value is an error: the API server drops it, and an
+/// empty label value, `values` entry, `except` entry, selector or `ports` list would then allow
+/// more than was written.
+fn harmless_when_empty(schema: &Value) -> bool {
+    let is_object = schema.get("type").and_then(Value::as_str) == Some("object");
+    let widens = ["matchLabels", "matchExpressions", "cidr"]
+        .iter()
+        .any(|key| property(schema, key).is_some())
+        || schema.get("additionalProperties").is_some();
+    is_object && !widens
+}
+
+/// What an empty value of `schema` at `path` says: what dropping it would do, and what to write.
+fn no_value(schema: &Value, path: &str) -> String {
+    let (parent, last) = path.rsplit_once('.').unwrap_or(("", path));
+    if path.starts_with("metadata") {
+        return "has no value; write a value, or remove the key".to_owned();
+    }
+    let matched = if path.contains("namespaceSelector") {
+        "namespaces"
+    } else {
+        "pods"
+    };
+    if parent.ends_with("matchLabels") {
+        format!(
+            "has no value; the API server drops it and the selector then matches {matched} whatever their `{last}` label: write a value, or remove the key"
+        )
+    } else if last.starts_with("values[") {
+        format!(
+            "has no value; the API server drops it, which changes which {matched} the selector matches: write a value, or remove the entry"
+        )
+    } else if last.starts_with("except[") {
+        "has no value; the API server drops it and the range then excepts fewer addresses than written: write a CIDR, or remove the entry".to_owned()
+    } else if path.contains("Selector") || !harmless_when_empty(schema) && !is_scalar(schema) {
+        "has no value; left out, it can allow more than was written: write a value, or remove the key if that is what you mean".to_owned()
+    } else {
+        "has no value; write a value, or remove the key".to_owned()
+    }
+}
+
+fn is_scalar(schema: &Value) -> bool {
+    !matches!(
+        schema.get("type").and_then(Value::as_str),
+        Some("object" | "array")
+    )
+}
+
 /// Check `value` against `schema` at `path`, replacing what is wrong.
 fn walk(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<FieldError>) {
-    if value.is_null() && flag(schema, "nullable") {
+    if value.is_null() {
+        // `nullable` (an `Option` field) keeps the null, read as "not set": fine for a scalar
+        // (`endPort:`) or a plain object, not for a selector or a list, whose absence allows
+        // more than the empty value the user probably meant.
+        let allowed =
+            flag(schema, "nullable") && (is_scalar(schema) || harmless_when_empty(schema));
+        if !allowed {
+            errors.push(error(path, no_value(schema, path)));
+            *value = placeholder(schema);
+        }
         return;
     }
     if !type_fits(schema, value) {
         errors.push(error(
             path,
-            format!("must be {}, not {}", expected(schema), actual(value)),
+            format!(
+                "must be {}, not {}{}",
+                expected(schema),
+                actual(value),
+                if expected(schema) == "a string" && (value.is_number() || value.is_boolean()) {
+                    "; put it in quotes"
+                } else {
+                    ""
+                }
+            ),
         ));
         *value = placeholder(schema);
         return;
@@ -259,13 +347,29 @@ fn walk_object(
     for key in keys {
         let child_path = join(path, &key);
         let child_schema = property(schema, &key).or(additional);
-        // A key with no value (`ports:` in YAML) is null: the API server drops it, and so does
-        // serde for an optional field; a required one is then reported as missing.
-        if map.get(&key).is_some_and(Value::is_null) && !flag_of(child_schema, "nullable") {
-            map.remove(&key);
-            continue;
-        }
         match child_schema {
+            // A key with no value (`dns:` in YAML) is null: the API server drops it, and so
+            // does serde for an optional field. Only where that widens nothing (see
+            // `harmless_when_empty`); an unknown field is reported whatever its value.
+            Some(child_schema)
+                if map.get(&key).is_some_and(Value::is_null)
+                    && !flag(child_schema, "nullable")
+                    && harmless_when_empty(child_schema) =>
+            {
+                map.remove(&key);
+            }
+            Some(child_schema)
+                if map.get(&key).is_some_and(Value::is_null)
+                    && !flag(child_schema, "nullable")
+                    && required(schema).contains(&key.as_str()) =>
+            {
+                errors.push(error(
+                    &child_path,
+                    "is required but has no value; write it (`kubectl explain` describes it)"
+                        .to_owned(),
+                ));
+                map.insert(key, placeholder(child_schema));
+            }
             Some(child_schema) => {
                 if let Some(value) = map.get_mut(&key) {
                     walk(child_schema, value, &child_path, errors);
@@ -279,10 +383,6 @@ fn walk_object(
         }
     }
     fill_required(schema, map, path, errors);
-}
-
-fn flag_of(schema: Option<&Value>, key: &str) -> bool {
-    schema.is_some_and(|schema| flag(schema, key))
 }
 
 #[cfg(test)]
@@ -328,16 +428,17 @@ mod tests {
             [
                 "spec.flowz: unknown field; check its spelling and indentation against `kubectl explain`",
                 "spec.isolate[0]: unsupported value \"ingress\"; use one of: Ingress, Egress (case matters)",
+                "spec.mode: has no value; write a value, or remove the key",
                 "spec.port: must be a number or a name, not a list",
-                "spec.tiers[0].podSelector.matchLabels.a: must be a string, not a number",
-                "spec.tiers[1].name: must be a string, not a number",
-                "spec.tiers[1].podSelector: is required but missing; add it (`kubectl explain` describes it)",
+                "spec.tiers[0].podSelector.matchLabels.a: must be a string, not a number; put it in quotes",
+                "spec.tiers[1].name: must be a string, not a number; put it in quotes",
+                "spec.tiers[1].podSelector: is required but has no value; write it (`kubectl explain` describes it)",
                 "spec.tierz: unknown field; check its spelling and indentation against `kubectl explain`",
             ]
         );
         assert_eq!(
             repaired["spec"],
-            json!({"isolate": ["Ingress", "Egress"], "port": 1, "endPort": null, "tiers": [
+            json!({"isolate": ["Ingress", "Egress"], "port": 1, "endPort": null, "mode": "", "tiers": [
                 {"name": "web", "podSelector": {"matchLabels": {"a": ""}}},
                 {"name": "", "podSelector": {}},
             ]})
@@ -347,6 +448,56 @@ mod tests {
             json!({"x": 1}),
             "metadata is the typed read's"
         );
+    }
+
+    /// An empty value that would widen what a policy allows is an error, never dropped: a
+    /// label value (`tier:` with its value forgotten), a `values` or `except` entry, a selector,
+    /// a list. An unknown field is reported as unknown whatever its value; an optional object
+    /// left empty (`dns:`) is dropped. If this fails, `render` passes `matchLabels: {tier: }`,
+    /// and the policy it renders selects every pod.
+    #[test]
+    fn empty_values_that_widen_are_errors() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "podSelector": {"type": "object", "properties": {
+                "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "matchExpressions": {"type": "array", "items": {"type": "object", "properties": {
+                    "values": {"type": "array", "items": {"type": "string"}},
+                }}},
+            }},
+            "namespaceSelector": {"type": "object", "properties": {
+                "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+            }},
+            "ipBlock": {"type": "object", "properties": {
+                "cidr": {"type": "string"},
+                "except": {"type": "array", "items": {"type": "string"}},
+            }},
+            "ports": {"type": "array", "items": {"type": "object"}},
+            "dns": {"type": "object", "properties": {"port": {"type": "integer"}}},
+        }}}});
+        let object = json!({"metadata": {"labels": {"team": 1, "owner": null}, "name": "a"}, "spec": {
+            "podSelector": {"matchLabels": {"tier": null}, "matchExpressions": [{"values": ["a", null]}]},
+            "namespaceSelector": {"matchLabels": {"team": null}},
+            "ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16", null]},
+            "ports": null,
+            "port": null,
+            "dns": null,
+        }});
+        let (repaired, errors) = check(&schema, &object);
+        let found: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            found,
+            [
+                "spec.ipBlock.except[1]: has no value; the API server drops it and the range then excepts fewer addresses than written: write a CIDR, or remove the entry",
+                "spec.namespaceSelector.matchLabels.team: has no value; the API server drops it and the selector then matches namespaces whatever their `team` label: write a value, or remove the key",
+                "spec.podSelector.matchExpressions[0].values[1]: has no value; the API server drops it, which changes which pods the selector matches: write a value, or remove the entry",
+                "spec.podSelector.matchLabels.tier: has no value; the API server drops it and the selector then matches pods whatever their `tier` label: write a value, or remove the key",
+                "spec.port: unknown field; check its spelling and indentation against `kubectl explain`",
+                "spec.ports: has no value; left out, it can allow more than was written: write a value, or remove the key if that is what you mean",
+                "metadata.labels.owner: has no value; write a value, or remove the key",
+                "metadata.labels.team: must be a string, not a number; put it in quotes",
+            ]
+        );
+        assert!(repaired["spec"].get("dns").is_none(), "{repaired}");
     }
 
     #[test]

@@ -180,6 +180,27 @@ async fn defaults_are_stored_and_unknown_fields_pruned_or_refused() {
         "NamespaceIsolation in version \"v1alpha1\" cannot be handled as a NamespaceIsolation: strict decoding error: unknown field \"spec.colour\""
     );
 
+    // A misspelt field left empty (`port:` for `ports`) is unknown all the same.
+    let mut empty = isolation("empty");
+    empty["spec"]["flows"][0]["port"] = Value::Null;
+    let text = empty.to_string();
+    let head = format!(
+        "POST /apis/netfence.io/v1alpha1/namespaces/{}/namespaceisolations?fieldValidation=Strict HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}",
+        namespace.name,
+        text.len()
+    );
+    let answer = send(&cluster.raw(), &head, text.as_bytes()).await;
+    assert_status(
+        &answer,
+        400,
+        "BadRequest",
+        "a strict create of an empty unknown field",
+    );
+    assert_eq!(
+        answer.1["message"],
+        "NamespaceIsolation in version \"v1alpha1\" cannot be handled as a NamespaceIsolation: strict decoding error: unknown field \"spec.flows[0].port\""
+    );
+
     for params in [
         PatchParams::apply("kubectl").validation_strict(),
         PatchParams::apply("kubectl").validation_ignore(),
