@@ -176,7 +176,9 @@ async fn reconcile_steps(
     };
     // Before the policies' first list is in, every policy would look missing: a restart would
     // apply them all again and report drift that is not there.
+    // The same for the foreign cache, which holds the policies kept by an earlier resource.
     context.policies.wait_synced().await;
+    context.foreign.wait_synced().await;
     let observed = observe(context, &namespace);
 
     if resource.metadata.deletion_timestamp.is_some() {
@@ -376,7 +378,8 @@ fn existing_policies(observed: &[Observed], uid: &str, written: &Written) -> Vec
 /// The policies of the namespace a plan needs, from the caches (no API call): those that carry
 /// the managed-by label, and of the others those that carry netfence's isolation label (kept by
 /// an earlier resource, which removed their managed-by label; or netfence's own, stripped of it
-/// by someone). [`plan::plan`] tells this resource's own from the others.
+/// by someone). [`plan::plan`] tells this resource's own from the others; a policy moving
+/// between the caches may be in both, and the plan takes the first: netfence's own cache's.
 fn observe(context: &Context, namespace: &str) -> Vec<Observed> {
     let mut observed = context.policies.in_namespace(namespace);
     observed.extend(
@@ -542,6 +545,12 @@ async fn apply_and_prune(
             .filter_map(|found| Some((found.metadata.name.clone()?, found.metadata)))
             .collect()
     };
+    // A kept policy moving between the caches (losing its managed-by label) may be in neither
+    // for a moment: what the API server shows kept for this name is adopted, not taken.
+    let adoptable = plan::adoptable(plan, &found, uid);
+    let creating = creating
+        .into_iter()
+        .filter(|name| !adoptable.iter().any(|adopted| adopted == name));
     let taken = plan::taken(creating, &found, uid);
     let deny = PolicyRole::DefaultDeny.policy_name(&resource.name_any());
     // Fail closed: a taken default deny stops every write (see reconcile_steps).
@@ -576,7 +585,7 @@ async fn apply_and_prune(
             context.metrics.drift_corrections.inc();
             tracing::info!(policy = %name, "drift corrected");
             done.restored.push(name);
-        } else if *reason == ApplyReason::Adopted {
+        } else if *reason == ApplyReason::Adopted || adoptable.contains(&name) {
             tracing::info!(policy = %name, "adopted");
             done.adopted.push(name);
         } else if *reason == ApplyReason::Missing {
