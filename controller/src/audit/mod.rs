@@ -102,18 +102,24 @@ struct IndexState {
     /// During a relist, what it has delivered so far (swapped in at its end).
     relisting: Option<HashMap<String, BTreeSet<String>>>,
     /// The namespaces each resource's shared services name (`namespace: x`), by resource
-    /// (namespace, name) ...
-    names: HashMap<(String, String), BTreeSet<String>>,
-    /// ... and the other way round: the resources that name each namespace.
-    named_by: HashMap<String, BTreeSet<(String, String)>>,
+    /// (namespace, name), only for those that name one ...
+    names: HashMap<Key, Box<[Arc<str>]>>,
+    /// ... and the other way round: the resources that name each namespace. Both maps share
+    /// the strings (issue 20: 10,000 resources).
+    named_by: HashMap<Arc<str>, BTreeSet<Key>>,
 }
 
+/// A resource: its namespace and name.
+type Key = (Arc<str>, Arc<str>);
+
 impl IndexState {
-    /// Record the namespaces `key`'s shared services name now (`None`: the resource is gone).
-    fn set_names(&mut self, key: &(String, String), names: Option<BTreeSet<String>>) {
-        for old in self.names.remove(key).into_iter().flatten() {
+    /// Record the namespaces the resource `namespace`/`name`'s shared services name now
+    /// (`None`: the resource is gone).
+    fn set_names(&mut self, namespace: &str, name: &str, names: Option<BTreeSet<String>>) {
+        let key: Key = (Arc::from(namespace), Arc::from(name));
+        for old in self.names.remove(&key).into_iter().flatten() {
             if let Some(resources) = self.named_by.get_mut(&old) {
-                resources.remove(key);
+                resources.remove(&key);
                 if resources.is_empty() {
                     self.named_by.remove(&old);
                 }
@@ -122,13 +128,19 @@ impl IndexState {
         let Some(names) = names.filter(|names| !names.is_empty()) else {
             return;
         };
-        for name in &names {
+        let mut shared = Vec::with_capacity(names.len());
+        for named in names {
+            let named: Arc<str> = match self.named_by.get_key_value(named.as_str()) {
+                Some((existing, _)) => existing.clone(),
+                None => Arc::from(named),
+            };
             self.named_by
-                .entry(name.clone())
+                .entry(named.clone())
                 .or_default()
                 .insert(key.clone());
+            shared.push(named);
         }
-        self.names.insert(key.clone(), names);
+        self.names.insert(key, shared.into_boxed_slice());
     }
 }
 
@@ -162,24 +174,24 @@ impl IsolationIndex {
                         .entry(namespace.clone())
                         .or_default()
                         .insert(name.clone());
-                    state.set_names(&(namespace, name), Some(named_namespaces(resource)));
+                    state.set_names(&namespace, &name, Some(named_namespaces(resource)));
                 }
             }
             watcher::Event::InitDone => {
                 if let Some(relisted) = state.relisting.take() {
                     // Those the relist no longer found name nothing any more.
-                    let gone: Vec<(String, String)> = state
+                    let gone: Vec<Key> = state
                         .names
                         .keys()
                         .filter(|(namespace, name)| {
                             !relisted
-                                .get(namespace)
-                                .is_some_and(|names| names.contains(name))
+                                .get(&**namespace)
+                                .is_some_and(|names| names.contains(&**name))
                         })
                         .cloned()
                         .collect();
-                    for key in &gone {
-                        state.set_names(key, None);
+                    for (namespace, name) in &gone {
+                        state.set_names(namespace, name, None);
                     }
                     state.current = relisted;
                 }
@@ -191,7 +203,7 @@ impl IsolationIndex {
                         .entry(namespace.clone())
                         .or_default()
                         .insert(name.clone());
-                    state.set_names(&(namespace, name), Some(named_namespaces(resource)));
+                    state.set_names(&namespace, &name, Some(named_namespaces(resource)));
                 }
             }
             watcher::Event::Delete(resource) => {
@@ -202,7 +214,7 @@ impl IsolationIndex {
                             state.current.remove(&namespace);
                         }
                     }
-                    state.set_names(&(namespace, name), None);
+                    state.set_names(&namespace, &name, None);
                 }
             }
         }
