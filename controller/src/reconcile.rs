@@ -503,28 +503,17 @@ async fn apply_plan(
     result
 }
 
-async fn apply_and_prune(
-    context: &Context,
-    resource: &NamespaceIsolation,
+/// Conflicts: of the policies `plan` creates, those whose name an object this resource does
+/// not control already holds (the cache holds only what netfence labels); and those a kept
+/// policy of an earlier resource of this name holds, which the caches had in neither (it was
+/// moving between them): adopted, not taken. One metadata list of the namespace, only when
+/// something is to be created.
+async fn taken_and_adoptable(
+    api: &Api<NetworkPolicy>,
+    plan: &plan::Plan,
     namespace: &str,
     uid: &str,
-    plan: &plan::Plan,
-    done: &mut Written,
-) -> Result<(), Error> {
-    let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let mut versions: Vec<(String, Option<String>)> = Vec::new();
-    // Before any write: the watch may deliver a write before its answer arrives.
-    let names: Vec<String> = plan
-        .apply
-        .iter()
-        .filter_map(|(_, policy)| policy.metadata.name.clone())
-        .chain(plan.delete.iter().cloned())
-        .collect();
-    let tracked = context.policies.track(namespace, &names);
-    // Conflicts: a policy about to be created whose name an object this resource does not
-    // control already holds (the cache holds only what netfence labels). One metadata list of
-    // the namespace, only when something is to be created.
+) -> Result<(Vec<String>, Vec<String>), Error> {
     let creating: Vec<&str> = plan
         .apply
         .iter()
@@ -552,6 +541,29 @@ async fn apply_and_prune(
         .into_iter()
         .filter(|name| !adoptable.iter().any(|adopted| adopted == name));
     let taken = plan::taken(creating, &found, uid);
+    Ok((taken, adoptable))
+}
+
+async fn apply_and_prune(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    namespace: &str,
+    uid: &str,
+    plan: &plan::Plan,
+    done: &mut Written,
+) -> Result<(), Error> {
+    let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut versions: Vec<(String, Option<String>)> = Vec::new();
+    // Before any write: the watch may deliver a write before its answer arrives.
+    let names: Vec<String> = plan
+        .apply
+        .iter()
+        .filter_map(|(_, policy)| policy.metadata.name.clone())
+        .chain(plan.delete.iter().cloned())
+        .collect();
+    let tracked = context.policies.track(namespace, &names);
+    let (taken, adoptable) = taken_and_adoptable(&api, plan, namespace, uid).await?;
     let deny = PolicyRole::DefaultDeny.policy_name(&resource.name_any());
     // Fail closed: a taken default deny stops every write (see reconcile_steps).
     let (writes, conflicts) = plan::without_taken(plan, &taken, &deny);

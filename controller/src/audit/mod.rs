@@ -129,16 +129,16 @@ impl IndexState {
             return;
         };
         let mut shared = Vec::with_capacity(names.len());
-        for named in names {
-            let named: Arc<str> = match self.named_by.get_key_value(named.as_str()) {
+        for peer in names {
+            let peer: Arc<str> = match self.named_by.get_key_value(peer.as_str()) {
                 Some((existing, _)) => existing.clone(),
-                None => Arc::from(named),
+                None => Arc::from(peer),
             };
             self.named_by
-                .entry(named.clone())
+                .entry(peer.clone())
                 .or_default()
                 .insert(key.clone());
-            shared.push(named);
+            shared.push(peer);
         }
         self.names.insert(key, shared.into_boxed_slice());
     }
