@@ -427,15 +427,10 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     let controller = Controller::for_stream(isolation_events, isolation_reader)
         .reconcile_on(policy_events)
         .reconcile_on(foreign_events)
-        .watches_stream(namespace_events.map(Ok), {
-            let label_changes = index.label_changes();
-            move |namespace| {
-                label_changes(namespace)
-                    .into_iter()
-                    .map(compact::reference)
-                    .collect::<Vec<_>>()
-            }
-        })
+        .reconcile_on(namespace_events.flat_map({
+            let mut changes = index.namespace_changes();
+            move |event| futures::stream::iter(changes(event).into_iter().map(compact::reference))
+        }))
         .reconcile_all_on(dns_changes)
         .reconcile_all_on(cluster_wide_changes)
         .trigger_backoff(NoTriggerBackoff)
@@ -548,7 +543,7 @@ fn prepare_cluster_wide(
     context: &Context,
     settings: &Settings,
     namespace_changes: futures::channel::mpsc::UnboundedSender<
-        k8s_openapi::api::core::v1::Namespace,
+        kube::runtime::watcher::Event<k8s_openapi::api::core::v1::Namespace>,
     >,
 ) -> (Option<PreparedTemplates>, Option<PreparedBaselines>) {
     if !settings.templates || settings.namespace.is_some() {

@@ -176,7 +176,9 @@ async fn reconcile_steps(
     };
     // Before the policies' first list is in, every policy would look missing: a restart would
     // apply them all again and report drift that is not there.
+    // The same for the foreign cache, which holds the policies kept by an earlier resource.
     context.policies.wait_synced().await;
+    context.foreign.wait_synced().await;
     let observed = observe(context, &namespace);
 
     if resource.metadata.deletion_timestamp.is_some() {
@@ -376,7 +378,8 @@ fn existing_policies(observed: &[Observed], uid: &str, written: &Written) -> Vec
 /// The policies of the namespace a plan needs, from the caches (no API call): those that carry
 /// the managed-by label, and of the others those that carry netfence's isolation label (kept by
 /// an earlier resource, which removed their managed-by label; or netfence's own, stripped of it
-/// by someone). [`plan::plan`] tells this resource's own from the others.
+/// by someone). [`plan::plan`] tells this resource's own from the others; a policy moving
+/// between the caches may be in both, and the plan takes the first: netfence's own cache's.
 fn observe(context: &Context, namespace: &str) -> Vec<Observed> {
     let mut observed = context.policies.in_namespace(namespace);
     observed.extend(
@@ -500,28 +503,17 @@ async fn apply_plan(
     result
 }
 
-async fn apply_and_prune(
-    context: &Context,
-    resource: &NamespaceIsolation,
+/// Conflicts: of the policies `plan` creates, those whose name an object this resource does
+/// not control already holds (the cache holds only what netfence labels); and those a kept
+/// policy of an earlier resource of this name holds, which the caches had in neither (it was
+/// moving between them): adopted, not taken. One metadata list of the namespace, only when
+/// something is to be created.
+async fn taken_and_adoptable(
+    api: &Api<NetworkPolicy>,
+    plan: &plan::Plan,
     namespace: &str,
     uid: &str,
-    plan: &plan::Plan,
-    done: &mut Written,
-) -> Result<(), Error> {
-    let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let mut versions: Vec<(String, Option<String>)> = Vec::new();
-    // Before any write: the watch may deliver a write before its answer arrives.
-    let names: Vec<String> = plan
-        .apply
-        .iter()
-        .filter_map(|(_, policy)| policy.metadata.name.clone())
-        .chain(plan.delete.iter().cloned())
-        .collect();
-    let tracked = context.policies.track(namespace, &names);
-    // Conflicts: a policy about to be created whose name an object this resource does not
-    // control already holds (the cache holds only what netfence labels). One metadata list of
-    // the namespace, only when something is to be created.
+) -> Result<(Vec<String>, Vec<String>), Error> {
     let creating: Vec<&str> = plan
         .apply
         .iter()
@@ -542,7 +534,36 @@ async fn apply_and_prune(
             .filter_map(|found| Some((found.metadata.name.clone()?, found.metadata)))
             .collect()
     };
+    // A kept policy moving between the caches (losing its managed-by label) may be in neither
+    // for a moment: what the API server shows kept for this name is adopted, not taken.
+    let adoptable = plan::adoptable(plan, &found, uid);
+    let creating = creating
+        .into_iter()
+        .filter(|name| !adoptable.iter().any(|adopted| adopted == name));
     let taken = plan::taken(creating, &found, uid);
+    Ok((taken, adoptable))
+}
+
+async fn apply_and_prune(
+    context: &Context,
+    resource: &NamespaceIsolation,
+    namespace: &str,
+    uid: &str,
+    plan: &plan::Plan,
+    done: &mut Written,
+) -> Result<(), Error> {
+    let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut versions: Vec<(String, Option<String>)> = Vec::new();
+    // Before any write: the watch may deliver a write before its answer arrives.
+    let names: Vec<String> = plan
+        .apply
+        .iter()
+        .filter_map(|(_, policy)| policy.metadata.name.clone())
+        .chain(plan.delete.iter().cloned())
+        .collect();
+    let tracked = context.policies.track(namespace, &names);
+    let (taken, adoptable) = taken_and_adoptable(&api, plan, namespace, uid).await?;
     let deny = PolicyRole::DefaultDeny.policy_name(&resource.name_any());
     // Fail closed: a taken default deny stops every write (see reconcile_steps).
     let (writes, conflicts) = plan::without_taken(plan, &taken, &deny);
@@ -576,7 +597,7 @@ async fn apply_and_prune(
             context.metrics.drift_corrections.inc();
             tracing::info!(policy = %name, "drift corrected");
             done.restored.push(name);
-        } else if *reason == ApplyReason::Adopted {
+        } else if *reason == ApplyReason::Adopted || adoptable.contains(&name) {
             tracing::info!(policy = %name, "adopted");
             done.adopted.push(name);
         } else if *reason == ApplyReason::Missing {

@@ -210,7 +210,7 @@ pub fn prepare_templates(
     events: EventQueue,
     operator_namespace: Option<String>,
     metrics: Arc<Metrics>,
-    namespace_changes: futures::channel::mpsc::UnboundedSender<Namespace>,
+    namespace_changes: futures::channel::mpsc::UnboundedSender<watcher::Event<Namespace>>,
 ) -> PreparedTemplates {
     let (namespaces, namespace_writer) = reflector::store();
     // Both caches keep only what a plan reads: namespaces' managedFields never, a
@@ -222,11 +222,12 @@ pub fn prepare_templates(
     .default_backoff()
     .modify(super::keep_of_namespace)
     .reflect(namespace_writer)
-    .touched_objects()
-    // The NamespaceIsolation controller's audit reads the labels too.
-    .inspect_ok(move |namespace| {
-        let _ = namespace_changes.unbounded_send(namespace.clone());
-    });
+    // The NamespaceIsolation controller's audit reads the labels and which namespaces exist
+    // (after the cache has the event): it needs the deletions and the relists' ends too.
+    .inspect_ok(move |event| {
+        let _ = namespace_changes.unbounded_send(event.clone());
+    })
+    .touched_objects();
     let (isolations, isolation_writer) = reflector::store();
     let isolation_changes = Changes::default();
     // Every watch decodes leniently (see [`super::decode`]): one object that does not decode

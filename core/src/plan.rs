@@ -105,6 +105,35 @@ pub fn taken<'a>(
         .collect()
 }
 
+/// Of the policies `plan` creates (`ApplyReason::Missing`), those that the API server shows
+/// (`found`, as for [`taken`]) to be kept by an earlier resource of this name, which the plan
+/// would have adopted had its caches held them: a kept policy moving between the controller's
+/// caches (losing its managed-by label) may be in neither for a moment. They are not taken:
+/// applying them adopts them.
+#[must_use]
+pub fn adoptable(
+    plan: &Plan,
+    found: &BTreeMap<String, ObjectMeta>,
+    owner_uid: &str,
+) -> Vec<String> {
+    plan.apply
+        .iter()
+        .filter(|(reason, _)| *reason == ApplyReason::Missing)
+        .filter_map(|(_, desired)| {
+            let name = desired.metadata.name.as_deref()?;
+            let existing = Facts::of(&NetworkPolicy {
+                metadata: found.get(name)?.clone(),
+                ..NetworkPolicy::default()
+            });
+            matches!(
+                predecessor(&existing, desired, owner_uid),
+                Some(Predecessor::Orphaned)
+            )
+            .then(|| name.to_owned())
+        })
+        .collect()
+}
+
 /// The applies of `plan` that may go out once `taken` names are known to be held by others, and
 /// the conflicts to report. The applies keep their order; a taken name is skipped, and when the
 /// default deny (`deny`) is taken nothing from there on goes out: netfence's allows never go out
@@ -159,12 +188,17 @@ pub fn is_drift(
 
 /// Compare rendered policies with the policies observed in the resource's namespace (what the
 /// controller keeps of them: [`Observed`]).
+///
+/// A name observed twice (a policy moving between the controller's caches, when a kept policy
+/// loses its managed-by label or an adopted one gets it back, may be in both for a moment)
+/// counts once, as first observed: the controller lists its own cache's entries first.
 #[must_use]
 pub fn plan(desired: &[NetworkPolicy], observed: &[Observed], owner_uid: &str) -> Plan {
-    let observed: BTreeMap<&str, &Facts> = observed
-        .iter()
-        .map(|policy| (policy.name.as_str(), &policy.facts))
-        .collect();
+    let mut first: BTreeMap<&str, &Facts> = BTreeMap::new();
+    for policy in observed {
+        first.entry(policy.name.as_str()).or_insert(&policy.facts);
+    }
+    let observed = first;
     let mut plan = Plan::default();
     for policy in desired {
         let name = policy.metadata.name.as_deref().unwrap_or_default();
@@ -504,6 +538,52 @@ mod tests {
             [(ApplyReason::Adopted, "shop-default-deny".to_owned())]
         );
         assert!(plan.conflicts.is_empty());
+    }
+
+    /// A policy moving between the controller's caches: observed twice (its own cache's entry
+    /// first), it counts once, as its own cache has it; observed in neither, the API server's
+    /// answer shows it kept for this resource's name, and it is adopted, not taken.
+    ///
+    /// If this fails, a kept default deny the caches see twice is adopted twice (two Events),
+    /// or one they see in neither is reported taken (ApplyFailed and a Warning Event) though
+    /// the next reconcile adopts it.
+    #[test]
+    fn a_policy_between_the_caches_is_seen_once_and_adopted() {
+        let desired = desired();
+        let mut kept = desired[0].clone();
+        kept.metadata.owner_references = None;
+        kept.metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .remove(crate::meta::MANAGED_BY_LABEL);
+        let both = plan(
+            &desired[..1],
+            &seen(&[desired[0].clone(), kept.clone()]),
+            UID,
+        );
+        assert!(both.apply.is_empty(), "{:?}", names(&both.apply));
+        assert_eq!(both.unchanged, ["shop-default-deny"]);
+
+        let neither = plan(&desired[..2], &[], UID);
+        let found: BTreeMap<String, ObjectMeta> = [
+            ("shop-default-deny".to_owned(), kept.metadata.clone()),
+            (
+                desired[1].metadata.name.clone().unwrap_or_default(),
+                metadata(None),
+            ),
+        ]
+        .into();
+        assert_eq!(adoptable(&neither, &found, UID), ["shop-default-deny"]);
+        let mut foreign = kept.metadata.clone();
+        foreign
+            .labels
+            .as_mut()
+            .expect("labels")
+            .insert(crate::meta::MANAGED_BY_LABEL.into(), "helm".into());
+        let found: BTreeMap<String, ObjectMeta> =
+            [("shop-default-deny".to_owned(), foreign)].into();
+        assert!(adoptable(&neither, &found, UID).is_empty());
     }
 
     fn metadata(owner_uid: Option<&str>) -> ObjectMeta {

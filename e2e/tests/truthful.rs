@@ -94,10 +94,12 @@ async fn a_new_invalid_resource_says_the_namespace_is_not_isolated() {
 /// policies are right, and under GitOps the namespace may come later), its Ready message warns
 /// naming the field, and a Warning Event `NamespaceNotFound` says it once. When the namespace is
 /// created, the warning goes at once: the namespace's creation reconciles the resource (a
-/// converged resource is otherwise looked at again only after an hour).
+/// converged resource is otherwise looked at again only after an hour). Deleted, the warning
+/// comes back at once; created again, it goes again.
 ///
 /// If this fails, a typo in `namespace: monitoring` silently allows nothing (or the warning
-/// stays after the namespace exists), and nobody is told why the scrape fails.
+/// stays after the namespace exists, or is missing after it was deleted), and nobody is told
+/// why the scrape fails.
 #[tokio::test]
 async fn a_shared_service_naming_a_missing_namespace_warns_until_it_exists() {
     let mut env = Env::start_alone().await;
@@ -158,6 +160,36 @@ async fn a_shared_service_naming_a_missing_namespace_warns_until_it_exists() {
         .await;
     let (_, _, message) = ready(&cleared).expect("a Ready condition");
     assert_eq!(message, "5 NetworkPolicies match the spec");
+
+    // Deleted: the warning comes back once the namespace is gone (not at the hourly resync);
+    // created again: it goes again.
+    namespaces
+        .delete(&monitoring, &DeleteParams::default())
+        .await
+        .expect("namespace deleted");
+    env.wait_isolation(&namespace, "shop", "the warning back", |found| {
+        ready(found)
+            .is_some_and(|(status, _, message)| status == "True" && message.ends_with(&warning))
+    })
+    .await;
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": monitoring}})).expect("namespace"),
+        )
+        .await
+        .expect("namespace created again");
+    env.wait_isolation(
+        &namespace,
+        "shop",
+        "Ready True without a warning again",
+        |found| {
+            ready(found).is_some_and(|(status, _, message)| {
+                status == "True" && !message.contains("warning")
+            })
+        },
+    )
+    .await;
     let _ = namespaces
         .delete(&monitoring, &DeleteParams::default())
         .await;

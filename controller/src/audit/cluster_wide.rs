@@ -12,7 +12,10 @@
 //! does not read, [`ClusterWideView::problem`] says so, and the audit reports `Isolated`
 //! Unknown.
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{
+    Arc, Mutex, OnceLock, PoisonError,
+    atomic::{AtomicBool, Ordering},
+};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
@@ -104,6 +107,8 @@ pub struct ClusterWideCache {
     namespaces: Arc<OnceLock<Store<Namespace>>>,
     /// Set once the first lists are in, a watch failed, or a reconcile waited [`SETTLE`].
     settled: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Set once a reconcile waited [`SETTLE`] for the namespace cache's first list.
+    namespaces_waited: Arc<AtomicBool>,
 }
 
 impl Default for ClusterWideCache {
@@ -116,6 +121,7 @@ impl Default for ClusterWideCache {
             })),
             namespaces: Arc::default(),
             settled: Arc::new(tokio::sync::watch::Sender::new(true)),
+            namespaces_waited: Arc::default(),
         }
     }
 }
@@ -150,6 +156,7 @@ impl ClusterWideCache {
             state: Arc::default(),
             namespaces: Arc::default(),
             settled: Arc::new(tokio::sync::watch::Sender::new(false)),
+            namespaces_waited: Arc::default(),
         };
         let writer = cache.clone();
         let stream = futures::stream::once(async move {
@@ -291,12 +298,21 @@ impl ClusterWideCache {
         }
     }
 
-    /// Wait until the namespace cache has its first list, at most [`SETTLE`] (none without a
-    /// namespace cache): a status written before it would lack a warning that the next one
-    /// adds, and a resource's status would change with nothing changed.
+    /// Wait until the namespace cache has its first list, at most [`SETTLE`] once (none
+    /// without a namespace cache): a status written before it would lack a warning that the
+    /// next one adds, and a resource's status would change with nothing changed. After one
+    /// timeout no reconcile waits again: the end of the first list reconciles the resources
+    /// that name a namespace it did not find (see `IsolationIndex::namespace_changes`).
     pub async fn namespaces_settled(&self) {
-        if let Some(store) = self.namespaces.get() {
-            let _ = tokio::time::timeout(SETTLE, crate::synced(store)).await;
+        if self.namespaces_waited.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(store) = self.namespaces.get()
+            && tokio::time::timeout(SETTLE, crate::synced(store))
+                .await
+                .is_err()
+        {
+            self.namespaces_waited.store(true, Ordering::Relaxed);
         }
     }
 

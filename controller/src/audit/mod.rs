@@ -102,18 +102,24 @@ struct IndexState {
     /// During a relist, what it has delivered so far (swapped in at its end).
     relisting: Option<HashMap<String, BTreeSet<String>>>,
     /// The namespaces each resource's shared services name (`namespace: x`), by resource
-    /// (namespace, name) ...
-    names: HashMap<(String, String), BTreeSet<String>>,
-    /// ... and the other way round: the resources that name each namespace.
-    named_by: HashMap<String, BTreeSet<(String, String)>>,
+    /// (namespace, name), only for those that name one ...
+    names: HashMap<Key, Box<[Arc<str>]>>,
+    /// ... and the other way round: the resources that name each namespace. Both maps share
+    /// the strings (issue 20: 10,000 resources).
+    named_by: HashMap<Arc<str>, BTreeSet<Key>>,
 }
 
+/// A resource: its namespace and name.
+type Key = (Arc<str>, Arc<str>);
+
 impl IndexState {
-    /// Record the namespaces `key`'s shared services name now (`None`: the resource is gone).
-    fn set_names(&mut self, key: &(String, String), names: Option<BTreeSet<String>>) {
-        for old in self.names.remove(key).into_iter().flatten() {
+    /// Record the namespaces the resource `namespace`/`name`'s shared services name now
+    /// (`None`: the resource is gone).
+    fn set_names(&mut self, namespace: &str, name: &str, names: Option<BTreeSet<String>>) {
+        let key: Key = (Arc::from(namespace), Arc::from(name));
+        for old in self.names.remove(&key).into_iter().flatten() {
             if let Some(resources) = self.named_by.get_mut(&old) {
-                resources.remove(key);
+                resources.remove(&key);
                 if resources.is_empty() {
                     self.named_by.remove(&old);
                 }
@@ -122,13 +128,19 @@ impl IndexState {
         let Some(names) = names.filter(|names| !names.is_empty()) else {
             return;
         };
-        for name in &names {
+        let mut shared = Vec::with_capacity(names.len());
+        for peer in names {
+            let peer: Arc<str> = match self.named_by.get_key_value(peer.as_str()) {
+                Some((existing, _)) => existing.clone(),
+                None => Arc::from(peer),
+            };
             self.named_by
-                .entry(name.clone())
+                .entry(peer.clone())
                 .or_default()
                 .insert(key.clone());
+            shared.push(peer);
         }
-        self.names.insert(key.clone(), names);
+        self.names.insert(key, shared.into_boxed_slice());
     }
 }
 
@@ -162,24 +174,24 @@ impl IsolationIndex {
                         .entry(namespace.clone())
                         .or_default()
                         .insert(name.clone());
-                    state.set_names(&(namespace, name), Some(named_namespaces(resource)));
+                    state.set_names(&namespace, &name, Some(named_namespaces(resource)));
                 }
             }
             watcher::Event::InitDone => {
                 if let Some(relisted) = state.relisting.take() {
                     // Those the relist no longer found name nothing any more.
-                    let gone: Vec<(String, String)> = state
+                    let gone: Vec<Key> = state
                         .names
                         .keys()
                         .filter(|(namespace, name)| {
                             !relisted
-                                .get(namespace)
-                                .is_some_and(|names| names.contains(name))
+                                .get(&**namespace)
+                                .is_some_and(|names| names.contains(&**name))
                         })
                         .cloned()
                         .collect();
-                    for key in &gone {
-                        state.set_names(key, None);
+                    for (namespace, name) in &gone {
+                        state.set_names(namespace, name, None);
                     }
                     state.current = relisted;
                 }
@@ -191,7 +203,7 @@ impl IsolationIndex {
                         .entry(namespace.clone())
                         .or_default()
                         .insert(name.clone());
-                    state.set_names(&(namespace, name), Some(named_namespaces(resource)));
+                    state.set_names(&namespace, &name, Some(named_namespaces(resource)));
                 }
             }
             watcher::Event::Delete(resource) => {
@@ -202,7 +214,7 @@ impl IsolationIndex {
                             state.current.remove(&namespace);
                         }
                     }
-                    state.set_names(&(namespace, name), None);
+                    state.set_names(&namespace, &name, None);
                 }
             }
         }
@@ -234,30 +246,96 @@ impl IsolationIndex {
             .collect()
     }
 
-    /// What a Namespace's event must reconcile: its resources, when its labels changed since
-    /// the last event (the first one seen only records them; the resources reconcile anyway
-    /// when they first appear, and a relist of unchanged namespaces reconciles nothing); and,
-    /// when it is first seen (created, or in the first list), the resources whose shared
-    /// services name it, so that their warning that it does not exist goes at once.
-    pub fn label_changes(
+    /// The resources whose shared services name a namespace for which `exists` is false.
+    fn naming_other_than(
         &self,
-    ) -> impl Fn(k8s_openapi::api::core::v1::Namespace) -> Vec<ObjectRef<NamespaceIsolation>>
+        exists: impl Fn(&str) -> bool,
+    ) -> Vec<ObjectRef<NamespaceIsolation>> {
+        let state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .named_by
+            .iter()
+            .filter(|(namespace, _)| !exists(namespace))
+            .flat_map(|(_, resources)| resources)
+            .map(|(namespace, name)| ObjectRef::new(name).within(namespace))
+            .collect()
+    }
+
+    /// What a Namespace watch event must reconcile:
+    /// - its resources, when its labels changed since the last event (the first one seen only
+    ///   records them; the resources reconcile anyway when they first appear, and a relist of
+    ///   unchanged namespaces reconciles nothing);
+    /// - the resources whose shared services name it, when it is created or deleted (or a
+    ///   relist finds it new or gone), so that their warning that it does not exist comes and
+    ///   goes at once;
+    /// - when the first list ends, the resources whose shared services name a namespace it did
+    ///   not find (their reconciles before it did not know, or stopped waiting for it).
+    ///
+    /// A relist's changes reconcile at its end, when the namespace cache holds what it found.
+    pub fn namespace_changes(
+        &self,
+    ) -> impl FnMut(
+        watcher::Event<k8s_openapi::api::core::v1::Namespace>,
+    ) -> Vec<ObjectRef<NamespaceIsolation>>
     + Send
-    + Sync
     + 'static {
         let index = self.clone();
-        let seen: Mutex<HashMap<String, BTreeMap<String, String>>> = Mutex::default();
-        move |namespace| {
-            let name = namespace.metadata.name.unwrap_or_default();
-            let labels = namespace.metadata.labels.unwrap_or_default();
-            let previous = seen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(name.clone(), labels.clone());
-            match previous {
-                Some(previous) if previous != labels => index.in_namespace(&name),
-                Some(_) => Vec::new(),
-                None => index.naming(&name),
+        let mut seen: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        let mut relisting: Option<HashMap<String, BTreeMap<String, String>>> = None;
+        let mut listed = false;
+        let parts = |namespace: k8s_openapi::api::core::v1::Namespace| {
+            (
+                namespace.metadata.name.unwrap_or_default(),
+                namespace.metadata.labels.unwrap_or_default(),
+            )
+        };
+        move |event| match event {
+            watcher::Event::Apply(namespace) => {
+                let (name, labels) = parts(namespace);
+                match seen.insert(name.clone(), labels.clone()) {
+                    Some(previous) if previous != labels => index.in_namespace(&name),
+                    Some(_) => Vec::new(),
+                    None => index.naming(&name),
+                }
+            }
+            watcher::Event::Delete(namespace) => {
+                let (name, _) = parts(namespace);
+                seen.remove(&name);
+                index.naming(&name)
+            }
+            watcher::Event::Init => {
+                relisting = Some(HashMap::new());
+                Vec::new()
+            }
+            watcher::Event::InitApply(namespace) => {
+                let (name, labels) = parts(namespace);
+                relisting.get_or_insert_default().insert(name, labels);
+                Vec::new()
+            }
+            watcher::Event::InitDone => {
+                let relisted = relisting.take().unwrap_or_default();
+                let mut changed = Vec::new();
+                if listed {
+                    for (name, labels) in &relisted {
+                        match seen.get(name) {
+                            Some(previous) if previous != labels => {
+                                changed.extend(index.in_namespace(name));
+                            }
+                            Some(_) => {}
+                            None => changed.extend(index.naming(name)),
+                        }
+                    }
+                    for name in seen.keys().filter(|name| !relisted.contains_key(*name)) {
+                        changed.extend(index.naming(name));
+                    }
+                } else {
+                    listed = true;
+                    changed = index.naming_other_than(|name| relisted.contains_key(name));
+                }
+                seen = relisted;
+                changed.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+                changed.dedup();
+                changed
             }
         }
     }
@@ -512,25 +590,24 @@ mod tests {
         );
         assert_eq!(names(index.in_namespace("blog")), ["blog"]);
 
-        let labels = index.label_changes();
-        let namespace = |labels: serde_json::Value| -> k8s_openapi::api::core::v1::Namespace {
-            serde_json::from_value(
-                serde_json::json!({"metadata": {"name": "blog", "labels": labels}}),
-            )
-            .expect("a namespace")
+        let mut changes = index.namespace_changes();
+        let mut labels = |labels: serde_json::Value| {
+            changes(watcher::Event::Apply(
+                serde_json::from_value(
+                    serde_json::json!({"metadata": {"name": "blog", "labels": labels}}),
+                )
+                .expect("a namespace"),
+            ))
         };
         assert!(
-            labels(namespace(serde_json::json!({"team": "a"}))).is_empty(),
+            labels(serde_json::json!({"team": "a"})).is_empty(),
             "first seen"
         );
         assert!(
-            labels(namespace(serde_json::json!({"team": "a"}))).is_empty(),
+            labels(serde_json::json!({"team": "a"})).is_empty(),
             "unchanged"
         );
-        assert_eq!(
-            names(labels(namespace(serde_json::json!({"team": "b"})))),
-            ["blog"]
-        );
+        assert_eq!(names(labels(serde_json::json!({"team": "b"}))), ["blog"]);
     }
 
     fn naming(namespace: &str, name: &str, named: &[&str]) -> NamespaceIsolation {
@@ -569,16 +646,10 @@ mod tests {
             &["monitoring", "ingress"],
         )));
         index.apply(&watcher::Event::Apply(naming("cart", "cart", &["ingress"])));
-        let created = index.label_changes();
-        let namespace = |name: &str| -> k8s_openapi::api::core::v1::Namespace {
-            serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
-                .expect("a namespace")
-        };
-        assert_eq!(names(created(namespace("monitoring"))), ["blog", "shop"]);
-        assert!(
-            created(namespace("monitoring")).is_empty(),
-            "seen before: nothing new"
-        );
+        let mut changes = index.namespace_changes();
+        let mut created = |name: &str| changes(watcher::Event::Apply(namespace(name)));
+        assert_eq!(names(created("monitoring")), ["blog", "shop"]);
+        assert!(created("monitoring").is_empty(), "seen before: nothing new");
         index.apply(&watcher::Event::Apply(naming("blog", "blog", &["ingress"])));
         index.apply(&watcher::Event::Delete(naming(
             "cart",
@@ -595,6 +666,60 @@ mod tests {
         )));
         index.apply(&watcher::Event::InitDone);
         assert!(index.naming("monitoring").is_empty(), "shop is gone");
-        assert_eq!(names(created(namespace("ingress"))), ["blog"]);
+        assert_eq!(names(created("ingress")), ["blog"]);
+    }
+
+    fn namespace(name: &str) -> k8s_openapi::api::core::v1::Namespace {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+            .expect("a namespace")
+    }
+
+    /// A namespace deleted, and one a relist no longer finds, reconcile the resources whose
+    /// shared services name it; created again, it reconciles them again; the end of the first
+    /// list reconciles the resources naming a namespace it did not find, and only those.
+    ///
+    /// If this fails, a resource's warning that a namespace does not exist goes stale: it does
+    /// not appear when the namespace is deleted, or stays after it is created again (until the
+    /// hourly resync), or a restart leaves it out when the namespace list came late.
+    #[test]
+    fn a_deleted_namespace_reconciles_the_resources_naming_it() {
+        let index = IsolationIndex::default();
+        index.apply(&watcher::Event::Apply(naming(
+            "shop",
+            "shop",
+            &["monitoring"],
+        )));
+        index.apply(&watcher::Event::Apply(naming("blog", "blog", &["ingress"])));
+        let mut changes = index.namespace_changes();
+        changes(watcher::Event::Init);
+        changes(watcher::Event::InitApply(namespace("monitoring")));
+        changes(watcher::Event::InitApply(namespace("shop")));
+        assert_eq!(
+            names(changes(watcher::Event::InitDone)),
+            ["blog"],
+            "the first list did not find ingress"
+        );
+        assert_eq!(
+            names(changes(watcher::Event::Delete(namespace("monitoring")))),
+            ["shop"]
+        );
+        assert_eq!(
+            names(changes(watcher::Event::Apply(namespace("monitoring")))),
+            ["shop"],
+            "created again"
+        );
+        assert!(changes(watcher::Event::Apply(namespace("monitoring"))).is_empty());
+        // A relist that no longer finds monitoring, and finds ingress.
+        changes(watcher::Event::Init);
+        assert!(changes(watcher::Event::InitApply(namespace("shop"))).is_empty());
+        assert!(changes(watcher::Event::InitApply(namespace("ingress"))).is_empty());
+        assert_eq!(names(changes(watcher::Event::InitDone)), ["blog", "shop"]);
+        changes(watcher::Event::Init);
+        changes(watcher::Event::InitApply(namespace("shop")));
+        changes(watcher::Event::InitApply(namespace("ingress")));
+        assert!(
+            changes(watcher::Event::InitDone).is_empty(),
+            "a relist that changes nothing reconciles nothing"
+        );
     }
 }
