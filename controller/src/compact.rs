@@ -78,15 +78,21 @@ impl Compact {
     /// The watcher event of the compact form.
     #[must_use]
     pub fn event(event: watcher::Event<NamespaceIsolation>) -> watcher::Event<Compact> {
-        match event {
-            watcher::Event::Apply(resource) => watcher::Event::Apply(Compact::of(&resource)),
-            watcher::Event::Delete(resource) => watcher::Event::Delete(Compact::of(&resource)),
-            watcher::Event::Init => watcher::Event::Init,
-            watcher::Event::InitApply(resource) => {
-                watcher::Event::InitApply(Compact::of(&resource))
-            }
-            watcher::Event::InitDone => watcher::Event::InitDone,
-        }
+        map_event(event, Compact::of)
+    }
+}
+
+/// `event`, its objects replaced by what `keep` keeps of each.
+pub fn map_event<K, Kept>(
+    event: watcher::Event<K>,
+    keep: impl Fn(&K) -> Kept,
+) -> watcher::Event<Kept> {
+    match event {
+        watcher::Event::Apply(object) => watcher::Event::Apply(keep(&object)),
+        watcher::Event::Delete(object) => watcher::Event::Delete(keep(&object)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(keep(&object)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
     }
 }
 

@@ -34,7 +34,7 @@ use netfence_core::{
     ValidatedTemplate,
     plan::ApplyReason,
     status::TemplateOutcome,
-    template::{self, NamespaceInfo, Removal, TemplatePlan, World},
+    template::{self, Existing, NamespaceInfo, Removal, TemplatePlan, World},
 };
 use netfence_crd::{IsolationTemplate, NamespaceIsolation, template::TemplateConflict};
 use tracing::Instrument;
@@ -102,7 +102,10 @@ impl super::skeleton::ReconcileError for TemplateError {
 pub struct TemplateContext {
     client: Client,
     namespaces: Store<Namespace>,
-    isolations: Store<NamespaceIsolation>,
+    /// What a plan reads of each NamespaceIsolation ([`Existing`]: of a generated one, a digest
+    /// of its spec; kept whole, every resource of the cluster was the largest share of the
+    /// operator's memory).
+    isolations: Store<Existing>,
     templates: Store<IsolationTemplate>,
     /// Signalled after every event the NamespaceIsolation cache applied.
     isolation_changes: Changes,
@@ -157,51 +160,6 @@ impl PreparedTemplates {
     }
 }
 
-/// What the template controller keeps of a NamespaceIsolation: of a generated one (controlled
-/// by a template), what a plan compares (spec, labels, annotations, netfence's own apply entry
-/// of managedFields) and its Ready condition; of any other, only who it is and who controls
-/// it (a conflict names it, and never reads more). Kept whole, every resource of the cluster
-/// was the largest share of the operator's memory.
-fn keep_for_templates(isolation: &mut NamespaceIsolation) {
-    let generated = isolation
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|owner| owner.controller == Some(true) && owner.kind == IsolationTemplate::kind(&()));
-    if generated {
-        if let Some(entries) = isolation.metadata.managed_fields.as_mut() {
-            entries.retain(|entry| {
-                entry.manager.as_deref() == Some(FIELD_MANAGER)
-                    && entry.operation.as_deref() == Some("Apply")
-                    && entry.subresource.as_deref().unwrap_or_default().is_empty()
-            });
-        }
-        if let Some(status) = isolation.status.take() {
-            isolation.status = Some(netfence_crd::NamespaceIsolationStatus {
-                observed_generation: status.observed_generation,
-                conditions: status
-                    .conditions
-                    .into_iter()
-                    .filter(|condition| condition.type_ == "Ready")
-                    .collect(),
-                ..netfence_crd::NamespaceIsolationStatus::default()
-            });
-        }
-    } else {
-        let spec = &mut isolation.spec;
-        spec.tiers = Vec::new();
-        spec.flows = Vec::new();
-        spec.shared_services = Vec::new();
-        spec.acknowledged_policies = Vec::new();
-        isolation.status = None;
-        isolation.metadata.labels = None;
-        isolation.metadata.annotations = None;
-        isolation.metadata.managed_fields = None;
-        isolation.metadata.finalizers = None;
-    }
-}
-
 /// Build the template controller: it watches IsolationTemplates, and reflects Namespaces and
 /// NamespaceIsolations (of every namespace: a resource it does not own is a conflict to see).
 #[must_use]
@@ -238,8 +196,11 @@ pub fn prepare_templates(
         watcher::Config::default().page_size(super::LIST_PAGE),
     )
     .default_backoff()
-    .map_ok(|event| decode::typed(event, &|_| {}))
-    .modify(keep_for_templates)
+    .map_ok(|event| {
+        crate::compact::map_event(decode::typed(event, &|_| {}), |isolation| {
+            Existing::of(isolation, FIELD_MANAGER)
+        })
+    })
     .reflect(isolation_writer)
     .inspect_ok({
         let changes = isolation_changes.clone();
@@ -276,7 +237,7 @@ pub fn prepare_templates(
         })
         // A generated resource changed (its template restores it), or a resource of a
         // template's isolation name came or went (a conflict starts or ends).
-        .watches_stream(isolation_events, move |isolation: NamespaceIsolation| {
+        .watches_stream(isolation_events, move |isolation: Existing| {
             let name = isolation.name_any();
             same_name
                 .state()
@@ -386,7 +347,7 @@ async fn reconcile_steps(
     // plan (no client)
     let plan = plan_from_caches(template, &validated, context);
     // apply and delete (client)
-    let (plan, failure) = execute(template, &uid, context, plan).await;
+    let (plan, failure) = execute(template, &validated, &uid, context, plan).await;
     if let Some(error) = failure {
         let message = super::reconcile::error_message(&error);
         let outcome = TemplateOutcome::ApplyFailed {
@@ -415,7 +376,7 @@ async fn reconcile_steps(
     // Whether what it generated can do its job: a generated resource that reports Ready=False
     // (a policy name taken, a write refused) makes the template not Ready either.
     let isolations = context.isolations.state();
-    let isolations: Vec<&NamespaceIsolation> = isolations.iter().map(AsRef::as_ref).collect();
+    let isolations: Vec<&Existing> = isolations.iter().map(AsRef::as_ref).collect();
     let not_ready = template::not_ready(&validated, &plan, &isolations);
     let outcome = TemplateOutcome::Done {
         template: &validated,
@@ -454,7 +415,7 @@ fn plan_from_caches(
         .map(|namespace| NamespaceInfo::from(namespace.as_ref()))
         .collect();
     let isolations = context.isolations.state();
-    let isolations: Vec<&NamespaceIsolation> = isolations.iter().map(AsRef::as_ref).collect();
+    let isolations: Vec<&Existing> = isolations.iter().map(AsRef::as_ref).collect();
     let others: Vec<ValidatedTemplate> = context
         .templates
         .state()
@@ -474,7 +435,6 @@ fn plan_from_caches(
             isolations: &isolations,
             templates: &others,
             operator_namespace: context.operator_namespace.as_deref(),
-            field_manager: FIELD_MANAGER,
         },
     )
 }
@@ -483,13 +443,18 @@ fn plan_from_caches(
 /// the conflicts found on the way added to it).
 async fn execute(
     template: &IsolationTemplate,
+    validated: &ValidatedTemplate,
     uid: &str,
     context: &TemplateContext,
     mut plan: TemplatePlan,
 ) -> (TemplatePlan, Option<TemplateError>) {
     let applies = std::mem::take(&mut plan.apply);
     let results: Vec<Result<Written, TemplateError>> = stream::iter(applies)
-        .map(|(reason, isolation)| apply_one(context, template, uid, reason, isolation))
+        .map(|(reason, namespace)| {
+            // Built when written, eight at a time: never every generated resource at once.
+            let isolation = template::generated(validated, &namespace);
+            apply_one(context, template, uid, reason, isolation)
+        })
         .buffer_unordered(WRITE_CONCURRENCY)
         .chain(
             stream::iter(plan.delete.clone())
@@ -517,7 +482,7 @@ async fn execute(
 
 enum Written {
     /// Written: the object, and what the cache should come to show of it.
-    Version(ObjectRef<NamespaceIsolation>, Wrote),
+    Version(ObjectRef<Existing>, Wrote),
     /// The name is held by a resource the template does not own.
     Conflict(TemplateConflict),
     /// Nothing to do after all.

@@ -47,7 +47,7 @@ impl Digest {
 
     /// The digest of a value's JSON. Typed Kubernetes values serialize deterministically (fields
     /// in declaration order, maps sorted), and serializing them cannot fail.
-    fn of_json<T: serde::Serialize>(value: &T) -> Digest {
+    pub(crate) fn of_json<T: serde::Serialize>(value: &T) -> Digest {
         Digest::of(&[&serde_json::to_vec(value).unwrap_or_default()])
     }
 

@@ -28,6 +28,7 @@ use netfence_crd::{IsolationTemplate, NamespaceIsolation, template::TemplateConf
 
 use crate::{
     meta::{MANAGED_BY, MANAGED_BY_LABEL, TEMPLATE_LABEL},
+    observed::Digest,
     plan::ApplyReason,
     validate::ValidatedTemplate,
 };
@@ -70,8 +71,10 @@ pub struct Removal {
 pub struct TemplatePlan {
     /// The namespaces the template applies to, sorted.
     pub matched: Vec<String>,
-    /// NamespaceIsolations to server-side apply, with why.
-    pub apply: Vec<(ApplyReason, NamespaceIsolation)>,
+    /// The namespaces whose NamespaceIsolation to server-side apply ([`generated`] builds it
+    /// when it is written: at 10,000 namespaces, 10,000 decoded resources held at once were
+    /// most of the operator's memory), with why.
+    pub apply: Vec<(ApplyReason, String)>,
     /// Generated NamespaceIsolations that are no longer wanted.
     pub delete: Vec<Removal>,
     /// Matched namespaces where nothing is written, and why, sorted by namespace.
@@ -86,18 +89,164 @@ impl TemplatePlan {
     }
 }
 
+/// What a plan reads of a NamespaceIsolation that exists: who it is and who controls it, and
+/// of one a template controls, what a plan compares and whether it is Ready. The controller
+/// keeps this, not the resource: decoded, a resource's spec takes tens of kilobytes of heap.
+///
+/// ```text
+/// NamespaceIsolation --of--> Existing { metadata: name, namespace, uid, resourceVersion, generation,
+///                                                 deletionTimestamp, the controller ownerReference
+///                                       generated: spec digest, labels, annotations,
+///                                                  keys the field manager applied, Ready=False }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Existing {
+    /// Who it is: the resource's identity, version and controller owner reference, nothing else.
+    pub metadata: ObjectMeta,
+    /// What a plan compares, for a resource a template controls.
+    generated: Option<Box<Compared>>,
+}
+
+/// What a plan compares of a generated resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Compared {
+    spec: Digest,
+    labels: Box<[(Box<str>, Box<str>)]>,
+    annotations: Box<[(Box<str>, Box<str>)]>,
+    /// The label and annotation keys the field manager applied (server-side apply removes a
+    /// key the next apply leaves out only if that manager applied it).
+    applied_labels: Box<[Box<str>]>,
+    applied_annotations: Box<[Box<str>]>,
+    /// Its Ready condition's reason and message when it is False for the current generation.
+    not_ready: Option<(Box<str>, Box<str>)>,
+}
+
+fn pairs(map: Option<&BTreeMap<String, String>>) -> Box<[(Box<str>, Box<str>)]> {
+    map.into_iter()
+        .flatten()
+        .map(|(key, value)| (key.as_str().into(), value.as_str().into()))
+        .collect()
+}
+
+impl Existing {
+    /// What a plan reads of `isolation`, whose netfence writes are `manager`'s.
+    #[must_use]
+    pub fn of(isolation: &NamespaceIsolation, manager: &str) -> Existing {
+        let source = &isolation.metadata;
+        let controller = source
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|owner| owner.controller == Some(true))
+            .cloned();
+        let generated = controlling_template(isolation).is_some().then(|| {
+            let not_ready = isolation
+                .status
+                .as_ref()
+                .filter(|status| status.observed_generation == source.generation)
+                .and_then(|status| {
+                    status
+                        .conditions
+                        .iter()
+                        .find(|condition| condition.type_ == "Ready" && condition.status == "False")
+                })
+                .map(|condition| {
+                    (
+                        condition.reason.as_str().into(),
+                        condition.message.as_str().into(),
+                    )
+                });
+            let keys = |field| {
+                applied_keys(isolation, manager, field)
+                    .into_iter()
+                    .map(String::into_boxed_str)
+                    .collect()
+            };
+            Box::new(Compared {
+                spec: Digest::of_json(&isolation.spec),
+                labels: pairs(source.labels.as_ref()),
+                annotations: pairs(source.annotations.as_ref()),
+                applied_labels: keys("f:labels"),
+                applied_annotations: keys("f:annotations"),
+                not_ready,
+            })
+        });
+        Existing {
+            metadata: ObjectMeta {
+                name: source.name.clone(),
+                namespace: source.namespace.clone(),
+                uid: source.uid.clone(),
+                resource_version: source.resource_version.clone(),
+                generation: source.generation,
+                deletion_timestamp: source.deletion_timestamp.clone(),
+                owner_references: controller.map(|owner| vec![owner]),
+                ..ObjectMeta::default()
+            },
+            generated,
+        }
+    }
+
+    /// Whether the template of UID `uid` controls it.
+    #[must_use]
+    pub fn is_generated_by(&self, uid: &str) -> bool {
+        crate::meta::is_controlled_by(&self.metadata, uid)
+    }
+
+    /// The name of the template that controls it, if one does.
+    #[must_use]
+    pub fn controlling_template(&self) -> Option<&str> {
+        template_owner(&self.metadata)
+    }
+}
+
+impl kube::Resource for Existing {
+    type DynamicType = ();
+    type Scope = kube::core::NamespaceResourceScope;
+
+    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+        NamespaceIsolation::kind(dt)
+    }
+
+    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+        NamespaceIsolation::group(dt)
+    }
+
+    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+        NamespaceIsolation::version(dt)
+    }
+
+    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+        NamespaceIsolation::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// kube's controller asks that what it watches can be read from JSON (it never does here: the
+/// cache is filled from the watch); it reads as the resource does, as netfence's field manager.
+impl<'de> serde::Deserialize<'de> for Existing {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        NamespaceIsolation::deserialize(deserializer)
+            .map(|isolation| Existing::of(&isolation, crate::meta::FIELD_MANAGER))
+    }
+}
+
 /// What the planner reads of the cluster (or of the manifests).
 pub struct World<'a> {
     /// Every namespace.
     pub namespaces: &'a [NamespaceInfo],
-    /// Every NamespaceIsolation (of every namespace).
-    pub isolations: &'a [&'a NamespaceIsolation],
+    /// Every NamespaceIsolation (of every namespace), as [`Existing::of`] reads it.
+    pub isolations: &'a [&'a Existing],
     /// The other valid templates, to settle which one wins a namespace.
     pub templates: &'a [&'a ValidatedTemplate],
     /// netfence's own namespace, never generated into.
     pub operator_namespace: Option<&'a str>,
-    /// The field manager of netfence's applies, to find labels it set earlier and must remove.
-    pub field_manager: &'a str,
 }
 
 /// Whether `template` applies to `namespace`.
@@ -134,14 +283,20 @@ pub fn older(a: (Option<&Time>, &str), b: (Option<&Time>, &str)) -> bool {
     by_time.then_with(|| a.1.cmp(b.1)) == Ordering::Less
 }
 
+/// The labels of every resource `template` generates: the template's own, and netfence's.
+fn generated_labels(template: &ValidatedTemplate) -> BTreeMap<String, String> {
+    let mut labels = template.labels().clone();
+    labels.insert(TEMPLATE_LABEL.to_owned(), template.name().to_owned());
+    labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
+    labels
+}
+
 /// The NamespaceIsolation `template` generates in `namespace`: its spec, the template's labels and
 /// annotations plus netfence's own labels, and (when the template has a UID) a controller owner
 /// reference to the template.
 #[must_use]
 pub fn generated(template: &ValidatedTemplate, namespace: &str) -> NamespaceIsolation {
-    let mut labels = template.labels().clone();
-    labels.insert(TEMPLATE_LABEL.to_owned(), template.name().to_owned());
-    labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
+    let labels = generated_labels(template);
     let owner_references = template.uid().map(|uid| {
         vec![OwnerReference {
             api_version: IsolationTemplate::api_version(&()).into_owned(),
@@ -175,8 +330,11 @@ pub fn is_generated_by(isolation: &NamespaceIsolation, uid: &str) -> bool {
 
 /// The template that controls `isolation`, by name, if one does.
 fn controlling_template(isolation: &NamespaceIsolation) -> Option<&str> {
-    isolation
-        .metadata
+    template_owner(&isolation.metadata)
+}
+
+fn template_owner(metadata: &ObjectMeta) -> Option<&str> {
+    metadata
         .owner_references
         .iter()
         .flatten()
@@ -188,7 +346,7 @@ fn controlling_template(isolation: &NamespaceIsolation) -> Option<&str> {
 #[must_use]
 pub fn plan(template: &ValidatedTemplate, world: &World<'_>) -> TemplatePlan {
     let name = template.isolation_name();
-    let existing: BTreeMap<(&str, &str), &NamespaceIsolation> = world
+    let existing: BTreeMap<(&str, &str), &Existing> = world
         .isolations
         .iter()
         .filter_map(|isolation| {
@@ -201,11 +359,12 @@ pub fn plan(template: &ValidatedTemplate, world: &World<'_>) -> TemplatePlan {
             ))
         })
         .collect();
-    let owned = |isolation: &NamespaceIsolation| {
+    let owned = |isolation: &Existing| {
         template
             .uid()
-            .is_some_and(|uid| is_generated_by(isolation, uid))
+            .is_some_and(|uid| isolation.is_generated_by(uid))
     };
+    let desired = Desired::of(template);
     let mut result = TemplatePlan::default();
     let mut kept: BTreeSet<(String, String)> = BTreeSet::new();
     let mut namespaces: Vec<&NamespaceInfo> = world
@@ -243,15 +402,16 @@ pub fn plan(template: &ValidatedTemplate, world: &World<'_>) -> TemplatePlan {
                     result.conflicts.push(conflict(older_reason(winner, name)));
                 } else if isolation.metadata.deletion_timestamp.is_none() {
                     kept.insert((namespace.name.clone(), name.to_owned()));
-                    let desired = generated(template, &namespace.name);
-                    if differs(isolation, &desired, world.field_manager) {
-                        result.apply.push((ApplyReason::Drifted, desired));
+                    if differs(isolation, &desired) {
+                        result
+                            .apply
+                            .push((ApplyReason::Drifted, namespace.name.clone()));
                     }
                 }
                 // (An owned resource being deleted is recreated once it is gone.)
             }
             (Some(isolation), _) => {
-                let reason = match controlling_template(isolation) {
+                let reason = match isolation.controlling_template() {
                     Some(other) => format!(
                         "NamespaceIsolation {name} is generated by template {other}, which wins this namespace; exclude the namespace from one template in spec.excludeNamespaces or give them different isolationNames"
                     ),
@@ -264,7 +424,7 @@ pub fn plan(template: &ValidatedTemplate, world: &World<'_>) -> TemplatePlan {
             (None, Some(winner)) => result.conflicts.push(conflict(older_reason(winner, name))),
             (None, None) => result
                 .apply
-                .push((ApplyReason::Missing, generated(template, &namespace.name))),
+                .push((ApplyReason::Missing, namespace.name.clone())),
         }
     }
     for isolation in world.isolations.iter().filter(|isolation| owned(isolation)) {
@@ -289,26 +449,24 @@ pub fn plan(template: &ValidatedTemplate, world: &World<'_>) -> TemplatePlan {
     result
 }
 
-/// A matched namespace whose generated NamespaceIsolation says it cannot do its job.
+/// A generated resource that reports it cannot do its job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NotReady {
-    /// The namespace.
+    /// Its namespace.
     pub namespace: String,
-    /// The reason of the resource's `Ready=False` (`ApplyFailed`, `InvalidSpec`).
+    /// The reason of its Ready condition.
     pub reason: String,
-    /// Its message.
+    /// The message of its Ready condition.
     pub message: String,
 }
 
-/// The generated resources of `template`, in the namespaces `plan` writes to, whose status says
-/// `Ready=False` for their current generation: the template is not Ready while one of them
-/// cannot apply. One whose status does not describe its generation yet is on its way, and not
-/// counted.
+/// The generated resources in the plan's matched namespaces (conflicts aside) whose Ready
+/// condition is False for their current generation.
 #[must_use]
 pub fn not_ready(
     template: &ValidatedTemplate,
     plan: &TemplatePlan,
-    isolations: &[&NamespaceIsolation],
+    isolations: &[&Existing],
 ) -> Vec<NotReady> {
     let Some(uid) = template.uid() else {
         return Vec::new();
@@ -318,39 +476,33 @@ pub fn not_ready(
         .iter()
         .map(|conflict| conflict.namespace.as_str())
         .collect();
-    let mut found = Vec::new();
-    for namespace in plan
-        .matched
+    // By namespace: one lookup per matched namespace, not a scan of every resource.
+    let failing: BTreeMap<&str, (&str, &str)> = isolations
+        .iter()
+        .filter(|isolation| {
+            isolation.metadata.name.as_deref() == Some(template.isolation_name())
+                && isolation.is_generated_by(uid)
+        })
+        .filter_map(|isolation| {
+            let (reason, message) = isolation.generated.as_ref()?.not_ready.as_ref()?;
+            Some((
+                isolation.metadata.namespace.as_deref()?,
+                (&**reason, &**message),
+            ))
+        })
+        .collect();
+    plan.matched
         .iter()
         .filter(|namespace| !conflicted.contains(namespace.as_str()))
-    {
-        let generated = isolations.iter().find(|isolation| {
-            isolation.metadata.namespace.as_deref() == Some(namespace.as_str())
-                && isolation.metadata.name.as_deref() == Some(template.isolation_name())
-                && is_generated_by(isolation, uid)
-        });
-        let Some(status) = generated
-            .and_then(|isolation| isolation.status.as_ref().map(|status| (isolation, status)))
-            .filter(|(isolation, status)| {
-                status.observed_generation == isolation.metadata.generation
-            })
-            .map(|(_, status)| status)
-        else {
-            continue;
-        };
-        if let Some(condition) = status
-            .conditions
-            .iter()
-            .find(|condition| condition.type_ == "Ready" && condition.status == "False")
-        {
-            found.push(NotReady {
+        .filter_map(|namespace| {
+            let (reason, message) = failing.get(namespace.as_str())?;
+            Some(NotReady {
                 namespace: namespace.clone(),
-                reason: condition.reason.clone(),
-                message: condition.message.clone(),
-            });
-        }
-    }
-    found
+                reason: (*reason).to_owned(),
+                message: (*message).to_owned(),
+            })
+        })
+        .collect()
 }
 
 fn older_reason(winner: &ValidatedTemplate, name: &str) -> String {
@@ -360,55 +512,51 @@ fn older_reason(winner: &ValidatedTemplate, name: &str) -> String {
     )
 }
 
+/// What a template generates in every namespace, but the namespace: computed once per plan.
+struct Desired<'t> {
+    spec: Digest,
+    labels: BTreeMap<String, String>,
+    annotations: &'t BTreeMap<String, String>,
+    uid: Option<&'t str>,
+}
+
+impl<'t> Desired<'t> {
+    fn of(template: &'t ValidatedTemplate) -> Desired<'t> {
+        Desired {
+            spec: Digest::of_json(template.spec()),
+            labels: generated_labels(template),
+            annotations: template.annotations(),
+            uid: template.uid(),
+        }
+    }
+}
+
 /// Whether the existing generated resource differs from the desired one in what the template
 /// sets: the spec, netfence's labels and annotations (values, and keys netfence set earlier and no
 /// longer wants, from the field manager's managed fields), the controller owner reference.
-#[must_use]
-pub fn differs(existing: &NamespaceIsolation, desired: &NamespaceIsolation, manager: &str) -> bool {
-    if existing.spec != desired.spec {
+fn differs(existing: &Existing, desired: &Desired<'_>) -> bool {
+    let Some(compared) = existing.generated.as_deref() else {
         return true;
-    }
-    let has_all = |have: Option<&BTreeMap<String, String>>,
-                   want: Option<&BTreeMap<String, String>>| {
-        want.into_iter()
-            .flatten()
-            .all(|(key, value)| have.and_then(|have| have.get(key)) == Some(value))
     };
-    if !has_all(
-        existing.metadata.labels.as_ref(),
-        desired.metadata.labels.as_ref(),
-    ) || !has_all(
-        existing.metadata.annotations.as_ref(),
-        desired.metadata.annotations.as_ref(),
-    ) {
-        return true;
-    }
-    let owner_missing = desired
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|owner| {
-            !existing
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|have| have.uid == owner.uid && have.controller == Some(true))
-        });
-    if owner_missing {
-        return true;
-    }
-    let stale = |field: &str, want: Option<&BTreeMap<String, String>>| {
-        applied_keys(existing, manager, field)
-            .iter()
-            .any(|key| !want.is_some_and(|want| want.contains_key(key)))
+    let has_all = |have: &[(Box<str>, Box<str>)], want: &BTreeMap<String, String>| {
+        want.iter().all(|(key, value)| {
+            have.iter()
+                .any(|(have_key, have_value)| **have_key == **key && **have_value == **value)
+        })
     };
-    stale("f:labels", desired.metadata.labels.as_ref())
-        || stale("f:annotations", desired.metadata.annotations.as_ref())
+    let stale = |applied: &[Box<str>], want: &BTreeMap<String, String>| {
+        applied.iter().any(|key| !want.contains_key(&**key))
+    };
+    compared.spec != desired.spec
+        || !has_all(&compared.labels, &desired.labels)
+        || !has_all(&compared.annotations, desired.annotations)
+        || desired
+            .uid
+            .is_some_and(|uid| !existing.is_generated_by(uid))
+        || stale(&compared.applied_labels, &desired.labels)
+        || stale(&compared.applied_annotations, desired.annotations)
 }
 
-/// The keys of `metadata.<field>` that `manager` owns by server-side apply.
 fn applied_keys(isolation: &NamespaceIsolation, manager: &str, field: &str) -> Vec<String> {
     isolation
         .metadata

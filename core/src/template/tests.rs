@@ -40,7 +40,7 @@ fn namespace(name: &str, labels: &[(&str, &str)]) -> NamespaceInfo {
 
 fn world<'a>(
     namespaces: &'a [NamespaceInfo],
-    isolations: &'a [&'a NamespaceIsolation],
+    isolations: &'a [&'a Existing],
     templates: &'a [&'a ValidatedTemplate],
 ) -> World<'a> {
     World {
@@ -48,8 +48,12 @@ fn world<'a>(
         isolations,
         templates,
         operator_namespace: Some("netfence-system"),
-        field_manager: MANAGER,
     }
+}
+
+/// What a plan reads of `isolation`.
+fn existing(isolation: &NamespaceIsolation) -> Existing {
+    Existing::of(isolation, MANAGER)
 }
 
 /// As the API server would hold it after netfence applied it: with a UID and netfence's
@@ -96,13 +100,13 @@ fn matches_by_label_and_never_the_system_namespaces() {
     let created: Vec<_> = plan
         .apply
         .iter()
-        .map(|(reason, isolation)| (*reason, isolation.metadata.namespace.clone()))
+        .map(|(reason, namespace)| (*reason, namespace.as_str()))
         .collect();
     assert_eq!(
         created,
         [
-            (ApplyReason::Missing, Some("default".to_owned())),
-            (ApplyReason::Missing, Some("team-a".to_owned()))
+            (ApplyReason::Missing, "default"),
+            (ApplyReason::Missing, "team-a")
         ]
     );
 
@@ -142,8 +146,9 @@ fn unchanged_resources_are_not_written() {
     let teams = template("teams", "t2", 100, json!({}));
     let namespaces = [namespace("team-a", &[])];
     let current = stored(generated(&teams, "team-a"));
-    let plan_with =
-        |isolation: &NamespaceIsolation| plan(&teams, &world(&namespaces, &[isolation], &[]));
+    let plan_with = |isolation: &NamespaceIsolation| {
+        plan(&teams, &world(&namespaces, &[&existing(isolation)], &[]))
+    };
     let steady = plan_with(&current);
     assert!(steady.is_empty(), "{steady:?}");
     assert!(steady.conflicts.is_empty());
@@ -192,6 +197,7 @@ fn foreign_resources_are_conflicts_and_unmatched_are_removed() {
     let mut hand_written = generated(&teams, "team-a");
     hand_written.metadata.owner_references = None;
     let left = stored(generated(&teams, "left"));
+    let (hand_written, left) = (existing(&hand_written), existing(&left));
     let plan = plan(&teams, &world(&namespaces, &[&hand_written, &left], &[]));
     assert!(plan.apply.is_empty(), "{plan:?}");
     assert_eq!(plan.conflicts.len(), 1);
@@ -235,7 +241,7 @@ fn older_template_wins() {
     assert!(is_older(&older, &younger));
     assert!(!is_older(&younger, &older));
     let namespaces = [namespace("team-a", &[])];
-    let from_younger = stored(generated(&younger, "team-a"));
+    let from_younger = existing(&stored(generated(&younger, "team-a")));
 
     let younger_plan = plan(&younger, &world(&namespaces, &[&from_younger], &[&older]));
     assert!(younger_plan.apply.is_empty());
@@ -257,4 +263,44 @@ fn older_template_wins() {
     let older_plan = plan(&older, &world(&namespaces, &[], &[&younger]));
     assert_eq!(older_plan.apply.len(), 1);
     assert!(older_plan.conflicts.is_empty());
+}
+
+/// What a plan reads of a generated resource: its Ready condition only when it is False for the
+/// current generation (a stale False is not the resource's state), and nothing of one a
+/// template does not control but who it is.
+#[test]
+fn existing_reads_readiness_of_the_current_generation() {
+    let teams = template("teams", "t2", 100, json!({}));
+    let mut isolation = stored(generated(&teams, "team-a"));
+    isolation.metadata.generation = Some(3);
+    let ready_false = |observed: i64| {
+        serde_json::from_value(json!({
+            "observedGeneration": observed,
+            "conditions": [{"type": "Ready", "status": "False", "reason": "PolicyNameTaken",
+                "message": "taken", "lastTransitionTime": "2026-12-02T00:00:00Z"}],
+        }))
+        .expect("a status")
+    };
+    let namespaces = [namespace("team-a", &[])];
+    let matched = plan(&teams, &world(&namespaces, &[], &[]));
+
+    isolation.status = Some(ready_false(2));
+    assert!(not_ready(&teams, &matched, &[&existing(&isolation)]).is_empty());
+    isolation.status = Some(ready_false(3));
+    let found = not_ready(&teams, &matched, &[&existing(&isolation)]);
+    assert_eq!(
+        found,
+        [NotReady {
+            namespace: "team-a".into(),
+            reason: "PolicyNameTaken".into(),
+            message: "taken".into()
+        }]
+    );
+
+    // Kept of a resource no template controls: who it is, not its spec or status.
+    isolation.metadata.owner_references = None;
+    let foreign = existing(&isolation);
+    assert!(foreign.generated.is_none());
+    assert_eq!(foreign.metadata.name.as_deref(), Some("teams"));
+    assert!(not_ready(&teams, &matched, &[&foreign]).is_empty());
 }

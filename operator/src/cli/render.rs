@@ -13,7 +13,7 @@ use netfence_core::{
     ValidatedBaseline, ValidatedIsolation, ValidatedTemplate, baseline,
     meta::FIELD_MANAGER,
     render,
-    template::{self, NamespaceInfo, World},
+    template::{self, Existing, NamespaceInfo, World},
 };
 use netfence_crd::{ClusterBaseline, IsolationTemplate, NamespaceIsolation, baseline::Engine};
 
@@ -274,7 +274,11 @@ fn expand(
     notes: &mut Vec<String>,
 ) -> Vec<ValidatedIsolation> {
     let infos: Vec<NamespaceInfo> = namespaces.iter().map(|(_, info)| info.clone()).collect();
-    let written: Vec<&NamespaceIsolation> = written.iter().collect();
+    let written: Vec<Existing> = written
+        .iter()
+        .map(|isolation| Existing::of(isolation, FIELD_MANAGER))
+        .collect();
+    let written: Vec<&Existing> = written.iter().collect();
     let mut generated = Vec::new();
     for (source, template) in templates {
         let others: Vec<&ValidatedTemplate> = templates
@@ -289,7 +293,6 @@ fn expand(
                 isolations: &written,
                 templates: &others,
                 operator_namespace: None,
-                field_manager: FIELD_MANAGER,
             },
         );
         if plan.matched.is_empty() {
@@ -307,9 +310,11 @@ fn expand(
                 conflict.reason
             ));
         }
-        for (_, isolation) in &plan.apply {
+        for (_, namespace) in &plan.apply {
             // The template was validated with this very spec and name.
-            if let Ok(valid) = ValidatedIsolation::try_from(isolation) {
+            if let Ok(valid) =
+                ValidatedIsolation::try_from(&template::generated(template, namespace))
+            {
                 generated.push(valid);
             }
         }
