@@ -251,7 +251,8 @@ pub struct BaselineContext {
 pub struct PreparedBaselines {
     client: Client,
     namespaces: Store<Namespace>,
-    namespace_events: futures::stream::BoxStream<'static, Result<Namespace, watcher::Error>>,
+    /// One `()` per change of the namespace cache.
+    namespace_changes: futures::stream::BoxStream<'static, ()>,
     baselines: Store<ClusterBaseline>,
     baseline_events: futures::stream::BoxStream<'static, Result<ClusterBaseline, watcher::Error>>,
     /// Every baseline change (deleted too), for the other baselines: which one covers a
@@ -284,14 +285,7 @@ impl PreparedBaselines {
             .map(|(_, resource, namespaced)| (resource, namespaced))
             .collect();
         let mut controller = Controller::for_stream(self.baseline_events, self.baselines.clone());
-        let every_baseline = self.baselines.clone();
-        controller = controller.watches_stream(self.namespace_events, move |_| {
-            every_baseline
-                .state()
-                .iter()
-                .map(|baseline| ObjectRef::from_obj(baseline.as_ref()))
-                .collect::<Vec<_>>()
-        });
+        controller = controller.reconcile_all_on(self.namespace_changes);
         let siblings = self.baselines.clone();
         controller =
             controller.watches_stream(self.sibling_events, move |changed: ClusterBaseline| {
@@ -396,17 +390,9 @@ pub fn prepare_baselines(
     events: EventQueue,
     operator_namespace: Option<String>,
     metrics: Arc<Metrics>,
+    namespaces: Store<Namespace>,
+    namespace_changes: impl futures::Stream<Item = ()> + Send + 'static,
 ) -> PreparedBaselines {
-    let (namespaces, namespace_writer) = reflector::store();
-    let namespace_events = watcher(
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default().page_size(super::LIST_PAGE),
-    )
-    .default_backoff()
-    .modify(super::keep_of_namespace)
-    .reflect(namespace_writer)
-    .touched_objects()
-    .boxed();
     let (baselines, baseline_writer) = reflector::store();
     let bad_baseline =
         super::report_undecodable(metrics.clone(), "undecodable_baseline", "ClusterBaseline");
@@ -430,7 +416,7 @@ pub fn prepare_baselines(
     PreparedBaselines {
         client,
         namespaces,
-        namespace_events,
+        namespace_changes: namespace_changes.boxed(),
         baselines,
         baseline_events,
         sibling_events,

@@ -20,6 +20,7 @@ pub mod decode;
 pub mod events;
 mod leader;
 pub mod metrics;
+mod namespaces;
 mod reconcile;
 pub mod skeleton;
 mod template;
@@ -270,17 +271,6 @@ pub(crate) trait Triggers<T>:
 
 impl<T, S> Triggers<T> for S where S: futures::Stream<Item = Result<Vec<T>, watcher::Error>> {}
 
-/// What the namespace caches keep of a Namespace: its name, labels and whether it is being
-/// deleted (and its identity and version). Its annotations (a `kubectl apply` leaves the whole
-/// object in one), managedFields, spec and status are read by nothing, and at 10,000
-/// namespaces they cost megabytes.
-pub(crate) fn keep_of_namespace(namespace: &mut k8s_openapi::api::core::v1::Namespace) {
-    namespace.metadata.managed_fields = None;
-    namespace.metadata.annotations = None;
-    namespace.spec = None;
-    namespace.status = None;
-}
-
 /// A task that ends when this is dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -422,7 +412,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         permits: tokio::sync::Semaphore::new(usize::from(settings.concurrency.max(1))),
     });
     // A namespace's labels choose the cluster-wide policies that apply: its changes (seen by
-    // the template controller's namespace watch) reconcile its resources.
+    // the namespace watch the template controller drives) reconcile its resources.
     let (namespace_changes, namespace_events) = futures::channel::mpsc::unbounded();
     let controller = Controller::for_stream(isolation_events, isolation_reader)
         .reconcile_on(policy_events)
@@ -446,9 +436,6 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
             ),
         );
     let (templates, baselines) = prepare_cluster_wide(&context, settings, namespace_changes);
-    if let Some(templates) = &templates {
-        context.cluster_wide.use_namespaces(templates.namespaces());
-    }
     Prepared {
         controller,
         policies: policy_cache,
@@ -542,18 +529,21 @@ where
 fn prepare_cluster_wide(
     context: &Context,
     settings: &Settings,
-    namespace_changes: futures::channel::mpsc::UnboundedSender<
-        kube::runtime::watcher::Event<k8s_openapi::api::core::v1::Namespace>,
-    >,
+    namespace_changes: futures::channel::mpsc::UnboundedSender<watcher::Event<namespaces::Seen>>,
 ) -> (Option<PreparedTemplates>, Option<PreparedBaselines>) {
     if !settings.templates || settings.namespace.is_some() {
         return (None, None);
     }
+    let (baseline_ticks, namespace_ticks) = futures::channel::mpsc::unbounded();
+    let (namespaces, namespace_changes) =
+        namespaces::watch(&context.client, namespace_changes, baseline_ticks);
+    context.cluster_wide.use_namespaces(namespaces.clone());
     let templates = prepare_templates(
         context.client.clone(),
         context.events.clone(),
         settings.operator_namespace.clone(),
         context.metrics.clone(),
+        namespaces.clone(),
         namespace_changes,
     );
     let baselines = prepare_baselines(
@@ -561,6 +551,8 @@ fn prepare_cluster_wide(
         context.events.clone(),
         settings.operator_namespace.clone(),
         context.metrics.clone(),
+        namespaces,
+        namespace_ticks,
     );
     (Some(templates), Some(baselines))
 }

@@ -124,12 +124,6 @@ pub struct PreparedTemplates {
 }
 
 impl PreparedTemplates {
-    /// The namespaces, as the template controller's cache holds them.
-    #[must_use]
-    pub fn namespaces(&self) -> Store<Namespace> {
-        self.context.namespaces.clone()
-    }
-
     /// Resolves once every cache of the template controller has its first complete list (false
     /// if one's writer is gone).
     pub fn synced(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
@@ -168,24 +162,9 @@ pub fn prepare_templates(
     events: EventQueue,
     operator_namespace: Option<String>,
     metrics: Arc<Metrics>,
-    namespace_changes: futures::channel::mpsc::UnboundedSender<watcher::Event<Namespace>>,
+    namespaces: Store<Namespace>,
+    namespace_changes: impl futures::Stream<Item = ()> + Send + 'static,
 ) -> PreparedTemplates {
-    let (namespaces, namespace_writer) = reflector::store();
-    // Both caches keep only what a plan reads: namespaces' managedFields never, a
-    // NamespaceIsolation's only netfence's own apply entry (the labels it set).
-    let namespace_events = watcher(
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default().page_size(super::LIST_PAGE),
-    )
-    .default_backoff()
-    .modify(super::keep_of_namespace)
-    .reflect(namespace_writer)
-    // The NamespaceIsolation controller's audit reads the labels and which namespaces exist
-    // (after the cache has the event): it needs the deletions and the relists' ends too.
-    .inspect_ok(move |event| {
-        let _ = namespace_changes.unbounded_send(event.clone());
-    })
-    .touched_objects();
     let (isolations, isolation_writer) = reflector::store();
     let isolation_changes = Changes::default();
     // Every watch decodes leniently (see [`super::decode`]): one object that does not decode
@@ -224,17 +203,10 @@ pub fn prepare_templates(
     })
     .applied_objects();
     let controller = Controller::for_stream(template_events, templates.clone());
-    let every_template = templates.clone();
     let same_name = templates.clone();
     let controller = controller
         // A namespace created, relabelled or deleted may change what any template matches.
-        .watches_stream(namespace_events, move |_| {
-            every_template
-                .state()
-                .iter()
-                .map(|template| ObjectRef::from_obj(template.as_ref()))
-                .collect::<Vec<_>>()
-        })
+        .reconcile_all_on(namespace_changes)
         // A generated resource changed (its template restores it), or a resource of a
         // template's isolation name came or went (a conflict starts or ends).
         .watches_stream(isolation_events, move |isolation: Existing| {

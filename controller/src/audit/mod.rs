@@ -30,6 +30,7 @@ use kube::{
 use netfence_core::{
     ValidatedIsolation,
     audit::{Audit, DnsReality, Isolation},
+    observed::Digest,
 };
 use netfence_crd::{
     NamespaceIsolation,
@@ -51,6 +52,7 @@ use super::{
     Context, LIST_PAGE, PolicyCache, Triggers, Whole,
     decode::{self, Lenient},
     metrics::Metrics,
+    namespaces::Seen,
 };
 
 /// The NetworkPolicies without netfence's managed-by label, kept whole, and the stream of the
@@ -274,25 +276,18 @@ impl IsolationIndex {
     /// A relist's changes reconcile at its end, when the namespace cache holds what it found.
     pub fn namespace_changes(
         &self,
-    ) -> impl FnMut(
-        watcher::Event<k8s_openapi::api::core::v1::Namespace>,
-    ) -> Vec<ObjectRef<NamespaceIsolation>>
-    + Send
-    + 'static {
+    ) -> impl FnMut(watcher::Event<Seen>) -> Vec<ObjectRef<NamespaceIsolation>> + Send + 'static
+    {
         let index = self.clone();
-        let mut seen: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-        let mut relisting: Option<HashMap<String, BTreeMap<String, String>>> = None;
+        // Each namespace's labels, as a digest (a relabelling is all this needs to see).
+        let mut seen: HashMap<String, Digest> = HashMap::new();
+        let mut relisting: Option<HashMap<String, Digest>> = None;
         let mut listed = false;
-        let parts = |namespace: k8s_openapi::api::core::v1::Namespace| {
-            (
-                namespace.metadata.name.unwrap_or_default(),
-                namespace.metadata.labels.unwrap_or_default(),
-            )
-        };
+        let parts = |namespace: Seen| (namespace.name, namespace.labels);
         move |event| match event {
             watcher::Event::Apply(namespace) => {
                 let (name, labels) = parts(namespace);
-                match seen.insert(name.clone(), labels.clone()) {
+                match seen.insert(name.clone(), labels) {
                     Some(previous) if previous != labels => index.in_namespace(&name),
                     Some(_) => Vec::new(),
                     None => index.naming(&name),
@@ -592,12 +587,12 @@ mod tests {
 
         let mut changes = index.namespace_changes();
         let mut labels = |labels: serde_json::Value| {
-            changes(watcher::Event::Apply(
-                serde_json::from_value(
+            changes(watcher::Event::Apply(Seen::of(
+                &serde_json::from_value(
                     serde_json::json!({"metadata": {"name": "blog", "labels": labels}}),
                 )
                 .expect("a namespace"),
-            ))
+            )))
         };
         assert!(
             labels(serde_json::json!({"team": "a"})).is_empty(),
@@ -669,9 +664,11 @@ mod tests {
         assert_eq!(names(created("ingress")), ["blog"]);
     }
 
-    fn namespace(name: &str) -> k8s_openapi::api::core::v1::Namespace {
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
-            .expect("a namespace")
+    fn namespace(name: &str) -> Seen {
+        Seen::of(
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+                .expect("a namespace"),
+        )
     }
 
     /// A namespace deleted, and one a relist no longer finds, reconcile the resources whose
