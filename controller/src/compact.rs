@@ -69,6 +69,17 @@ impl Compact {
         }
     }
 
+    /// The resource of a `Delete` event, from what the cache kept of it: who it was, with a
+    /// spec of defaults (nothing reads the spec of a deleted resource).
+    #[must_use]
+    pub fn deleted(&self) -> NamespaceIsolation {
+        NamespaceIsolation {
+            metadata: self.metadata.clone(),
+            spec: crate::decode::default_spec(),
+            status: None,
+        }
+    }
+
     /// What the metrics read.
     #[must_use]
     pub fn summary(&self) -> Summary {

@@ -145,14 +145,17 @@ fn part<T: DeserializeOwned>(raw: &serde_json::Value, pointer: &str) -> Option<T
     T::deserialize(raw.pointer(pointer)?).ok()
 }
 
+/// A spec of defaults (every field of a NamespaceIsolation spec has one).
+pub(crate) fn default_spec() -> NamespaceIsolationSpec {
+    NamespaceIsolationSpec::deserialize(serde_json::json!({}))
+        .unwrap_or_else(|_| unreachable!("every field of a NamespaceIsolation spec has a default"))
+}
+
 /// A spec of defaults, with the deletion policy the object declares: its own when it decodes,
 /// the default (`Delete`) when it declares none, and `KeepDefaultDeny` when it declares one that
 /// cannot be read (deleting such a resource keeps its namespace closed).
 fn salvaged_spec(raw: &serde_json::Value, pointer: &str) -> NamespaceIsolationSpec {
-    let mut spec: NamespaceIsolationSpec =
-        NamespaceIsolationSpec::deserialize(serde_json::json!({})).unwrap_or_else(|_| {
-            unreachable!("every field of a NamespaceIsolation spec has a default")
-        });
+    let mut spec = default_spec();
     let declared = format!("{pointer}/deletionPolicy");
     spec.deletion_policy = match raw.pointer(&declared) {
         None => DeletionPolicy::default(),

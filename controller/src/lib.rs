@@ -22,6 +22,7 @@ mod leader;
 pub mod metrics;
 mod namespaces;
 mod reconcile;
+mod relist;
 pub mod skeleton;
 mod template;
 
@@ -57,6 +58,7 @@ use decode::{Lenient, Undecodable};
 pub use events::Recorder;
 pub use leader::{LeaseSettings, run_as_leader};
 pub use reconcile::{Error, reconcile};
+use relist::RelistAsChanges;
 pub use template::{PreparedTemplates, TemplateError, prepare_templates};
 
 pub use netfence_core::meta::{FIELD_MANAGER, FINALIZER};
@@ -392,6 +394,8 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         .default_backoff()
         .map_ok(move |event| decode::typed(event, &bad_isolation))
         .modify(|resource: &mut NamespaceIsolation| resource.metadata.managed_fields = None)
+        // A relist reconciles what changed while the watch was down, not every resource.
+        .relist_as_changes(isolation_reader.clone(), Compact::deleted)
         .inspect_ok(move |event| index_writer.apply(event))
         .map_ok(Compact::event)
         .reflect(isolation_writer)

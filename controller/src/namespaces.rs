@@ -23,7 +23,7 @@ use kube::{
 };
 use netfence_core::observed::Digest;
 
-use crate::compact::map_event;
+use crate::{compact::map_event, relist::RelistAsChanges};
 
 /// What the NamespaceIsolation controller learns of a namespace: its name and its labels'
 /// digest (a relabelling changes which cluster-wide policies apply to its resources).
@@ -76,6 +76,7 @@ pub(crate) fn watch(
     )
     .default_backoff()
     .modify(keep_of_namespace)
+    .relist_as_changes(namespaces.clone(), Clone::clone)
     .reflect(writer)
     .filter_map(move |event| {
         let change = match event {

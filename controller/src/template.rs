@@ -48,6 +48,7 @@ use crate::{
     cache::Changes,
     events::EventQueue,
     metrics::Metrics,
+    relist::RelistAsChanges,
     skeleton::{Failures, Wrote, wait_until_shown},
 };
 
@@ -180,6 +181,7 @@ pub fn prepare_templates(
             Existing::of(isolation, FIELD_MANAGER)
         })
     })
+    .relist_as_changes(isolations.clone(), Clone::clone)
     .reflect(isolation_writer)
     .inspect_ok({
         let changes = isolation_changes.clone();
