@@ -377,6 +377,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         &policy_cache,
         &own_writes,
         &index,
+        metrics.clone(),
         report_undecodable_policy(metrics.clone(), event_queue.clone()),
     );
     let (isolation_reader, isolation_writer) = reflector::store::<Compact>();
@@ -395,7 +396,10 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         .map_ok(move |event| decode::typed(event, &bad_isolation))
         .modify(|resource: &mut NamespaceIsolation| resource.metadata.managed_fields = None)
         // A relist reconciles what changed while the watch was down, not every resource.
-        .relist_as_changes(isolation_reader.clone(), Compact::deleted)
+        .relist_as_changes(isolation_reader.clone(), Compact::deleted, {
+            let metrics = metrics.clone();
+            move || metrics.listed("NamespaceIsolation")
+        })
         .inspect_ok(move |event| index_writer.apply(event))
         .map_ok(Compact::event)
         .reflect(isolation_writer)
@@ -457,6 +461,7 @@ fn own_policy_triggers(
     cache: &PolicyCache<Facts>,
     own_writes: &OwnWrites,
     index: &audit::IsolationIndex,
+    metrics: Arc<Metrics>,
     bad_policy: impl Fn(&Undecodable) + Send + Sync + 'static,
 ) -> impl futures::Stream<Item = ObjectRef<Compact>> + Send + 'static {
     let cache_writer = cache.clone();
@@ -473,6 +478,9 @@ fn own_policy_triggers(
     .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
     .map_ok(move |event| {
         let changed = cache_writer.apply(&event);
+        if matches!(event, watcher::Event::InitDone) {
+            metrics.listed("NetworkPolicy (netfence's)");
+        }
         if is_own_write(&own_policies, &event) {
             Vec::new()
         } else {
@@ -539,8 +547,12 @@ fn prepare_cluster_wide(
         return (None, None);
     }
     let (baseline_ticks, namespace_ticks) = futures::channel::mpsc::unbounded();
-    let (namespaces, namespace_changes) =
-        namespaces::watch(&context.client, namespace_changes, baseline_ticks);
+    let (namespaces, namespace_changes) = namespaces::watch(
+        &context.client,
+        &context.metrics,
+        namespace_changes,
+        baseline_ticks,
+    );
     context.cluster_wide.use_namespaces(namespaces.clone());
     let templates = prepare_templates(
         context.client.clone(),

@@ -45,6 +45,13 @@ pub struct ViolationLabel {
     pub reason: String,
 }
 
+/// The label of the list counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabel {
+    /// The watch: `NamespaceIsolation`, `NetworkPolicy`, ...
+    pub watch: String,
+}
+
 /// Everything the controller counts.
 pub struct Metrics {
     /// Reconciles started.
@@ -61,6 +68,9 @@ pub struct Metrics {
     pub drift_corrections: Counter,
     /// Events dropped because the publishing queue was full.
     pub events_dropped: Counter,
+    /// Complete lists of each watch: its first, and each relist (a 410 Gone, a restarted API
+    /// server), counted once what it found is in the cache.
+    pub lists: Family<WatchLabel, Counter>,
     /// NamespaceIsolations by their Ready condition, computed at each scrape.
     pub resources: Family<ReadyLabel, Gauge>,
     /// The intent audit's findings per namespace and reason, computed at each scrape (only
@@ -81,6 +91,7 @@ impl Default for Metrics {
         let policies_deleted = Counter::default();
         let drift_corrections = Counter::default();
         let events_dropped = Counter::default();
+        let lists = Family::<WatchLabel, Counter>::default();
         let resources = Family::<ReadyLabel, Gauge>::default();
         let violations = Family::<ViolationLabel, Gauge>::default();
         registry.register(
@@ -119,6 +130,11 @@ impl Default for Metrics {
             events_dropped.clone(),
         );
         registry.register(
+            "watch_lists",
+            "Complete lists of each watch: the first, and each relist (410 Gone, a restarted API server)",
+            lists.clone(),
+        );
+        registry.register(
             "resources",
             "NamespaceIsolations by Ready condition",
             resources.clone(),
@@ -136,6 +152,7 @@ impl Default for Metrics {
             policies_deleted,
             drift_corrections,
             events_dropped,
+            lists,
             resources,
             violations,
             registry,
@@ -144,7 +161,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Count one failure.
+    /// Count a complete list of the watch `watch`.
+    pub fn listed(&self, watch: &str) {
+        self.lists
+            .get_or_create(&WatchLabel {
+                watch: watch.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count a failed reconcile, by reason.
     pub fn failed(&self, reason: &str) {
         self.failures
             .get_or_create(&ReasonLabel {

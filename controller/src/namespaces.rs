@@ -23,7 +23,9 @@ use kube::{
 };
 use netfence_core::observed::Digest;
 
-use crate::{compact::map_event, relist::RelistAsChanges};
+use std::sync::Arc;
+
+use crate::{compact::map_event, metrics::Metrics, relist::RelistAsChanges};
 
 /// What the NamespaceIsolation controller learns of a namespace: its name and its labels'
 /// digest (a relabelling changes which cluster-wide policies apply to its resources).
@@ -63,6 +65,7 @@ pub(crate) fn keep_of_namespace(namespace: &mut Namespace) {
 /// `baselines`.
 pub(crate) fn watch(
     client: &Client,
+    metrics: &Arc<Metrics>,
     isolations: UnboundedSender<watcher::Event<Seen>>,
     baselines: UnboundedSender<()>,
 ) -> (
@@ -76,7 +79,10 @@ pub(crate) fn watch(
     )
     .default_backoff()
     .modify(keep_of_namespace)
-    .relist_as_changes(namespaces.clone(), Clone::clone)
+    .relist_as_changes(namespaces.clone(), Clone::clone, {
+        let metrics = metrics.clone();
+        move || metrics.listed("Namespace")
+    })
     .reflect(writer)
     .filter_map(move |event| {
         let change = match event {

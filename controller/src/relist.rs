@@ -38,24 +38,25 @@ fn key_of(metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta)
 
 /// The events that turn the cache `store` (of `S`, what is kept of each `K`) into what each event
 /// of `K` says, a relist after the first as its changes. `deleted` makes the object of a `Delete`
-/// from what the cache kept of it.
+/// from what the cache kept of it; `listed` is called at the end of every list.
 pub(crate) fn as_changes<K, S>(
     store: Store<S>,
     deleted: impl Fn(&S) -> K + Send + 'static,
+    listed: impl Fn() + Send + 'static,
 ) -> impl FnMut(watcher::Event<K>) -> Vec<watcher::Event<K>> + Send + 'static
 where
     K: Resource + Send + 'static,
     S: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    let mut listed = false;
+    let mut first_done = false;
     // During a relist after the first: who it has listed so far.
     let mut relisting: Option<HashSet<Key>> = None;
     move |event| match event {
-        watcher::Event::Init if listed => {
+        watcher::Event::Init if first_done => {
             relisting = Some(HashSet::new());
             Vec::new()
         }
-        watcher::Event::InitApply(object) if listed => {
+        watcher::Event::InitApply(object) if first_done => {
             let key = key_of(object.meta());
             let reference = ObjectRef::<S>::new(&key.1).within_opt(key.0.as_deref());
             let unchanged = store.get(&reference).is_some_and(|kept| {
@@ -69,7 +70,7 @@ where
                 vec![watcher::Event::Apply(object)]
             }
         }
-        watcher::Event::InitDone if listed => {
+        watcher::Event::InitDone if first_done => {
             let listed_now = relisting.take().unwrap_or_default();
             let mut gone: Vec<watcher::Event<K>> = store
                 .state()
@@ -81,10 +82,12 @@ where
                 watcher::Event::Delete(object) => key_of(object.meta()),
                 _ => (None, String::new()),
             });
+            listed();
             gone
         }
         watcher::Event::InitDone => {
-            listed = true;
+            first_done = true;
+            listed();
             vec![watcher::Event::InitDone]
         }
         other => vec![other],
@@ -95,17 +98,19 @@ where
 pub(crate) trait RelistAsChanges<K>:
     Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Sized
 {
-    /// This stream, every relist after the first as the changes it found against `store`.
+    /// This stream, every relist after the first as the changes it found against `store`
+    /// (see [`as_changes`]).
     fn relist_as_changes<S>(
         self,
         store: Store<S>,
         deleted: impl Fn(&S) -> K + Send + 'static,
+        listed: impl Fn() + Send + 'static,
     ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>
     where
         K: Resource + Send + 'static,
         S: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     {
-        let mut changes = as_changes(store, deleted);
+        let mut changes = as_changes(store, deleted, listed);
         self.map_ok(move |event| futures::stream::iter(changes(event).into_iter().map(Ok)))
             .try_flatten()
     }
@@ -175,7 +180,11 @@ mod tests {
     #[test]
     fn a_relist_after_the_first_yields_only_its_changes() {
         let (store, mut writer) = reflector::store::<Namespace>();
-        let mut changes = as_changes(store.clone(), Clone::clone);
+        let lists = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = lists.clone();
+        let mut changes = as_changes(store.clone(), Clone::clone, move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
         let mut feed = |event: watcher::Event<Namespace>| {
             let out = changes(event);
             for event in &out {
@@ -215,6 +224,7 @@ mod tests {
             ["apply e"]
         );
         assert_eq!(feed(watcher::Event::InitDone), ["delete c", "delete d"]);
+        assert_eq!(lists.load(std::sync::atomic::Ordering::Relaxed), 2);
         let mut kept: Vec<(String, String)> = store
             .state()
             .iter()

@@ -181,7 +181,10 @@ pub fn prepare_templates(
             Existing::of(isolation, FIELD_MANAGER)
         })
     })
-    .relist_as_changes(isolations.clone(), Clone::clone)
+    .relist_as_changes(isolations.clone(), Clone::clone, {
+        let metrics = metrics.clone();
+        move || metrics.listed("NamespaceIsolation (templates)")
+    })
     .reflect(isolation_writer)
     .inspect_ok({
         let changes = isolation_changes.clone();

@@ -76,6 +76,20 @@ pub fn counter(metrics: &Metrics, name: &str) -> u64 {
         .unwrap_or_default()
 }
 
+/// The complete lists of each watch of the controller (`netfence_watch_lists_total`), by watch.
+#[must_use]
+pub fn lists(metrics: &Metrics) -> std::collections::BTreeMap<String, u64> {
+    metrics
+        .encode(None)
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("netfence_watch_lists_total{watch=\"")?;
+            let (watch, count) = rest.split_once("\"} ")?;
+            Some((watch.to_owned(), count.parse().ok()?))
+        })
+        .collect()
+}
+
 /// A running controller and the namespace it watches (`None`: cluster-wide, templates too).
 struct Running {
     namespace: Option<String>,
@@ -289,14 +303,38 @@ impl Env {
     }
 
     /// Make every watch of the controllers relist (history compacted, then every watch
-    /// closed: the next watch answers 410 Gone), and wait until they have reconciled `count`
-    /// resources since: a resync, and the proof that they processed everything before it.
-    pub async fn relist_and_wait(&self, count: u64) -> Reconciles {
-        let before = self.reconciles();
+    /// closed: the next watch answers 410 Gone), and wait until each has finished its list
+    /// (`netfence_watch_lists_total` rose for every watch) and no reconcile is in flight: the
+    /// proof that they processed everything before it, and what the relist found. A relist
+    /// reconciles only what changed while the watches were down.
+    ///
+    /// # Panics
+    ///
+    /// When that does not happen within [`LIMIT`], with the counters.
+    pub async fn relist_and_wait(&self) -> Reconciles {
+        let before = lists(&self.metrics);
+        assert!(
+            !before.is_empty(),
+            "the controllers have no complete list yet"
+        );
         let faults = self.cluster.faults();
         faults.compact().await;
         faults.close_watches();
-        self.wait_reconciled(before, count, "a relist").await
+        let done = eventually(LIMIT, || async {
+            let now = lists(&self.metrics);
+            let relisted = before
+                .iter()
+                .all(|(watch, count)| now.get(watch).is_some_and(|now| now > count));
+            let reconciles = self.reconciles();
+            (relisted && reconciles.started == reconciles.finished).then_some(reconciles)
+        })
+        .await;
+        done.unwrap_or_else(|| {
+            panic!(
+                "the controllers' watches never all relisted: {before:?} then {:?}",
+                lists(&self.metrics)
+            )
+        })
     }
 
     /// NamespaceIsolations of `namespace`.

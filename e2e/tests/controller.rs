@@ -168,8 +168,9 @@ async fn examples_converge_to_exactly_the_rendered_policies() {
 }
 
 /// Steady state: once Ready, a resync (every watch relists after a compaction) and an operator
-/// restart make zero writes. Each check first waits until the controller has reconciled the
-/// resource again, so a controller that died fails instead of passing.
+/// restart make zero writes. Each check first waits until the controller has finished every
+/// watch's relist (or reconciled the resource again after the restart), so a controller that
+/// died fails instead of passing.
 #[tokio::test]
 async fn steady_state_and_restart_make_no_writes() {
     let mut env = Env::start().await;
@@ -186,7 +187,7 @@ async fn steady_state_and_restart_make_no_writes() {
         .audit_clear_when_quiet(Duration::from_millis(300))
         .await;
 
-    env.relist_and_wait(1).await;
+    env.relist_and_wait().await;
     assert_eq!(
         env.writes().await,
         Vec::<String>::new(),
@@ -792,8 +793,8 @@ async fn convergence_makes_the_minimum_writes() {
     env.wait_reason(&ns, "shop", "Reconciled").await;
     env.wait_reconciled(before, 1, "the resource created").await;
     // Everything the controller's watches delivered up to here (its own writes among them) is
-    // processed before the relist's reconcile ends; that reconcile writes nothing.
-    env.relist_and_wait(1).await;
+    // processed before their relists end; the relists find nothing changed and write nothing.
+    env.relist_and_wait().await;
     let writes = env.writes().await;
     let applies = writes
         .iter()
@@ -870,7 +871,7 @@ async fn dry_run_then_enforce_clears_planned_changes() {
     env.cluster
         .audit_clear_when_quiet(Duration::from_millis(300))
         .await;
-    env.relist_and_wait(1).await;
+    env.relist_and_wait().await;
     assert_eq!(env.writes().await, Vec::<String>::new());
     env.finish().await;
 }

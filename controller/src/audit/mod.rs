@@ -74,6 +74,7 @@ pub(crate) fn foreign_policies(
         "NetworkPolicy",
     );
     let index = index.clone();
+    let metrics = metrics.clone();
     let events = watcher(
         api,
         watcher::Config::default()
@@ -83,7 +84,13 @@ pub(crate) fn foreign_policies(
     .default_backoff()
     .map_ok(move |event| decode::typed(event, &bad))
     .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
-    .map_ok(move |event| writer.apply(&event))
+    .map_ok(move |event| {
+        let changed = writer.apply(&event);
+        if matches!(event, watcher::Event::InitDone) {
+            metrics.listed("NetworkPolicy (the others)");
+        }
+        changed
+    })
     .triggers("NetworkPolicies (the others)", move |change| {
         index.in_namespace(change.namespace())
     });
