@@ -13,8 +13,10 @@
 //! operator's memory. The others, which the intent audit proves as they are, are kept whole as
 //! compact JSON (decoded when a reconcile reads its namespace).
 //!
-//! A cache applies watcher events as kube's reflector does: a relist (`Init`, `InitApply`...,
-//! `InitDone`) fills a buffer that replaces the content at once. Any number of tasks may wait
+//! A cache applies watcher events in place: a relist (`Init`, `InitApply`..., `InitDone`) marks
+//! each policy it lists, replaces those that changed as they come, and at its end removes those
+//! it did not list (kube's reflector fills a second copy of everything instead, which at 90,000
+//! policies doubled the cache for the relist's duration). Any number of tasks may wait
 //! for the first complete list.
 
 use std::{
@@ -87,6 +89,8 @@ enum Held {
 struct Cached<T> {
     name: Box<str>,
     resource_version: Option<Box<str>>,
+    /// The list that last delivered it (or the list in progress when an event did).
+    list: u32,
     kept: T,
 }
 
@@ -137,15 +141,18 @@ impl Change {
 
 struct Content<T> {
     namespaces: Namespaces<T>,
-    /// A relist in progress, and the policies it delivered that differ from `namespaces`.
-    buffer: Option<(Namespaces<T>, Vec<NetworkPolicy>)>,
+    /// The number of the latest list (the first is 1).
+    list: u32,
+    /// A relist in progress: the policies it delivered that differ from what the cache held.
+    relisting: Option<Vec<NetworkPolicy>>,
 }
 
 impl<T> Default for Content<T> {
     fn default() -> Self {
         Content {
             namespaces: HashMap::new(),
-            buffer: None,
+            list: 0,
+            relisting: None,
         }
     }
 }
@@ -285,34 +292,41 @@ impl<T: Keep> std::fmt::Debug for PolicyCache<T> {
     }
 }
 
-/// Insert `policy` in its place; when `known` holds it at the same resourceVersion, keep that
-/// copy instead (a relist then costs no second copy of an unchanged policy). Returns whether
-/// `known` did.
-fn insert<T: Keep>(
-    namespaces: &mut Namespaces<T>,
-    policy: &NetworkPolicy,
-    known: Option<&Namespaces<T>>,
-) -> bool {
+/// Insert `policy` in its place, marked as delivered by the list `list`; when the cache holds it
+/// at the same resourceVersion, only mark that copy. Returns whether the cache did.
+fn insert<T: Keep>(namespaces: &mut Namespaces<T>, policy: &NetworkPolicy, list: u32) -> bool {
     let (Some(namespace), Some(name)) = (&policy.metadata.namespace, &policy.metadata.name) else {
         return false;
     };
     let version = policy.metadata.resource_version.as_deref();
-    let shared = known
-        .and_then(|known| find(known, namespace, name))
-        .filter(|known| known.resource_version.as_deref() == version)
-        .cloned();
-    let unchanged = shared.is_some();
-    let cached = shared.unwrap_or_else(|| Cached {
-        name: name.as_str().into(),
-        resource_version: version.map(Into::into),
-        kept: T::keep(policy),
-    });
     let policies = namespaces.entry(namespace.as_str().into()).or_default();
     match policies.binary_search_by(|existing| (*existing.name).cmp(name)) {
-        Ok(index) => policies[index] = cached,
-        Err(index) => policies.insert(index, cached),
+        Ok(index) if policies[index].resource_version.as_deref() == version => {
+            policies[index].list = list;
+            return true;
+        }
+        Ok(index) => policies[index] = cached(policy, name, version, list),
+        Err(index) => {
+            // A namespace holds a few policies: no room kept for more than it has.
+            policies.reserve_exact(1);
+            policies.insert(index, cached(policy, name, version, list));
+        }
     }
-    unchanged
+    false
+}
+
+fn cached<T: Keep>(
+    policy: &NetworkPolicy,
+    name: &str,
+    version: Option<&str>,
+    list: u32,
+) -> Cached<T> {
+    Cached {
+        name: name.into(),
+        resource_version: version.map(Into::into),
+        list,
+        kept: T::keep(policy),
+    }
 }
 
 /// Remove `namespace/name`.
@@ -325,18 +339,19 @@ fn remove<T>(namespaces: &mut Namespaces<T>, namespace: &str, name: &str) {
     }
 }
 
-/// The namespaces of the policies of `old` that `new` lacks, one change each.
-fn gone<T>(old: &Namespaces<T>, new: &Namespaces<T>) -> Vec<Change> {
-    old.iter()
-        .flat_map(|(namespace, policies)| {
-            policies
-                .iter()
-                .filter(|cached| find(new, namespace, &cached.name).is_none())
-                .map(|_| Change::Gone {
-                    namespace: namespace.to_string(),
-                })
-        })
-        .collect()
+/// Remove the policies the list `list` did not deliver, one change each.
+fn sweep<T>(namespaces: &mut Namespaces<T>, list: u32) -> Vec<Change> {
+    let mut gone = Vec::new();
+    namespaces.retain(|namespace, policies| {
+        let before = policies.len();
+        policies.retain(|cached| cached.list == list);
+        gone.extend((policies.len()..before).map(|_| Change::Gone {
+            namespace: namespace.to_string(),
+        }));
+        policies.shrink_to_fit();
+        !policies.is_empty()
+    });
+    gone
 }
 
 impl<T: Keep> PolicyCache<T> {
@@ -368,7 +383,8 @@ impl<T: Keep> PolicyCache<T> {
             .unwrap_or_else(PoisonError::into_inner);
         match event {
             watcher::Event::Apply(policy) => {
-                insert(&mut content.namespaces, policy, None);
+                let list = content.list;
+                insert(&mut content.namespaces, policy, list);
                 vec![Change::Policy(Box::new(policy.clone()))]
             }
             watcher::Event::Delete(policy) => {
@@ -381,26 +397,29 @@ impl<T: Keep> PolicyCache<T> {
                 vec![Change::Policy(Box::new(policy.clone()))]
             }
             watcher::Event::Init => {
-                content.buffer = Some((Namespaces::new(), Vec::new()));
+                content.list = content.list.wrapping_add(1);
+                content.relisting = Some(Vec::new());
                 Vec::new()
             }
             watcher::Event::InitApply(policy) => {
-                let Content { namespaces, buffer } = &mut *content;
-                let (relisted, changed) =
-                    buffer.get_or_insert_with(|| (Namespaces::new(), Vec::new()));
-                if !insert(relisted, policy, Some(namespaces)) {
-                    changed.push(policy.clone());
+                let Content {
+                    namespaces,
+                    list,
+                    relisting,
+                } = &mut *content;
+                if !insert(namespaces, policy, *list) {
+                    relisting.get_or_insert_default().push(policy.clone());
                 }
                 Vec::new()
             }
             watcher::Event::InitDone => {
-                let (new, delivered) = content.buffer.take().unwrap_or_default();
-                let old = std::mem::replace(&mut content.namespaces, new);
+                let delivered = content.relisting.take().unwrap_or_default();
+                let list = content.list;
                 let mut changes: Vec<Change> = delivered
                     .into_iter()
                     .map(|policy| Change::Policy(Box::new(policy)))
                     .collect();
-                changes.extend(gone(&old, &content.namespaces));
+                changes.extend(sweep(&mut content.namespaces, list));
                 drop(content);
                 self.inner.synced.send_replace(true);
                 changes
@@ -625,16 +644,17 @@ mod tests {
         policy
     }
 
-    /// Events land in their namespace; a relist replaces everything at once, so a policy deleted
-    /// while the watch was down does not linger (a lingering one would never be restored).
+    /// Events land in their namespace; a relist replaces what changed as it comes and removes at
+    /// its end what it did not list, so a policy deleted while the watch was down does not linger
+    /// (a lingering one would never be restored).
     #[tokio::test]
     async fn applies_events_and_relists() {
         let cache = PolicyCache::<Whole>::default();
         cache.apply(&watcher::Event::Init);
         cache.apply(&watcher::Event::InitApply(policy("a", "deny")));
         assert!(
-            cache.is_empty(),
-            "nothing is visible before the list is complete"
+            !*cache.inner.synced.borrow(),
+            "readers wait until the first list is complete"
         );
         cache.apply(&watcher::Event::InitDone);
         cache.wait_synced().await;

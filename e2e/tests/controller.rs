@@ -328,6 +328,47 @@ async fn spec_changes_write_only_what_changed() {
     env.finish().await;
 }
 
+/// A resource edited while the controller's watches are down is reconciled once they relist:
+/// the history is compacted and every watch closed, the watch of NamespaceIsolations (and its
+/// list) comes back only after a gap, and the edit made in that gap (a tier removed) is found
+/// by the relist, which yields what changed while the watch was down.
+///
+/// If this fails, an edit made during a watch outage (an API server restarted, a 410 Gone) is
+/// not enforced until the hourly resync: the relist took the edited resource as unchanged.
+#[tokio::test]
+async fn an_edit_during_a_watch_outage_is_reconciled_after_the_relist() {
+    const GAP: Duration = Duration::from_secs(2);
+    let mut env = Env::start().await;
+    let ns = env.watched_namespace("outage").await;
+    env.create(&shop(&ns)).await;
+    env.wait_reason(&ns, "shop", "Reconciled").await;
+    assert!(env.policy_names(&ns).await.contains("shop-tier-database"));
+    let faults = env.cluster.faults();
+    let gap = [
+        faults.latency("watch", "namespaceisolations", GAP),
+        faults.latency("list", "namespaceisolations", GAP),
+    ];
+    faults.compact().await;
+    faults.close_watches();
+    env.isolations(&ns)
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(&shop_without_database()),
+        )
+        .await
+        .expect("remove a tier");
+    env.eventually("database policy pruned after the relist", || async {
+        !env.policy_names(&ns).await.contains("shop-tier-database")
+    })
+    .await;
+    env.wait_reason(&ns, "shop", "Reconciled").await;
+    for id in gap {
+        faults.remove(id);
+    }
+    env.finish().await;
+}
+
 /// Policies netfence does not own, even in the same namespace and even with its label or a
 /// rendered name, are never touched; a taken name is reported in status.
 #[tokio::test]
