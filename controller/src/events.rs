@@ -15,6 +15,10 @@
 //! whose notes name the policies: a drift correction of a second policy showed the first one's
 //! note with a count of 2. Every occurrence of one series goes to the same lane, so two of them
 //! are never published at once (two creates, or two patches of the same count).
+//!
+//! Events yield to enforcement: while a reconcile runs, a publisher holds its next Event (at
+//! most [`MAX_DEFER`], and never once its lane is half full), so that a burst of restorations
+//! (a mass drift, a convergence) does not share the API server with the Events reporting it.
 
 use netfence_core::observed::Digest;
 use std::{
@@ -43,6 +47,12 @@ pub const QUEUE_CAPACITY: usize = 4096;
 /// How many Events are published at once: one per lane.
 const LANES: usize = 4;
 
+/// The longest a publisher holds an Event while reconciles run.
+const MAX_DEFER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often a publisher holding an Event looks again whether reconciles still run.
+const DEFER_STEP: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// How long a published Event can still be continued as a series (kube's and client-go's value).
 const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
 
@@ -57,6 +67,29 @@ const NOTE_LIMIT: usize = 1024;
 pub struct EventQueue {
     lanes: Vec<mpsc::Sender<(Event, ObjectReference)>>,
     metrics: Arc<Metrics>,
+    busy: Busy,
+}
+
+/// How many reconciles run. Cloning shares it.
+#[derive(Clone, Debug, Default)]
+struct Busy(Arc<std::sync::atomic::AtomicUsize>);
+
+/// A running reconcile, as the publishers see it: counted until dropped.
+#[must_use]
+pub struct Working(Busy);
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        (self.0)
+            .0
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Busy {
+    fn is_busy(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
 }
 
 /// The tasks that publish queued Events; they end once every [`EventQueue`] is dropped and the
@@ -64,6 +97,7 @@ pub struct EventQueue {
 pub struct Publisher {
     lanes: Vec<mpsc::Receiver<(Event, ObjectReference)>>,
     recorder: Recorder,
+    busy: Busy,
 }
 
 /// A queue and its publisher.
@@ -72,19 +106,31 @@ pub fn queue(recorder: Recorder, metrics: Arc<Metrics>) -> (EventQueue, Publishe
     let (senders, receivers) = (0..LANES)
         .map(|_| mpsc::channel(QUEUE_CAPACITY / LANES))
         .unzip();
+    let busy = Busy::default();
     (
         EventQueue {
             lanes: senders,
             metrics,
+            busy: busy.clone(),
         },
         Publisher {
             lanes: receivers,
             recorder,
+            busy,
         },
     )
 }
 
 impl EventQueue {
+    /// Count a running reconcile until the result is dropped: the publishers hold Events
+    /// meanwhile.
+    pub fn working(&self) -> Working {
+        self.busy
+            .0
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Working(self.busy.clone())
+    }
+
     /// Queue an Event about `reference`; when its lane is full it is dropped and counted.
     pub fn publish(&self, event: Event, reference: ObjectReference) {
         let mut hasher = DefaultHasher::new();
@@ -105,8 +151,16 @@ impl Publisher {
     /// Publish until the queue closes. A failure to publish is logged, never retried.
     pub async fn run(self) {
         let recorder = &self.recorder;
+        let busy = &self.busy;
         let lanes = self.lanes.into_iter().map(|mut lane| async move {
             while let Some((event, reference)) = lane.recv().await {
+                let held = tokio::time::Instant::now() + MAX_DEFER;
+                while busy.is_busy()
+                    && lane.len() < QUEUE_CAPACITY / LANES / 2
+                    && tokio::time::Instant::now() < held
+                {
+                    tokio::time::sleep(DEFER_STEP).await;
+                }
                 if let Err(error) = recorder.publish(&event, &reference).await {
                     tracing::warn!(%error, reason = %event.reason, "failed to publish an Event");
                 }

@@ -136,6 +136,18 @@ pub async fn reconcile(resource: Arc<Compact>, context: Arc<Context>) -> Result<
     let Ok(_permit) = context.permits.acquire().await else {
         return Ok(Action::await_change());
     };
+    // The reconcile itself is allocated once it has a permit: kube's runner holds many waiting
+    // reconciles (see `WAITING_PER_PERMIT`), and each would otherwise take the room of the
+    // whole reconcile while it waits.
+    Box::pin(reconcile_with_permit(resource, context.clone())).await
+}
+
+/// [`reconcile`], once it holds a permit.
+async fn reconcile_with_permit(
+    resource: Arc<Compact>,
+    context: Arc<Context>,
+) -> Result<Action, Error> {
+    let _working = context.events.working();
     context.metrics.reconciles.inc();
     let started = std::time::Instant::now();
     let key = ObjectRef::from_obj(resource.as_ref());
