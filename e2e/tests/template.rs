@@ -418,8 +418,10 @@ async fn template_edit_updates_every_generated_resource_and_writes_nothing_else(
     assert_eq!(changed, expected);
 
     let isolations: Vec<String> = expected_isolations(&namespaces);
-    let (mut writes, events) = logged_writes(&env, |writes| {
-        writes.contains_key("apply isolationtemplates/status")
+    // Events yield to reconciles (held a few seconds at most): wait for them too.
+    let (mut writes, events) = logged_writes(&env, |writes, events| {
+        events >= namespaces.len()
+            && writes.contains_key("apply isolationtemplates/status")
             && writes
                 .get("apply namespaceisolations/status")
                 .is_some_and(|statuses| statuses.len() >= isolations.len())
@@ -544,7 +546,7 @@ async fn writes_besides(env: &Env, namespace: &str) -> (BTreeMap<String, Vec<Str
         writes
     };
     // The one write expected outside the namespace is the template's status.
-    let (writes, _) = logged_writes(env, |writes| {
+    let (writes, _) = logged_writes(env, |writes, _| {
         besides(writes.clone()).contains_key("apply isolationtemplates/status")
     })
     .await;
@@ -566,19 +568,20 @@ async fn writes_besides(env: &Env, namespace: &str) -> (BTreeMap<String, Vec<Str
     (writes, events)
 }
 
-/// netfence's writes (see [`TemplateEnv::netfence_writes`]) once `complete` holds of them, or
-/// as they are after 10 s. The API server logs a write once its response is sent, which can be
-/// after a watch has shown its result to the test (and after the marker request that settles
-/// the log): a write the test waited for may reach the log a moment later. Extra writes are
+/// netfence's writes (see [`TemplateEnv::netfence_writes`]) once `complete` holds of them and of
+/// the number of Events, or as they are after 10 s. The API server logs a write once its
+/// response is sent, which can be after a watch has shown its result to the test (and after the
+/// marker request that settles the log): a write the test waited for may reach the log a moment
+/// later. Extra writes are
 /// still counted: they are in the log by then too.
 async fn logged_writes(
     env: &Env,
-    complete: impl Fn(&BTreeMap<String, Vec<String>>) -> bool,
+    complete: impl Fn(&BTreeMap<String, Vec<String>>, usize) -> bool,
 ) -> (BTreeMap<String, Vec<String>>, usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let logged = env.netfence_writes().await;
-        if complete(&logged.0) || tokio::time::Instant::now() >= deadline {
+        if complete(&logged.0, logged.1) || tokio::time::Instant::now() >= deadline {
             return logged;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
