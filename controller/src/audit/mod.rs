@@ -107,9 +107,9 @@ pub struct IsolationIndex {
 
 #[derive(Default)]
 struct IndexState {
-    current: HashMap<String, BTreeSet<String>>,
+    current: Names,
     /// During a relist, what it has delivered so far (swapped in at its end).
-    relisting: Option<HashMap<String, BTreeSet<String>>>,
+    relisting: Option<Names>,
     /// The namespaces each resource's shared services name (`namespace: x`), by resource
     /// (namespace, name), only for those that name one ...
     names: HashMap<Key, Box<[Arc<str>]>>,
@@ -120,6 +120,26 @@ struct IndexState {
 
 /// A resource: its namespace and name.
 type Key = (Arc<str>, Arc<str>);
+
+/// The names of the resources of each namespace, sorted (a namespace holds one or a few: a
+/// vector of exactly that many, not a tree node of eleven).
+type Names = HashMap<Box<str>, Vec<Box<str>>>;
+
+/// Add `namespace/name` to `names`.
+fn add_name(names: &mut Names, namespace: &str, name: &str) {
+    let names = names.entry(namespace.into()).or_default();
+    if let Err(index) = names.binary_search_by(|held| (**held).cmp(name)) {
+        names.reserve_exact(1);
+        names.insert(index, name.into());
+    }
+}
+
+/// Whether `names` holds `namespace/name`.
+fn has_name(names: &Names, namespace: &str, name: &str) -> bool {
+    names
+        .get(namespace)
+        .is_some_and(|names| names.binary_search_by(|held| (**held).cmp(name)).is_ok())
+}
 
 impl IndexState {
     /// Record the namespaces the resource `namespace`/`name`'s shared services name now
@@ -179,10 +199,7 @@ impl IsolationIndex {
                 if let (Some(relisting), Some((namespace, name))) =
                     (state.relisting.as_mut(), key(resource))
                 {
-                    relisting
-                        .entry(namespace.clone())
-                        .or_default()
-                        .insert(name.clone());
+                    add_name(relisting, &namespace, &name);
                     state.set_names(&namespace, &name, Some(named_namespaces(resource)));
                 }
             }
@@ -192,11 +209,7 @@ impl IsolationIndex {
                     let gone: Vec<Key> = state
                         .names
                         .keys()
-                        .filter(|(namespace, name)| {
-                            !relisted
-                                .get(&**namespace)
-                                .is_some_and(|names| names.contains(&**name))
-                        })
+                        .filter(|(namespace, name)| !has_name(&relisted, namespace, name))
                         .cloned()
                         .collect();
                     for (namespace, name) in &gone {
@@ -207,20 +220,16 @@ impl IsolationIndex {
             }
             watcher::Event::Apply(resource) => {
                 if let Some((namespace, name)) = key(resource) {
-                    state
-                        .current
-                        .entry(namespace.clone())
-                        .or_default()
-                        .insert(name.clone());
+                    add_name(&mut state.current, &namespace, &name);
                     state.set_names(&namespace, &name, Some(named_namespaces(resource)));
                 }
             }
             watcher::Event::Delete(resource) => {
                 if let Some((namespace, name)) = key(resource) {
-                    if let Some(names) = state.current.get_mut(&namespace) {
-                        names.remove(&name);
+                    if let Some(names) = state.current.get_mut(namespace.as_str()) {
+                        names.retain(|held| **held != *name);
                         if names.is_empty() {
-                            state.current.remove(&namespace);
+                            state.current.remove(namespace.as_str());
                         }
                     }
                     state.set_names(&namespace, &name, None);
