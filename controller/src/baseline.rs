@@ -20,7 +20,7 @@ use std::{
 };
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::{api::core::v1::Namespace, apimachinery::pkg::apis::meta::v1::Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{
@@ -234,7 +234,7 @@ impl OwnedCache {
 /// What every baseline reconcile shares.
 pub struct BaselineContext {
     client: Client,
-    namespaces: Store<Namespace>,
+    namespaces: Store<crate::namespaces::Kept>,
     baselines: Store<ClusterBaseline>,
     owned: OwnedCache,
     /// The engines this cluster served at start.
@@ -250,7 +250,7 @@ pub struct BaselineContext {
 /// The baseline controller, ready to run.
 pub struct PreparedBaselines {
     client: Client,
-    namespaces: Store<Namespace>,
+    namespaces: Store<crate::namespaces::Kept>,
     /// One `()` per change of the namespace cache.
     namespace_changes: futures::stream::BoxStream<'static, ()>,
     baselines: Store<ClusterBaseline>,
@@ -390,7 +390,7 @@ pub fn prepare_baselines(
     events: EventQueue,
     operator_namespace: Option<String>,
     metrics: Arc<Metrics>,
-    namespaces: Store<Namespace>,
+    namespaces: Store<crate::namespaces::Kept>,
     namespace_changes: impl futures::Stream<Item = ()> + Send + 'static,
 ) -> PreparedBaselines {
     let (baselines, baseline_writer) = reflector::store();
@@ -584,8 +584,8 @@ fn coverage(
         .state()
         .iter()
         .map(|namespace| {
-            let name = namespace.name_any();
-            let mut labels = namespace.labels().clone();
+            let name = namespace.name().to_owned();
+            let mut labels = namespace.label_map();
             labels.insert(
                 netfence_crd::isolation::NAMESPACE_NAME_LABEL.to_owned(),
                 name.clone(),

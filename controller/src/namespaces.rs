@@ -11,8 +11,10 @@
 //! One cache, not one per controller, and what is sent on is a name and a digest, not the
 //! object: at 10,000 namespaces each copy of every namespace's labels cost megabytes.
 
-use futures::{StreamExt, channel::mpsc::UnboundedSender};
-use k8s_openapi::api::core::v1::Namespace;
+use std::{borrow::Cow, collections::BTreeMap};
+
+use futures::{StreamExt, TryStreamExt, channel::mpsc::UnboundedSender};
+use k8s_openapi::{api::core::v1::Namespace, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::{
     Api, Client,
     runtime::{
@@ -22,6 +24,7 @@ use kube::{
     },
 };
 use netfence_core::observed::Digest;
+use netfence_core::template::NamespaceInfo;
 
 use std::sync::Arc;
 
@@ -38,25 +41,101 @@ pub struct Seen {
 }
 
 impl Seen {
-    pub(crate) fn of(namespace: &Namespace) -> Seen {
-        let labels = namespace.metadata.labels.clone().unwrap_or_default();
+    pub(crate) fn of(namespace: &Kept) -> Seen {
+        let labels = namespace.label_map();
         Seen {
-            name: namespace.metadata.name.clone().unwrap_or_default(),
+            name: namespace.name().to_owned(),
             // Serializing a map of strings cannot fail.
             labels: Digest::of(&[&serde_json::to_vec(&labels).unwrap_or_default()]),
         }
     }
 }
 
-/// What the namespace cache keeps of a Namespace: its name, labels and whether it is being
-/// deleted (and its identity and version). Its annotations (a `kubectl apply` leaves the whole
-/// object in one), managedFields, spec and status are read by nothing, and at 10,000
-/// namespaces they cost megabytes.
-pub(crate) fn keep_of_namespace(namespace: &mut Namespace) {
-    namespace.metadata.managed_fields = None;
-    namespace.metadata.annotations = None;
-    namespace.spec = None;
-    namespace.status = None;
+/// What the namespace cache keeps of a Namespace: its identity, version, whether it is being
+/// deleted, and its labels (as pairs: a label map costs a tree node of eleven entries, and at
+/// 10,000 namespaces every copy of every namespace mattered). Its annotations (a `kubectl
+/// apply` leaves the whole object in one), managedFields, spec and status are read by nothing.
+#[derive(Clone, Debug)]
+pub struct Kept {
+    metadata: ObjectMeta,
+    labels: Box<[(Box<str>, Box<str>)]>,
+}
+
+impl Kept {
+    /// What the cache keeps of `namespace`.
+    #[must_use]
+    pub fn of(namespace: &Namespace) -> Kept {
+        let source = &namespace.metadata;
+        Kept {
+            metadata: ObjectMeta {
+                name: source.name.clone(),
+                uid: source.uid.clone(),
+                resource_version: source.resource_version.clone(),
+                deletion_timestamp: source.deletion_timestamp.clone(),
+                ..ObjectMeta::default()
+            },
+            labels: source
+                .labels
+                .iter()
+                .flatten()
+                .map(|(key, value)| (key.as_str().into(), value.as_str().into()))
+                .collect(),
+        }
+    }
+
+    /// The namespace's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// Its labels.
+    #[must_use]
+    pub fn label_map(&self) -> BTreeMap<String, String> {
+        self.labels
+            .iter()
+            .map(|(key, value)| ((**key).to_owned(), (**value).to_owned()))
+            .collect()
+    }
+
+    /// What a template plan reads of it.
+    #[must_use]
+    pub fn info(&self) -> NamespaceInfo {
+        NamespaceInfo {
+            name: self.name().to_owned(),
+            labels: self.label_map(),
+            terminating: self.metadata.deletion_timestamp.is_some(),
+        }
+    }
+}
+
+impl kube::Resource for Kept {
+    type DynamicType = ();
+    type Scope = kube::core::ClusterResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        Namespace::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        Namespace::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        Namespace::version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        Namespace::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
 }
 
 /// The namespace cache, and the watch that fills it: a stream of one `()` per change the cache
@@ -69,7 +148,7 @@ pub(crate) fn watch(
     isolations: UnboundedSender<watcher::Event<Seen>>,
     baselines: UnboundedSender<()>,
 ) -> (
-    Store<Namespace>,
+    Store<Kept>,
     impl futures::Stream<Item = ()> + Send + 'static,
 ) {
     let (namespaces, writer) = reflector::store();
@@ -78,7 +157,7 @@ pub(crate) fn watch(
         watcher::Config::default().page_size(super::LIST_PAGE),
     )
     .default_backoff()
-    .modify(keep_of_namespace)
+    .map_ok(|event| map_event(event, Kept::of))
     .relist_as_changes(namespaces.clone(), Clone::clone, {
         let metrics = metrics.clone();
         move || metrics.listed("Namespace")

@@ -15,10 +15,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::{StreamExt, TryStreamExt, stream};
-use k8s_openapi::{
-    api::core::v1::{Namespace, ObjectReference},
-    apimachinery::pkg::apis::meta::v1::Time,
-};
+use k8s_openapi::{api::core::v1::ObjectReference, apimachinery::pkg::apis::meta::v1::Time};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, Preconditions},
@@ -102,7 +99,7 @@ impl super::skeleton::ReconcileError for TemplateError {
 /// What every template reconcile shares.
 pub struct TemplateContext {
     client: Client,
-    namespaces: Store<Namespace>,
+    namespaces: Store<crate::namespaces::Kept>,
     /// What a plan reads of each NamespaceIsolation ([`Existing`]: of a generated one, a digest
     /// of its spec; kept whole, every resource of the cluster was the largest share of the
     /// operator's memory).
@@ -163,7 +160,7 @@ pub fn prepare_templates(
     events: EventQueue,
     operator_namespace: Option<String>,
     metrics: Arc<Metrics>,
-    namespaces: Store<Namespace>,
+    namespaces: Store<crate::namespaces::Kept>,
     namespace_changes: impl futures::Stream<Item = ()> + Send + 'static,
 ) -> PreparedTemplates {
     let (isolations, isolation_writer) = reflector::store();
@@ -389,7 +386,7 @@ fn plan_from_caches(
         .namespaces
         .state()
         .iter()
-        .map(|namespace| NamespaceInfo::from(namespace.as_ref()))
+        .map(|namespace| namespace.info())
         .collect();
     let isolations = context.isolations.state();
     let isolations: Vec<&Existing> = isolations.iter().map(AsRef::as_ref).collect();

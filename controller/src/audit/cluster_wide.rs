@@ -18,7 +18,6 @@ use std::sync::{
 };
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client,
     api::DynamicObject,
@@ -104,7 +103,7 @@ impl State {
 pub struct ClusterWideCache {
     state: Arc<Mutex<State>>,
     /// The template controller's namespace cache, when it runs.
-    namespaces: Arc<OnceLock<Store<Namespace>>>,
+    namespaces: Arc<OnceLock<Store<crate::namespaces::Kept>>>,
     /// Set once the first lists are in, a watch failed, or a reconcile waited [`SETTLE`].
     settled: Arc<tokio::sync::watch::Sender<bool>>,
     /// Set once a reconcile waited [`SETTLE`] for the namespace cache's first list.
@@ -272,7 +271,7 @@ impl ClusterWideCache {
     }
 
     /// Use the template controller's namespace cache for the namespaces' labels.
-    pub fn use_namespaces(&self, namespaces: Store<Namespace>) {
+    pub fn use_namespaces(&self, namespaces: Store<crate::namespaces::Kept>) {
         let _ = self.namespaces.set(namespaces);
     }
 
@@ -327,14 +326,6 @@ impl ClusterWideCache {
     /// The labels of `namespace`, when the namespace cache holds it.
     pub fn labels(&self, namespace: &str) -> Option<Labels> {
         let found = self.namespaces.get()?.get(&ObjectRef::new(namespace))?;
-        Some(
-            found
-                .metadata
-                .labels
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-        )
+        Some(found.label_map().into_iter().collect())
     }
 }

@@ -604,10 +604,12 @@ mod tests {
         let mut changes = index.namespace_changes();
         let mut labels = |labels: serde_json::Value| {
             changes(watcher::Event::Apply(Seen::of(
-                &serde_json::from_value(
-                    serde_json::json!({"metadata": {"name": "blog", "labels": labels}}),
-                )
-                .expect("a namespace"),
+                &crate::namespaces::Kept::of(
+                    &serde_json::from_value(
+                        serde_json::json!({"metadata": {"name": "blog", "labels": labels}}),
+                    )
+                    .expect("a namespace"),
+                ),
             )))
         };
         assert!(
@@ -681,10 +683,10 @@ mod tests {
     }
 
     fn namespace(name: &str) -> Seen {
-        Seen::of(
+        Seen::of(&crate::namespaces::Kept::of(
             &serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
                 .expect("a namespace"),
-        )
+        ))
     }
 
     /// A namespace deleted, and one a relist no longer finds, reconcile the resources whose
