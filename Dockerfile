@@ -23,10 +23,6 @@ RUN strip --strip-debug /usr/local/bin/netfence
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /usr/local/bin/netfence /netfence
-# glibc's malloc keeps up to 8 arenas per core, each holding freed memory of its own: with two,
-# the operator's resident memory stays near its heap (at 10,000 namespaces, about 30 MB less;
-# docs/performance.md). The scale benchmark runs the operator with this line's value.
-ENV MALLOC_ARENA_MAX=2
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/netfence"]

@@ -69,9 +69,6 @@ impl Operator {
             }
             None => Command::new(executable),
         };
-        if let Some(arenas) = image_malloc_arena_max() {
-            command.env("MALLOC_ARENA_MAX", arenas);
-        }
         command
             .arg("--run-operator")
             .arg("--")
@@ -241,14 +238,4 @@ fn clock_ticks() -> f64 {
 #[allow(clippy::cast_precision_loss)]
 pub fn to_f64(value: u64) -> f64 {
     value as f64
-}
-
-/// The `MALLOC_ARENA_MAX` the image sets (its Dockerfile's `ENV` line): the operator is measured
-/// as it runs in a cluster.
-fn image_malloc_arena_max() -> Option<&'static str> {
-    const DOCKERFILE: &str = include_str!("../../../../Dockerfile");
-    DOCKERFILE
-        .lines()
-        .find_map(|line| line.strip_prefix("ENV MALLOC_ARENA_MAX="))
-        .map(str::trim)
 }
