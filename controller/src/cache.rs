@@ -398,7 +398,10 @@ impl<T: Keep> PolicyCache<T> {
             }
             watcher::Event::Init => {
                 content.list = content.list.wrapping_add(1);
-                content.relisting = Some(Vec::new());
+                // A relist that restarts before its end keeps what the broken one found
+                // changed: the cache already holds those versions, so the new list would not
+                // report them again, and they were never reconciled.
+                content.relisting.get_or_insert_default();
                 Vec::new()
             }
             watcher::Event::InitApply(policy) => {
@@ -413,7 +416,19 @@ impl<T: Keep> PolicyCache<T> {
                 Vec::new()
             }
             watcher::Event::InitDone => {
-                let delivered = content.relisting.take().unwrap_or_default();
+                let mut delivered = content.relisting.take().unwrap_or_default();
+                // A restarted relist may have delivered a policy twice: the later version
+                // stands (the sort is stable, so the last delivered comes last of its name).
+                delivered.sort_by(|a, b| {
+                    (&a.metadata.namespace, &a.metadata.name)
+                        .cmp(&(&b.metadata.namespace, &b.metadata.name))
+                });
+                delivered.reverse();
+                delivered.dedup_by(|later, earlier| {
+                    (&later.metadata.namespace, &later.metadata.name)
+                        == (&earlier.metadata.namespace, &earlier.metadata.name)
+                });
+                delivered.reverse();
                 let list = content.list;
                 let mut changes: Vec<Change> = delivered
                     .into_iter()
@@ -709,6 +724,46 @@ mod tests {
             cache.inner.tracked.lock().expect("lock").is_empty(),
             "nothing is recorded once nobody tracks"
         );
+    }
+
+    /// A relist broken off and restarted still reports what its first attempt found changed:
+    /// the cache took those versions in, so the second list delivers them as unchanged, and
+    /// without the first attempt's findings the change would never be reconciled.
+    #[test]
+    fn a_restarted_relist_reports_what_the_broken_one_found() {
+        let cache = PolicyCache::<Facts>::default();
+        cache.apply(&watcher::Event::Init);
+        cache.apply(&watcher::Event::InitApply(versioned("a", "deny", "1")));
+        cache.apply(&watcher::Event::InitApply(versioned("b", "deny", "2")));
+        cache.apply(&watcher::Event::InitDone);
+
+        cache.apply(&watcher::Event::Init);
+        cache.apply(&watcher::Event::InitApply(versioned("a", "deny", "5")));
+        cache.apply(&watcher::Event::Init);
+        cache.apply(&watcher::Event::InitApply(versioned("a", "deny", "5")));
+        cache.apply(&watcher::Event::InitApply(versioned("b", "deny", "6")));
+        cache.apply(&watcher::Event::Init);
+        cache.apply(&watcher::Event::InitApply(versioned("a", "deny", "5")));
+        cache.apply(&watcher::Event::InitApply(versioned("b", "deny", "7")));
+        let changes = cache.apply(&watcher::Event::InitDone);
+        let versions: Vec<String> = changes
+            .iter()
+            .map(|change| match change {
+                Change::Policy(policy) => format!(
+                    "{}/{}@{}",
+                    change.namespace(),
+                    policy.metadata.name.as_deref().unwrap_or_default(),
+                    policy
+                        .metadata
+                        .resource_version
+                        .as_deref()
+                        .unwrap_or_default()
+                ),
+                Change::Gone { namespace } => format!("gone from {namespace}"),
+            })
+            .collect();
+        assert_eq!(versions, ["a/deny@5", "b/deny@7"], "each once, the latest");
+        assert!(cache.holds("b", "deny", Some("7")));
     }
 
     /// After a relist, exactly what differs is reported: a policy changed while the watch was

@@ -65,10 +65,13 @@ const NOTE_LIMIT: usize = 1024;
 /// Where reconciles queue Events.
 #[derive(Clone)]
 pub struct EventQueue {
-    lanes: Vec<mpsc::Sender<(Event, ObjectReference)>>,
+    lanes: Vec<mpsc::Sender<Queued>>,
     metrics: Arc<Metrics>,
     busy: Busy,
 }
+
+/// A queued Event, the object it is about, and when it was queued.
+type Queued = (tokio::time::Instant, Event, ObjectReference);
 
 /// How many reconciles run. Cloning shares it.
 #[derive(Clone, Debug, Default)]
@@ -95,7 +98,7 @@ impl Busy {
 /// The tasks that publish queued Events; they end once every [`EventQueue`] is dropped and the
 /// lanes are drained.
 pub struct Publisher {
-    lanes: Vec<mpsc::Receiver<(Event, ObjectReference)>>,
+    lanes: Vec<mpsc::Receiver<Queued>>,
     recorder: Recorder,
     busy: Busy,
 }
@@ -139,9 +142,9 @@ impl EventQueue {
         let Some(sender) = self.lanes.get(lane) else {
             return;
         };
-        if let Err(error) = sender.try_send((event, reference)) {
+        if let Err(error) = sender.try_send((tokio::time::Instant::now(), event, reference)) {
             self.metrics.events_dropped.inc();
-            let (event, _) = error.into_inner();
+            let (_, event, _) = error.into_inner();
             tracing::debug!(reason = %event.reason, "Event queue full: Event dropped");
         }
     }
@@ -153,8 +156,10 @@ impl Publisher {
         let recorder = &self.recorder;
         let busy = &self.busy;
         let lanes = self.lanes.into_iter().map(|mut lane| async move {
-            while let Some((event, reference)) = lane.recv().await {
-                let held = tokio::time::Instant::now() + MAX_DEFER;
+            while let Some((queued, event, reference)) = lane.recv().await {
+                // Held at most MAX_DEFER from when it was queued, not from when its turn came:
+                // a lane of held Events would otherwise wait MAX_DEFER for each.
+                let held = queued + MAX_DEFER;
                 while busy.is_busy()
                     && lane.len() < QUEUE_CAPACITY / LANES / 2
                     && tokio::time::Instant::now() < held

@@ -478,17 +478,22 @@ fn own_policy_triggers(
     .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
     .map_ok(move |event| {
         let changed = cache_writer.apply(&event);
-        if matches!(event, watcher::Event::InitDone) {
-            metrics.listed("NetworkPolicy (netfence's)");
-        }
-        if is_own_write(&own_policies, &event) {
+        let mut changed: Vec<Option<Change>> = if is_own_write(&own_policies, &event) {
             Vec::new()
         } else {
-            changed
+            changed.into_iter().map(Some).collect()
+        };
+        if matches!(event, watcher::Event::InitDone) {
+            changed.push(None); // the end of a list, counted once its changes are taken
         }
+        changed
     })
     .triggers("NetworkPolicies (netfence's)", move |change| match change {
-        Change::Policy(policy) => {
+        None => {
+            metrics.listed("NetworkPolicy (netfence's)");
+            Vec::new()
+        }
+        Some(Change::Policy(policy)) => {
             let namespace = policy.metadata.namespace.clone().unwrap_or_default();
             let controlled = policy
                 .metadata
@@ -505,7 +510,7 @@ fn own_policy_triggers(
             }
             targets
         }
-        Change::Gone { namespace } => policy_index.in_namespace(&namespace),
+        Some(Change::Gone { namespace }) => policy_index.in_namespace(&namespace),
     })
 }
 

@@ -793,7 +793,12 @@ async fn write_status(
         Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
         Err(source) => return Err(update_error(resource, namespace, source)),
     };
-    context.own_writes.record(&written);
+    // Only a status written for the generation it describes is this reconcile's own: if the
+    // spec changed meanwhile, the event of this write (after a relist perhaps the only one
+    // left of that edit) must reconcile.
+    if kube::Resource::meta(&written).generation == resource.metadata.generation {
+        context.own_writes.record(&written);
+    }
     audit_events(context, resource, previous, &new.conditions);
     warning_events(context, resource, previous, &new.conditions, &warnings);
     Ok(true)

@@ -99,7 +99,8 @@ pub(crate) trait RelistAsChanges<K>:
     Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Sized
 {
     /// This stream, every relist after the first as the changes it found against `store`
-    /// (see [`as_changes`]).
+    /// (see [`as_changes`]). `listed` is called at the end of each list once whoever reads
+    /// this stream has taken every change of the list: it asks for the next event only then.
     fn relist_as_changes<S>(
         self,
         store: Store<S>,
@@ -110,9 +111,26 @@ pub(crate) trait RelistAsChanges<K>:
         K: Resource + Send + 'static,
         S: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     {
-        let mut changes = as_changes(store, deleted, listed);
-        self.map_ok(move |event| futures::stream::iter(changes(event).into_iter().map(Ok)))
-            .try_flatten()
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut changes = as_changes(store, deleted, {
+            let ended = ended.clone();
+            move || ended.store(true, std::sync::atomic::Ordering::Relaxed)
+        });
+        self.map_ok(move |event| {
+            let mut out: Vec<Option<watcher::Event<K>>> =
+                changes(event).into_iter().map(Some).collect();
+            if ended.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                out.push(None); // the end of a list, counted when reached
+            }
+            futures::stream::iter(out.into_iter().map(Ok))
+        })
+        .try_flatten()
+        .try_filter_map(move |event| {
+            if event.is_none() {
+                listed();
+            }
+            std::future::ready(Ok(event))
+        })
     }
 }
 
@@ -169,6 +187,36 @@ mod tests {
                 watcher::Event::InitDone => "done".to_owned(),
             })
             .collect()
+    }
+
+    /// A list counts as done only once the reader has taken its last change (it asks for the
+    /// next event): a test that waits for the count and then for idle reconciles would
+    /// otherwise check before the relist's changes were scheduled.
+    #[tokio::test]
+    async fn a_list_is_counted_once_its_changes_are_taken() {
+        use futures::StreamExt;
+        let (store, _writer) = reflector::store::<Namespace>();
+        let lists = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = lists.clone();
+        let events = futures::stream::iter(
+            [
+                watcher::Event::Init,
+                watcher::Event::InitApply(namespace("a", "1")),
+                watcher::Event::InitDone,
+            ]
+            .map(Ok::<_, watcher::Error>),
+        );
+        let mut changes =
+            std::pin::pin!(events.relist_as_changes(store, Clone::clone, move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }));
+        let count = || lists.load(std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..3 {
+            assert!(changes.next().await.is_some());
+            assert_eq!(count(), 0, "counted before the reader took the list's end");
+        }
+        assert!(changes.next().await.is_none());
+        assert_eq!(count(), 1);
     }
 
     /// The first list passes as it is (its end makes the cache ready); a later relist yields

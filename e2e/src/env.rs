@@ -39,6 +39,11 @@ use crate::{
 /// cluster's garbage collector learns a new CRD's kinds on its next discovery resync (30 s).
 pub const LIMIT: Duration = Duration::from_secs(90);
 
+/// How long the controllers stay idle before [`Env::relist_and_wait`] takes them as done: a
+/// change the watch handed over waits in kube's scheduler for a moment before its reconcile
+/// starts and counts.
+const QUIET: Duration = Duration::from_millis(300);
+
 /// The label key that ties a run's namespaces to its templates.
 pub const RUN_LABEL: &str = "netfence.io/e2e-run";
 
@@ -304,9 +309,11 @@ impl Env {
 
     /// Make every watch of the controllers relist (history compacted, then every watch
     /// closed: the next watch answers 410 Gone), and wait until each has finished its list
-    /// (`netfence_watch_lists_total` rose for every watch) and no reconcile is in flight: the
-    /// proof that they processed everything before it, and what the relist found. A relist
-    /// reconciles only what changed while the watches were down.
+    /// (`netfence_watch_lists_total` rose for every watch: it counts a list once the
+    /// controller has taken the changes it found) and no reconcile has been in flight for
+    /// [`QUIET`]: the proof that they processed everything before it, and what the relist
+    /// found (a change taken waits in kube's scheduler for a moment before its reconcile
+    /// starts). A relist reconciles only what changed while the watches were down.
     ///
     /// # Panics
     ///
@@ -325,8 +332,13 @@ impl Env {
             let relisted = before
                 .iter()
                 .all(|(watch, count)| now.get(watch).is_some_and(|now| now > count));
-            let reconciles = self.reconciles();
-            (relisted && reconciles.started == reconciles.finished).then_some(reconciles)
+            let idle = || {
+                let reconciles = self.reconciles();
+                (reconciles.started == reconciles.finished).then_some(reconciles)
+            };
+            let first = idle().filter(|_| relisted)?;
+            tokio::time::sleep(QUIET).await;
+            idle().filter(|now| *now == first)
         })
         .await;
         done.unwrap_or_else(|| {

@@ -85,14 +85,20 @@ pub(crate) fn foreign_policies(
     .map_ok(move |event| decode::typed(event, &bad))
     .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
     .map_ok(move |event| {
-        let changed = writer.apply(&event);
+        let mut changed: Vec<Option<super::Change>> =
+            writer.apply(&event).into_iter().map(Some).collect();
         if matches!(event, watcher::Event::InitDone) {
-            metrics.listed("NetworkPolicy (the others)");
+            changed.push(None); // the end of a list, counted once its changes are taken
         }
         changed
     })
     .triggers("NetworkPolicies (the others)", move |change| {
-        index.in_namespace(change.namespace())
+        if let Some(change) = change {
+            index.in_namespace(change.namespace())
+        } else {
+            metrics.listed("NetworkPolicy (the others)");
+            Vec::new()
+        }
     });
     (cache, events)
 }
