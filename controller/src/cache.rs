@@ -424,9 +424,11 @@ impl<T: Keep> PolicyCache<T> {
                         .cmp(&(&b.metadata.namespace, &b.metadata.name))
                 });
                 delivered.reverse();
-                delivered.dedup_by(|later, earlier| {
-                    (&later.metadata.namespace, &later.metadata.name)
-                        == (&earlier.metadata.namespace, &earlier.metadata.name)
+                // After the reverse the later delivered comes first and is kept; `dedup_by`
+                // removes its first argument, the earlier delivered.
+                delivered.dedup_by(|earlier, later| {
+                    (&earlier.metadata.namespace, &earlier.metadata.name)
+                        == (&later.metadata.namespace, &later.metadata.name)
                 });
                 delivered.reverse();
                 let list = content.list;

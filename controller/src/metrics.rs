@@ -131,7 +131,7 @@ impl Default for Metrics {
         );
         registry.register(
             "watch_lists",
-            "Complete lists of each watch, counted once the controller has taken what the list changed: the first, and each relist (410 Gone, a restarted API server)",
+            "Complete lists of each watch, counted once what the list changed has been handed to the controllers: the first, and each relist (410 Gone, a restarted API server)",
             lists.clone(),
         );
         registry.register(

@@ -219,6 +219,58 @@ mod tests {
         assert_eq!(count(), 1);
     }
 
+    /// A later relist is counted after its changes (its Deletes come at its end), on a watch
+    /// that stays open: the count comes with the poll after the last change, not at the
+    /// stream's end.
+    #[tokio::test]
+    async fn a_relist_is_counted_after_its_last_change_on_an_open_watch() {
+        use futures::StreamExt;
+        let (store, mut writer) = reflector::store::<Namespace>();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(namespace("a", "1")));
+        writer.apply_watcher_event(&watcher::Event::InitApply(namespace("b", "2")));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let lists = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = lists.clone();
+        let events = futures::stream::iter(
+            [
+                watcher::Event::Init,
+                watcher::Event::InitApply(namespace("a", "1")),
+                watcher::Event::InitApply(namespace("b", "2")),
+                watcher::Event::InitDone,
+                watcher::Event::Init,
+                watcher::Event::InitApply(namespace("a", "5")),
+                watcher::Event::InitDone,
+            ]
+            .map(Ok::<_, watcher::Error>),
+        )
+        .chain(futures::stream::pending());
+        let mut changes =
+            std::pin::pin!(events.relist_as_changes(store, Clone::clone, move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }));
+        let count = || lists.load(std::sync::atomic::Ordering::Relaxed);
+        // The first list passes whole: Init, a, b, InitDone.
+        for _ in 0..4 {
+            assert!(changes.next().await.is_some());
+        }
+        assert_eq!(count(), 0);
+        // The relist: a changed, b gone.
+        let mut later = Vec::new();
+        for _ in 0..2 {
+            later.push(changes.next().await.and_then(Result::ok));
+            assert_eq!(
+                count(),
+                1,
+                "the relist is counted only after its last change"
+            );
+        }
+        assert!(matches!(later[0], Some(watcher::Event::Apply(_))));
+        assert!(matches!(later[1], Some(watcher::Event::Delete(_))));
+        assert!(futures::FutureExt::now_or_never(changes.next()).is_none());
+        assert_eq!(count(), 2, "counted on the poll after its last change");
+    }
+
     /// The first list passes as it is (its end makes the cache ready); a later relist yields
     /// only what changed while the watch was down, and the cache ends as the list says.
     ///
