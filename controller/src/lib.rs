@@ -6,7 +6,8 @@
 //! watch NamespaceIsolation (cached: who each is) -------\
 //! NetworkPolicy (managed-by=netfence: cached as facts) --+--> reconcile(resource): read it (GET)
 //! NetworkPolicy (the others, whole), DNS namespace -----/    validate -> render -> plan -> apply/prune
-//!                                                            -> audit (`audit`) -> status
+//! every hour: every resource (`reconcile::resync`) ----/     -> audit (`audit`) -> status
+//!       '-- the same cache, and what it took --> the template controller (`template`)
 //! ```
 //!
 //! Each step is a named function; `validate`, `render` and `plan` are pure and live in their own
@@ -391,10 +392,20 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         "NamespaceIsolation",
     );
     let index_writer = index.clone();
+    // The template controller reads this watch's cache too (see `SharedIsolations`).
+    let isolation_changes = cache::Changes::default();
+    let (touched_sender, touched) = futures::channel::mpsc::unbounded();
+    let touched_sender = runs_cluster_wide(settings).then_some(touched_sender);
+    let shared = template::SharedIsolations {
+        store: isolation_reader.clone(),
+        changes: isolation_changes.clone(),
+        touched,
+    };
+    // managedFields are read by `Compact::of` (the keys netfence applied to a generated
+    // resource) and dropped there: no cache keeps them.
     let isolation_events = watcher(isolations, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
         .map_ok(move |event| decode::typed(event, &bad_isolation))
-        .modify(|resource: &mut NamespaceIsolation| resource.metadata.managed_fields = None)
         // A relist reconciles what changed while the watch was down, not every resource.
         .relist_as_changes(isolation_reader.clone(), Compact::deleted, {
             let metrics = metrics.clone();
@@ -403,6 +414,17 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         .inspect_ok(move |event| index_writer.apply(event))
         .map_ok(Compact::event)
         .reflect(isolation_writer)
+        .inspect_ok(move |event| {
+            isolation_changes.signal();
+            if let Some(sender) = &touched_sender
+                && let watcher::Event::Apply(object)
+                | watcher::Event::Delete(object)
+                | watcher::Event::InitApply(object) = event
+            {
+                // Closed only when the template controller has stopped.
+                let _closed = sender.unbounded_send(object.clone());
+            }
+        })
         .try_filter(move |event| std::future::ready(!is_own_write(&own_isolations, event)))
         .applied_objects();
     let context = Arc::new(Context {
@@ -431,6 +453,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         }))
         .reconcile_all_on(dns_changes)
         .reconcile_all_on(cluster_wide_changes)
+        .reconcile_all_on(reconcile::resync())
         .trigger_backoff(NoTriggerBackoff)
         // The permits in the context limit reconciles, in arrival order; kube's own limit only
         // bounds how many wait for a permit (its runner polls every one of them at each wake-up,
@@ -443,7 +466,8 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
                     .saturating_mul(WAITING_PER_PERMIT),
             ),
         );
-    let (templates, baselines) = prepare_cluster_wide(&context, settings, namespace_changes);
+    let (templates, baselines) =
+        prepare_cluster_wide(&context, settings, namespace_changes, shared);
     Prepared {
         controller,
         policies: policy_cache,
@@ -547,8 +571,9 @@ fn prepare_cluster_wide(
     context: &Context,
     settings: &Settings,
     namespace_changes: futures::channel::mpsc::UnboundedSender<watcher::Event<namespaces::Seen>>,
+    isolations: template::SharedIsolations,
 ) -> (Option<PreparedTemplates>, Option<PreparedBaselines>) {
-    if !settings.templates || settings.namespace.is_some() {
+    if !runs_cluster_wide(settings) {
         return (None, None);
     }
     let (baseline_ticks, namespace_ticks) = futures::channel::mpsc::unbounded();
@@ -566,6 +591,7 @@ fn prepare_cluster_wide(
         context.metrics.clone(),
         namespaces.clone(),
         namespace_changes,
+        isolations,
     );
     let baselines = prepare_baselines(
         context.client.clone(),
@@ -576,6 +602,11 @@ fn prepare_cluster_wide(
         namespace_ticks,
     );
     (Some(templates), Some(baselines))
+}
+
+/// Whether `settings` run the cluster-wide controllers (templates, baselines).
+fn runs_cluster_wide(settings: &Settings) -> bool {
+    settings.templates && settings.namespace.is_none()
 }
 
 /// What happens to a resource that does not decode: counted under `reason` and logged (its

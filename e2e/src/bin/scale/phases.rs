@@ -82,7 +82,8 @@ pub struct Env {
 }
 
 impl Env {
-    /// Create the workload's namespaces on `server` (unless `empty`), start the operator and
+    /// Create what a healthy cluster has ([`workload::healthy_cluster`]) and the workload's
+    /// namespaces (unless `empty`) on `server`, start the operator and
     /// wait until it is ready. `name` tells this run's files apart.
     pub async fn start(
         settings: Settings,
@@ -92,6 +93,7 @@ impl Env {
         empty: bool,
     ) -> anyhow::Result<Env> {
         let user = server.client(BENCH_AGENT, false)?;
+        workload::healthy_cluster(&user).await?;
         if !empty {
             workload::create_namespaces(
                 &user,

@@ -151,6 +151,63 @@ pub async fn create_namespaces(
         .await
 }
 
+/// What a healthy cluster has and the workload's spec reads: the namespaces of its shared
+/// services and CoreDNS behind kube-dns in kube-system. Without them every resource would be
+/// Ready with warnings (a shared service's namespace missing, DNS misconfigured), and report
+/// each in an Event: two writes a resource that a working cluster never sees. What exists
+/// already is left as it is.
+pub async fn healthy_cluster(client: &Client) -> anyhow::Result<()> {
+    let objects = [
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ingress-nginx"}}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "logging"}}),
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "coredns-scale", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+            "spec": {"containers": [{"name": "coredns", "image": "registry.k8s.io/coredns/coredns:v1.12.0", "ports": [
+                {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
+            ]}]},
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system"},
+            "spec": {"selector": {"k8s-app": "kube-dns"}, "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+            ]},
+        }),
+    ];
+    for object in objects {
+        let object: kube::api::DynamicObject = serde_json::from_value(object)?;
+        let types = object.types.clone().unwrap_or_default();
+        let (group, version) = types
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", types.api_version.as_str()));
+        let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            group,
+            version,
+            &types.kind,
+        ));
+        let api: Api<kube::api::DynamicObject> = match object.metadata.namespace.as_deref() {
+            Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("failed to create {} {}", types.kind, object.name_any())
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Remove what the baseline wrote in its namespaces: its NamespaceIsolations and policies (one
 /// delete-collection each per namespace, which returns once they are gone: none carries a
 /// finalizer). The empty namespaces stay: deleting them would have the namespace controller
