@@ -209,55 +209,6 @@ impl Changes {
     }
 }
 
-/// The versions this controller itself wrote, per object, so that the watch event of its own
-/// write triggers no reconcile: the reconcile that wrote it has already made that object right,
-/// and a reconcile per write doubled the reconciles of convergence and drift. Cloning shares it.
-#[derive(Clone, Debug, Default)]
-pub struct OwnWrites {
-    versions: Arc<std::sync::Mutex<HashMap<WrittenKey, String>>>,
-}
-
-/// Kind, namespace and name of a written object.
-type WrittenKey = (String, String, String);
-
-impl OwnWrites {
-    /// Remember that this controller wrote `object` (as the API server answered it).
-    pub fn record<K: kube::Resource<DynamicType = ()>>(&self, object: &K) {
-        let meta = object.meta();
-        let (Some(namespace), Some(name), Some(version)) =
-            (&meta.namespace, &meta.name, &meta.resource_version)
-        else {
-            return;
-        };
-        self.versions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                (K::kind(&()).into_owned(), namespace.clone(), name.clone()),
-                version.clone(),
-            );
-    }
-
-    /// Whether `object` is exactly the version this controller last wrote (forgotten once
-    /// seen: only the first event of a write is its own).
-    pub fn take<K: kube::Resource<DynamicType = ()>>(&self, object: &K) -> bool {
-        let meta = object.meta();
-        let (Some(namespace), Some(name), Some(version)) =
-            (&meta.namespace, &meta.name, &meta.resource_version)
-        else {
-            return false;
-        };
-        let key = (K::kind(&()).into_owned(), namespace.clone(), name.clone());
-        let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
-        if versions.get(&key) == Some(version) {
-            versions.remove(&key);
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// NetworkPolicies by namespace and name, each kept as `T`. Cloning shares the cache.
 pub struct PolicyCache<T> {
     inner: Arc<Inner<T>>,

@@ -22,6 +22,7 @@ pub mod events;
 mod leader;
 pub mod metrics;
 mod namespaces;
+mod own_writes;
 mod reconcile;
 mod relist;
 pub mod skeleton;
@@ -53,11 +54,12 @@ use netfence_crd::NamespaceIsolation;
 pub use baseline::{
     BaselineError, PreparedBaselines, discover as served_engines, prepare_baselines,
 };
-pub use cache::{Change, Changes, Keep, OwnWrites, PolicyCache, Whole};
+pub use cache::{Change, Changes, Keep, PolicyCache, Whole};
 pub use compact::Compact;
 use decode::{Lenient, Undecodable};
 pub use events::Recorder;
 pub use leader::{LeaseSettings, run_as_leader};
+pub use own_writes::{OwnWrites, Writing};
 pub use reconcile::{Error, reconcile};
 use relist::RelistAsChanges;
 pub use template::{PreparedTemplates, TemplateError, prepare_templates};
@@ -94,8 +96,12 @@ pub struct Context {
     pub proofs: audit::ProofMemo,
     /// The NamespaceIsolations, as last observed (the controller's own cache), kept compact.
     pub isolations: Store<Compact>,
-    /// What this controller wrote, so that its own writes trigger no reconcile.
-    pub own_writes: OwnWrites,
+    /// The policies this controller wrote, so that its own writes trigger no reconcile (what
+    /// a held event triggers: the policy watch's changes).
+    pub own_policies: OwnWrites<Vec<Change>>,
+    /// The NamespaceIsolation statuses this controller wrote (what a held event triggers: its
+    /// resource).
+    pub own_isolations: OwnWrites<ObjectRef<Compact>>,
     /// Consecutive failures per resource, for exponential backoff.
     pub failures: skeleton::Failures<ObjectRef<Compact>>,
     /// The counters.
@@ -300,13 +306,81 @@ impl kube::runtime::utils::Backoff for NoTriggerBackoff {
     fn reset(&mut self) {}
 }
 
-/// Whether a watch event only reports this controller's own last write (it then triggers no
-/// reconcile; the caches still apply it).
-fn is_own_write<K: kube::Resource<DynamicType = ()>>(
-    own: &OwnWrites,
+/// What the template controller gets of the NamespaceIsolation watch (one watch and one cache
+/// for both, see `SharedIsolations`): a signal after every event the cache took, and the
+/// objects it reads differently from the cached ones. A status write that only makes a
+/// generated resource Ready changes nothing of a template's plan or status: at 10,000
+/// namespaces each such event made the template plan again, and its copies of every namespace
+/// kept the fan-out over 100 MB.
+struct TemplateFeed {
+    cached: Store<Compact>,
+    changes: cache::Changes,
+    /// None unless the cluster-wide controllers run.
+    sender: Option<futures::channel::mpsc::UnboundedSender<Compact>>,
+    /// Whether the event passing through is one to send (each event passes every step of
+    /// the watch before the next one starts).
+    relevant: AtomicBool,
+}
+
+impl TemplateFeed {
+    fn new(
+        settings: &Settings,
+        cached: &Store<Compact>,
+    ) -> (Arc<Self>, template::SharedIsolations) {
+        let changes = cache::Changes::default();
+        let (sender, touched) = futures::channel::mpsc::unbounded();
+        let feed = TemplateFeed {
+            cached: cached.clone(),
+            changes: changes.clone(),
+            sender: runs_cluster_wide(settings).then_some(sender),
+            relevant: AtomicBool::new(false),
+        };
+        let shared = template::SharedIsolations {
+            store: cached.clone(),
+            changes,
+            touched,
+        };
+        (Arc::new(feed), shared)
+    }
+
+    /// Before the cache takes `event`: whether templates read it differently.
+    fn before(&self, event: &watcher::Event<Compact>) {
+        let relevant = self.sender.is_some()
+            && match event {
+                watcher::Event::Apply(object) => self
+                    .cached
+                    .get(&ObjectRef::from_obj(object))
+                    .is_none_or(|old| !old.existing().same_for_templates(object.existing())),
+                watcher::Event::Delete(_) | watcher::Event::InitApply(_) => true,
+                watcher::Event::Init | watcher::Event::InitDone => false,
+            };
+        self.relevant.store(relevant, Ordering::Relaxed);
+    }
+
+    /// After the cache took `event`.
+    fn after(&self, event: &watcher::Event<Compact>) {
+        self.changes.signal();
+        if let Some(sender) = &self.sender
+            && self.relevant.load(Ordering::Relaxed)
+            && let watcher::Event::Apply(object)
+            | watcher::Event::Delete(object)
+            | watcher::Event::InitApply(object) = event
+        {
+            // Closed only when the template controller has stopped.
+            let _closed = sender.unbounded_send(object.clone());
+        }
+    }
+}
+
+/// Whether a watch event only reports this controller's own write (it then triggers no
+/// reconcile; the caches still apply it), or is held until the write in flight is answered
+/// (`trigger` is what it triggers if it turns out to be someone else's).
+fn is_own_write<K: kube::Resource<DynamicType = ()>, T>(
+    own: &OwnWrites<T>,
     event: &watcher::Event<K>,
+    trigger: impl FnOnce(&K) -> T,
 ) -> bool {
-    matches!(event, watcher::Event::Apply(object) if own.take(object))
+    matches!(event, watcher::Event::Apply(object) if own.is_own(object, || trigger(object)))
 }
 
 /// How long a stop waits for the reconciles in flight before it drops them.
@@ -331,8 +405,10 @@ where
     }
 }
 
-/// How many reconciles may wait for each permit (see [`Context::permits`]).
-const WAITING_PER_PERMIT: u16 = 32;
+/// How many reconciles may wait for each permit (see [`Context::permits`]): up to that many
+/// start in arrival order. kube's runner polls every waiting one whenever any finishes: with 32
+/// a permit (1,024 waiting) that polling was a quarter of the operator's CPU at convergence.
+const WAITING_PER_PERMIT: u16 = 8;
 
 /// How many objects a list page holds (see [`prepare`]).
 const LIST_PAGE: u32 = 100;
@@ -370,13 +446,15 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     // with their managedFields take about 20 MB for a moment at every relist. Every watch
     // decodes leniently (see [`decode`]): one object that does not decode never stops a list.
     let policy_cache = PolicyCache::<Facts>::default();
-    let own_writes = OwnWrites::default();
-    let own_isolations = own_writes.clone();
+    let (own_policies, released_policies) = OwnWrites::new();
+    let (own_isolations, released_isolations) = OwnWrites::new();
+    let own_statuses = own_isolations.clone();
     let index = audit::IsolationIndex::default();
     let policy_events = own_policy_triggers(
         scoped(&client, namespace),
         &policy_cache,
-        &own_writes,
+        &own_policies,
+        released_policies,
         &index,
         metrics.clone(),
         report_undecodable_policy(metrics.clone(), event_queue.clone()),
@@ -392,15 +470,7 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         "NamespaceIsolation",
     );
     let index_writer = index.clone();
-    // The template controller reads this watch's cache too (see `SharedIsolations`).
-    let isolation_changes = cache::Changes::default();
-    let (touched_sender, touched) = futures::channel::mpsc::unbounded();
-    let touched_sender = runs_cluster_wide(settings).then_some(touched_sender);
-    let shared = template::SharedIsolations {
-        store: isolation_reader.clone(),
-        changes: isolation_changes.clone(),
-        touched,
-    };
+    let (feed, shared) = TemplateFeed::new(settings, &isolation_reader);
     // managedFields are read by `Compact::of` (the keys netfence applied to a generated
     // resource) and dropped there: no cache keeps them.
     let isolation_events = watcher(isolations, watcher::Config::default().page_size(LIST_PAGE))
@@ -413,19 +483,15 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         })
         .inspect_ok(move |event| index_writer.apply(event))
         .map_ok(Compact::event)
-        .reflect(isolation_writer)
-        .inspect_ok(move |event| {
-            isolation_changes.signal();
-            if let Some(sender) = &touched_sender
-                && let watcher::Event::Apply(object)
-                | watcher::Event::Delete(object)
-                | watcher::Event::InitApply(object) = event
-            {
-                // Closed only when the template controller has stopped.
-                let _closed = sender.unbounded_send(object.clone());
-            }
+        .inspect_ok({
+            let feed = feed.clone();
+            move |event| feed.before(event)
         })
-        .try_filter(move |event| std::future::ready(!is_own_write(&own_isolations, event)))
+        .reflect(isolation_writer)
+        .inspect_ok(move |event| feed.after(event))
+        .try_filter(move |event| {
+            std::future::ready(!is_own_write(&own_statuses, event, ObjectRef::from_obj))
+        })
         .applied_objects();
     let context = Arc::new(Context {
         client,
@@ -435,7 +501,8 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
         cluster_wide,
         proofs: audit::ProofMemo::default(),
         isolations: isolation_reader.clone(),
-        own_writes,
+        own_policies,
+        own_isolations,
         failures: skeleton::Failures::default(),
         metrics,
         events: event_queue,
@@ -447,6 +514,9 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
     let controller = Controller::for_stream(isolation_events, isolation_reader)
         .reconcile_on(policy_events)
         .reconcile_on(foreign_events)
+        // The resources whose status event was held for a write of this controller and was
+        // someone else's after all.
+        .reconcile_on(released_isolations)
         .reconcile_on(namespace_events.flat_map({
             let mut changes = index.namespace_changes();
             move |event| futures::stream::iter(changes(event).into_iter().map(compact::reference))
@@ -483,7 +553,8 @@ pub fn prepare(client: Client, settings: &Settings, metrics: Arc<Metrics>) -> Pr
 fn own_policy_triggers(
     api: Api<Lenient<NetworkPolicy>>,
     cache: &PolicyCache<Facts>,
-    own_writes: &OwnWrites,
+    own_writes: &OwnWrites<Vec<Change>>,
+    released: futures::channel::mpsc::UnboundedReceiver<Vec<Change>>,
     index: &audit::IsolationIndex,
     metrics: Arc<Metrics>,
     bad_policy: impl Fn(&Undecodable) + Send + Sync + 'static,
@@ -491,7 +562,7 @@ fn own_policy_triggers(
     let cache_writer = cache.clone();
     let own_policies = own_writes.clone();
     let policy_index = index.clone();
-    watcher(
+    let watched = watcher(
         api,
         watcher::Config::default()
             .labels(&managed_selector())
@@ -501,8 +572,9 @@ fn own_policy_triggers(
     .map_ok(move |event| decode::typed(event, &bad_policy))
     .modify(|policy: &mut NetworkPolicy| policy.metadata.managed_fields = None)
     .map_ok(move |event| {
-        let changed = cache_writer.apply(&event);
-        let mut changed: Vec<Option<Change>> = if is_own_write(&own_policies, &event) {
+        let mut changed = cache_writer.apply(&event);
+        let own = is_own_write(&own_policies, &event, |_| std::mem::take(&mut changed));
+        let mut changed: Vec<Option<Change>> = if own {
             Vec::new()
         } else {
             changed.into_iter().map(Some).collect()
@@ -511,31 +583,36 @@ fn own_policy_triggers(
             changed.push(None); // the end of a list, counted once its changes are taken
         }
         changed
-    })
-    .triggers("NetworkPolicies (netfence's)", move |change| match change {
-        None => {
-            metrics.listed("NetworkPolicy (netfence's)");
-            Vec::new()
-        }
-        Some(Change::Policy(policy)) => {
-            let namespace = policy.metadata.namespace.clone().unwrap_or_default();
-            let controlled = policy
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|owner| owner.controller == Some(true));
-            let mut targets = reconcile_targets(*policy);
-            // A labelled policy nobody controls (kept by an older netfence, or forged) may hold
-            // a name another resource of its namespace renders: its change (its deletion
-            // above all) frees that name, and that resource must not wait for a recheck.
-            if !controlled {
-                targets.extend(policy_index.in_namespace(&namespace));
+    });
+    // The changes held for a write of this controller that were someone else's after all.
+    let released = released.map(|changes| Ok(changes.into_iter().map(Some).collect()));
+    futures::stream::select(watched, released).triggers(
+        "NetworkPolicies (netfence's)",
+        move |change| match change {
+            None => {
+                metrics.listed("NetworkPolicy (netfence's)");
+                Vec::new()
             }
-            targets
-        }
-        Some(Change::Gone { namespace }) => policy_index.in_namespace(&namespace),
-    })
+            Some(Change::Policy(policy)) => {
+                let namespace = policy.metadata.namespace.clone().unwrap_or_default();
+                let controlled = policy
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|owner| owner.controller == Some(true));
+                let mut targets = reconcile_targets(*policy);
+                // A labelled policy nobody controls (kept by an older netfence, or forged) may hold
+                // a name another resource of its namespace renders: its change (its deletion
+                // above all) frees that name, and that resource must not wait for a recheck.
+                if !controlled {
+                    targets.extend(policy_index.in_namespace(&namespace));
+                }
+                targets
+            }
+            Some(Change::Gone { namespace }) => policy_index.in_namespace(&namespace),
+        },
+    )
 }
 
 /// The queue of Events every controller publishes to, and its publisher.

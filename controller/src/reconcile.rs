@@ -600,6 +600,9 @@ async fn apply_and_prune(
         let Some(name) = policy.metadata.name.clone() else {
             continue; // render names every policy
         };
+        let writing = context
+            .own_policies
+            .begin::<NetworkPolicy>(namespace, &name);
         let applied = api
             .patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
             .await
@@ -609,7 +612,7 @@ async fn apply_and_prune(
                 name: name.clone(),
                 source,
             })?;
-        context.own_writes.record(&applied);
+        writing.done(applied.metadata.resource_version.as_deref());
         versions.push((name.clone(), applied.metadata.resource_version));
         context.metrics.policies_applied.inc();
         if plan::is_drift(
@@ -799,6 +802,9 @@ async fn write_status(
         return Ok(false);
     }
     let api: Api<Lenient<NamespaceIsolation>> = Api::namespaced(context.client.clone(), namespace);
+    let writing = context
+        .own_isolations
+        .begin::<NamespaceIsolation>(namespace, &resource.name_any());
     let written = match super::apply_status(&api, &resource.name_any(), &new).await {
         Ok(written) => written,
         // Deleted since it was read back: there is nobody left to tell.
@@ -808,9 +814,13 @@ async fn write_status(
     // Only a status written for the generation it describes is this reconcile's own: if the
     // spec changed meanwhile, the event of this write (after a relist perhaps the only one
     // left of that edit) must reconcile.
-    if kube::Resource::meta(&written).generation == resource.metadata.generation {
-        context.own_writes.record(&written);
-    }
+    let written_meta = kube::Resource::meta(&written);
+    writing.done(
+        written_meta
+            .resource_version
+            .as_deref()
+            .filter(|_| written_meta.generation == resource.metadata.generation),
+    );
     audit_events(context, resource, previous, &new.conditions);
     warning_events(context, resource, previous, &new.conditions, &warnings);
     Ok(true)

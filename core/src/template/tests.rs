@@ -304,3 +304,52 @@ fn existing_reads_readiness_of_the_current_generation() {
     assert_eq!(foreign.metadata.name.as_deref(), Some("teams"));
     assert!(not_ready(&teams, &matched, &[&foreign]).is_empty());
 }
+
+/// A status write that makes a generated resource Ready changes nothing a template reads; a
+/// Ready=False, an edit of its labels or spec, its deletion or another owner does.
+#[test]
+fn templates_read_a_status_write_only_when_it_says_not_ready() {
+    let teams = template("teams", "t2", 100, json!({}));
+    let mut isolation = stored(generated(&teams, "team-a"));
+    isolation.metadata.generation = Some(1);
+    isolation.metadata.resource_version = Some("10".into());
+    let before = existing(&isolation);
+    let status = |status: &str| {
+        serde_json::from_value(json!({
+            "observedGeneration": 1,
+            "conditions": [{"type": "Ready", "status": status, "reason": "Reason",
+                "message": "a message", "lastTransitionTime": "2026-12-02T00:00:00Z"}],
+        }))
+        .expect("a status")
+    };
+
+    let mut ready = isolation.clone();
+    ready.metadata.resource_version = Some("11".into());
+    ready.status = Some(status("True"));
+    assert!(before.same_for_templates(&existing(&ready)));
+
+    let mut not_ready = ready.clone();
+    not_ready.status = Some(status("False"));
+    assert!(!before.same_for_templates(&existing(&not_ready)));
+
+    let mut relabelled = isolation.clone();
+    relabelled
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert("team".into(), "b".into());
+    assert!(!before.same_for_templates(&existing(&relabelled)));
+
+    let mut edited = isolation.clone();
+    edited.spec.tiers.clear();
+    assert!(!before.same_for_templates(&existing(&edited)));
+
+    let mut deleting = isolation.clone();
+    deleting.metadata.deletion_timestamp =
+        Some(serde_json::from_value(json!("2026-12-02T00:00:00Z")).expect("a time"));
+    assert!(!before.same_for_templates(&existing(&deleting)));
+
+    let mut orphaned = isolation;
+    orphaned.metadata.owner_references = None;
+    assert!(!before.same_for_templates(&existing(&orphaned)));
+}

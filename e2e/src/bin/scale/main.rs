@@ -59,8 +59,13 @@ struct Args {
     skip_baseline: bool,
 
     /// Skip the template fan-out phase (a fresh server and operator, N more namespaces).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fan_out_only")]
     skip_fan_out: bool,
+
+    /// Run the template fan-out phase alone (no baseline, convergence, steady state, drift or
+    /// churn): to profile it.
+    #[arg(long)]
+    fan_out_only: bool,
 
     /// Requests the benchmark keeps in flight: the baseline's tasks (as many as the operator's
     /// default concurrent reconciles), and the creates, deletes and edits of the phases.
@@ -185,15 +190,37 @@ async fn bench(args: &Args) -> anyhow::Result<Report> {
     );
     // The real server is shared by the baseline and the phases; the sandbox baseline has one
     // of its own.
-    let server = start_server(args.target, &settings, "main").await?;
+    if !args.fan_out_only {
+        run_main(args, &settings, per_resource, &mut report).await?;
+    }
+    if !args.skip_fan_out {
+        // A fresh server and operator: the fan-out's memory is its own, as a cluster whose
+        // namespaces all come from a template.
+        let server = start_server(args.target, &settings, "fan-out").await?;
+        let env = Env::start(settings, per_resource, server, "fan-out", true).await?;
+        let result = phases::fan_out(&env, &mut report).await;
+        env.stop().await;
+        result?;
+    }
+    Ok(report)
+}
+
+/// The baseline (unless skipped) and the phases of the N resources, on a server of their own.
+async fn run_main(
+    args: &Args,
+    settings: &Settings,
+    per_resource: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let server = start_server(args.target, settings, "main").await?;
     let baseline = if args.skip_baseline {
         None
     } else {
         let result = if server.is_real() {
-            phases::baseline(&settings, per_resource, &server, &mut report).await
+            phases::baseline(settings, per_resource, &server, report).await
         } else {
             let own = Server::sandbox(settings.namespaces).await?;
-            let result = phases::baseline(&settings, per_resource, &own, &mut report).await;
+            let result = phases::baseline(settings, per_resource, &own, report).await;
             own.stop().await;
             result
         };
@@ -206,19 +233,9 @@ async fn bench(args: &Args) -> anyhow::Result<Report> {
         }
     };
     let env = Env::start(settings.clone(), per_resource, server, "main", false).await?;
-    let result = run_phases(&env, baseline, &mut report).await;
+    let result = run_phases(&env, baseline, report).await;
     env.stop().await;
-    result?;
-    if !args.skip_fan_out {
-        // A fresh server and operator: the fan-out's memory is its own, as a cluster whose
-        // namespaces all come from a template.
-        let server = start_server(args.target, &settings, "fan-out").await?;
-        let env = Env::start(settings, per_resource, server, "fan-out", true).await?;
-        let result = phases::fan_out(&env, &mut report).await;
-        env.stop().await;
-        result?;
-    }
-    Ok(report)
+    result
 }
 
 async fn start_server(target: Target, settings: &Settings, name: &str) -> anyhow::Result<Server> {
