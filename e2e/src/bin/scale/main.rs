@@ -188,8 +188,6 @@ async fn bench(args: &Args) -> anyhow::Result<Report> {
         "API server",
         format!("{:?}", args.target).to_lowercase(),
     );
-    // The real server is shared by the baseline and the phases; the sandbox baseline has one
-    // of its own.
     if !args.fan_out_only {
         run_main(args, &settings, per_resource, &mut report).await?;
     }
@@ -212,6 +210,8 @@ async fn run_main(
     per_resource: usize,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    // The real server is shared by the baseline and the phases; the sandbox baseline has one
+    // of its own.
     let server = start_server(args.target, settings, "main").await?;
     let baseline = if args.skip_baseline {
         None
