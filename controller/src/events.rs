@@ -17,7 +17,7 @@
 //! are never published at once (two creates, or two patches of the same count).
 //!
 //! Events yield to enforcement: while a reconcile runs, a publisher holds its next Event (at
-//! most [`MAX_DEFER`], and never once its lane is half full), so that a burst of restorations
+//! most [`MAX_DEFER`], and never more than [`HELD_PER_LANE`] of them), so that a burst of restorations
 //! (a mass drift, a convergence) does not share the API server with the Events reporting it.
 
 use netfence_core::observed::Digest;
@@ -47,8 +47,17 @@ pub const QUEUE_CAPACITY: usize = 4096;
 /// How many Events are published at once: one per lane.
 const LANES: usize = 4;
 
-/// The longest a publisher holds an Event while reconciles run.
-const MAX_DEFER: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest a publisher holds an Event while reconciles run: longer than a burst lasts. At
+/// 5 s the Events of a longer burst (900 restorations on kube-apiserver: 6 s; 1,000 resources
+/// converging there: 26-35 s) went out while it still ran, one more write per restoration or
+/// resource; at 30 s the first Events of that convergence came due together before its last
+/// resources were Ready. A quiet operator publishes at once.
+const MAX_DEFER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How many Events a lane holds while reconciles run; past it, it publishes as they come. A
+/// held Event takes about a kilobyte: 512 over the lanes is what 5 s of a 10,000-namespace
+/// convergence held before, within the memory budget (see docs/performance.md).
+const HELD_PER_LANE: usize = QUEUE_CAPACITY / LANES / 8;
 
 /// How often a publisher holding an Event looks again whether reconciles still run.
 const DEFER_STEP: std::time::Duration = std::time::Duration::from_millis(20);
@@ -161,7 +170,7 @@ impl Publisher {
                 // a lane of held Events would otherwise wait MAX_DEFER for each.
                 let held = queued + MAX_DEFER;
                 while busy.is_busy()
-                    && lane.len() < QUEUE_CAPACITY / LANES / 2
+                    && lane.len() < HELD_PER_LANE
                     && tokio::time::Instant::now() < held
                 {
                     tokio::time::sleep(DEFER_STEP).await;

@@ -368,7 +368,7 @@ fn unserved_path(shared: &Shared, path: &str) -> Option<Response> {
     let segments: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
     match segments.as_slice() {
         ["apis", group, ..] => {
-            let state = shared.lock_state();
+            let state = shared.read_state();
             discovery::group(&state.catalog, group)
                 .is_none()
                 .then(page_not_found)
@@ -424,7 +424,7 @@ fn serve_meta(shared: &Arc<Shared>, route: &Route, method: &Method) -> Result<Re
             "the server does not allow this method on the requested resource",
         ));
     }
-    let state = shared.lock_state();
+    let state = shared.read_state();
     let catalog = &state.catalog;
     let body = match route {
         Route::Root => {
@@ -791,7 +791,7 @@ fn delete_options(
 /// Resolve the resource of a target, with the real server's 404s for wrong scopes and unknown
 /// subresources.
 fn resolve(shared: &Shared, target: &Target) -> Result<ResourceInfo, ApiError> {
-    let state = shared.lock_state();
+    let state = shared.read_state();
     let info = state
         .catalog
         .find(&target.group, &target.version, &target.plural)
@@ -904,7 +904,7 @@ async fn serve_object(
             Ok(watch_response(body))
         }
         (&Method::GET, Some(name)) => {
-            let object = shared.lock_state().get(&info, namespace, name)?;
+            let object = shared.read_state().get(&info, namespace, name)?;
             Ok(json_response(200, &output.render(&info, object), &[]))
         }
         (&Method::GET, None) => {
@@ -912,7 +912,7 @@ async fn serve_object(
                 metadata_only: output == Output::Metadata,
                 ..list_options(query)?
             };
-            let list = shared.lock_state().list(&info, namespace, &options)?;
+            let list = shared.read_state().list(&info, namespace, &options)?;
             Ok(json_response(200, &output.render(&info, list), &[]))
         }
         (&Method::POST, None) => {

@@ -191,7 +191,7 @@ pub mod watch;
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard},
     time::Duration,
 };
 
@@ -290,7 +290,9 @@ pub enum SandboxError {
 
 /// What the HTTP handlers share.
 pub(crate) struct Shared {
-    state: Mutex<State>,
+    /// Read by many requests at once (a get, a list, the catalog of every request), written by
+    /// one at a time, as the real server serves reads beside writes.
+    state: RwLock<State>,
     audit: Mutex<Vec<AuditEntry>>,
     faults: Mutex<FaultRules>,
     watch_epoch: tokio::sync::watch::Sender<u64>,
@@ -299,8 +301,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn lock_state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn record(&self, entry: AuditEntry) {
@@ -379,7 +385,7 @@ impl Sandbox {
         state.create_system_namespaces();
         let (watch_epoch, _) = tokio::sync::watch::channel(0);
         let shared = Arc::new(Shared {
-            state: Mutex::new(state),
+            state: RwLock::new(state),
             audit: Mutex::new(Vec::new()),
             faults: Mutex::new(FaultRules::default()),
             watch_epoch,

@@ -127,7 +127,7 @@ pub fn expired() -> Body {
 pub(crate) fn start(shared: &Arc<Shared>, request: WatchRequest) -> Result<Body, ApiError> {
     let mut first = Vec::new();
     let (receiver, start_revision) = {
-        let state = shared.lock_state();
+        let state = shared.read_state();
         let current = state.store.revision();
         let receiver = state.store.subscribe();
         let resume = request
