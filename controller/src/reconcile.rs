@@ -527,68 +527,45 @@ async fn apply_plan(
     result
 }
 
-/// Conflicts: of the policies `plan` creates named in `checked`, those whose name an object this
-/// resource does not control already holds (the cache holds only what netfence labels); and
-/// those a kept policy of an earlier resource of this name holds, which the caches had in
-/// neither (it was moving between them): adopted, not taken. One metadata list of the
-/// namespace, only when there is a name to check.
+/// Conflicts: of the policies `plan` creates, those whose name an object this resource does
+/// not control already holds (the cache holds only what netfence labels); and those a kept
+/// policy of an earlier resource of this name holds, which the caches had in neither (it was
+/// moving between them): adopted, not taken. One metadata list of the namespace, only when
+/// something is to be created.
 async fn taken_and_adoptable(
     api: &Api<NetworkPolicy>,
     plan: &plan::Plan,
-    checked: &[&str],
     namespace: &str,
     uid: &str,
 ) -> Result<(Vec<String>, Vec<String>), Error> {
-    if checked.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let found: BTreeMap<String, ObjectMeta> = api
-        .list_metadata(&ListParams::default())
-        .await
-        .map_err(|source| Error::List {
-            namespace: namespace.to_owned(),
-            source,
-        })?
-        .items
-        .into_iter()
-        .filter_map(|found| Some((found.metadata.name.clone()?, found.metadata)))
-        .collect();
-    // A kept policy moving between the caches (losing its managed-by label) may be in neither
-    // for a moment: what the API server shows kept for this name is adopted, not taken.
-    let adoptable: Vec<String> = plan::adoptable(plan, &found, uid)
-        .into_iter()
-        .filter(|name| checked.contains(&name.as_str()))
-        .collect();
-    let creating = checked
-        .iter()
-        .copied()
-        .filter(|name| !adoptable.iter().any(|adopted| adopted == name));
-    let taken = plan::taken(creating, &found, uid);
-    Ok((taken, adoptable))
-}
-
-/// Of the policies `plan` creates, those checked against the API server before any write (see
-/// [`taken_and_adoptable`]), and those restored without that list (see [`plan::held_before`]):
-/// a policy this resource held at its last reconcile and that was deleted since, whose name
-/// no policy in the foreign cache holds. The name was netfence's until the delete. It is
-/// applied without `force`: a policy someone wrote under that name meanwhile, which the foreign
-/// watch has not delivered yet, fails the apply with a conflict on the fields it sets
-/// differently, and is then checked like a new name. A burst of deletes thus costs a read
-/// and a write per policy, not two reads and a write. A new name is always checked first: a
-/// hand-written policy synced with the resource (a GitOps repo holding both) may reach the
-/// foreign watch only after the resource's reconcile has begun.
-fn checked_and_restored<'a>(
-    context: &Context,
-    resource: &NamespaceIsolation,
-    namespace: &str,
-    plan: &'a plan::Plan,
-) -> (Vec<&'a str>, Vec<&'a str>) {
-    let held = plan::held_before(plan, resource.status.as_ref(), resource.metadata.generation);
-    plan.apply
+    let creating: Vec<&str> = plan
+        .apply
         .iter()
         .filter(|(reason, _)| *reason == ApplyReason::Missing)
         .filter_map(|(_, policy)| policy.metadata.name.as_deref())
-        .partition(|name| !held.contains(name) || !context.foreign.holds(namespace, name, None))
+        .collect();
+    let found: std::collections::BTreeMap<String, ObjectMeta> = if creating.is_empty() {
+        std::collections::BTreeMap::new()
+    } else {
+        api.list_metadata(&ListParams::default())
+            .await
+            .map_err(|source| Error::List {
+                namespace: namespace.to_owned(),
+                source,
+            })?
+            .items
+            .into_iter()
+            .filter_map(|found| Some((found.metadata.name.clone()?, found.metadata)))
+            .collect()
+    };
+    // A kept policy moving between the caches (losing its managed-by label) may be in neither
+    // for a moment: what the API server shows kept for this name is adopted, not taken.
+    let adoptable = plan::adoptable(plan, &found, uid);
+    let creating = creating
+        .into_iter()
+        .filter(|name| !adoptable.iter().any(|adopted| adopted == name));
+    let taken = plan::taken(creating, &found, uid);
+    Ok((taken, adoptable))
 }
 
 async fn apply_and_prune(
@@ -600,6 +577,7 @@ async fn apply_and_prune(
     done: &mut Written,
 ) -> Result<(), Error> {
     let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut versions: Vec<(String, Option<String>)> = Vec::new();
     // Before any write: the watch may deliver a write before its answer arrives.
     let names: Vec<String> = plan
@@ -609,9 +587,7 @@ async fn apply_and_prune(
         .chain(plan.delete.iter().cloned())
         .collect();
     let tracked = context.policies.track(namespace, &names);
-    let (checked, restored) = checked_and_restored(context, resource, namespace, plan);
-    let (mut taken, mut adoptable) =
-        taken_and_adoptable(&api, plan, &checked, namespace, uid).await?;
+    let (taken, adoptable) = taken_and_adoptable(&api, plan, namespace, uid).await?;
     let deny = PolicyRole::DefaultDeny.policy_name(&resource.name_any());
     // Fail closed: a taken default deny stops every write (see reconcile_steps).
     let (writes, conflicts) = plan::without_taken(plan, &taken, &deny);
@@ -627,35 +603,15 @@ async fn apply_and_prune(
         let writing = context
             .own_policies
             .begin::<NetworkPolicy>(namespace, &name);
-        let careful = restored.contains(&name.as_str());
-        let applied = match apply(&api, &name, policy, !careful).await {
-            // Someone wrote a policy under this name since netfence's was deleted: check it
-            // as a new name is checked, then write it only if it is not taken.
-            Err(kube::Error::Api(status)) if careful && status.code == 409 => {
-                let (now_taken, now_adoptable) =
-                    taken_and_adoptable(&api, plan, &[name.as_str()], namespace, uid).await?;
-                taken.extend(now_taken);
-                adoptable.extend(now_adoptable);
-                if taken.contains(&name) {
-                    done.conflicts.push(name.clone());
-                    if name == deny {
-                        // Never the allows without the deny: it renders first, so nothing
-                        // went out, and nothing more does (deletes included, as above).
-                        wait_for_cache(context, namespace, &tracked, &versions).await;
-                        return Ok(());
-                    }
-                    continue;
-                }
-                apply(&api, &name, policy, true).await
-            }
-            other => other,
-        }
-        .map_err(|source| Error::Write {
-            verb: "apply",
-            namespace: namespace.to_owned(),
-            name: name.clone(),
-            source,
-        })?;
+        let applied = api
+            .patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
+            .await
+            .map_err(|source| Error::Write {
+                verb: "apply",
+                namespace: namespace.to_owned(),
+                name: name.clone(),
+                source,
+            })?;
         writing.done(applied.metadata.resource_version.as_deref());
         versions.push((name.clone(), applied.metadata.resource_version));
         context.metrics.policies_applied.inc();
@@ -702,20 +658,6 @@ async fn apply_and_prune(
     }
     wait_for_cache(context, namespace, &tracked, &versions).await;
     Ok(())
-}
-
-/// Apply one rendered policy as netfence's field manager; `force` takes over the fields someone
-/// else set (drift), without it someone else's value of a field netfence sets is a conflict.
-async fn apply(
-    api: &Api<NetworkPolicy>,
-    name: &str,
-    policy: &NetworkPolicy,
-    force: bool,
-) -> Result<NetworkPolicy, kube::Error> {
-    let mut params = PatchParams::apply(FIELD_MANAGER);
-    params.force = force;
-    api.patch(name, &params, &Patch::Apply(plan::apply_body(policy)))
-        .await
 }
 
 /// One Event per kind of change a reconcile made (not one per policy: a namespace converging

@@ -134,25 +134,6 @@ pub fn adoptable(
         .collect()
 }
 
-/// Of the policies `plan` creates (`ApplyReason::Missing`), those the resource held at its last
-/// reconcile: its status says this generation was reconciled and lists the name, so the policy
-/// was netfence's and was deleted since (drift, as [`is_drift`] tells it).
-#[must_use]
-pub fn held_before<'a>(
-    plan: &'a Plan,
-    status: Option<&NamespaceIsolationStatus>,
-    generation: Option<i64>,
-) -> Vec<&'a str> {
-    plan.apply
-        .iter()
-        .filter(|(reason, _)| *reason == ApplyReason::Missing)
-        .filter_map(|(reason, policy)| {
-            let name = policy.metadata.name.as_deref()?;
-            is_drift(status, generation, *reason, name).then_some(name)
-        })
-        .collect()
-}
-
 /// The applies of `plan` that may go out once `taken` names are known to be held by others, and
 /// the conflicts to report. The applies keep their order; a taken name is skipped, and when the
 /// default deny (`deny`) is taken nothing from there on goes out: netfence's allows never go out
@@ -669,25 +650,6 @@ mod tests {
         let (applies, conflicts) = without_taken(&drifted, std::slice::from_ref(&deny), &deny);
         assert_eq!(applies.len(), plan.apply.len());
         assert!(conflicts.is_empty());
-    }
-
-    /// The creations that restore a policy the resource held at its last reconcile of this
-    /// generation (the controller restores these without listing the namespace first): not a
-    /// policy new to the spec, nor anything after a spec change or without a Reconciled status.
-    #[test]
-    fn held_before_is_what_the_last_reconcile_listed() {
-        let plan = plan(&desired(), &[], UID);
-        assert!(plan.apply.len() > 2, "{plan:?}");
-        let status = reconciled(3, &["shop-default-deny", "not-rendered"]);
-        assert_eq!(
-            held_before(&plan, Some(&status), Some(3)),
-            ["shop-default-deny"]
-        );
-        assert!(held_before(&plan, Some(&status), Some(4)).is_empty());
-        assert!(held_before(&plan, None, Some(3)).is_empty());
-        let mut drifted = plan.clone();
-        drifted.apply[0].0 = ApplyReason::Drifted;
-        assert!(held_before(&drifted, Some(&status), Some(3)).is_empty());
     }
 
     fn reconciled(generation: i64, policies: &[&str]) -> NamespaceIsolationStatus {
