@@ -83,7 +83,8 @@
 //!   `finalizers: [1]`: 400 for a create or an update, 422 for a patch, 500 for an apply);
 //!   owner references without apiVersion, kind, name or uid, owned by an Event, or with more
 //!   than one controller (422); an update without a name (400) or naming another uid (409, a
-//!   failed precondition; a patch or apply changing it: 422); `DELETE /api/v1/namespaces` and
+//!   failed precondition; a patch or apply changing it: 422; an apply that would create the
+//!   object naming one: 409); `DELETE /api/v1/namespaces` and
 //!   a namespaced deletecollection across every namespace (405; a custom resource's: 404);
 //!   `timeoutSeconds` that is not an integer (400; negative ends a watch at once with an ERROR
 //!   event, 0 means the server's limit);

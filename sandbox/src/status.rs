@@ -84,26 +84,39 @@ impl ApiError {
     /// 409 for a write whose `resourceVersion` or precondition is stale.
     #[must_use]
     pub fn stale(info: &ResourceInfo, name: &str) -> Self {
-        let mut error = ApiError::new(
-            409,
-            "Conflict",
-            format!(
-                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
-                info.group_resource()
-            ),
-        );
-        error.details = Some(details(info, name));
-        error
+        ApiError::cannot_fulfil(
+            info,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
     }
 
     /// 409 for a precondition (uid or resourceVersion) of a delete that does not hold.
     #[must_use]
     pub fn precondition_failed(info: &ResourceInfo, name: &str, what: &str) -> Self {
+        ApiError::cannot_fulfil(info, name, &format!("Precondition failed: {what}"))
+    }
+
+    /// 409 for an apply whose configuration names a uid when no object of its name exists:
+    /// upstream's patch handler refuses to create an object under a uid it did not give.
+    #[must_use]
+    pub fn apply_uid_not_found(info: &ResourceInfo, name: &str, uid: &str) -> Self {
+        ApiError::cannot_fulfil(
+            info,
+            name,
+            &format!(
+                "uid mismatch: the provided object specified uid {uid}, and no existing object was found"
+            ),
+        )
+    }
+
+    /// 409 Conflict, in upstream's words for a write that cannot be carried out (`why`).
+    fn cannot_fulfil(info: &ResourceInfo, name: &str, why: &str) -> Self {
         let mut error = ApiError::new(
             409,
             "Conflict",
             format!(
-                "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: {what}",
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
                 info.group_resource()
             ),
         );
@@ -133,16 +146,13 @@ impl ApiError {
         } else {
             format!("/registry/{prefix}/{namespace}/{name}")
         };
-        let mut error = ApiError::new(
-            409,
-            "Conflict",
-            format!(
-                "Operation cannot be fulfilled on {} \"{name}\": StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: {given}, UID in object meta: {actual}",
-                info.group_resource()
+        ApiError::cannot_fulfil(
+            info,
+            name,
+            &format!(
+                "StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: {given}, UID in object meta: {actual}"
             ),
-        );
-        error.details = Some(details(info, name));
-        error
+        )
     }
 
     /// 422 for a patch whose result does not decode into the type of its kind: upstream quotes

@@ -710,6 +710,46 @@ async fn a_changed_uid_is_refused() {
     cluster.stop().await;
 }
 
+/// An apply that would create an object may not name a uid: upstream's patch handler refuses it
+/// (409, "uid mismatch ... no existing object was found") and creates nothing, so a uid cannot
+/// make an apply "create only if absent" (netfence looked for such a create, to restore a
+/// deleted policy without first checking its name). If this fails, the sandbox creates what a
+/// cluster refuses.
+#[tokio::test]
+async fn an_apply_that_creates_may_not_name_a_uid() {
+    const UID: &str = "00000000-0000-4000-8000-000000000002";
+    let cluster = Cluster::start().await.expect("cluster");
+    let namespace = cluster.namespace("apply-uid").await.expect("namespace");
+    let ns = namespace.name.as_str();
+    let object = format!("/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/p");
+    let config = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "p", "uid": UID}, "spec": {"podSelector": {}},
+    });
+    for force in ["false", "true"] {
+        let answer = raw_request(
+            &cluster,
+            "PATCH",
+            &format!("{object}?fieldManager=e2e&force={force}"),
+            "application/apply-patch+yaml",
+            &config,
+        )
+        .await;
+        assert_eq!(answer.0, 409, "force={force}: {}", answer.1);
+        assert_eq!(text(&answer, "reason"), "Conflict");
+        assert_eq!(
+            text(&answer, "message"),
+            format!(
+                "Operation cannot be fulfilled on networkpolicies.networking.k8s.io \"p\": uid mismatch: the provided object specified uid {UID}, and no existing object was found"
+            )
+        );
+    }
+    let stored = send(&cluster.raw(), &format!("GET {object} HTTP/1.1"), b"").await;
+    assert_eq!(stored.0, 404, "nothing created: {}", stored.1);
+    namespace.cleanup().await;
+    cluster.stop().await;
+}
+
 /// Namespaces cannot be deleted as a collection (upstream's namespace registry has no
 /// deletecollection: 405, and discovery does not list the verb), nor can a namespaced
 /// resource across every namespace (405 for built-in kinds, the CRD handler's plain 404 for

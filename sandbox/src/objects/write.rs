@@ -783,7 +783,8 @@ fn drop_empty_metadata(object: &mut Value) {
 
 /// The checks of an apply configuration before it is merged, in the real server's order: an
 /// object, of the URL's kind, that decodes into its type, naming the URL's object and
-/// namespace, at the stored resourceVersion if it names one, with the stored uid.
+/// namespace, at the stored resourceVersion if it names one, with the stored uid (and none when
+/// it creates the object).
 fn check_apply_config(
     info: &ResourceInfo,
     namespace: Option<&str>,
@@ -810,6 +811,11 @@ fn check_apply_config(
         return Err(ApiError::bad_request(
             "invalid object type: the apply configuration needs apiVersion and kind",
         ));
+    }
+    // Upstream's patch handler: an apply that would create the object may not name its uid
+    // (the server gives one), so a uid cannot stand for "create only if absent".
+    if old.is_none() && !uid_of(config).is_empty() {
+        return Err(ApiError::apply_uid_not_found(info, name, uid_of(config)));
     }
     // As the real server's checkName: an apply configuration without a name takes the
     // live object's, and cannot create one (the merged object has no name to check).
