@@ -20,7 +20,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
     runtime::{controller::Action, events::EventType, reflector::ObjectRef},
 };
 use netfence_core::{
@@ -527,45 +527,88 @@ async fn apply_plan(
     result
 }
 
-/// Conflicts: of the policies `plan` creates, those whose name an object this resource does
-/// not control already holds (the cache holds only what netfence labels); and those a kept
-/// policy of an earlier resource of this name holds, which the caches had in neither (it was
-/// moving between them): adopted, not taken. One metadata list of the namespace, only when
-/// something is to be created.
-async fn taken_and_adoptable(
+/// The metadata of the namespace's NetworkPolicies, by name: who holds each name now.
+async fn list_held(
     api: &Api<NetworkPolicy>,
-    plan: &plan::Plan,
+    namespace: &str,
+) -> Result<BTreeMap<String, ObjectMeta>, Error> {
+    Ok(api
+        .list_metadata(&ListParams::default())
+        .await
+        .map_err(|source| Error::List {
+            namespace: namespace.to_owned(),
+            source,
+        })?
+        .items
+        .into_iter()
+        .filter_map(|found| Some((found.metadata.name.clone()?, found.metadata)))
+        .collect())
+}
+
+/// What became of a policy the caches did not hold (see [`create_missing`]).
+enum Created {
+    /// Created, at this resourceVersion.
+    Written(Option<String>),
+    /// Held by this resource (its cache lags behind) or kept by an earlier resource of this
+    /// name (adopted when `kept`): applied as any policy netfence owns.
+    Apply { kept: bool },
+    /// Held by a policy netfence does not own: reported, never written.
+    Taken,
+}
+
+/// Write a policy the caches do not hold, by a create: it fails when anything holds the name,
+/// so netfence never writes into a policy it does not own, however far behind its caches are
+/// (an apply would merge into whatever holds the name). A name the cache of the other policies
+/// shows held skips the create. A held name is then looked up in a list of the namespace (one
+/// per reconcile, again when the list predates the holder): a policy of this resource is
+/// applied, a kept one adopted, any other is taken. Created policies carry netfence's field
+/// manager as an update, not an apply; every field netfence writes is set again by each apply
+/// (its labels are fixed by the name, owner references are removed only by a write that
+/// removes them), so that entry never keeps a field netfence dropped.
+#[allow(clippy::too_many_arguments)] // one reconcile's state, passed as it is
+async fn create_missing(
+    context: &Context,
+    api: &Api<NetworkPolicy>,
     namespace: &str,
     uid: &str,
-) -> Result<(Vec<String>, Vec<String>), Error> {
-    let creating: Vec<&str> = plan
-        .apply
-        .iter()
-        .filter(|(reason, _)| *reason == ApplyReason::Missing)
-        .filter_map(|(_, policy)| policy.metadata.name.as_deref())
-        .collect();
-    let found: std::collections::BTreeMap<String, ObjectMeta> = if creating.is_empty() {
-        std::collections::BTreeMap::new()
-    } else {
-        api.list_metadata(&ListParams::default())
-            .await
-            .map_err(|source| Error::List {
-                namespace: namespace.to_owned(),
-                source,
-            })?
-            .items
-            .into_iter()
-            .filter_map(|found| Some((found.metadata.name.clone()?, found.metadata)))
-            .collect()
+    plan: &plan::Plan,
+    policy: &NetworkPolicy,
+    name: &str,
+    found: &mut Option<BTreeMap<String, ObjectMeta>>,
+) -> Result<Created, Error> {
+    let params = PostParams {
+        dry_run: false,
+        field_manager: Some(FIELD_MANAGER.to_owned()),
     };
-    // A kept policy moving between the caches (losing its managed-by label) may be in neither
-    // for a moment: what the API server shows kept for this name is adopted, not taken.
-    let adoptable = plan::adoptable(plan, &found, uid);
-    let creating = creating
-        .into_iter()
-        .filter(|name| !adoptable.iter().any(|adopted| adopted == name));
-    let taken = plan::taken(creating, &found, uid);
-    Ok((taken, adoptable))
+    let write_error = |source| Error::Write {
+        verb: "create",
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        source,
+    };
+    if context.foreign.get(namespace, name).is_none() {
+        match api.create(&params, policy).await {
+            Ok(created) => return Ok(Created::Written(created.metadata.resource_version)),
+            Err(kube::Error::Api(status))
+                if status.code == 409 && status.reason == "AlreadyExists" => {}
+            Err(source) => return Err(write_error(source)),
+        }
+    }
+    if !found.as_ref().is_some_and(|found| found.contains_key(name)) {
+        *found = Some(list_held(api, namespace).await?);
+    }
+    match plan::holder(plan, name, found.get_or_insert_with(BTreeMap::new), uid) {
+        plan::Holder::Other => Ok(Created::Taken),
+        plan::Holder::Kept => Ok(Created::Apply { kept: true }),
+        plan::Holder::This => Ok(Created::Apply { kept: false }),
+        // Gone since the create was refused, or the other cache was behind: a create again
+        // (refused again, the reconcile fails and is retried).
+        plan::Holder::Nobody => api
+            .create(&params, policy)
+            .await
+            .map(|created| Created::Written(created.metadata.resource_version))
+            .map_err(write_error),
+    }
 }
 
 async fn apply_and_prune(
@@ -587,33 +630,53 @@ async fn apply_and_prune(
         .chain(plan.delete.iter().cloned())
         .collect();
     let tracked = context.policies.track(namespace, &names);
-    let (taken, adoptable) = taken_and_adoptable(&api, plan, namespace, uid).await?;
     let deny = PolicyRole::DefaultDeny.policy_name(&resource.name_any());
-    // Fail closed: a taken default deny stops every write (see reconcile_steps).
-    let (writes, conflicts) = plan::without_taken(plan, &taken, &deny);
-    let deny_taken = conflicts.contains(&deny);
-    done.conflicts.extend(conflicts);
-    if deny_taken {
-        return Ok(());
-    }
-    for (reason, policy) in writes {
+    let mut found = None;
+    for (reason, policy) in &plan.apply {
         let Some(name) = policy.metadata.name.clone() else {
             continue; // render names every policy
         };
         let writing = context
             .own_policies
             .begin::<NetworkPolicy>(namespace, &name);
-        let applied = api
-            .patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
-            .await
-            .map_err(|source| Error::Write {
-                verb: "apply",
-                namespace: namespace.to_owned(),
-                name: name.clone(),
-                source,
-            })?;
-        writing.done(applied.metadata.resource_version.as_deref());
-        versions.push((name.clone(), applied.metadata.resource_version));
+        let mut adopted = *reason == ApplyReason::Adopted;
+        let created = if *reason == ApplyReason::Missing {
+            create_missing(
+                context, &api, namespace, uid, plan, policy, &name, &mut found,
+            )
+            .await?
+        } else {
+            Created::Apply { kept: false }
+        };
+        let version = match created {
+            Created::Written(version) => version,
+            Created::Apply { kept } => {
+                adopted |= kept;
+                api.patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
+                    .await
+                    .map_err(|source| Error::Write {
+                        verb: "apply",
+                        namespace: namespace.to_owned(),
+                        name: name.clone(),
+                        source,
+                    })?
+                    .metadata
+                    .resource_version
+            }
+            Created::Taken => {
+                done.conflicts.push(name.clone());
+                if name == deny {
+                    // Fail closed: never netfence's allows without its deny (see
+                    // reconcile_steps). The deny renders first, so nothing went out, and
+                    // nothing more does, deletes included.
+                    wait_for_cache(context, namespace, &tracked, &versions).await;
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        writing.done(version.as_deref());
+        versions.push((name.clone(), version));
         context.metrics.policies_applied.inc();
         if plan::is_drift(
             resource.status.as_ref(),
@@ -624,7 +687,7 @@ async fn apply_and_prune(
             context.metrics.drift_corrections.inc();
             tracing::info!(policy = %name, "drift corrected");
             done.restored.push(name);
-        } else if *reason == ApplyReason::Adopted || adoptable.contains(&name) {
+        } else if adopted {
             tracing::info!(policy = %name, "adopted");
             done.adopted.push(name);
         } else if *reason == ApplyReason::Missing {

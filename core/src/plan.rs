@@ -82,27 +82,44 @@ pub fn is_owned_by(policy: &NetworkPolicy, owner_uid: &str) -> bool {
     crate::meta::is_controlled_by(&policy.metadata, owner_uid)
 }
 
-/// Conflicts: of the `creating` names (objects a reconcile is about to create, because its cache
-/// holds none of them), those that an object not controlled by `owner_uid` already holds, by
-/// what the API server answered (`found`: the metadata of the objects of that namespace, by
-/// name). The caches hold only what netfence labels, or lag behind: netfence never takes over
-/// a hand-written object, so these are reported and never written. Both controllers decide
-/// with this one function (policies of a NamespaceIsolation, NamespaceIsolations of a template).
+/// Who holds the name of a policy a reconcile creates (its caches hold none under that name, or
+/// lag behind), by what the API server answered (`found`: the metadata of the objects of that
+/// namespace, by name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// Nobody: the name is free.
+    Nobody,
+    /// An object controlled by this resource (`owner_uid`): netfence's own.
+    This,
+    /// A policy kept by an earlier resource of this name (see [`adoptable`]): adopted.
+    Kept,
+    /// Anything else (hand-written, without owner, another owner, merely labelled): taken.
+    /// netfence never takes over an object it does not own (invariant 1): it reports the name
+    /// and never writes it.
+    Other,
+}
+
+/// The [`Holder`] of `name`, a policy `plan` creates.
 #[must_use]
-pub fn taken<'a>(
-    creating: impl IntoIterator<Item = &'a str>,
+pub fn holder(
+    plan: &Plan,
+    name: &str,
     found: &BTreeMap<String, ObjectMeta>,
     owner_uid: &str,
-) -> Vec<String> {
-    creating
-        .into_iter()
-        .filter(|name| {
-            found
-                .get(*name)
-                .is_some_and(|meta| !crate::meta::is_controlled_by(meta, owner_uid))
-        })
-        .map(str::to_owned)
-        .collect()
+) -> Holder {
+    let Some(meta) = found.get(name) else {
+        return Holder::Nobody;
+    };
+    if crate::meta::is_controlled_by(meta, owner_uid) {
+        Holder::This
+    } else if adoptable(plan, found, owner_uid)
+        .iter()
+        .any(|adopted| adopted == name)
+    {
+        Holder::Kept
+    } else {
+        Holder::Other
+    }
 }
 
 /// Of the policies `plan` creates (`ApplyReason::Missing`), those that the API server shows
@@ -132,32 +149,6 @@ pub fn adoptable(
             .then(|| name.to_owned())
         })
         .collect()
-}
-
-/// The applies of `plan` that may go out once `taken` names are known to be held by others, and
-/// the conflicts to report. The applies keep their order; a taken name is skipped, and when the
-/// default deny (`deny`) is taken nothing from there on goes out: netfence's allows never go out
-/// without netfence's deny (the deny renders first, so then nothing goes out at all).
-#[must_use]
-pub fn without_taken<'a>(
-    plan: &'a Plan,
-    taken: &[String],
-    deny: &str,
-) -> (Vec<&'a (ApplyReason, NetworkPolicy)>, Vec<String>) {
-    let mut applies = Vec::new();
-    let mut conflicts = Vec::new();
-    for apply in &plan.apply {
-        let name = apply.1.metadata.name.as_deref().unwrap_or_default();
-        if apply.0 == ApplyReason::Missing && taken.iter().any(|taken| taken == name) {
-            conflicts.push(name.to_owned());
-            if name == deny {
-                return (Vec::new(), conflicts);
-            }
-            continue;
-        }
-        applies.push(apply);
-    }
-    (applies, conflicts)
 }
 
 /// Drift: whether writing the policy `name` for `reason` corrects drift rather than carrying out
@@ -593,63 +584,53 @@ mod tests {
         }
     }
 
-    /// Conflicts: a name the API server shows held by an object this resource does not control
-    /// (hand-written, no owner, or another owner) is taken; its own, or a name nobody holds, is
-    /// free. A merely labelled policy is not this resource's.
+    /// Who holds a name to create: a name the API server shows held by an object this resource
+    /// does not control (hand-written, no owner, or another owner, or merely labelled) is taken;
+    /// its own is this resource's; a kept one of an earlier resource of this name is adopted; a
+    /// name nobody holds is free.
     #[test]
     fn names_held_by_others_are_taken() {
+        let desired = desired();
+        let plan = plan(&desired, &[], UID);
         let mut labelled = metadata(None);
         labelled.labels = Some(render::labels("shop", &render::PolicyRole::DefaultDeny));
+        let mut kept = metadata(None);
+        kept.labels = Some(render::labels("shop", &render::PolicyRole::DefaultDeny));
+        kept.labels
+            .as_mut()
+            .expect("labels")
+            .remove(crate::meta::MANAGED_BY_LABEL);
+        let name = |index: usize| desired[index].metadata.name.clone().unwrap_or_default();
         let found: BTreeMap<String, ObjectMeta> = [
-            ("mine".to_owned(), metadata(Some(UID))),
-            ("hand-written".to_owned(), metadata(None)),
-            ("other-owner".to_owned(), metadata(Some("other"))),
+            (name(0), kept),
+            (name(1), metadata(Some(UID))),
+            (name(2), metadata(None)),
+            (name(3), metadata(Some("other"))),
             ("labelled".to_owned(), labelled),
         ]
         .into();
-        let taken = taken(
-            ["mine", "hand-written", "other-owner", "labelled", "free"],
-            &found,
-            UID,
+        let holders: Vec<Holder> = [
+            name(0),
+            name(1),
+            name(2),
+            name(3),
+            "labelled".into(),
+            "free".into(),
+        ]
+        .iter()
+        .map(|name| holder(&plan, name, &found, UID))
+        .collect();
+        assert_eq!(
+            holders,
+            [
+                Holder::Kept,
+                Holder::This,
+                Holder::Other,
+                Holder::Other,
+                Holder::Other,
+                Holder::Nobody
+            ]
         );
-        assert_eq!(taken, ["hand-written", "other-owner", "labelled"]);
-    }
-
-    /// A taken tier name is skipped and reported while the rest goes out; a taken default deny
-    /// stops everything (no allow without the deny). Only creations are checked: an update or an
-    /// adoption is of a policy the plan already saw.
-    #[test]
-    fn a_taken_deny_stops_every_write() {
-        let plan = plan(&desired(), &[], UID);
-        let name = |index: usize| {
-            plan.apply[index]
-                .1
-                .metadata
-                .name
-                .clone()
-                .unwrap_or_default()
-        };
-        let deny = name(0);
-        assert_eq!(deny, "shop-default-deny");
-
-        let (applies, conflicts) = without_taken(&plan, &[name(2)], &deny);
-        assert_eq!(conflicts, [name(2)]);
-        assert_eq!(applies.len(), plan.apply.len() - 1);
-        assert!(
-            applies
-                .iter()
-                .all(|(_, policy)| policy.metadata.name != Some(name(2)))
-        );
-
-        let (applies, conflicts) = without_taken(&plan, &[name(2), deny.clone()], &deny);
-        assert!(applies.is_empty());
-        assert_eq!(conflicts, std::slice::from_ref(&deny));
-
-        let mut drifted = plan.clone();
-        drifted.apply[0].0 = ApplyReason::Drifted;
-        let (applies, conflicts) = without_taken(&drifted, std::slice::from_ref(&deny), &deny);
-        assert_eq!(applies.len(), plan.apply.len());
-        assert!(conflicts.is_empty());
     }
 
     fn reconciled(generation: i64, policies: &[&str]) -> NamespaceIsolationStatus {

@@ -149,6 +149,23 @@ impl Faults {
         }
     }
 
+    /// Delay the matching requests that carry exactly this `labelSelector` (one of two
+    /// watches of the same resource) by `delay`.
+    pub fn latency_selected(
+        &self,
+        verb: &str,
+        resource: &str,
+        label_selector: &str,
+        delay: Duration,
+    ) -> FaultId {
+        match self {
+            Faults::Sandbox(faults) => {
+                faults.latency_selected(verb, resource, label_selector, delay)
+            }
+            Faults::Proxy(faults) => faults.latency_selected(verb, resource, label_selector, delay),
+        }
+    }
+
     /// Remove one fault.
     pub fn remove(&self, id: FaultId) {
         match self {

@@ -31,7 +31,7 @@ use http_body_util::{BodyExt as _, StreamBody};
 use kube::Client;
 use netfence_sandbox::{
     FaultId,
-    audit::{FaultRules, Matcher},
+    audit::{self, FaultRules, Matcher},
     http::{error_response, request_info},
     status::ApiError,
 };
@@ -137,6 +137,7 @@ fn matcher(verb: &str, resource: &str) -> Matcher {
     Matcher {
         verb: verb.to_owned(),
         resource: resource.to_owned(),
+        label_selector: None,
     }
 }
 
@@ -160,6 +161,21 @@ impl ProxyFaults {
     /// Delay the matching requests.
     pub fn latency(&self, verb: &str, resource: &str, delay: Duration) -> FaultId {
         self.shared.rules().latency(matcher(verb, resource), delay)
+    }
+
+    /// Delay the matching requests that carry exactly this `labelSelector`.
+    pub fn latency_selected(
+        &self,
+        verb: &str,
+        resource: &str,
+        label_selector: &str,
+        delay: Duration,
+    ) -> FaultId {
+        let matcher = Matcher {
+            label_selector: Some(label_selector.to_owned()),
+            ..matcher(verb, resource)
+        };
+        self.shared.rules().latency(matcher, delay)
     }
 
     /// Remove one fault.
@@ -225,9 +241,13 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     let (mut parts, body) = request.into_parts();
     let info = request_info(&parts.method, &parts.uri, &parts.headers);
     let watching = info.verb == "watch";
-    let decision = shared
-        .rules()
-        .decide(&info.verb, &info.resource, info.subresource.as_deref());
+    let label_selector = query_value(&parts.uri, "labelSelector");
+    let decision = shared.rules().decide(&audit::Request {
+        verb: &info.verb,
+        resource: &info.resource,
+        subresource: info.subresource.as_deref(),
+        label_selector: label_selector.as_deref(),
+    });
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }

@@ -18,7 +18,7 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use netfence_controller::{self as controller, metrics::Metrics};
-use netfence_core::{ValidatedIsolation, plan::is_owned_by, render};
+use netfence_core::{ValidatedIsolation, meta::MANAGED_BY_LABEL, plan::is_owned_by, render};
 use netfence_crd::NamespaceIsolation;
 use netfence_e2e::{Env, env::LIMIT, eventually, shop, shop_without_database, skip};
 use netfence_sandbox::Sandbox;
@@ -417,6 +417,115 @@ async fn foreign_policies_are_never_touched() {
     env.finish().await;
 }
 
+/// A policy someone writes under the name of netfence's default deny just deleted, before the
+/// watch of the other policies delivers it, is not taken over, even one that sets nothing
+/// netfence would set differently (server-side applied with only `podSelector: {}`, which a
+/// server-side apply of netfence's deny merges into without a conflict). netfence creates a
+/// policy it does not find with a create, which the API server refuses while the name is held;
+/// it then lists the namespace and reports the name taken, and with its deny's name taken writes
+/// nothing. Here the watch of the other policies is held back, and netfence's create delayed on
+/// its way to the API server, until the squatter is in.
+///
+/// If this fails, netfence wrote into (and took) a policy that was not its own.
+#[tokio::test]
+async fn a_policy_written_under_a_deleted_name_is_not_taken_over() {
+    const HOLD: Duration = Duration::from_secs(6);
+    let mut env = Env::start().await;
+    if !env
+        .cluster
+        .needs_audit("a_policy_written_under_a_deleted_name_is_not_taken_over")
+    {
+        env.finish().await;
+        return;
+    }
+    let ns = env.watched_namespace("retaken").await;
+    let policies = env.policies(&ns);
+    env.create(&shop(&ns)).await;
+    env.wait_reason(&ns, "shop", "Reconciled").await;
+    let faults = env.cluster.faults();
+    let held = faults.latency_selected(
+        "watch",
+        "networkpolicies",
+        &controller::foreign_selector(),
+        HOLD,
+    );
+    let slowed = faults.latency("create", "networkpolicies", Duration::from_secs(2));
+    faults.close_watches();
+    env.cluster.audit_clear();
+    policies
+        .delete("shop-default-deny", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let created = policies
+        .patch(
+            "shop-default-deny",
+            &PatchParams::apply("tenant"),
+            &Patch::Apply(json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "shop-default-deny"},
+                "spec": {"podSelector": {}},
+            })),
+        )
+        .await
+        .expect("the squatter");
+    env.eventually("the deny's name reported taken", || async {
+        let found = env.isolations(&ns).get("shop").await.expect("get");
+        found.status.is_some_and(|status| {
+            status.conditions.iter().any(|condition| {
+                condition.reason == "ApplyFailed" && condition.message.contains("shop-default-deny")
+            })
+        })
+    })
+    .await;
+    let audit = env.cluster.audit().await;
+    // A create names its object in the body, not the URL: the audit knows its namespace.
+    let refused = audit.iter().any(|entry| {
+        entry.verb == "create"
+            && entry.resource == "networkpolicies"
+            && entry.namespace.as_deref() == Some(ns.as_str())
+            && entry.code == 409
+    });
+    assert!(
+        refused,
+        "the restoration was not refused by the API server: the other policies' watch was not held back: {:#?}",
+        audit
+            .iter()
+            .filter(|entry| entry.resource == "networkpolicies")
+            .map(|entry| format!(
+                "{} {:?}/{:?} {}",
+                entry.verb, entry.namespace, entry.name, entry.code
+            ))
+            .collect::<Vec<_>>()
+    );
+    faults.remove(held);
+    faults.remove(slowed);
+    let now = policies
+        .get("shop-default-deny")
+        .await
+        .expect("still there");
+    assert_eq!(now.spec, created.spec, "the squatter changed");
+    assert!(
+        now.metadata.owner_references.is_none(),
+        "the squatter adopted"
+    );
+    assert!(
+        now.metadata
+            .labels
+            .as_ref()
+            .is_none_or(|labels| !labels.contains_key(MANAGED_BY_LABEL)),
+        "the squatter labelled"
+    );
+    let managers: Vec<String> = now
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|entry| entry.manager.clone())
+        .collect();
+    assert_eq!(managers, ["tenant"], "someone else wrote into the squatter");
+    env.finish().await;
+}
+
 /// An invalid update that admission lets through (a label value CEL cannot check): status
 /// InvalidSpec with the field path, and every policy stays as it was.
 #[tokio::test]
@@ -592,7 +701,11 @@ async fn converges_through_faults() {
             .create(&PostParams::default(), &foreign)
             .await
             .expect("foreign");
-        env.create(&shop(&namespace)).await;
+    }
+    // netfence creates the policies it does not find: its creates fail too (not this test's).
+    faults.fail("create", "networkpolicies", 0.3, 500);
+    for namespace in &namespaces {
+        env.create(&shop(namespace)).await;
     }
     for namespace in &namespaces {
         env.wait_reason(namespace, "shop", "Reconciled").await;
@@ -816,8 +929,9 @@ async fn switching_to_dry_run_keeps_the_policies() {
     env.finish().await;
 }
 
-/// Convergence makes the minimum writes: one apply per policy and one status write, and no
-/// DriftCorrected for policies the controller has just created (its cache is waited for).
+/// Convergence makes the minimum writes: one create per policy (nothing else: no apply, no
+/// list first) and one status write, and no DriftCorrected for policies the controller has just
+/// created (its cache is waited for).
 #[tokio::test]
 async fn convergence_makes_the_minimum_writes() {
     let mut env = Env::start().await;
@@ -837,15 +951,24 @@ async fn convergence_makes_the_minimum_writes() {
     // processed before their relists end; the relists find nothing changed and write nothing.
     env.relist_and_wait().await;
     let writes = env.writes().await;
-    let applies = writes
-        .iter()
-        .filter(|write| write.starts_with("apply networkpolicies"))
-        .count();
-    let status_writes = writes
-        .iter()
-        .filter(|write| write.contains("namespaceisolations/status"))
-        .count();
-    assert_eq!((applies, status_writes), (5, 1), "{writes:#?}");
+    let count = |prefix: &str| {
+        writes
+            .iter()
+            .filter(|write| write.starts_with(prefix))
+            .count()
+    };
+    assert_eq!(
+        (
+            count("create networkpolicies"),
+            count("apply networkpolicies"),
+            writes
+                .iter()
+                .filter(|write| write.contains("namespaceisolations/status"))
+                .count()
+        ),
+        (5, 0, 1),
+        "{writes:#?}"
+    );
     let text = env.metrics.encode(None);
     assert!(
         text.contains("netfence_drift_corrections_total 0"),

@@ -48,17 +48,40 @@ pub struct Matcher {
     pub verb: String,
     /// A plural resource name, `plural/status`, or `*`.
     pub resource: String,
+    /// Only requests with exactly this `labelSelector` (a list's or a watch's); `None`: any.
+    pub label_selector: Option<String>,
 }
 
 impl Matcher {
-    fn matches(&self, verb: &str, resource: &str, subresource: Option<&str>) -> bool {
+    fn matches(&self, request: &Request<'_>) -> bool {
+        let Request {
+            verb,
+            resource,
+            subresource,
+            label_selector,
+        } = *request;
         let resource_matches = self.resource == "*"
             || match subresource {
                 Some(subresource) => self.resource == format!("{resource}/{subresource}"),
                 None => self.resource == resource,
             };
-        (self.verb == "*" || self.verb == verb) && resource_matches
+        (self.verb == "*" || self.verb == verb)
+            && resource_matches
+            && (self.label_selector.is_none() || self.label_selector.as_deref() == label_selector)
     }
+}
+
+/// What faults see of one request.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// As [`AuditEntry::verb`] names it.
+    pub verb: &'a str,
+    /// The plural resource name.
+    pub resource: &'a str,
+    /// `status` for the status subresource.
+    pub subresource: Option<&'a str>,
+    /// The `labelSelector` of the query, decoded.
+    pub label_selector: Option<&'a str>,
 }
 
 /// The id of an injected fault, to remove it.
@@ -156,16 +179,16 @@ impl FaultRules {
     }
 
     /// Decide the fate of one request (and spend the budgets it uses).
-    pub fn decide(&mut self, verb: &str, resource: &str, subresource: Option<&str>) -> Decision {
+    pub fn decide(&mut self, request: &Request<'_>) -> Decision {
         let delay = self
             .latencies
             .iter()
-            .filter(|latency| latency.matcher.matches(verb, resource, subresource))
+            .filter(|latency| latency.matcher.matches(request))
             .map(|latency| latency.delay)
             .sum();
         let mut fail = None;
         for failure in &mut self.failures {
-            if fail.is_some() || !failure.matcher.matches(verb, resource, subresource) {
+            if fail.is_some() || !failure.matcher.matches(request) {
                 continue;
             }
             match &mut failure.budget {
@@ -198,24 +221,39 @@ mod tests {
         Matcher {
             verb: "get".to_owned(),
             resource: "*".to_owned(),
+            label_selector: None,
+        }
+    }
+
+    fn request<'a>(
+        verb: &'a str,
+        resource: &'a str,
+        subresource: Option<&'a str>,
+        label_selector: Option<&'a str>,
+    ) -> Request<'a> {
+        Request {
+            verb,
+            resource,
+            subresource,
+            label_selector,
         }
     }
 
     #[test]
     fn a_share_fails_evenly_and_a_count_runs_out() {
         let mut rules = FaultRules::default();
+        let get = request("get", "pods", None, None);
         rules.fail(any_get(), 0.5, 500);
-        let fates: Vec<Option<u16>> = (0..4)
-            .map(|_| rules.decide("get", "pods", None).fail)
-            .collect();
+        let fates: Vec<Option<u16>> = (0..4).map(|_| rules.decide(&get).fail).collect();
         assert_eq!(fates, [None, Some(500), None, Some(500)]);
         rules.clear();
         rules.fail_next(any_get(), 2, 429);
-        let fates: Vec<Option<u16>> = (0..3)
-            .map(|_| rules.decide("get", "pods", None).fail)
-            .collect();
+        let fates: Vec<Option<u16>> = (0..3).map(|_| rules.decide(&get).fail).collect();
         assert_eq!(fates, [Some(429), Some(429), None]);
-        assert_eq!(rules.decide("list", "pods", None), Decision::default());
+        assert_eq!(
+            rules.decide(&request("list", "pods", None, None)),
+            Decision::default()
+        );
     }
 
     #[test]
@@ -223,8 +261,24 @@ mod tests {
         let matcher = Matcher {
             verb: "*".to_owned(),
             resource: "pods/status".to_owned(),
+            label_selector: None,
         };
-        assert!(matcher.matches("update", "pods", Some("status")));
-        assert!(!matcher.matches("update", "pods", None));
+        assert!(matcher.matches(&request("update", "pods", Some("status"), None)));
+        assert!(!matcher.matches(&request("update", "pods", None, None)));
+    }
+
+    /// A rule with a label selector holds up one of two watches of the same resource (netfence
+    /// watches its own NetworkPolicies and the others apart).
+    #[test]
+    fn a_label_selector_matches_only_that_selector() {
+        let matcher = Matcher {
+            verb: "watch".to_owned(),
+            resource: "networkpolicies".to_owned(),
+            label_selector: Some("managed-by!=netfence".to_owned()),
+        };
+        let watch = |selector| request("watch", "networkpolicies", None, selector);
+        assert!(matcher.matches(&watch(Some("managed-by!=netfence"))));
+        assert!(!matcher.matches(&watch(Some("managed-by=netfence"))));
+        assert!(!matcher.matches(&watch(None)));
     }
 }

@@ -846,7 +846,12 @@ async fn serve_object(
 ) -> Result<Response, ApiError> {
     let target = &facts.target;
     let info = resolve(shared, target)?;
-    let decision = shared.decide(&facts.verb, &info.plural, target.subresource.as_deref());
+    let decision = shared.decide(&crate::audit::Request {
+        verb: &facts.verb,
+        resource: &info.plural,
+        subresource: target.subresource.as_deref(),
+        label_selector: query.get("labelSelector").map(String::as_str),
+    });
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }

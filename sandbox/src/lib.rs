@@ -317,11 +317,11 @@ impl Shared {
             .push(entry);
     }
 
-    fn decide(&self, verb: &str, resource: &str, subresource: Option<&str>) -> Decision {
+    fn decide(&self, request: &audit::Request<'_>) -> Decision {
         self.faults
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .decide(verb, resource, subresource)
+            .decide(request)
     }
 
     fn close_watches(&self) {
@@ -636,6 +636,7 @@ impl Faults {
         Matcher {
             verb: verb.to_owned(),
             resource: resource.to_owned(),
+            label_selector: None,
         }
     }
 
@@ -656,6 +657,21 @@ impl Faults {
     /// Delay the matching requests by `delay`.
     pub fn latency(&self, verb: &str, resource: &str, delay: Duration) -> FaultId {
         self.rules().latency(Faults::matcher(verb, resource), delay)
+    }
+
+    /// Delay the matching requests that carry exactly this `labelSelector` by `delay`.
+    pub fn latency_selected(
+        &self,
+        verb: &str,
+        resource: &str,
+        label_selector: &str,
+        delay: Duration,
+    ) -> FaultId {
+        let matcher = Matcher {
+            label_selector: Some(label_selector.to_owned()),
+            ..Faults::matcher(verb, resource)
+        };
+        self.rules().latency(matcher, delay)
     }
 
     /// Remove one fault.

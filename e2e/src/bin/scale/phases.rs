@@ -204,10 +204,13 @@ fn every_share<T: Clone>(items: &[T], share: f64) -> Vec<T> {
 fn report_writes(report: &mut Report, phase: &'static str, writes: &Writes, minimum: usize) {
     report.add(
         phase,
-        "writes: policy applies / other policy writes / deletes",
+        "writes: policy creates / applies / other / deletes",
         format!(
-            "{} / {} / {}",
-            writes.policy_applies, writes.policy_other, writes.policy_deletes
+            "{} / {} / {} / {}",
+            writes.policy_creates,
+            writes.policy_applies,
+            writes.policy_other,
+            writes.policy_deletes
         ),
     );
     report.add(

@@ -245,7 +245,9 @@ pub async fn remove_baseline(
 pub struct Writes {
     /// Server-side applies of NetworkPolicies.
     pub policy_applies: usize,
-    /// Other NetworkPolicy writes (create, update, patch).
+    /// NetworkPolicy creates (netfence creates a policy it does not find, and applies the rest).
+    pub policy_creates: usize,
+    /// Other NetworkPolicy writes (update, patch).
     pub policy_other: usize,
     /// NetworkPolicy deletes.
     pub policy_deletes: usize,
@@ -281,6 +283,7 @@ impl Writes {
                 entry.verb.as_str(),
             ) {
                 ("networkpolicies", _, "apply") => &mut writes.policy_applies,
+                ("networkpolicies", _, "create") => &mut writes.policy_creates,
                 ("networkpolicies", _, "delete" | "deletecollection") => &mut writes.policy_deletes,
                 ("networkpolicies", _, _) => &mut writes.policy_other,
                 ("namespaceisolations", Some("status"), _) => &mut writes.status,
@@ -295,7 +298,7 @@ impl Writes {
 
     /// Every write to a NetworkPolicy.
     pub fn policies(&self) -> usize {
-        self.policy_applies + self.policy_other + self.policy_deletes
+        self.policy_creates + self.policy_applies + self.policy_other + self.policy_deletes
     }
 
     /// The writes the minimum is made of: policies and NamespaceIsolations (Events excluded).
