@@ -511,9 +511,9 @@ struct Written {
 }
 
 /// Apply and prune, recording in `written` what was written, and the names of policies that
-/// could not be created because an object netfence does not own already holds the name (the
-/// cache holds only labelled policies, so when a policy is missing, the namespace's policies are
-/// listed once before anything is created: netfence never takes over a hand-written policy).
+/// could not be created because an object netfence does not own already holds the name (a
+/// missing policy is created, which the API server refuses while the name is held: netfence
+/// never takes over a hand-written policy; see [`create_missing`]).
 async fn apply_plan(
     context: &Context,
     resource: &NamespaceIsolation,
@@ -547,11 +547,12 @@ async fn list_held(
 
 /// What became of a policy the caches did not hold (see [`create_missing`]).
 enum Created {
-    /// Created, at this resourceVersion.
-    Written(Option<String>),
-    /// Held by this resource (its cache lags behind) or kept by an earlier resource of this
-    /// name (adopted when `kept`): applied as any policy netfence owns.
-    Apply { kept: bool },
+    /// Written (created, or applied to this resource's own or a kept policy: `adopted`), at
+    /// this resourceVersion.
+    Written {
+        version: Option<String>,
+        adopted: bool,
+    },
     /// Held by a policy netfence does not own: reported, never written.
     Taken,
 }
@@ -560,10 +561,12 @@ enum Created {
 /// so netfence never writes into a policy it does not own, however far behind its caches are
 /// (an apply would merge into whatever holds the name). A name the cache of the other policies
 /// shows held skips the create. A held name is then looked up in a list of the namespace (one
-/// per reconcile, again when the list predates the holder): a policy of this resource is
-/// applied, a kept one adopted, any other is taken. Created policies carry netfence's field
-/// manager as an update, not an apply; every field netfence writes is set again by each apply
-/// (its labels are fixed by the name, owner references are removed only by a write that
+/// per reconcile, again when the list predates the holder): someone else's is taken; this
+/// resource's own, or a kept one (adopted), is applied with the listed object's uid, so that
+/// the apply fails (422 for another uid, 409 when gone) if the name changed hands since the
+/// list: then the name is listed and decided again, once. Created policies carry netfence's
+/// field manager as an update, not an apply; every field netfence writes is set again by each
+/// apply (its labels are fixed by the name, owner references are removed only by a write that
 /// removes them), so that entry never keeps a field netfence dropped.
 #[allow(clippy::too_many_arguments)] // one reconcile's state, passed as it is
 async fn create_missing(
@@ -576,39 +579,91 @@ async fn create_missing(
     name: &str,
     found: &mut Option<BTreeMap<String, ObjectMeta>>,
 ) -> Result<Created, Error> {
-    let params = PostParams {
+    let create_params = PostParams {
         dry_run: false,
         field_manager: Some(FIELD_MANAGER.to_owned()),
     };
-    let write_error = |source| Error::Write {
-        verb: "create",
+    let apply_params = PatchParams::apply(FIELD_MANAGER).force();
+    let write_error = |verb, source| Error::Write {
+        verb,
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         source,
     };
-    if context.foreign.get(namespace, name).is_none() {
-        match api.create(&params, policy).await {
-            Ok(created) => return Ok(Created::Written(created.metadata.resource_version)),
-            Err(kube::Error::Api(status))
-                if status.code == 409 && status.reason == "AlreadyExists" => {}
-            Err(source) => return Err(write_error(source)),
+    let body = plan::apply_body(policy);
+    let mut create = context.foreign.get(namespace, name).is_none();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let last = rounds >= 2;
+        if create {
+            match api.create(&create_params, &body).await {
+                Ok(created) => {
+                    return Ok(Created::Written {
+                        version: created.metadata.resource_version,
+                        adopted: false,
+                    });
+                }
+                Err(kube::Error::Api(status))
+                    if !last && status.code == 409 && status.reason == "AlreadyExists" => {}
+                Err(source) => return Err(write_error("create", source)),
+            }
+        }
+        if !found.as_ref().is_some_and(|found| found.contains_key(name)) {
+            *found = Some(list_held(api, namespace).await?);
+        }
+        let listed = found.get_or_insert_with(BTreeMap::new);
+        let holder = plan::holder(plan, name, listed, uid);
+        match holder {
+            plan::Holder::Other => return Ok(Created::Taken),
+            // Gone since the create was refused, or the other cache was behind.
+            plan::Holder::Nobody => create = true,
+            plan::Holder::This | plan::Holder::Kept => {
+                let mut body = body.clone();
+                body.metadata.uid = listed.get(name).and_then(|held| held.uid.clone());
+                match api.patch(name, &apply_params, &Patch::Apply(body)).await {
+                    Ok(applied) => {
+                        return Ok(Created::Written {
+                            version: applied.metadata.resource_version,
+                            adopted: holder == plan::Holder::Kept,
+                        });
+                    }
+                    // Another object under the name now (422), or none (409): decide again.
+                    Err(kube::Error::Api(status))
+                        if !last && (status.code == 409 || status.code == 422) =>
+                    {
+                        *found = None;
+                        create = true;
+                    }
+                    Err(source) => return Err(write_error("apply", source)),
+                }
+            }
         }
     }
-    if !found.as_ref().is_some_and(|found| found.contains_key(name)) {
-        *found = Some(list_held(api, namespace).await?);
-    }
-    match plan::holder(plan, name, found.get_or_insert_with(BTreeMap::new), uid) {
-        plan::Holder::Other => Ok(Created::Taken),
-        plan::Holder::Kept => Ok(Created::Apply { kept: true }),
-        plan::Holder::This => Ok(Created::Apply { kept: false }),
-        // Gone since the create was refused, or the other cache was behind: a create again
-        // (refused again, the reconcile fails and is retried).
-        plan::Holder::Nobody => api
-            .create(&params, policy)
-            .await
-            .map(|created| Created::Written(created.metadata.resource_version))
-            .map_err(write_error),
-    }
+}
+
+/// Apply a policy the caches hold (changed, or kept and adopted) as netfence's field manager,
+/// taking over the fields someone else set.
+async fn apply_owned(
+    api: &Api<NetworkPolicy>,
+    namespace: &str,
+    name: &str,
+    policy: &NetworkPolicy,
+) -> Result<Created, Error> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let applied = api
+        .patch(name, &params, &Patch::Apply(plan::apply_body(policy)))
+        .await
+        .map_err(|source| Error::Write {
+            verb: "apply",
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        })?;
+    Ok(Created::Written {
+        version: applied.metadata.resource_version,
+        adopted: false,
+    })
 }
 
 async fn apply_and_prune(
@@ -620,7 +675,6 @@ async fn apply_and_prune(
     done: &mut Written,
 ) -> Result<(), Error> {
     let api: Api<NetworkPolicy> = Api::namespaced(context.client.clone(), namespace);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut versions: Vec<(String, Option<String>)> = Vec::new();
     // Before any write: the watch may deliver a write before its answer arrives.
     let names: Vec<String> = plan
@@ -646,22 +700,15 @@ async fn apply_and_prune(
             )
             .await?
         } else {
-            Created::Apply { kept: false }
+            apply_owned(&api, namespace, &name, policy).await?
         };
         let version = match created {
-            Created::Written(version) => version,
-            Created::Apply { kept } => {
+            Created::Written {
+                version,
+                adopted: kept,
+            } => {
                 adopted |= kept;
-                api.patch(&name, &params, &Patch::Apply(plan::apply_body(policy)))
-                    .await
-                    .map_err(|source| Error::Write {
-                        verb: "apply",
-                        namespace: namespace.to_owned(),
-                        name: name.clone(),
-                        source,
-                    })?
-                    .metadata
-                    .resource_version
+                version
             }
             Created::Taken => {
                 done.conflicts.push(name.clone());

@@ -123,7 +123,7 @@ pub fn holder(
 }
 
 /// Of the policies `plan` creates (`ApplyReason::Missing`), those that the API server shows
-/// (`found`, as for [`taken`]) to be kept by an earlier resource of this name, which the plan
+/// (`found`, as for [`holder`]) to be kept by an earlier resource of this name, which the plan
 /// would have adopted had its caches held them: a kept policy moving between the controller's
 /// caches (losing its managed-by label) may be in neither for a moment. They are not taken:
 /// applying them adopts them.
