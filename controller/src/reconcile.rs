@@ -1138,17 +1138,11 @@ async fn finalize(
         // Every policy it owns, read from the API server: the cache holds only the labelled
         // ones, and a policy whose label a tenant removed is still this resource's to keep
         // (its deny must not go to the garbage collector under KeepDefaultDeny).
-        let owned: Vec<NetworkPolicy> = api
-            .list_metadata(&ListParams::default())
-            .await
-            .map_err(|source| Error::List {
-                namespace: namespace.to_owned(),
-                source,
-            })?
-            .items
-            .into_iter()
-            .map(|found| NetworkPolicy {
-                metadata: found.metadata,
+        let owned: Vec<NetworkPolicy> = list_held(&api, namespace)
+            .await?
+            .into_values()
+            .map(|metadata| NetworkPolicy {
+                metadata,
                 ..NetworkPolicy::default()
             })
             .filter(|policy| is_owned_by(policy, &uid))
