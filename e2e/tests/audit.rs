@@ -280,3 +280,45 @@ async fn an_acknowledged_policy_stops_counting() {
     assert!(message.contains("1 acknowledged left out"), "{message}");
     env.finish().await;
 }
+
+/// A DNS namespace netfence may not read (its Role there not granted: every list of the pods
+/// refused with 403) makes `DNSReachable` Unknown at once, saying which Role to grant, while
+/// the policies are written as ever; granted (the refusals end), the watch lists again and the
+/// condition says what the DNS rule reaches. A 403 is the error retrying does not mend: a 410
+/// or a 5xx is retried without a word (`steady_state_and_restart_make_no_writes`).
+#[tokio::test]
+async fn a_dns_namespace_netfence_may_not_read_is_unknown_with_the_role_to_grant() {
+    let mut env = Env::start().await;
+    let namespace = env.namespace("audit-role").await;
+    let faults = env.cluster.faults();
+    let refused = faults.fail("list", "pods", 1.0, 403);
+    env.start_controller(Some(&namespace));
+    env.create(&shop(&namespace)).await;
+    let unknown = env
+        .wait_isolation(&namespace, "shop", "DNSReachable Unknown", |isolation| {
+            is(isolation, "DNSReachable", "Unknown")
+        })
+        .await;
+    let (_, reason, message) = condition(&unknown, "DNSReachable").expect("DNSReachable");
+    assert_eq!(reason, "Unknown", "{message}");
+    assert!(
+        message
+            .starts_with("netfence cannot read the pods, Services and DaemonSets of kube-system: ")
+            && message.ends_with("(grant the Role of config/rbac/dns_role.yaml)"),
+        "{message}"
+    );
+    assert!(
+        condition(&unknown, "Ready")
+            .is_some_and(|(status, reason, _)| status == "True" && reason == "Reconciled"),
+        "the policies are written though DNS cannot be read: {:?}",
+        unknown.status
+    );
+
+    faults.remove(refused);
+    env.wait_isolation(&namespace, "shop", "DNSReachable known", |isolation| {
+        condition(isolation, "DNSReachable")
+            .is_some_and(|(status, _, _)| status == "True" || status == "False")
+    })
+    .await;
+    env.finish().await;
+}

@@ -104,7 +104,8 @@ pub struct ClusterWideCache {
     state: Arc<Mutex<State>>,
     /// The template controller's namespace cache, when it runs.
     namespaces: Arc<OnceLock<Store<crate::namespaces::Kept>>>,
-    /// Set once the first lists are in, a watch failed, or a reconcile waited [`SETTLE`].
+    /// Set once the first lists are in, a watch failed in a way retrying will not mend, or a
+    /// reconcile waited [`SETTLE`].
     settled: Arc<tokio::sync::watch::Sender<bool>>,
     /// Set once a reconcile waited [`SETTLE`] for the namespace cache's first list.
     namespaces_waited: Arc<AtomicBool>,
@@ -187,7 +188,7 @@ impl ClusterWideCache {
                 .map(move |event| match event {
                     Ok(watcher::Event::InitDone) => (index, Ok(true)),
                     Ok(_) => (index, Ok(false)),
-                    Err(error) => (index, Err(error.to_string())),
+                    Err(error) => (index, Err((error.to_string(), super::lasting(&error)))),
                 });
                 streams.push(events.boxed());
             }
@@ -211,7 +212,7 @@ impl ClusterWideCache {
 
     /// Record one event of watch `index` and read the stores again; whether every resource
     /// must be audited again.
-    fn note(&self, index: usize, event: Result<bool, String>) -> bool {
+    fn note(&self, index: usize, event: Result<bool, (String, bool)>) -> bool {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let known_before = state.problem().is_none();
         let Some(watched) = state.watched.get_mut(index) else {
@@ -224,10 +225,17 @@ impl ClusterWideCache {
                     watched.error = None;
                 }
             }
-            Err(error) => {
+            // Only an error retrying will not mend (see `super::lasting`) ends the reconciles'
+            // wait before SETTLE: a 410 or a 5xx before the first list is retried, and
+            // reporting it would flip Isolated to Unknown and back.
+            Err((error, lasting)) => {
                 tracing::warn!(kind = %watched.kind, %error, "cannot read a cluster-wide kind");
-                watched.error = Some(error);
-                self.settled.send_replace(true);
+                if !watched.listed {
+                    watched.error = Some(error);
+                    if lasting {
+                        self.settled.send_replace(true);
+                    }
+                }
             }
         }
         // Sorted by kind and name: a relist refills a store in another order, and an order
@@ -275,7 +283,8 @@ impl ClusterWideCache {
         let _ = self.namespaces.set(namespaces);
     }
 
-    /// Wait until the served kinds have their first lists (or a watch failed), at most
+    /// Wait until the served kinds have their first lists (or a watch failed in a way retrying
+    /// will not mend), at most
     /// [`SETTLE`] once: after that no reconcile waits again (the audit reports them unknown).
     pub async fn settled(&self) {
         let mut settled = self.settled.subscribe();

@@ -30,16 +30,17 @@ use super::super::LIST_PAGE;
 /// The namespace whose DNS pods, Services and DaemonSets netfence reads (its Role there).
 pub const DNS_NAMESPACE: &str = "kube-system";
 
-/// How long a reconcile waits for the DNS caches' first list (or first error) before it
-/// reports DNS as unknown.
+/// How long a reconcile waits for the DNS caches' first lists (or an error retrying will not
+/// mend) before it reports DNS as unknown.
 const DNS_SETTLE: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct DnsState {
     /// Which of pods, Services, DaemonSets have their first list.
     synced: [bool; 3],
-    /// The last watch error, until the next list.
-    error: Option<String>,
+    /// The last error of each watch that has not listed yet, and whether it lasts (see
+    /// [`super::lasting`]), until its list.
+    errors: [Option<(String, bool)>; 3],
     /// What each DNS spec that resources use reaches, as of the caches' last event.
     memo: HashMap<String, (ValidDns, DnsReality)>,
 }
@@ -54,10 +55,11 @@ pub struct DnsCaches {
     settled: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
-/// One event of the DNS watches: which cache, and whether it completed a list.
+/// One event of the DNS watches: which cache, and whether it completed a list; or which
+/// cache failed, how, and whether retrying will not mend it.
 enum DnsEvent {
     Changed(usize, bool),
-    Failed(String),
+    Failed(usize, String, bool),
 }
 
 impl DnsCaches {
@@ -123,19 +125,32 @@ impl DnsCaches {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         // Known once every cache has listed: a watch error after that (a 410 Gone when the
         // history is compacted, a connection cut) leaves the last state, and the watch lists
-        // again; only errors before the first lists leave DNS unknown.
+        // again; only errors before a cache's first list leave DNS unknown, and only one that
+        // retrying will not mend (a missing Role) ends the reconciles' wait before
+        // DNS_SETTLE: a 410 or a 5xx is retried, and reporting it would flip the status to
+        // Unknown and back.
         let known_before = state.synced.iter().all(|synced| *synced);
         match event {
             DnsEvent::Changed(index, listed) => {
                 if listed {
-                    state.synced[index] = true;
-                    state.error = None;
+                    if let Some(synced) = state.synced.get_mut(index) {
+                        *synced = true;
+                    }
+                    if let Some(error) = state.errors.get_mut(index) {
+                        *error = None;
+                    }
                 }
             }
-            DnsEvent::Failed(error) => {
+            DnsEvent::Failed(index, error, lasting) => {
                 tracing::warn!(namespace = DNS_NAMESPACE, %error, "cannot read the DNS namespace");
-                state.error = Some(error);
-                self.settled.send_replace(true);
+                if state.synced.get(index) == Some(&false)
+                    && let Some(last) = state.errors.get_mut(index)
+                {
+                    *last = Some((error, lasting));
+                    if lasting {
+                        self.settled.send_replace(true);
+                    }
+                }
             }
         }
         let known = state.synced.iter().all(|synced| *synced);
@@ -181,8 +196,9 @@ impl DnsCaches {
         )
     }
 
-    /// Wait until the caches hold their first lists or a watch failed, at most [`DNS_SETTLE`]
-    /// once: after that no reconcile waits again (DNS is then reported unknown).
+    /// Wait until the caches hold their first lists or a watch failed in a way retrying will
+    /// not mend, at most [`DNS_SETTLE`] once: after that no reconcile waits again (DNS is then
+    /// reported unknown until the lists are in).
     pub async fn settled(&self) {
         let mut settled = self.settled.subscribe();
         if tokio::time::timeout(DNS_SETTLE, settled.wait_for(|settled| *settled))
@@ -202,9 +218,13 @@ impl DnsCaches {
         }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if !state.synced.iter().all(|synced| *synced) {
-            return DnsReality::Unknown(match &state.error {
-                Some(error) => format!(
+            let lasting = state.errors.iter().flatten().find(|(_, lasting)| *lasting);
+            return DnsReality::Unknown(match lasting.or(state.errors.iter().flatten().next()) {
+                Some((error, true)) => format!(
                     "netfence cannot read the pods, Services and DaemonSets of {DNS_NAMESPACE}: {error} (grant the Role of config/rbac/dns_role.yaml)"
+                ),
+                Some((error, false)) => format!(
+                    "netfence cannot read the pods, Services and DaemonSets of {DNS_NAMESPACE} yet: {error} (retrying)"
                 ),
                 None => {
                     format!("the pods, Services and DaemonSets of {DNS_NAMESPACE} are not read yet")
@@ -225,7 +245,7 @@ fn classify<K>(index: usize, event: Result<watcher::Event<K>, watcher::Error>) -
     match event {
         Ok(watcher::Event::InitDone) => DnsEvent::Changed(index, true),
         Ok(_) => DnsEvent::Changed(index, false),
-        Err(error) => DnsEvent::Failed(error.to_string()),
+        Err(error) => DnsEvent::Failed(index, error.to_string(), super::lasting(&error)),
     }
 }
 
