@@ -24,6 +24,7 @@ use std::{
     sync::{Arc, PoisonError, RwLock},
 };
 
+use compact_str::CompactString;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::watcher;
 use netfence_core::observed::{Facts, Observed};
@@ -81,14 +82,56 @@ impl Keep for Facts {
 /// has one).
 enum Held {
     Absent,
-    At(Option<String>),
+    At(Option<Version>),
+}
+
+/// A resourceVersion as a cache keeps it: etcd's are decimal numbers, kept as one (no
+/// allocation: at 90,000 policies, 2 MiB less than a string each); anything else (the API
+/// conventions call them opaque) as it is. Only ever compared for equality, never ordered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Version {
+    Number(u64),
+    Text(Box<str>),
+}
+
+impl Version {
+    fn of(version: &str) -> Version {
+        Version::number(version).map_or_else(|| Version::Text(version.into()), Version::Number)
+    }
+
+    /// `version` as a number when it is one written canonically ("7", not "07" or "+7"), so
+    /// that each string maps to exactly one `Version` and back.
+    fn number(version: &str) -> Option<u64> {
+        let canonical = !version.is_empty()
+            && version.bytes().all(|byte| byte.is_ascii_digit())
+            && (version.len() == 1 || !version.starts_with('0'));
+        canonical.then(|| version.parse().ok()).flatten()
+    }
+
+    fn is(&self, version: &str) -> bool {
+        match self {
+            Version::Number(number) => Version::number(version) == Some(*number),
+            Version::Text(text) => **text == *version,
+        }
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Version::Number(number) => write!(f, "{number}"),
+            Version::Text(text) => f.write_str(text),
+        }
+    }
 }
 
 /// One policy as a cache holds it.
 #[derive(Clone, Debug)]
 struct Cached<T> {
-    name: Box<str>,
-    resource_version: Option<Box<str>>,
+    /// Up to 24 bytes (`shop-tier-frontend`, most of netfence's names) in place, not on the
+    /// heap: at 90,000 policies, 2 MiB less than a boxed string each.
+    name: CompactString,
+    resource_version: Option<Version>,
     /// The list that last delivered it (or the list in progress when an event did).
     list: u32,
     kept: T,
@@ -252,7 +295,7 @@ fn insert<T: Keep>(namespaces: &mut Namespaces<T>, policy: &NetworkPolicy, list:
     let version = policy.metadata.resource_version.as_deref();
     let policies = namespaces.entry(namespace.as_str().into()).or_default();
     match policies.binary_search_by(|existing| (*existing.name).cmp(name)) {
-        Ok(index) if policies[index].resource_version.as_deref() == version => {
+        Ok(index) if same_version(policies[index].resource_version.as_ref(), version) => {
             policies[index].list = list;
             return true;
         }
@@ -274,9 +317,17 @@ fn cached<T: Keep>(
 ) -> Cached<T> {
     Cached {
         name: name.into(),
-        resource_version: version.map(Into::into),
+        resource_version: version.map(Version::of),
         list,
         kept: T::keep(policy),
+    }
+}
+
+fn same_version(held: Option<&Version>, version: Option<&str>) -> bool {
+    match (held, version) {
+        (Some(held), Some(version)) => held.is(version),
+        (None, None) => true,
+        _ => false,
     }
 }
 
@@ -423,7 +474,7 @@ impl<T: Keep> PolicyCache<T> {
             .unwrap_or_else(PoisonError::into_inner);
         for ((namespace, name), (_, versions)) in tracked.iter_mut() {
             if let Held::At(Some(version)) = self.held(namespace, name) {
-                versions.push(version);
+                versions.push(version.to_string());
             }
         }
     }
@@ -488,7 +539,7 @@ impl<T: Keep> PolicyCache<T> {
     #[must_use]
     pub fn holds(&self, namespace: &str, name: &str, version: Option<&str>) -> bool {
         match (self.held(namespace, name), version) {
-            (Held::At(held), Some(version)) => held.as_deref() == Some(version),
+            (Held::At(held), Some(version)) => same_version(held.as_ref(), Some(version)),
             (Held::Absent, None) => true,
             _ => false,
         }
@@ -502,7 +553,7 @@ impl<T: Keep> PolicyCache<T> {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         find(&content.namespaces, namespace, name).map_or(Held::Absent, |cached| {
-            Held::At(cached.resource_version.as_deref().map(str::to_owned))
+            Held::At(cached.resource_version.clone())
         })
     }
 
@@ -585,6 +636,30 @@ impl<T> Drop for Tracked<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_is_the_string_it_was_made_of() {
+        for version in [
+            "0",
+            "7",
+            "18446744073709551615",
+            "07",
+            "+7",
+            "",
+            "abc",
+            "18446744073709551616",
+        ] {
+            let kept = Version::of(version);
+            assert_eq!(kept.to_string(), version);
+            assert!(kept.is(version), "{version}");
+        }
+        assert_eq!(Version::of("7"), Version::Number(7));
+        assert!(!Version::of("7").is("07"));
+        assert!(!Version::of("07").is("7"));
+        assert!(!Version::of("7").is("+7"));
+        assert!(!Version::of("7").is("8"));
+        assert!(!Version::of("abc").is("abd"));
+    }
 
     fn policy(namespace: &str, name: &str) -> NetworkPolicy {
         let mut policy = NetworkPolicy::default();

@@ -16,13 +16,14 @@
 //! note with a count of 2. Every occurrence of one series goes to the same lane, so two of them
 //! are never published at once (two creates, or two patches of the same count).
 //!
-//! Events yield to enforcement: while a reconcile runs, a publisher holds its next Event (at
-//! most [`MAX_DEFER`], and never more than [`HELD_PER_LANE`] of them), so that a burst of restorations
-//! (a mass drift, a convergence) does not share the API server with the Events reporting it.
+//! Events yield to enforcement: while a reconcile runs, a publisher holds its Events (each at
+//! most [`MAX_DEFER`], and never more than [`HELD_BYTES_PER_LANE`] of them, kept compactly as
+//! [`Held`]), so that a burst of restorations (a mass drift, a convergence) does not share the
+//! API server with the Events reporting it.
 
 use netfence_core::observed::Digest;
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     hash::{DefaultHasher, Hash, Hasher},
     sync::{Arc, Mutex, PoisonError},
 };
@@ -37,7 +38,7 @@ use kube::{
     api::{Patch, PatchParams, PostParams},
     runtime::events::{Event, EventType, Reporter},
 };
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TryRecvError};
 
 use crate::metrics::Metrics;
 
@@ -54,10 +55,14 @@ const LANES: usize = 4;
 /// resources were Ready. A quiet operator publishes at once.
 const MAX_DEFER: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// How many Events a lane holds while reconciles run; past it, it publishes as they come. A
-/// held Event takes about a kilobyte: 512 over the lanes is what 5 s of a 10,000-namespace
-/// convergence held before, within the memory budget (see docs/performance.md).
-const HELD_PER_LANE: usize = QUEUE_CAPACITY / LANES / 8;
+/// How much a lane holds while reconciles run, by [`Held::size`]; past it, it publishes its
+/// oldest Event as new ones come, and leaves new ones in its queue meanwhile (bounded by
+/// [`QUEUE_CAPACITY`], as before). Compact, a drift correction takes about 300 bytes: 2 MiB
+/// over the lanes holds some 7,000 of them (512 whole Events of a kilobyte each before). At
+/// 10,000 namespaces a drift of 9,000 policies wrote 599 Events before its last restoration,
+/// where the 512 held before let the rest go out among the restorations, one Event write per
+/// restoration (see docs/performance.md, change 20).
+const HELD_BYTES_PER_LANE: usize = 2 * 1024 * 1024 / LANES;
 
 /// How often a publisher holding an Event looks again whether reconciles still run.
 const DEFER_STEP: std::time::Duration = std::time::Duration::from_millis(20);
@@ -160,27 +165,177 @@ impl EventQueue {
 }
 
 impl Publisher {
-    /// Publish until the queue closes. A failure to publish is logged, never retried.
+    /// Publish until the queue closes (then what is held and queued, at once). A failure to
+    /// publish is logged, never retried.
     pub async fn run(self) {
         let recorder = &self.recorder;
         let busy = &self.busy;
         let lanes = self.lanes.into_iter().map(|mut lane| async move {
-            while let Some((queued, event, reference)) = lane.recv().await {
+            let mut held = HeldLane::default();
+            let mut open = true;
+            loop {
+                // Move what is queued into the held lane, compactly, while it has room.
+                while open && held.bytes < HELD_BYTES_PER_LANE {
+                    match lane.try_recv() {
+                        Ok(queued) => held.push(Held::of(queued)),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => open = false,
+                    }
+                }
+                let Some(oldest) = held.events.front() else {
+                    if !open {
+                        break;
+                    }
+                    match lane.recv().await {
+                        Some(queued) => held.push(Held::of(queued)),
+                        None => open = false,
+                    }
+                    continue;
+                };
                 // Held at most MAX_DEFER from when it was queued, not from when its turn came:
                 // a lane of held Events would otherwise wait MAX_DEFER for each.
-                let held = queued + MAX_DEFER;
-                while busy.is_busy()
-                    && lane.len() < HELD_PER_LANE
-                    && tokio::time::Instant::now() < held
+                if open
+                    && busy.is_busy()
+                    && held.bytes < HELD_BYTES_PER_LANE
+                    && tokio::time::Instant::now() < oldest.queued + MAX_DEFER
                 {
                     tokio::time::sleep(DEFER_STEP).await;
+                    continue;
                 }
+                let Some((event, reference)) = held.pop() else {
+                    continue;
+                };
                 if let Err(error) = recorder.publish(&event, &reference).await {
                     tracing::warn!(%error, reason = %event.reason, "failed to publish an Event");
                 }
             }
         });
         futures::future::join_all(lanes).await;
+    }
+}
+
+/// The Events a lane holds, oldest first, and their [`Held::size`] summed.
+#[derive(Default)]
+struct HeldLane {
+    events: VecDeque<Held>,
+    bytes: usize,
+}
+
+impl HeldLane {
+    fn push(&mut self, held: Held) {
+        self.bytes += held.size();
+        self.events.push_back(held);
+    }
+
+    fn pop(&mut self) -> Option<(Event, ObjectReference)> {
+        let held = self.events.pop_front()?;
+        self.bytes = self.bytes.saturating_sub(held.size());
+        Some(held.into_parts())
+    }
+}
+
+/// How many strings a [`Held`] Event keeps: reason, action, note, then the regarding object's
+/// apiVersion, kind, name, namespace, uid, resourceVersion and fieldPath.
+const HELD_FIELDS: usize = 10;
+
+/// A queued Event as a publisher holds it through a burst: its strings in one allocation
+/// (an [`Event`] and its [`ObjectReference`] as they are take ten allocations and about a
+/// kilobyte; a drift correction held, about 300 bytes), its note already cut to what the API
+/// server accepts.
+struct Held {
+    queued: tokio::time::Instant,
+    type_: EventType,
+    /// Bit `i` is set when field `i` is present.
+    present: u16,
+    /// Where each field ends in `text`.
+    ends: [u32; HELD_FIELDS],
+    text: Box<str>,
+    secondary: Option<Box<ObjectReference>>,
+}
+
+impl Held {
+    fn of((queued, event, regarding): Queued) -> Held {
+        let note = event.note.as_deref().map(within_note_limit);
+        let fields: [Option<&str>; HELD_FIELDS] = [
+            Some(&event.reason),
+            Some(&event.action),
+            note.as_deref(),
+            regarding.api_version.as_deref(),
+            regarding.kind.as_deref(),
+            regarding.name.as_deref(),
+            regarding.namespace.as_deref(),
+            regarding.uid.as_deref(),
+            regarding.resource_version.as_deref(),
+            regarding.field_path.as_deref(),
+        ];
+        let mut text =
+            String::with_capacity(fields.iter().flatten().map(|field| field.len()).sum());
+        let mut present = 0;
+        let mut ends = [0; HELD_FIELDS];
+        for ((index, field), end) in fields.iter().enumerate().zip(&mut ends) {
+            if let Some(field) = field {
+                text.push_str(field);
+                present |= 1 << index;
+            }
+            *end = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        }
+        Held {
+            queued,
+            type_: event.type_,
+            present,
+            ends,
+            text: text.into_boxed_str(),
+            secondary: event.secondary.map(Box::new),
+        }
+    }
+
+    /// Field `index`, when present.
+    fn field(&self, index: usize) -> Option<String> {
+        if self.present & (1 << index) == 0 {
+            return None;
+        }
+        let start = match index.checked_sub(1) {
+            Some(before) => *self.ends.get(before)?,
+            None => 0,
+        };
+        let end = *self.ends.get(index)?;
+        self.text
+            .get(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
+            .map(str::to_owned)
+    }
+
+    /// What it takes in memory, near enough: itself, its text and what it relates to.
+    fn size(&self) -> usize {
+        std::mem::size_of::<Held>()
+            + self.text.len()
+            + self
+                .secondary
+                .as_ref()
+                .map_or(0, |_| std::mem::size_of::<ObjectReference>() + 128)
+    }
+
+    fn into_parts(self) -> (Event, ObjectReference) {
+        let event = Event {
+            type_: self.type_,
+            reason: self.field(0).unwrap_or_default(),
+            action: self.field(1).unwrap_or_default(),
+            note: self.field(2),
+            secondary: None,
+        };
+        let regarding = ObjectReference {
+            api_version: self.field(3),
+            kind: self.field(4),
+            name: self.field(5),
+            namespace: self.field(6),
+            uid: self.field(7),
+            resource_version: self.field(8),
+            field_path: self.field(9),
+        };
+        let event = Event {
+            secondary: self.secondary.map(|secondary| *secondary),
+            ..event
+        };
+        (event, regarding)
     }
 }
 
@@ -421,6 +576,57 @@ fn within_note_limit(note: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_event_is_the_event_queued() {
+        let event = || Event {
+            type_: EventType::Warning,
+            reason: "DriftCorrected".into(),
+            action: "Reconcile".into(),
+            note: Some(
+                "NetworkPolicy shop-default-deny differed from the spec and was restored".into(),
+            ),
+            secondary: Some(ObjectReference {
+                kind: Some("NetworkPolicy".into()),
+                name: Some("shop-default-deny".into()),
+                ..ObjectReference::default()
+            }),
+        };
+        let regarding = ObjectReference {
+            api_version: Some("netfence.io/v1alpha1".into()),
+            kind: Some("NamespaceIsolation".into()),
+            name: Some("shop".into()),
+            namespace: Some("team-a".into()),
+            uid: Some("0b5c6b8e-5f0e-4d5e-9d3c-2f4b8a1c7e90".into()),
+            resource_version: Some(String::new()),
+            field_path: None,
+        };
+        let held = Held::of((tokio::time::Instant::now(), event(), regarding.clone()));
+        let (back, back_regarding) = held.into_parts();
+        let event = event();
+        assert_eq!(type_name(back.type_), type_name(event.type_));
+        assert_eq!(
+            (&back.reason, &back.action, &back.note, &back.secondary),
+            (&event.reason, &event.action, &event.note, &event.secondary)
+        );
+        // An empty field stays empty, an absent one absent.
+        assert_eq!(back_regarding, regarding);
+
+        let long = Event {
+            note: Some("x".repeat(NOTE_LIMIT * 2)),
+            secondary: None,
+            ..event
+        };
+        let held = Held::of((
+            tokio::time::Instant::now(),
+            long,
+            ObjectReference::default(),
+        ));
+        assert!(held.size() < NOTE_LIMIT + 256, "{}", held.size());
+        let (back, back_regarding) = held.into_parts();
+        assert_eq!(back.note.map(|note| note.len()), Some(NOTE_LIMIT));
+        assert_eq!(back_regarding, ObjectReference::default());
+    }
 
     #[test]
     fn long_notes_are_cut_to_what_the_api_server_accepts() {

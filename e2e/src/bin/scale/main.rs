@@ -175,12 +175,13 @@ async fn bench(args: &Args) -> anyhow::Result<Report> {
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     println!(
-        "netfence scale: {} namespaces x {per_resource} policies; {cores} cores, load average before the run {}; benchmark concurrency {}, operator --concurrency {}",
+        "netfence scale: {} namespaces x {per_resource} policies; {cores} cores, load average before the run {}; benchmark concurrency {}, operator --concurrency {}; operator environment {}",
         args.namespaces,
         load.join(" "),
         args.concurrency,
         args.operator_concurrency
             .map_or_else(|| "default".to_owned(), |c| c.to_string()),
+        operator::malloc_env_line(),
     );
     let mut report = Report::default();
     report.add(

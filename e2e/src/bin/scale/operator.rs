@@ -69,6 +69,12 @@ impl Operator {
             }
             None => Command::new(executable),
         };
+        // As the image runs netfence: with its allocator settings (unless set here).
+        for (key, value) in image_malloc_env() {
+            if std::env::var_os(key).is_none() {
+                command.env(key, value);
+            }
+        }
         command
             .arg("--run-operator")
             .arg("--")
@@ -238,4 +244,27 @@ fn clock_ticks() -> f64 {
 #[allow(clippy::cast_precision_loss)]
 pub fn to_f64(value: u64) -> f64 {
     value as f64
+}
+
+/// The allocator settings the operator runs with, as `KEY=value` (the image's, or this
+/// environment's where it sets them).
+pub fn malloc_env_line() -> String {
+    image_malloc_env()
+        .into_iter()
+        .map(|(key, image)| {
+            let value = std::env::var(key).unwrap_or_else(|_| image.to_owned());
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The allocator settings of netfence's image: the `ENV MALLOC_...=...` lines of its Dockerfile.
+fn image_malloc_env() -> Vec<(&'static str, &'static str)> {
+    include_str!("../../../../Dockerfile")
+        .lines()
+        .filter_map(|line| line.strip_prefix("ENV "))
+        .filter_map(|setting| setting.trim().split_once('='))
+        .filter(|(key, _)| key.starts_with("MALLOC_"))
+        .collect()
 }
