@@ -27,7 +27,7 @@ USER 65532:65532
 # glibc's malloc gives each thread that allocates an arena of its own, and memory freed in one
 # arena is not reused by another: at 10,000 namespaces two arenas took the operator's peak RSS
 # from 100.4 to 94.6 MiB (the template fan-out, docs/performance.md). The scale benchmark runs
-# its operator with the ENV lines of this file that start with MALLOC_.
+# its operator with the ENV lines of this file that start with MALLOC_ (one KEY=value each).
 ENV MALLOC_ARENA_MAX=2
 EXPOSE 8080
 ENTRYPOINT ["/netfence"]

@@ -148,8 +148,15 @@ impl EventQueue {
         Working(self.busy.clone())
     }
 
-    /// Queue an Event about `reference`; when its lane is full it is dropped and counted.
-    pub fn publish(&self, event: Event, reference: ObjectReference) {
+    /// Queue an Event about `reference`; when its lane is full it is dropped and counted. Its
+    /// note is cut here to what the API server accepts, before anything reads it: the lane is
+    /// chosen by the series, and a series is what is published.
+    pub fn publish(&self, mut event: Event, reference: ObjectReference) {
+        if let Some(note) = &mut event.note
+            && note.len() > NOTE_LIMIT
+        {
+            *note = within_note_limit(note);
+        }
         let mut hasher = DefaultHasher::new();
         SeriesKey::of(&event, &reference).hash(&mut hasher);
         let lane = usize::try_from(hasher.finish() % LANES as u64).unwrap_or_default();
@@ -240,8 +247,8 @@ const HELD_FIELDS: usize = 10;
 
 /// A queued Event as a publisher holds it through a burst: its strings in one allocation
 /// (an [`Event`] and its [`ObjectReference`] as they are take ten allocations and about a
-/// kilobyte; a drift correction held, about 300 bytes), its note already cut to what the API
-/// server accepts.
+/// kilobyte; a drift correction held, about 300 bytes); its note was cut to what the API
+/// server accepts when it was queued.
 struct Held {
     queued: tokio::time::Instant,
     type_: EventType,
@@ -255,11 +262,10 @@ struct Held {
 
 impl Held {
     fn of((queued, event, regarding): Queued) -> Held {
-        let note = event.note.as_deref().map(within_note_limit);
         let fields: [Option<&str>; HELD_FIELDS] = [
             Some(&event.reason),
             Some(&event.action),
-            note.as_deref(),
+            event.note.as_deref(),
             regarding.api_version.as_deref(),
             regarding.kind.as_deref(),
             regarding.name.as_deref(),
@@ -612,19 +618,18 @@ mod tests {
         // An empty field stays empty, an absent one absent.
         assert_eq!(back_regarding, regarding);
 
-        let long = Event {
-            note: Some("x".repeat(NOTE_LIMIT * 2)),
+        let bare = Event {
+            note: None,
             secondary: None,
             ..event
         };
         let held = Held::of((
             tokio::time::Instant::now(),
-            long,
+            bare,
             ObjectReference::default(),
         ));
-        assert!(held.size() < NOTE_LIMIT + 256, "{}", held.size());
         let (back, back_regarding) = held.into_parts();
-        assert_eq!(back.note.map(|note| note.len()), Some(NOTE_LIMIT));
+        assert_eq!((back.note, back.secondary), (None, None));
         assert_eq!(back_regarding, ObjectReference::default());
     }
 

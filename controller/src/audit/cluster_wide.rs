@@ -188,7 +188,10 @@ impl ClusterWideCache {
                 .map(move |event| match event {
                     Ok(watcher::Event::InitDone) => (index, Ok(true)),
                     Ok(_) => (index, Ok(false)),
-                    Err(error) => (index, Err((error.to_string(), super::lasting(&error)))),
+                    Err(error) => (
+                        index,
+                        Err((error.to_string(), super::Failure::of(&error).lasts())),
+                    ),
                 });
                 streams.push(events.boxed());
             }
@@ -225,7 +228,7 @@ impl ClusterWideCache {
                     watched.error = None;
                 }
             }
-            // Only an error retrying will not mend (see `super::lasting`) ends the reconciles'
+            // Only an error retrying will not mend (see `super::Failure`) ends the reconciles'
             // wait before SETTLE: a 410 or a 5xx before the first list is retried, and
             // reporting it would flip Isolated to Unknown and back.
             Err((error, lasting)) => {

@@ -25,7 +25,7 @@ use netfence_core::{
     validate::ValidDns,
 };
 
-use super::super::LIST_PAGE;
+use super::{super::LIST_PAGE, Failure};
 
 /// The namespace whose DNS pods, Services and DaemonSets netfence reads (its Role there).
 pub const DNS_NAMESPACE: &str = "kube-system";
@@ -38,11 +38,28 @@ const DNS_SETTLE: Duration = Duration::from_secs(10);
 struct DnsState {
     /// Which of pods, Services, DaemonSets have their first list.
     synced: [bool; 3],
-    /// The last error of each watch that has not listed yet, and whether it lasts (see
-    /// [`super::lasting`]), until its list.
-    errors: [Option<(String, bool)>; 3],
+    /// The last error of each watch that has not listed yet, and what it means, until its
+    /// list.
+    errors: [Option<(String, Failure)>; 3],
     /// What each DNS spec that resources use reaches, as of the caches' last event.
     memo: HashMap<String, (ValidDns, DnsReality)>,
+}
+
+impl DnsState {
+    /// The error the status reports while a cache has not listed: the first that lasts, or
+    /// else the first.
+    fn error(&self) -> Option<(&str, Failure)> {
+        let errors = || self.errors.iter().flatten();
+        errors()
+            .find(|(_, failure)| failure.lasts())
+            .or_else(|| errors().next())
+            .map(|(error, failure)| (error.as_str(), *failure))
+    }
+
+    /// What kind of error the status reports, if any.
+    fn failure(&self) -> Option<Failure> {
+        self.error().map(|(_, failure)| failure)
+    }
 }
 
 /// What netfence knows of the DNS namespace. Cloning shares it.
@@ -59,7 +76,7 @@ pub struct DnsCaches {
 /// cache failed, how, and whether retrying will not mend it.
 enum DnsEvent {
     Changed(usize, bool),
-    Failed(usize, String, bool),
+    Failed(usize, String, Failure),
 }
 
 impl DnsCaches {
@@ -130,6 +147,7 @@ impl DnsCaches {
         // DNS_SETTLE: a 410 or a 5xx is retried, and reporting it would flip the status to
         // Unknown and back.
         let known_before = state.synced.iter().all(|synced| *synced);
+        let failure_before = state.failure();
         match event {
             DnsEvent::Changed(index, listed) => {
                 if listed {
@@ -141,13 +159,13 @@ impl DnsCaches {
                     }
                 }
             }
-            DnsEvent::Failed(index, error, lasting) => {
+            DnsEvent::Failed(index, error, failure) => {
                 tracing::warn!(namespace = DNS_NAMESPACE, %error, "cannot read the DNS namespace");
                 if state.synced.get(index) == Some(&false)
                     && let Some(last) = state.errors.get_mut(index)
                 {
-                    *last = Some((error, lasting));
-                    if lasting {
+                    *last = Some((error, failure));
+                    if failure.lasts() {
                         self.settled.send_replace(true);
                     }
                 }
@@ -162,7 +180,11 @@ impl DnsCaches {
             return true;
         }
         if !known {
-            return false;
+            // An error retrying will not mend, new (a 503 retried became a 403): audit again,
+            // so that the status names it; a transient error or a new text alone is no news
+            // (every resource audited again, a status written at each retry).
+            let failure = state.failure();
+            return failure != failure_before && failure.is_some_and(Failure::lasts);
         }
         let mut changed = false;
         for (dns, reality) in state.memo.values_mut() {
@@ -218,12 +240,14 @@ impl DnsCaches {
         }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if !state.synced.iter().all(|synced| *synced) {
-            let lasting = state.errors.iter().flatten().find(|(_, lasting)| *lasting);
-            return DnsReality::Unknown(match lasting.or(state.errors.iter().flatten().next()) {
-                Some((error, true)) => format!(
+            return DnsReality::Unknown(match state.error() {
+                Some((error, Failure::Refused)) => format!(
                     "netfence cannot read the pods, Services and DaemonSets of {DNS_NAMESPACE}: {error} (grant the Role of config/rbac/dns_role.yaml)"
                 ),
-                Some((error, false)) => format!(
+                Some((error, Failure::Unserved)) => format!(
+                    "netfence cannot read the pods, Services and DaemonSets of {DNS_NAMESPACE}: {error} (the API server does not serve them)"
+                ),
+                Some((error, Failure::Transient)) => format!(
                     "netfence cannot read the pods, Services and DaemonSets of {DNS_NAMESPACE} yet: {error} (retrying)"
                 ),
                 None => {
@@ -245,7 +269,7 @@ fn classify<K>(index: usize, event: Result<watcher::Event<K>, watcher::Error>) -
     match event {
         Ok(watcher::Event::InitDone) => DnsEvent::Changed(index, true),
         Ok(_) => DnsEvent::Changed(index, false),
-        Err(error) => DnsEvent::Failed(index, error.to_string(), super::lasting(&error)),
+        Err(error) => DnsEvent::Failed(index, error.to_string(), Failure::of(&error)),
     }
 }
 

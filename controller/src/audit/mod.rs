@@ -48,23 +48,43 @@ use netfence_verify::{
 pub use cluster_wide::ClusterWideCache;
 pub use dns::DnsCaches;
 
-/// Whether retrying will not mend a watch error: the API server refuses (401, 403) or does not
-/// serve (404, 405) what netfence reads. Anything else (a 410 after a compaction, a 5xx, a cut
-/// connection) the watcher mends by itself with its backoff, and must not make an audit
-/// condition Unknown for a moment: seen after a restart, where a watch of one DNS cache
-/// answered 410 before another cache had listed, and the status flipped and back.
-fn lasting(error: &watcher::Error) -> bool {
-    let code = match error {
-        watcher::Error::InitialListFailed(error)
-        | watcher::Error::WatchStartFailed(error)
-        | watcher::Error::WatchFailed(error) => match error {
-            kube::Error::Api(status) => status.code,
-            _ => return false,
-        },
-        watcher::Error::WatchError(status) => status.code,
-        watcher::Error::NoResourceVersion => return true,
-    };
-    matches!(code, 401 | 403 | 404 | 405)
+/// What a watch error means for the audit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// The API server refuses netfence (401, 403): a Role is missing.
+    Refused,
+    /// The API server does not serve what netfence reads (404, 405, no resourceVersion).
+    Unserved,
+    /// Anything else (a 410 after a compaction, a 5xx, a cut connection): the watcher mends it
+    /// by itself with its backoff, and it must not make an audit condition Unknown for a
+    /// moment (seen after a restart: a watch of one DNS cache answered 410 before another
+    /// cache had listed, and the status flipped to Unknown and back).
+    Transient,
+}
+
+impl Failure {
+    fn of(error: &watcher::Error) -> Failure {
+        let code = match error {
+            watcher::Error::InitialListFailed(error)
+            | watcher::Error::WatchStartFailed(error)
+            | watcher::Error::WatchFailed(error) => match error {
+                kube::Error::Api(status) => status.code,
+                _ => return Failure::Transient,
+            },
+            watcher::Error::WatchError(status) => status.code,
+            watcher::Error::NoResourceVersion => return Failure::Unserved,
+        };
+        match code {
+            401 | 403 => Failure::Refused,
+            404 | 405 => Failure::Unserved,
+            _ => Failure::Transient,
+        }
+    }
+
+    /// Whether retrying will not mend it.
+    fn lasts(self) -> bool {
+        self != Failure::Transient
+    }
 }
 
 use super::{
