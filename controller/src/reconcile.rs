@@ -256,7 +256,7 @@ async fn reconcile_steps(
             &namespace,
             &outcome,
             &liveness,
-            Some(&isolation),
+            Some((&isolation, &desired)),
         )
         .await?;
         return Ok(Action::await_change());
@@ -294,7 +294,7 @@ async fn reconcile_steps(
             &namespace,
             &outcome,
             &liveness,
-            Some(&isolation),
+            Some((&isolation, &desired)),
         )
         .await
         {
@@ -325,7 +325,7 @@ async fn reconcile_steps(
         &namespace,
         &outcome,
         &liveness,
-        Some(&isolation),
+        Some((&isolation, &desired)),
     )
     .await?;
     if wrote && let Outcome::ApplyFailed { message, .. } = outcome {
@@ -433,13 +433,13 @@ fn owned_names(policies: &[Observed], uid: &str) -> Vec<String> {
 }
 
 /// The namespace's policies that carry the managed-by label, whole, for the intent audit. One
-/// whose spec is the spec of the policy of that name `isolation` renders is that rendered
+/// whose spec is the spec of the policy of that name in `desired` (the render) is that rendered
 /// policy (its digest says so; names, namespace and spec are all a proof reads); any other
 /// (another resource's, or not yet restored) is read from the API server.
 async fn whole_policies(
     context: &Context,
     namespace: &str,
-    isolation: &ValidatedIsolation,
+    desired: &[NetworkPolicy],
 ) -> Result<Vec<NetworkPolicy>, Error> {
     // Only the managed ones: the audit takes the others whole from the foreign cache.
     let observed = context.policies.in_namespace(namespace);
@@ -456,7 +456,6 @@ async fn whole_policies(
             })
             .collect());
     }
-    let desired = render::network_policies(isolation);
     // Read leniently: a policy that does not decode is salvaged, never a failed status write.
     let api: Api<Lenient<NetworkPolicy>> = Api::namespaced(context.client.clone(), namespace);
     let mut whole = Vec::new();
@@ -825,7 +824,7 @@ async fn wait_for_cache(
     let deadline = tokio::time::Instant::now() + CACHE_WAIT;
     let seen = context
         .policies
-        .wait_until(deadline, |cache| {
+        .wait_until_in(namespace, deadline, |cache| {
             written.iter().all(|(name, version)| match version {
                 Some(version) => {
                     cache.holds(namespace, name, Some(version))
@@ -868,8 +867,9 @@ async fn write_status(
     namespace: &str,
     outcome: &Outcome,
     liveness: &Liveness,
-    isolation: Option<&ValidatedIsolation>,
+    valid: Option<(&ValidatedIsolation, &[NetworkPolicy])>,
 ) -> Result<bool, Error> {
+    let isolation = valid.map(|(isolation, _)| isolation);
     context.foreign.wait_synced().await;
     context.dns.settled().await;
     context.cluster_wide.settled().await;
@@ -898,8 +898,8 @@ async fn write_status(
         None => Vec::new(),
     };
     status::warn(&mut new, &warnings);
-    let managed = match isolation {
-        Some(isolation) => whole_policies(context, namespace, isolation).await?,
+    let managed = match valid {
+        Some((_, desired)) => whole_policies(context, namespace, desired).await?,
         // An invalid spec has no intent to prove.
         None => Vec::new(),
     };

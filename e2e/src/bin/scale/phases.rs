@@ -163,6 +163,12 @@ impl Env {
             .await
             .unwrap_or_default()
     }
+
+    /// The reconciles since the operator had made `before`.
+    async fn report_reconciles(&self, report: &mut Report, phase: &'static str, before: f64) {
+        let reconciles = self.reconciles().await - before;
+        report.add(phase, "reconciles", format!("{reconciles:.0}"));
+    }
 }
 
 /// `share` (0 to 1) of `len`, rounded up: a rank or a count of items.
@@ -437,11 +443,8 @@ pub async fn convergence(env: &Env, report: &mut Report) -> anyhow::Result<Durat
         "reads: get / list / watch",
         format!("{gets} / {lists} / {watches}"),
     );
-    report.add(
-        "convergence",
-        "reconciles",
-        format!("{:.0}", env.reconciles().await - reconciles),
-    );
+    env.report_reconciles(report, "convergence", reconciles)
+        .await;
     report_usage(report, "convergence", before, after);
     report.add(
         "convergence",
@@ -622,6 +625,7 @@ pub async fn drift(
     );
     env.server.audit_clear();
     let before = env.operator.usage()?;
+    let reconciles = env.reconciles().await;
     let started = Instant::now();
     let deleted: HashMap<(String, String), Instant> = stream::iter(chosen.clone())
         .map(|(namespace, name)| {
@@ -705,6 +709,7 @@ pub async fn drift(
         );
     }
     report_writes(report, "drift", &writes, chosen.len());
+    env.report_reconciles(report, "drift", reconciles).await;
     report_usage(report, "drift", before, after);
     Ok(())
 }
@@ -727,6 +732,7 @@ pub async fn churn(env: &Env, report: &mut Report) -> anyhow::Result<()> {
     }
     env.server.audit_clear();
     let before = env.operator.usage()?;
+    let reconciles = env.reconciles().await;
     let started = Instant::now();
     let patch = json!({"spec": {"flows": workload::flows(FIRST_PORT + 1)}});
     let patched: Vec<NamespaceIsolation> = stream::iter(chosen.clone())
@@ -777,6 +783,7 @@ pub async fn churn(env: &Env, report: &mut Report) -> anyhow::Result<()> {
         seconds(elapsed),
     );
     report_writes(report, "churn", &writes, changed + chosen.len());
+    env.report_reconciles(report, "churn", reconciles).await;
     report_usage(report, "churn", before, after);
     Ok(())
 }
