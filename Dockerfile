@@ -26,8 +26,10 @@ COPY --from=builder /usr/local/bin/netfence /netfence
 USER 65532:65532
 # glibc's malloc gives each thread that allocates an arena of its own, and memory freed in one
 # arena is not reused by another: at 10,000 namespaces two arenas took the operator's peak RSS
-# from 100.4 to 94.6 MiB (the template fan-out, docs/performance.md). The scale benchmark runs
-# its operator with the ENV lines of this file that start with MALLOC_ (one KEY=value each).
-ENV MALLOC_ARENA_MAX=2
+# from 100.4 to 94.6 MiB (the template fan-out), one arena to 90.7-92.1 MiB against 95.8-97.0
+# with two on 2026-12-05, at no cost in time the runs could show (docs/performance.md, 27).
+# The scale benchmark runs its operator with the ENV lines of this file that start with MALLOC_
+# (one KEY=value each).
+ENV MALLOC_ARENA_MAX=1
 EXPOSE 8080
 ENTRYPOINT ["/netfence"]
